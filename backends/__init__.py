@@ -1,0 +1,1 @@
+"""Connections to the storage backends (MongoDB, Redis), each chosen by its URL."""

@@ -1,0 +1,79 @@
+"""The document database: a real MongoDB-protocol server, or an in-process stand-in.
+
+``memory://`` gives mongomock-motor, which Beanie 2 cannot initialise as it is: Beanie
+calls ``list_collection_names(authorizedCollections=True, nameOnly=True)`` and
+mongomock rejects both keywords. ``_EmbeddedDatabase`` drops them; it is the whole
+adaptation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from beanie import init_beanie
+from pymongo import AsyncMongoClient
+
+from errors import ConfigError
+from models import DOCUMENT_MODELS
+
+DEFAULT_DATABASE = "plop"
+
+
+def database_name(url: str) -> str:
+    """The database named by the URL's path, ``plop`` when it names none."""
+    name = urlsplit(url).path.lstrip("/")
+    return name or DEFAULT_DATABASE
+
+
+class _EmbeddedDatabase:
+    """Wraps a mongomock-motor database so that Beanie's start-up calls work."""
+
+    def __init__(self, database: Any) -> None:
+        self._database = database
+
+    async def list_collection_names(self, *args: Any, **kwargs: Any) -> list[str]:
+        kwargs.pop("authorizedCollections", None)
+        kwargs.pop("nameOnly", None)
+        names: list[str] = await self._database.list_collection_names(*args, **kwargs)
+        return names
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._database, name)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._database[name]
+
+
+def embedded_database(name: str = DEFAULT_DATABASE) -> Any:
+    """A fresh in-process database that Beanie accepts."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    return _EmbeddedDatabase(AsyncMongoMockClient()[name])
+
+
+@asynccontextmanager
+async def open_database(url: str, timeout_seconds: float) -> AsyncIterator[None]:
+    """Connect Beanie's documents to the database the URL names, for the block's life."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        await init_beanie(database=embedded_database(database_name(url)), document_models=DOCUMENT_MODELS)
+        yield
+        return
+    if scheme not in ("mongodb", "mongodb+srv"):
+        raise ConfigError(f"PLOP_MONGO_URL has an unsupported scheme: {url!r}")
+    timeout_ms = int(timeout_seconds * 1000)
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        url,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=timeout_ms * 2,
+        tz_aware=True,
+    )
+    try:
+        await init_beanie(database=client[database_name(url)], document_models=DOCUMENT_MODELS)
+        yield
+    finally:
+        await client.close()

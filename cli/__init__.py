@@ -1,0 +1,1 @@
+"""The ``plop`` command."""

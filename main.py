@@ -1,0 +1,42 @@
+"""The app factory: FastAPI + the GraphQL router, with a lifespan that owns every backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from schema.root import build_schema
+from services import Services
+from settings import Settings
+from transport.limits import BodySizeLimit
+from transport.router import graphql_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A Plop app; nothing connects until its lifespan starts."""
+    config = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Services.open(config) as services:
+            app.state.services = services  # the only shared state in the process
+            yield
+
+    app = FastAPI(title="Plop", lifespan=lifespan, docs_url=None, redoc_url=None)
+    schema = build_schema(config)
+    app.include_router(graphql_router(schema, config), prefix="/graphql")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
+    return app

@@ -1,0 +1,13 @@
+"""Beanie documents and their indexes. No logic lives here: services own the rules."""
+
+from __future__ import annotations
+
+from beanie import Document
+
+from models.message import MessageDoc
+from models.room import MembershipDoc, RoomDoc
+from models.user import UserDoc
+
+DOCUMENT_MODELS: list[type[Document]] = [UserDoc, RoomDoc, MembershipDoc, MessageDoc]
+
+__all__ = ["DOCUMENT_MODELS", "MembershipDoc", "MessageDoc", "RoomDoc", "UserDoc"]

@@ -1,0 +1,42 @@
+"""Messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from beanie import Document, PydanticObjectId
+from pydantic import Field
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from models.time import utc_now
+
+
+class MessageDoc(Document):
+    """One message. ``(room_id, seq)`` and ``idempotency_key`` are unique by index.
+
+    ``idempotency_key`` is ``<sender>:<clientId>``, or a random key when the client sent
+    no clientId, so that it is always present (see ``RoomDoc.pair_key`` for why).
+    ``published`` stays false until the message's event reached the broker; the relay
+    publishes what a failed send left behind.
+    """
+
+    room_id: PydanticObjectId
+    seq: int
+    sender_id: PydanticObjectId
+    text: str
+    client_id: str | None = None
+    idempotency_key: str
+    created_at: datetime = Field(default_factory=utc_now)
+    edited_at: datetime | None = None
+    deleted: bool = False
+    published: bool = False
+
+    class Settings:
+        name = "messages"
+        indexes = [
+            IndexModel(
+                [("room_id", ASCENDING), ("seq", DESCENDING)], unique=True, name="room_seq_unique"
+            ),
+            IndexModel([("idempotency_key", ASCENDING)], unique=True, name="idempotency_unique"),
+            IndexModel([("published", ASCENDING), ("created_at", ASCENDING)], name="unpublished"),
+        ]

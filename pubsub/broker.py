@@ -1,0 +1,45 @@
+"""The broker contract, and the choice of backend by URL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from errors import ConfigError
+from pubsub.events import Event
+
+
+class Broker(Protocol):
+    """Carries events between server instances.
+
+    ``subscribe`` gives every event published to the topic after the block was
+    entered, to every subscriber (broadcast): each instance sees all events.
+    """
+
+    async def start(self, topics: dict[str, int]) -> None:
+        """Connect, and create the topics (name -> partitions) that do not exist yet."""
+
+    async def publish(self, topic: str, key: str, event: Event) -> None:
+        """Send the event; returns once the broker has it."""
+
+    def subscribe(self, topic: str) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
+        """Every event of the topic published from now on, in per-key order."""
+
+    async def close(self) -> None:
+        """Flush and disconnect."""
+
+
+def broker_from_url(url: str, client_id: str) -> Broker:
+    """The broker backend the URL's scheme names."""
+    from pubsub.kafka import KafkaBroker
+    from pubsub.memory import MemoryBroker
+
+    backends: dict[str, Callable[[str, str], Broker]] = {
+        "memory": MemoryBroker,
+        "kafka": KafkaBroker,
+    }
+    if (backend := backends.get(urlsplit(url).scheme)) is None:
+        raise ConfigError(f"PLOP_BROKER_URL has an unsupported scheme: {url!r}")
+    return backend(url, client_id)

@@ -1,0 +1,130 @@
+"""Kafka backend (aiokafka).
+
+Broadcast without consumer groups: each subscription assigns itself every partition
+of the topic and starts at the end. Every instance must see every room event, and a
+consumer group per instance would leave a group behind in the broker each time an
+instance stops for good. Nothing is lost by starting at the end: a subscriber that
+joins later reads what came before from the database (``afterSeq``), and a message
+whose publish failed is republished by the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from urllib.parse import urlsplit
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from errors import ConfigError
+from pubsub.events import Event, decode_event, encode_event
+
+logger = logging.getLogger(__name__)
+
+# Kafka's error code for "topic already exists" in a CreateTopics response.
+_TOPIC_ALREADY_EXISTS = 36
+_METADATA_WAIT_SECONDS = 30.0
+
+
+def bootstrap_servers(url: str) -> str:
+    """``kafka://h1:9092,h2:9092`` -> ``h1:9092,h2:9092``."""
+    servers = urlsplit(url).netloc
+    if not servers:
+        raise ConfigError(f"PLOP_BROKER_URL names no Kafka host: {url!r}")
+    return servers
+
+
+class KafkaBroker:
+    """Publishes with an idempotent producer; subscribes by assigning all partitions."""
+
+    def __init__(self, url: str, client_id: str) -> None:
+        self._servers = bootstrap_servers(url)
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self, topics: dict[str, int]) -> None:
+        await self._create_topics(topics)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._servers,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+        )
+        await self._producer.start()
+
+    async def _create_topics(self, topics: dict[str, int]) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._servers, client_id=self._client_id)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(name, num_partitions=partitions, replication_factor=1)
+                for name, partitions in topics.items()
+                if name not in existing
+            ]
+            if missing:
+                response = await admin.create_topics(missing)
+                for name, code, *_ in response.topic_errors:
+                    if code not in (0, _TOPIC_ALREADY_EXISTS):
+                        raise ConfigError(f"Kafka refused to create topic {name!r} (error {code})")
+            # Creation is asynchronous in the cluster: wait until every topic is visible.
+            async with asyncio.timeout(_METADATA_WAIT_SECONDS):
+                while not set(topics) <= set(await admin.list_topics()):
+                    await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+
+    async def publish(self, topic: str, key: str, event: Event) -> None:
+        if self._producer is None:
+            raise RuntimeError("KafkaBroker.publish before start")
+        await self._producer.send_and_wait(topic, encode_event(event), key=key.encode())
+
+    @asynccontextmanager
+    async def subscribe(self, topic: str) -> AsyncIterator[AsyncIterator[Event]]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._servers,
+            client_id=self._client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+        )
+        await consumer.start()
+        try:
+            partitions = await self._partitions(consumer, topic)
+            consumer.assign(partitions)
+            await consumer.seek_to_end(*partitions)
+            # Resolve the positions now, so that every event published after this
+            # block was entered is delivered.
+            for partition in partitions:
+                await consumer.position(partition)
+
+            async def events() -> AsyncIterator[Event]:
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                    for records in batches.values():
+                        for record in records:
+                            if record.value is not None and (event := decode_event(record.value)):
+                                yield event
+
+            yield events()
+        finally:
+            with suppress(Exception):
+                await consumer.stop()
+
+    @staticmethod
+    async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+        async with asyncio.timeout(_METADATA_WAIT_SECONDS):
+            while True:
+                await consumer.topics()  # refreshes metadata
+                if numbers := consumer.partitions_for_topic(topic):
+                    return [TopicPartition(topic, number) for number in sorted(numbers)]
+                await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

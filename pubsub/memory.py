@@ -1,0 +1,50 @@
+"""In-process broker for the embedded mode: one instance, nothing durable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from pubsub.events import Event, decode_event, encode_event
+
+
+class MemoryBroker:
+    """Hands each published event to every current subscriber of its topic.
+
+    Events go through the wire codec even here, so that the embedded mode exercises
+    the same encoding as Kafka does.
+    """
+
+    def __init__(self, url: str = "memory://", client_id: str = "") -> None:
+        self._queues: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
+
+    async def start(self, topics: dict[str, int]) -> None:
+        return None
+
+    async def publish(self, topic: str, key: str, event: Event) -> None:
+        raw = encode_event(event)
+        for queue in self._queues[topic]:
+            queue.put_nowait(raw)
+
+    @asynccontextmanager
+    async def subscribe(self, topic: str) -> AsyncIterator[AsyncIterator[Event]]:
+        # Unbounded: the one consumer per topic is the instance's dispatcher, which
+        # never blocks on a subscriber (see services.fanout).
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queues[topic].add(queue)
+
+        async def events() -> AsyncIterator[Event]:
+            while True:
+                event = decode_event(await queue.get())
+                if event is not None:
+                    yield event
+
+        try:
+            yield events()
+        finally:
+            self._queues[topic].discard(queue)
+
+    async def close(self) -> None:
+        self._queues.clear()

@@ -1,0 +1,1 @@
+"""Query, mutation and subscription functions: parse, authorize, call a service, map."""

@@ -1,0 +1,29 @@
+"""Who is asking: every resolver but signUp and logIn starts here."""
+
+from __future__ import annotations
+
+import strawberry
+from beanie import PydanticObjectId
+
+from models import RoomDoc, UserDoc
+from schema.context import Info
+from services.ids import parse_id
+
+
+async def require_viewer(info: Info) -> UserDoc:
+    """The authenticated viewer; UNAUTHENTICATED without a valid session token."""
+    context = info.context
+    if context.viewer is None or context.over_websocket:
+        context.viewer = await context.services.accounts.user_for_token(context.token)
+    return context.viewer
+
+
+async def require_member(info: Info, room_id: strawberry.ID) -> tuple[UserDoc, RoomDoc]:
+    """The viewer and the room; NOT_FOUND or FORBIDDEN unless the viewer is in it."""
+    viewer = await require_viewer(info)
+    room = await info.context.services.rooms.require_member(parse_id(room_id, "roomId"), viewer)
+    return viewer, room
+
+
+def object_id(value: strawberry.ID, argument: str) -> PydanticObjectId:
+    return parse_id(value, argument)

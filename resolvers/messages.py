@@ -1,0 +1,46 @@
+"""sendMessage and the history query."""
+
+from __future__ import annotations
+
+import strawberry
+
+from resolvers.access import require_member
+from schema.context import Info
+from schema.types import Message, MessageConnection, MessageEdge, PageInfo
+from services.messages import message_cursor
+
+
+async def send_message(
+    info: Info, room_id: strawberry.ID, text: str, client_id: str | None = None
+) -> Message:
+    viewer, room = await require_member(info, room_id)
+    sent = await info.context.services.messages.send(room, viewer, text, client_id)
+    return Message.from_doc(sent, viewer)
+
+
+async def messages(
+    info: Info,
+    room_id: strawberry.ID,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> MessageConnection:
+    _, room = await require_member(info, room_id)
+    services = info.context.services
+    page = await services.messages.history(room, first, after, last, before)
+    senders = await services.accounts.get_many([message.sender_id for message in page.items])
+    edges = [
+        MessageEdge(cursor=message_cursor(message), node=Message.from_doc(message, sender))
+        for message in page.items
+        if (sender := senders.get(message.sender_id)) is not None
+    ]
+    return MessageConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+    )

@@ -1,0 +1,61 @@
+"""Rooms: create, invite, leave, list, read."""
+
+from __future__ import annotations
+
+import strawberry
+
+from resolvers.access import require_member, require_viewer
+from schema.context import Info
+from schema.types import PageInfo, Room, RoomConnection, RoomEdge
+from services.ids import parse_id, parse_ids
+from services.rooms import room_cursor
+
+
+async def create_direct_room(info: Info, user_id: strawberry.ID) -> Room:
+    viewer = await require_viewer(info)
+    room = await info.context.services.rooms.create_direct(viewer, parse_id(user_id, "userId"))
+    return Room.from_doc(room)
+
+
+async def create_group_room(info: Info, title: str, member_ids: list[strawberry.ID]) -> Room:
+    viewer = await require_viewer(info)
+    members = parse_ids(list(member_ids), "memberIds")
+    return Room.from_doc(await info.context.services.rooms.create_group(viewer, title, members))
+
+
+async def invite_members(info: Info, room_id: strawberry.ID, user_ids: list[strawberry.ID]) -> Room:
+    viewer, room = await require_member(info, room_id)
+    invited = parse_ids(list(user_ids), "userIds")
+    return Room.from_doc(await info.context.services.rooms.invite(room, viewer, invited))
+
+
+async def leave_room(info: Info, room_id: strawberry.ID) -> bool:
+    viewer, room = await require_member(info, room_id)
+    await info.context.services.rooms.leave(room, viewer)
+    return True
+
+
+async def mark_read(info: Info, room_id: strawberry.ID, seq: int) -> Room:
+    viewer, room = await require_member(info, room_id)
+    await info.context.services.rooms.mark_read(room, viewer, seq)
+    return Room.from_doc(room)
+
+
+async def rooms(info: Info, first: int | None = 20, after: str | None = None) -> RoomConnection:
+    viewer = await require_viewer(info)
+    page = await info.context.services.rooms.list_for(viewer, first, after)
+    edges = [RoomEdge(cursor=room_cursor(room), node=Room.from_doc(room)) for room in page.items]
+    return RoomConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+    )
+
+
+async def room(info: Info, id: strawberry.ID) -> Room | None:
+    _, found = await require_member(info, id)
+    return Room.from_doc(found)

@@ -1,0 +1,31 @@
+"""messageAdded, roomAdded, roomUpdated: authorize once at subscribe, then stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from resolvers.access import require_member, require_viewer
+from schema.context import Info
+from schema.types import Message, Room
+
+
+async def message_added(
+    info: Info, room_id: strawberry.ID, after_seq: int | None = None
+) -> AsyncGenerator[Message, None]:
+    viewer, room = await require_member(info, room_id)
+    async for data in info.context.services.streams.message_added(room, viewer, after_seq):
+        yield Message.from_data(data)
+
+
+async def room_added(info: Info) -> AsyncGenerator[Room, None]:
+    viewer = await require_viewer(info)
+    async for room in info.context.services.streams.room_added(viewer):
+        yield Room.from_doc(room)
+
+
+async def room_updated(info: Info) -> AsyncGenerator[Room, None]:
+    viewer = await require_viewer(info)
+    async for room in info.context.services.streams.room_updated(viewer):
+        yield Room.from_doc(room)

@@ -1,0 +1,1 @@
+"""Strawberry types, the request context, error codes and the one Schema."""

@@ -1,0 +1,120 @@
+"""The one Schema: root types wired to resolvers, with limits and error codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.types.execution import ExecutionContext
+
+from resolvers import accounts as account_resolvers
+from resolvers import messages as message_resolvers
+from resolvers import rooms as room_resolvers
+from resolvers import subscriptions as subscription_resolvers
+from observability.metrics import OperationMetrics
+from schema.errors import ErrorCodes
+from schema.types import AuthPayload, Message, MessageConnection, Room, RoomConnection, User
+from settings import Settings
+
+
+@strawberry.type
+class Query:
+    me: User = strawberry.field(resolver=account_resolvers.me)
+    user: User | None = strawberry.field(resolver=account_resolvers.user)
+    rooms: RoomConnection = strawberry.field(
+        resolver=room_resolvers.rooms, description="The viewer's rooms, most recent activity first."
+    )
+    room: Room | None = strawberry.field(
+        resolver=room_resolvers.room,
+        description="FORBIDDEN unless the viewer is a member; NOT_FOUND if no such room.",
+    )
+    messages: MessageConnection = strawberry.field(
+        resolver=message_resolvers.messages,
+        description=(
+            "History, Relay-style, edges in ascending seq order. With no paging arguments: "
+            "the newest 50. `last`+`before` pages back, `first`+`after` pages forward. "
+            "Page size at most 100."
+        ),
+    )
+
+
+@strawberry.type
+class Mutation:
+    sign_up: AuthPayload = strawberry.mutation(resolver=account_resolvers.sign_up)
+    log_in: AuthPayload = strawberry.mutation(resolver=account_resolvers.log_in)
+    log_out: bool = strawberry.mutation(resolver=account_resolvers.log_out)
+
+    create_direct_room: Room = strawberry.mutation(
+        resolver=room_resolvers.create_direct_room,
+        description="Idempotent: returns the existing DIRECT room of the two users if there is one.",
+    )
+    create_group_room: Room = strawberry.mutation(resolver=room_resolvers.create_group_room)
+    invite_members: Room = strawberry.mutation(
+        resolver=room_resolvers.invite_members,
+        description="Any member of a GROUP room may invite; invitees get roomAdded.",
+    )
+    leave_room: bool = strawberry.mutation(resolver=room_resolvers.leave_room)
+    send_message: Message = strawberry.mutation(
+        resolver=message_resolvers.send_message,
+        description=(
+            "Idempotent per (viewer, clientId): a retry returns the first Message, "
+            "never a second one."
+        ),
+    )
+    mark_read: Room = strawberry.mutation(
+        resolver=room_resolvers.mark_read, description="Moves the viewer's read marker forward (never back)."
+    )
+
+
+@strawberry.type
+class Subscription:
+    message_added: Message = strawberry.subscription(
+        resolver=subscription_resolvers.message_added,
+        description=(
+            "New messages of one room (the viewer must be a member). With afterSeq, first "
+            "replays every stored message with seq > afterSeq, then goes live: each message "
+            "exactly once, in seq order, no gaps."
+        ),
+    )
+    room_added: Room = strawberry.subscription(
+        resolver=subscription_resolvers.room_added,
+        description="Rooms the viewer was just added to (created with them, or invited).",
+    )
+    room_updated: Room = strawberry.subscription(
+        resolver=subscription_resolvers.room_updated,
+        description="The live feed of the viewer's room list.",
+    )
+
+
+class PlopSchema(strawberry.Schema):
+    """Logs nothing per error itself: ``schema.errors`` logs what is unexpected."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        return None
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    """The served schema, with the limits the settings give."""
+    limits = settings or Settings()
+    extensions: list[Any] = [
+        OperationMetrics,
+        ErrorCodes,
+        ParserCache(maxsize=1024),
+        ValidationCache(maxsize=1024),
+        QueryDepthLimiter(max_depth=limits.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        MaxTokensLimiter(max_token_count=limits.max_query_tokens),
+    ]
+    return PlopSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )

@@ -1,0 +1,163 @@
+"""The GraphQL object types of the public contract (design/api.graphql)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from models import MessageDoc, RoomDoc, UserDoc
+from models.room import RoomKind as RoomKindValue
+from models.time import as_utc
+from pubsub import MessageData
+from schema.context import Info
+from services.messages import message_data
+
+
+@strawberry.enum(name="RoomKind")
+class RoomKind(Enum):
+    DIRECT = "DIRECT"
+    GROUP = "GROUP"
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    username: str
+    display_name: str
+
+    @classmethod
+    def from_doc(cls, user: UserDoc) -> User:
+        return cls(id=strawberry.ID(str(user.id)), username=user.username, display_name=user.display_name)
+
+
+@strawberry.type
+class AuthPayload:
+    token: str = strawberry.field(
+        description="Opaque session token, revocable (logOut), with a server-side expiry."
+    )
+    user: User
+
+
+@strawberry.type
+class Message:
+    id: strawberry.ID
+    room_id: strawberry.ID
+    seq: int = strawberry.field(
+        description="Per room: 1, 2, 3, ... strictly increasing, no gaps, assigned by the server."
+    )
+    sender: User
+    text: str = strawberry.field(description="Empty string once deleted.")
+    client_id: str | None = strawberry.field(
+        description="The sender's idempotency key, echoed back."
+    )
+    created_at: datetime
+    edited_at: datetime | None
+    deleted: bool
+
+    @classmethod
+    def from_data(cls, data: MessageData) -> Message:
+        return cls(
+            id=strawberry.ID(data.id),
+            room_id=strawberry.ID(data.room_id),
+            seq=data.seq,
+            sender=User(
+                id=strawberry.ID(data.sender_id),
+                username=data.sender_username,
+                display_name=data.sender_display_name,
+            ),
+            text=data.text,
+            client_id=data.client_id,
+            created_at=datetime.fromisoformat(data.created_at),
+            edited_at=datetime.fromisoformat(data.edited_at) if data.edited_at else None,
+            deleted=data.deleted,
+        )
+
+    @classmethod
+    def from_doc(cls, message: MessageDoc, sender: UserDoc) -> Message:
+        return cls.from_data(message_data(message, sender))
+
+
+@strawberry.type
+class Room:
+    id: strawberry.ID
+    kind: RoomKind
+    title: str | None = strawberry.field(description="Group title; null for DIRECT rooms.")
+    created_at: datetime
+    doc: strawberry.Private[RoomDoc]
+
+    @classmethod
+    def from_doc(cls, room: RoomDoc) -> Room:
+        return cls(
+            id=strawberry.ID(str(room.id)),
+            kind=RoomKind(room.kind.value if isinstance(room.kind, RoomKindValue) else room.kind),
+            title=room.title,
+            created_at=as_utc(room.created_at),
+            doc=room,
+        )
+
+    @strawberry.field
+    async def members(self, info: Info) -> list[User]:
+        return [User.from_doc(user) for user in await info.context.services.rooms.members(self.doc)]
+
+    @strawberry.field(description="seq of the newest message; 0 for an empty room.")
+    async def last_seq(self, info: Info) -> int:
+        assert self.doc.id is not None
+        return await info.context.services.messages.latest_seq(self.doc.id)
+
+    @strawberry.field
+    async def last_message(self, info: Info) -> Message | None:
+        assert self.doc.id is not None
+        services = info.context.services
+        newest = await services.messages.latest(self.doc.id)
+        if newest is None:
+            return None
+        sender = await services.accounts.get(newest.sender_id)
+        return Message.from_doc(newest, sender) if sender else None
+
+    @strawberry.field(description="The viewer's read marker.")
+    async def last_read_seq(self, info: Info) -> int:
+        viewer = info.context.viewer
+        assert viewer is not None  # every root resolver that returns a Room requires one
+        return await info.context.services.rooms.read_marker(self.doc, viewer)
+
+    @strawberry.field(description="Messages after the viewer's read marker not sent by the viewer.")
+    async def unread_count(self, info: Info) -> int:
+        viewer = info.context.viewer
+        assert viewer is not None and self.doc.id is not None
+        services = info.context.services
+        marker = await services.rooms.read_marker(self.doc, viewer)
+        return await services.messages.unread_count(self.doc.id, viewer, marker)
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class MessageEdge:
+    cursor: str
+    node: Message
+
+
+@strawberry.type
+class MessageConnection:
+    edges: list[MessageEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class RoomEdge:
+    cursor: str
+    node: Room
+
+
+@strawberry.type
+class RoomConnection:
+    edges: list[RoomEdge]
+    page_info: PageInfo

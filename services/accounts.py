@@ -1,0 +1,106 @@
+"""Accounts and sessions: sign-up, log-in, log-out, and who a token belongs to."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from beanie import PydanticObjectId
+from pymongo.errors import DuplicateKeyError
+
+from auth.passwords import DUMMY_PASSWORD_HASH, hash_password, verify_password
+from auth.sessions import SessionStore
+from errors import BadUserInput, Conflict, Unauthenticated
+from models import UserDoc
+
+USERNAME_PATTERN = re.compile(r"[a-z0-9_.]{3,32}")
+MIN_PASSWORD_CHARS = 8
+# argon2 hashes any length, but an unbounded password is a cheap way to burn CPU.
+MAX_PASSWORD_CHARS = 1_024
+MAX_DISPLAY_NAME_CHARS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    token: str
+    user: UserDoc
+
+
+def normalize_username(username: str) -> str:
+    """Lowercased username, or BAD_USER_INPUT if it is not 3-32 of ``[a-z0-9_.]``."""
+    normalized = username.strip().lower()
+    if not USERNAME_PATTERN.fullmatch(normalized):
+        raise BadUserInput(
+            "username must be 3-32 characters of lowercase letters, digits, '_' and '.'"
+        )
+    return normalized
+
+
+def _checked_password(password: str) -> str:
+    if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+        raise BadUserInput(
+            f"password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters long"
+        )
+    return password
+
+
+def _checked_display_name(display_name: str) -> str:
+    cleaned = " ".join(display_name.split())
+    if not 1 <= len(cleaned) <= MAX_DISPLAY_NAME_CHARS:
+        raise BadUserInput(f"displayName must be 1 to {MAX_DISPLAY_NAME_CHARS} characters long")
+    return cleaned
+
+
+class AccountService:
+    """The rules of accounts; sessions live in the ``SessionStore``."""
+
+    def __init__(self, sessions: SessionStore) -> None:
+        self._sessions = sessions
+
+    async def sign_up(self, username: str, password: str, display_name: str | None) -> Session:
+        """A new account and its first session; CONFLICT if the username is taken."""
+        name = normalize_username(username)
+        shown = _checked_display_name(display_name if display_name is not None else name)
+        user = UserDoc(
+            username=name,
+            display_name=shown,
+            display_name_key=shown.lower(),
+            password_hash=await hash_password(_checked_password(password)),
+        )
+        try:
+            await user.insert()
+        except DuplicateKeyError as exc:
+            raise Conflict(f"username {name!r} is taken") from exc
+        return Session(token=await self._sessions.create(str(user.id)), user=user)
+
+    async def log_in(self, username: str, password: str) -> Session:
+        """A new session; UNAUTHENTICATED, saying nothing more, if the pair is wrong."""
+        user = await UserDoc.find_one(UserDoc.username == username.strip().lower())
+        password_hash = user.password_hash if user else DUMMY_PASSWORD_HASH
+        if not await verify_password(password_hash, password[:MAX_PASSWORD_CHARS]) or user is None:
+            raise Unauthenticated("wrong username or password")
+        return Session(token=await self._sessions.create(str(user.id)), user=user)
+
+    async def log_out(self, token: str) -> None:
+        """Revokes the token at once."""
+        await self._sessions.revoke(token)
+
+    async def user_for_token(self, token: str | None) -> UserDoc:
+        """The user whose valid session the token is; UNAUTHENTICATED otherwise."""
+        if not token:
+            raise Unauthenticated("sign in: this operation needs a session token")
+        user_id = await self._sessions.user_id_for(token)
+        user = await UserDoc.get(PydanticObjectId(user_id)) if user_id else None
+        if user is None:
+            raise Unauthenticated("the session token is invalid, expired or revoked")
+        return user
+
+    async def get(self, user_id: PydanticObjectId) -> UserDoc | None:
+        return await UserDoc.get(user_id)
+
+    async def get_many(self, user_ids: list[PydanticObjectId]) -> dict[PydanticObjectId, UserDoc]:
+        """The users that exist among the ids, by id."""
+        if not user_ids:
+            return {}
+        users = await UserDoc.find({"_id": {"$in": list(set(user_ids))}}).to_list()
+        return {user.id: user for user in users if user.id is not None}

@@ -1,0 +1,105 @@
+"""``Services``: every backend and service of one process, opened and closed together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from redis.asyncio import Redis
+
+from auth.sessions import SessionStore
+from backends.mongo import open_database
+from backends.redis import open_redis
+from pubsub import ROOM_EVENTS, USER_EVENTS, Broker, broker_from_url
+from services.accounts import AccountService
+from services.events import EventPublisher
+from services.fanout import FanoutConsumer, FanoutHub
+from services.messages import MessageService
+from services.rooms import RoomService
+from services.streams import StreamService
+from settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """What resolvers reach through ``info.context.services``."""
+
+    settings: Settings
+    redis: Redis
+    broker: Broker
+    hub: FanoutHub
+    accounts: AccountService
+    rooms: RoomService
+    messages: MessageService
+    streams: StreamService
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[Services]:
+        """Connects every backend, starts the background work, and undoes it all on exit."""
+        if embedded := settings.embedded_backends:
+            logger.warning(
+                "EMBEDDED MODE: %s in-process; data is NOT durable and only ONE instance "
+                "is served. Point PLOP_MONGO_URL, PLOP_BROKER_URL and PLOP_REDIS_URL at "
+                "real services for anything else.",
+                ", ".join(embedded),
+            )
+        topics = {name: settings.topic(name) for name in (ROOM_EVENTS, USER_EVENTS)}
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(
+                open_database(settings.mongo_url, settings.backend_timeout_seconds)
+            )
+            redis = await stack.enter_async_context(
+                open_redis(settings.redis_url, settings.backend_timeout_seconds)
+            )
+            broker = broker_from_url(settings.broker_url, f"plop-{settings.instance_id}")
+            await broker.start(
+                {topics[ROOM_EVENTS]: settings.room_events_partitions, topics[USER_EVENTS]: settings.room_events_partitions}
+            )
+            stack.push_async_callback(broker.close)
+
+            hub = FanoutHub(settings.subscriber_queue_events)
+            consumer = FanoutConsumer(broker, hub, topics)
+            await consumer.start()
+            stack.push_async_callback(consumer.stop)
+
+            publisher = EventPublisher(broker, topics, settings.publish_timeout_seconds)
+            accounts = AccountService(SessionStore(redis, settings.session_ttl_seconds))
+            rooms = RoomService(publisher, settings.max_group_members)
+            messages = MessageService(
+                publisher, rooms, settings.max_message_chars, settings.max_client_id_chars
+            )
+            services = cls(
+                settings=settings,
+                redis=redis,
+                broker=broker,
+                hub=hub,
+                accounts=accounts,
+                rooms=rooms,
+                messages=messages,
+                streams=StreamService(hub, messages, accounts),
+            )
+            relay = asyncio.create_task(services._relay_forever())
+            stack.push_async_callback(_cancel, relay)
+            yield services
+
+    async def _relay_forever(self) -> None:
+        """Publishes what failed sends left behind, until the process stops."""
+        grace = timedelta(seconds=self.settings.relay_grace_seconds)
+        while True:
+            try:
+                await self.messages.relay_unpublished(grace)
+            except Exception:
+                logger.exception("relay pass failed; retrying")
+            await asyncio.sleep(self.settings.relay_interval_seconds)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

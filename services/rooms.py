@@ -1,0 +1,192 @@
+"""Rooms: creating them, membership, the room list, and read markers."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from beanie import PydanticObjectId
+from pymongo.errors import DuplicateKeyError
+
+from errors import BadUserInput, Forbidden, NotFound
+from models import MembershipDoc, MessageDoc, RoomDoc, UserDoc
+from models.room import RoomKind
+from models.time import as_utc, utc_now
+from pubsub import MembersChanged, RoomAdded, RoomChanged
+from services.events import EventPublisher
+from services.paging import Page, checked_page_size, decode_cursor, encode_cursor
+
+MAX_TITLE_CHARS = 100
+ROOM_CURSOR = "room"
+
+
+def _pair_key(first: PydanticObjectId, second: PydanticObjectId) -> str:
+    low, high = sorted((str(first), str(second)))
+    return f"direct:{low}:{high}"
+
+
+def room_cursor(room: RoomDoc) -> str:
+    """Keyset cursor (activity time, id): it stays valid while the list reorders."""
+    return encode_cursor(ROOM_CURSOR, as_utc(room.last_activity_at).isoformat(), str(room.id))
+
+
+class RoomService:
+    """The rules of rooms. Every method that reads a room checks membership first."""
+
+    def __init__(self, publisher: EventPublisher, max_group_members: int) -> None:
+        self._publisher = publisher
+        self._max_group_members = max_group_members
+
+    async def require_member(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
+        """The room; NOT_FOUND if there is none, FORBIDDEN if the viewer is not in it."""
+        room = await RoomDoc.get(room_id)
+        if room is None:
+            raise NotFound("no such room")
+        if viewer.id not in room.member_ids:
+            raise Forbidden("you are not a member of this room")
+        return room
+
+    async def _require_users(self, user_ids: list[PydanticObjectId]) -> None:
+        found = await UserDoc.find({"_id": {"$in": user_ids}}).count()
+        if found != len(user_ids):
+            raise NotFound("one or more users do not exist")
+
+    async def create_direct(self, viewer: UserDoc, other_id: PydanticObjectId) -> RoomDoc:
+        """The DIRECT room of the two users, created if they have none (race-safe)."""
+        assert viewer.id is not None
+        if other_id == viewer.id:
+            raise BadUserInput("a direct room needs another user than yourself")
+        await self._require_users([other_id])
+        key = _pair_key(viewer.id, other_id)
+        if existing := await RoomDoc.find_one(RoomDoc.pair_key == key):
+            return existing
+        room = RoomDoc(kind=RoomKind.DIRECT, member_ids=[viewer.id, other_id], pair_key=key)
+        try:
+            await room.insert()
+        except DuplicateKeyError:
+            # Another request created it first; the unique index decided.
+            winner = await RoomDoc.find_one(RoomDoc.pair_key == key)
+            assert winner is not None
+            return winner
+        await self._joined(room, [viewer.id, other_id])
+        return room
+
+    async def create_group(
+        self, viewer: UserDoc, title: str, member_ids: list[PydanticObjectId]
+    ) -> RoomDoc:
+        """A GROUP room with the viewer and the given users."""
+        assert viewer.id is not None
+        clean_title = title.strip()
+        if not 1 <= len(clean_title) <= MAX_TITLE_CHARS:
+            raise BadUserInput(f"title must be 1 to {MAX_TITLE_CHARS} characters long")
+        members = list(dict.fromkeys([viewer.id, *member_ids]))
+        if len(members) > self._max_group_members:
+            raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
+        await self._require_users(members)
+        room = RoomDoc(
+            kind=RoomKind.GROUP,
+            title=clean_title,
+            member_ids=members,
+            pair_key=f"group:{secrets.token_hex(12)}",
+        )
+        await room.insert()
+        await self._joined(room, members)
+        return room
+
+    async def invite(
+        self, room: RoomDoc, viewer: UserDoc, user_ids: list[PydanticObjectId]
+    ) -> RoomDoc:
+        """Adds users to a GROUP room; users already in it are left as they are."""
+        if room.kind is not RoomKind.GROUP:
+            raise BadUserInput("members can only be invited to a GROUP room")
+        new = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in room.member_ids]
+        if not new:
+            return room
+        if len(room.member_ids) + len(new) > self._max_group_members:
+            raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
+        await self._require_users(new)
+        now = utc_now()
+        await RoomDoc.find_one(RoomDoc.id == room.id).update(
+            {"$addToSet": {"member_ids": {"$each": new}}, "$max": {"last_activity_at": now}}
+        )
+        updated = await RoomDoc.get(room.id)  # type: ignore[arg-type]
+        assert updated is not None
+        await self._joined(updated, new)
+        return updated
+
+    async def leave(self, room: RoomDoc, viewer: UserDoc) -> None:
+        """Takes the viewer out of a GROUP room: no more reading, sending or receiving."""
+        assert viewer.id is not None and room.id is not None
+        if room.kind is not RoomKind.GROUP:
+            raise BadUserInput("only a GROUP room can be left")
+        await RoomDoc.find_one(RoomDoc.id == room.id).update(
+            {"$pull": {"member_ids": viewer.id}, "$max": {"last_activity_at": utc_now()}}
+        )
+        await MembershipDoc.find(
+            MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
+        ).delete()
+        await self._publisher.publish(
+            MembersChanged(room_id=str(room.id), added=(), removed=(str(viewer.id),))
+        )
+
+    async def _joined(self, room: RoomDoc, user_ids: list[PydanticObjectId]) -> None:
+        assert room.id is not None
+        for user_id in user_ids:
+            try:
+                await MembershipDoc(room_id=room.id, user_id=user_id).insert()
+            except DuplicateKeyError:
+                pass  # already a member: joining again changes nothing
+        await self._publisher.publish(
+            MembersChanged(room_id=str(room.id), added=tuple(map(str, user_ids)), removed=())
+        )
+        for user_id in user_ids:
+            await self._publisher.publish(RoomAdded(user_id=str(user_id), room_id=str(room.id)))
+
+    async def touch(self, room_id: PydanticObjectId, when: datetime) -> None:
+        """Moves the room's activity time forward (never back) for the room list."""
+        await RoomDoc.find_one(RoomDoc.id == room_id).update({"$max": {"last_activity_at": when}})
+
+    async def list_for(self, viewer: UserDoc, first: int | None, after: str | None) -> Page[RoomDoc]:
+        """The viewer's rooms, most recent activity first."""
+        size = checked_page_size(first, "first", default=20)
+        query: dict[str, object] = {"member_ids": viewer.id}
+        if after is not None:
+            activity, room_id = decode_cursor(after, ROOM_CURSOR, 2)
+            try:
+                at, after_id = datetime.fromisoformat(activity), PydanticObjectId(room_id)
+            except Exception as exc:
+                raise BadUserInput("the cursor is not valid") from exc
+            query["$or"] = [
+                {"last_activity_at": {"$lt": at}},
+                {"last_activity_at": at, "_id": {"$lt": after_id}},
+            ]
+        rooms = (
+            await RoomDoc.find(query)
+            .sort([("last_activity_at", -1), ("_id", -1)])
+            .limit(size + 1)
+            .to_list()
+        )
+        return Page(rooms[:size], has_next_page=len(rooms) > size, has_previous_page=after is not None)
+
+    async def members(self, room: RoomDoc) -> list[UserDoc]:
+        users = await UserDoc.find({"_id": {"$in": room.member_ids}}).to_list()
+        order = {user_id: index for index, user_id in enumerate(room.member_ids)}
+        return sorted(users, key=lambda user: order.get(user.id, 0))  # type: ignore[arg-type]
+
+    async def mark_read(self, room: RoomDoc, viewer: UserDoc, seq: int) -> None:
+        """Moves the viewer's read marker forward to seq (never back)."""
+        if seq < 0:
+            raise BadUserInput("seq must be 0 or more")
+        newest = await MessageDoc.find(MessageDoc.room_id == room.id).sort(("seq", -1)).first_or_none()
+        # A marker past the newest message would count messages not sent yet as read.
+        seq = min(seq, newest.seq if newest else 0)
+        await MembershipDoc.find_one(
+            MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
+        ).update({"$max": {"last_read_seq": seq}})
+        await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room.id)))
+
+    async def read_marker(self, room: RoomDoc, viewer: UserDoc) -> int:
+        membership = await MembershipDoc.find_one(
+            MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
+        )
+        return membership.last_read_seq if membership else 0

@@ -1,0 +1,80 @@
+"""Plop's configuration: one settings object, read from PLOP_* environment variables.
+
+The three URLs pick the backends: ``memory://`` is the embedded, in-process stand-in
+(zero setup, not durable, one instance only); ``mongodb://``, ``kafka://`` and
+``redis://`` are the real services.
+"""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MEMORY_URL = "memory://"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; nothing else in Plop reads the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PLOP_", extra="ignore")
+
+    mongo_url: str = MEMORY_URL
+    broker_url: str = MEMORY_URL
+    redis_url: str = MEMORY_URL
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Names this process in logs and in its Kafka client id; unique per process.
+    instance_id: str = Field(default_factory=lambda: secrets.token_hex(4))
+    # Prefix of every Kafka topic; a deployment (or a test run) may keep its own.
+    topic_prefix: str = "plop"
+    room_events_partitions: int = 8
+
+    session_ttl_seconds: int = 30 * 24 * 3600
+
+    # GraphQL limits: each is generous for a real client and cheap to check.
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_query_tokens: int = 2_000
+    max_request_bytes: int = 64 * 1024
+    max_websocket_message_bytes: int = 64 * 1024
+    connection_init_timeout_seconds: float = 10.0
+    max_subscriptions_per_connection: int = 100
+
+    max_group_members: int = 1_000
+    max_message_chars: int = 4_000
+    max_client_id_chars: int = 64
+    # Frames a socket may have waiting to be written before it counts as a slow
+    # consumer and is closed (1013); the client resumes with afterSeq.
+    socket_send_queue_frames: int = 1_000
+    # Events a subscriber may have waiting before it drops them and refills the gap
+    # from the database instead.
+    subscriber_queue_events: int = 256
+
+    # How long a send waits for the broker before leaving the message to the relay.
+    publish_timeout_seconds: float = 3.0
+    # How often the relay looks for stored messages that were never published, and
+    # how old such a message must be before the relay takes it over.
+    relay_interval_seconds: float = 1.0
+    relay_grace_seconds: float = 2.0
+    # Every network wait of a backend call is bounded by this.
+    backend_timeout_seconds: float = 5.0
+
+    log_level: str = "INFO"
+
+    @property
+    def embedded_backends(self) -> list[str]:
+        """The names of the settings that point at an in-process stand-in."""
+        urls = {
+            "PLOP_MONGO_URL": self.mongo_url,
+            "PLOP_BROKER_URL": self.broker_url,
+            "PLOP_REDIS_URL": self.redis_url,
+        }
+        return [name for name, url in urls.items() if urlsplit(url).scheme == "memory"]
+
+    def topic(self, name: str) -> str:
+        """The full Kafka topic name of one of Plop's topics."""
+        return f"{self.topic_prefix}.{name}"

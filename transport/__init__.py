@@ -1,0 +1,1 @@
+"""HTTP and WebSocket transport: the GraphQL router, socket handlers and request limits."""
