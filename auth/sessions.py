@@ -36,8 +36,8 @@ class SessionStore:
         """The user the token belongs to, or None if it is unknown, expired or revoked."""
         if not token or len(token) > 512:
             return None
-        user_id: str | None = await self._redis.get(_key(token))
-        return user_id
+        user_id = await self._redis.get(_key(token))
+        return None if user_id is None else str(user_id)
 
     async def revoke(self, token: str) -> None:
         """Ends the session at once."""

@@ -59,7 +59,9 @@ async def open_database(url: str, timeout_seconds: float) -> AsyncIterator[None]
     """Connect Beanie's documents to the database the URL names, for the block's life."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
-        await init_beanie(database=embedded_database(database_name(url)), document_models=DOCUMENT_MODELS)
+        await init_beanie(
+            database=embedded_database(database_name(url)), document_models=DOCUMENT_MODELS
+        )
         yield
         return
     if scheme not in ("mongodb", "mongodb+srv"):

@@ -73,7 +73,8 @@ class KafkaBroker:
                         raise ConfigError(f"Kafka refused to create topic {name!r} (error {code})")
             # Creation is asynchronous in the cluster: wait until every topic is visible.
             async with asyncio.timeout(_METADATA_WAIT_SECONDS):
-                while not set(topics) <= set(await admin.list_topics()):
+                # Polls the cluster: there is no event to await for topic creation.
+                while not set(topics) <= set(await admin.list_topics()):  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
         finally:
             await admin.close()

@@ -18,6 +18,7 @@ from pymongo.errors import NetworkTimeout as MongoNetworkTimeout
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import StreamExecutionResult
 
 from errors import PlopError, Unavailable
@@ -54,6 +55,8 @@ def with_code(error: GraphQLError) -> GraphQLError:
     if original is None:
         code = (error.extensions or {}).get("code") or "BAD_USER_INPUT"
         return _rebuild(error, error.message, code)
+    if isinstance(original, InvalidOperationTypeError | CannotGetOperationTypeError):
+        return _rebuild(error, error.message, "BAD_USER_INPUT")
     if (plop_error := plop_error_for(original)) is not None:
         if plop_error is not original:
             logger.warning("backend unavailable", extra={"error": repr(original)})

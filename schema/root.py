@@ -15,14 +15,17 @@ from strawberry.extensions import (
 )
 from strawberry.types.execution import ExecutionContext
 
+from observability.metrics import OperationMetrics
 from resolvers import accounts as account_resolvers
 from resolvers import messages as message_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import subscriptions as subscription_resolvers
-from observability.metrics import OperationMetrics
-from schema.errors import ErrorCodes
+from schema.errors import ErrorCodes, with_code
 from schema.types import AuthPayload, Message, MessageConnection, Room, RoomConnection, User
 from settings import Settings
+
+# Parsed and validated documents kept per process: apps send a few documents many times.
+DOCUMENT_CACHE_SIZE = 1_024
 
 
 @strawberry.type
@@ -54,7 +57,9 @@ class Mutation:
 
     create_direct_room: Room = strawberry.mutation(
         resolver=room_resolvers.create_direct_room,
-        description="Idempotent: returns the existing DIRECT room of the two users if there is one.",
+        description=(
+            "Idempotent: returns the existing DIRECT room of the two users if there is one."
+        ),
     )
     create_group_room: Room = strawberry.mutation(resolver=room_resolvers.create_group_room)
     invite_members: Room = strawberry.mutation(
@@ -70,13 +75,14 @@ class Mutation:
         ),
     )
     mark_read: Room = strawberry.mutation(
-        resolver=room_resolvers.mark_read, description="Moves the viewer's read marker forward (never back)."
+        resolver=room_resolvers.mark_read,
+        description="Moves the viewer's read marker forward (never back).",
     )
 
 
 @strawberry.type
 class Subscription:
-    message_added: Message = strawberry.subscription(
+    message_added = strawberry.subscription(
         resolver=subscription_resolvers.message_added,
         description=(
             "New messages of one room (the viewer must be a member). With afterSeq, first "
@@ -84,23 +90,29 @@ class Subscription:
             "exactly once, in seq order, no gaps."
         ),
     )
-    room_added: Room = strawberry.subscription(
+    room_added = strawberry.subscription(
         resolver=subscription_resolvers.room_added,
         description="Rooms the viewer was just added to (created with them, or invited).",
     )
-    room_updated: Room = strawberry.subscription(
+    room_updated = strawberry.subscription(
         resolver=subscription_resolvers.room_updated,
         description="The live feed of the viewer's room list.",
     )
 
 
 class PlopSchema(strawberry.Schema):
-    """Logs nothing per error itself: ``schema.errors`` logs what is unexpected."""
+    """Gives every error its code where strawberry hands errors over.
+
+    Strawberry passes each result's error list here before the result is sent,
+    including errors raised outside the extensions' operation hook (a document that
+    does not parse, say). The list is rewritten in place, so the result sends the
+    coded errors; ``schema.errors`` logs what is unexpected, so nothing else is logged.
+    """
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        return None
+        errors[:] = [with_code(error) for error in errors]
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
@@ -109,11 +121,12 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     extensions: list[Any] = [
         OperationMetrics,
         ErrorCodes,
-        ParserCache(maxsize=1024),
-        ValidationCache(maxsize=1024),
-        QueryDepthLimiter(max_depth=limits.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=limits.max_aliases),
-        MaxTokensLimiter(max_token_count=limits.max_query_tokens),
+        # Factories: a fresh extension per operation; the caches live at module level.
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: QueryDepthLimiter(max_depth=limits.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=limits.max_query_tokens),
     ]
     return PlopSchema(
         query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions

@@ -29,7 +29,9 @@ class User:
 
     @classmethod
     def from_doc(cls, user: UserDoc) -> User:
-        return cls(id=strawberry.ID(str(user.id)), username=user.username, display_name=user.display_name)
+        return cls(
+            id=strawberry.ID(str(user.id)), username=user.username, display_name=user.display_name
+        )
 
 
 @strawberry.type
@@ -101,7 +103,7 @@ class Room:
     async def members(self, info: Info) -> list[User]:
         return [User.from_doc(user) for user in await info.context.services.rooms.members(self.doc)]
 
-    @strawberry.field(description="seq of the newest message; 0 for an empty room.")
+    @strawberry.field
     async def last_seq(self, info: Info) -> int:
         assert self.doc.id is not None
         return await info.context.services.messages.latest_seq(self.doc.id)
@@ -116,13 +118,13 @@ class Room:
         sender = await services.accounts.get(newest.sender_id)
         return Message.from_doc(newest, sender) if sender else None
 
-    @strawberry.field(description="The viewer's read marker.")
+    @strawberry.field
     async def last_read_seq(self, info: Info) -> int:
         viewer = info.context.viewer
         assert viewer is not None  # every root resolver that returns a Room requires one
         return await info.context.services.rooms.read_marker(self.doc, viewer)
 
-    @strawberry.field(description="Messages after the viewer's read marker not sent by the viewer.")
+    @strawberry.field
     async def unread_count(self, info: Info) -> int:
         viewer = info.context.viewer
         assert viewer is not None and self.doc.id is not None

@@ -60,7 +60,10 @@ class Services:
             )
             broker = broker_from_url(settings.broker_url, f"plop-{settings.instance_id}")
             await broker.start(
-                {topics[ROOM_EVENTS]: settings.room_events_partitions, topics[USER_EVENTS]: settings.room_events_partitions}
+                {
+                    topics[ROOM_EVENTS]: settings.room_events_partitions,
+                    topics[USER_EVENTS]: settings.room_events_partitions,
+                }
             )
             stack.push_async_callback(broker.close)
 

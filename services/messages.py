@@ -14,7 +14,7 @@ import random
 import secrets
 from datetime import timedelta
 
-from beanie import PydanticObjectId
+from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
 
 from errors import BadUserInput, Conflict, Unavailable
@@ -26,6 +26,7 @@ from services.paging import Page, checked_page_size, decode_cursor, encode_curso
 from services.rooms import RoomService
 
 logger = logging.getLogger(__name__)
+
 
 MESSAGE_CURSOR = "msg"
 DEFAULT_HISTORY_PAGE = 50
@@ -142,11 +143,19 @@ class MessageService:
 
     async def latest_seq(self, room_id: PydanticObjectId) -> int:
         """The seq of the room's newest message; 0 for an empty room."""
-        newest = await MessageDoc.find(MessageDoc.room_id == room_id).sort(("seq", -1)).first_or_none()
+        newest = (
+            await MessageDoc.find(MessageDoc.room_id == room_id)
+            .sort(("seq", SortDirection.DESCENDING))
+            .first_or_none()
+        )
         return newest.seq if newest else 0
 
     async def latest(self, room_id: PydanticObjectId) -> MessageDoc | None:
-        return await MessageDoc.find(MessageDoc.room_id == room_id).sort(("seq", -1)).first_or_none()
+        return (
+            await MessageDoc.find(MessageDoc.room_id == room_id)
+            .sort(("seq", SortDirection.DESCENDING))
+            .first_or_none()
+        )
 
     async def after(
         self, room_id: PydanticObjectId, after_seq: int, limit: int, before_seq: int | None = None
@@ -157,7 +166,7 @@ class MessageService:
             bounds["$lt"] = before_seq
         return (
             await MessageDoc.find({"room_id": room_id, "seq": bounds})
-            .sort(("seq", 1))
+            .sort(("seq", SortDirection.ASCENDING))
             .limit(limit)
             .to_list()
         )
@@ -183,12 +192,19 @@ class MessageService:
             size = checked_page_size(first, "first", DEFAULT_HISTORY_PAGE)
             after_seq = _cursor_seq(after) if after is not None else 0
             rows = await self.after(room.id, after_seq, size + 1)
-            return Page(rows[:size], has_next_page=len(rows) > size, has_previous_page=after_seq > 0)
+            return Page(
+                rows[:size], has_next_page=len(rows) > size, has_previous_page=after_seq > 0
+            )
         size = checked_page_size(last, "last", DEFAULT_HISTORY_PAGE)
         query: dict[str, object] = {"room_id": room.id}
         if before is not None:
             query["seq"] = {"$lt": _cursor_seq(before)}
-        rows = await MessageDoc.find(query).sort(("seq", -1)).limit(size + 1).to_list()
+        rows = (
+            await MessageDoc.find(query)
+            .sort(("seq", SortDirection.DESCENDING))
+            .limit(size + 1)
+            .to_list()
+        )
         page = list(reversed(rows[:size]))
         return Page(page, has_next_page=before is not None, has_previous_page=len(rows) > size)
 
@@ -197,7 +213,7 @@ class MessageService:
         cutoff = utc_now() - grace
         stale = (
             await MessageDoc.find({"published": False, "created_at": {"$lt": cutoff}})
-            .sort([("room_id", 1), ("seq", 1)])
+            .sort([("room_id", SortDirection.ASCENDING), ("seq", SortDirection.ASCENDING)])
             .limit(RELAY_BATCH)
             .to_list()
         )
@@ -205,7 +221,9 @@ class MessageService:
             return 0
         senders = {
             user.id: user
-            for user in await UserDoc.find({"_id": {"$in": list({m.sender_id for m in stale})}}).to_list()
+            for user in await UserDoc.find(
+                {"_id": {"$in": list({m.sender_id for m in stale})}}
+            ).to_list()
         }
         relayed = 0
         for message in stale:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from contextlib import suppress
 from datetime import datetime
 
-from beanie import PydanticObjectId
+from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
 
 from errors import BadUserInput, Forbidden, NotFound
@@ -109,7 +110,8 @@ class RoomService:
         await RoomDoc.find_one(RoomDoc.id == room.id).update(
             {"$addToSet": {"member_ids": {"$each": new}}, "$max": {"last_activity_at": now}}
         )
-        updated = await RoomDoc.get(room.id)  # type: ignore[arg-type]
+        assert room.id is not None
+        updated = await RoomDoc.get(room.id)
         assert updated is not None
         await self._joined(updated, new)
         return updated
@@ -132,10 +134,8 @@ class RoomService:
     async def _joined(self, room: RoomDoc, user_ids: list[PydanticObjectId]) -> None:
         assert room.id is not None
         for user_id in user_ids:
-            try:
+            with suppress(DuplicateKeyError):  # already a member: joining again changes nothing
                 await MembershipDoc(room_id=room.id, user_id=user_id).insert()
-            except DuplicateKeyError:
-                pass  # already a member: joining again changes nothing
         await self._publisher.publish(
             MembersChanged(room_id=str(room.id), added=tuple(map(str, user_ids)), removed=())
         )
@@ -146,7 +146,9 @@ class RoomService:
         """Moves the room's activity time forward (never back) for the room list."""
         await RoomDoc.find_one(RoomDoc.id == room_id).update({"$max": {"last_activity_at": when}})
 
-    async def list_for(self, viewer: UserDoc, first: int | None, after: str | None) -> Page[RoomDoc]:
+    async def list_for(
+        self, viewer: UserDoc, first: int | None, after: str | None
+    ) -> Page[RoomDoc]:
         """The viewer's rooms, most recent activity first."""
         size = checked_page_size(first, "first", default=20)
         query: dict[str, object] = {"member_ids": viewer.id}
@@ -162,11 +164,15 @@ class RoomService:
             ]
         rooms = (
             await RoomDoc.find(query)
-            .sort([("last_activity_at", -1), ("_id", -1)])
+            .sort(
+                [("last_activity_at", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
+            )
             .limit(size + 1)
             .to_list()
         )
-        return Page(rooms[:size], has_next_page=len(rooms) > size, has_previous_page=after is not None)
+        return Page(
+            rooms[:size], has_next_page=len(rooms) > size, has_previous_page=after is not None
+        )
 
     async def members(self, room: RoomDoc) -> list[UserDoc]:
         users = await UserDoc.find({"_id": {"$in": room.member_ids}}).to_list()
@@ -177,7 +183,11 @@ class RoomService:
         """Moves the viewer's read marker forward to seq (never back)."""
         if seq < 0:
             raise BadUserInput("seq must be 0 or more")
-        newest = await MessageDoc.find(MessageDoc.room_id == room.id).sort(("seq", -1)).first_or_none()
+        newest = (
+            await MessageDoc.find(MessageDoc.room_id == room.id)
+            .sort(("seq", SortDirection.DESCENDING))
+            .first_or_none()
+        )
         # A marker past the newest message would count messages not sent yet as read.
         seq = min(seq, newest.seq if newest else 0)
         await MembershipDoc.find_one(

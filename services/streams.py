@@ -103,9 +103,7 @@ class StreamService:
         with self._hub.watching(self._hub.new_inbox(), users=(viewer_key,)) as inbox:
             rooms = {
                 str(room.id)
-                for room in await RoomDoc.find({"member_ids": viewer.id})
-                .project(_RoomId)
-                .to_list()
+                for room in await RoomDoc.find({"member_ids": viewer.id}).project(_RoomId).to_list()
             }
             for room_key in rooms:
                 self._hub.watch_room(inbox, room_key)

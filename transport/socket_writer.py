@@ -54,7 +54,8 @@ class QueuedWebSocket:
             async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
                 await self._frames.join()
         await self._stop_writer()
-        await self._adapter.close(code, reason)
+        with suppress(Exception):  # the peer may be gone already
+            await self._adapter.close(code, reason)
 
     async def _abort(self, code: int, reason: str) -> None:
         self._closed = True

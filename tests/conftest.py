@@ -1,0 +1,73 @@
+"""Session fixtures: the real services, two real server instances, and the embedded one.
+
+Services and servers start once per test run; tests isolate themselves by creating
+fresh users and rooms. The run gets its own database and topic prefix, so runs do
+not see each other's data.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+
+from tests.support.server import ServerProcess
+from tests.support.services import RealServices, start_real_services
+
+RUN_ID = secrets.token_hex(4)
+
+
+@pytest.fixture(scope="session")
+def real_services() -> RealServices:
+    """Redis, Kafka and FerretDB, installed and started by scripts/services.sh."""
+    return start_real_services()
+
+
+@pytest.fixture(scope="session")
+def real_env(real_services: RealServices) -> dict[str, str]:
+    """Settings that point a server at the real services, for this run."""
+    return {
+        "PLOP_MONGO_URL": real_services.mongo_url_for(f"plop_test_{RUN_ID}"),
+        "PLOP_BROKER_URL": real_services.broker_url,
+        "PLOP_REDIS_URL": real_services.redis_url,
+        "PLOP_TOPIC_PREFIX": f"plop-test-{RUN_ID}",
+        "PLOP_RELAY_INTERVAL_SECONDS": "0.5",
+        "PLOP_RELAY_GRACE_SECONDS": "1",
+        "PLOP_PUBLISH_TIMEOUT_SECONDS": "2",
+    }
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def server_a(real_env: dict[str, str]) -> AsyncIterator[ServerProcess]:
+    """Instance A against the real services."""
+    server = ServerProcess(f"{RUN_ID}-a", {**real_env, "PLOP_INSTANCE_ID": "a"})
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def server_b(real_env: dict[str, str]) -> AsyncIterator[ServerProcess]:
+    """Instance B, sharing the services with A."""
+    server = ServerProcess(f"{RUN_ID}-b", {**real_env, "PLOP_INSTANCE_ID": "b"})
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def embedded_server() -> AsyncIterator[ServerProcess]:
+    """``plop serve`` with no settings at all: the embedded default."""
+    server = ServerProcess(f"{RUN_ID}-embedded", {})
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(params=["real", "embedded"])
+def any_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """Each test using it runs against the real services and the embedded default."""
+    fixture = "server_a" if request.param == "real" else "embedded_server"
+    yield request.getfixturevalue(fixture)
