@@ -95,7 +95,7 @@ class KafkaBroker:
         )
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer, topic)
+            partitions = await self._partitions(topic)
             consumer.assign(partitions)
             await consumer.seek_to_end(*partitions)
             # Resolve the positions now, so that every event published after this
@@ -116,14 +116,13 @@ class KafkaBroker:
             with suppress(Exception):
                 await consumer.stop()
 
-    @staticmethod
-    async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    async def _partitions(self, topic: str) -> list[TopicPartition]:
+        """Every partition of the topic (the producer's metadata waits for the topic)."""
+        if self._producer is None:
+            raise RuntimeError("KafkaBroker.subscribe before start")
         async with asyncio.timeout(_METADATA_WAIT_SECONDS):
-            while True:
-                await consumer.topics()  # refreshes metadata
-                if numbers := consumer.partitions_for_topic(topic):
-                    return [TopicPartition(topic, number) for number in sorted(numbers)]
-                await asyncio.sleep(0.1)
+            numbers = await self._producer.partitions_for(topic)
+        return [TopicPartition(topic, number) for number in sorted(numbers)]
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from contextlib import suppress
-from datetime import datetime
+from datetime import UTC, datetime
 
 from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
@@ -28,7 +28,8 @@ def _pair_key(first: PydanticObjectId, second: PydanticObjectId) -> str:
 
 def room_cursor(room: RoomDoc) -> str:
     """Keyset cursor (activity time, id): it stays valid while the list reorders."""
-    return encode_cursor(ROOM_CURSOR, as_utc(room.last_activity_at).isoformat(), str(room.id))
+    millis = round(as_utc(room.last_activity_at).timestamp() * 1000)
+    return encode_cursor(ROOM_CURSOR, str(millis), str(room.id))
 
 
 class RoomService:
@@ -155,7 +156,8 @@ class RoomService:
         if after is not None:
             activity, room_id = decode_cursor(after, ROOM_CURSOR, 2)
             try:
-                at, after_id = datetime.fromisoformat(activity), PydanticObjectId(room_id)
+                at = datetime.fromtimestamp(int(activity) / 1000, UTC)
+                after_id = PydanticObjectId(room_id)
             except Exception as exc:
                 raise BadUserInput("the cursor is not valid") from exc
             query["$or"] = [

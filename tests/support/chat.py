@@ -1,0 +1,89 @@
+"""GraphQL documents and small helpers for rooms and messages, as an app would use them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.clients import Account, call, http_session
+from tests.support.server import ServerProcess
+
+MESSAGE_FIELDS = (
+    "id roomId seq text clientId createdAt editedAt deleted sender { id username displayName }"
+)
+ROOM_FIELDS = "id kind title createdAt lastSeq members { id } lastMessage { seq text }"
+
+CREATE_DIRECT = f"mutation($u: ID!) {{ createDirectRoom(userId: $u) {{ {ROOM_FIELDS} }} }}"
+CREATE_GROUP = f"mutation($t: String!, $m: [ID!]!) {{ createGroupRoom(title: $t, memberIds: $m) {{ {ROOM_FIELDS} }} }}"
+INVITE = f"mutation($r: ID!, $u: [ID!]!) {{ inviteMembers(roomId: $r, userIds: $u) {{ {ROOM_FIELDS} }} }}"
+LEAVE = "mutation($r: ID!) { leaveRoom(roomId: $r) }"
+ROOM = f"query($r: ID!) {{ room(id: $r) {{ {ROOM_FIELDS} lastReadSeq unreadCount }} }}"
+ROOMS = f"""
+query($first: Int, $after: String) {{
+  rooms(first: $first, after: $after) {{
+    edges {{ cursor node {{ {ROOM_FIELDS} }} }}
+    pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}
+  }}
+}}
+"""
+SEND = f"""
+mutation($r: ID!, $t: String!, $c: String) {{
+  sendMessage(roomId: $r, text: $t, clientId: $c) {{ {MESSAGE_FIELDS} }}
+}}
+"""
+MARK_READ = (
+    "mutation($r: ID!, $s: Int!) { markRead(roomId: $r, seq: $s) { lastReadSeq unreadCount } }"
+)
+HISTORY = f"""
+query($r: ID!, $first: Int, $after: String, $last: Int, $before: String) {{
+  messages(roomId: $r, first: $first, after: $after, last: $last, before: $before) {{
+    edges {{ cursor node {{ {MESSAGE_FIELDS} }} }}
+    pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}
+  }}
+}}
+"""
+MESSAGE_ADDED = f"""
+subscription($r: ID!, $after: Int) {{ messageAdded(roomId: $r, afterSeq: $after) {{ {MESSAGE_FIELDS} }} }}
+"""
+ROOM_ADDED = f"subscription {{ roomAdded {{ {ROOM_FIELDS} }} }}"
+ROOM_UPDATED = f"subscription {{ roomUpdated {{ {ROOM_FIELDS} }} }}"
+
+
+async def as_user(server: ServerProcess, account: Account, query: str, **variables: Any) -> Any:
+    """One operation over HTTP as this user; returns ``data``."""
+    async with http_session(server, account.token) as session:
+        return await call(session, query, **variables)
+
+
+async def direct_room(server: ServerProcess, me: Account, other: Account) -> str:
+    room_id: str = (await as_user(server, me, CREATE_DIRECT, u=other.id))["createDirectRoom"]["id"]
+    return room_id
+
+
+async def group_room(
+    server: ServerProcess, me: Account, members: list[Account], title: str = "g"
+) -> str:
+    data = await as_user(server, me, CREATE_GROUP, t=title, m=[member.id for member in members])
+    room_id: str = data["createGroupRoom"]["id"]
+    return room_id
+
+
+async def send(
+    server: ServerProcess, sender: Account, room_id: str, text: str, client_id: str | None = None
+) -> dict[str, Any]:
+    message: dict[str, Any] = (await as_user(server, sender, SEND, r=room_id, t=text, c=client_id))[
+        "sendMessage"
+    ]
+    return message
+
+
+async def history_seqs(server: ServerProcess, reader: Account, room_id: str) -> list[int]:
+    """Every seq in the room's history, paging forward 100 at a time."""
+    seqs: list[int] = []
+    after: str | None = None
+    async with http_session(server, reader.token) as session:
+        while True:
+            page = (await call(session, HISTORY, r=room_id, first=100, after=after))["messages"]
+            seqs.extend(edge["node"]["seq"] for edge in page["edges"])
+            if not page["pageInfo"]["hasNextPage"]:
+                return seqs
+            after = page["pageInfo"]["endCursor"]
