@@ -54,6 +54,20 @@ def embedded_database(name: str = DEFAULT_DATABASE) -> Any:
     return _EmbeddedDatabase(AsyncMongoMockClient()[name])
 
 
+async def _ensure_indexes() -> None:
+    """Creates each model's indexes, one index per command.
+
+    FerretDB 1.24 drops the connection (a server-side panic) when one createIndexes
+    command names two or more indexes that already exist, which is what Beanie sends
+    on every start after the first. One index per command works on FerretDB and
+    MongoDB alike, and creating an existing index is a no-op on both.
+    """
+    for model in DOCUMENT_MODELS:
+        collection = model.get_pymongo_collection()
+        for index in model.get_settings().indexes or []:
+            await collection.create_indexes([index.index])
+
+
 @asynccontextmanager
 async def open_database(url: str, timeout_seconds: float) -> AsyncIterator[None]:
     """Connect Beanie's documents to the database the URL names, for the block's life."""
@@ -75,7 +89,10 @@ async def open_database(url: str, timeout_seconds: float) -> AsyncIterator[None]
         tz_aware=True,
     )
     try:
-        await init_beanie(database=client[database_name(url)], document_models=DOCUMENT_MODELS)
+        await init_beanie(
+            database=client[database_name(url)], document_models=DOCUMENT_MODELS, skip_indexes=True
+        )
+        await _ensure_indexes()
         yield
     finally:
         await client.close()

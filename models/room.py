@@ -33,6 +33,10 @@ class RoomDoc(Document):
     # Time of the newest activity (creation, message, membership change): orders
     # the room list. Only ever moved forward.
     last_activity_at: datetime = Field(default_factory=utc_now)
+    # A lower bound of the room's newest seq: where a sender starts looking for the
+    # next free seq. Moved forward after each stored message; an update lost to a
+    # concurrent writer only makes it lag, never run ahead of the messages.
+    seq_hint: int = 0
 
     class Settings:
         name = "rooms"

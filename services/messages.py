@@ -1,9 +1,10 @@
 """Messages: sending with a gap-free per-room seq, history, and the publish relay.
 
-seq is assigned as (highest stored seq of the room) + 1 and made unique by the
-(room_id, seq) index; a sender that loses the race reads again and retries. No seq is
-ever taken without its message being stored, so seqs have no gaps, and no update has
-to be atomic (on FerretDB they are not).
+A sender tries seq = hint + 1, where the room's ``seq_hint`` is never above the newest
+stored seq, and walks up one at a time while the unique (room_id, seq) index refuses
+the insert. Every seq up to the newest is taken, so the first free one is the newest
++ 1: no seq is ever taken without its message being stored, seqs have no gaps, and no
+update has to be atomic (on FerretDB they are not).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from errors import BadUserInput, Conflict, Unavailable
 from models import MessageDoc, RoomDoc, UserDoc
 from models.time import as_utc, utc_now
 from pubsub import MessageAdded, MessageData
+from services import sequence
 from services.events import EventPublisher
 from services.paging import Page, checked_page_size, decode_cursor, encode_cursor
 from services.rooms import RoomService
@@ -97,10 +99,11 @@ class MessageService:
         key = f"{sender.id}:{client_id}" if client_id else f"{sender.id}:~{secrets.token_hex(12)}"
         if client_id and (earlier := await self._earlier_send(key, room)):
             return earlier
+        candidate = await sequence.seq_hint(room.id) + 1
         for attempt in range(MAX_SEQ_ATTEMPTS):
             message = MessageDoc(
                 room_id=room.id,
-                seq=await self.latest_seq(room.id) + 1,
+                seq=candidate,
                 sender_id=sender.id,
                 text=text,
                 client_id=client_id,
@@ -112,12 +115,16 @@ class MessageService:
             except DuplicateKeyError:
                 if client_id and (earlier := await self._earlier_send(key, room)):
                     return earlier
-                # Lost the seq to a concurrent sender: back off a little, jittered, so
-                # that a burst of senders does not retry in lockstep.
-                await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
+                # That seq is taken: try the next. Every few losses, jump to the hint
+                # (other senders moved it) and back off a little, jittered, so that a
+                # burst of senders does not retry in lockstep.
+                candidate += 1
+                if attempt % 4 == 3:
+                    candidate = max(candidate, await sequence.seq_hint(room.id) + 1)
+                    await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
         else:
             raise Unavailable("the room is too busy right now; retry the same clientId")
-        await self._rooms.touch(room.id, message.created_at)
+        await self._rooms.stored_message(room.id, message.seq, message.created_at)
         await self._publish(message, sender)
         return message
 
@@ -143,19 +150,11 @@ class MessageService:
 
     async def latest_seq(self, room_id: PydanticObjectId) -> int:
         """The seq of the room's newest message; 0 for an empty room."""
-        newest = (
-            await MessageDoc.find(MessageDoc.room_id == room_id)
-            .sort(("seq", SortDirection.DESCENDING))
-            .first_or_none()
-        )
-        return newest.seq if newest else 0
+        return await sequence.latest_seq(room_id)
 
     async def latest(self, room_id: PydanticObjectId) -> MessageDoc | None:
-        return (
-            await MessageDoc.find(MessageDoc.room_id == room_id)
-            .sort(("seq", SortDirection.DESCENDING))
-            .first_or_none()
-        )
+        seq = await sequence.latest_seq(room_id)
+        return await sequence.message_at(room_id, seq) if seq else None
 
     async def after(
         self, room_id: PydanticObjectId, after_seq: int, limit: int, before_seq: int | None = None

@@ -10,12 +10,13 @@ from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
 
 from errors import BadUserInput, Forbidden, NotFound
-from models import MembershipDoc, MessageDoc, RoomDoc, UserDoc
+from models import MembershipDoc, RoomDoc, UserDoc
 from models.room import RoomKind
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, RoomAdded, RoomChanged
 from services.events import EventPublisher
 from services.paging import Page, checked_page_size, decode_cursor, encode_cursor
+from services.sequence import latest_seq
 
 MAX_TITLE_CHARS = 100
 ROOM_CURSOR = "room"
@@ -143,9 +144,11 @@ class RoomService:
         for user_id in user_ids:
             await self._publisher.publish(RoomAdded(user_id=str(user_id), room_id=str(room.id)))
 
-    async def touch(self, room_id: PydanticObjectId, when: datetime) -> None:
-        """Moves the room's activity time forward (never back) for the room list."""
-        await RoomDoc.find_one(RoomDoc.id == room_id).update({"$max": {"last_activity_at": when}})
+    async def stored_message(self, room_id: PydanticObjectId, seq: int, when: datetime) -> None:
+        """Moves the room's seq hint and activity time forward (never back)."""
+        await RoomDoc.find_one(RoomDoc.id == room_id).update(
+            {"$max": {"seq_hint": seq, "last_activity_at": when}}
+        )
 
     async def list_for(
         self, viewer: UserDoc, first: int | None, after: str | None
@@ -185,13 +188,9 @@ class RoomService:
         """Moves the viewer's read marker forward to seq (never back)."""
         if seq < 0:
             raise BadUserInput("seq must be 0 or more")
-        newest = (
-            await MessageDoc.find(MessageDoc.room_id == room.id)
-            .sort(("seq", SortDirection.DESCENDING))
-            .first_or_none()
-        )
         # A marker past the newest message would count messages not sent yet as read.
-        seq = min(seq, newest.seq if newest else 0)
+        assert room.id is not None
+        seq = min(seq, await latest_seq(room.id))
         await MembershipDoc.find_one(
             MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
         ).update({"$max": {"last_read_seq": seq}})

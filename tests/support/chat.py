@@ -13,8 +13,14 @@ MESSAGE_FIELDS = (
 ROOM_FIELDS = "id kind title createdAt lastSeq members { id } lastMessage { seq text }"
 
 CREATE_DIRECT = f"mutation($u: ID!) {{ createDirectRoom(userId: $u) {{ {ROOM_FIELDS} }} }}"
-CREATE_GROUP = f"mutation($t: String!, $m: [ID!]!) {{ createGroupRoom(title: $t, memberIds: $m) {{ {ROOM_FIELDS} }} }}"
-INVITE = f"mutation($r: ID!, $u: [ID!]!) {{ inviteMembers(roomId: $r, userIds: $u) {{ {ROOM_FIELDS} }} }}"
+CREATE_GROUP = f"""
+mutation($t: String!, $m: [ID!]!) {{
+  createGroupRoom(title: $t, memberIds: $m) {{ {ROOM_FIELDS} }}
+}}
+"""
+INVITE = f"""
+mutation($r: ID!, $u: [ID!]!) {{ inviteMembers(roomId: $r, userIds: $u) {{ {ROOM_FIELDS} }} }}
+"""
 LEAVE = "mutation($r: ID!) { leaveRoom(roomId: $r) }"
 ROOM = f"query($r: ID!) {{ room(id: $r) {{ {ROOM_FIELDS} lastReadSeq unreadCount }} }}"
 ROOMS = f"""
@@ -42,7 +48,9 @@ query($r: ID!, $first: Int, $after: String, $last: Int, $before: String) {{
 }}
 """
 MESSAGE_ADDED = f"""
-subscription($r: ID!, $after: Int) {{ messageAdded(roomId: $r, afterSeq: $after) {{ {MESSAGE_FIELDS} }} }}
+subscription($r: ID!, $after: Int) {{
+  messageAdded(roomId: $r, afterSeq: $after) {{ {MESSAGE_FIELDS} }}
+}}
 """
 ROOM_ADDED = f"subscription {{ roomAdded {{ {ROOM_FIELDS} }} }}"
 ROOM_UPDATED = f"subscription {{ roomUpdated {{ {ROOM_FIELDS} }} }}"
@@ -74,6 +82,17 @@ async def send(
         "sendMessage"
     ]
     return message
+
+
+async def send_many(
+    server: ServerProcess, sender: Account, room_id: str, count: int, prefix: str = "m"
+) -> list[int]:
+    """Sends ``count`` messages one after another over one connection; returns their seqs."""
+    async with http_session(server, sender.token) as session:
+        return [
+            (await call(session, SEND, r=room_id, t=f"{prefix} {i}", c=None))["sendMessage"]["seq"]
+            for i in range(1, count + 1)
+        ]
 
 
 async def history_seqs(server: ServerProcess, reader: Account, room_id: str) -> list[int]:

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: sets up the virtualenv, installs and
+# starts the real services (Redis, Kafka, FerretDB), checks lint and types, runs pytest.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -k delivery -x`.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+python="${PLOP_PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "Plop needs Python 3.11 or newer; set PLOP_PYTHON to one." >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+# Reinstall only when the project's declared dependencies changed.
+stamp=.venv/.plop-installed
+if [ ! -f "$stamp" ] || ! cmp -s pyproject.toml "$stamp"; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  cp pyproject.toml "$stamp"
+fi
+
+echo "== services"
+bash scripts/services.sh start
+
+echo "== ruff"
+.venv/bin/ruff format --check .
+.venv/bin/ruff check .
+echo "== mypy"
+.venv/bin/mypy
+
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,29 @@
+"""Where a room's seq stands: the hint, and the exact newest seq found from it.
+
+``RoomDoc.seq_hint`` is a lower bound of the newest stored seq (see services.messages
+for why it can lag but never lead); the exact value is found by stepping past the
+messages stored after the hint last moved, one indexed point lookup each.
+"""
+
+from __future__ import annotations
+
+from beanie import PydanticObjectId
+
+from models import MessageDoc, RoomDoc
+
+
+async def seq_hint(room_id: PydanticObjectId) -> int:
+    room = await RoomDoc.get(room_id)
+    return room.seq_hint if room else 0
+
+
+async def message_at(room_id: PydanticObjectId, seq: int) -> MessageDoc | None:
+    return await MessageDoc.find_one(MessageDoc.room_id == room_id, MessageDoc.seq == seq)
+
+
+async def latest_seq(room_id: PydanticObjectId) -> int:
+    """The seq of the room's newest message; 0 for an empty room."""
+    seq = await seq_hint(room_id)
+    while await message_at(room_id, seq + 1) is not None:
+        seq += 1
+    return seq

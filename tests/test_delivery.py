@@ -1,0 +1,207 @@
+"""Delivery across real server instances over Kafka: exactly once, in order, no gaps.
+
+These tests run two server instances, A and B, on the real services (Kafka, FerretDB,
+Redis). A test that needs an instance it may kill starts its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+
+from tests.support.chat import (
+    MESSAGE_ADDED,
+    ROOM_UPDATED,
+    SEND,
+    direct_room,
+    group_room,
+    history_seqs,
+    send,
+    send_many,
+)
+from tests.support.clients import (
+    LEGACY_WS,
+    SUBPROTOCOLS,
+    TRANSPORT_WS,
+    Account,
+    Subscription,
+    call,
+    http_session,
+    sign_up,
+    subscribed,
+    ws_session,
+)
+from tests.support.server import ServerProcess
+from tests.support.services import services_script
+
+
+def seqs(results: list[dict[str, Any]]) -> list[int]:
+    return [result["messageAdded"]["seq"] for result in results]
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+async def test_subscriber_on_a_receives_what_is_sent_through_b(
+    server_a: ServerProcess, server_b: ServerProcess, subprotocol: str
+) -> None:
+    alice, bob = await sign_up(server_a), await sign_up(server_b)
+    room_id = await direct_room(server_b, alice, bob)
+    async with (
+        ws_session(server_a, subprotocol, bob.token) as session,
+        subscribed(server_a, session, MESSAGE_ADDED, r=room_id) as live,
+    ):
+        for i in range(1, 21):
+            await send(server_b, alice, room_id, f"via b {i}", f"k{i}")
+        received = await live.take(20)
+        await send(server_a, alice, room_id, "via a")
+        received.append(await live.next())
+        live.assert_idle()
+    assert seqs(received) == list(range(1, 22))
+    assert received[0]["messageAdded"]["text"] == "via b 1"
+
+
+async def test_concurrent_senders_on_both_instances_reach_every_subscriber_once_in_order(
+    server_a: ServerProcess, server_b: ServerProcess
+) -> None:
+    senders = [await sign_up(server_a) for _ in range(20)]
+    placements = [
+        (server_a, TRANSPORT_WS),
+        (server_a, LEGACY_WS),
+        (server_b, TRANSPORT_WS),
+        (server_b, LEGACY_WS),
+    ]
+    watchers = [await sign_up(server_a) for _ in placements]
+    room_id = await group_room(server_a, senders[0], senders[1:] + watchers)
+
+    async def sender(index: int, account: Account) -> None:
+        server = server_a if index % 2 else server_b
+        async with http_session(server, account.token) as session:
+            for n in range(25):
+                await call(session, SEND, r=room_id, t=f"s{index} n{n}", c=f"{index}-{n}")
+
+    async with AsyncExitStack() as stack:
+        subscriptions: list[Subscription] = []
+        for (server, protocol), watcher in zip(placements, watchers, strict=True):
+            session = await stack.enter_async_context(ws_session(server, protocol, watcher.token))
+            subscriptions.append(
+                await stack.enter_async_context(
+                    subscribed(server, session, MESSAGE_ADDED, r=room_id, after=0)
+                )
+            )
+        async with asyncio.TaskGroup() as group:
+            for index, account in enumerate(senders):
+                group.create_task(sender(index, account))
+        for subscription in subscriptions:
+            assert seqs(await subscription.take(500, within=120)) == list(range(1, 501))
+            subscription.assert_idle()
+    assert await history_seqs(server_b, watchers[0], room_id) == list(range(1, 501))
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+async def test_reconnect_with_after_seq_misses_nothing_and_repeats_nothing(
+    server_a: ServerProcess, server_b: ServerProcess, subprotocol: str
+) -> None:
+    alice, bob = await sign_up(server_a), await sign_up(server_a)
+    room_id = await direct_room(server_a, alice, bob)
+    async with (
+        ws_session(server_a, subprotocol, bob.token) as session,
+        subscribed(server_a, session, MESSAGE_ADDED, r=room_id) as live,
+    ):
+        await send_many(server_b, alice, room_id, 5, "first")
+        first = seqs(await live.take(5))
+    # Disconnected: messages keep coming.
+    await send_many(server_b, alice, room_id, 7, "while away")
+    async with (
+        ws_session(server_b, subprotocol, bob.token) as session,
+        subscribed(server_b, session, MESSAGE_ADDED, r=room_id, after=first[-1]) as resumed,
+    ):
+        caught_up = seqs(await resumed.take(7))
+        await send(server_a, alice, room_id, "live again")
+        caught_up += seqs([await resumed.next()])
+        resumed.assert_idle()
+    assert first + caught_up == list(range(1, 14))
+
+
+async def test_killed_instance_clients_resume_on_the_other_without_loss(
+    server_a: ServerProcess, real_env: dict[str, str]
+) -> None:
+    doomed = ServerProcess("doomed", {**real_env, "PLOP_INSTANCE_ID": "doomed"})
+    await doomed.start()
+    try:
+        alice, bob = await sign_up(server_a), await sign_up(server_a)
+        room_id = await direct_room(server_a, alice, bob)
+        received: list[int] = []
+        async with ws_session(doomed, TRANSPORT_WS, bob.token) as session:
+            async with subscribed(doomed, session, MESSAGE_ADDED, r=room_id) as live:
+                await send_many(server_a, alice, room_id, 10, "before")
+                received += seqs(await live.take(10))
+                await doomed.kill()  # kill -9 mid-stream
+                sending = asyncio.create_task(send_many(server_a, alice, room_id, 10, "during"))
+                with pytest.raises(BaseException):  # noqa: B017 - the socket just dies
+                    await live.next()
+            await sending
+    finally:
+        await doomed.stop()
+    async with (
+        ws_session(server_a, TRANSPORT_WS, bob.token) as session,
+        subscribed(server_a, session, MESSAGE_ADDED, r=room_id, after=received[-1]) as resumed,
+    ):
+        received += seqs(await resumed.take(10))
+        resumed.assert_idle()
+    assert received == list(range(1, 21))
+
+
+async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
+    server_a: ServerProcess, server_b: ServerProcess
+) -> None:
+    alice, bob = await sign_up(server_a), await sign_up(server_a)
+    room_id = await direct_room(server_a, alice, bob)
+    async with (
+        ws_session(server_b, TRANSPORT_WS, bob.token) as session,
+        subscribed(server_b, session, MESSAGE_ADDED, r=room_id) as live,
+    ):
+        await send(server_a, alice, room_id, "before the outage", "k0")
+        received = seqs([await live.next()])
+        await asyncio.to_thread(services_script, "stop", "kafka")
+        try:
+            # Stored although the broker is down; a retry neither fails nor duplicates.
+            outage = [
+                await send(server_a, alice, room_id, f"outage {i}", f"k{i}") for i in (1, 2, 3)
+            ]
+            retried = await send(server_a, alice, room_id, "outage 1", "k1")
+        finally:
+            await asyncio.to_thread(services_script, "start", "kafka", timeout=300)
+        assert [m["seq"] for m in outage] == [2, 3, 4] and retried == outage[0]
+        received += seqs(await live.take(3, within=90))
+        await send(server_b, alice, room_id, "after the outage", "k4")
+        received += seqs([await live.next(within=60)])
+        live.assert_idle()
+    assert received == [1, 2, 3, 4, 5]
+    assert await history_seqs(server_a, bob, room_id) == [1, 2, 3, 4, 5]
+
+
+async def test_room_updated_follows_the_viewers_rooms(
+    server_a: ServerProcess, server_b: ServerProcess
+) -> None:
+    me, friend, other = [await sign_up(server_a) for _ in range(3)]
+    first_room = await direct_room(server_a, me, friend)
+    async with (
+        ws_session(server_a, LEGACY_WS, me.token) as session,
+        subscribed(server_a, session, ROOM_UPDATED) as updates,
+    ):
+        await send(server_b, friend, first_room, "hello")
+        update = (await updates.next())["roomUpdated"]
+        assert (update["id"], update["lastSeq"]) == (first_room, 1)
+        # A room the viewer joins after subscribing is followed too.
+        new_room = await group_room(server_b, other, [me], "later")
+        assert (await updates.next())["roomUpdated"]["id"] == new_room
+        await send(server_b, other, new_room, "in the new room")
+        update = (await updates.next())["roomUpdated"]
+        assert (update["id"], update["lastMessage"]["text"]) == (new_room, "in the new room")
+        # Rooms the viewer is not in stay silent.
+        unrelated = await direct_room(server_b, friend, other)
+        await send(server_b, friend, unrelated, "not for me")
+        await send(server_b, friend, first_room, "for me")
+        assert (await updates.next())["roomUpdated"]["id"] == first_room
