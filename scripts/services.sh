@@ -2,14 +2,17 @@
 # Install, start, stop and inspect the services Plop needs, on loopback only:
 #   redis  Redis from Debian's redis-server package
 #   kafka  Apache Kafka (KRaft, broker + controller in one JVM), jars from Maven Central
-#   mongo  FerretDB 1.x with its SQLite backend, built from scripts/ferretdb
+#   mongo  FerretDB 1.x, built from scripts/ferretdb, on its own PostgreSQL
+#          cluster (Debian's postgresql package); PLOP_FERRETDB_BACKEND=sqlite
+#          selects FerretDB's SQLite backend instead
 #
 # Usage: scripts/services.sh {install|start|stop|restart|status|env} [redis] [kafka] [mongo]
 #        (no service names = all three). See docs/services.md.
 #
 # Environment:
 #   PLOP_REDIS_PORT (6379)  PLOP_KAFKA_PORT (9092)  PLOP_KAFKA_CONTROLLER_PORT (9093)
-#   PLOP_MONGO_PORT (27017) PLOP_MONGO_DEBUG_PORT (28088)
+#   PLOP_MONGO_PORT (27017) PLOP_MONGO_DEBUG_PORT (28088) PLOP_POSTGRES_PORT (15432)
+#   PLOP_FERRETDB_BACKEND   postgresql (default) or sqlite
 #   PLOP_SERVICES_DIR       run state (data, logs, pid files); default <repo>/.services
 #   PLOP_SERVICES_TIMEOUT   readiness timeout in seconds for `start` (default per service)
 #   XDG_CACHE_HOME          installed jars/binaries go to ${XDG_CACHE_HOME:-~/.cache}/plop
@@ -24,6 +27,8 @@ KAFKA_PORT=${PLOP_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${PLOP_KAFKA_CONTROLLER_PORT:-9093}
 MONGO_PORT=${PLOP_MONGO_PORT:-27017}
 MONGO_DEBUG_PORT=${PLOP_MONGO_DEBUG_PORT:-28088}
+POSTGRES_PORT=${PLOP_POSTGRES_PORT:-15432}
+MONGO_BACKEND=${PLOP_FERRETDB_BACKEND:-postgresql}
 
 if [[ -z ${HOME:-} ]]; then
   HOME=$(getent passwd "$(id -u)" | cut -d: -f6)
@@ -59,7 +64,8 @@ usage: scripts/services.sh {install|start|stop|restart|status|env} [redis] [kafk
   restart  stop then start
   status   one line per service; exit 0 only if all named services are running
   env      print export lines for PLOP_REDIS_URL, PLOP_BROKER_URL, PLOP_MONGO_URL
-No service names means all three. "mongo" is FerretDB.
+No service names means all three. "mongo" is FerretDB (and, with the default
+PostgreSQL backend, the PostgreSQL cluster under it).
 EOF
 }
 
@@ -215,6 +221,16 @@ service_ports() { # svc: every port the service listens on
 }
 
 
+# What a running instance must have been started with to be reused: its ports
+# and, for mongo, its PostgreSQL port (none with the SQLite backend, so a change
+# of backend reads as a change of ports and `start` restarts FerretDB).
+service_signature() { # svc
+  service_ports "$1"
+  if [[ $1 == mongo && $MONGO_BACKEND == postgresql ]]; then
+    printf '%s\n' "$POSTGRES_PORT"
+  fi
+}
+
 recorded_ports() { # svc: the ports the running instance was started with
   local f
   f=$(service_file "$1" ports)
@@ -223,7 +239,7 @@ recorded_ports() { # svc: the ports the running instance was started with
 }
 
 ports_match() { # svc: the running instance uses the ports configured now
-  [[ $(recorded_ports "$1") == "$(service_ports "$1" | tr '\n' ' ' | sed 's/ $//')" ]]
+  [[ $(recorded_ports "$1") == "$(service_signature "$1" | tr '\n' ' ' | sed 's/ $//')" ]]
 }
 
 service_ready() { # svc
@@ -258,12 +274,14 @@ apt_install() { # packages...
   export DEBIAN_FRONTEND=noninteractive
   if ((APT_UPDATED == 0)); then
     log "apt-get update"
-    "${SUDO[@]}" apt-get -q -o DPkg::Lock::Timeout=300 update </dev/null >&2
+    "${SUDO[@]}" apt-get -q -o DPkg::Lock::Timeout=300 update </dev/null >&2 8>&- 9>&-
     APT_UPDATED=1
   fi
   log "apt-get install $*"
+  # The lock fds are closed so that a daemon a package's maintainer script
+  # starts cannot inherit (and hold) our locks.
   "${SUDO[@]}" apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends "$@" \
-    </dev/null >&2
+    </dev/null >&2 8>&- 9>&-
 }
 
 fingerprint() { # files...
@@ -355,7 +373,7 @@ do_install_ferretdb() {
   t0=$(now)
   command -v go >/dev/null || die "mongo: FerretDB is built from source and needs Go >= 1.21 (go not found)"
   [[ -n $FERRETDB_VERSION ]] || die "mongo: no FerretDB version in scripts/ferretdb/go.mod"
-  log "mongo: building FerretDB v$FERRETDB_VERSION (SQLite backend, CGO_ENABLED=0)"
+  log "mongo: building FerretDB v$FERRETDB_VERSION (CGO_ENABLED=0; SQLite and PostgreSQL backends)"
   tmp=$FERRETDB_HOME.tmp.$$
   rm -rf -- "$tmp"
   mkdir -p -- "$tmp/bin" "$tmp/build"
@@ -389,14 +407,76 @@ do_install_ferretdb() {
   log "mongo: installed $FERRETDB_BIN in $(elapsed "$t0") s"
 }
 
+# PostgreSQL server binaries of the newest major version installed the Debian
+# way (/usr/lib/postgresql/<major>/bin), else the directory of `initdb` on PATH.
+pg_bindir_ok() { # dir
+  local b
+  for b in postgres initdb pg_ctl pg_isready psql; do
+    [[ -x $1/$b ]] || return 1
+  done
+}
+
+pg_bindir() {
+  local d v best='' bestv=-1
+  for d in /usr/lib/postgresql/*/bin; do
+    v=${d#/usr/lib/postgresql/}
+    v=${v%/bin}
+    if [[ $v =~ ^[0-9]+$ ]] && ((10#$v > bestv)) && pg_bindir_ok "$d"; then
+      best=$d
+      bestv=$((10#$v))
+    fi
+  done
+  if [[ -z $best ]] && d=$(command -v initdb 2>/dev/null); then
+    d=$(dirname -- "$(readlink -f -- "$d")")
+    pg_bindir_ok "$d" && best=$d
+  fi
+  [[ -n $best ]] && printf '%s' "$best"
+}
+
+PG_BIN=
+postgres_installed() {
+  [[ -n $PG_BIN ]] || PG_BIN=$(pg_bindir) || return 1
+  # As root the cluster runs as the postgres user (initdb and postgres refuse root).
+  ((EUID != 0)) || getent passwd postgres >/dev/null
+}
+
+do_install_postgres() {
+  postgres_installed && return 0
+  local t0 had_service=0 ver cluster port status rest
+  t0=$(now)
+  [[ -e /etc/init.d/postgresql || -e /lib/systemd/system/postgresql.service ]] && had_service=1
+  apt_install postgresql
+  postgres_installed || die "mongo: PostgreSQL server binaries still missing after apt-get install"
+  # The Debian package creates a "main" cluster on 5432 and starts it where an
+  # init system runs. Plop runs its own cluster (own port, state dir), so stop
+  # the system one this script just brought in and keep it from starting at boot.
+  if ((had_service == 0)); then
+    if [[ -d /run/systemd/system ]]; then
+      "${SUDO[@]}" systemctl disable --now postgresql.service >&2 || true
+    elif command -v pg_lsclusters >/dev/null; then
+      while read -r ver cluster port status rest; do
+        [[ $status == online ]] || continue
+        log "mongo: stopping the system PostgreSQL cluster $ver/$cluster (port $port)"
+        "${SUDO[@]}" pg_ctlcluster "$ver" "$cluster" stop >&2 8>&- 9>&- || true
+      done < <(pg_lsclusters -h 2>/dev/null)
+    fi
+  fi
+  log "mongo: PostgreSQL from $PG_BIN installed in $(elapsed "$t0") s"
+}
+
 install_kafka() { kafka_installed || with_install_lock "kafka-$KAFKA_VERSION" do_install_kafka; }
-install_mongo() { ferretdb_installed || with_install_lock "ferretdb-$FERRETDB_VERSION" do_install_ferretdb; }
+install_mongo() {
+  if [[ $MONGO_BACKEND == postgresql ]] && ! postgres_installed; then
+    with_install_lock postgresql do_install_postgres
+  fi
+  ferretdb_installed || with_install_lock "ferretdb-$FERRETDB_VERSION" do_install_ferretdb
+}
 
 service_installed() { # svc
   case $1 in
     redis) redis_installed ;;
     kafka) kafka_installed ;;
-    mongo) ferretdb_installed ;;
+    mongo) ferretdb_installed && { [[ $MONGO_BACKEND == sqlite ]] || postgres_installed; } ;;
   esac
 }
 
@@ -409,6 +489,203 @@ cmd_install() { # svcs...
       "install_$svc"
     fi
   done
+}
+
+# --------------------------------------------- postgresql (backend of mongo)
+
+# The mongo service's own PostgreSQL cluster lives in the mongo state dir:
+#   pg/           data directory (owned by the cluster owner, mode 0700)
+#   pg-run/       its unix socket directory
+#   postgres.log  server log (the previous start's: postgres.log.1)
+# Every client of the script talks to it over TCP on 127.0.0.1:PLOP_POSTGRES_PORT.
+pg_paths() { # sets PG_DATA PG_RUN PG_LOG
+  local dir
+  dir=$(state_dir mongo)
+  PG_DATA=$dir/pg
+  PG_RUN=$dir/pg-run
+  PG_LOG=$dir/postgres.log
+}
+
+as_pg() { # cmd...: run as the cluster owner (postgres when we are root, else ourselves)
+  if ((EUID == 0)); then
+    (cd / && runuser -u postgres -- "$@")
+  else
+    "$@"
+  fi
+}
+
+postmaster_field() { # n: line n of the running cluster's postmaster.pid (1 pid, 4 port)
+  sed -n "$1p" "$PG_DATA/postmaster.pid" 2>/dev/null
+}
+
+postgres_pid() { # pid of our cluster's postmaster, if it runs
+  local pid cmdline
+  pg_paths
+  pid=$(postmaster_field 1)
+  pid_alive "$pid" || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *postgres* ]] || return 1
+  printf '%s' "$pid"
+}
+
+pg_ready() { # our cluster accepts connections on POSTGRES_PORT
+  postgres_installed &&
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d postgres -t 2 \
+      </dev/null >/dev/null 2>&1
+}
+
+pg_fail() { # what: report a failure with the end of the PostgreSQL log
+  printf '%s\n' "services: error: mongo: PostgreSQL $1; last lines of $PG_LOG:" >&2
+  tail -n 60 -- "$PG_LOG" >&2 || true
+}
+
+# initdb and postgres run as the postgres user, which must be able to reach the
+# state dir. Where a parent directory is closed to others (e.g. a checkout under
+# a 0700 home), grant it o+x (traverse only: no listing, no reading).
+pg_grant_traverse() { # dir
+  local dir=$1 path='' part parts
+  ((EUID == 0)) || return 0
+  as_pg test -x "$dir" 2>/dev/null && return 0
+  IFS=/ read -ra parts <<<"${dir#/}"
+  for part in "${parts[@]}"; do
+    [[ -n $part ]] || continue
+    path=$path/$part
+    if ! as_pg test -x "$path" 2>/dev/null; then
+      log "mongo: chmod o+x $path (the postgres user must reach $dir)"
+      chmod o+x -- "$path" || return 1
+    fi
+  done
+  as_pg test -x "$dir" 2>/dev/null
+}
+
+pg_init() { # create the cluster: built in pg.init, then renamed, so a cut-short initdb leaves no half cluster
+  local tmp=$PG_DATA.init opts=(-A trust -U postgres -E UTF8 --locale=C --no-sync)
+  if [[ -e $PG_DATA ]]; then
+    printf '%s\n' "services: error: mongo: $PG_DATA exists but is not a PostgreSQL data directory (no PG_VERSION); remove it" >&2
+    return 1
+  fi
+  log "mongo: initdb $PG_DATA ($("$PG_BIN/postgres" --version 2>/dev/null))"
+  rm -rf -- "$tmp"
+  mkdir -m 700 -- "$tmp" || return 1
+  if ((EUID == 0)); then chown postgres: -- "$tmp" || return 1; fi
+  [[ $("$PG_BIN/initdb" --help 2>/dev/null) == *--no-instructions* ]] && opts+=(--no-instructions)
+  if ! as_pg "$PG_BIN/initdb" -D "$tmp" "${opts[@]}" </dev/null >>"$PG_LOG" 2>&1 8>&- 9>&-; then
+    pg_fail "initdb failed"
+    rm -rf -- "$tmp"
+    return 1
+  fi
+  printf "\n# Plop: port, sockets and test-only settings, rewritten at every start.\ninclude_if_exists = 'plop.conf'\n" \
+    >>"$tmp/postgresql.conf"
+  mv -- "$tmp" "$PG_DATA"
+}
+
+pg_write_conf() {
+  local sock=$PG_RUN
+  # A unix socket path has at most 107 bytes; under a very deep state dir the
+  # cluster listens on TCP only (nothing here uses the socket).
+  ((${#sock} + 20 <= 107)) || sock=
+  {
+    printf '# Written by scripts/services.sh at every start of the mongo service.\n'
+    printf '# A throwaway test cluster: durability is traded for speed.\n'
+    printf "listen_addresses = '127.0.0.1'\n"
+    printf 'port = %s\n' "$POSTGRES_PORT"
+    printf "unix_socket_directories = '%s'\n" "${sock//\'/\'\'}"
+    printf 'unix_socket_permissions = 0700\n'
+    printf 'fsync = off\n'
+    printf 'synchronous_commit = off\n'
+    printf 'full_page_writes = off\n'
+    printf 'jit = off\n'
+  } >"$PG_DATA/plop.conf" || return 1
+  if ((EUID == 0)); then chown postgres: -- "$PG_DATA/plop.conf" || return 1; fi
+}
+
+pg_ensure_database() { # the database FerretDB stores everything in
+  local psql=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d postgres -tA)
+  [[ $("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'" </dev/null 2>>"$PG_LOG") == 1 ]] &&
+    return 0
+  "${psql[@]}" -c 'CREATE DATABASE ferretdb' </dev/null >>"$PG_LOG" 2>&1 ||
+    { pg_fail "could not create database ferretdb"; return 1; }
+}
+
+# postmaster.pid of a server that is gone. PostgreSQL refuses to start while the
+# pid in it exists, which includes a killed postmaster that is still a zombie
+# (here pid 1 reaps orphans only about a second later): wait for it to go, and
+# drop the file if its pid now belongs to some other program.
+pg_clear_stale_pidfile() {
+  local pid i cmdline
+  pid=$(postmaster_field 1)
+  [[ $pid =~ ^[0-9]+$ ]] || return 0
+  for ((i = 0; i < 100; i++)); do
+    if [[ ! -e /proc/$pid ]] || pid_alive "$pid"; then break; fi
+    sleep 0.1 # a zombie
+  done
+  pid_alive "$pid" || return 0
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 0
+  if [[ $cmdline != *postgres* ]]; then
+    log "mongo: removing stale $PG_DATA/postmaster.pid (pid $pid is now: ${cmdline:0:60})"
+    rm -f -- "$PG_DATA/postmaster.pid"
+  fi
+}
+
+start_postgres() { # timeout: start our cluster unless it already runs on POSTGRES_PORT
+  local timeout=$1 pid t0 deadline
+  pg_paths
+  postgres_installed || { printf '%s\n' "services: error: mongo: PostgreSQL is not installed" >&2; return 1; }
+  if pid=$(postgres_pid); then
+    if [[ $(postmaster_field 4) == "$POSTGRES_PORT" ]] && pg_ready; then
+      pg_ensure_database
+      return
+    fi
+    log "mongo: PostgreSQL (pid $pid, port $(postmaster_field 4)) is not serving port $POSTGRES_PORT; restarting it"
+    stop_postgres || return 1
+  fi
+  if tcp_open "$POSTGRES_PORT"; then
+    printf '%s\n' "services: error: mongo: port 127.0.0.1:$POSTGRES_PORT is held by another process ($(port_holder "$POSTGRES_PORT")); stop it or choose another PLOP_POSTGRES_PORT" >&2
+    return 1
+  fi
+  t0=$(now)
+  pg_grant_traverse "$(dirname -- "$PG_DATA")" ||
+    { printf '%s\n' "services: error: mongo: the postgres user cannot reach $(dirname -- "$PG_DATA"); set PLOP_SERVICES_DIR elsewhere" >&2; return 1; }
+  [[ -f $PG_LOG ]] && mv -f -- "$PG_LOG" "$PG_LOG.1"
+  : >"$PG_LOG"
+  mkdir -p -- "$PG_RUN"
+  if ((EUID == 0)); then chown postgres: -- "$PG_LOG" "$PG_RUN" || return 1; fi
+  if [[ ! -s $PG_DATA/PG_VERSION ]]; then
+    pg_init || return 1
+  fi
+  pg_write_conf || { printf '%s\n' "services: error: mongo: cannot write $PG_DATA/plop.conf" >&2; return 1; }
+  pg_clear_stale_pidfile
+  # pg_ctl detaches the server (setsid, stdin from /dev/null, output to the
+  # log); the lock fds are closed so that the server cannot hold our locks.
+  # shellcheck disable=SC2094 # pg_ctl and the server only append to the log, as we do
+  if ! as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t "$timeout" -s \
+    </dev/null >>"$PG_LOG" 2>&1 8>&- 9>&-; then
+    pg_fail "did not start"
+    return 1
+  fi
+  deadline=$((SECONDS + timeout))
+  until pg_ready; do
+    if ((SECONDS >= deadline)) || ! postgres_pid >/dev/null; then
+      pg_fail "not accepting connections on 127.0.0.1:$POSTGRES_PORT"
+      return 1
+    fi
+    sleep 0.1
+  done
+  log "mongo: PostgreSQL ready on 127.0.0.1:$POSTGRES_PORT (pid $(postgres_pid)) in $(elapsed "$t0") s"
+  pg_ensure_database
+}
+
+stop_postgres() { # stop our cluster if it runs (fast shutdown: clients are cut off)
+  local pid t0
+  pg_paths
+  pid=$(postgres_pid) || return 0
+  t0=$(now)
+  if ! { postgres_installed &&
+    as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 30 -s </dev/null >>"$PG_LOG" 2>&1 8>&- 9>&-; }; then
+    log "mongo: pg_ctl stop failed; signalling PostgreSQL (pid $pid)"
+    stop_pid postgres "$pid"
+  fi
+  log "mongo: PostgreSQL stopped (pid $pid) in $(elapsed "$t0") s"
 }
 
 # -------------------------------------------------------------------- start
@@ -445,11 +722,18 @@ launch_kafka() { # dir
   spawn "$dir/kafka.pid" "$dir/kafka.log" "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties"
 }
 
-launch_mongo() { # dir
-  local dir=$1
-  mkdir -p -- "$dir/data" "$dir/state"
-  spawn "$dir/ferretdb.pid" "$dir/ferretdb.log" "$FERRETDB_BIN" \
-    --handler=sqlite "--sqlite-url=file:$dir/data/" \
+launch_mongo() { # dir timeout
+  local dir=$1 backend
+  mkdir -p -- "$dir/state"
+  if [[ $MONGO_BACKEND == postgresql ]]; then
+    start_postgres "$2" || return 1
+    backend=(--handler=postgresql "--postgresql-url=postgres://postgres@127.0.0.1:$POSTGRES_PORT/ferretdb")
+  else
+    stop_postgres # left running by the PostgreSQL backend
+    mkdir -p -- "$dir/data"
+    backend=(--handler=sqlite "--sqlite-url=file:$dir/data/")
+  fi
+  spawn "$dir/ferretdb.pid" "$dir/ferretdb.log" "$FERRETDB_BIN" "${backend[@]}" \
     "--listen-addr=127.0.0.1:$MONGO_PORT" "--debug-addr=127.0.0.1:$MONGO_DEBUG_PORT" \
     "--state-dir=$dir/state" --telemetry=disable --log-level=warn
 }
@@ -487,6 +771,11 @@ start_one() { # svc
     log "$svc: running (pid $pid) on other ports ($(recorded_ports "$svc")); restarting it"
     stop_pid "$svc" "$pid"
   fi
+  if [[ $svc == mongo && $MONGO_BACKEND == postgresql ]] && pid=$(service_pid "$svc") &&
+    ! postgres_pid >/dev/null; then
+    log "mongo: FerretDB (pid $pid) runs without its PostgreSQL; restarting both"
+    stop_pid "$svc" "$pid"
+  fi
   if pid=$(service_pid "$svc"); then
     if service_ready "$svc"; then
       log "$svc: already running on 127.0.0.1:$(service_port "$svc") (pid $pid)"
@@ -506,8 +795,8 @@ start_one() { # svc
   t0=$(now)
   [[ -f $logf ]] && mv -f -- "$logf" "$logf.1"
   : >"$logf"
-  service_ports "$svc" >"$(service_file "$svc" ports)"
-  "launch_$svc" "$dir"
+  service_signature "$svc" >"$(service_file "$svc" ports)"
+  "launch_$svc" "$dir" "$timeout" || return 1
   pid=$(<"$(service_file "$svc" pid)")
   wait_ready "$svc" "$pid" "$timeout" "$t0" || return 1
   eval "exec $SERVICE_LOCK_FD>&-"
@@ -540,6 +829,7 @@ stop_one() { # svc
     log "$svc: not running"
   fi
   rm -f -- "$dir"/*.pid
+  if [[ $svc == mongo ]]; then stop_postgres; fi
   eval "exec $SERVICE_LOCK_FD>&-"
 }
 
@@ -550,29 +840,47 @@ cmd_stop() { # svcs...
 
 # ------------------------------------------------------------------- status
 
+# The mongo line also tells about the PostgreSQL cluster under FerretDB:
+#   mongo  running      port=27017 debug=28088 postgres=15432 pid=N postgres_pid=M
+#   mongo  unresponsive port=27017 debug=28088 postgres=15432 pid=N (PostgreSQL not running)
+#   mongo  stopped      port=27017 debug=28088 postgres=15432 (PostgreSQL still running, pid M)
 cmd_status() { # svcs...
-  local svc pid port rc=0 extra
+  local svc pid port rc=0 extra note pgpid
   for svc in "$@"; do
     port=$(service_port "$svc")
     extra=
+    note=
+    pgpid=
     [[ $svc == kafka ]] && extra=" controller=$KAFKA_CONTROLLER_PORT"
-    [[ $svc == mongo ]] && extra=" debug=$MONGO_DEBUG_PORT"
+    if [[ $svc == mongo ]]; then
+      extra=" debug=$MONGO_DEBUG_PORT"
+      if [[ $MONGO_BACKEND == postgresql ]]; then
+        extra+=" postgres=$POSTGRES_PORT"
+      else
+        extra+=" backend=sqlite"
+      fi
+      pgpid=$(postgres_pid) || pgpid=
+    fi
     if pid=$(service_pid "$svc"); then
+      if [[ $svc == mongo && $MONGO_BACKEND == postgresql ]]; then
+        if [[ -n $pgpid ]]; then note=" postgres_pid=$pgpid"; else note=" (PostgreSQL not running)"; fi
+      fi
       if ! ports_match "$svc"; then
-        printf '%-6s other-ports  port=%s%s pid=%s (started on ports %s)\n' "$svc" "$port" "$extra" "$pid" \
-          "$(recorded_ports "$svc")"
+        printf '%-6s other-ports  port=%s%s pid=%s%s (started on ports %s)\n' "$svc" "$port" "$extra" "$pid" \
+          "$note" "$(recorded_ports "$svc")"
         rc=1
       elif service_ready "$svc"; then
-        printf '%-6s running      port=%s%s pid=%s\n' "$svc" "$port" "$extra" "$pid"
+        printf '%-6s running      port=%s%s pid=%s%s\n' "$svc" "$port" "$extra" "$pid" "$note"
       else
-        printf '%-6s unresponsive port=%s%s pid=%s\n' "$svc" "$port" "$extra" "$pid"
+        printf '%-6s unresponsive port=%s%s pid=%s%s\n' "$svc" "$port" "$extra" "$pid" "$note"
         rc=1
       fi
     else
+      [[ -n $pgpid ]] && note=" (PostgreSQL still running, pid $pgpid)"
       if tcp_open "$port"; then
-        printf '%-6s stopped      port=%s%s (port held by %s)\n' "$svc" "$port" "$extra" "$(port_holder "$port")"
+        printf '%-6s stopped      port=%s%s (port held by %s)%s\n' "$svc" "$port" "$extra" "$(port_holder "$port")" "$note"
       else
-        printf '%-6s stopped      port=%s%s\n' "$svc" "$port" "$extra"
+        printf '%-6s stopped      port=%s%s%s\n' "$svc" "$port" "$extra" "$note"
       fi
       rc=1
     fi
@@ -597,6 +905,11 @@ main() {
   check_port PLOP_KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT"
   check_port PLOP_MONGO_PORT "$MONGO_PORT"
   check_port PLOP_MONGO_DEBUG_PORT "$MONGO_DEBUG_PORT"
+  check_port PLOP_POSTGRES_PORT "$POSTGRES_PORT"
+  case $MONGO_BACKEND in
+    postgresql | sqlite) ;;
+    *) die "PLOP_FERRETDB_BACKEND=$MONGO_BACKEND: expected postgresql or sqlite" ;;
+  esac
   local svcs=() svc
   for svc in "$@"; do
     case $svc in

@@ -205,3 +205,23 @@ async def test_room_updated_follows_the_viewers_rooms(
         await send(server_b, friend, unrelated, "not for me")
         await send(server_b, friend, first_room, "for me")
         assert (await updates.next())["roomUpdated"]["id"] == first_room
+
+
+async def test_instances_leave_no_consumer_groups_behind(
+    server_a: ServerProcess, server_b: ServerProcess, real_env: dict[str, str]
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from pubsub.kafka import bootstrap_servers
+
+    passing = ServerProcess("passing", {**real_env, "PLOP_INSTANCE_ID": "passing"})
+    await passing.start()
+    await passing.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(real_env["PLOP_BROKER_URL"]))
+    await admin.start()
+    try:
+        groups = await admin.list_consumer_groups()
+    finally:
+        await admin.close()
+    prefix = real_env["PLOP_TOPIC_PREFIX"]
+    assert [group for group in groups if prefix in str(group) or "plop-" in str(group)] == []

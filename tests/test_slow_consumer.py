@@ -79,5 +79,3 @@ async def test_frames_after_close_are_dropped() -> None:
     await writer.close(1000, "")
     await writer.send_json({"late": True})
     assert socket.sent == []
-
-
