@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     instance_id: str = Field(default_factory=lambda: secrets.token_hex(4))
     # Prefix of every Kafka topic; a deployment (or a test run) may keep its own.
     topic_prefix: str = "plop"
-    room_events_partitions: int = 8
+    # Partitions of each topic created at start-up (a room or user stays in one).
+    topic_partitions: int = 8
 
     session_ttl_seconds: int = 30 * 24 * 3600
 
@@ -62,6 +63,15 @@ class Settings(BaseSettings):
     relay_grace_seconds: float = 2.0
     # Every network wait of a backend call is bounded by this.
     backend_timeout_seconds: float = 5.0
+
+    # Presence: a socket counts as alive for TTL unless its instance refreshes it
+    # every heartbeat; OFFLINE waits out the grace period after the last socket
+    # closes; the sweep publishes what expired. A dead instance's users go OFFLINE
+    # within TTL + one sweep interval.
+    presence_ttl_seconds: float = 30.0
+    presence_heartbeat_seconds: float = 10.0
+    presence_grace_seconds: float = 3.0
+    presence_sweep_seconds: float = 2.0
 
     log_level: str = "INFO"
 

@@ -1,13 +1,36 @@
-"""``plop``: run the server (more commands join it as they are built)."""
+"""``plop``: run the server, and use it from a terminal (log in, send, follow a room)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sys
+from collections.abc import Coroutine
+from contextlib import aclosing
+from pathlib import Path
+from typing import TypeVar
 
 import click
 import uvicorn
 
+from client import (
+    DEFAULT_URL,
+    SUBPROTOCOLS,
+    AuthPayload,
+    Credentials,
+    PlopClient,
+    PlopClientError,
+    Room,
+    load_credentials,
+    save_credentials,
+    subprotocol_named,
+)
 from settings import Settings
+
+T = TypeVar("T")
+
+CONFIG_DIR_VARIABLE = "PLOP_CLIENT_CONFIG_DIR"
 
 
 @click.group(help="Plop: a real-time messenger backend served as one GraphQL API.")
@@ -38,3 +61,214 @@ def serve(host: str | None, port: int | None) -> None:
         log_level=settings.log_level.lower(),
         lifespan="on",
     )
+
+
+# --- the client commands ------------------------------------------------------------
+
+
+def config_dir() -> Path:
+    """Where the credentials live: $PLOP_CLIENT_CONFIG_DIR, else the XDG config dir."""
+    if override := os.environ.get(CONFIG_DIR_VARIABLE):
+        return Path(override)
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"
+    return base / "plop"
+
+
+def _run(work: Coroutine[object, object, T]) -> T:
+    """Runs one command's work; a Plop error becomes a one-line message and exit 1."""
+    # The client reports reconnects as warnings; a terminal user wants to see them.
+    logging.basicConfig(level=logging.WARNING, format="plop: %(message)s")
+    try:
+        return asyncio.run(work)
+    except PlopClientError as error:
+        hint = " (run `plop login USERNAME`)" if error.code == "UNAUTHENTICATED" else ""
+        raise click.ClickException(f"{error.code}: {error.message}{hint}") from error
+
+
+def _session(url: str | None) -> tuple[str, str]:
+    """The server URL and token saved by ``plop login``; --url overrides the URL."""
+    credentials = load_credentials(config_dir())
+    if credentials is None:
+        raise click.ClickException("not logged in: run `plop login USERNAME` first")
+    return url or credentials.url, credentials.token
+
+
+def _password(from_stdin: bool, confirm: bool) -> str:
+    if not from_stdin:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.UsageError("--password-stdin: no password on standard input")
+    return password
+
+
+def _save(url: str, auth: AuthPayload) -> None:
+    path = save_credentials(
+        config_dir(), Credentials(url, auth.token, auth.user.username, auth.user.id)
+    )
+    click.echo(f"Logged in as {auth.user.username} (user id {auth.user.id}).")
+    click.echo(f"Credentials saved to {path}.", err=True)
+
+
+def one_line(text: str) -> str:
+    """Text on one line: backslash, newline, carriage return and tab escaped."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+URL_OPTION = click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="The server's GraphQL URL [default: the one you logged in to].",
+)
+LOGIN_URL_OPTION = click.option(
+    "--url", default=DEFAULT_URL, show_default=True, metavar="URL", help="The server's GraphQL URL."
+)
+PASSWORD_STDIN_OPTION = click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of prompting.",
+)
+
+
+@main.command(help="Create an account and log in as it (the password is prompted).")
+@click.argument("username")
+@LOGIN_URL_OPTION
+@click.option("--display-name", default=None, help="Name shown to others [default: USERNAME].")
+@PASSWORD_STDIN_OPTION
+def signup(username: str, url: str, display_name: str | None, password_stdin: bool) -> None:
+    password = _password(password_stdin, confirm=True)
+
+    async def work() -> AuthPayload:
+        async with PlopClient(url) as plop:
+            return await plop.sign_up(username, password, display_name)
+
+    _save(url, _run(work()))
+
+
+@main.command(help="Log in; the session is saved for the other commands (mode 0600).")
+@click.argument("username")
+@LOGIN_URL_OPTION
+@PASSWORD_STDIN_OPTION
+def login(username: str, url: str, password_stdin: bool) -> None:
+    password = _password(password_stdin, confirm=False)
+
+    async def work() -> AuthPayload:
+        async with PlopClient(url) as plop:
+            return await plop.log_in(username, password)
+
+    _save(url, _run(work()))
+
+
+@main.command(help="Send TEXT to ROOM (a room id) and print the stored message's seq.")
+@click.argument("room")
+@click.argument("text")
+@click.option(
+    "--client-id",
+    default=None,
+    help="Idempotency key: sending again with the same one returns the first message.",
+)
+@URL_OPTION
+def send(room: str, text: str, client_id: str | None, url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> int:
+        async with PlopClient(server, token) as plop:
+            return (await plop.send_message(room, text, client_id)).seq
+
+    click.echo(_run(work()))
+
+
+@main.command(
+    short_help="Print ROOM's messages as they arrive, across restarts.",
+    help=(
+        "Print ROOM's messages as they arrive, one line each: SEQ<TAB>USERNAME<TAB>TEXT "
+        "(newlines and tabs in TEXT escaped as \\n and \\t). Keeps going across "
+        "dropped connections and server restarts without gaps or repeats."
+    ),
+)
+@click.argument("room")
+@click.option(
+    "--after-seq",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Print the stored messages after this seq first [default: only new ones].",
+)
+@click.option(
+    "--subprotocol",
+    type=click.Choice(SUBPROTOCOLS),
+    default=SUBPROTOCOLS[0],
+    show_default=True,
+    help="WebSocket subprotocol.",
+)
+@URL_OPTION
+def tail(room: str, after_seq: int | None, subprotocol: str, url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> None:
+        async with PlopClient(server, token, subprotocol_named(subprotocol)) as plop:
+            start = after_seq if after_seq is not None else await plop.last_seq(room)
+            click.echo(f"Following room {room} after seq {start}.", err=True)
+            async with aclosing(plop.messages(room, after_seq=start)) as live:
+                async for message in live:
+                    click.echo(
+                        f"{message.seq}\t{message.sender.username}\t{one_line(message.text)}"
+                    )
+
+    _run(work())
+
+
+def _room_line(room: Room, viewer_id: str) -> str:
+    others = [member.username for member in room.members if member.id != viewer_id]
+    name = room.title if room.title is not None else ",".join(others)
+    return "\t".join(
+        (room.id, room.kind.value, one_line(name), str(room.last_seq), str(room.unread_count))
+    )
+
+
+@main.command(
+    short_help="List your rooms, most recent first.",
+    help="List your rooms, most recent first: ID<TAB>KIND<TAB>NAME<TAB>LAST_SEQ<TAB>UNREAD.",
+)
+@URL_OPTION
+def rooms(url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> list[str]:
+        async with PlopClient(server, token) as plop:
+            me = await plop.me()
+            return [_room_line(room, me.id) async for room in plop.rooms(page_size=100)]
+
+    for line in _run(work()):
+        click.echo(line)
+
+
+@main.command(
+    short_help="Open the 1:1 room with USER_ID; print its id.",
+    help="Open the 1:1 room with USER_ID (the existing one if there is one); print its id.",
+)
+@click.argument("user_id")
+@URL_OPTION
+def direct(user_id: str, url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> str:
+        async with PlopClient(server, token) as plop:
+            return (await plop.create_direct_room(user_id)).id
+
+    click.echo(_run(work()))
+
+
+@main.command(help="Create a group room TITLE with the given members; print its id.")
+@click.argument("title")
+@click.argument("member_ids", nargs=-1, metavar="[USER_ID]...")
+@URL_OPTION
+def group(title: str, member_ids: tuple[str, ...], url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> str:
+        async with PlopClient(server, token) as plop:
+            return (await plop.create_group_room(title, member_ids)).id
+
+    click.echo(_run(work()))

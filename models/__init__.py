@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from beanie import Document
 
+from models.friend import FriendRequestDoc, FriendshipDoc
 from models.message import MessageDoc
 from models.room import MembershipDoc, RoomDoc
 from models.user import UserDoc
 
-DOCUMENT_MODELS: list[type[Document]] = [UserDoc, RoomDoc, MembershipDoc, MessageDoc]
+DOCUMENT_MODELS: list[type[Document]] = [
+    UserDoc,
+    RoomDoc,
+    MembershipDoc,
+    MessageDoc,
+    FriendRequestDoc,
+    FriendshipDoc,
+]
 
-__all__ = ["DOCUMENT_MODELS", "MembershipDoc", "MessageDoc", "RoomDoc", "UserDoc"]
+__all__ = [
+    "DOCUMENT_MODELS",
+    "FriendRequestDoc",
+    "FriendshipDoc",
+    "MembershipDoc",
+    "MessageDoc",
+    "RoomDoc",
+    "UserDoc",
+]

@@ -3,27 +3,40 @@
 from pubsub.broker import Broker, broker_from_url
 from pubsub.events import (
     Event,
+    FriendshipChanged,
     MembersChanged,
     MessageAdded,
     MessageData,
+    PresenceChanged,
     RoomAdded,
     RoomChanged,
     decode_event,
     encode_event,
+    presence_route,
+    room_route,
+    user_route,
 )
-from pubsub.topics import ROOM_EVENTS, USER_EVENTS
+from pubsub.topics import ALL_TOPICS, PRESENCE, ROOM_EVENTS, USER_EVENTS, topic_and_key
 
 __all__ = [
+    "ALL_TOPICS",
+    "PRESENCE",
     "ROOM_EVENTS",
     "USER_EVENTS",
     "Broker",
     "Event",
+    "FriendshipChanged",
     "MembersChanged",
     "MessageAdded",
     "MessageData",
+    "PresenceChanged",
     "RoomAdded",
     "RoomChanged",
     "broker_from_url",
     "decode_event",
     "encode_event",
+    "presence_route",
+    "room_route",
+    "topic_and_key",
+    "user_route",
 ]

@@ -34,6 +34,21 @@ class MessageData:
     deleted: bool
 
 
+def room_route(room_id: str) -> str:
+    """Where a room's events go in an instance (see services.fanout)."""
+    return f"room:{room_id}"
+
+
+def user_route(user_id: str) -> str:
+    """Where the events for one user's own view (room list, friends) go."""
+    return f"user:{user_id}"
+
+
+def presence_route(user_id: str) -> str:
+    """Where one user's presence changes go (watched by their friends)."""
+    return f"presence:{user_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class MessageAdded:
     """A message was stored in a room."""
@@ -45,6 +60,10 @@ class MessageAdded:
     def room_id(self) -> str:
         return self.message.room_id
 
+    @property
+    def route(self) -> str:
+        return room_route(self.message.room_id)
+
 
 @dataclass(frozen=True, slots=True)
 class MembersChanged:
@@ -55,6 +74,10 @@ class MembersChanged:
     removed: tuple[str, ...]
     type = "members.changed"
 
+    @property
+    def route(self) -> str:
+        return room_route(self.room_id)
+
 
 @dataclass(frozen=True, slots=True)
 class RoomAdded:
@@ -63,6 +86,10 @@ class RoomAdded:
     user_id: str
     room_id: str
     type = "room.added"
+
+    @property
+    def route(self) -> str:
+        return user_route(self.user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +100,42 @@ class RoomChanged:
     room_id: str
     type = "room.changed"
 
+    @property
+    def route(self) -> str:
+        return user_route(self.user_id)
 
-Event = MessageAdded | MembersChanged | RoomAdded | RoomChanged
+
+@dataclass(frozen=True, slots=True)
+class FriendshipChanged:
+    """``user_id`` and ``friend_id`` became friends (added) or stopped being friends."""
+
+    user_id: str
+    friend_id: str
+    added: bool
+    type = "friendship.changed"
+
+    @property
+    def route(self) -> str:
+        return user_route(self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """A user went ONLINE or OFFLINE; ``last_seen_at`` is ISO-8601 UTC, set when OFFLINE."""
+
+    user_id: str
+    status: str
+    last_seen_at: str | None
+    type = "presence.changed"
+
+    @property
+    def route(self) -> str:
+        return presence_route(self.user_id)
+
+
+Event = (
+    MessageAdded | MembersChanged | RoomAdded | RoomChanged | FriendshipChanged | PresenceChanged
+)
 
 
 def encode_event(event: Event) -> bytes:
@@ -102,6 +163,10 @@ def decode_event(raw: bytes) -> Event | None:
             return RoomAdded(**body)
         if kind == RoomChanged.type:
             return RoomChanged(**body)
+        if kind == FriendshipChanged.type:
+            return FriendshipChanged(**body)
+        if kind == PresenceChanged.type:
+            return PresenceChanged(**body)
         raise ValueError("unknown type")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         logger.warning("skipped an undecodable event", extra={"reason": str(exc)})

@@ -1,10 +1,35 @@
 """Plop's topics, named without the deployment's prefix (see ``Settings.topic``).
 
 ROOM_EVENTS carries everything that happens in a room (key: room id, so one room's
-events stay in one partition, in order). USER_EVENTS carries what one user's room
-list must learn (key: user id).
+events stay in one partition, in order). USER_EVENTS carries what one user's own
+view must learn: rooms added, read markers, friendships (key: user id). PRESENCE
+carries users going online and offline (key: user id).
 """
+
+from __future__ import annotations
+
+from pubsub.events import (
+    Event,
+    FriendshipChanged,
+    MembersChanged,
+    MessageAdded,
+    PresenceChanged,
+    RoomAdded,
+    RoomChanged,
+)
 
 ROOM_EVENTS = "room-events"
 USER_EVENTS = "user-events"
-ALL_TOPICS = (ROOM_EVENTS, USER_EVENTS)
+PRESENCE = "presence"
+ALL_TOPICS = (ROOM_EVENTS, USER_EVENTS, PRESENCE)
+
+
+def topic_and_key(event: Event) -> tuple[str, str]:
+    """The topic (unprefixed) and partition key an event is published with."""
+    if isinstance(event, MessageAdded | MembersChanged):
+        return ROOM_EVENTS, event.room_id
+    if isinstance(event, RoomAdded | RoomChanged | FriendshipChanged):
+        return USER_EVENTS, event.user_id
+    if isinstance(event, PresenceChanged):
+        return PRESENCE, event.user_id
+    raise TypeError(f"no topic for {type(event).__name__}")

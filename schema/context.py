@@ -20,6 +20,14 @@ class Context(BaseContext):
         # so that logOut ends what it may start at once.
         self.over_websocket = over_websocket
         self.viewer: UserDoc | None = None
+        # The socket's presence connection, once connection_init was accepted.
+        self.presence_connection: str | None = None
+
+    async def end_presence(self) -> None:
+        """Unregisters the socket's presence connection, if it has one (idempotent)."""
+        connection, self.presence_connection = self.presence_connection, None
+        if connection is not None and self.viewer is not None:
+            await self.services.presence.disconnected(str(self.viewer.id), connection)
 
 
 Info = StrawberryInfo[Context, None]

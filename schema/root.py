@@ -17,11 +17,20 @@ from strawberry.types.execution import ExecutionContext
 
 from observability.metrics import OperationMetrics
 from resolvers import accounts as account_resolvers
+from resolvers import friends as friend_resolvers
 from resolvers import messages as message_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import subscriptions as subscription_resolvers
 from schema.errors import ErrorCodes, with_code
-from schema.types import AuthPayload, Message, MessageConnection, Room, RoomConnection, User
+from schema.types import (
+    AuthPayload,
+    FriendRequest,
+    Message,
+    MessageConnection,
+    Room,
+    RoomConnection,
+    User,
+)
 from settings import Settings
 
 # Parsed and validated documents kept per process: apps send a few documents many times.
@@ -32,6 +41,15 @@ DOCUMENT_CACHE_SIZE = 1_024
 class Query:
     me: User = strawberry.field(resolver=account_resolvers.me)
     user: User | None = strawberry.field(resolver=account_resolvers.user)
+    search_users: list[User] = strawberry.field(
+        resolver=friend_resolvers.search_users,
+        description="Case-insensitive prefix match on username or displayName.",
+    )
+    friends: list[User] = strawberry.field(resolver=friend_resolvers.friends)
+    friend_requests: list[FriendRequest] = strawberry.field(
+        resolver=friend_resolvers.friend_requests,
+        description="Pending requests the viewer sent or received.",
+    )
     rooms: RoomConnection = strawberry.field(
         resolver=room_resolvers.rooms, description="The viewer's rooms, most recent activity first."
     )
@@ -54,6 +72,17 @@ class Mutation:
     sign_up: AuthPayload = strawberry.mutation(resolver=account_resolvers.sign_up)
     log_in: AuthPayload = strawberry.mutation(resolver=account_resolvers.log_in)
     log_out: bool = strawberry.mutation(resolver=account_resolvers.log_out)
+
+    send_friend_request: FriendRequest = strawberry.mutation(
+        resolver=friend_resolvers.send_friend_request
+    )
+    respond_to_friend_request: FriendRequest = strawberry.mutation(
+        resolver=friend_resolvers.respond_to_friend_request
+    )
+    remove_friend: bool = strawberry.mutation(
+        resolver=friend_resolvers.remove_friend,
+        description="Ends the friendship both ways; presence stops flowing both ways.",
+    )
 
     create_direct_room: Room = strawberry.mutation(
         resolver=room_resolvers.create_direct_room,
@@ -93,6 +122,10 @@ class Subscription:
     room_added = strawberry.subscription(
         resolver=subscription_resolvers.room_added,
         description="Rooms the viewer was just added to (created with them, or invited).",
+    )
+    presence_changed = strawberry.subscription(
+        resolver=friend_resolvers.presence_changed,
+        description="ONLINE/OFFLINE changes of the viewer's friends.",
     )
     room_updated = strawberry.subscription(
         resolver=subscription_resolvers.room_updated,

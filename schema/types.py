@@ -12,13 +12,53 @@ from models.room import RoomKind as RoomKindValue
 from models.time import as_utc
 from pubsub import MessageData
 from schema.context import Info
+from services.ids import parse_id
 from services.messages import message_data
+from services.presence import Presence as PresenceView
 
 
 @strawberry.enum(name="RoomKind")
 class RoomKind(Enum):
     DIRECT = "DIRECT"
     GROUP = "GROUP"
+
+
+@strawberry.enum(name="PresenceStatus")
+class PresenceStatus(Enum):
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+
+
+@strawberry.enum(name="FriendRequestStatus")
+class FriendRequestStatus(Enum):
+    PENDING = "PENDING"
+    ACCEPTED = "ACCEPTED"
+    DECLINED = "DECLINED"
+
+
+@strawberry.type
+class Presence:
+    user_id: strawberry.ID
+    status: PresenceStatus
+    last_seen_at: datetime | None = strawberry.field(
+        description="When the user's last connection closed; null while ONLINE or if never seen."
+    )
+
+    @classmethod
+    def from_service(cls, presence: PresenceView) -> Presence:
+        return cls(
+            user_id=strawberry.ID(presence.user_id),
+            status=PresenceStatus(presence.status),
+            last_seen_at=presence.last_seen_at,
+        )
+
+
+async def _user_presence(root: User, info: Info) -> Presence | None:
+    viewer = info.context.viewer
+    if viewer is None:
+        return None
+    found = await info.context.services.presence.visible_to(viewer, parse_id(root.id))
+    return Presence.from_service(found) if found else None
 
 
 @strawberry.type
@@ -32,6 +72,20 @@ class User:
         return cls(
             id=strawberry.ID(str(user.id)), username=user.username, display_name=user.display_name
         )
+
+    presence: Presence | None = strawberry.field(
+        resolver=_user_presence,
+        description="Visible to the user themself and to their friends; null for everyone else.",
+    )
+
+
+@strawberry.type
+class FriendRequest:
+    id: strawberry.ID
+    from_: User = strawberry.field(name="from")
+    to: User
+    status: FriendRequestStatus
+    created_at: datetime
 
 
 @strawberry.type

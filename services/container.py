@@ -14,11 +14,13 @@ from redis.asyncio import Redis
 from auth.sessions import SessionStore
 from backends.mongo import open_database
 from backends.redis import open_redis
-from pubsub import ROOM_EVENTS, USER_EVENTS, Broker, broker_from_url
+from pubsub import ALL_TOPICS, Broker, broker_from_url
 from services.accounts import AccountService
 from services.events import EventPublisher
 from services.fanout import FanoutConsumer, FanoutHub
+from services.friends import FriendService
 from services.messages import MessageService
+from services.presence import PresenceService
 from services.rooms import RoomService
 from services.streams import StreamService
 from settings import Settings
@@ -38,6 +40,8 @@ class Services:
     rooms: RoomService
     messages: MessageService
     streams: StreamService
+    friends: FriendService
+    presence: PresenceService
 
     @classmethod
     @asynccontextmanager
@@ -50,7 +54,7 @@ class Services:
                 "real services for anything else.",
                 ", ".join(embedded),
             )
-        topics = {name: settings.topic(name) for name in (ROOM_EVENTS, USER_EVENTS)}
+        topics = {name: settings.topic(name) for name in ALL_TOPICS}
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(
                 open_database(settings.mongo_url, settings.backend_timeout_seconds)
@@ -59,12 +63,7 @@ class Services:
                 open_redis(settings.redis_url, settings.backend_timeout_seconds)
             )
             broker = broker_from_url(settings.broker_url, f"plop-{settings.instance_id}")
-            await broker.start(
-                {
-                    topics[ROOM_EVENTS]: settings.room_events_partitions,
-                    topics[USER_EVENTS]: settings.room_events_partitions,
-                }
-            )
+            await broker.start({topic: settings.topic_partitions for topic in topics.values()})
             stack.push_async_callback(broker.close)
 
             hub = FanoutHub(settings.subscriber_queue_events)
@@ -78,6 +77,17 @@ class Services:
             messages = MessageService(
                 publisher, rooms, settings.max_message_chars, settings.max_client_id_chars
             )
+            friends = FriendService(publisher)
+            presence = PresenceService(
+                redis,
+                publisher,
+                hub,
+                friends,
+                ttl_seconds=settings.presence_ttl_seconds,
+                heartbeat_seconds=settings.presence_heartbeat_seconds,
+                grace_seconds=settings.presence_grace_seconds,
+                sweep_seconds=settings.presence_sweep_seconds,
+            )
             services = cls(
                 settings=settings,
                 redis=redis,
@@ -87,9 +97,15 @@ class Services:
                 rooms=rooms,
                 messages=messages,
                 streams=StreamService(hub, messages, accounts),
+                friends=friends,
+                presence=presence,
             )
-            relay = asyncio.create_task(services._relay_forever())
-            stack.push_async_callback(_cancel, relay)
+            for background in (
+                services._relay_forever(),
+                presence.heartbeat_forever(),
+                presence.sweep_forever(),
+            ):
+                stack.push_async_callback(_cancel, asyncio.create_task(background))
             yield services
 
     async def _relay_forever(self) -> None:

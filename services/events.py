@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from pubsub import ROOM_EVENTS, USER_EVENTS, Broker, Event, MembersChanged, MessageAdded
-from pubsub.events import RoomAdded, RoomChanged
+from pubsub import Broker, Event, topic_and_key
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +25,8 @@ class EventPublisher:
         that failed to publish carried is recovered from the database (messages by
         the relay and by seq gap filling).
         """
-        if isinstance(event, MessageAdded | MembersChanged):
-            topic, key = self._topics[ROOM_EVENTS], event.room_id
-        elif isinstance(event, RoomAdded | RoomChanged):
-            topic, key = self._topics[USER_EVENTS], event.user_id
+        name, key = topic_and_key(event)
+        topic = self._topics[name]
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 await self._broker.publish(topic, key, event)

@@ -17,16 +17,7 @@ from contextlib import AsyncExitStack, contextmanager
 from typing import Final
 
 from observability.metrics import ACTIVE_SUBSCRIPTIONS
-from pubsub import (
-    ROOM_EVENTS,
-    USER_EVENTS,
-    Broker,
-    Event,
-    MembersChanged,
-    MessageAdded,
-    RoomAdded,
-    RoomChanged,
-)
+from pubsub import ALL_TOPICS, Broker, Event
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +37,7 @@ class Inbox:
         self._capacity = capacity
         self._lagged = False
         self._ready = asyncio.Event()
+        self.routes: set[str] = set()
 
     def offer(self, event: Event) -> None:
         """Queue the event, or drop it and remember the lag if the inbox is full."""
@@ -67,62 +59,55 @@ class Inbox:
 
 
 class FanoutHub:
-    """Routes each consumed event to the inboxes watching its room or its user."""
+    """Routes each consumed event to the inboxes watching its route.
+
+    A route names what an event is about: ``room:<id>``, ``user:<id>`` (one user's own
+    view) or ``presence:<id>`` (see ``pubsub.events``).
+    """
 
     def __init__(self, inbox_capacity: int) -> None:
         self._inbox_capacity = inbox_capacity
-        self._by_room: dict[str, set[Inbox]] = defaultdict(set)
-        self._by_user: dict[str, set[Inbox]] = defaultdict(set)
+        self._by_route: dict[str, set[Inbox]] = defaultdict(set)
 
     def new_inbox(self) -> Inbox:
         return Inbox(self._inbox_capacity)
 
     @contextmanager
-    def watching(
-        self, inbox: Inbox, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()
-    ) -> Iterator[Inbox]:
-        """The inbox receives the events of these rooms and users inside the block."""
-        for room_id in rooms:
-            self._by_room[room_id].add(inbox)
-        for user_id in users:
-            self._by_user[user_id].add(inbox)
+    def watching(self, *routes: str) -> Iterator[Inbox]:
+        """A new inbox that receives the events of these routes inside the block.
+
+        Routes added later with ``watch`` are removed when the block ends as well.
+        """
+        inbox = self.new_inbox()
+        watched = set(routes)
+        for route in watched:
+            self._by_route[route].add(inbox)
+        inbox.routes = watched
         ACTIVE_SUBSCRIPTIONS.inc()
         try:
             yield inbox
         finally:
             ACTIVE_SUBSCRIPTIONS.dec()
-            for room_id in rooms:
-                self.unwatch_room(inbox, room_id)
-            for user_id in users:
-                self._discard(self._by_user, user_id, inbox)
+            for route in tuple(inbox.routes):
+                self.unwatch(inbox, route)
 
-    def watch_room(self, inbox: Inbox, room_id: str) -> None:
-        """Adds a room to an inbox already registered with ``watching``."""
-        self._by_room[room_id].add(inbox)
+    def watch(self, inbox: Inbox, route: str) -> None:
+        """Adds a route to an inbox opened with ``watching``."""
+        self._by_route[route].add(inbox)
+        inbox.routes.add(route)
 
-    def unwatch_room(self, inbox: Inbox, room_id: str) -> None:
-        self._discard(self._by_room, room_id, inbox)
-
-    @staticmethod
-    def _discard(index: dict[str, set[Inbox]], key: str, inbox: Inbox) -> None:
-        inboxes = index.get(key)
+    def unwatch(self, inbox: Inbox, route: str) -> None:
+        inbox.routes.discard(route)
+        inboxes = self._by_route.get(route)
         if inboxes is not None:
             inboxes.discard(inbox)
             if not inboxes:
-                del index[key]
+                del self._by_route[route]
 
     def dispatch(self, event: Event) -> None:
-        """Hands the event to every local inbox that watches its room or user."""
-        if isinstance(event, MessageAdded | MembersChanged):
-            targets = self._by_room.get(event.room_id, ())
-        elif isinstance(event, RoomAdded | RoomChanged):
-            targets = self._by_user.get(event.user_id, ())
-        for inbox in tuple(targets):
+        """Hands the event to every local inbox that watches its route."""
+        for inbox in tuple(self._by_route.get(event.route, ())):
             inbox.offer(event)
-
-    @property
-    def watched_rooms(self) -> int:
-        return len(self._by_room)
 
 
 class FanoutConsumer:
@@ -137,7 +122,7 @@ class FanoutConsumer:
 
     async def start(self) -> None:
         """Subscribes to every topic; events published after this returns are seen."""
-        for name in (ROOM_EVENTS, USER_EVENTS):
+        for name in ALL_TOPICS:
             events = await self._stack.enter_async_context(
                 self._broker.subscribe(self._topics[name])
             )

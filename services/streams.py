@@ -17,7 +17,15 @@ from pydantic import BaseModel, Field
 
 from errors import BadUserInput, Forbidden
 from models import RoomDoc, UserDoc
-from pubsub import MembersChanged, MessageAdded, MessageData, RoomAdded, RoomChanged
+from pubsub import (
+    MembersChanged,
+    MessageAdded,
+    MessageData,
+    RoomAdded,
+    RoomChanged,
+    room_route,
+    user_route,
+)
 from services.accounts import AccountService
 from services.fanout import LAGGED, FanoutHub
 from services.messages import MessageService, message_data
@@ -60,8 +68,8 @@ class StreamService:
         assert room.id is not None
         if after_seq is not None and after_seq < 0:
             raise BadUserInput("afterSeq must be 0 or more")
-        room_key, viewer_key = str(room.id), str(viewer.id)
-        with self._hub.watching(self._hub.new_inbox(), rooms=(room_key,)) as inbox:
+        viewer_key = str(viewer.id)
+        with self._hub.watching(room_route(str(room.id))) as inbox:
             last = after_seq if after_seq is not None else await self._messages.latest_seq(room.id)
             async for message in self.stored_messages(room.id, last):
                 yield message
@@ -89,7 +97,7 @@ class StreamService:
 
     async def room_added(self, viewer: UserDoc) -> AsyncIterator[RoomDoc]:
         """Rooms the viewer is put in from now on."""
-        with self._hub.watching(self._hub.new_inbox(), users=(str(viewer.id),)) as inbox:
+        with self._hub.watching(user_route(str(viewer.id))) as inbox:
             while True:
                 event = await inbox.get()
                 if isinstance(event, RoomAdded) and (
@@ -100,29 +108,20 @@ class StreamService:
     async def room_updated(self, viewer: UserDoc) -> AsyncIterator[RoomDoc]:
         """The viewer's rooms as they change: messages, members, read marker."""
         viewer_key = str(viewer.id)
-        with self._hub.watching(self._hub.new_inbox(), users=(viewer_key,)) as inbox:
-            rooms = {
-                str(room.id)
-                for room in await RoomDoc.find({"member_ids": viewer.id}).project(_RoomId).to_list()
-            }
-            for room_key in rooms:
-                self._hub.watch_room(inbox, room_key)
-            try:
-                while True:
-                    event = await inbox.get()
-                    if event is LAGGED:
-                        continue  # the room list is refetched by clients; nothing to replay
-                    if isinstance(event, RoomAdded) and event.room_id not in rooms:
-                        rooms.add(event.room_id)
-                        self._hub.watch_room(inbox, event.room_id)
-                    if isinstance(event, MembersChanged) and viewer_key in event.removed:
-                        rooms.discard(event.room_id)
-                        self._hub.unwatch_room(inbox, event.room_id)
-                        continue
-                    if isinstance(
-                        event, MessageAdded | MembersChanged | RoomAdded | RoomChanged
-                    ) and (room := await self._room_of_member(event.room_id, viewer)):
-                        yield room
-            finally:
-                for room_key in rooms:
-                    self._hub.unwatch_room(inbox, room_key)
+        with self._hub.watching(user_route(viewer_key)) as inbox:
+            joined = await RoomDoc.find({"member_ids": viewer.id}).project(_RoomId).to_list()
+            for each in joined:
+                self._hub.watch(inbox, room_route(str(each.id)))
+            while True:
+                event = await inbox.get()
+                if event is LAGGED:
+                    continue  # the room list is refetched by clients; nothing to replay
+                if isinstance(event, RoomAdded):
+                    self._hub.watch(inbox, room_route(event.room_id))
+                if isinstance(event, MembersChanged) and viewer_key in event.removed:
+                    self._hub.unwatch(inbox, room_route(event.room_id))
+                    continue
+                if isinstance(event, MessageAdded | MembersChanged | RoomAdded | RoomChanged) and (
+                    room := await self._room_of_member(event.room_id, viewer)
+                ):
+                    yield room

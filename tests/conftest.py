@@ -17,6 +17,13 @@ from tests.support.server import ServerProcess
 from tests.support.services import RealServices, start_real_services
 
 RUN_ID = secrets.token_hex(4)
+# Presence timings of the real-service servers, short so that tests of expiry are quick.
+PRESENCE_TIMING = {
+    "PLOP_PRESENCE_TTL_SECONDS": "4",
+    "PLOP_PRESENCE_HEARTBEAT_SECONDS": "1",
+    "PLOP_PRESENCE_GRACE_SECONDS": "1.5",
+    "PLOP_PRESENCE_SWEEP_SECONDS": "0.5",
+}
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +43,7 @@ def real_env(real_services: RealServices) -> dict[str, str]:
         "PLOP_RELAY_INTERVAL_SECONDS": "0.5",
         "PLOP_RELAY_GRACE_SECONDS": "1",
         "PLOP_PUBLISH_TIMEOUT_SECONDS": "2",
+        **PRESENCE_TIMING,
     }
 
 

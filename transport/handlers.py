@@ -8,6 +8,7 @@ the ``connection_init`` deadline that strawberry gives only to graphql-transport
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import suppress
 from typing import Any
 
@@ -20,6 +21,8 @@ from observability.metrics import OPEN_WEBSOCKETS
 from schema.context import Context
 from transport.socket_writer import QueuedWebSocket
 
+logger = logging.getLogger(__name__)
+
 INIT_TIMEOUT_CODE = 4408
 
 
@@ -28,6 +31,14 @@ def _queue_frames(handler: Any) -> QueuedWebSocket:
     queued = QueuedWebSocket(handler.websocket, context.services.settings.socket_send_queue_frames)
     handler.websocket = queued
     return queued
+
+
+async def _end_presence(context: Context) -> None:
+    try:
+        await context.end_presence()
+    except Exception:
+        # The sweep takes the user OFFLINE when this connection expires instead.
+        logger.exception("presence unregistration failed")
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -44,6 +55,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         finally:
             OPEN_WEBSOCKETS.dec()
             await self._queued.shutdown()
+            await _end_presence(self.context)
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
@@ -64,6 +76,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             with suppress(asyncio.CancelledError):
                 await deadline
             await self._queued.shutdown()
+            await _end_presence(self.context)
 
     async def _close_without_init(self) -> None:
         timeout = self.context.services.settings.connection_init_timeout_seconds

@@ -71,6 +71,13 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
             raise ConnectionRejectionError(
                 {"message": error.message, "extensions": {"code": error.code}}
             ) from exc
+        try:
+            context.presence_connection = await context.services.presence.connected(
+                str(context.viewer.id)
+            )
+        except Exception:
+            # Presence is best effort: a Redis hiccup must not refuse the socket.
+            logger.exception("presence registration failed")
         return {"userId": str(context.viewer.id)}
 
 

@@ -106,3 +106,27 @@ async def history_seqs(server: ServerProcess, reader: Account, room_id: str) -> 
             if not page["pageInfo"]["hasNextPage"]:
                 return seqs
             after = page["pageInfo"]["endCursor"]
+
+
+USER_FIELDS = "id username displayName presence { userId status lastSeenAt }"
+REQUEST_FIELDS = "id status createdAt from { id } to { id }"
+SEARCH = "query($q: String!, $first: Int) { searchUsers(query: $q, first: $first) { id username } }"
+FRIENDS = f"{{ friends {{ {USER_FIELDS} }} }}"
+FRIEND_REQUESTS = f"{{ friendRequests {{ {REQUEST_FIELDS} }} }}"
+SEND_FRIEND_REQUEST = (
+    f"mutation($u: ID!) {{ sendFriendRequest(userId: $u) {{ {REQUEST_FIELDS} }} }}"
+)
+RESPOND = f"""
+mutation($r: ID!, $a: Boolean!) {{
+  respondToFriendRequest(requestId: $r, accept: $a) {{ {REQUEST_FIELDS} }}
+}}
+"""
+REMOVE_FRIEND = "mutation($u: ID!) { removeFriend(userId: $u) }"
+USER_PRESENCE = "query($u: ID!) { user(id: $u) { id presence { userId status lastSeenAt } } }"
+PRESENCE_CHANGED = "subscription { presenceChanged { userId status lastSeenAt } }"
+
+
+async def befriend(server: ServerProcess, first: Account, second: Account) -> None:
+    """Makes the two users friends: one asks, the other accepts."""
+    request = (await as_user(server, first, SEND_FRIEND_REQUEST, u=second.id))["sendFriendRequest"]
+    await as_user(server, second, RESPOND, r=request["id"], a=True)

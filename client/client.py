@@ -1,0 +1,353 @@
+"""``PlopClient``: Plop's GraphQL API as typed Python calls, over one HTTP session.
+
+Calls go over HTTP; ``messages()`` opens a WebSocket of its own (either subprotocol)
+and keeps it going across dropped sockets and server restarts, resuming with
+``afterSeq`` so that each message is yielded once, in seq order, none skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, aclosing
+from types import TracebackType
+from typing import Any, Final, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from gql import Client, GraphQLRequest
+from gql.transport.httpx import HTTPXAsyncTransport
+from gql.transport.websockets import WebsocketsTransport
+
+from client import documents
+from client.errors import (
+    REFUSED_AT_INIT_CLOSE_CODE,
+    TRANSPORT_FAILURES,
+    PlopClientError,
+    PlopTransportError,
+    translate,
+)
+from client.retry import Backoff
+from client.types import (
+    AuthPayload,
+    Message,
+    Room,
+    User,
+    parse_auth,
+    parse_message,
+    parse_room,
+    parse_user,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Subprotocol = Literal["graphql-transport-ws", "graphql-ws"]
+TRANSPORT_WS: Final = "graphql-transport-ws"
+LEGACY_WS: Final = "graphql-ws"
+SUBPROTOCOLS: Final[tuple[Subprotocol, ...]] = (TRANSPORT_WS, LEGACY_WS)
+
+DEFAULT_URL = "http://127.0.0.1:8000/graphql"
+# Every network wait is bounded: an HTTP call, a WebSocket connect, its connection_ack.
+REQUEST_TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 5.0
+# A send is retried with its clientId this many times in all: a retry cannot duplicate.
+SEND_ATTEMPTS = 5
+# Reads are idempotent too, and are retried as often.
+READ_ATTEMPTS = 5
+MAX_PAGE_SIZE = 100
+# Long enough that no two sends of one client ever collide, well under the 64-char cap.
+_CLIENT_ID_BYTES = 16
+
+
+def subprotocol_named(name: str) -> Subprotocol:
+    """The subprotocol called ``name``; ValueError if Plop does not speak it."""
+    for subprotocol in SUBPROTOCOLS:
+        if subprotocol == name:
+            return subprotocol
+    raise ValueError(f"unknown WebSocket subprotocol {name!r}; use one of {SUBPROTOCOLS}")
+
+
+def websocket_url(url: str) -> str:
+    """The ws:// (or wss://) URL of the endpoint served at an http:// (https://) URL."""
+    parts = urlsplit(url)
+    schemes = {"http": "ws", "https": "wss"}
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"the Plop URL must be http:// or https://, not {url!r}")
+    return urlunsplit(parts._replace(scheme=schemes[parts.scheme]))
+
+
+def new_client_id() -> str:
+    """A fresh idempotency key for one message."""
+    return secrets.token_hex(_CLIENT_ID_BYTES)
+
+
+class PlopClient:
+    """A Plop user's connection to one server; use it as an async context manager.
+
+    ``token`` authenticates every call; ``sign_up`` and ``log_in`` set it. Failures
+    raise ``PlopClientError`` (see ``client.errors``).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        subprotocol: Subprotocol = TRANSPORT_WS,
+        *,
+        backoff: Backoff | None = None,
+        send_attempts: int = SEND_ATTEMPTS,
+        timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
+        self.url = url
+        self.ws_url = websocket_url(url)
+        self.subprotocol = subprotocol_named(subprotocol)
+        self.token = token
+        self.backoff = backoff or Backoff()
+        self.send_attempts = max(1, send_attempts)
+        self._timeout = timeout_seconds
+        self._stack: AsyncExitStack | None = None
+        self._session: Any = None
+
+    async def __aenter__(self) -> PlopClient:
+        async with AsyncExitStack() as stack:
+            transport = HTTPXAsyncTransport(url=self.url, timeout=self._timeout)
+            client = Client(transport=transport, execute_timeout=self._timeout)
+            try:
+                self._session = await stack.enter_async_context(client)
+            except TRANSPORT_FAILURES as exc:
+                raise translate(exc) from exc
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        stack, self._stack, self._session = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    # --- accounts -------------------------------------------------------------------
+
+    async def sign_up(
+        self, username: str, password: str, display_name: str | None = None
+    ) -> AuthPayload:
+        """Creates an account; the client is then logged in as it."""
+        data = await self._execute(
+            documents.SIGN_UP,
+            {"username": username, "password": password, "displayName": display_name},
+        )
+        auth = parse_auth(data["signUp"])
+        self.token = auth.token
+        return auth
+
+    async def log_in(self, username: str, password: str) -> AuthPayload:
+        """Opens a session; the client then uses its token."""
+        data = await self._execute(documents.LOG_IN, {"username": username, "password": password})
+        auth = parse_auth(data["logIn"])
+        self.token = auth.token
+        return auth
+
+    async def log_out(self) -> None:
+        """Revokes the session's token on the server and forgets it."""
+        await self._execute(documents.LOG_OUT, {})
+        self.token = None
+
+    async def me(self) -> User:
+        """The user the token belongs to."""
+        data = await self._read(documents.ME, {})
+        return parse_user(data["me"])
+
+    # --- rooms ----------------------------------------------------------------------
+
+    async def create_direct_room(self, user_id: str) -> Room:
+        """The 1:1 room with that user (the existing one if there is one)."""
+        data = await self._execute(documents.CREATE_DIRECT_ROOM, {"userId": user_id})
+        return parse_room(data["createDirectRoom"])
+
+    async def create_group_room(self, title: str, member_ids: Sequence[str]) -> Room:
+        """A new group room of the viewer and these users."""
+        data = await self._execute(
+            documents.CREATE_GROUP_ROOM, {"title": title, "memberIds": list(member_ids)}
+        )
+        return parse_room(data["createGroupRoom"])
+
+    async def room(self, room_id: str) -> Room:
+        """One room the viewer is in (FORBIDDEN otherwise, NOT_FOUND if there is none)."""
+        data = await self._read(documents.ROOM, {"id": room_id})
+        if data["room"] is None:
+            raise PlopClientError("NOT_FOUND", "no such room")
+        return parse_room(data["room"])
+
+    async def rooms(self, page_size: int = 20) -> AsyncGenerator[Room, None]:
+        """Every room the viewer is in, most recent activity first, a page at a time."""
+        after: str | None = None
+        while True:
+            data = await self._read(documents.ROOMS_PAGE, {"first": page_size, "after": after})
+            page = data["rooms"]
+            for edge in page["edges"]:
+                yield parse_room(edge["node"])
+            if not page["pageInfo"]["hasNextPage"] or not page["edges"]:
+                return
+            after = page["pageInfo"]["endCursor"]
+
+    # --- messages -------------------------------------------------------------------
+
+    async def send_message(self, room_id: str, text: str, client_id: str | None = None) -> Message:
+        """Sends text to a room; returns the stored message.
+
+        Without a ``client_id`` one is made up, so that every send is idempotent: a
+        network error leaves it unknown whether the message was stored, and the retry
+        with the same clientId returns the stored one instead of storing a second.
+        """
+        variables = {"roomId": room_id, "text": text, "clientId": client_id or new_client_id()}
+        data = await self._retrying(
+            lambda: self._execute(documents.SEND_MESSAGE, variables), self.send_attempts
+        )
+        return parse_message(data["sendMessage"])
+
+    async def history(
+        self, room_id: str, page_size: int = MAX_PAGE_SIZE
+    ) -> AsyncGenerator[Message, None]:
+        """The room's whole history, oldest first, fetched forward a page at a time."""
+        after: str | None = None
+        while True:
+            data = await self._read(
+                documents.HISTORY_PAGE, {"roomId": room_id, "first": page_size, "after": after}
+            )
+            page = data["messages"]
+            for edge in page["edges"]:
+                yield parse_message(edge["node"])
+            if not page["pageInfo"]["hasNextPage"] or not page["edges"]:
+                return
+            after = page["pageInfo"]["endCursor"]
+
+    async def last_seq(self, room_id: str) -> int:
+        """The seq of the room's newest message; 0 for an empty room."""
+        data = await self._read(documents.ROOM_LAST_SEQ, {"id": room_id})
+        if data["room"] is None:
+            raise PlopClientError("NOT_FOUND", "no such room")
+        seq: int = data["room"]["lastSeq"]
+        return seq
+
+    async def messages(
+        self, room_id: str, after_seq: int | None = None, *, max_attempts: int | None = None
+    ) -> AsyncGenerator[Message, None]:
+        """The room's messages with seq > after_seq (from now if None), then live, forever.
+
+        Each message is yielded once, in seq order, with no gaps. When the socket drops
+        or the server restarts, it reconnects after an exponential, jittered, capped
+        backoff and resubscribes with afterSeq = the last seq it yielded; anything the
+        server sends again is dropped. Errors that a retry cannot fix (UNAUTHENTICATED,
+        FORBIDDEN, NOT_FOUND, BAD_USER_INPUT, ...) end it; transport errors,
+        UNAVAILABLE and RATE_LIMITED do not, unless ``max_attempts`` consecutive
+        attempts failed. Close it (``contextlib.aclosing``) to close its socket promptly.
+        """
+        last = after_seq
+        failures = 0
+        while True:
+            error: PlopClientError
+            try:
+                if last is None:
+                    last = await self.last_seq(room_id)
+                async with aclosing(self._message_added(room_id, last)) as stream:
+                    async for message in stream:
+                        if message.seq <= last:
+                            continue  # already yielded: the resumed replay overlaps
+                        if message.seq != last + 1:
+                            # The server promises no gaps; resubscribing refills one.
+                            raise PlopTransportError(
+                                f"expected seq {last + 1}, received {message.seq}"
+                            )
+                        last = message.seq
+                        failures = 0
+                        yield message
+                error = PlopTransportError("the server ended the subscription")
+            except PlopClientError as exc:
+                if not exc.retryable:
+                    raise
+                error = exc
+            failures += 1
+            if max_attempts is not None and failures >= max_attempts:
+                raise error
+            delay = self.backoff.delay(failures - 1)
+            logger.warning(
+                "live messages interrupted; resuming",
+                extra={"room_id": room_id, "after_seq": last, "code": error.code, "delay": delay},
+            )
+            await asyncio.sleep(delay)
+
+    async def _message_added(self, room_id: str, after_seq: int) -> AsyncGenerator[Message, None]:
+        """One messageAdded subscription on a socket of its own, until it ends or fails."""
+        transport = WebsocketsTransport(
+            url=self.ws_url,
+            init_payload={"authToken": self.token} if self.token else {},
+            subprotocols=[self.subprotocol],
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            ack_timeout=CONNECT_TIMEOUT_SECONDS,
+            close_timeout=CLOSE_TIMEOUT_SECONDS,
+        )
+        request = GraphQLRequest(
+            documents.MESSAGE_ADDED, variable_values={"roomId": room_id, "afterSeq": after_seq}
+        )
+        try:
+            async with Client(transport=transport) as session:
+                async for data in session.subscribe(request):
+                    yield parse_message(data["messageAdded"])
+        except TRANSPORT_FAILURES as exc:
+            raise await self._socket_error(exc) from exc
+
+    async def _socket_error(self, exc: BaseException) -> PlopClientError:
+        """What a failed socket means; asks over HTTP when the close code cannot say."""
+        error = translate(exc)
+        if isinstance(error, PlopTransportError) and error.close_code == REFUSED_AT_INIT_CLOSE_CODE:
+            # graphql-transport-ws refuses connection_init with 4403 both for a bad
+            # token and for a backend that is down; only the first one is final.
+            try:
+                await self.me()
+            except PlopClientError as refusal:
+                if not refusal.retryable:
+                    return refusal
+        return error
+
+    # --- one request ----------------------------------------------------------------
+
+    async def _read(
+        self, request: GraphQLRequest, variables: Mapping[str, object]
+    ) -> dict[str, Any]:
+        """A query: idempotent, so retried like a send."""
+        return await self._retrying(lambda: self._execute(request, variables), READ_ATTEMPTS)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]], attempts: int) -> T:
+        """Runs ``attempt`` until it succeeds, fails for good, or ``attempts`` ran out."""
+        for number in range(attempts):
+            try:
+                return await attempt()
+            except PlopClientError as error:
+                if not error.retryable or number + 1 >= attempts:
+                    raise
+                delay = self.backoff.delay(number)
+                logger.info("retrying a request", extra={"code": error.code, "delay": delay})
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _execute(
+        self, request: GraphQLRequest, variables: Mapping[str, object]
+    ) -> dict[str, Any]:
+        if self._session is None:
+            raise RuntimeError("open the client first: `async with PlopClient(...) as client`")
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            data: dict[str, Any] = await self._session.execute(
+                GraphQLRequest(request, variable_values=dict(variables)),
+                extra_args={"headers": headers},
+            )
+        except TRANSPORT_FAILURES as exc:
+            raise translate(exc) from exc
+        return data

@@ -1,0 +1,111 @@
+"""The GraphQL documents the client sends, all against the public contract."""
+
+from __future__ import annotations
+
+from gql import GraphQLRequest
+
+_USER = "fragment UserFields on User { id username displayName }"
+_MESSAGE = """
+fragment MessageFields on Message {
+  id roomId seq text clientId createdAt editedAt deleted sender { ...UserFields }
+}
+"""
+_ROOM = """
+fragment RoomFields on Room {
+  id kind title createdAt lastSeq lastReadSeq unreadCount
+  members { ...UserFields }
+  lastMessage { ...MessageFields }
+}
+"""
+
+
+def _with(operation: str, *fragments: str) -> GraphQLRequest:
+    """The operation with the fragments it uses, parsed once."""
+    return GraphQLRequest("\n".join((operation, *fragments)))
+
+
+SIGN_UP = _with(
+    """
+mutation SignUp($username: String!, $password: String!, $displayName: String) {
+  signUp(username: $username, password: $password, displayName: $displayName) {
+    token user { ...UserFields }
+  }
+}
+""",
+    _USER,
+)
+LOG_IN = _with(
+    """
+mutation LogIn($username: String!, $password: String!) {
+  logIn(username: $username, password: $password) { token user { ...UserFields } }
+}
+""",
+    _USER,
+)
+LOG_OUT = _with("mutation LogOut { logOut }")
+ME = _with("query Me { me { ...UserFields } }", _USER)
+
+SEND_MESSAGE = _with(
+    """
+mutation SendMessage($roomId: ID!, $text: String!, $clientId: String) {
+  sendMessage(roomId: $roomId, text: $text, clientId: $clientId) { ...MessageFields }
+}
+""",
+    _MESSAGE,
+    _USER,
+)
+HISTORY_PAGE = _with(
+    """
+query History($roomId: ID!, $first: Int!, $after: String) {
+  messages(roomId: $roomId, first: $first, after: $after) {
+    edges { node { ...MessageFields } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+""",
+    _MESSAGE,
+    _USER,
+)
+MESSAGE_ADDED = _with(
+    """
+subscription MessageAdded($roomId: ID!, $afterSeq: Int) {
+  messageAdded(roomId: $roomId, afterSeq: $afterSeq) { ...MessageFields }
+}
+""",
+    _MESSAGE,
+    _USER,
+)
+
+CREATE_DIRECT_ROOM = _with(
+    """
+mutation CreateDirectRoom($userId: ID!) { createDirectRoom(userId: $userId) { ...RoomFields } }
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
+CREATE_GROUP_ROOM = _with(
+    """
+mutation CreateGroupRoom($title: String!, $memberIds: [ID!]!) {
+  createGroupRoom(title: $title, memberIds: $memberIds) { ...RoomFields }
+}
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
+ROOM = _with("query Room($id: ID!) { room(id: $id) { ...RoomFields } }", _ROOM, _MESSAGE, _USER)
+ROOM_LAST_SEQ = _with("query RoomLastSeq($id: ID!) { room(id: $id) { lastSeq } }")
+ROOMS_PAGE = _with(
+    """
+query Rooms($first: Int!, $after: String) {
+  rooms(first: $first, after: $after) {
+    edges { node { ...RoomFields } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)

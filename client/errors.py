@@ -1,0 +1,117 @@
+"""The client's errors, and the one place where gql's and the network's errors become them.
+
+PlopClientError      code = the server's extensions.code (UNAUTHENTICATED, FORBIDDEN,
+│                    NOT_FOUND, BAD_USER_INPUT, CONFLICT, RATE_LIMITED, UNAVAILABLE,
+│                    INTERNAL); ``retryable`` for UNAVAILABLE and RATE_LIMITED
+└── PlopTransportError   code = TRANSPORT: the server could not be reached, or answered
+                         outside GraphQL; retryable unless it was an HTTP 4xx
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from gql.transport.exceptions import (
+    TransportError,
+    TransportQueryError,
+    TransportServerError,
+)
+from websockets.exceptions import ConnectionClosed
+
+TRANSPORT = "TRANSPORT"
+# Codes that say "try again later", not "this request is wrong".
+RETRYABLE_CODES = frozenset({"UNAVAILABLE", "RATE_LIMITED"})
+# graphql-transport-ws closes a socket whose connection_init was refused with 4403,
+# whatever the reason; the client asks the server over HTTP what the reason was.
+REFUSED_AT_INIT_CLOSE_CODE = 4403
+# Close codes after which reconnecting cannot help: the client sent something wrong.
+PROTOCOL_VIOLATION_CLOSE_CODES = frozenset({4400, 4401, 4409})
+_CONNECTION_ERROR_PREFIX = "Server error: "
+
+
+class PlopClientError(Exception):
+    """An error a Plop call ended with; ``code`` says which."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = code in RETRYABLE_CODES if retryable is None else retryable
+
+
+class PlopTransportError(PlopClientError):
+    """The request did not get a GraphQL answer: network down, server gone, proxy error.
+
+    ``close_code`` is the WebSocket close code when a socket was closed by the server.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = True, close_code: int | None = None
+    ) -> None:
+        super().__init__(TRANSPORT, message, retryable=retryable)
+        self.close_code = close_code
+
+
+# What a request can fail with below GraphQL: gql's transport errors, timeouts (connect,
+# connection_ack, execute) and socket errors that escaped gql's wrapping.
+TRANSPORT_FAILURES: tuple[type[BaseException], ...] = (TransportError, TimeoutError, OSError)
+
+
+def error_from_graphql(errors: list[Any] | None, fallback: str) -> PlopClientError:
+    """The first GraphQL error of a result, as a PlopClientError."""
+    first = errors[0] if errors else None
+    if not isinstance(first, dict):
+        return PlopClientError("INTERNAL", fallback)
+    extensions = first.get("extensions")
+    code = extensions.get("code") if isinstance(extensions, dict) else None
+    message = first.get("message")
+    return PlopClientError(
+        code if isinstance(code, str) else "INTERNAL",
+        message if isinstance(message, str) else fallback,
+    )
+
+
+def translate(exc: BaseException) -> PlopClientError:
+    """The PlopClientError that a failure of gql (or below it) stands for."""
+    if isinstance(exc, PlopClientError):
+        return exc
+    if isinstance(exc, TransportQueryError):
+        return error_from_graphql(exc.errors, str(exc))
+    if isinstance(exc, TransportServerError):
+        if (refusal := _connection_error_payload(str(exc))) is not None:
+            # graphql-ws (legacy) refuses a connection_init with the error itself.
+            return error_from_graphql([refusal], "the server refused the connection")
+        if exc.code is not None and 400 <= exc.code < 500:
+            return PlopTransportError(f"HTTP {exc.code} from the server", retryable=False)
+        return PlopTransportError(str(exc) or type(exc).__name__)
+    close_code = websocket_close_code(exc)
+    if close_code in PROTOCOL_VIOLATION_CLOSE_CODES:
+        return PlopTransportError(
+            f"the server closed the socket ({close_code})", retryable=False, close_code=close_code
+        )
+    return PlopTransportError(str(exc) or type(exc).__name__, close_code=close_code)
+
+
+def websocket_close_code(exc: BaseException) -> int | None:
+    """The close code the server sent, if ``exc`` comes from a closed WebSocket."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionClosed) and current.rcvd is not None:
+            return current.rcvd.code
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _connection_error_payload(message: str) -> dict[str, Any] | None:
+    """The payload of a legacy ``connection_error``, which gql keeps only as its repr."""
+    quoted = message.removeprefix(_CONNECTION_ERROR_PREFIX)
+    if quoted == message or len(quoted) < 2 or quoted[0] != "'" or quoted[-1] != "'":
+        return None
+    try:
+        payload = ast.literal_eval(quoted[1:-1])
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return payload if isinstance(payload, dict) else None

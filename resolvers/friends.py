@@ -1,0 +1,69 @@
+"""Friends, user search, and the friends' presence feed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from models import FriendRequestDoc
+from resolvers.access import require_viewer
+from schema.context import Info
+from schema.types import FriendRequest, FriendRequestStatus, Presence, User
+from services.ids import parse_id
+
+
+async def _friend_request(info: Info, request: FriendRequestDoc) -> FriendRequest:
+    users = await info.context.services.accounts.get_many([request.from_id, request.to_id])
+    return FriendRequest(
+        id=strawberry.ID(str(request.id)),
+        from_=User.from_doc(users[request.from_id]),
+        to=User.from_doc(users[request.to_id]),
+        status=FriendRequestStatus(request.status.value),
+        created_at=request.created_at,
+    )
+
+
+async def search_users(info: Info, query: str, first: int | None = 20) -> list[User]:
+    viewer = await require_viewer(info)
+    found = await info.context.services.friends.search(viewer, query, first)
+    return [User.from_doc(user) for user in found]
+
+
+async def friends(info: Info) -> list[User]:
+    viewer = await require_viewer(info)
+    return [User.from_doc(user) for user in await info.context.services.friends.friends(viewer)]
+
+
+async def friend_requests(info: Info) -> list[FriendRequest]:
+    viewer = await require_viewer(info)
+    pending = await info.context.services.friends.pending_requests(viewer)
+    return [await _friend_request(info, request) for request in pending]
+
+
+async def send_friend_request(info: Info, user_id: strawberry.ID) -> FriendRequest:
+    viewer = await require_viewer(info)
+    request = await info.context.services.friends.send_request(viewer, parse_id(user_id, "userId"))
+    return await _friend_request(info, request)
+
+
+async def respond_to_friend_request(
+    info: Info, request_id: strawberry.ID, accept: bool
+) -> FriendRequest:
+    viewer = await require_viewer(info)
+    request = await info.context.services.friends.respond(
+        viewer, parse_id(request_id, "requestId"), accept
+    )
+    return await _friend_request(info, request)
+
+
+async def remove_friend(info: Info, user_id: strawberry.ID) -> bool:
+    viewer = await require_viewer(info)
+    await info.context.services.friends.remove(viewer, parse_id(user_id, "userId"))
+    return True
+
+
+async def presence_changed(info: Info) -> AsyncGenerator[Presence, None]:
+    viewer = await require_viewer(info)
+    async for presence in info.context.services.presence.friends_presence(viewer):
+        yield Presence.from_service(presence)

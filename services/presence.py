@@ -1,0 +1,249 @@
+"""Online presence: connections in Redis, ONLINE at the first, OFFLINE after the last.
+
+Each authenticated socket is a member of its user's connection set
+(``plop:presence:conns:<user>``, scored by when it expires unless refreshed). The
+instance that holds the socket refreshes it every heartbeat. The user's state hash
+says ONLINE or OFFLINE, and ``plop:presence:due`` says when each user must be
+checked next. Every change happens inside one Lua script, so instances racing on
+the same user (a phone connecting while a sweeper runs) see one consistent order,
+and only the caller that made a transition publishes it.
+
+- The first connection makes a user ONLINE at once.
+- Closing the last one schedules a check after a grace period; a reconnect before it
+  leaves the user ONLINE and publishes nothing, so a flaky network does not flap.
+- An instance that dies stops refreshing: its connections expire, and the next sweep
+  (any instance may run it, several at once are safe) publishes OFFLINE, with the
+  last heartbeat as lastSeenAt: within TTL plus one sweep interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from beanie import PydanticObjectId
+from redis.asyncio import Redis
+
+from models import UserDoc
+from pubsub import FriendshipChanged, PresenceChanged, presence_route, user_route
+from services.events import EventPublisher
+from services.fanout import FanoutHub
+from services.friends import FriendService
+
+logger = logging.getLogger(__name__)
+
+ONLINE = "ONLINE"
+OFFLINE = "OFFLINE"
+_PREFIX = "plop:presence:"
+_DUE = _PREFIX + "due"
+SWEEP_BATCH = 200
+
+# KEYS: conns, state, due. ARGV: connection, now, expires_at, user.
+# Adds (or refreshes) a connection; returns 1 if the user just came ONLINE.
+_CONNECT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[2], 'heartbeat_at', ARGV[2])
+redis.call('HDEL', KEYS[2], 'closed_at')
+if redis.call('HGET', KEYS[2], 'status') == 'ONLINE' then
+  return 0
+end
+redis.call('HSET', KEYS[2], 'status', 'ONLINE')
+return 1
+"""
+
+# KEYS: conns, state, due. ARGV: connection, now, check_at, user.
+# Removes a connection; if it was the last, the user is checked after the grace.
+_DISCONNECT = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[2], 'closed_at', ARGV[2])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+end
+return 0
+"""
+
+# KEYS: due. ARGV: now, batch, key prefix.
+# Users due for a check with no live connection go OFFLINE; returns [user, seen, ...].
+_SWEEP = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local offline = {}
+for _, user in ipairs(due) do
+  local conns = ARGV[3] .. 'conns:' .. user
+  local state = ARGV[3] .. 'state:' .. user
+  redis.call('ZREMRANGEBYSCORE', conns, '-inf', ARGV[1])
+  local last = redis.call('ZRANGE', conns, -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('ZADD', KEYS[1], last[2], user)
+  else
+    redis.call('ZREM', KEYS[1], user)
+    if redis.call('HGET', state, 'status') == 'ONLINE' then
+      local seen = redis.call('HGET', state, 'closed_at')
+        or redis.call('HGET', state, 'heartbeat_at') or ARGV[1]
+      redis.call('HSET', state, 'status', 'OFFLINE', 'last_seen', seen)
+      redis.call('HDEL', state, 'closed_at')
+      table.insert(offline, user)
+      table.insert(offline, seen)
+    end
+  end
+end
+return offline
+"""
+
+
+def _conns(user_id: str) -> str:
+    return f"{_PREFIX}conns:{user_id}"
+
+
+def _state(user_id: str) -> str:
+    return f"{_PREFIX}state:{user_id}"
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    return datetime.fromtimestamp(float(value), UTC) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    user_id: str
+    status: str
+    last_seen_at: datetime | None
+
+    @classmethod
+    def from_event(cls, event: PresenceChanged) -> Presence:
+        seen = datetime.fromisoformat(event.last_seen_at) if event.last_seen_at else None
+        return cls(event.user_id, event.status, seen)
+
+
+class PresenceService:
+    """Registers this instance's sockets, and tells friends who is online."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        publisher: EventPublisher,
+        hub: FanoutHub,
+        friends: FriendService,
+        *,
+        ttl_seconds: float,
+        heartbeat_seconds: float,
+        grace_seconds: float,
+        sweep_seconds: float,
+    ) -> None:
+        self._redis = redis
+        self._publisher = publisher
+        self._hub = hub
+        self._friends = friends
+        self._ttl = ttl_seconds
+        self._heartbeat = heartbeat_seconds
+        self._grace = grace_seconds
+        self._sweep = sweep_seconds
+        self._connect_script = redis.register_script(_CONNECT)
+        self._disconnect_script = redis.register_script(_DISCONNECT)
+        self._sweep_script = redis.register_script(_SWEEP)
+        self._local: dict[str, set[str]] = defaultdict(set)  # user -> this instance's sockets
+
+    async def connected(self, user_id: str) -> str:
+        """Registers a socket of the user; returns its connection id."""
+        connection = secrets.token_hex(8)
+        self._local[user_id].add(connection)
+        await self._register(user_id, connection)
+        return connection
+
+    async def _register(self, user_id: str, connection: str) -> None:
+        now = time.time()
+        came_online = await self._connect_script(
+            keys=[_conns(user_id), _state(user_id), _DUE],
+            args=[connection, now, now + self._ttl, user_id],
+        )
+        if came_online:
+            await self._publisher.publish(PresenceChanged(user_id, ONLINE, None))
+
+    async def disconnected(self, user_id: str, connection: str) -> None:
+        """The socket closed; OFFLINE follows after the grace period if it was the last."""
+        sockets = self._local.get(user_id)
+        if sockets is not None:
+            sockets.discard(connection)
+            if not sockets:
+                del self._local[user_id]
+        now = time.time()
+        await self._disconnect_script(
+            keys=[_conns(user_id), _state(user_id), _DUE],
+            args=[connection, now, now + self._grace, user_id],
+        )
+
+    async def heartbeat_forever(self) -> None:
+        """Refreshes this instance's sockets so that they do not expire."""
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            for user_id, sockets in list(self._local.items()):
+                for connection in tuple(sockets):
+                    try:
+                        await self._register(user_id, connection)
+                    except Exception:
+                        logger.exception("presence heartbeat failed")
+
+    async def sweep_forever(self) -> None:
+        """Publishes OFFLINE for users whose last connection closed or expired."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("presence sweep failed")
+            await asyncio.sleep(self._sweep)
+
+    async def sweep(self) -> int:
+        """One sweep; returns how many users went OFFLINE."""
+        result = await self._sweep_script(keys=[_DUE], args=[time.time(), SWEEP_BATCH, _PREFIX])
+        pairs = list(result)
+        for user_id, seen in zip(pairs[::2], pairs[1::2], strict=True):
+            last_seen = _timestamp(str(seen))
+            assert last_seen is not None
+            await self._publisher.publish(
+                PresenceChanged(str(user_id), OFFLINE, last_seen.isoformat())
+            )
+        return len(pairs) // 2
+
+    async def current(self, user_id: str) -> Presence:
+        """The user's presence as stored now."""
+        status, seen = await self._redis.hmget(_state(user_id), ["status", "last_seen"])
+        if status == ONLINE:
+            return Presence(user_id, ONLINE, None)
+        return Presence(user_id, OFFLINE, _timestamp(None if seen is None else str(seen)))
+
+    async def visible_to(self, viewer: UserDoc, user_id: PydanticObjectId) -> Presence | None:
+        """The user's presence if the viewer is the user or a friend; None otherwise."""
+        assert viewer.id is not None
+        if user_id != viewer.id and not await self._friends.are_friends(viewer.id, user_id):
+            return None
+        return await self.current(str(user_id))
+
+    async def friends_presence(self, viewer: UserDoc) -> AsyncIterator[Presence]:
+        """Presence changes of the viewer's friends, following friendships as they change."""
+        assert viewer.id is not None
+        viewer_key = str(viewer.id)
+        with self._hub.watching(user_route(viewer_key)) as inbox:
+            friends = {str(friend) for friend in await self._friends.friend_ids(viewer.id)}
+            for friend in friends:
+                self._hub.watch(inbox, presence_route(friend))
+            while True:
+                event = await inbox.get()
+                if isinstance(event, PresenceChanged) and event.user_id in friends:
+                    yield Presence.from_event(event)
+                elif isinstance(event, FriendshipChanged) and event.user_id == viewer_key:
+                    if event.added and event.friend_id not in friends:
+                        friends.add(event.friend_id)
+                        self._hub.watch(inbox, presence_route(event.friend_id))
+                        # A new friend's presence shows at once, not at their next change.
+                        yield await self.current(event.friend_id)
+                    elif not event.added and event.friend_id in friends:
+                        friends.discard(event.friend_id)
+                        self._hub.unwatch(inbox, presence_route(event.friend_id))
