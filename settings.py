@@ -10,10 +10,11 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MEMORY_URL = "memory://"
+MIN_SECRET_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -73,7 +74,28 @@ class Settings(BaseSettings):
     presence_grace_seconds: float = 3.0
     presence_sweep_seconds: float = 2.0
 
+    # Push notifications. The worker runs inside every instance by default (the
+    # instances share one consumer group); `plop push-worker` runs it on its own.
+    push_worker_enabled: bool = True
+    push_fcm_service_account_file: str | None = None
+    push_fcm_base_url: str = "https://fcm.googleapis.com"
+    push_webhook_url: str | None = None
+    push_webhook_secret: str | None = None
+    push_timeout_seconds: float = 10.0
+    push_max_attempts: int = 6
+    push_backoff_base_seconds: float = 0.5
+    push_backoff_max_seconds: float = 30.0
+
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _webhook_needs_a_real_secret(self) -> Settings:
+        if self.push_webhook_url and len(self.push_webhook_secret or "") < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"PLOP_PUSH_WEBHOOK_SECRET must be at least {MIN_SECRET_CHARS} characters "
+                "when PLOP_PUSH_WEBHOOK_URL is set"
+            )
+        return self
 
     @property
     def embedded_backends(self) -> list[str]:

@@ -6,6 +6,7 @@ from beanie import Document
 
 from models.friend import FriendRequestDoc, FriendshipDoc
 from models.message import MessageDoc
+from models.push import PushDeviceDoc
 from models.room import MembershipDoc, RoomDoc
 from models.user import UserDoc
 
@@ -16,6 +17,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     MessageDoc,
     FriendRequestDoc,
     FriendshipDoc,
+    PushDeviceDoc,
 ]
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "FriendshipDoc",
     "MembershipDoc",
     "MessageDoc",
+    "PushDeviceDoc",
     "RoomDoc",
     "UserDoc",
 ]

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from errors import ConfigError
 from pubsub.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An event consumed in a group; ``commit`` marks it (and all before it) as done."""
+
+    event: Event
+    commit: Callable[[], Awaitable[None]]
 
 
 class Broker(Protocol):
@@ -26,6 +35,12 @@ class Broker(Protocol):
 
     def subscribe(self, topic: str) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
         """Every event of the topic published from now on, in per-key order."""
+
+    def consume(
+        self, topic: str, group: str
+    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
+        """The topic's events shared among the members of a group (each goes to one
+        member), resuming after the last committed one; uncommitted ones come again."""
 
     async def close(self) -> None:
         """Flush and disconnect."""

@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from urllib.parse import urlsplit
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from errors import ConfigError
+from pubsub.broker import Delivery
 from pubsub.events import Event, decode_event, encode_event
 
 logger = logging.getLogger(__name__)
@@ -116,6 +117,41 @@ class KafkaBroker:
             with suppress(Exception):
                 await consumer.stop()
 
+    @asynccontextmanager
+    async def consume(self, topic: str, group: str) -> AsyncIterator[AsyncIterator[Delivery]]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._servers,
+            client_id=self._client_id,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+        )
+        consumer.subscribe([topic], listener=_PinNewPartitions(consumer))
+        await consumer.start()
+        try:
+            # Joined once partitions are assigned: from then on nothing is skipped.
+            async with asyncio.timeout(_METADATA_WAIT_SECONDS):
+                while not consumer.assignment():  # noqa: ASYNC110 - polls the group join
+                    await asyncio.sleep(0.05)
+
+            async def deliveries() -> AsyncIterator[Delivery]:
+                async for record in consumer:
+                    partition = TopicPartition(record.topic, record.partition)
+                    offset = record.offset + 1
+
+                    async def commit(at: TopicPartition = partition, to: int = offset) -> None:
+                        await consumer.commit({at: to})
+
+                    if record.value is not None and (event := decode_event(record.value)):
+                        yield Delivery(event, commit)
+                    else:
+                        await commit()
+
+            yield deliveries()
+        finally:
+            with suppress(Exception):
+                await consumer.stop()
+
     async def _partitions(self, topic: str) -> list[TopicPartition]:
         """Every partition of the topic (the producer's metadata waits for the topic)."""
         if self._producer is None:
@@ -128,3 +164,27 @@ class KafkaBroker:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+class _PinNewPartitions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits the starting position of a partition the group never committed.
+
+    With no committed offset a member starts at the end ("latest"); if the partition
+    moved to another member before the first commit, that member would start at a
+    later end and skip what came between. Committing the position at first
+    assignment pins where the group starts.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        fresh = {}
+        for partition in assigned:
+            if await self._consumer.committed(partition) is None:
+                fresh[partition] = await self._consumer.position(partition)
+        if fresh:
+            await self._consumer.commit(fresh)

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from pubsub.broker import Delivery
 from pubsub.events import Event, decode_event, encode_event
 
 
@@ -46,5 +47,20 @@ class MemoryBroker:
         finally:
             self._queues[topic].discard(queue)
 
+    @asynccontextmanager
+    async def consume(self, topic: str, group: str) -> AsyncIterator[AsyncIterator[Delivery]]:
+        # One process, one consumer per group: a plain subscription; commits are no-ops.
+        async with self.subscribe(topic) as events:
+
+            async def deliveries() -> AsyncIterator[Delivery]:
+                async for event in events:
+                    yield Delivery(event, _nothing_to_commit)
+
+            yield deliveries()
+
     async def close(self) -> None:
         self._queues.clear()
+
+
+async def _nothing_to_commit() -> None:
+    return None

@@ -19,6 +19,7 @@ from observability.metrics import OperationMetrics
 from resolvers import accounts as account_resolvers
 from resolvers import friends as friend_resolvers
 from resolvers import messages as message_resolvers
+from resolvers import push as push_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import subscriptions as subscription_resolvers
 from schema.errors import ErrorCodes, with_code
@@ -27,6 +28,7 @@ from schema.types import (
     FriendRequest,
     Message,
     MessageConnection,
+    PushDevice,
     Room,
     RoomConnection,
     User,
@@ -102,6 +104,12 @@ class Mutation:
             "Idempotent per (viewer, clientId): a retry returns the first Message, "
             "never a second one."
         ),
+    )
+    register_push_device: PushDevice = strawberry.mutation(
+        resolver=push_resolvers.register_push_device
+    )
+    unregister_push_device: bool = strawberry.mutation(
+        resolver=push_resolvers.unregister_push_device
     )
     mark_read: Room = strawberry.mutation(
         resolver=room_resolvers.mark_read,

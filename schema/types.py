@@ -7,7 +7,7 @@ from enum import Enum
 
 import strawberry
 
-from models import MessageDoc, RoomDoc, UserDoc
+from models import MessageDoc, PushDeviceDoc, RoomDoc, UserDoc
 from models.room import RoomKind as RoomKindValue
 from models.time import as_utc
 from pubsub import MessageData
@@ -34,6 +34,29 @@ class FriendRequestStatus(Enum):
     PENDING = "PENDING"
     ACCEPTED = "ACCEPTED"
     DECLINED = "DECLINED"
+
+
+@strawberry.enum(name="PushPlatform")
+class PushPlatform(Enum):
+    FCM = "FCM"
+    WEBHOOK = "WEBHOOK"
+
+
+@strawberry.type
+class PushDevice:
+    id: strawberry.ID
+    platform: PushPlatform
+    token: str
+    created_at: datetime
+
+    @classmethod
+    def from_doc(cls, device: PushDeviceDoc) -> PushDevice:
+        return cls(
+            id=strawberry.ID(str(device.id)),
+            platform=PushPlatform(device.platform.value),
+            token=device.token,
+            created_at=as_utc(device.created_at),
+        )
 
 
 @strawberry.type

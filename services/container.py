@@ -15,7 +15,9 @@ from auth.sessions import SessionStore
 from backends.mongo import open_database
 from backends.redis import open_redis
 from pubsub import ALL_TOPICS, Broker, broker_from_url
+from push.setup import providers_from_settings, push_worker
 from services.accounts import AccountService
+from services.devices import DeviceService
 from services.events import EventPublisher
 from services.fanout import FanoutConsumer, FanoutHub
 from services.friends import FriendService
@@ -42,6 +44,7 @@ class Services:
     streams: StreamService
     friends: FriendService
     presence: PresenceService
+    devices: DeviceService
 
     @classmethod
     @asynccontextmanager
@@ -88,6 +91,10 @@ class Services:
                 grace_seconds=settings.presence_grace_seconds,
                 sweep_seconds=settings.presence_sweep_seconds,
             )
+            providers = providers_from_settings(settings)
+            for provider in providers.values():
+                stack.push_async_callback(provider.close)
+            devices = DeviceService(frozenset(providers))
             services = cls(
                 settings=settings,
                 redis=redis,
@@ -99,6 +106,7 @@ class Services:
                 streams=StreamService(hub, messages, accounts),
                 friends=friends,
                 presence=presence,
+                devices=devices,
             )
             for background in (
                 services._relay_forever(),
@@ -106,6 +114,9 @@ class Services:
                 presence.sweep_forever(),
             ):
                 stack.push_async_callback(_cancel, asyncio.create_task(background))
+            if settings.push_worker_enabled and providers:
+                worker = push_worker(settings, broker, redis, presence, devices, providers)
+                stack.push_async_callback(_cancel, await worker.start())
             yield services
 
     async def _relay_forever(self) -> None:

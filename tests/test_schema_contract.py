@@ -41,11 +41,6 @@ NOT_YET_SERVED = frozenset(
         "MessageUpdated",
         "MembersChanged",
         "RoomActivity",
-        # Push notifications.
-        "Mutation.registerPushDevice",
-        "Mutation.unregisterPushDevice",
-        "PushDevice",
-        "PushPlatform",
     }
 )
 

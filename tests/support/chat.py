@@ -130,3 +130,11 @@ async def befriend(server: ServerProcess, first: Account, second: Account) -> No
     """Makes the two users friends: one asks, the other accepts."""
     request = (await as_user(server, first, SEND_FRIEND_REQUEST, u=second.id))["sendFriendRequest"]
     await as_user(server, second, RESPOND, r=request["id"], a=True)
+
+
+REGISTER_DEVICE = """
+mutation($p: PushPlatform!, $t: String!) {
+  registerPushDevice(platform: $p, token: $t) { id platform token createdAt }
+}
+"""
+UNREGISTER_DEVICE = "mutation($t: String!) { unregisterPushDevice(token: $t) }"

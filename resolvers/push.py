@@ -1,0 +1,21 @@
+"""registerPushDevice and unregisterPushDevice."""
+
+from __future__ import annotations
+
+from models.push import PushPlatform as PlatformValue
+from resolvers.access import require_viewer
+from schema.context import Info
+from schema.types import PushDevice, PushPlatform
+
+
+async def register_push_device(info: Info, platform: PushPlatform, token: str) -> PushDevice:
+    viewer = await require_viewer(info)
+    device = await info.context.services.devices.register(
+        viewer, PlatformValue(platform.value), token
+    )
+    return PushDevice.from_doc(device)
+
+
+async def unregister_push_device(info: Info, token: str) -> bool:
+    viewer = await require_viewer(info)
+    return await info.context.services.devices.unregister(viewer, token)

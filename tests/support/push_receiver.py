@@ -1,0 +1,206 @@
+"""A local stand-in for FCM HTTP v1 (token and send routes) and a webhook receiver.
+
+It checks what a real receiver checks: the OAuth2 JWT assertion is signed by the
+service account's key, sends carry the access token it issued, and webhooks carry a
+valid ``Plop-Signature``. Each test scripts per device token what the next answers
+are (e.g. 503, 503, then the default 200) and reads back what was delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from push.providers import FCM_SCOPE, PUSH_ID_HEADER
+from push.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from tests.support.server import free_port
+
+PROJECT = "plop-test-project"
+CLIENT_EMAIL = f"plop@{PROJECT}.iam.gserviceaccount.com"
+# Google's token endpoint checks that the assertion names it as the audience.
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+WEBHOOK_SECRET = "test-webhook-secret-0123456789"
+
+
+@dataclass
+class Received:
+    """One accepted push."""
+
+    platform: str
+    token: str
+    title: str
+    body: str
+    data: dict[str, str]
+    push_id: str
+
+
+@dataclass
+class PushReceiver:
+    port: int
+    service_account_file: Path
+    received: list[Received] = field(default_factory=list)
+    attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    scripted: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def script(self, token: str, *answers: tuple[int, dict[str, Any]]) -> None:
+        """The next answers for this token, before the default 200."""
+        self.scripted[token] = list(answers)
+
+    def for_token(self, token: str) -> list[Received]:
+        return [push for push in self.received if push.token == token]
+
+    async def wait_for(self, count: int, *tokens: str, within: float = 30.0) -> list[Received]:
+        """Waits until ``count`` pushes reached these tokens; returns them."""
+        async with asyncio.timeout(within), self.arrived:
+            await self.arrived.wait_for(
+                lambda: len([p for p in self.received if p.token in tokens]) >= count
+            )
+        return [p for p in self.received if p.token in tokens]
+
+    async def wait_for_ids(self, count: int, *tokens: str, within: float = 30.0) -> list[Received]:
+        """Waits until pushes with ``count`` distinct push ids reached these tokens."""
+        async with asyncio.timeout(within), self.arrived:
+            await self.arrived.wait_for(
+                lambda: len({p.push_id for p in self.received if p.token in tokens}) >= count
+            )
+        return [p for p in self.received if p.token in tokens]
+
+    async def _accept(self, push: Received) -> Response:
+        self.attempts[push.token] += 1
+        answers = self.scripted.get(push.token)
+        if answers:
+            status, body = answers.pop(0)
+            return JSONResponse(body, status_code=status)
+        async with self.arrived:
+            self.received.append(push)
+            self.arrived.notify_all()
+        return JSONResponse({"name": f"projects/{PROJECT}/messages/{secrets.token_hex(4)}"})
+
+
+def _make_app(receiver: PushReceiver, public_key_pem: bytes) -> Starlette:
+    issued: set[str] = set()
+
+    async def token(request: Request) -> Response:
+        form = await request.form()
+        assertion = str(form.get("assertion", ""))
+        try:
+            claims = jwt.decode(
+                assertion, public_key_pem, algorithms=["RS256"], audience=GOOGLE_TOKEN_AUDIENCE
+            )
+        except jwt.PyJWTError as exc:
+            return JSONResponse({"error": "invalid_grant", "detail": str(exc)}, status_code=400)
+        if claims.get("iss") != CLIENT_EMAIL or FCM_SCOPE not in claims.get("scope", ""):
+            return JSONResponse({"error": "invalid_scope"}, status_code=400)
+        access = secrets.token_urlsafe(16)
+        issued.add(access)
+        return JSONResponse({"access_token": access, "expires_in": 3600, "token_type": "Bearer"})
+
+    async def fcm_send(request: Request) -> Response:
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if bearer not in issued:
+            return JSONResponse({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, 401)
+        message = (await request.json())["message"]
+        return await receiver._accept(
+            Received(
+                "FCM",
+                message["token"],
+                message["notification"]["title"],
+                message["notification"]["body"],
+                message["data"],
+                message["android"]["notification"]["tag"],
+            )
+        )
+
+    async def webhook(request: Request) -> Response:
+        body = await request.body()
+        if not verify(
+            WEBHOOK_SECRET,
+            request.headers.get(TIMESTAMP_HEADER, ""),
+            request.headers.get(SIGNATURE_HEADER, ""),
+            body,
+            time.time(),
+        ):
+            return JSONResponse({"error": "bad signature"}, status_code=401)
+        payload = json.loads(body)
+        return await receiver._accept(
+            Received(
+                "WEBHOOK",
+                payload["deviceToken"],
+                payload["title"],
+                payload["body"],
+                payload["data"],
+                request.headers.get(PUSH_ID_HEADER, ""),
+            )
+        )
+
+    return Starlette(
+        routes=[
+            Route("/token", token, methods=["POST"]),
+            Route(f"/v1/projects/{PROJECT}/messages:send", fcm_send, methods=["POST"]),
+            Route("/webhook", webhook, methods=["POST"]),
+        ]
+    )
+
+
+@asynccontextmanager
+async def running_push_receiver(directory: Path) -> AsyncIterator[PushReceiver]:
+    """Serves the stand-in on a loopback port for the block's life."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    port = free_port()
+    account = directory / "service-account.json"
+    account.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": PROJECT,
+                "private_key_id": "test-key",
+                "private_key": private_pem.decode(),
+                "client_email": CLIENT_EMAIL,
+                "client_id": "1",
+                "token_uri": f"http://127.0.0.1:{port}/token",
+            }
+        )
+    )
+    receiver = PushReceiver(port=port, service_account_file=account)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            _make_app(receiver, public_pem), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no readiness event
+            await asyncio.sleep(0.02)
+    try:
+        yield receiver
+    finally:
+        server.should_exit = True
+        await task

@@ -1,0 +1,297 @@
+"""Push notifications to offline members: once per device, through FCM HTTP v1 and
+signed webhooks, with retries, dead-token removal and a shared worker group.
+
+Two server instances run the push worker in one consumer group against the real
+services; a local stand-in plays FCM and a webhook receiver (tests/support).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from push.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify
+from tests.support.chat import (
+    REGISTER_DEVICE,
+    UNREGISTER_DEVICE,
+    as_user,
+    direct_room,
+    group_room,
+    send,
+)
+from tests.support.clients import (
+    TRANSPORT_WS,
+    Account,
+    error_code,
+    http_session,
+    sign_up,
+    ws_session,
+)
+from tests.support.push_receiver import WEBHOOK_SECRET, PushReceiver, running_push_receiver
+from tests.support.server import ServerProcess, free_port
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def receiver(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PushReceiver]:
+    async with running_push_receiver(tmp_path_factory.mktemp("push")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def push_env(real_env: dict[str, str], receiver: PushReceiver) -> dict[str, str]:
+    return {
+        **real_env,
+        "PLOP_PUSH_FCM_SERVICE_ACCOUNT_FILE": str(receiver.service_account_file),
+        "PLOP_PUSH_FCM_BASE_URL": receiver.base_url,
+        "PLOP_PUSH_WEBHOOK_URL": f"{receiver.base_url}/webhook",
+        "PLOP_PUSH_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PLOP_PUSH_BACKOFF_BASE_SECONDS": "0.2",
+        "PLOP_PUSH_BACKOFF_MAX_SECONDS": "1",
+        "PLOP_PUSH_MAX_ATTEMPTS": "5",
+    }
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pushers(push_env: dict[str, str]) -> AsyncIterator[list[ServerProcess]]:
+    """Two instances, each running the push worker in the shared group."""
+    servers = [
+        ServerProcess(
+            f"push-{name}", {**push_env, "PLOP_INSTANCE_ID": f"push-{name}"}, port=free_port()
+        )
+        for name in "12"
+    ]
+    for server in servers:
+        await server.start()
+    yield servers
+    for server in servers:
+        await server.stop()
+
+
+async def register(server: ServerProcess, account: Account, platform: str, token: str) -> None:
+    await as_user(server, account, REGISTER_DEVICE, p=platform, t=token)
+
+
+def token(name: str) -> str:
+    return f"{name}-{time.monotonic_ns()}"
+
+
+async def test_offline_members_get_one_push_per_device_and_no_one_else_does(
+    pushers: list[ServerProcess], receiver: PushReceiver
+) -> None:
+    first, second = pushers
+    sender, offline, online = [await sign_up(first) for _ in range(3)]
+    phone, laptop, senders_phone, online_phone = (token(n) for n in ("phone", "hook", "s", "on"))
+    await register(first, offline, "FCM", phone)
+    await register(second, offline, "WEBHOOK", laptop)
+    await register(first, sender, "FCM", senders_phone)
+    await register(first, online, "FCM", online_phone)
+    room_id = await group_room(first, sender, [offline, online], title="Team")
+    async with ws_session(second, TRANSPORT_WS, online.token):  # online has a live socket
+        sent = await send(first, sender, room_id, "x" * 300)
+        pushes = await receiver.wait_for(2, phone, laptop)
+        # A second message: its pushes come after every push of the first one.
+        await send(second, sender, room_id, "again")
+        await receiver.wait_for(4, phone, laptop)
+    assert sorted(p.platform for p in pushes) == ["FCM", "WEBHOOK"]
+    for push in pushes:
+        assert push.title == "Team"
+        assert push.body == "x" * 200
+        assert push.data == {"roomId": room_id, "seq": "1", "messageId": sent["id"]}
+    assert len(receiver.for_token(phone)) == len(receiver.for_token(laptop)) == 2
+    assert receiver.for_token(senders_phone) == [] and receiver.for_token(online_phone) == []
+
+
+async def test_direct_room_push_is_titled_with_the_senders_name(
+    pushers: list[ServerProcess], receiver: PushReceiver
+) -> None:
+    sender = await sign_up(pushers[0], display_name="Ann Sender")
+    offline = await sign_up(pushers[0])
+    device = token("direct")
+    await register(pushers[0], offline, "WEBHOOK", device)
+    room_id = await direct_room(pushers[0], sender, offline)
+    await send(pushers[1], sender, room_id, "hello")
+    (push,) = await receiver.wait_for(1, device)
+    assert (push.title, push.body) == ("Ann Sender", "hello")
+
+
+@pytest.mark.parametrize("platform", ["FCM", "WEBHOOK"])
+async def test_provider_503_twice_then_200_delivers_once_after_backoff(
+    pushers: list[ServerProcess], receiver: PushReceiver, platform: str
+) -> None:
+    sender, offline = await sign_up(pushers[0]), await sign_up(pushers[0])
+    device = token("flaky")
+    receiver.script(device, (503, {}), (503, {}))
+    await register(pushers[0], offline, platform, device)
+    room_id = await direct_room(pushers[0], sender, offline)
+    started = time.monotonic()
+    await send(pushers[0], sender, room_id, "eventually")
+    await receiver.wait_for(1, device)
+    assert receiver.attempts[device] == 3
+    assert time.monotonic() - started >= 0.1  # it waited between attempts
+    await send(pushers[0], sender, room_id, "sync")
+    await receiver.wait_for(2, device)
+    assert len(receiver.for_token(device)) == 2  # the first one was delivered once
+
+
+@pytest.mark.parametrize(
+    ("platform", "answer"),
+    [
+        (
+            "FCM",
+            (
+                404,
+                {
+                    "error": {
+                        "code": 404,
+                        "status": "NOT_FOUND",
+                        "details": [{"errorCode": "UNREGISTERED"}],
+                    }
+                },
+            ),
+        ),
+        (
+            "FCM",
+            (
+                400,
+                {
+                    "error": {
+                        "code": 400,
+                        "status": "INVALID_ARGUMENT",
+                        "details": [{"errorCode": "UNREGISTERED"}],
+                    }
+                },
+            ),
+        ),
+        ("WEBHOOK", (410, {})),
+    ],
+)
+async def test_dead_token_removes_the_device(
+    pushers: list[ServerProcess],
+    receiver: PushReceiver,
+    platform: str,
+    answer: tuple[int, dict[str, object]],
+) -> None:
+    sender, offline = await sign_up(pushers[0]), await sign_up(pushers[0])
+    dead, alive = token("dead"), token("alive")
+    receiver.script(dead, answer)
+    await register(pushers[0], offline, platform, dead)
+    await register(pushers[0], offline, "WEBHOOK", alive)
+    room_id = await direct_room(pushers[0], sender, offline)
+    await send(pushers[0], sender, room_id, "one")
+    await receiver.wait_for(1, alive)
+    await send(pushers[0], sender, room_id, "two")
+    await receiver.wait_for(2, alive)
+    assert receiver.attempts[dead] == 1  # removed after the first answer: never tried again
+    removed = await as_user(pushers[0], offline, UNREGISTER_DEVICE, t=dead)
+    assert removed["unregisterPushDevice"] is False
+
+
+async def test_killed_worker_loses_no_push_and_repeats_none(
+    pushers: list[ServerProcess], receiver: PushReceiver, push_env: dict[str, str]
+) -> None:
+    first, second = pushers
+    sender = await sign_up(first)
+    # Rooms spread over the partitions, so the killed member owned some of them.
+    targets = [await sign_up(first) for _ in range(6)]
+    devices = [token(f"kill{i}") for i in range(6)]
+    rooms = []
+    for target, device in zip(targets, devices, strict=True):
+        await register(first, target, "WEBHOOK", device)
+        rooms.append(await direct_room(first, sender, target))
+    rounds = 6
+
+    async def keep_sending() -> None:
+        for round_number in range(rounds):
+            for room_id in rooms:
+                await send(first, sender, room_id, f"round {round_number}")
+
+    sending = asyncio.create_task(keep_sending())
+    await receiver.wait_for(len(rooms) * 2, *devices)  # mid-stream
+    await second.kill()
+    await sending
+    restarted = ServerProcess(
+        "push-2-again", {**push_env, "PLOP_INSTANCE_ID": "push-2b"}, port=second.port
+    )
+    await restarted.start()
+    pushers[1] = restarted
+    for room_id in rooms:
+        await send(first, sender, room_id, "after the restart")
+    expected = sorted((room, str(seq)) for room in rooms for seq in range(1, rounds + 2))
+    pushes = await receiver.wait_for_ids(len(expected), *devices, within=90)
+    # No push lost: every message reached its offline member's device.
+    assert sorted({(p.data["roomId"], p.data["seq"]) for p in pushes}) == expected
+    # None twice: a repeat can only be a push the killed worker had in flight, and it
+    # carries the same push id, so the device replaces rather than shows it again.
+    shown = {p.push_id for p in pushes}
+    assert len(shown) == len(expected)
+    assert len(pushes) - len(shown) <= 1, "more than the in-flight push was repeated"
+
+
+async def test_device_rules(pushers: list[ServerProcess]) -> None:
+    server = pushers[0]
+    alice, bob = await sign_up(server), await sign_up(server)
+    shared = token("shared")
+    await register(server, alice, "FCM", shared)
+    await register(server, bob, "FCM", shared)  # the token moves to bob
+    assert (await as_user(server, alice, UNREGISTER_DEVICE, t=shared))[
+        "unregisterPushDevice"
+    ] is False
+    assert (await as_user(server, bob, UNREGISTER_DEVICE, t=shared))["unregisterPushDevice"] is True
+    owned = [token(f"d{i}") for i in range(11)]
+    for device in owned:
+        await register(server, alice, "WEBHOOK", device)
+    # At most ten: the oldest went.
+    assert (await as_user(server, alice, UNREGISTER_DEVICE, t=owned[0]))[
+        "unregisterPushDevice"
+    ] is False
+    assert (await as_user(server, alice, UNREGISTER_DEVICE, t=owned[1]))[
+        "unregisterPushDevice"
+    ] is True
+    async with http_session(server, alice.token) as session:
+        assert await error_code(session, REGISTER_DEVICE, p="FCM", t="x" * 4097) == "BAD_USER_INPUT"
+        assert await error_code(session, REGISTER_DEVICE, p="FCM", t="  ") == "BAD_USER_INPUT"
+
+
+async def test_push_platform_not_configured_is_bad_user_input(
+    embedded_server: ServerProcess,
+) -> None:
+    viewer = await sign_up(embedded_server)
+    async with http_session(embedded_server, viewer.token) as session:
+        assert await error_code(session, REGISTER_DEVICE, p="FCM", t="t") == "BAD_USER_INPUT"
+
+
+def test_webhook_signature_is_checked_not_just_present() -> None:
+    body, now = b'{"deviceToken":"t"}', time.time()
+    header = signature(WEBHOOK_SECRET, int(now), body)
+    assert verify(WEBHOOK_SECRET, str(int(now)), header, body, now)
+    assert not verify(WEBHOOK_SECRET, str(int(now)), header, body + b" ", now)  # body changed
+    assert not verify("another-secret-0123456789", str(int(now)), header, body, now)
+    assert not verify(WEBHOOK_SECRET, str(int(now) + 1), header, body, now)  # timestamp changed
+    assert not verify(
+        WEBHOOK_SECRET,
+        str(int(now) - 600),
+        signature(WEBHOOK_SECRET, int(now) - 600, body),
+        body,
+        now,
+    )
+    assert not verify(WEBHOOK_SECRET, "", header, body, now)
+
+
+async def test_receiver_refuses_a_bad_signature(receiver: PushReceiver) -> None:
+    body = b'{"deviceToken":"t","title":"x","body":"y","data":{}}'
+    now = int(time.time())
+    async with httpx.AsyncClient() as client:
+        forged = await client.post(
+            f"{receiver.base_url}/webhook",
+            content=body,
+            headers={
+                TIMESTAMP_HEADER: str(now),
+                SIGNATURE_HEADER: signature("wrong-secret-0123456789", now, body),
+            },
+        )
+    assert forged.status_code == 401
