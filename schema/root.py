@@ -23,6 +23,7 @@ from resolvers import push as push_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import subscriptions as subscription_resolvers
 from schema.errors import ErrorCodes, with_code
+from schema.execution import PlopExecutionContext
 from schema.types import (
     AuthPayload,
     FriendRequest,
@@ -170,5 +171,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=limits.max_query_tokens),
     ]
     return PlopSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        execution_context_class=PlopExecutionContext,
     )
