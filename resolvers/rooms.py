@@ -47,12 +47,7 @@ async def rooms(info: Info, first: int | None = 20, after: str | None = None) ->
     edges = [RoomEdge(cursor=room_cursor(room), node=Room.from_doc(room)) for room in page.items]
     return RoomConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next_page,
-            has_previous_page=page.has_previous_page,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=PageInfo.of(page, [edge.cursor for edge in edges]),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 import strawberry
 
@@ -14,6 +15,7 @@ from pubsub import MessageData
 from schema.context import Info
 from services.ids import parse_id
 from services.messages import message_data
+from services.paging import Page
 from services.presence import Presence as PresenceView
 
 
@@ -216,6 +218,16 @@ class PageInfo:
     has_previous_page: bool
     start_cursor: str | None
     end_cursor: str | None
+
+    @classmethod
+    def of(cls, page: Page[Any], cursors: list[str]) -> PageInfo:
+        """The page's flags, with the first and last of its edges' cursors."""
+        return cls(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
 
 
 @strawberry.type
