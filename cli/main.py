@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Coroutine
 from contextlib import aclosing
@@ -25,6 +26,7 @@ from client import (
     load_credentials,
     save_credentials,
     subprotocol_named,
+    websocket_url,
 )
 from settings import Settings
 
@@ -61,6 +63,40 @@ def serve(host: str | None, port: int | None) -> None:
         log_level=settings.log_level.lower(),
         lifespan="on",
     )
+
+
+@main.command(
+    name="push-worker",
+    help=(
+        "Run the push worker on its own, without HTTP: it joins the push consumer group "
+        "the server instances share (set PLOP_PUSH_WORKER_ENABLED=false on the servers "
+        "to leave pushing to workers like this one)."
+    ),
+)
+def push_worker() -> None:
+    settings = Settings()
+    settings.push_worker_enabled = True
+    if not (settings.push_fcm_service_account_file or settings.push_webhook_url):
+        raise click.ClickException(
+            "no push provider is configured: set PLOP_PUSH_FCM_SERVICE_ACCOUNT_FILE "
+            "and/or PLOP_PUSH_WEBHOOK_URL"
+        )
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from services import Services
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)
+        async with Services.open(settings):
+            logging.getLogger("plop.push_worker").info("push worker running")
+            await stop.wait()
+
+    asyncio.run(run())
 
 
 # --- the client commands ------------------------------------------------------------
@@ -116,14 +152,29 @@ def one_line(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
 
 
+def _checked_url(context: click.Context, parameter: click.Parameter, url: str | None) -> str | None:
+    if url is not None:
+        try:
+            websocket_url(url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), context, parameter) from exc
+    return url
+
+
 URL_OPTION = click.option(
     "--url",
     default=None,
     metavar="URL",
+    callback=_checked_url,
     help="The server's GraphQL URL [default: the one you logged in to].",
 )
 LOGIN_URL_OPTION = click.option(
-    "--url", default=DEFAULT_URL, show_default=True, metavar="URL", help="The server's GraphQL URL."
+    "--url",
+    default=DEFAULT_URL,
+    show_default=True,
+    metavar="URL",
+    callback=_checked_url,
+    help="The server's GraphQL URL.",
 )
 PASSWORD_STDIN_OPTION = click.option(
     "--password-stdin",

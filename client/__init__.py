@@ -18,6 +18,7 @@ from client.client import (
     Subprotocol,
     new_client_id,
     subprotocol_named,
+    websocket_url,
 )
 from client.credentials import Credentials, delete_credentials, load_credentials, save_credentials
 from client.errors import PlopClientError, PlopTransportError
@@ -45,4 +46,5 @@ __all__ = [
     "new_client_id",
     "save_credentials",
     "subprotocol_named",
+    "websocket_url",
 ]

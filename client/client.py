@@ -21,6 +21,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 
 from client import documents
+from client._parsing import parse_auth, parse_message, parse_room, parse_user
 from client.errors import (
     REFUSED_AT_INIT_CLOSE_CODE,
     TRANSPORT_FAILURES,
@@ -29,16 +30,7 @@ from client.errors import (
     translate,
 )
 from client.retry import Backoff
-from client.types import (
-    AuthPayload,
-    Message,
-    Room,
-    User,
-    parse_auth,
-    parse_message,
-    parse_room,
-    parse_user,
-)
+from client.types import AuthPayload, Message, Room, User
 
 logger = logging.getLogger(__name__)
 

@@ -10,14 +10,15 @@ PlopClientError      code = the server's extensions.code (UNAUTHENTICATED, FORBI
 from __future__ import annotations
 
 import ast
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from gql.transport.exceptions import (
     TransportError,
     TransportQueryError,
     TransportServerError,
 )
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 TRANSPORT = "TRANSPORT"
 # Codes that say "try again later", not "this request is wrong".
@@ -27,7 +28,11 @@ RETRYABLE_CODES = frozenset({"UNAVAILABLE", "RATE_LIMITED"})
 REFUSED_AT_INIT_CLOSE_CODE = 4403
 # Close codes after which reconnecting cannot help: the client sent something wrong.
 PROTOCOL_VIOLATION_CLOSE_CODES = frozenset({4400, 4401, 4409})
+# HTTP statuses that say "later", not "never".
+RETRYABLE_HTTP_STATUSES = frozenset({408, 429})
 _CONNECTION_ERROR_PREFIX = "Server error: "
+
+E = TypeVar("E", bound=BaseException)
 
 
 class PlopClientError(Exception):
@@ -58,7 +63,7 @@ class PlopTransportError(PlopClientError):
 TRANSPORT_FAILURES: tuple[type[BaseException], ...] = (TransportError, TimeoutError, OSError)
 
 
-def error_from_graphql(errors: list[Any] | None, fallback: str) -> PlopClientError:
+def error_from_graphql(errors: Sequence[object] | None, fallback: str) -> PlopClientError:
     """The first GraphQL error of a result, as a PlopClientError."""
     first = errors[0] if errors else None
     if not isinstance(first, dict):
@@ -82,9 +87,12 @@ def translate(exc: BaseException) -> PlopClientError:
         if (refusal := _connection_error_payload(str(exc))) is not None:
             # graphql-ws (legacy) refuses a connection_init with the error itself.
             return error_from_graphql([refusal], "the server refused the connection")
-        if exc.code is not None and 400 <= exc.code < 500:
+        if _refused_for_good(exc.code):
             return PlopTransportError(f"HTTP {exc.code} from the server", retryable=False)
         return PlopTransportError(str(exc) or type(exc).__name__)
+    handshake = _in_chain(exc, InvalidStatus)
+    if handshake is not None and _refused_for_good(status := handshake.response.status_code):
+        return PlopTransportError(f"HTTP {status} to the WebSocket handshake", retryable=False)
     close_code = websocket_close_code(exc)
     if close_code in PROTOCOL_VIOLATION_CLOSE_CODES:
         return PlopTransportError(
@@ -95,12 +103,23 @@ def translate(exc: BaseException) -> PlopClientError:
 
 def websocket_close_code(exc: BaseException) -> int | None:
     """The close code the server sent, if ``exc`` comes from a closed WebSocket."""
+    closed = _in_chain(exc, ConnectionClosed)
+    return closed.rcvd.code if closed is not None and closed.rcvd is not None else None
+
+
+def _refused_for_good(status: int | None) -> bool:
+    """An HTTP 4xx other than "too early" or "too many": asking again will not help."""
+    return status is not None and 400 <= status < 500 and status not in RETRYABLE_HTTP_STATUSES
+
+
+def _in_chain(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of ``kind`` among exc and the exceptions that caused it."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
         seen.add(id(current))
-        if isinstance(current, ConnectionClosed) and current.rcvd is not None:
-            return current.rcvd.code
         current = current.__cause__ or current.__context__
     return None
 

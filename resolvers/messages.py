@@ -31,9 +31,11 @@ async def messages(
     page = await services.messages.history(room, first, after, last, before)
     senders = await services.accounts.get_many([message.sender_id for message in page.items])
     edges = [
-        MessageEdge(cursor=message_cursor(message), node=Message.from_doc(message, sender))
+        MessageEdge(
+            cursor=message_cursor(message),
+            node=Message.from_doc(message, senders.get(message.sender_id)),
+        )
         for message in page.items
-        if (sender := senders.get(message.sender_id)) is not None
     ]
     return MessageConnection(
         edges=edges,

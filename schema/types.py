@@ -156,7 +156,7 @@ class Message:
         )
 
     @classmethod
-    def from_doc(cls, message: MessageDoc, sender: UserDoc) -> Message:
+    def from_doc(cls, message: MessageDoc, sender: UserDoc | None) -> Message:
         return cls.from_data(message_data(message, sender))
 
 
@@ -195,7 +195,7 @@ class Room:
         if newest is None:
             return None
         sender = await services.accounts.get(newest.sender_id)
-        return Message.from_doc(newest, sender) if sender else None
+        return Message.from_doc(newest, sender)
 
     @strawberry.field
     async def last_read_seq(self, info: Info) -> int:

@@ -50,15 +50,20 @@ def _cursor_seq(cursor: str) -> int:
     return int(value)
 
 
-def message_data(message: MessageDoc, sender: UserDoc) -> MessageData:
+# Shown for a sender whose account cannot be read, so that a message is never left
+# out of history or a stream (that would open a gap in its room's seqs).
+UNKNOWN_SENDER_NAME = "Unknown user"
+
+
+def message_data(message: MessageDoc, sender: UserDoc | None) -> MessageData:
     """The message as events carry it."""
     return MessageData(
         id=str(message.id),
         room_id=str(message.room_id),
         seq=message.seq,
         sender_id=str(message.sender_id),
-        sender_username=sender.username,
-        sender_display_name=sender.display_name,
+        sender_username=sender.username if sender else "",
+        sender_display_name=sender.display_name if sender else UNKNOWN_SENDER_NAME,
         text="" if message.deleted else message.text,
         client_id=message.client_id,
         created_at=as_utc(message.created_at).isoformat(),
@@ -136,12 +141,10 @@ class MessageService:
         if earlier.room_id != room.id:
             raise Conflict("this clientId was already used for a message in another room")
         if not earlier.published:
-            sender = await UserDoc.get(earlier.sender_id)
-            if sender is not None:
-                await self._publish(earlier, sender)
+            await self._publish(earlier, await UserDoc.get(earlier.sender_id))
         return earlier
 
-    async def _publish(self, message: MessageDoc, sender: UserDoc) -> None:
+    async def _publish(self, message: MessageDoc, sender: UserDoc | None) -> None:
         if await self._publisher.publish(MessageAdded(message_data(message, sender))):
             await MessageDoc.find_one(MessageDoc.id == message.id).update(
                 {"$set": {"published": True}}
@@ -226,9 +229,8 @@ class MessageService:
         }
         relayed = 0
         for message in stale:
-            if sender := senders.get(message.sender_id):
-                await self._publish(message, sender)
-                relayed += message.published
+            await self._publish(message, senders.get(message.sender_id))
+            relayed += message.published
         if relayed:
             logger.info("relayed unpublished messages", extra={"count": relayed})
         return relayed

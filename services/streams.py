@@ -57,8 +57,7 @@ class StreamService:
                 return
             senders = await self._accounts.get_many([message.sender_id for message in batch])
             for message in batch:
-                if sender := senders.get(message.sender_id):
-                    yield message_data(message, sender)
+                yield message_data(message, senders.get(message.sender_id))
             after_seq = batch[-1].seq
 
     async def message_added(

@@ -223,5 +223,9 @@ async def test_instances_leave_no_consumer_groups_behind(
         groups = await admin.list_consumer_groups()
     finally:
         await admin.close()
-    prefix = real_env["PLOP_TOPIC_PREFIX"]
-    assert [group for group in groups if prefix in str(group) or "plop-" in str(group)] == []
+    # A deployment's push worker group (<prefix>.push) is shared by all its instances
+    # on purpose; no instance leaves a group of its own.
+    names = {str(group[0]) if isinstance(group, tuple) else str(group) for group in groups}
+    assert {
+        name for name in names if name.startswith("plop") and not name.endswith(".push")
+    } == set()

@@ -8,6 +8,7 @@ services; a local stand-in plays FCM and a webhook receiver (tests/support).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -33,7 +34,7 @@ from tests.support.clients import (
     ws_session,
 )
 from tests.support.push_receiver import WEBHOOK_SECRET, PushReceiver, running_push_receiver
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import PLOP, ServerProcess, free_port
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -295,3 +296,41 @@ async def test_receiver_refuses_a_bad_signature(receiver: PushReceiver) -> None:
             },
         )
     assert forged.status_code == 401
+
+
+async def test_push_worker_runs_on_its_own_and_stops_cleanly(push_env: dict[str, str]) -> None:
+    worker = await asyncio.create_subprocess_exec(
+        str(PLOP),
+        "push-worker",
+        env={**_environment_without_plop(), **push_env, "PLOP_INSTANCE_ID": "standalone"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    assert worker.stdout is not None
+    async with asyncio.timeout(60):
+        while b"push worker running" not in (line := await worker.stdout.readline()):
+            assert line, "the push worker exited before it ran"
+    worker.terminate()
+    async with asyncio.timeout(30):
+        await worker.communicate()
+    assert worker.returncode == 0
+
+
+async def test_push_worker_without_a_provider_refuses_to_start() -> None:
+    worker = await asyncio.create_subprocess_exec(
+        str(PLOP),
+        "push-worker",
+        env=_environment_without_plop(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    async with asyncio.timeout(30):
+        output, _ = await worker.communicate()
+    assert worker.returncode != 0
+    assert b"no push provider is configured" in output
+
+
+def _environment_without_plop() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.startswith("PLOP_")}

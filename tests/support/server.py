@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import socket
@@ -17,6 +18,15 @@ LOG_DIR = REPO / ".services" / "test-logs"
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 PLOP = Path(sys.executable).parent / "plop"
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed when the test process dies, so no server outlives a run."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -70,6 +80,7 @@ class ServerProcess:
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
                 cwd=REPO,
+                preexec_fn=_die_with_parent,
             )
         await self._wait_ready()
 

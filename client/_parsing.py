@@ -1,0 +1,52 @@
+"""JSON answers to the client's types: the documents in client/documents.py ask for
+every field read here, and the server is trusted to answer with the contract's types
+(a missing field is a KeyError, a bug in a document)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from client.types import AuthPayload, Message, Room, RoomKind, User
+
+
+def parse_user(data: Mapping[str, Any]) -> User:
+    return User(id=data["id"], username=data["username"], display_name=data["displayName"])
+
+
+def parse_auth(data: Mapping[str, Any]) -> AuthPayload:
+    return AuthPayload(token=data["token"], user=parse_user(data["user"]))
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def parse_message(data: Mapping[str, Any]) -> Message:
+    return Message(
+        id=data["id"],
+        room_id=data["roomId"],
+        seq=data["seq"],
+        sender=parse_user(data["sender"]),
+        text=data["text"],
+        client_id=data["clientId"],
+        created_at=datetime.fromisoformat(data["createdAt"]),
+        edited_at=_timestamp(data["editedAt"]),
+        deleted=data["deleted"],
+    )
+
+
+def parse_room(data: Mapping[str, Any]) -> Room:
+    last_message = data["lastMessage"]
+    return Room(
+        id=data["id"],
+        kind=RoomKind(data["kind"]),
+        title=data["title"],
+        members=tuple(parse_user(member) for member in data["members"]),
+        created_at=datetime.fromisoformat(data["createdAt"]),
+        last_seq=data["lastSeq"],
+        last_message=parse_message(last_message) if last_message else None,
+        last_read_seq=data["lastReadSeq"],
+        unread_count=data["unreadCount"],
+    )

@@ -1,0 +1,267 @@
+"""The ``plop`` commands as a user runs them: real processes, real servers, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import stat
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from client import PlopClient
+from tests.support.clients import EVENT_TIMEOUT_SECONDS, unique_name
+from tests.support.server import ServerProcess, free_port
+from tests.test_client import settled
+
+PLOP = Path(sys.executable).parent / "plop"
+PASSWORD = "correct horse battery"
+COMMAND_TIMEOUT_SECONDS = 60.0
+RESUME_TIMEOUT_SECONDS = 90.0
+
+
+def plop_env(config: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``plop`` command: no PLOP_* of the test run, this config dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLOP_")}
+    env.update({"PLOP_CLIENT_CONFIG_DIR": str(config), **extra})
+    return env
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def plop(
+    config: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> Ran:
+    """Runs one ``plop`` command to its end."""
+    process = await asyncio.create_subprocess_exec(
+        str(PLOP),
+        *args,
+        env=env or plop_env(config),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+            out, err = await process.communicate(stdin.encode() if stdin is not None else None)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())
+
+
+async def succeeds(config: Path, *args: str, stdin: str | None = None) -> str:
+    """Runs a command that must succeed; returns its standard output."""
+    ran = await plop(config, *args, stdin=stdin)
+    assert ran.code == 0, f"plop {' '.join(args)} failed ({ran.code}):\n{ran.stderr}"
+    return ran.stdout
+
+
+class Tail:
+    """A running ``plop tail``; the test reads its lines as they come."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+
+    async def _line(self, stream: asyncio.StreamReader | None, within: float) -> str:
+        assert stream is not None
+        async with asyncio.timeout(within):
+            line = await stream.readline()
+        assert line, f"plop tail ended ({await self._process.wait()})"
+        return line.decode().rstrip("\n")
+
+    async def line(self, within: float = EVENT_TIMEOUT_SECONDS) -> str:
+        return await self._line(self._process.stdout, within)
+
+    async def lines(self, count: int, within: float = EVENT_TIMEOUT_SECONDS) -> list[str]:
+        async with asyncio.timeout(within):
+            return [await self.line(within) for _ in range(count)]
+
+    async def notice(self, within: float = EVENT_TIMEOUT_SECONDS) -> str:
+        """The next line on standard error."""
+        return await self._line(self._process.stderr, within)
+
+    async def stop(self) -> None:
+        if self._process.returncode is None:
+            self._process.terminate()
+            await self._process.wait()
+
+
+@asynccontextmanager
+async def tailing(config: Path, *args: str) -> AsyncIterator[Tail]:
+    process = await asyncio.create_subprocess_exec(
+        str(PLOP),
+        "tail",
+        *args,
+        env=plop_env(config),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    tail = Tail(process)
+    try:
+        yield tail
+    finally:
+        await tail.stop()
+
+
+def saved(config: Path) -> dict[str, str]:
+    data: dict[str, str] = json.loads((config / "credentials.json").read_text())
+    return data
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_signup_and_login_save_credentials_only_the_owner_can_read(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    username = unique_name()
+    url = embedded_server.http_url
+    await succeeds(
+        config, "signup", "--url", url, "--password-stdin", username, stdin=f"{PASSWORD}\n"
+    )
+    credentials = config / "credentials.json"
+    assert mode(credentials) == 0o600 and mode(config) == 0o700
+    signed_up = saved(config)
+    assert (signed_up["url"], signed_up["username"]) == (url, username)
+
+    credentials.chmod(0o644)  # a file loosened by hand is replaced, not reused
+    out = await succeeds(
+        config, "login", "--url", url, "--password-stdin", username, stdin=PASSWORD
+    )
+    logged_in = saved(config)
+    assert mode(credentials) == 0o600
+    assert logged_in["token"] != signed_up["token"]
+    assert logged_in["user_id"] == signed_up["user_id"] and signed_up["user_id"] in out
+    assert sorted(path.name for path in config.iterdir()) == ["credentials.json"]
+    # The saved token works.
+    assert (await succeeds(config, "rooms")) == ""
+
+    wrong = await plop(
+        config, "login", "--url", url, "--password-stdin", username, stdin="not it\n"
+    )
+    assert wrong.code == 1 and "UNAUTHENTICATED" in wrong.stderr
+    assert saved(config) == logged_in
+
+
+async def test_credentials_go_to_the_xdg_config_dir_by_default(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    env = plop_env(tmp_path, XDG_CONFIG_HOME=str(tmp_path / "xdg"), HOME=str(tmp_path / "home"))
+    del env["PLOP_CLIENT_CONFIG_DIR"]
+    args = ("signup", "--url", embedded_server.http_url, "--password-stdin", unique_name())
+    ran = await plop(tmp_path, *args, stdin=PASSWORD, env=env)
+    assert ran.code == 0, ran.stderr
+    assert mode(tmp_path / "xdg" / "plop" / "credentials.json") == 0o600
+    assert not (tmp_path / "home").exists()
+
+
+async def test_commands_need_a_login_first(tmp_path: Path) -> None:
+    for args in (("send", "room", "hi"), ("tail", "room"), ("rooms",)):
+        ran = await plop(tmp_path / "empty", *args)
+        assert ran.code == 1 and "plop login" in ran.stderr, ran.stderr
+
+
+async def test_a_url_that_is_not_http_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    ran = await plop(tmp_path, "login", "--url", "ws://127.0.0.1:8000/graphql", "someone")
+    assert ran.code == 2 and "must be http:// or https://" in ran.stderr
+    assert not tmp_path.joinpath("credentials.json").exists()
+
+
+async def test_help_lists_every_command(tmp_path: Path) -> None:
+    out = await succeeds(tmp_path, "--help")
+    for command in ("serve", "signup", "login", "send", "tail", "rooms", "direct", "group"):
+        assert f"  {command} " in out
+
+
+async def test_send_prints_the_seq_and_tail_prints_each_new_message_once(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    url = embedded_server.http_url
+    alice_config, bob_config = tmp_path / "alice", tmp_path / "bob"
+    alice, bob = unique_name("alice"), unique_name("bob")
+    await succeeds(alice_config, "signup", "--url", url, "--password-stdin", alice, stdin=PASSWORD)
+    await succeeds(bob_config, "signup", "--url", url, "--password-stdin", bob, stdin=PASSWORD)
+    room = (await succeeds(alice_config, "direct", saved(bob_config)["user_id"])).strip()
+    assert (await succeeds(alice_config, "send", room, "before the tail")).strip() == "1"
+
+    async with settled(embedded_server), tailing(bob_config, room) as tail:
+        assert await tail.notice() == f"Following room {room} after seq 1."
+        sent = [
+            await succeeds(alice_config, "send", room, "tab\there\nnew line", "--client-id", "k1"),
+            await succeeds(alice_config, "send", room, "retried", "--client-id", "k1"),
+            await succeeds(alice_config, "send", room, "third"),
+        ]
+        shown = await tail.lines(2)
+    assert [seq.strip() for seq in sent] == ["2", "2", "3"]
+    assert shown == [f"2\t{alice}\ttab\\there\\nnew line", f"3\t{alice}\tthird"]
+
+    async with (
+        settled(embedded_server),
+        tailing(bob_config, room, "--after-seq", "0", "--subprotocol", "graphql-ws") as tail,
+    ):
+        replayed = await tail.lines(3)
+    assert [line.split("\t")[0] for line in replayed] == ["1", "2", "3"]
+
+    listed = (await succeeds(bob_config, "rooms")).splitlines()
+    assert listed == [f"{room}\tDIRECT\t{alice}\t3\t3"]
+
+
+async def test_tail_keeps_going_across_a_server_restart_without_gaps_or_repeats(
+    server_a: ServerProcess, real_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**real_env, "PLOP_INSTANCE_ID": f"tail-{secrets.token_hex(3)}"}
+    name = f"tail-restart-{secrets.token_hex(3)}"
+    servers = [ServerProcess(name, env, port=free_port())]
+    await servers[0].start()
+    try:
+        async with AsyncExitStack() as stack:
+            alice = await stack.enter_async_context(PlopClient(server_a.http_url))
+            alice_name, bob_name = unique_name("alice"), unique_name("bob")
+            await alice.sign_up(alice_name, PASSWORD)
+            async with PlopClient(server_a.http_url) as bob:
+                bob_id = (await bob.sign_up(bob_name, PASSWORD)).user.id
+            room = await alice.create_direct_room(bob_id)
+            # Bob logs in to the server that will be restarted, and follows from there.
+            login = ("login", "--url", servers[0].http_url, "--password-stdin", bob_name)
+            await succeeds(tmp_path, *login, stdin=PASSWORD)
+            tail = await stack.enter_async_context(tailing(tmp_path, room.id, "--after-seq", "0"))
+
+            async def send(prefix: str, count: int) -> list[int]:
+                return [
+                    (await alice.send_message(room.id, f"{prefix} {i}")).seq for i in range(count)
+                ]
+
+            sent = await send("before", 5)
+            shown = await tail.lines(5)
+            await servers[0].kill()
+            sent += await send("while down", 5)
+            servers.append(ServerProcess(name, env, port=servers[0].port))
+            async with asyncio.TaskGroup() as group:
+                group.create_task(servers[1].start())
+                during = group.create_task(send("restarting", 5))
+            sent += during.result()
+            shown += await tail.lines(10, within=RESUME_TIMEOUT_SECONDS)
+            sent += await send("after", 1)
+            shown += [await tail.line()]
+    finally:
+        for server in servers:
+            await server.stop()
+    assert sent == list(range(1, 17))
+    assert [int(line.split("\t")[0]) for line in shown] == sent
+    assert shown[0] == f"1\t{alice_name}\tbefore 0"
+    assert shown[5] == f"6\t{alice_name}\twhile down 0"
