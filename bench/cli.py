@@ -1,0 +1,214 @@
+"""``python -m bench SCENARIO``: run one benchmark scenario and write its results.
+
+Scenarios: send, fanout, memory, reconnect (see each ``bench/scenario_*.py``). Every
+scenario starts the servers it measures (Plop, and the raw baseline in the same run),
+drives them from other processes over loopback, stops by itself within its bounds,
+and writes ``<scenario>.json``, ``<scenario>.md`` and PNG plots to ``--out``.
+``--smoke`` runs it with tiny sizes in seconds (as the test suite does). The exit
+status is 1 when the run's own bookkeeping fails (a message lost or duplicated, a
+delivery missing, an error), 0 otherwise; timings never decide it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+import uvloop
+
+from bench import scenario_fanout, scenario_memory, scenario_reconnect, scenario_send
+from bench.common import Options
+from bench.report import Report, write
+from bench.server import REPO, raise_open_files
+
+RESULTS = REPO / "bench" / "results"
+SMOKE_RESULTS = RESULTS / "tmp"
+
+SCENARIOS: dict[str, Callable[[Options], Coroutine[Any, Any, Report]]] = {
+    "send": scenario_send.run,
+    "fanout": scenario_fanout.run,
+    "memory": scenario_memory.run,
+    "reconnect": scenario_reconnect.run,
+}
+
+# Per scenario: the full-size defaults, then the smoke ones.
+DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "send": (
+        {"concurrency": [1, 16, 64], "duration": 10.0, "max_requests": 20_000, "users": 16},
+        {"concurrency": [1, 4], "duration": 1.0, "max_requests": 40, "users": 2},
+    ),
+    "fanout": (
+        {
+            "subscribers": [1_000, 5_000, 10_000],
+            "rooms": 100,
+            "messages": 30,
+            "paced_messages": 20,
+            "users": 200,
+        },
+        {"subscribers": [20], "rooms": 4, "messages": 10, "paced_messages": 5, "users": 5},
+    ),
+    "memory": (
+        {
+            "subscribers": [2_000],
+            "rooms": 10,
+            "users": 100,
+            "max_subscriptions": 20_000,
+            "per_socket": 10,
+            "step": 2_000,
+            "max_seconds": 300.0,
+        },
+        {
+            "subscribers": [20],
+            "rooms": 2,
+            "users": 4,
+            "max_subscriptions": 60,
+            "per_socket": 5,
+            "step": 20,
+            "max_seconds": 60.0,
+        },
+    ),
+    "reconnect": (
+        {
+            "subscribers": [2_000],
+            "rooms": 10,
+            "users": 200,
+            "rate": 10.0,
+            "down_seconds": 2.0,
+            "max_seconds": 120.0,
+        },
+        {
+            "subscribers": [20],
+            "rooms": 2,
+            "users": 5,
+            "rate": 10.0,
+            "down_seconds": 0.5,
+            "max_seconds": 30.0,
+        },
+    ),
+}
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}") from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"counts must be 1 or more: {text!r}")
+    return values
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run a Plop benchmark scenario against servers it starts.",
+    )
+    parse.add_argument("scenario", choices=sorted(SCENARIOS))
+    parse.add_argument(
+        "--backend",
+        choices=["embedded", "real", "both"],
+        default=None,
+        help="Plop's backends: the embedded default, the real services "
+        "(scripts/services.sh), or both [send: both; others: embedded; --smoke: embedded].",
+    )
+    parse.add_argument("--smoke", action="store_true", help="Tiny sizes, seconds.")
+    parse.add_argument("--out", type=Path, default=None, help=f"[default: {RESULTS}]")
+    parse.add_argument("--subscribers", type=_counts, help="Counts, comma-separated.")
+    parse.add_argument("--concurrency", type=_counts, help="send: levels, comma-separated.")
+    parse.add_argument("--messages", type=int, help="fanout: burst messages per room.")
+    parse.add_argument("--paced-messages", type=int, help="fanout: paced messages per room.")
+    parse.add_argument("--rooms", type=int, help="Rooms the subscribers are spread over.")
+    parse.add_argument("--users", type=int, help="Users signed up (they share sockets).")
+    parse.add_argument("--workers", type=int, default=0, help="Load processes [auto].")
+    parse.add_argument("--duration", type=float, help="send: seconds per level.")
+    parse.add_argument("--max-requests", type=int, help="send: requests per level at most.")
+    parse.add_argument("--max-subscriptions", type=int, help="memory: the ramp stops at this many.")
+    parse.add_argument("--per-socket", type=int, help="memory: subscriptions per ramp socket.")
+    parse.add_argument("--step", type=int, help="memory: subscriptions added per ramp step.")
+    parse.add_argument("--rate", type=float, help="reconnect: messages per room per second.")
+    parse.add_argument("--down-seconds", type=float, help="reconnect: time dropped.")
+    parse.add_argument(
+        "--max-seconds", type=float, help="memory: ramp time; reconnect: catch-up time."
+    )
+    return parse
+
+
+def options_from(argv: list[str]) -> Options:
+    args = parser().parse_args(argv)
+    full, smoke = DEFAULTS[args.scenario]
+    values = dict(smoke if args.smoke else full)
+    for name in (
+        "subscribers",
+        "concurrency",
+        "messages",
+        "paced_messages",
+        "rooms",
+        "users",
+        "duration",
+        "max_requests",
+        "max_subscriptions",
+        "per_socket",
+        "step",
+        "rate",
+        "down_seconds",
+        "max_seconds",
+    ):
+        given = getattr(args, name)
+        if given is not None:
+            values[name] = given
+    backend = args.backend or ("both" if args.scenario == "send" and not args.smoke else "embedded")
+    backends = ["embedded", "real"] if backend == "both" else [backend]
+    out = args.out or (SMOKE_RESULTS if args.smoke else RESULTS)
+    return Options(
+        scenario=args.scenario,
+        argv=list(argv),
+        out=out,
+        backends=backends,
+        smoke=args.smoke,
+        workers=args.workers,
+        **values,
+    )
+
+
+def passed(checks: dict[str, Any]) -> bool:
+    """The run's bookkeeping: nothing lost, duplicated, missing or failed."""
+    zero = ("lost", "duplicates", "errors", "send_errors", "seq_gaps", "failed")
+    if any(checks.get(name, 0) for name in zero):
+        return False
+    if "expected_deliveries" in checks and checks["deliveries"] != checks["expected_deliveries"]:
+        return False
+    if "opened" in checks and checks["opened"] != checks.get("subscribers"):
+        return False
+    return "answered" not in checks or checks["answered"] == checks["requests"]
+
+
+def main(argv: list[str]) -> int:
+    """Runs the scenario named in ``argv``; 0 if its bookkeeping holds."""
+    options = options_from(argv)
+    raise_open_files()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        report = runner.run(SCENARIOS[options.scenario](options))
+    paths = write(report, options.out)
+    ok = passed(report.checks)
+    lines = [f"{report.title}: {'bookkeeping ok' if ok else 'BOOKKEEPING FAILED'}"]
+    lines += [f"  {name}: {value}" for name, value in report.checks.items()]
+    lines += [f"  wrote {path}" for path in paths]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0 if ok else 1
+
+
+@click.command(
+    "bench",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+    help="Run a benchmark scenario (python -m bench --help for the options).",
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """``plop bench ...``: the same as ``python -m bench ...``."""
+    raise SystemExit(main(list(args)))

@@ -1,0 +1,386 @@
+"""fanout: N subscribers of messageAdded, on one room or spread over many rooms.
+
+For each layout and subscriber count, on the raw baseline and on Plop in the same
+run: open the subscribers (one socket each), then
+
+- burst: every room gets ``messages`` messages as fast as the sender's answers come
+  (one sequential sender per room); deliveries/s = frames received / (last receive -
+  first send), with send-to-receive latency under that saturation;
+- paced: ``paced_messages`` more per room at half the burst's rate, for the latency
+  at a load the server keeps up with.
+
+Every subscriber must get every message of its room exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from bench.common import (
+    SOCKET_SEND_QUEUE_FRAMES,
+    Options,
+    Sender,
+    baseline_target,
+    plop_target,
+)
+from bench.load import BUCKET_SECONDS, LoadPool, Plan, merge_rounds
+from bench.report import Plot, Report, Table, latency_summary, ratio
+from bench.targets import Population, Target
+
+SUBSCRIBERS_PER_WORKER = 5_000
+MIN_WAIT_SECONDS = 60.0
+MAX_WAIT_SECONDS = 900.0
+SLOW_CONSUMER_LOG = "closing a slow consumer"
+
+
+def workers_for(subscribers: int, options: Options) -> int:
+    return options.workers or max(1, math.ceil(subscribers / SUBSCRIBERS_PER_WORKER))
+
+
+def wait_seconds(deliveries: int) -> float:
+    """How long a round may take to deliver: generous, but bounded."""
+    return min(MAX_WAIT_SECONDS, MIN_WAIT_SECONDS + deliveries / 1_000)
+
+
+async def _round(
+    target: Target,
+    pool: LoadPool,
+    sender: Sender,
+    subscribers: int,
+    count: int,
+    interval: float | None,
+) -> dict[str, Any]:
+    await pool.all("round")
+    cpu_before = target.server.cpu_seconds()
+    first_send = time.time()
+    if interval is None:
+        await sender.burst(count)
+    else:
+        await sender.paced(count, interval)
+    sent_seconds = time.time() - first_send
+    expected = {room: sender.last_seq[room] for room in sender.rooms}
+    merged = merge_rounds(
+        await pool.all("wait", {"expected": expected, "within": wait_seconds(subscribers * count)})
+    )
+    cpu = target.server.cpu_seconds() - cpu_before
+    span = (merged["last_receive"] - first_send) if merged["last_receive"] else 0.0
+    deliveries = merged["deliveries"]
+    return {
+        "messages_per_room": count,
+        "expected_deliveries": merged["subscribers"] * count,
+        "deliveries": deliveries,
+        "lost": merged["lost"],
+        "duplicates": merged["duplicates"],
+        "beyond_expected": merged["beyond_expected"],
+        "seconds": round(span, 3),
+        "send_seconds": round(sent_seconds, 3),
+        "deliveries_per_second": round(deliveries / span, 1) if span > 0 else 0.0,
+        "server_cpu_us_per_delivery": round(cpu / deliveries * 1e6, 1) if deliveries else None,
+        "load_cpu_seconds": round(merged["load_cpu_seconds"], 2),
+        "mean_frame_bytes": round(merged["frame_bytes"] / deliveries, 1) if deliveries else 0,
+        "closed_by_server": merged["closed_by_server"],
+        "errors": merged["error_count"],
+        "error_samples": merged["errors"],
+        "timeline": _timeline(merged["buckets"], first_send),
+        **latency_summary(merged["latencies"]),
+    }
+
+
+def _timeline(buckets: dict[int, int], start: float) -> list[tuple[float, float]]:
+    """(seconds since the first send, deliveries/s) per bucket."""
+    origin = start / BUCKET_SECONDS
+    return [
+        (round((bucket - origin) * BUCKET_SECONDS, 2), count / BUCKET_SECONDS)
+        for bucket, count in sorted(buckets.items())
+    ]
+
+
+async def _config(
+    target: Target,
+    population: Population,
+    rooms: list[str],
+    layout: str,
+    subscribers: int,
+    options: Options,
+    last_seq: dict[str, int],
+) -> dict[str, Any]:
+    plans = []
+    for index in range(subscribers):
+        room = rooms[index % len(rooms)]
+        plans.append(Plan(population.account_of(index).token, room, last_seq[room]))
+    before = await target.subscriptions()
+    pool = LoadPool(workers_for(subscribers, options))
+    sender = Sender(target, population.accounts[0], rooms, last_seq)
+    slow_before = target.server.log_count(SLOW_CONSUMER_LOG)
+    rss_before = target.server.rss_bytes()
+    try:
+        opened = await pool.open(target.ws_url, plans)
+        held, settled = await target.wait_subscriptions(before + opened["opened"])
+        burst = await _round(target, pool, sender, subscribers, options.messages, None)
+        # Half the rate the burst reached: a load the server keeps up with.
+        per_message = burst["seconds"] / max(1, options.messages)
+        interval = min(2.0, max(0.005, 2 * per_message))
+        paced = await _round(target, pool, sender, subscribers, options.paced_messages, interval)
+        rss_after = target.server.rss_bytes()
+    finally:
+        await pool.close()
+        await sender.close()
+        last_seq.update(sender.last_seq)
+        await target.wait_no_subscriptions()
+    return {
+        "target": target.label,
+        "layout": layout,
+        "rooms": len(rooms),
+        "subscribers": subscribers,
+        "opened": opened["opened"],
+        "failed_sockets": opened["failed_sockets"],
+        "open_seconds": round(opened["seconds"], 2),
+        "open_errors": opened["errors"],
+        "server_held": held,
+        "settled": settled,
+        "workers": pool.size,
+        "paced_interval_seconds": round(interval, 4),
+        "send_errors": len(sender.errors),
+        "send_error_samples": sender.errors[:3],
+        "seq_gaps": sender.seq_gaps,
+        "slow_consumers_closed": target.server.log_count(SLOW_CONSUMER_LOG) - slow_before,
+        "rss_mb_before": round(rss_before / 2**20, 1),
+        "rss_mb_after": round(rss_after / 2**20, 1),
+        "burst": burst,
+        "paced": paced,
+    }
+
+
+def layouts(options: Options) -> list[tuple[str, int]]:
+    return [("one room", 1), (f"{options.rooms} rooms", options.rooms)]
+
+
+async def _run_target(target: Target, options: Options) -> list[dict[str, Any]]:
+    users = max(1, min(options.users, max(options.subscribers)))
+    spread = options.rooms
+    population = await target.populate(users, 1 + spread)
+    last_seq = dict.fromkeys(population.rooms, 0)
+    configs = []
+    for layout, count in layouts(options):
+        rooms = population.rooms[:1] if count == 1 else population.rooms[1 : 1 + spread]
+        for subscribers in options.subscribers:
+            configs.append(
+                await _config(target, population, rooms, layout, subscribers, options, last_seq)
+            )
+    return configs
+
+
+def _with_ratios(configs: list[dict[str, Any]]) -> None:
+    raw = {
+        (config["layout"], config["subscribers"]): config
+        for config in configs
+        if config["target"] == "raw FastAPI"
+    }
+    for config in configs:
+        reference = raw.get((config["layout"], config["subscribers"]))
+        if reference is None:
+            continue
+        for phase in ("burst", "paced"):
+            mine, theirs = config[phase], reference[phase]
+            mine["ratio_deliveries_per_second"] = ratio(
+                mine["deliveries_per_second"], theirs["deliveries_per_second"]
+            )
+            mine["ratio_p50"] = ratio(mine["p50_ms"], theirs["p50_ms"])
+            mine["ratio_p99"] = ratio(mine["p99_ms"], theirs["p99_ms"])
+            mine["ratio_cpu_per_delivery"] = ratio(
+                mine["server_cpu_us_per_delivery"] or 0.0,
+                theirs["server_cpu_us_per_delivery"] or 0.0,
+            )
+
+
+async def run(options: Options) -> Report:
+    configs: list[dict[str, Any]] = []
+    async with baseline_target(options) as baseline:
+        configs += await _run_target(baseline, options)
+    for backend in options.backends:
+        async with plop_target(options, backend) as plop:
+            configs += await _run_target(plop, options)
+    _with_ratios(configs)
+
+    report = Report(
+        scenario="fanout",
+        title="Fan-out: messageAdded to N subscribers",
+        argv=options.argv,
+        parameters={
+            "subscribers": options.subscribers,
+            "spread_rooms": options.rooms,
+            "burst_messages_per_room": options.messages,
+            "paced_messages_per_room": options.paced_messages,
+            "users": options.users,
+            "backends": options.backends,
+            "smoke": options.smoke,
+        },
+        data={"configs": configs},
+    )
+    phases = [config[phase] for config in configs for phase in ("burst", "paced")]
+    report.checks = {
+        "expected_deliveries": sum(phase["expected_deliveries"] for phase in phases),
+        "deliveries": sum(phase["deliveries"] for phase in phases),
+        "lost": sum(phase["lost"] for phase in phases),
+        "duplicates": max((phase["duplicates"] for phase in phases), default=0),
+        "subscribers": sum(config["subscribers"] for config in configs),
+        "opened": sum(config["opened"] for config in configs),
+        "send_errors": sum(config["send_errors"] for config in configs),
+        "seq_gaps": sum(config["seq_gaps"] for config in configs),
+        "errors": sum(phase["errors"] for phase in phases),
+    }
+    headers = [
+        "server",
+        "layout",
+        "subscribers",
+        "deliveries",
+        "deliveries/s",
+        "vs raw",
+        "p50 ms",
+        "p99 ms",
+        "p50 vs raw",
+        "p99 vs raw",
+        "server CPU µs/delivery",
+        "CPU vs raw",
+        "lost",
+        "dup",
+    ]
+    for phase, title in (
+        ("burst", "Burst: deliveries/s at saturation (ratios: to raw FastAPI, same run)"),
+        ("paced", "Paced at half the burst rate: send-to-receive latency"),
+    ):
+        report.tables.append(
+            Table(
+                title,
+                headers,
+                [
+                    [
+                        config["target"],
+                        config["layout"],
+                        config["subscribers"],
+                        config[phase]["deliveries"],
+                        config[phase]["deliveries_per_second"],
+                        config[phase].get("ratio_deliveries_per_second"),
+                        config[phase]["p50_ms"],
+                        config[phase]["p99_ms"],
+                        config[phase].get("ratio_p50"),
+                        config[phase].get("ratio_p99"),
+                        config[phase]["server_cpu_us_per_delivery"],
+                        config[phase].get("ratio_cpu_per_delivery"),
+                        config[phase]["lost"],
+                        config[phase]["duplicates"],
+                    ]
+                    for config in configs
+                ],
+            )
+        )
+    report.tables.append(
+        Table(
+            "Set-up and server state",
+            [
+                "server",
+                "layout",
+                "subscribers",
+                "opened",
+                "open s",
+                "load workers",
+                "paced interval s",
+                "frame bytes",
+                "RSS MB before",
+                "RSS MB after",
+                "slow consumers closed",
+            ],
+            [
+                [
+                    config["target"],
+                    config["layout"],
+                    config["subscribers"],
+                    config["opened"],
+                    config["open_seconds"],
+                    config["workers"],
+                    config["paced_interval_seconds"],
+                    config["burst"]["mean_frame_bytes"],
+                    config["rss_mb_before"],
+                    config["rss_mb_after"],
+                    config["slow_consumers_closed"],
+                ]
+                for config in configs
+            ],
+        )
+    )
+    report.notes += [
+        f"Subscribers are spread over {options.users} signed-up users (sign-up hashes "
+        "with argon2, so thousands of users would take minutes): a user holds several "
+        "sockets, one subscription each.",
+        "One sender per room, sequential (the next send waits for the previous answer); "
+        "with many rooms the rooms' senders run concurrently.",
+        "deliveries/s = frames received / (last receive - first send). Latency = "
+        "receive time - the send time written in the message text (same machine clock).",
+        "The raw FastAPI baseline speaks enough graphql-transport-ws for the same "
+        "load generator, encodes each message's payload once and sends the same `next` "
+        "frame through a per-socket queue and writer task; it stores nothing and checks "
+        "nothing, so it is the ceiling of the WebSocket stack on this machine.",
+        "Server, baseline and load run on the same machine: the load processes share "
+        "its cores with the server; server CPU per delivery is the server process's own "
+        "CPU time divided by its deliveries.",
+        f"The server's per-socket send queue is raised to {SOCKET_SEND_QUEUE_FRAMES:,} frames so "
+        "that a burst never closes a socket as a slow consumer.",
+    ]
+
+    def burst(figure: Figure) -> None:
+        for position, (layout, _) in enumerate(layouts(options), start=1):
+            axes = figure.add_subplot(1, 2, position)
+            for label in dict.fromkeys(config["target"] for config in configs):
+                mine = [c for c in configs if c["target"] == label and c["layout"] == layout]
+                axes.plot(
+                    [c["subscribers"] for c in mine],
+                    [c["burst"]["deliveries_per_second"] for c in mine],
+                    marker="o",
+                    label=label,
+                )
+            axes.set(xlabel="subscribers", ylabel="deliveries/s", title=layout)
+            axes.set_ylim(bottom=0)
+            axes.legend(fontsize="small")
+
+    def latency(figure: Figure) -> None:
+        axes = figure.add_subplot(1, 1, 1)
+        labels = [f"{c['target']}\n{c['layout']}, {c['subscribers']:,}" for c in configs]
+        positions = range(len(configs))
+        axes.bar(
+            [p - 0.2 for p in positions], [c["paced"]["p50_ms"] for c in configs], 0.4, label="p50"
+        )
+        axes.bar(
+            [p + 0.2 for p in positions], [c["paced"]["p99_ms"] for c in configs], 0.4, label="p99"
+        )
+        axes.set_xticks(list(positions), labels, fontsize="x-small", rotation=60, ha="right")
+        axes.set(ylabel="ms", title="send-to-receive latency, paced")
+        axes.legend(fontsize="small")
+
+    def timeline(figure: Figure) -> None:
+        axes = figure.add_subplot(1, 1, 1)
+        largest = max(config["subscribers"] for config in configs)
+        for config in configs:
+            if config["subscribers"] == largest:
+                points = config["burst"]["timeline"]
+                axes.plot(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    label=f"{config['target']}, {config['layout']}",
+                )
+        axes.set(
+            xlabel="seconds since the first send",
+            ylabel="deliveries/s",
+            title=f"burst, {largest:,} subscribers",
+        )
+        axes.legend(fontsize="small")
+
+    report.plots += [
+        Plot("deliveries", burst),
+        Plot("latency", latency),
+        Plot("timeline", timeline),
+    ]
+    return report

@@ -1,0 +1,185 @@
+"""send: sendMessage throughput and latency at several concurrencies.
+
+Each concurrent sender has a connection and a room of its own, and sends one message
+after another for a fixed time (or until the request budget is spent). The raw
+FastAPI POST endpoint of the baseline answers the same request body in the same
+run, which gives each Plop figure its ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from bench.common import Options, Sender, baseline_target, plop_target
+from bench.report import Plot, Report, Table, latency_summary, ratio
+from bench.targets import Population, Target
+
+WARMUP_MESSAGES = 5
+
+
+async def _measure(
+    target: Target,
+    population: Population,
+    concurrency: int,
+    options: Options,
+    last_seq: dict[str, int],
+) -> dict[str, Any]:
+    senders = [
+        Sender(target, population.account_of(index), [population.room_of(index)], last_seq)
+        for index in range(concurrency)
+    ]
+    try:
+        await asyncio.gather(
+            *(sender.burst(1 if options.smoke else WARMUP_MESSAGES) for sender in senders)
+        )
+        warm_sent = sum(sender.sent for sender in senders)
+        latencies: list[float] = []
+        budget = [options.max_requests]
+        stop_at = time.monotonic() + options.duration
+        cpu_before = target.server.cpu_seconds()
+
+        async def run(sender: Sender) -> None:
+            room = sender.rooms[0]
+            while budget[0] > 0 and time.monotonic() < stop_at:
+                budget[0] -= 1
+                started = time.perf_counter()
+                await sender.send_one(room)
+                latencies.append(time.perf_counter() - started)
+
+        started = time.monotonic()
+        await asyncio.gather(*(run(sender) for sender in senders))
+        seconds = time.monotonic() - started
+        cpu = target.server.cpu_seconds() - cpu_before
+    finally:
+        await asyncio.gather(*(sender.close() for sender in senders))
+        for sender in senders:
+            last_seq.update(sender.last_seq)
+    sent = sum(sender.sent for sender in senders) - warm_sent
+    errors = [error for sender in senders for error in sender.errors]
+    return {
+        "target": target.label,
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "answered": sent,
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "seq_gaps": sum(sender.seq_gaps for sender in senders),
+        "seconds": round(seconds, 3),
+        "per_second": round(sent / seconds, 1) if seconds else 0.0,
+        "server_cpu_us_per_request": round(cpu / sent * 1e6, 1) if sent else None,
+        **latency_summary(latencies),
+    }
+
+
+async def _run_target(target: Target, options: Options) -> list[dict[str, Any]]:
+    users = max(1, min(max(options.concurrency), options.users))
+    population = await target.populate(users, max(options.concurrency))
+    last_seq: dict[str, int] = {}
+    return [
+        await _measure(target, population, level, options, last_seq)
+        for level in options.concurrency
+    ]
+
+
+async def run(options: Options) -> Report:
+    rows: list[dict[str, Any]] = []
+    async with baseline_target(options) as baseline:
+        rows += await _run_target(baseline, options)
+    for backend in options.backends:
+        async with plop_target(options, backend) as plop:
+            rows += await _run_target(plop, options)
+    raw = {row["concurrency"]: row for row in rows if row["target"] == "raw FastAPI"}
+    for row in rows:
+        reference = raw[row["concurrency"]]
+        row["ratio_per_second"] = ratio(row["per_second"], reference["per_second"])
+        row["ratio_p50"] = ratio(row["p50_ms"], reference["p50_ms"])
+        row["ratio_p99"] = ratio(row["p99_ms"], reference["p99_ms"])
+
+    report = Report(
+        scenario="send",
+        title="sendMessage throughput and latency",
+        argv=options.argv,
+        parameters={
+            "concurrency": options.concurrency,
+            "duration_seconds": options.duration,
+            "max_requests": options.max_requests,
+            "backends": options.backends,
+            "users": options.users,
+            "smoke": options.smoke,
+        },
+        data={"rows": rows},
+    )
+    report.checks = {
+        "requests": sum(row["requests"] for row in rows),
+        "answered": sum(row["answered"] for row in rows),
+        "errors": sum(row["errors"] for row in rows),
+        "seq_gaps": sum(row["seq_gaps"] for row in rows),
+    }
+    report.tables.append(
+        Table(
+            "Throughput and latency (ratios: to the raw FastAPI POST at the same concurrency)",
+            [
+                "server",
+                "concurrency",
+                "requests",
+                "req/s",
+                "vs raw",
+                "p50 ms",
+                "p99 ms",
+                "p99 vs raw",
+                "server CPU µs/req",
+                "errors",
+            ],
+            [
+                [
+                    row["target"],
+                    row["concurrency"],
+                    row["requests"],
+                    row["per_second"],
+                    row["ratio_per_second"],
+                    row["p50_ms"],
+                    row["p99_ms"],
+                    row["ratio_p99"],
+                    row["server_cpu_us_per_request"],
+                    row["errors"],
+                ]
+                for row in rows
+            ],
+        )
+    )
+    report.notes += [
+        "Each concurrent sender has its own HTTP/1.1 keep-alive connection and its own "
+        "room (no two senders contend for one room's seq); senders share "
+        f"{options.users} signed-up users.",
+        "Latency is the HTTP round trip of one sendMessage measured by the sender; "
+        "the load runs in the bench process, the server in its own process (one worker).",
+        "The raw FastAPI POST parses the same JSON body and answers the same shape "
+        "(no auth, no storage): it is the ceiling of the HTTP stack, not a messenger.",
+        f"Each level runs {options.duration:g} s or {options.max_requests:,} requests, "
+        f"after {1 if options.smoke else WARMUP_MESSAGES} warm-up messages per sender.",
+    ]
+    if report.checks["errors"]:
+        report.notes.append(
+            "Errors: " + "; ".join(sample for row in rows for sample in row["error_samples"])[:1000]
+        )
+
+    def throughput(figure: Figure) -> None:
+        axes = figure.add_subplot(1, 2, 1)
+        latency = figure.add_subplot(1, 2, 2)
+        for label in dict.fromkeys(row["target"] for row in rows):
+            mine = [row for row in rows if row["target"] == label]
+            levels = [row["concurrency"] for row in mine]
+            axes.plot(levels, [row["per_second"] for row in mine], marker="o", label=label)
+            latency.plot(levels, [row["p99_ms"] for row in mine], marker="o", label=label)
+        axes.set(xscale="log", xlabel="concurrency", ylabel="requests/s", title="throughput")
+        latency.set(
+            xscale="log", yscale="log", xlabel="concurrency", ylabel="ms", title="p99 latency"
+        )
+        axes.legend(fontsize="small")
+
+    report.plots.append(Plot("throughput", throughput))
+    return report

@@ -1,0 +1,202 @@
+"""What the scenarios drive: Plop's GraphQL API, or the raw baseline, behind one interface.
+
+A target knows its URLs, how to send a message and read its seq from the answer, how
+many subscriptions its server holds, and how to set up users and rooms (Plop signs
+users up through the API; the baseline needs neither).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from bench.rawhttp import HttpConnection, HttpError
+from bench.server import HOST, ServerProcess
+
+SIGN_UP = (
+    "mutation SignUp($username: String!, $password: String!) "
+    "{ signUp(username: $username, password: $password) { token user { id } } }"
+)
+CREATE_GROUP = (
+    "mutation Group($title: String!, $memberIds: [ID!]!) "
+    "{ createGroupRoom(title: $title, memberIds: $memberIds) { id } }"
+)
+SEND_MESSAGE = (
+    "mutation Send($roomId: ID!, $text: String!, $clientId: String) "
+    "{ sendMessage(roomId: $roomId, text: $text, clientId: $clientId) { id seq } }"
+)
+MESSAGE_ADDED = (
+    "subscription Bench($roomId: ID!, $afterSeq: Int) "
+    "{ messageAdded(roomId: $roomId, afterSeq: $afterSeq) "
+    "{ id roomId seq text clientId createdAt sender { id username } } }"
+)
+PASSWORD = "bench password 1234"
+SIGN_UP_CONCURRENCY = 4
+SETTLE_TIMEOUT_SECONDS = 120.0
+_ACTIVE = re.compile(r"^plop_subscriptions_active (\S+)$", re.MULTILINE)
+
+Kind = Literal["plop", "baseline"]
+
+
+@dataclass(frozen=True)
+class Account:
+    token: str
+    id: str
+
+
+@dataclass(frozen=True)
+class Population:
+    """The users and rooms of a run: subscriber i is accounts[i % U] in rooms[i % R]."""
+
+    accounts: list[Account]
+    rooms: list[str]
+
+    def account_of(self, index: int) -> Account:
+        return self.accounts[index % len(self.accounts)]
+
+    def room_of(self, index: int) -> str:
+        return self.rooms[index % len(self.rooms)]
+
+
+class SendFailed(Exception):
+    """A send the server refused or answered with GraphQL errors."""
+
+
+@dataclass
+class Target:
+    kind: Kind
+    label: str
+    server: ServerProcess
+
+    @property
+    def ws_url(self) -> str:
+        path = "/graphql" if self.kind == "plop" else "/ws"
+        return f"ws://{HOST}:{self.server.port}{path}"
+
+    @property
+    def send_path(self) -> str:
+        return "/graphql" if self.kind == "plop" else "/send"
+
+    def connection(self) -> HttpConnection:
+        return HttpConnection(HOST, self.server.port)
+
+    @staticmethod
+    def send_body(room: str, text: str, client_id: str) -> bytes:
+        """The sendMessage request (the baseline reads the same body)."""
+        variables = {"roomId": room, "text": text, "clientId": client_id}
+        return json.dumps({"query": SEND_MESSAGE, "variables": variables}).encode()
+
+    async def send(self, connection: HttpConnection, account: Account, room: str, text: str) -> int:
+        """Sends one message; its seq."""
+        body = self.send_body(room, text, secrets.token_hex(8))
+        try:
+            answer = json.loads(await connection.post(self.send_path, body, account.token))
+        except HttpError as exc:
+            raise SendFailed(str(exc)) from exc
+        if answer.get("errors"):
+            raise SendFailed(json.dumps(answer["errors"])[:500])
+        seq: int = answer["data"]["sendMessage"]["seq"]
+        return seq
+
+    async def subscriptions(self) -> int:
+        """Subscriptions the server streams now."""
+        async with httpx.AsyncClient(timeout=10) as client:
+            if self.kind == "baseline":
+                count: int = (await client.get(f"{self.server.base_url}/stats")).json()[
+                    "subscriptions"
+                ]
+                return count
+            text = (await client.get(f"{self.server.base_url}/metrics")).text
+        match = _ACTIVE.search(text)
+        return int(float(match.group(1))) if match else 0
+
+    async def wait_subscriptions(
+        self, at_least: int, within: float = SETTLE_TIMEOUT_SECONDS
+    ) -> tuple[int, bool]:
+        """Waits until the server holds at least this many; (count, reached)."""
+        deadline = time.monotonic() + within
+        count = await self.subscriptions()
+        while count < at_least and time.monotonic() < deadline:
+            # Another process's gauge: there is no event to await across processes.
+            await asyncio.sleep(0.1)
+            count = await self.subscriptions()
+        return count, count >= at_least
+
+    async def wait_no_subscriptions(self, within: float = SETTLE_TIMEOUT_SECONDS) -> int:
+        deadline = time.monotonic() + within
+        count = await self.subscriptions()
+        while count > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            count = await self.subscriptions()
+        return count
+
+    async def populate(self, users: int, rooms: int) -> Population:
+        """``users`` accounts, all members of each of ``rooms`` group rooms."""
+        if self.kind == "baseline":
+            # Ids as long as Plop's, so that frames have the same size.
+            return Population(
+                [Account("-", secrets.token_hex(12)) for _ in range(users)],
+                [secrets.token_hex(12) for _ in range(rooms)],
+            )
+        accounts = await self._sign_up(users)
+        connection = self.connection()
+        try:
+            room_ids = []
+            owner, others = accounts[0], [account.id for account in accounts[1:]]
+            for index in range(rooms):
+                data = await self._call(
+                    connection,
+                    CREATE_GROUP,
+                    {"title": f"bench {index}", "memberIds": others},
+                    owner.token,
+                )
+                room_ids.append(data["createGroupRoom"]["id"])
+        finally:
+            await connection.close()
+        return Population(accounts, room_ids)
+
+    async def _sign_up(self, users: int) -> list[Account]:
+        prefix = f"b{secrets.token_hex(4)}"
+        accounts: list[Account | None] = [None] * users
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(users):
+            queue.put_nowait(index)
+
+        async def worker() -> None:
+            connection = self.connection()
+            try:
+                while not queue.empty():
+                    index = queue.get_nowait()
+                    variables: dict[str, object] = {
+                        "username": f"{prefix}_{index}",
+                        "password": PASSWORD,
+                    }
+                    data = await self._call(connection, SIGN_UP, variables)
+                    payload = data["signUp"]
+                    accounts[index] = Account(payload["token"], payload["user"]["id"])
+            finally:
+                await connection.close()
+
+        await asyncio.gather(*(worker() for _ in range(min(SIGN_UP_CONCURRENCY, users))))
+        return [account for account in accounts if account is not None]
+
+    @staticmethod
+    async def _call(
+        connection: HttpConnection,
+        query: str,
+        variables: dict[str, object],
+        token: str | None = None,
+    ) -> Any:
+        answer = await connection.post_json(
+            "/graphql", {"query": query, "variables": variables}, token
+        )
+        if answer.get("errors"):
+            raise RuntimeError(f"{query.split('(')[0]}: {answer['errors']}")
+        return answer["data"]
