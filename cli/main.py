@@ -99,6 +99,18 @@ def push_worker() -> None:
     asyncio.run(run())
 
 
+def _add_bench_command() -> None:
+    """``plop bench ...`` when the bench extra is installed (matplotlib, psutil)."""
+    try:
+        from bench.cli import bench
+    except ImportError:
+        return
+    main.add_command(bench, name="bench")
+
+
+_add_bench_command()
+
+
 # --- the client commands ------------------------------------------------------------
 
 
