@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     relay_grace_seconds: float = 2.0
     # Every network wait of a backend call is bounded by this.
     backend_timeout_seconds: float = 5.0
+    # Connections to Redis; a command waits for a free one (up to the timeout).
+    redis_max_connections: int = 200
 
     # Presence: a socket counts as alive for TTL unless its instance refreshes it
     # every heartbeat; OFFLINE waits out the grace period after the last socket

@@ -6,28 +6,45 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from errors import ConfigError
 
+DEFAULT_MAX_CONNECTIONS = 200
+
 
 @asynccontextmanager
-async def open_redis(url: str, timeout_seconds: float) -> AsyncIterator[Redis]:
-    """A Redis client for the URL, closed when the block ends."""
+async def open_redis(
+    url: str, timeout_seconds: float, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> AsyncIterator[Redis]:
+    """A Redis client for the URL, closed when the block ends.
+
+    The pool blocks (up to the timeout) when all its connections are busy: redis-py's
+    default pool raises at once past 100 concurrent commands, which under load
+    refused sockets and failed sends that only had to wait a moment.
+    """
     scheme = urlsplit(url).scheme
     client: Redis
     if scheme == "memory":
         from fakeredis import FakeAsyncRedis
 
-        client = FakeAsyncRedis(decode_responses=True)
+        client = FakeAsyncRedis(
+            decode_responses=True,
+            connection_pool_class=BlockingConnectionPool,
+            max_connections=max_connections,
+            timeout=timeout_seconds,
+        )
     elif scheme in ("redis", "rediss", "unix"):
-        client = Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout_seconds,
             decode_responses=True,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             health_check_interval=30,
         )
+        client = Redis(connection_pool=pool)
     else:
         raise ConfigError(f"PLOP_REDIS_URL has an unsupported scheme: {url!r}")
     try:

@@ -63,7 +63,11 @@ class Services:
                 open_database(settings.mongo_url, settings.backend_timeout_seconds)
             )
             redis = await stack.enter_async_context(
-                open_redis(settings.redis_url, settings.backend_timeout_seconds)
+                open_redis(
+                    settings.redis_url,
+                    settings.backend_timeout_seconds,
+                    settings.redis_max_connections,
+                )
             )
             broker = broker_from_url(settings.broker_url, f"plop-{settings.instance_id}")
             await broker.start({topic: settings.topic_partitions for topic in topics.values()})
