@@ -99,16 +99,23 @@ def push_worker() -> None:
     asyncio.run(run())
 
 
-def _add_bench_command() -> None:
-    """``plop bench ...`` when the bench extra is installed (matplotlib, psutil)."""
+@main.command(
+    "bench",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+    help="Run a benchmark scenario (plop bench --help lists the scenarios and options).",
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    # Imported here: the benchmark pulls in matplotlib, which the other commands need
+    # not load (nor let it write its caches under the user's home).
     try:
-        from bench.cli import bench
-    except ImportError:
-        return
-    main.add_command(bench, name="bench")
-
-
-_add_bench_command()
+        from bench.cli import main as run_bench
+    except ImportError as exc:
+        raise click.ClickException(
+            "plop bench needs the bench extra: pip install -e '.[bench]'"
+        ) from exc
+    raise SystemExit(run_bench(list(args)))
 
 
 # --- the client commands ------------------------------------------------------------
