@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from beanie import PydanticObjectId
 
 from models import RoomDoc, UserDoc
 from schema.context import Info
@@ -23,7 +22,3 @@ async def require_member(info: Info, room_id: strawberry.ID) -> tuple[UserDoc, R
     viewer = await require_viewer(info)
     room = await info.context.services.rooms.require_member(parse_id(room_id, "roomId"), viewer)
     return viewer, room
-
-
-def object_id(value: strawberry.ID, argument: str) -> PydanticObjectId:
-    return parse_id(value, argument)
