@@ -23,6 +23,11 @@ OPERATION_SECONDS = Histogram(
 )
 OPEN_WEBSOCKETS = Gauge("plop_websockets_open", "WebSocket connections open now.")
 ACTIVE_SUBSCRIPTIONS = Gauge("plop_subscriptions_active", "Subscriptions streaming now.")
+ROOM_FEEDS = Gauge("plop_room_feeds_active", "Shared room feeds running now.")
+FEED_RENDERINGS = Counter(
+    "plop_feed_renderings_total",
+    "Messages rendered by shared room feeds (once per feed, however many follow it).",
+)
 
 
 class OperationMetrics(SchemaExtension):

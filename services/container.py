@@ -23,6 +23,7 @@ from services.fanout import FanoutConsumer, FanoutHub
 from services.friends import FriendService
 from services.messages import MessageService
 from services.presence import PresenceService
+from services.room_feeds import RoomFeeds
 from services.rooms import RoomService
 from services.streams import StreamService
 from settings import Settings
@@ -42,6 +43,7 @@ class Services:
     rooms: RoomService
     messages: MessageService
     streams: StreamService
+    room_feeds: RoomFeeds
     friends: FriendService
     presence: PresenceService
     devices: DeviceService
@@ -99,6 +101,9 @@ class Services:
             for provider in providers.values():
                 stack.push_async_callback(provider.close)
             devices = DeviceService(frozenset(providers))
+            streams = StreamService(hub, messages, accounts)
+            room_feeds = RoomFeeds(hub, messages, streams)
+            stack.push_async_callback(room_feeds.close)
             services = cls(
                 settings=settings,
                 redis=redis,
@@ -107,7 +112,8 @@ class Services:
                 accounts=accounts,
                 rooms=rooms,
                 messages=messages,
-                streams=StreamService(hub, messages, accounts),
+                streams=streams,
+                room_feeds=room_feeds,
                 friends=friends,
                 presence=presence,
                 devices=devices,

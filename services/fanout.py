@@ -73,21 +73,25 @@ class FanoutHub:
         return Inbox(self._inbox_capacity)
 
     @contextmanager
-    def watching(self, *routes: str) -> Iterator[Inbox]:
+    def watching(self, *routes: str, subscription: bool = True) -> Iterator[Inbox]:
         """A new inbox that receives the events of these routes inside the block.
 
         Routes added later with ``watch`` are removed when the block ends as well.
+        ``subscription=False`` for an inbox that serves many subscriptions (a room
+        feed), which counts its subscribers itself.
         """
         inbox = self.new_inbox()
         watched = set(routes)
         for route in watched:
             self._by_route[route].add(inbox)
         inbox.routes = watched
-        ACTIVE_SUBSCRIPTIONS.inc()
+        if subscription:
+            ACTIVE_SUBSCRIPTIONS.inc()
         try:
             yield inbox
         finally:
-            ACTIVE_SUBSCRIPTIONS.dec()
+            if subscription:
+                ACTIVE_SUBSCRIPTIONS.dec()
             for route in tuple(inbox.routes):
                 self.unwatch(inbox, route)
 

@@ -110,14 +110,16 @@ async def sign_up(
     return Account(data["signUp"]["token"], user["id"], user["username"], user["displayName"])
 
 
-_ACTIVE = re.compile(r"^plop_subscriptions_active (\S+)$", re.MULTILINE)
+async def metric(server: ServerProcess, name: str) -> float:
+    """One unlabelled sample of the server's /metrics; 0 if it has none yet."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"{server.base_url}/metrics")).text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 async def active_subscriptions(server: ServerProcess) -> int:
-    async with httpx.AsyncClient(timeout=5) as client:
-        text = (await client.get(f"{server.base_url}/metrics")).text
-    match = _ACTIVE.search(text)
-    return int(float(match.group(1))) if match else 0
+    return int(await metric(server, "plop_subscriptions_active"))
 
 
 async def wait_active_subscriptions(server: ServerProcess, at_least: int) -> None:

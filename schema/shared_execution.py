@@ -1,0 +1,208 @@
+"""When subscriptions may share one execution per event, and that execution.
+
+graphql-core runs a subscription's selection once per subscriber per event. Two
+subscriptions render an event to the same payload when they send the same document
+and operation with the same values for every variable the selection reads below its
+root field, and no field below the root reads the viewer. Such subscriptions share
+one rendering per event (``services.room_feeds``); the rendering is the very
+execution graphql-core would run per event, with the event as the root value.
+
+The socket handlers (``transport.handlers``) put the running operation's request
+and its socket into ``LIVE_OPERATION`` for the resolvers of that operation's task;
+outside a WebSocket operation there is nothing to share and the plain path serves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Hashable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import lru_cache
+from inspect import isawaitable
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FragmentDefinitionNode,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    TypeInfo,
+    TypeInfoVisitor,
+    VariableNode,
+    Visitor,
+    execute_subscription_event,
+    parse,
+    visit,
+)
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
+
+from schema.context import Context
+from schema.errors import with_code
+from schema.execution import PlopExecutionContext
+from services.room_feeds import PayloadSink
+
+DOCUMENT_ANALYSES = 1_024
+DEFINITION = GraphQLCoreConverter.DEFINITION_BACKREF
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOperation:
+    """A WebSocket operation as its client sent it, and the way to its socket."""
+
+    query: str
+    operation_name: str | None
+    variables: dict[str, Any] | None
+    sink: PayloadSink
+
+
+LIVE_OPERATION: ContextVar[LiveOperation | None] = ContextVar("LIVE_OPERATION", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Analysis:
+    document: DocumentNode
+    # Variables the selection reads below its root field (in fragments included).
+    rendered_variables: frozenset[str]
+    # Whether a field below the root runs a resolver of its own, which may read the
+    # viewer (``User.presence`` does): then only one viewer's subscriptions share.
+    viewer_scoped: bool
+
+
+class _SelectionReader(Visitor):
+    """Collects what a rendering depends on; the root field's arguments choose the
+    stream (which room, from where), never how an event renders."""
+
+    def __init__(self, type_info: TypeInfo, field_depth: int) -> None:
+        super().__init__()
+        self._type_info = type_info
+        self._field_depth = field_depth  # 1 inside the root field
+        self._directive_depth = 0
+        self.variables: set[str] = set()
+        self.resolvers = False
+
+    def enter_variable_definition(self, *_: Any) -> Any:
+        return Visitor.SKIP  # a definition, not a usage
+
+    def enter_field(self, *_: Any) -> None:
+        self._field_depth += 1
+        if self._field_depth == 1:
+            return  # the root field: its resolver is the stream, not the rendering
+        definition = self._type_info.get_field_def()
+        field = definition.extensions.get(DEFINITION) if definition is not None else None
+        if not isinstance(field, StrawberryField) or field.base_resolver is not None:
+            self.resolvers = True
+
+    def leave_field(self, *_: Any) -> None:
+        self._field_depth -= 1
+
+    def enter_directive(self, *_: Any) -> None:
+        self._directive_depth += 1
+
+    def leave_directive(self, *_: Any) -> None:
+        self._directive_depth -= 1
+
+    def enter_argument(self, *_: Any) -> Any:
+        if self._field_depth == 1 and not self._directive_depth:
+            return Visitor.SKIP
+        return None
+
+    def enter_variable(self, node: VariableNode, *_: Any) -> None:
+        self.variables.add(node.name.value)
+
+
+def _name(operation: OperationDefinitionNode) -> str | None:
+    return operation.name.value if operation.name else None
+
+
+@lru_cache(maxsize=DOCUMENT_ANALYSES)
+def _analyse(schema: GraphQLSchema, query: str, operation_name: str | None) -> _Analysis | None:
+    document = parse(query)
+    operations = [
+        definition
+        for definition in document.definitions
+        if isinstance(definition, OperationDefinitionNode)
+        and (operation_name is None or _name(definition) == operation_name)
+    ]
+    subscription_type = schema.subscription_type
+    if (
+        len(operations) != 1
+        or operations[0].operation is not OperationType.SUBSCRIPTION
+        or subscription_type is None
+    ):
+        return None
+    variables: set[str] = set()
+    resolvers = False
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and definition is not operations[0]:
+            continue
+        # A fragment on the subscription type holds root fields itself.
+        on_root = isinstance(definition, OperationDefinitionNode) or (
+            isinstance(definition, FragmentDefinitionNode)
+            and definition.type_condition.name.value == subscription_type.name
+        )
+        type_info = TypeInfo(schema)
+        reader = _SelectionReader(type_info, field_depth=0 if on_root else 1)
+        visit(definition, TypeInfoVisitor(type_info, reader))
+        variables |= reader.variables
+        resolvers = resolvers or reader.resolvers
+    return _Analysis(document, frozenset(variables), resolvers)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSelection:
+    """How a subscription's events render, and with whom the rendering is shared."""
+
+    key: Hashable
+    render: Callable[[Any], Awaitable[str]]
+
+
+def shared_selection(
+    schema: GraphQLSchema, live: LiveOperation, context: Context
+) -> SharedSelection | None:
+    """The sharing of a validated subscription, or None if it cannot share."""
+    analysis = _analyse(schema, live.query, live.operation_name)
+    if analysis is None:
+        return None
+    variables = live.variables or {}
+    rendered = {name: variables.get(name) for name in sorted(analysis.rendered_variables)}
+    viewer = context.viewer if analysis.viewer_scoped else None
+    key = (
+        live.query,
+        live.operation_name,
+        json.dumps(rendered, sort_keys=True, default=str),
+        str(viewer.id) if viewer is not None else None,
+    )
+    # The feed's own context: sockets come and go, the rendering outlives any one.
+    render_context = Context(context.services, token=None, over_websocket=True)
+    render_context.viewer = viewer
+    executor = PlopExecutionContext.build(
+        schema,
+        analysis.document,
+        context_value=render_context,
+        raw_variable_values=variables,
+        operation_name=live.operation_name,
+    )
+    if isinstance(executor, list):
+        return None  # variables that do not coerce: the plain path reports them
+
+    async def render(root: Any) -> str:
+        # Exactly graphql-core's per-event step of a subscription, with the event as root.
+        result = execute_subscription_event(executor.build_per_event_executor(root))
+        if isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        return encode_payload(result)
+
+    return SharedSelection(key, render)
+
+
+def encode_payload(result: ExecutionResult) -> str:
+    """A result as the payload of a ``next`` (or legacy ``data``) frame."""
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [with_code(error).formatted for error in result.errors]
+    return json.dumps(payload)

@@ -1,0 +1,257 @@
+"""Shared room feeds: one rendering of each message for every socket that shares it.
+
+A plain subscription runs its selection once per subscriber per event. A feed
+instead serves every local subscription of one room that would render a message
+to the same bytes (same document, operation and variables, and no field that
+reads the viewer; see ``schema.shared_execution``): it consumes the room's events
+once, renders each message once, and hands the same payload to every follower's
+socket. Only the frame prefix (the operation id) is per socket.
+
+Each follower keeps its own position, so the guarantees of a plain subscription
+hold per follower: a follower that joins with afterSeq is first brought up to the
+feed from the store (or from the feed's recent renderings) and only then goes
+live; the feed itself is gap-free (a gap in the events is read from the store)
+and drops what it already delivered, so each follower gets each message once, in
+seq order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from contextlib import ExitStack
+from typing import Protocol
+
+from beanie import PydanticObjectId
+
+from errors import BadUserInput, Forbidden, Unavailable
+from models import RoomDoc, UserDoc
+from observability.metrics import ACTIVE_SUBSCRIPTIONS, FEED_RENDERINGS, ROOM_FEEDS
+from pubsub import MembersChanged, MessageAdded, MessageData, room_route
+from services.fanout import LAGGED, FanoutHub, Inbox
+from services.messages import MessageService
+from services.streams import StreamService
+
+logger = logging.getLogger(__name__)
+
+# Renderings a feed keeps, newest first out last: followers that reconnect with a
+# recent afterSeq catch up from here without reading the store or rendering again.
+RECENT_RENDERINGS = 128
+
+Render = Callable[[MessageData], Awaitable[str]]
+
+
+class PayloadSink(Protocol):
+    """One subscription's way to its socket."""
+
+    def deliver(self, payload: str) -> bool:
+        """Queues one rendered payload; False once the subscription can take no more."""
+        ...
+
+
+class Follower:
+    """One subscription following a feed."""
+
+    __slots__ = ("ended", "last", "live", "sink", "viewer_id")
+
+    def __init__(self, sink: PayloadSink, viewer_id: str, last: int) -> None:
+        self.sink = sink
+        self.viewer_id = viewer_id
+        self.last = last  # the seq of the last message this follower was given
+        self.live = False  # False while it catches up on its own
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def give(self, seq: int, payload: str) -> None:
+        if seq <= self.last or self.ended.done():
+            return
+        self.last = seq
+        if not self.sink.deliver(payload):
+            self.end(None)
+
+    def end(self, error: Exception | None) -> None:
+        if self.ended.done():
+            return
+        if error is None:
+            self.ended.set_result(None)
+        else:
+            self.ended.set_exception(error)
+
+
+class RoomFeed:
+    """The followers of one room that share one rendering, and the task that feeds them."""
+
+    def __init__(self, room_id: PydanticObjectId, render: Render, streams: StreamService) -> None:
+        self.room_id = room_id
+        self._render = render
+        self._streams = streams
+        self.followers: set[Follower] = set()
+        self.latest = 0  # every message up to here was given to the live followers
+        self._recent: OrderedDict[int, str] = OrderedDict()
+        self.joining = 0  # followers waiting for the feed to be ready
+        self._task: asyncio.Task[None] | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Retrieved here, so a failure nobody waited for is not reported twice.
+        self.ready.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def unused(self) -> bool:
+        return not self.followers and not self.joining
+
+    def start(self, hub: FanoutHub, messages: MessageService) -> None:
+        self._task = asyncio.create_task(self._run(hub, messages))
+        ROOM_FEEDS.inc()
+        self._task.add_done_callback(lambda _: ROOM_FEEDS.dec())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if not self.ready.done():
+            self.ready.cancel()
+
+    async def _run(self, hub: FanoutHub, messages: MessageService) -> None:
+        try:
+            with ExitStack() as stack:
+                # Watch first, then read where the room stands: nothing falls in between.
+                inbox = stack.enter_context(
+                    hub.watching(room_route(str(self.room_id)), subscription=False)
+                )
+                self.latest = await messages.latest_seq(self.room_id)
+                self.ready.set_result(None)
+                await self._follow_events(inbox)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("room feed failed", extra={"room": str(self.room_id)})
+            error = Unavailable("the room's live feed failed; resubscribe with afterSeq")
+            if not self.ready.done():
+                self.ready.set_exception(error)
+            for follower in tuple(self.followers):
+                follower.end(error)
+            raise exc from None
+
+    async def _follow_events(self, inbox: Inbox) -> None:
+        while True:
+            event = await inbox.get()
+            if event is LAGGED:
+                await self._publish_stored(before_seq=None)
+            elif isinstance(event, MembersChanged) and event.removed:
+                for follower in tuple(self.followers):
+                    if follower.viewer_id in event.removed:
+                        follower.end(Forbidden("you are no longer a member of this room"))
+            elif isinstance(event, MessageAdded) and event.message.seq > self.latest:
+                if event.message.seq > self.latest + 1:
+                    await self._publish_stored(before_seq=event.message.seq)
+                await self._publish(event.message)
+
+    async def _publish_stored(self, before_seq: int | None) -> None:
+        async for message in self._streams.stored_messages(self.room_id, self.latest, before_seq):
+            await self._publish(message)
+
+    async def _publish(self, message: MessageData) -> None:
+        if message.seq <= self.latest:
+            return
+        payload = await self._rendering(message)
+        self.latest = message.seq
+        for follower in tuple(self.followers):
+            if follower.live:
+                follower.give(message.seq, payload)
+
+    async def _rendering(self, message: MessageData) -> str:
+        payload = self._recent.get(message.seq)
+        if payload is None:
+            payload = await self._render(message)
+            FEED_RENDERINGS.inc()
+            self._recent[message.seq] = payload
+            if len(self._recent) > RECENT_RENDERINGS:
+                self._recent.popitem(last=False)
+        return payload
+
+    async def catch_up(self, follower: Follower) -> None:
+        """Gives the follower what it missed up to the feed, then makes it live."""
+        while follower.last < self.latest:
+            if follower.ended.done():
+                return
+            target = self.latest
+            wanted = range(follower.last + 1, target + 1)
+            if all(seq in self._recent for seq in wanted):
+                for seq in wanted:
+                    follower.give(seq, self._recent[seq])
+                continue
+            before = follower.last
+            async for message in self._streams.stored_messages(
+                self.room_id, follower.last, target + 1
+            ):
+                follower.give(message.seq, await self._rendering(message))
+            if follower.ended.done():
+                return
+            if follower.last == before:
+                # Published messages are stored first, so this is a store that lost them.
+                raise Unavailable("stored messages could not be read; resubscribe with afterSeq")
+        follower.live = True
+
+
+class RoomFeeds:
+    """Every room feed of this instance, keyed by room and shared rendering."""
+
+    def __init__(self, hub: FanoutHub, messages: MessageService, streams: StreamService) -> None:
+        self._hub = hub
+        self._messages = messages
+        self._streams = streams
+        self._feeds: dict[Hashable, RoomFeed] = {}
+
+    async def follow(
+        self,
+        room: RoomDoc,
+        viewer: UserDoc,
+        after_seq: int | None,
+        share_key: Hashable,
+        render: Render,
+        sink: PayloadSink,
+    ) -> None:
+        """Streams the room's messages to the sink until the subscription ends.
+
+        Returns when the sink takes no more; raises Forbidden when the viewer leaves
+        the room. Cancelling the caller (the operation's task) unfollows.
+        """
+        assert room.id is not None
+        if after_seq is not None and after_seq < 0:
+            raise BadUserInput("afterSeq must be 0 or more")
+        key = (room.id, share_key)
+        feed = self._feeds.get(key)
+        if feed is None or not feed.running:
+            feed = self._feeds[key] = RoomFeed(room.id, render, self._streams)
+            feed.start(self._hub, self._messages)
+        follower: Follower | None = None
+        feed.joining += 1
+        try:
+            try:
+                await asyncio.shield(feed.ready)
+            finally:
+                feed.joining -= 1
+            start = feed.latest if after_seq is None else after_seq
+            follower = Follower(sink, str(viewer.id), start)
+            feed.followers.add(follower)
+            ACTIVE_SUBSCRIPTIONS.inc()
+            await feed.catch_up(follower)
+            await follower.ended
+        finally:
+            if follower is not None:
+                follower.end(None)
+                feed.followers.discard(follower)
+                ACTIVE_SUBSCRIPTIONS.dec()
+            if feed.unused:
+                if self._feeds.get(key) is feed:
+                    del self._feeds[key]
+                await feed.stop()
+
+    async def close(self) -> None:
+        feeds, self._feeds = list(self._feeds.values()), {}
+        for feed in feeds:
+            await feed.stop()
