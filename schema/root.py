@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -160,14 +161,20 @@ class PlopSchema(strawberry.Schema):
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The served schema, with the limits the settings give."""
     limits = settings or Settings()
+    # The limiters' validation rules are made once: each limiter makes a new rule class
+    # when it is built, and the validation cache is keyed by the rules as well as the
+    # document, so a limiter built per operation would make every lookup miss.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=limits.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    ]
     extensions: list[Any] = [
         OperationMetrics,
         ErrorCodes,
         # Factories: a fresh extension per operation; the caches live at module level.
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: QueryDepthLimiter(max_depth=limits.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=limits.max_query_tokens),
     ]
     return PlopSchema(
