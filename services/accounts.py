@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
@@ -18,6 +21,12 @@ MIN_PASSWORD_CHARS = 8
 # argon2 hashes any length, but an unbounded password is a cheap way to burn CPU.
 MAX_PASSWORD_CHARS = 1_024
 MAX_DISPLAY_NAME_CHARS = 64
+# Every request and socket resolves its viewer; the session is checked in Redis each
+# time (logOut must bite at once), the user document is kept a little while.
+RECENT_USERS = 10_000
+RECENT_USER_SECONDS = 30.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +60,37 @@ def _checked_display_name(display_name: str) -> str:
     return cleaned
 
 
+class Recent(Generic[T]):
+    """Values by key, each kept for a short while, the oldest dropped past capacity.
+
+    Holds user documents: one does not change after sign-up, so a kept one is never
+    stale in what it says; the expiry only bounds how long a removed user lingers.
+    """
+
+    def __init__(self, capacity: int, seconds: float) -> None:
+        self._capacity = capacity
+        self._seconds = seconds
+        self._values: OrderedDict[str, tuple[float, T]] = OrderedDict()
+
+    def get(self, key: str) -> T | None:
+        kept = self._values.get(key)
+        if kept is None or kept[0] < time.monotonic():
+            return None
+        return kept[1]
+
+    def keep(self, key: str, value: T) -> None:
+        self._values.pop(key, None)
+        self._values[key] = (time.monotonic() + self._seconds, value)
+        while len(self._values) > self._capacity:
+            self._values.popitem(last=False)
+
+
 class AccountService:
     """The rules of accounts; sessions live in the ``SessionStore``."""
 
     def __init__(self, sessions: SessionStore) -> None:
         self._sessions = sessions
+        self._recent_users: Recent[UserDoc] = Recent(RECENT_USERS, RECENT_USER_SECONDS)
 
     async def sign_up(self, username: str, password: str, display_name: str | None) -> Session:
         """A new account and its first session; CONFLICT if the username is taken."""
@@ -90,9 +125,14 @@ class AccountService:
         if not token:
             raise Unauthenticated("sign in: this operation needs a session token")
         user_id = await self._sessions.user_id_for(token)
-        user = await UserDoc.get(PydanticObjectId(user_id)) if user_id else None
-        if user is None:
+        if not user_id:
             raise Unauthenticated("the session token is invalid, expired or revoked")
+        user = self._recent_users.get(user_id)
+        if user is None:
+            user = await UserDoc.get(PydanticObjectId(user_id))
+            if user is None:
+                raise Unauthenticated("the session token is invalid, expired or revoked")
+            self._recent_users.keep(user_id, user)
         return user
 
     async def get(self, user_id: PydanticObjectId) -> UserDoc | None:
