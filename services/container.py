@@ -30,6 +30,9 @@ from settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# How long a sent message's published flag may trail its publish (see PublishedMarks).
+PUBLISHED_MARKS_SECONDS = 0.1
+
 
 @dataclass
 class Services:
@@ -118,7 +121,9 @@ class Services:
                 presence=presence,
                 devices=devices,
             )
+            stack.push_async_callback(messages.published_marks.flush)
             for background in (
+                messages.published_marks.flush_forever(PUBLISHED_MARKS_SECONDS),
                 services._relay_forever(),
                 presence.heartbeat_forever(),
                 presence.sweep_forever(),

@@ -72,6 +72,40 @@ def message_data(message: MessageDoc, sender: UserDoc | None) -> MessageData:
     )
 
 
+class PublishedMarks:
+    """Records that messages were published, many in one update.
+
+    The flag only tells the relay what is left to publish, so it may trail the
+    publish a little: the relay flushes the marks before it looks, and a mark lost
+    with the process makes the relay publish that message once more, which
+    subscribers drop by seq and push drops by its delivery keys.
+    """
+
+    def __init__(self) -> None:
+        self._ids: list[PydanticObjectId] = []
+
+    def add(self, message_id: PydanticObjectId) -> None:
+        self._ids.append(message_id)
+
+    async def flush(self) -> None:
+        ids, self._ids = self._ids, []
+        if not ids:
+            return
+        try:
+            await MessageDoc.find({"_id": {"$in": ids}}).update_many({"$set": {"published": True}})
+        except Exception:
+            self._ids.extend(ids)  # kept for the next flush
+            raise
+
+    async def flush_forever(self, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("marking messages published failed; retrying")
+
+
 class MessageService:
     """The rules of messages."""
 
@@ -86,6 +120,7 @@ class MessageService:
         self._rooms = rooms
         self._max_text_chars = max_text_chars
         self._max_client_id_chars = max_client_id_chars
+        self.published_marks = PublishedMarks()
 
     def _check(self, text: str, client_id: str | None) -> None:
         if not text.strip():
@@ -102,8 +137,7 @@ class MessageService:
         assert room.id is not None and sender.id is not None
         self._check(text, client_id)
         key = f"{sender.id}:{client_id}" if client_id else f"{sender.id}:~{secrets.token_hex(12)}"
-        if client_id and (earlier := await self._earlier_send(key, room)):
-            return earlier
+        # A retried clientId is found when its insert hits the unique idempotency key.
         # The room was read a moment ago to authorize the sender: its hint is as fresh
         # as another read would be, and a stale one only costs a walk up.
         candidate = room.seq_hint + 1
@@ -148,9 +182,8 @@ class MessageService:
 
     async def _publish(self, message: MessageDoc, sender: UserDoc | None) -> None:
         if await self._publisher.publish(MessageAdded(message_data(message, sender))):
-            await MessageDoc.find_one(MessageDoc.id == message.id).update(
-                {"$set": {"published": True}}
-            )
+            assert message.id is not None
+            self.published_marks.add(message.id)
             message.published = True
 
     async def latest_seq(self, room_id: PydanticObjectId) -> int:
@@ -215,6 +248,7 @@ class MessageService:
     async def relay_unpublished(self, grace: timedelta) -> int:
         """Publishes stored messages that a failed send left unpublished; returns how many."""
         cutoff = utc_now() - grace
+        await self.published_marks.flush()
         stale = (
             await MessageDoc.find({"published": False, "created_at": {"$lt": cutoff}})
             .sort([("room_id", SortDirection.ASCENDING), ("seq", SortDirection.ASCENDING)])

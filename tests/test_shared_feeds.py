@@ -10,8 +10,8 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import Any
 
-from schema.shared_execution import _analyse
 from schema.root import build_schema
+from schema.shared_execution import _analyse
 from tests.support.chat import MESSAGE_ADDED, befriend, group_room, send, send_many
 from tests.support.clients import (
     LEGACY_WS,
@@ -147,17 +147,16 @@ async def test_completing_one_operation_leaves_the_others_on_its_socket(
     alice, bob = await sign_up(server_a), await sign_up(server_a)
     room_id = await group_room(server_a, alice, [bob])
     for subprotocol in SUBPROTOCOLS:
-        async with ws_session(server_a, subprotocol, bob.token) as session:
-            async with subscribed(server_a, session, MESSAGE_ADDED, r=room_id) as kept:
-                async with subscribed(server_a, session, MESSAGE_ADDED, r=room_id) as ended:
-                    first = await send(server_a, alice, room_id, "both")
-                    assert (await ended.next())["messageAdded"] == first
-                second = await send(server_a, alice, room_id, "one")
-                assert [result["messageAdded"] for result in await kept.take(2)] == [
-                    first,
-                    second,
-                ]
-                kept.assert_idle()
+        async with (
+            ws_session(server_a, subprotocol, bob.token) as session,
+            subscribed(server_a, session, MESSAGE_ADDED, r=room_id) as kept,
+        ):
+            async with subscribed(server_a, session, MESSAGE_ADDED, r=room_id) as ended:
+                first = await send(server_a, alice, room_id, "both")
+                assert (await ended.next())["messageAdded"] == first
+            second = await send(server_a, alice, room_id, "one")
+            assert [result["messageAdded"] for result in await kept.take(2)] == [first, second]
+            kept.assert_idle()
 
 
 def test_what_a_rendering_depends_on() -> None:
