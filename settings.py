@@ -59,9 +59,14 @@ class Settings(BaseSettings):
     # How long a send waits for the broker before leaving the message to the relay.
     publish_timeout_seconds: float = 3.0
     # How often the relay looks for stored messages that were never published, and
-    # how old such a message must be before the relay takes it over.
+    # how old such a message must be before the relay takes it over. The relay looks
+    # that often after a publish of this instance failed (and at start-up); while
+    # every publish succeeds it looks only every relay_idle_interval_seconds, for
+    # what another instance that crashed left behind: each look is a query over the
+    # unpublished index (a scan on FerretDB).
     relay_interval_seconds: float = 1.0
     relay_grace_seconds: float = 2.0
+    relay_idle_interval_seconds: float = 30.0
     # Every network wait of a backend call is bounded by this.
     backend_timeout_seconds: float = 5.0
     # Connections to Redis; a command waits for a free one (up to the timeout).

@@ -122,7 +122,11 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--concurrency", type=_counts, help="send: levels, comma-separated.")
     parse.add_argument("--messages", type=int, help="fanout: burst messages per room.")
     parse.add_argument("--paced-messages", type=int, help="fanout: paced messages per room.")
-    parse.add_argument("--rooms", type=int, help="Rooms the subscribers are spread over.")
+    parse.add_argument(
+        "--rooms",
+        type=int,
+        help="Rooms the subscribers are spread over (fanout: 1 runs the one-room layout only).",
+    )
     parse.add_argument("--users", type=int, help="Users signed up (they share sockets).")
     parse.add_argument("--workers", type=int, default=0, help="Load processes [auto].")
     parse.add_argument("--duration", type=float, help="send: seconds per level.")

@@ -156,6 +156,9 @@ async def _config(
 
 
 def layouts(options: Options) -> list[tuple[str, int]]:
+    """One room, then the subscribers spread over ``--rooms`` (unless that is 1)."""
+    if options.rooms <= 1:
+        return [("one room", 1)]
     return [("one room", 1), (f"{options.rooms} rooms", options.rooms)]
 
 

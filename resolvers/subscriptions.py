@@ -11,7 +11,6 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from pubsub import MessageData
 from resolvers.access import require_member, require_viewer
 from schema.context import Info
 from schema.shared_execution import LIVE_OPERATION, shared_selection
@@ -23,15 +22,14 @@ async def message_added(
 ) -> AsyncGenerator[Message, None]:
     viewer, room = await require_member(info, room_id)
     live = LIVE_OPERATION.get()
-    shared = shared_selection(info.schema._schema, live, info.context) if live else None
+    shared = (
+        shared_selection(info.schema._schema, live, info.context, Message.from_data)
+        if live
+        else None
+    )
     if live and shared:
-        render = shared.render
-
-        async def render_message(data: MessageData) -> str:
-            return await render(Message.from_data(data))
-
         await info.context.services.room_feeds.follow(
-            room, viewer, after_seq, shared.key, render_message, live.sink
+            room, viewer, after_seq, shared.key, shared.make_render, live.sink
         )
         return
     async for data in info.context.services.streams.message_added(room, viewer, after_seq):

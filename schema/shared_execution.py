@@ -157,13 +157,17 @@ class SharedSelection:
     """How a subscription's events render, and with whom the rendering is shared."""
 
     key: Hashable
-    render: Callable[[Any], Awaitable[str]]
+    # Builds the rendering when a feed starts (its subscribers share that one).
+    make_render: Callable[[], Callable[[Any], Awaitable[str]]]
 
 
 def shared_selection(
-    schema: GraphQLSchema, live: LiveOperation, context: Context
+    schema: GraphQLSchema, live: LiveOperation, context: Context, to_root: Callable[[Any], Any]
 ) -> SharedSelection | None:
-    """The sharing of a validated subscription, or None if it cannot share."""
+    """The sharing of a validated subscription, or None if it cannot share.
+
+    ``to_root`` turns a stream's event into the root value the selection runs on.
+    """
     analysis = _analyse(schema, live.query, live.operation_name)
     if analysis is None:
         return None
@@ -176,28 +180,35 @@ def shared_selection(
         json.dumps(rendered, sort_keys=True, default=str),
         str(viewer.id) if viewer is not None else None,
     )
-    # The feed's own context: sockets come and go, the rendering outlives any one.
-    render_context = Context(context.services, token=None, over_websocket=True)
-    render_context.viewer = viewer
-    executor = PlopExecutionContext.build(
-        schema,
-        analysis.document,
-        context_value=render_context,
-        raw_variable_values=variables,
-        operation_name=live.operation_name,
-    )
-    if isinstance(executor, list):
-        return None  # variables that do not coerce: the plain path reports them
 
-    async def render(root: Any) -> str:
-        # Exactly graphql-core's per-event step of a subscription, with the event as root.
-        result = execute_subscription_event(executor.build_per_event_executor(root))
-        if isawaitable(result):
-            result = await result
-        assert isinstance(result, ExecutionResult)
-        return encode_payload(result)
+    def make_render() -> Callable[[Any], Awaitable[str]]:
+        """Called once per feed: the subscribers that join it later share this one."""
+        # The feed's own context: sockets come and go, the rendering outlives any one.
+        render_context = Context(context.services, token=None, over_websocket=True)
+        render_context.viewer = viewer
+        executor = PlopExecutionContext.build(
+            schema,
+            analysis.document,
+            context_value=render_context,
+            raw_variable_values=variables,
+            operation_name=live.operation_name,
+        )
+        if isinstance(executor, list):
+            # The same variables coerced a moment ago, when the subscription started.
+            raise RuntimeError(f"variables did not coerce: {executor}")
 
-    return SharedSelection(key, render)
+        async def render(event: Any) -> str:
+            # Exactly graphql-core's per-event step of a subscription, with the event as root.
+            per_event = executor.build_per_event_executor(to_root(event))
+            result = execute_subscription_event(per_event)
+            if isawaitable(result):
+                result = await result
+            assert isinstance(result, ExecutionResult)
+            return encode_payload(result)
+
+        return render
+
+    return SharedSelection(key, make_render)
 
 
 def encode_payload(result: ExecutionResult) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from settings import Settings
 logger = logging.getLogger(__name__)
 
 # How long a sent message's published flag may trail its publish (see PublishedMarks).
-PUBLISHED_MARKS_SECONDS = 0.1
+PUBLISHED_MARKS_SECONDS = 0.5
 
 
 @dataclass
@@ -135,14 +136,27 @@ class Services:
             yield services
 
     async def _relay_forever(self) -> None:
-        """Publishes what failed sends left behind, until the process stops."""
-        grace = timedelta(seconds=self.settings.relay_grace_seconds)
+        """Publishes what failed sends left behind, until the process stops.
+
+        Looks often while this instance's publishes fail (until the grace after the
+        last failure has passed and a pass found nothing), seldom otherwise.
+        """
+        settings = self.settings
+        grace = timedelta(seconds=settings.relay_grace_seconds)
+        # A failure keeps the relay looking often until its message is surely taken.
+        busy_for = settings.relay_grace_seconds + 2 * settings.relay_interval_seconds
         while True:
             try:
-                await self.messages.relay_unpublished(grace)
+                relayed = await self.messages.relay_unpublished(grace)
             except Exception:
                 logger.exception("relay pass failed; retrying")
-            await asyncio.sleep(self.settings.relay_interval_seconds)
+                relayed = 1
+            recent_failure = time.monotonic() - self.messages.last_publish_failure < busy_for
+            await asyncio.sleep(
+                settings.relay_interval_seconds
+                if relayed or recent_failure
+                else settings.relay_idle_interval_seconds
+            )
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

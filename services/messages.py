@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import secrets
+import time
 from datetime import timedelta
 
 from beanie import PydanticObjectId, SortDirection
@@ -121,6 +122,8 @@ class MessageService:
         self._max_text_chars = max_text_chars
         self._max_client_id_chars = max_client_id_chars
         self.published_marks = PublishedMarks()
+        # When a publish last failed here (monotonic), so the relay knows to look soon.
+        self.last_publish_failure = time.monotonic()
 
     def _check(self, text: str, client_id: str | None) -> None:
         if not text.strip():
@@ -185,6 +188,8 @@ class MessageService:
             assert message.id is not None
             self.published_marks.add(message.id)
             message.published = True
+        else:
+            self.last_publish_failure = time.monotonic()
 
     async def latest_seq(self, room_id: PydanticObjectId) -> int:
         """The seq of the room's newest message; 0 for an empty room."""

@@ -212,7 +212,7 @@ class RoomFeeds:
         viewer: UserDoc,
         after_seq: int | None,
         share_key: Hashable,
-        render: Render,
+        make_render: Callable[[], Render],
         sink: PayloadSink,
     ) -> None:
         """Streams the room's messages to the sink until the subscription ends.
@@ -226,7 +226,7 @@ class RoomFeeds:
         key = (room.id, share_key)
         feed = self._feeds.get(key)
         if feed is None or not feed.running:
-            feed = self._feeds[key] = RoomFeed(room.id, render, self._streams)
+            feed = self._feeds[key] = RoomFeed(room.id, make_render(), self._streams)
             feed.start(self._hub, self._messages)
         follower: Follower | None = None
         feed.joining += 1

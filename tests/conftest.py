@@ -42,6 +42,7 @@ def real_env(real_services: RealServices) -> dict[str, str]:
         "PLOP_TOPIC_PREFIX": f"plop-test-{RUN_ID}",
         "PLOP_RELAY_INTERVAL_SECONDS": "0.5",
         "PLOP_RELAY_GRACE_SECONDS": "1",
+        "PLOP_RELAY_IDLE_INTERVAL_SECONDS": "2",
         "PLOP_PUBLISH_TIMEOUT_SECONDS": "2",
         **PRESENCE_TIMING,
     }

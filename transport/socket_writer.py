@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import suppress
 from typing import Any
@@ -31,11 +32,18 @@ class QueuedWebSocket:
     def __init__(self, adapter: AsyncWebSocketAdapter, max_frames: int) -> None:
         self._adapter = adapter
         self._max_frames = max_frames
-        # A frame is a message to encode, or text encoded once for many sockets.
-        self._frames: asyncio.Queue[Mapping[str, object] | str] = asyncio.Queue()
+        # A frame is a message to encode, or text encoded once for many sockets. A
+        # deque and one wake-up future, not an asyncio.Queue: fan-out puts a frame to
+        # thousands of sockets per message, and the queue's bookkeeping showed up.
+        self._frames: deque[Mapping[str, object] | str] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._writing = False  # a frame taken off the deque is being written
+        self._drained: asyncio.Future[None] | None = None  # what close() waits on
         self._closed = False
         self._aborting: asyncio.Task[None] | None = None
         self._writer = asyncio.create_task(self._write())
+        # Plain text goes straight to the socket; anything else is encoded by strawberry.
+        self._text_socket = adapter.ws if isinstance(adapter, ASGIWebSocketAdapter) else None
 
     def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
         return self._adapter.iter_json(ignore_parsing_errors=ignore_parsing_errors)
@@ -48,14 +56,19 @@ class QueuedWebSocket:
         """Queues a frame without waiting; False if the socket takes no more frames."""
         if self._closed:
             return False
-        if self._frames.qsize() >= self._max_frames:
-            logger.warning("closing a slow consumer", extra={"queued": self._frames.qsize()})
+        if len(self._frames) >= self._max_frames:
+            logger.warning("closing a slow consumer", extra={"queued": len(self._frames)})
             self._closed = True
             self._aborting = asyncio.create_task(
                 self._abort(SLOW_CONSUMER_CODE, "Slow consumer: resume with afterSeq")
             )
             return False
-        self._frames.put_nowait(frame)
+        self._frames.append(frame)
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
         return True
 
     async def close(self, code: int, reason: str) -> None:
@@ -63,9 +76,11 @@ class QueuedWebSocket:
         if self._closed:
             return
         self._closed = True
-        with suppress(TimeoutError):
-            async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
-                await self._frames.join()
+        if self._frames or self._writing:
+            self._drained = asyncio.get_running_loop().create_future()
+            with suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
+                    await self._drained
         await self._stop_writer()
         with suppress(Exception):  # the peer may be gone already
             await self._adapter.close(code, reason)
@@ -77,8 +92,16 @@ class QueuedWebSocket:
             await self._adapter.close(code, reason)
 
     async def _write(self) -> None:
+        frames = self._frames
         while True:
-            frame = await self._frames.get()
+            if not frames:
+                if self._drained is not None and not self._drained.done():
+                    self._drained.set_result(None)
+                self._wakeup = asyncio.get_running_loop().create_future()
+                await self._wakeup
+                continue
+            frame = frames.popleft()
+            self._writing = True
             try:
                 if isinstance(frame, str):
                     await self._send_text(frame)
@@ -88,11 +111,11 @@ class QueuedWebSocket:
                 # The peer is gone; the receive loop notices and shuts the handler down.
                 self._closed = True
             finally:
-                self._frames.task_done()
+                self._writing = False
 
     async def _send_text(self, text: str) -> None:
-        if isinstance(self._adapter, ASGIWebSocketAdapter):
-            await self._adapter.ws.send_text(text)
+        if self._text_socket is not None:
+            await self._text_socket.send_text(text)
         else:
             await self._adapter.send_json(json.loads(text))
 
