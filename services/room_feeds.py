@@ -32,13 +32,17 @@ from observability.metrics import ACTIVE_SUBSCRIPTIONS, FEED_RENDERINGS, ROOM_FE
 from pubsub import MembersChanged, MessageAdded, MessageData, room_route
 from services.fanout import LAGGED, FanoutHub, Inbox
 from services.messages import MessageService
-from services.streams import StreamService
+from services.streams import REPLAY_BATCH, StreamService
 
 logger = logging.getLogger(__name__)
 
 # Renderings a feed keeps, newest first out last: followers that reconnect with a
 # recent afterSeq catch up from here without reading the store or rendering again.
 RECENT_RENDERINGS = 128
+# Followers that catch up further back share pages of stored messages, each read
+# and rendered once while anyone catches up through it.
+CATCH_UP_PAGE = REPLAY_BATCH  # one read per page
+CATCH_UP_PAGES = 8
 
 Render = Callable[[MessageData], Awaitable[str]]
 
@@ -89,6 +93,8 @@ class RoomFeed:
         self.followers: set[Follower] = set()
         self.latest = 0  # every message up to here was given to the live followers
         self._recent: OrderedDict[int, str] = OrderedDict()
+        self._pages: OrderedDict[int, asyncio.Task[dict[int, str]]] = OrderedDict()
+        self._catching_up = 0
         self.joining = 0  # followers waiting for the feed to be ready
         self._task: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -173,28 +179,68 @@ class RoomFeed:
                 self._recent.popitem(last=False)
         return payload
 
+    async def _stored_page(self, number: int) -> dict[int, str]:
+        """Seqs ``number * CATCH_UP_PAGE + 1`` to the next page's first, read and
+        rendered once for every follower catching up through them."""
+        loading = self._pages.get(number)
+        if loading is None:
+            # A task of its own: a follower that leaves mid-read cancels no one else's.
+            loading = self._pages[number] = asyncio.create_task(self._load_page(number))
+            loading.add_done_callback(lambda done: done.cancelled() or done.exception())
+            while len(self._pages) > CATCH_UP_PAGES:
+                self._pages.popitem(last=False)
+        else:
+            self._pages.move_to_end(number)
+        return await asyncio.shield(loading)
+
+    async def _load_page(self, number: int) -> dict[int, str]:
+        first = number * CATCH_UP_PAGE + 1
+        try:
+            batch = await self._streams.stored_batch(self.room_id, first - 1, first + CATCH_UP_PAGE)
+            page = {
+                message.seq: self._recent.get(message.seq) or await self._render(message)
+                for message in batch
+            }
+        except BaseException:
+            self._forget_page(number)
+            raise
+        FEED_RENDERINGS.inc(len(page))
+        if len(page) < CATCH_UP_PAGE:
+            self._forget_page(number)  # the room's newest page: it still grows
+        return page
+
+    def _forget_page(self, number: int) -> None:
+        if self._pages.get(number) is asyncio.current_task():
+            del self._pages[number]
+
     async def catch_up(self, follower: Follower) -> None:
         """Gives the follower what it missed up to the feed, then makes it live."""
-        while follower.last < self.latest:
-            if follower.ended.done():
-                return
-            target = self.latest
-            wanted = range(follower.last + 1, target + 1)
-            if all(seq in self._recent for seq in wanted):
-                for seq in wanted:
-                    follower.give(seq, self._recent[seq])
-                continue
-            before = follower.last
-            async for message in self._streams.stored_messages(
-                self.room_id, follower.last, target + 1
-            ):
-                follower.give(message.seq, await self._rendering(message))
-            if follower.ended.done():
-                return
-            if follower.last == before:
-                # Published messages are stored first, so this is a store that lost them.
-                raise Unavailable("stored messages could not be read; resubscribe with afterSeq")
-        follower.live = True
+        self._catching_up += 1
+        try:
+            while follower.last < self.latest:
+                if follower.ended.done():
+                    return
+                target = self.latest
+                wanted = follower.last + 1
+                if (payload := self._recent.get(wanted)) is not None:
+                    follower.give(wanted, payload)
+                    continue
+                page = await self._stored_page((wanted - 1) // CATCH_UP_PAGE)
+                for seq in range(wanted, target + 1):
+                    payload = page.get(seq) or self._recent.get(seq)
+                    if payload is None:
+                        break
+                    follower.give(seq, payload)
+                if follower.last < wanted and not follower.ended.done():
+                    # Published messages are stored first: this is a store that lost them.
+                    raise Unavailable(
+                        "stored messages could not be read; resubscribe with afterSeq"
+                    )
+            follower.live = True
+        finally:
+            self._catching_up -= 1
+            if not self._catching_up:
+                self._pages.clear()  # kept only while someone catches up through them
 
 
 class RoomFeeds:

@@ -47,17 +47,23 @@ class StreamService:
         self._messages = messages
         self._accounts = accounts
 
+    async def stored_batch(
+        self, room_id: PydanticObjectId, after_seq: int, before_seq: int | None = None
+    ) -> list[MessageData]:
+        """Up to REPLAY_BATCH stored messages with after_seq < seq (< before_seq), ascending."""
+        batch = await self._messages.after(room_id, after_seq, REPLAY_BATCH, before_seq)
+        if not batch:
+            return []
+        senders = await self._accounts.get_many([message.sender_id for message in batch])
+        return [message_data(message, senders.get(message.sender_id)) for message in batch]
+
     async def stored_messages(
         self, room_id: PydanticObjectId, after_seq: int, before_seq: int | None = None
     ) -> AsyncIterator[MessageData]:
         """Stored messages with after_seq < seq (< before_seq), ascending, in batches."""
-        while True:
-            batch = await self._messages.after(room_id, after_seq, REPLAY_BATCH, before_seq)
-            if not batch:
-                return
-            senders = await self._accounts.get_many([message.sender_id for message in batch])
+        while batch := await self.stored_batch(room_id, after_seq, before_seq):
             for message in batch:
-                yield message_data(message, senders.get(message.sender_id))
+                yield message
             after_seq = batch[-1].seq
 
     async def message_added(
