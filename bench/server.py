@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,21 +94,7 @@ class ServerProcess:
                 cwd=REPO,
                 preexec_fn=raise_open_files,
             )
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            try:
-                async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                    while True:
-                        if not self.running:
-                            raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
-                        try:
-                            if (await client.get(f"{self.base_url}/healthz")).status_code == 200:
-                                return
-                        except httpx.TransportError:
-                            pass
-                        # Another process: there is no event to await for its readiness.
-                        await asyncio.sleep(0.2)
-            except TimeoutError as exc:
-                raise RuntimeError(f"{self.name} not ready:\n{self.log_tail()}") from exc
+        await wait_until_ready(self.name, self.base_url, lambda: self.running, self.log_tail)
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not end in time."""
@@ -171,11 +158,40 @@ def _plop_argv(port: int) -> list[str]:
     return [*command, "serve", "--host", HOST, "--port", str(port)]
 
 
+async def wait_until_ready(
+    name: str, base_url: str, running: Callable[[], bool], log_tail: Callable[[], str]
+) -> None:
+    """Waits for a server process's /healthz; fails with its log's tail if it exits or
+    is not ready in time."""
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                while True:
+                    if not running():
+                        raise RuntimeError(f"{name} exited:\n{log_tail()}")
+                    try:
+                        if (await client.get(f"{base_url}/healthz")).status_code == 200:
+                            return
+                    except httpx.TransportError:
+                        pass
+                    # Another process: there is no event to await for its readiness.
+                    await asyncio.sleep(0.2)
+        except TimeoutError as exc:
+            raise RuntimeError(f"{name} not ready:\n{log_tail()}") from exc
+
+
 @dataclass(frozen=True)
 class RealServices:
+    """URLs of the running real services (the tests start them through here too)."""
+
     mongo_url: str
     broker_url: str
     redis_url: str
+
+    def mongo_url_for(self, database: str) -> str:
+        """The MongoDB URL of another database on the same server."""
+        base = self.mongo_url.rsplit("/", 1)[0]
+        return f"{base}/{database}"
 
 
 def services_script(*args: str, timeout: float = 120.0) -> str:
@@ -191,13 +207,14 @@ def services_script(*args: str, timeout: float = 120.0) -> str:
     if done.returncode != 0:
         raise RuntimeError(
             f"scripts/services.sh {' '.join(args)} failed ({done.returncode}):\n"
-            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+            f"{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
         )
     return done.stdout
 
 
 def start_real_services() -> RealServices:
-    """Starts Redis, Kafka and FerretDB (a no-op for those already running)."""
+    """Installs (once) and starts Redis, Kafka and FerretDB (a no-op for those already
+    running); fails loudly if one cannot start."""
     services_script("start", timeout=SERVICES_START_TIMEOUT_SECONDS)
     urls: dict[str, str] = {}
     for line in services_script("env").splitlines():
@@ -213,9 +230,8 @@ def backend_env(backend: str, run_id: str) -> dict[str, str]:
     if backend != "real":
         raise ValueError(f"unknown backend {backend!r}")
     services = start_real_services()
-    base = services.mongo_url.rsplit("/", 1)[0]
     return {
-        "PLOP_MONGO_URL": f"{base}/bench_{run_id}",
+        "PLOP_MONGO_URL": services.mongo_url_for(f"bench_{run_id}"),
         "PLOP_BROKER_URL": services.broker_url,
         "PLOP_REDIS_URL": services.redis_url,
         "PLOP_TOPIC_PREFIX": f"bench-{run_id}",

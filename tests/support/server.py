@@ -10,12 +10,10 @@ import socket
 import sys
 from pathlib import Path
 
-import httpx
-
+from bench.server import wait_until_ready
 from tests.support.services import REPO
 
 LOG_DIR = REPO / ".services" / "test-logs"
-READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 PLOP = Path(sys.executable).parent / "plop"
 
@@ -85,21 +83,7 @@ class ServerProcess:
         await self._wait_ready()
 
     async def _wait_ready(self) -> None:
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            try:
-                async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                    while True:
-                        if not self.running:
-                            raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
-                        try:
-                            if (await client.get(f"{self.base_url}/healthz")).status_code == 200:
-                                return
-                        except httpx.TransportError:
-                            pass
-                        # Polls another process: there is no event to await for readiness.
-                        await asyncio.sleep(0.2)
-            except TimeoutError as exc:
-                raise RuntimeError(f"{self.name} not ready:\n{self.log_tail()}") from exc
+        await wait_until_ready(self.name, self.base_url, lambda: self.running, self.log_tail)
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,58 +1,10 @@
-"""Starts the real Redis, Kafka and MongoDB-protocol server through the project's script."""
+"""Starts the real Redis, Kafka and MongoDB-protocol server through the project's script.
+
+The benchmark starts them the same way: ``bench.server`` holds the one implementation.
+"""
 
 from __future__ import annotations
 
-import subprocess
-from dataclasses import dataclass
-from pathlib import Path
+from bench.server import REPO, RealServices, services_script, start_real_services
 
-REPO = Path(__file__).resolve().parents[2]
-SERVICES_SCRIPT = REPO / "scripts" / "services.sh"
-# Installing from nothing builds FerretDB and downloads Kafka's jars: minutes, once.
-START_TIMEOUT_SECONDS = 1_500
-
-
-@dataclass(frozen=True)
-class RealServices:
-    """URLs of the running real services."""
-
-    mongo_url: str
-    broker_url: str
-    redis_url: str
-
-    def mongo_url_for(self, database: str) -> str:
-        """The MongoDB URL of another database on the same server."""
-        base = self.mongo_url.rsplit("/", 1)[0]
-        return f"{base}/{database}"
-
-
-def services_script(*args: str, timeout: float = 120) -> str:
-    """Runs ``scripts/services.sh ARGS``; raises with its output if it fails."""
-    done = subprocess.run(
-        ["bash", str(SERVICES_SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"scripts/services.sh {' '.join(args)} failed ({done.returncode}):\n"
-            f"{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
-        )
-    return done.stdout
-
-
-def start_real_services() -> RealServices:
-    """Installs (once) and starts every real service; fails loudly if one cannot start."""
-    services_script("start", timeout=START_TIMEOUT_SECONDS)
-    urls: dict[str, str] = {}
-    for line in services_script("env").splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        urls[name.strip()] = value.strip().strip("'\"")
-    return RealServices(
-        mongo_url=urls["PLOP_MONGO_URL"],
-        broker_url=urls["PLOP_BROKER_URL"],
-        redis_url=urls["PLOP_REDIS_URL"],
-    )
+__all__ = ["REPO", "RealServices", "services_script", "start_real_services"]
