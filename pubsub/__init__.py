@@ -2,6 +2,8 @@
 
 from pubsub.broker import Broker, broker_from_url
 from pubsub.events import (
+    CONTROL_EVENTS,
+    Delivery,
     Event,
     FriendshipChanged,
     MembersChanged,
@@ -10,6 +12,7 @@ from pubsub.events import (
     PresenceChanged,
     RoomAdded,
     RoomChanged,
+    SessionEnded,
     decode_event,
     encode_event,
     presence_route,
@@ -20,10 +23,12 @@ from pubsub.topics import ALL_TOPICS, PRESENCE, ROOM_EVENTS, USER_EVENTS, topic_
 
 __all__ = [
     "ALL_TOPICS",
+    "CONTROL_EVENTS",
     "PRESENCE",
     "ROOM_EVENTS",
     "USER_EVENTS",
     "Broker",
+    "Delivery",
     "Event",
     "FriendshipChanged",
     "MembersChanged",
@@ -32,6 +37,7 @@ __all__ = [
     "PresenceChanged",
     "RoomAdded",
     "RoomChanged",
+    "SessionEnded",
     "broker_from_url",
     "decode_event",
     "encode_event",

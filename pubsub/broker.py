@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from errors import ConfigError
-from pubsub.events import Event
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """An event consumed in a group; ``commit`` marks it (and all before it) as done."""
-
-    event: Event
-    commit: Callable[[], Awaitable[None]]
+from pubsub.events import Delivery, Event
+from pubsub.kafka import KafkaBroker
+from pubsub.memory import MemoryBroker
 
 
 class Broker(Protocol):
@@ -48,9 +41,6 @@ class Broker(Protocol):
 
 def broker_from_url(url: str, client_id: str) -> Broker:
     """The broker backend the URL's scheme names."""
-    from pubsub.kafka import KafkaBroker
-    from pubsub.memory import MemoryBroker
-
     backends: dict[str, Callable[[str, str], Broker]] = {
         "memory": MemoryBroker,
         "kafka": KafkaBroker,

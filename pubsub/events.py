@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -29,8 +31,8 @@ class MessageData:
     sender_display_name: str
     text: str
     client_id: str | None
-    created_at: str  # ISO-8601, UTC
-    edited_at: str | None
+    created_at: datetime  # UTC; ISO-8601 on the wire
+    edited_at: datetime | None
     deleted: bool
 
 
@@ -51,9 +53,15 @@ def presence_route(user_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MessageAdded:
-    """A message was stored in a room."""
+    """A message was stored in a room.
+
+    ``members_tag`` is the room's membership tag as the sender's authorization read
+    it: a stream that knows another tag re-reads who is in the room before it
+    delivers (see ``services.room_stream``). None when unknown (the relay).
+    """
 
     message: MessageData
+    members_tag: str | None = None
     type = "message.added"
 
     @property
@@ -133,14 +141,68 @@ class PresenceChanged:
         return presence_route(self.user_id)
 
 
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    """A session of the user ended (logOut): its sockets close on every instance.
+
+    ``session_id`` is the SHA-256 of the token (``auth.sessions.session_id``), never
+    the token itself.
+    """
+
+    user_id: str
+    session_id: str
+    type = "session.ended"
+
+    @property
+    def route(self) -> str:
+        return user_route(self.user_id)
+
+
 Event = (
-    MessageAdded | MembersChanged | RoomAdded | RoomChanged | FriendshipChanged | PresenceChanged
+    MessageAdded
+    | MembersChanged
+    | RoomAdded
+    | RoomChanged
+    | FriendshipChanged
+    | PresenceChanged
+    | SessionEnded
 )
+
+# Events that change who may see what: a stream never drops them (services.fanout).
+CONTROL_EVENTS = (MembersChanged, RoomAdded, FriendshipChanged, SessionEnded)
+
+
+def _message_to_wire(message: MessageData) -> dict[str, Any]:
+    body = asdict(message)
+    body["created_at"] = message.created_at.isoformat()
+    body["edited_at"] = message.edited_at.isoformat() if message.edited_at else None
+    return body
+
+
+def _message_from_wire(body: dict[str, Any]) -> MessageData:
+    edited = body["edited_at"]
+    return MessageData(
+        **{
+            **body,
+            "created_at": datetime.fromisoformat(body["created_at"]),
+            "edited_at": datetime.fromisoformat(edited) if edited else None,
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An event consumed in a group; ``commit`` marks it (and all before it) as done."""
+
+    event: Event
+    commit: Callable[[], Awaitable[None]]
 
 
 def encode_event(event: Event) -> bytes:
     """The event's wire form."""
     body: dict[str, Any] = {"v": EVENT_VERSION, "type": event.type, **asdict(event)}
+    if isinstance(event, MessageAdded):
+        body["message"] = _message_to_wire(event.message)
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -152,7 +214,9 @@ def decode_event(raw: bytes) -> Event | None:
             raise ValueError("unknown version")
         kind = body.pop("type")
         if kind == MessageAdded.type:
-            return MessageAdded(message=MessageData(**body["message"]))
+            return MessageAdded(
+                message=_message_from_wire(body["message"]), members_tag=body.get("members_tag")
+            )
         if kind == MembersChanged.type:
             return MembersChanged(
                 room_id=body["room_id"],
@@ -167,6 +231,8 @@ def decode_event(raw: bytes) -> Event | None:
             return FriendshipChanged(**body)
         if kind == PresenceChanged.type:
             return PresenceChanged(**body)
+        if kind == SessionEnded.type:
+            return SessionEnded(**body)
         raise ValueError("unknown type")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         logger.warning("skipped an undecodable event", extra={"reason": str(exc)})

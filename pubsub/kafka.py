@@ -20,8 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from errors import ConfigError
-from pubsub.broker import Delivery
-from pubsub.events import Event, decode_event, encode_event
+from pubsub.events import Delivery, Event, decode_event, encode_event
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from pubsub.broker import Delivery
-from pubsub.events import Event, decode_event, encode_event
+from pubsub.events import Delivery, Event, decode_event, encode_event
 
 
 class MemoryBroker:

@@ -2,7 +2,8 @@
 
 ROOM_EVENTS carries everything that happens in a room (key: room id, so one room's
 events stay in one partition, in order). USER_EVENTS carries what one user's own
-view must learn: rooms added, read markers, friendships (key: user id). PRESENCE
+view must learn: rooms added, read markers, friendships, ended sessions (key: user
+id). PRESENCE
 carries users going online and offline (key: user id).
 """
 
@@ -16,6 +17,7 @@ from pubsub.events import (
     PresenceChanged,
     RoomAdded,
     RoomChanged,
+    SessionEnded,
 )
 
 ROOM_EVENTS = "room-events"
@@ -28,7 +30,7 @@ def topic_and_key(event: Event) -> tuple[str, str]:
     """The topic (unprefixed) and partition key an event is published with."""
     if isinstance(event, MessageAdded | MembersChanged):
         return ROOM_EVENTS, event.room_id
-    if isinstance(event, RoomAdded | RoomChanged | FriendshipChanged):
+    if isinstance(event, RoomAdded | RoomChanged | FriendshipChanged | SessionEnded):
         return USER_EVENTS, event.user_id
     if isinstance(event, PresenceChanged):
         return PRESENCE, event.user_id
