@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from enum import StrEnum
 
@@ -15,6 +16,10 @@ from models.time import utc_now
 class RoomKind(StrEnum):
     DIRECT = "DIRECT"
     GROUP = "GROUP"
+
+
+def new_members_tag() -> str:
+    return secrets.token_hex(8)
 
 
 class RoomDoc(Document):
@@ -37,6 +42,12 @@ class RoomDoc(Document):
     # next free seq. Moved forward after each stored message; an update lost to a
     # concurrent writer only makes it lag, never run ahead of the messages.
     seq_hint: int = 0
+    # A new random value with every change of ``member_ids``. Events of messages
+    # carry the tag their sender's authorization read, so a live stream can tell
+    # that membership changed even when the change's own event was lost. Random,
+    # not a counter: updates on FerretDB are not atomic, and two changes racing
+    # must never leave the tag as it was.
+    members_tag: str = Field(default_factory=lambda: new_members_tag())
 
     class Settings:
         name = "rooms"

@@ -1,8 +1,9 @@
 """messageAdded, roomAdded, roomUpdated: authorize once at subscribe, then stream.
 
-messageAdded over a WebSocket joins the room's shared feed when its selection can
-share (``schema.shared_execution``): the feed then writes to the socket itself and
-this resolver only waits; it never yields. Elsewhere each message is yielded.
+Over a WebSocket, messageAdded hands the room to its operation
+(``schema.live.LiveOperation``), which joins the room's shared feed when the
+selection can share: the feed then writes to the socket itself and this resolver
+only waits; it never yields. Elsewhere each message is yielded.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import strawberry
 
 from resolvers.access import require_member, require_viewer
 from schema.context import Info
-from schema.shared_execution import LIVE_OPERATION, shared_selection
+from schema.live import LiveOperation
 from schema.types import Message, Room
 
 
@@ -21,16 +22,8 @@ async def message_added(
     info: Info, room_id: strawberry.ID, after_seq: int | None = None
 ) -> AsyncGenerator[Message, None]:
     viewer, room = await require_member(info, room_id)
-    live = LIVE_OPERATION.get()
-    shared = (
-        shared_selection(info.schema._schema, live, info.context, Message.from_data)
-        if live
-        else None
-    )
-    if live and shared:
-        await info.context.services.room_feeds.follow(
-            room, viewer, after_seq, shared.key, shared.make_render, live.sink
-        )
+    live = info.root_value
+    if isinstance(live, LiveOperation) and await live.follow_room(room, viewer, after_seq):
         return
     async for data in info.context.services.streams.message_added(room, viewer, after_seq):
         yield Message.from_data(data)

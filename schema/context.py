@@ -5,6 +5,7 @@ from __future__ import annotations
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
 
+from auth.sessions import SessionInfo
 from models import UserDoc
 from services import Services
 
@@ -20,7 +21,8 @@ class Context(BaseContext):
         # so that logOut ends what it may start at once.
         self.over_websocket = over_websocket
         self.viewer: UserDoc | None = None
-        # The socket's presence connection, once connection_init was accepted.
+        # The socket's session and presence connection, once connection_init was accepted.
+        self.session: SessionInfo | None = None
         self.presence_connection: str | None = None
 
     async def end_presence(self) -> None:
@@ -30,4 +32,5 @@ class Context(BaseContext):
             await self.services.presence.disconnected(str(self.viewer.id), connection)
 
 
-Info = StrawberryInfo[Context, None]
+# The root value is a ``schema.live.LiveOperation`` over a WebSocket, None over HTTP.
+Info = StrawberryInfo[Context, object]

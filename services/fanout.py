@@ -1,10 +1,14 @@
-"""The instance-local fan-out: one consumer per topic, handing events to local inboxes.
+"""The instance-local fan-out: one consumer per topic, handing events to local watchers.
 
 Each instance consumes the room and user topics exactly once and dispatches every
-event in-process to the inboxes registered under its room or user. Dispatch never
-waits for a subscriber: an inbox that is full drops the event and remembers that it
-lagged, and its reader refills what it missed from the database (messages carry a
-gap-free seq, so nothing is lost that way).
+event in-process to the watchers registered under its room or user. Dispatch never
+waits for a subscriber. A subscription's ``Inbox`` keeps two queues: data events
+(messages, presence) in a bounded one that drops what does not fit and remembers
+that it lagged, so its reader refills from the database (messages carry a gap-free
+seq); control events (``pubsub.CONTROL_EVENTS``: membership, friendship, ended
+sessions) in their own queue, read first and never dropped for data. Only a flood
+of control events far beyond any real use overflows that one too, and then the
+reader is told LAGGED as well and re-derives what it watches from the database.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from typing import Final
+from typing import Final, Protocol
 
 from observability.metrics import ACTIVE_SUBSCRIPTIONS
-from pubsub import ALL_TOPICS, Broker, Event
+from pubsub import ALL_TOPICS, CONTROL_EVENTS, Broker, Event
 
 logger = logging.getLogger(__name__)
+
+# Control events one inbox may hold, as a multiple of its data capacity.
+CONTROL_CAPACITY_FACTOR = 4
 
 
 class Lagged:
@@ -29,29 +36,46 @@ class Lagged:
 LAGGED: Final = Lagged()
 
 
+class Watcher(Protocol):
+    """Anything the hub hands events to; ``offer`` must never wait."""
+
+    def offer(self, event: Event) -> None: ...
+
+
 class Inbox:
-    """A bounded queue of events for one live subscription."""
+    """The events of one live subscription: control events kept, data events bounded."""
+
+    __slots__ = ("_capacity", "_control", "_events", "_lagged", "_ready", "routes")
 
     def __init__(self, capacity: int) -> None:
         self._events: deque[Event] = deque()
+        self._control: deque[Event] = deque()
         self._capacity = capacity
         self._lagged = False
         self._ready = asyncio.Event()
         self.routes: set[str] = set()
 
     def offer(self, event: Event) -> None:
-        """Queue the event, or drop it and remember the lag if the inbox is full."""
-        if len(self._events) >= self._capacity:
+        """Queue the event, or drop it and remember the lag if its queue is full."""
+        if isinstance(event, CONTROL_EVENTS):
+            if len(self._control) >= self._capacity * CONTROL_CAPACITY_FACTOR:
+                self._lagged = True
+            else:
+                self._control.append(event)
+        elif len(self._events) >= self._capacity:
             self._lagged = True
         else:
             self._events.append(event)
         self._ready.set()
 
     async def get(self) -> Event | Lagged:
-        """The next event; LAGGED once after events were dropped, when the queue ran dry."""
-        while not self._events and not self._lagged:
+        """The next event, control events first; LAGGED once after events were
+        dropped, when the queues ran dry."""
+        while not self._control and not self._events and not self._lagged:
             self._ready.clear()
             await self._ready.wait()
+        if self._control:
+            return self._control.popleft()
         if self._events:
             return self._events.popleft()
         self._lagged = False
@@ -59,7 +83,7 @@ class Inbox:
 
 
 class FanoutHub:
-    """Routes each consumed event to the inboxes watching its route.
+    """Routes each consumed event to the watchers of its route.
 
     A route names what an event is about: ``room:<id>``, ``user:<id>`` (one user's own
     view) or ``presence:<id>`` (see ``pubsub.events``).
@@ -67,7 +91,7 @@ class FanoutHub:
 
     def __init__(self, inbox_capacity: int) -> None:
         self._inbox_capacity = inbox_capacity
-        self._by_route: dict[str, set[Inbox]] = defaultdict(set)
+        self._by_route: dict[str, set[Watcher]] = defaultdict(set)
 
     def new_inbox(self) -> Inbox:
         return Inbox(self._inbox_capacity)
@@ -81,10 +105,8 @@ class FanoutHub:
         feed), which counts its subscribers itself.
         """
         inbox = self.new_inbox()
-        watched = set(routes)
-        for route in watched:
-            self._by_route[route].add(inbox)
-        inbox.routes = watched
+        for route in routes:
+            self.watch(inbox, route)
         if subscription:
             ACTIVE_SUBSCRIPTIONS.inc()
         try:
@@ -97,21 +119,28 @@ class FanoutHub:
 
     def watch(self, inbox: Inbox, route: str) -> None:
         """Adds a route to an inbox opened with ``watching``."""
-        self._by_route[route].add(inbox)
+        self.attach(route, inbox)
         inbox.routes.add(route)
 
     def unwatch(self, inbox: Inbox, route: str) -> None:
         inbox.routes.discard(route)
-        inboxes = self._by_route.get(route)
-        if inboxes is not None:
-            inboxes.discard(inbox)
-            if not inboxes:
+        self.detach(route, inbox)
+
+    def attach(self, route: str, watcher: Watcher) -> None:
+        """Hands the route's events to a watcher until ``detach``."""
+        self._by_route[route].add(watcher)
+
+    def detach(self, route: str, watcher: Watcher) -> None:
+        watchers = self._by_route.get(route)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
                 del self._by_route[route]
 
     def dispatch(self, event: Event) -> None:
-        """Hands the event to every local inbox that watches its route."""
-        for inbox in tuple(self._by_route.get(event.route, ())):
-            inbox.offer(event)
+        """Hands the event to every local watcher of its route."""
+        for watcher in tuple(self._by_route.get(event.route, ())):
+            watcher.offer(event)
 
 
 class FanoutConsumer:

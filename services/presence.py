@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from models import UserDoc
 from pubsub import FriendshipChanged, PresenceChanged, presence_route, user_route
 from services.events import EventPublisher
-from services.fanout import FanoutHub
+from services.fanout import LAGGED, FanoutHub, Inbox
 from services.friends import FriendService
 
 logger = logging.getLogger(__name__)
@@ -231,12 +231,18 @@ class PresenceService:
         assert viewer.id is not None
         viewer_key = str(viewer.id)
         with self._hub.watching(user_route(viewer_key)) as inbox:
-            friends = {str(friend) for friend in await self._friends.friend_ids(viewer.id)}
-            for friend in friends:
-                self._hub.watch(inbox, presence_route(friend))
+            friends: set[str] = set()
+            await self._follow_friends(inbox, viewer.id, friends)
             while True:
                 event = await inbox.get()
-                if isinstance(event, PresenceChanged) and event.user_id in friends:
+                if event is LAGGED:
+                    # A dropped event may have been a friendship ending or starting, or
+                    # a friend's change: follow exactly the friends the store knows
+                    # now, and say where each of them stands.
+                    await self._follow_friends(inbox, viewer.id, friends)
+                    for friend in sorted(friends):
+                        yield await self.current(friend)
+                elif isinstance(event, PresenceChanged) and event.user_id in friends:
                     yield Presence.from_event(event)
                 elif isinstance(event, FriendshipChanged) and event.user_id == viewer_key:
                     if event.added and event.friend_id not in friends:
@@ -247,3 +253,16 @@ class PresenceService:
                     elif not event.added and event.friend_id in friends:
                         friends.discard(event.friend_id)
                         self._hub.unwatch(inbox, presence_route(event.friend_id))
+
+    async def _follow_friends(
+        self, inbox: Inbox, viewer_id: PydanticObjectId, friends: set[str]
+    ) -> None:
+        """Makes ``friends`` (and the routes the inbox watches) the viewer's friends as
+        stored now."""
+        now = {str(friend) for friend in await self._friends.friend_ids(viewer_id)}
+        for gone in friends - now:
+            self._hub.unwatch(inbox, presence_route(gone))
+        for friend in now - friends:
+            self._hub.watch(inbox, presence_route(friend))
+        friends.clear()
+        friends.update(now)

@@ -11,7 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from errors import BadUserInput, Forbidden, NotFound
 from models import MembershipDoc, RoomDoc, UserDoc
-from models.room import RoomKind
+from models.room import RoomKind, new_members_tag
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, RoomAdded, RoomChanged
 from services.events import EventPublisher
@@ -110,7 +110,11 @@ class RoomService:
         await self._require_users(new)
         now = utc_now()
         await RoomDoc.find_one(RoomDoc.id == room.id).update(
-            {"$addToSet": {"member_ids": {"$each": new}}, "$max": {"last_activity_at": now}}
+            {
+                "$addToSet": {"member_ids": {"$each": new}},
+                "$max": {"last_activity_at": now},
+                "$set": {"members_tag": new_members_tag()},
+            }
         )
         assert room.id is not None
         updated = await RoomDoc.get(room.id)
@@ -124,7 +128,11 @@ class RoomService:
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("only a GROUP room can be left")
         await RoomDoc.find_one(RoomDoc.id == room.id).update(
-            {"$pull": {"member_ids": viewer.id}, "$max": {"last_activity_at": utc_now()}}
+            {
+                "$pull": {"member_ids": viewer.id},
+                "$max": {"last_activity_at": utc_now()},
+                "$set": {"members_tag": new_members_tag()},
+            }
         )
         await MembershipDoc.find(
             MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id

@@ -1,16 +1,14 @@
-"""Live streams behind the subscriptions: exactly once, in order, no gaps.
+"""Live streams behind the subscriptions: messageAdded per subscriber, roomAdded,
+roomUpdated, and the store reads every room stream shares.
 
-A message stream registers its inbox BEFORE it reads the database, so any message
-stored after that read also arrives as an event. It remembers the last seq it
-delivered: an event at or below it is a duplicate (broker redelivery, the relay, a
-replayed range) and is dropped; an event above last + 1 means events were missed
-(an inbox that lagged, a publish that failed) and the gap is read from the database
-first.
+The rules of a room's message stream live in ``services.room_stream``; this module
+reads the store for it and ends a viewer's stream when it loses access.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 from beanie import PydanticObjectId
 from pydantic import BaseModel, Field
@@ -27,10 +25,13 @@ from pubsub import (
     user_route,
 )
 from services.accounts import AccountService
-from services.fanout import LAGGED, FanoutHub
-from services.messages import MessageService, message_data
+from services.fanout import LAGGED, FanoutHub, Inbox
+from services.message_data import message_data
+from services.messages import MessageService
+from services.room_stream import Access, Membership, RoomStream
 
 REPLAY_BATCH = 100
+NO_LONGER_A_MEMBER = "you are no longer a member of this room"
 
 
 class _RoomId(BaseModel):
@@ -39,13 +40,38 @@ class _RoomId(BaseModel):
     id: PydanticObjectId = Field(alias="_id")
 
 
+class _Members(BaseModel):
+    """Projection: who is in a room."""
+
+    member_ids: list[PydanticObjectId]
+    members_tag: str | None = None
+
+
+def checked_after_seq(after_seq: int | None) -> int | None:
+    if after_seq is not None and after_seq < 0:
+        raise BadUserInput("afterSeq must be 0 or more")
+    return after_seq
+
+
 class StreamService:
     """The per-subscription logic of messageAdded, roomAdded and roomUpdated."""
 
-    def __init__(self, hub: FanoutHub, messages: MessageService, accounts: AccountService) -> None:
-        self._hub = hub
+    def __init__(
+        self,
+        hub: FanoutHub,
+        messages: MessageService,
+        accounts: AccountService,
+        recheck_seconds: float,
+    ) -> None:
+        self.hub = hub
         self._messages = messages
         self._accounts = accounts
+        self.recheck_seconds = recheck_seconds
+
+    # The store reads of every room stream (``services.room_stream.RoomHistory``).
+
+    async def latest_seq(self, room_id: PydanticObjectId) -> int:
+        return await self._messages.latest_seq(room_id)
 
     async def stored_batch(
         self, room_id: PydanticObjectId, after_seq: int, before_seq: int | None = None
@@ -57,43 +83,46 @@ class StreamService:
         senders = await self._accounts.get_many([message.sender_id for message in batch])
         return [message_data(message, senders.get(message.sender_id)) for message in batch]
 
-    async def stored_messages(
-        self, room_id: PydanticObjectId, after_seq: int, before_seq: int | None = None
-    ) -> AsyncIterator[MessageData]:
-        """Stored messages with after_seq < seq (< before_seq), ascending, in batches."""
-        while batch := await self.stored_batch(room_id, after_seq, before_seq):
-            for message in batch:
-                yield message
-            after_seq = batch[-1].seq
+    async def membership(self, room_id: PydanticObjectId) -> Membership:
+        found = await RoomDoc.find_one(RoomDoc.id == room_id).project(_Members)
+        if found is None:
+            return Membership(frozenset(), None)
+        return Membership(frozenset(map(str, found.member_ids)), found.members_tag)
+
+    async def open_room(
+        self,
+        stack: AsyncExitStack,
+        room_id: PydanticObjectId,
+        after_seq: int | None,
+        *,
+        subscription: bool = True,
+    ) -> RoomStream:
+        """A room stream from after_seq (None: from now), closed with the stack."""
+        return await RoomStream.open(
+            stack,
+            self.hub,
+            self,
+            room_id,
+            checked_after_seq(after_seq),
+            self.recheck_seconds,
+            subscription=subscription,
+        )
 
     async def message_added(
         self, room: RoomDoc, viewer: UserDoc, after_seq: int | None
     ) -> AsyncIterator[MessageData]:
-        """The room's messages after after_seq (or from now), then live, each once."""
+        """The room's messages after after_seq (or from now), then live, each once;
+        ends FORBIDDEN once the viewer is no longer in the room."""
         assert room.id is not None
-        if after_seq is not None and after_seq < 0:
-            raise BadUserInput("afterSeq must be 0 or more")
         viewer_key = str(viewer.id)
-        with self._hub.watching(room_route(str(room.id))) as inbox:
-            last = after_seq if after_seq is not None else await self._messages.latest_seq(room.id)
-            async for message in self.stored_messages(room.id, last):
-                yield message
-                last = message.seq
-            while True:
-                event = await inbox.get()
-                if event is LAGGED:
-                    async for message in self.stored_messages(room.id, last):
-                        yield message
-                        last = message.seq
-                elif isinstance(event, MembersChanged) and viewer_key in event.removed:
-                    raise Forbidden("you are no longer a member of this room")
-                elif isinstance(event, MessageAdded) and event.message.seq > last:
-                    if event.message.seq > last + 1:
-                        async for message in self.stored_messages(room.id, last, event.message.seq):
-                            yield message
-                            last = message.seq
-                    yield event.message
-                    last = event.message.seq
+        async with AsyncExitStack() as stack:
+            stream = await self.open_room(stack, room.id, after_seq)
+            async for step in stream.steps():
+                if isinstance(step, Access):
+                    if not step.allows(viewer_key):
+                        raise Forbidden(NO_LONGER_A_MEMBER)
+                else:
+                    yield step
 
     @staticmethod
     async def _room_of_member(room_id: str, viewer: UserDoc) -> RoomDoc | None:
@@ -102,7 +131,7 @@ class StreamService:
 
     async def room_added(self, viewer: UserDoc) -> AsyncIterator[RoomDoc]:
         """Rooms the viewer is put in from now on."""
-        with self._hub.watching(user_route(str(viewer.id))) as inbox:
+        with self.hub.watching(user_route(str(viewer.id))) as inbox:
             while True:
                 event = await inbox.get()
                 if isinstance(event, RoomAdded) and (
@@ -113,20 +142,30 @@ class StreamService:
     async def room_updated(self, viewer: UserDoc) -> AsyncIterator[RoomDoc]:
         """The viewer's rooms as they change: messages, members, read marker."""
         viewer_key = str(viewer.id)
-        with self._hub.watching(user_route(viewer_key)) as inbox:
-            joined = await RoomDoc.find({"member_ids": viewer.id}).project(_RoomId).to_list()
-            for each in joined:
-                self._hub.watch(inbox, room_route(str(each.id)))
+        with self.hub.watching(user_route(viewer_key)) as inbox:
+            await self._watch_joined_rooms(inbox, viewer)
             while True:
                 event = await inbox.get()
                 if event is LAGGED:
-                    continue  # the room list is refetched by clients; nothing to replay
+                    # What was dropped may have been a join or a leave: watch again
+                    # exactly the rooms the viewer is in now. Clients refetch the list.
+                    await self._watch_joined_rooms(inbox, viewer)
+                    continue
                 if isinstance(event, RoomAdded):
-                    self._hub.watch(inbox, room_route(event.room_id))
+                    self.hub.watch(inbox, room_route(event.room_id))
                 if isinstance(event, MembersChanged) and viewer_key in event.removed:
-                    self._hub.unwatch(inbox, room_route(event.room_id))
+                    self.hub.unwatch(inbox, room_route(event.room_id))
                     continue
                 if isinstance(event, MessageAdded | MembersChanged | RoomAdded | RoomChanged) and (
                     room := await self._room_of_member(event.room_id, viewer)
                 ):
                     yield room
+
+    async def _watch_joined_rooms(self, inbox: Inbox, viewer: UserDoc) -> None:
+        """Makes the inbox watch the viewer's own route and exactly the rooms they are in."""
+        joined = await RoomDoc.find({"member_ids": viewer.id}).project(_RoomId).to_list()
+        wanted = {user_route(str(viewer.id))} | {room_route(str(each.id)) for each in joined}
+        for route in inbox.routes - wanted:
+            self.hub.unwatch(inbox, route)
+        for route in wanted - inbox.routes:
+            self.hub.watch(inbox, route)

@@ -4,6 +4,7 @@ rendered once for the followers that catch up through them together."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
@@ -11,8 +12,8 @@ from beanie import PydanticObjectId
 
 from errors import Unavailable
 from pubsub import MessageData
-from services.room_feeds import CATCH_UP_PAGE, Follower, RoomFeed
 from services.streams import StreamService
+from transport.feeds import CATCH_UP_PAGE, Follower, RoomFeed
 
 
 def message(seq: int) -> MessageData:
@@ -25,7 +26,7 @@ def message(seq: int) -> MessageData:
         sender_display_name="S",
         text=f"text {seq}",
         client_id=None,
-        created_at="2026-01-01T00:00:00+00:00",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
         edited_at=None,
         deleted=False,
     )

@@ -11,7 +11,6 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from schema.root import build_schema
-from schema.shared_execution import _analyse
 from tests.support.chat import MESSAGE_ADDED, befriend, group_room, send, send_many
 from tests.support.clients import (
     LEGACY_WS,
@@ -24,6 +23,7 @@ from tests.support.clients import (
     ws_session,
 )
 from tests.support.server import ServerProcess
+from transport.sharing import _analyse
 
 RENDERINGS = "plop_feed_renderings_total"
 

@@ -3,16 +3,16 @@
 A plain subscription runs its selection once per subscriber per event. A feed
 instead serves every local subscription of one room that would render a message
 to the same bytes (same document, operation and variables, and no field that
-reads the viewer; see ``schema.shared_execution``): it consumes the room's events
-once, renders each message once, and hands the same payload to every follower's
-socket. Only the frame prefix (the operation id) is per socket.
+reads the viewer; see ``transport.sharing``): it follows the room's one ordered
+stream (``services.room_stream``), renders each message once, and hands the same
+payload to every follower's socket. Only the frame prefix (the operation id) is
+per socket.
 
 Each follower keeps its own position, so the guarantees of a plain subscription
 hold per follower: a follower that joins with afterSeq is first brought up to the
 feed from the store (or from the feed's recent renderings) and only then goes
-live; the feed itself is gap-free (a gap in the events is read from the store)
-and drops what it already delivered, so each follower gets each message once, in
-seq order.
+live; every message reaches it once, in seq order, and an ``Access`` step of the
+stream that no longer allows its viewer ends it FORBIDDEN.
 """
 
 from __future__ import annotations
@@ -21,18 +21,17 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from contextlib import ExitStack
+from contextlib import AsyncExitStack
 from typing import Protocol
 
 from beanie import PydanticObjectId
 
-from errors import BadUserInput, Forbidden, Unavailable
+from errors import Forbidden, Unavailable
 from models import RoomDoc, UserDoc
 from observability.metrics import ACTIVE_SUBSCRIPTIONS, FEED_RENDERINGS, ROOM_FEEDS
-from pubsub import MembersChanged, MessageAdded, MessageData, room_route
-from services.fanout import LAGGED, FanoutHub, Inbox
-from services.messages import MessageService
-from services.streams import REPLAY_BATCH, StreamService
+from pubsub import MessageData
+from services.room_stream import Access
+from services.streams import NO_LONGER_A_MEMBER, REPLAY_BATCH, StreamService, checked_after_seq
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +108,8 @@ class RoomFeed:
     def unused(self) -> bool:
         return not self.followers and not self.joining
 
-    def start(self, hub: FanoutHub, messages: MessageService) -> None:
-        self._task = asyncio.create_task(self._run(hub, messages))
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
         ROOM_FEEDS.inc()
         self._task.add_done_callback(lambda _: ROOM_FEEDS.dec())
 
@@ -121,16 +120,19 @@ class RoomFeed:
         if not self.ready.done():
             self.ready.cancel()
 
-    async def _run(self, hub: FanoutHub, messages: MessageService) -> None:
+    async def _run(self) -> None:
         try:
-            with ExitStack() as stack:
-                # Watch first, then read where the room stands: nothing falls in between.
-                inbox = stack.enter_context(
-                    hub.watching(room_route(str(self.room_id)), subscription=False)
+            async with AsyncExitStack() as stack:
+                stream = await self._streams.open_room(
+                    stack, self.room_id, after_seq=None, subscription=False
                 )
-                self.latest = await messages.latest_seq(self.room_id)
+                self.latest = stream.last
                 self.ready.set_result(None)
-                await self._follow_events(inbox)
+                async for step in stream.steps():
+                    if isinstance(step, Access):
+                        self._end_refused(step)
+                    else:
+                        await self._publish(step)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -142,27 +144,13 @@ class RoomFeed:
                 follower.end(error)
             raise exc from None
 
-    async def _follow_events(self, inbox: Inbox) -> None:
-        while True:
-            event = await inbox.get()
-            if event is LAGGED:
-                await self._publish_stored(before_seq=None)
-            elif isinstance(event, MembersChanged) and event.removed:
-                for follower in tuple(self.followers):
-                    if follower.viewer_id in event.removed:
-                        follower.end(Forbidden("you are no longer a member of this room"))
-            elif isinstance(event, MessageAdded) and event.message.seq > self.latest:
-                if event.message.seq > self.latest + 1:
-                    await self._publish_stored(before_seq=event.message.seq)
-                await self._publish(event.message)
-
-    async def _publish_stored(self, before_seq: int | None) -> None:
-        async for message in self._streams.stored_messages(self.room_id, self.latest, before_seq):
-            await self._publish(message)
+    def _end_refused(self, access: Access) -> None:
+        for follower in tuple(self.followers):
+            if not access.allows(follower.viewer_id):
+                follower.end(Forbidden(NO_LONGER_A_MEMBER))
 
     async def _publish(self, message: MessageData) -> None:
-        if message.seq <= self.latest:
-            return
+        """Gives the stream's next message to every live follower, rendered once."""
         payload = await self._rendering(message)
         self.latest = message.seq
         for follower in tuple(self.followers):
@@ -246,9 +234,7 @@ class RoomFeed:
 class RoomFeeds:
     """Every room feed of this instance, keyed by room and shared rendering."""
 
-    def __init__(self, hub: FanoutHub, messages: MessageService, streams: StreamService) -> None:
-        self._hub = hub
-        self._messages = messages
+    def __init__(self, streams: StreamService) -> None:
         self._streams = streams
         self._feeds: dict[Hashable, RoomFeed] = {}
 
@@ -267,13 +253,12 @@ class RoomFeeds:
         the room. Cancelling the caller (the operation's task) unfollows.
         """
         assert room.id is not None
-        if after_seq is not None and after_seq < 0:
-            raise BadUserInput("afterSeq must be 0 or more")
+        checked_after_seq(after_seq)
         key = (room.id, share_key)
         feed = self._feeds.get(key)
         if feed is None or not feed.running:
             feed = self._feeds[key] = RoomFeed(room.id, make_render(), self._streams)
-            feed.start(self._hub, self._messages)
+            feed.start()
         follower: Follower | None = None
         feed.joining += 1
         try:

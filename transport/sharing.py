@@ -4,19 +4,21 @@ graphql-core runs a subscription's selection once per subscriber per event. Two
 subscriptions render an event to the same payload when they send the same document
 and operation with the same values for every variable the selection reads below its
 root field, and no field below the root reads the viewer. Such subscriptions share
-one rendering per event (``services.room_feeds``); the rendering is the very
-execution graphql-core would run per event, with the event as the root value.
+one rendering per event (``transport.feeds``); the rendering is the very execution
+graphql-core would run per event, with the event as the root value.
 
-The socket handlers (``transport.handlers``) put the running operation's request
-and its socket into ``LIVE_OPERATION`` for the resolvers of that operation's task;
-outside a WebSocket operation there is nothing to share and the plain path serves.
+The socket handlers (``transport.handlers``) run each WebSocket operation with a
+``SocketOperation`` as its root value: the operation as its client sent it and the
+way to its socket. The messageAdded resolver hands the room to it
+(``schema.live.LiveOperation``); outside a WebSocket operation the root value is
+None and the plain path serves. This module and ``transport.handlers`` are the only
+ones that reach into strawberry's and graphql-core's internals (named where used).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Hashable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from inspect import isawaitable
@@ -40,26 +42,41 @@ from graphql import (
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
+from models import RoomDoc, UserDoc
 from schema.context import Context
 from schema.errors import with_code
 from schema.execution import PlopExecutionContext
-from services.room_feeds import PayloadSink
+from schema.types import Message
+from transport.feeds import PayloadSink, RoomFeeds
 
 DOCUMENT_ANALYSES = 1_024
+# strawberry's back-reference from a graphql-core field to its StrawberryField.
 DEFINITION = GraphQLCoreConverter.DEFINITION_BACKREF
 
 
 @dataclass(frozen=True, slots=True)
-class LiveOperation:
-    """A WebSocket operation as its client sent it, and the way to its socket."""
+class SocketOperation:
+    """A WebSocket operation as its client sent it, and the way to its socket.
+
+    The root value of the operation (``schema.live.LiveOperation``).
+    """
 
     query: str
     operation_name: str | None
     variables: dict[str, Any] | None
     sink: PayloadSink
+    schema: GraphQLSchema
+    context: Context
+    feeds: RoomFeeds
 
-
-LIVE_OPERATION: ContextVar[LiveOperation | None] = ContextVar("LIVE_OPERATION", default=None)
+    async def follow_room(self, room: RoomDoc, viewer: UserDoc, after_seq: int | None) -> bool:
+        """Streams the room's messages to the socket through a shared feed, until the
+        subscription ends; False at once if this operation cannot share."""
+        shared = shared_selection(self.schema, self, self.context, Message.from_data)
+        if shared is None:
+            return False
+        await self.feeds.follow(room, viewer, after_seq, shared.key, shared.make_render, self.sink)
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +179,7 @@ class SharedSelection:
 
 
 def shared_selection(
-    schema: GraphQLSchema, live: LiveOperation, context: Context, to_root: Callable[[Any], Any]
+    schema: GraphQLSchema, live: SocketOperation, context: Context, to_root: Callable[[Any], Any]
 ) -> SharedSelection | None:
     """The sharing of a validated subscription, or None if it cannot share.
 

@@ -1,0 +1,175 @@
+"""The one rule of live room delivery: exactly once, in order, no gaps, members only.
+
+A ``RoomStream`` turns one room's events (from the hub) and its stored messages into
+the sequence its readers may see. Both readers of a room use it: a single
+subscriber (``services.streams``) and a shared feed of many (``transport.feeds``).
+
+- It watches the room BEFORE it reads where the room stands and who is in it, so a
+  message stored or a member removed after those reads also arrives as an event.
+- It remembers the last seq it gave. An event at or below it is a duplicate (broker
+  redelivery, the relay, a replayed range) and is dropped; an event above last + 1
+  means events were missed (a lagging inbox, a failed publish), and the gap is read
+  from the store first.
+- Who is in the room is read from the store again before every read of stored
+  messages (after a lag or a gap), before a message whose sender was authorized
+  against a membership this stream has not seen (``MessageAdded.members_tag``), and
+  every ``recheck_seconds`` in any case, so a membership change whose event was
+  lost (the broker was down) still ends a leaver's stream. A ``MembersChanged``
+  event that removes members takes effect at once.
+
+Readers get ``Access`` steps, each before any message it concerns, and messages.
+A reader ends (FORBIDDEN) every viewer an ``Access`` does not allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Protocol
+
+from beanie import PydanticObjectId
+
+from pubsub import MembersChanged, MessageAdded, MessageData, room_route
+from services.fanout import LAGGED, FanoutHub, Inbox
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """Who is in a room, and the tag that changes with every change of it."""
+
+    member_ids: frozenset[str]
+    tag: str | None
+
+
+class RoomHistory(Protocol):
+    """What a room stream reads from the store."""
+
+    async def latest_seq(self, room_id: PydanticObjectId) -> int:
+        """The seq of the room's newest stored message; 0 for none."""
+        ...
+
+    async def stored_batch(
+        self, room_id: PydanticObjectId, after_seq: int, before_seq: int | None = None
+    ) -> list[MessageData]:
+        """Some stored messages with after_seq < seq (< before_seq), ascending; [] at the end."""
+        ...
+
+    async def membership(self, room_id: PydanticObjectId) -> Membership:
+        """Who is in the room now (nobody if it is gone)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may see the room from this step on.
+
+    ``members`` is everyone in the room when it was read from the store; None when
+    the step only says who was removed.
+    """
+
+    members: frozenset[str] | None
+    removed: frozenset[str] = frozenset()
+
+    def allows(self, viewer_id: str) -> bool:
+        if viewer_id in self.removed:
+            return False
+        return self.members is None or viewer_id in self.members
+
+
+Step = MessageData | Access
+
+
+class RoomStream:
+    """One room's ordered, gap-free, authorized steps, from a position on.
+
+    Open it with ``RoomStream.open`` (an async context manager); ``last`` is then the
+    position it starts from, and ``steps()`` yields the initial ``Access`` first.
+    """
+
+    def __init__(
+        self,
+        history: RoomHistory,
+        room_id: PydanticObjectId,
+        inbox: Inbox,
+        recheck_seconds: float,
+    ) -> None:
+        self._history = history
+        self._room_id = room_id
+        self._inbox = inbox
+        self._recheck_seconds = recheck_seconds
+        self._tag: str | None = None
+        self._next_check = 0.0
+        self.last = 0  # the seq of the last message given (or the start position)
+
+    @classmethod
+    async def open(
+        cls,
+        stack: AsyncExitStack,
+        hub: FanoutHub,
+        history: RoomHistory,
+        room_id: PydanticObjectId,
+        after_seq: int | None,
+        recheck_seconds: float,
+        *,
+        subscription: bool = True,
+    ) -> RoomStream:
+        """Watches the room, then reads where it stands; the stack's exit unwatches.
+
+        ``after_seq`` None starts at the newest stored message (live only).
+        ``subscription=False`` for a stream that serves many subscriptions.
+        """
+        inbox = stack.enter_context(
+            hub.watching(room_route(str(room_id)), subscription=subscription)
+        )
+        stream = cls(history, room_id, inbox, recheck_seconds)
+        stream.last = await history.latest_seq(room_id) if after_seq is None else after_seq
+        return stream
+
+    async def steps(self) -> AsyncIterator[Step]:
+        """Access, the stored messages after the start, then live steps, forever."""
+        async for step in self._from_store(before_seq=None):
+            yield step
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with asyncio.timeout_at(self._next_check):
+                    event = await self._inbox.get()
+            except TimeoutError:
+                yield await self._access()
+                continue
+            if event is LAGGED:
+                async for step in self._from_store(before_seq=None):
+                    yield step
+            elif isinstance(event, MembersChanged):
+                if event.removed:
+                    yield Access(members=None, removed=frozenset(event.removed))
+                # Whatever it changed, the tag known here is now stale.
+                self._tag = None
+            elif isinstance(event, MessageAdded) and event.message.seq > self.last:
+                seq = event.message.seq
+                if seq > self.last + 1:
+                    async for step in self._from_store(before_seq=seq):
+                        yield step
+                elif event.members_tag is not None and event.members_tag != self._tag:
+                    yield await self._access()
+                if seq > self.last:
+                    self.last = seq
+                    yield event.message
+            if loop.time() >= self._next_check:
+                yield await self._access()
+
+    async def _access(self) -> Access:
+        membership = await self._history.membership(self._room_id)
+        self._tag = membership.tag
+        self._next_check = asyncio.get_running_loop().time() + self._recheck_seconds
+        return Access(members=membership.member_ids)
+
+    async def _from_store(self, before_seq: int | None) -> AsyncIterator[Step]:
+        """Who may see the room, then the stored messages after ``last``."""
+        yield await self._access()
+        while batch := await self._history.stored_batch(self._room_id, self.last, before_seq):
+            for message in batch:
+                self.last = message.seq
+                yield message

@@ -1,0 +1,82 @@
+"""Leaving a room ends delivery, even when the leaver's stream lags behind a burst.
+
+The server here keeps tiny inboxes (two events) and re-reads membership on its
+timer only every two minutes, so what ends a leaver's stream in these tests is the
+membership event itself (never dropped for data) or the membership tag of a later
+message, not the timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from tests.support.chat import LEAVE, MESSAGE_ADDED, SEND, as_user, group_room, send
+from tests.support.clients import SUBPROTOCOLS, TRANSPORT_WS, call, http_session, sign_up
+from tests.support.raw_socket import raw_socket
+from tests.support.server import ServerProcess
+
+BURST = 40
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def lagging_server(real_env: dict[str, str]) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(
+        "lagging-inboxes",
+        {
+            **real_env,
+            "PLOP_SUBSCRIBER_QUEUE_EVENTS": "2",
+            "PLOP_MEMBERSHIP_CHECK_SECONDS": "120",
+        },
+    )
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def ended_forbidden(frames: list[dict[str, object]]) -> bool:
+    return any("FORBIDDEN" in repr(frame) for frame in frames)
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+async def test_a_member_who_leaves_while_lagging_gets_nothing_after_leaving(
+    lagging_server: ServerProcess, subprotocol: str
+) -> None:
+    alice, bob = await sign_up(lagging_server), await sign_up(lagging_server)
+    room_id = await group_room(lagging_server, alice, [bob])
+    async with raw_socket(lagging_server, subprotocol, bob.token) as socket:
+        await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id})
+        await send(lagging_server, alice, room_id, "first")
+        assert (await socket.frame())["payload"]["data"]["messageAdded"]["text"] == "first"
+
+        # A burst the consumer hands over in large batches: the two-event inbox
+        # overflows, and the leave's event lands among the dropped messages.
+        async with http_session(lagging_server, alice.token) as session:
+            burst = [
+                asyncio.create_task(call(session, SEND, r=room_id, t=f"burst {i}"))
+                for i in range(BURST)
+            ]
+            await asyncio.sleep(0)  # the burst is on its way before the leave
+            assert (await as_user(lagging_server, bob, LEAVE, r=room_id))["leaveRoom"] is True
+            await asyncio.gather(*burst)
+        await send(lagging_server, alice, room_id, "after leaving")
+
+        frames = []
+        async with asyncio.timeout(30):
+            while True:
+                frame = await socket.frame()
+                frames.append(frame)
+                if frame["type"] in ("complete", "error"):
+                    break
+        texts = [
+            frame["payload"]["data"]["messageAdded"]["text"]  # type: ignore[index]
+            for frame in frames
+            if frame["type"] in ("next", "data") and frame["payload"].get("data")  # type: ignore[union-attr]
+        ]
+        assert "after leaving" not in texts
+        assert ended_forbidden(frames), frames
+        if subprotocol == TRANSPORT_WS:
+            assert frames[-1]["type"] == "complete"
