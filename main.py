@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from app.runtime import open_runtime
 from schema.root import build_schema
-from services import Services
 from settings import Settings
 from transport.limits import BodySizeLimit
 from transport.router import graphql_router
@@ -22,8 +22,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Services.open(config) as services:
-            app.state.services = services  # the only shared state in the process
+        async with open_runtime(config) as runtime:
+            # The only shared state in the process: what resolvers and sockets reach.
+            app.state.services = runtime.services
+            app.state.live = runtime.live
             yield
 
     app = FastAPI(title="Plop", lifespan=lifespan, docs_url=None, redoc_url=None)

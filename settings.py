@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # from the database instead.
     subscriber_queue_events: int = 256
 
+    # How often a live room stream re-reads who is in the room even when no event
+    # says it changed (a membership change whose event was lost): the longest a
+    # leaver's open stream can outlive a broker outage.
+    membership_check_seconds: float = 10.0
+
     # How long a send waits for the broker before leaving the message to the relay.
     publish_timeout_seconds: float = 3.0
     # How often the relay looks for stored messages that were never published, and

@@ -85,14 +85,14 @@ def push_worker() -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from services import Services
+    from app.runtime import open_runtime
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signal_number, stop.set)
-        async with Services.open(settings):
+        async with open_runtime(settings):
             logging.getLogger("plop.push_worker").info("push worker running")
             await stop.wait()
 

@@ -23,9 +23,9 @@ async def log_in(info: Info, username: str, password: str) -> AuthPayload:
 
 
 async def log_out(info: Info) -> bool:
-    await require_viewer(info)
+    viewer = await require_viewer(info)
     assert info.context.token is not None
-    await info.context.services.accounts.log_out(info.context.token)
+    await info.context.services.accounts.log_out(info.context.token, viewer)
     return True
 
 

@@ -14,7 +14,7 @@ from models.time import as_utc
 from pubsub import MessageData
 from schema.context import Info
 from services.ids import parse_id
-from services.messages import message_data
+from services.message_data import message_data
 from services.paging import Page
 from services.presence import Presence as PresenceView
 
@@ -150,8 +150,8 @@ class Message:
             ),
             text=data.text,
             client_id=data.client_id,
-            created_at=datetime.fromisoformat(data.created_at),
-            edited_at=datetime.fromisoformat(data.edited_at) if data.edited_at else None,
+            created_at=data.created_at,
+            edited_at=data.edited_at,
             deleted=data.deleted,
         )
 

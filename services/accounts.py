@@ -12,9 +12,12 @@ from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
 from auth.passwords import DUMMY_PASSWORD_HASH, hash_password, verify_password
-from auth.sessions import SessionStore
+from auth.sessions import SessionInfo, SessionStore, session_id
 from errors import BadUserInput, Conflict, Unauthenticated
 from models import UserDoc
+from pubsub import SessionEnded
+from services.events import EventPublisher
+from services.fanout import FanoutHub
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9_.]{3,32}")
 MIN_PASSWORD_CHARS = 8
@@ -88,8 +91,10 @@ class Recent(Generic[T]):
 class AccountService:
     """The rules of accounts; sessions live in the ``SessionStore``."""
 
-    def __init__(self, sessions: SessionStore) -> None:
-        self._sessions = sessions
+    def __init__(self, sessions: SessionStore, publisher: EventPublisher, hub: FanoutHub) -> None:
+        self.sessions = sessions
+        self._publisher = publisher
+        self._hub = hub
         self._recent_users: Recent[UserDoc] = Recent(RECENT_USERS, RECENT_USER_SECONDS)
 
     async def sign_up(self, username: str, password: str, display_name: str | None) -> Session:
@@ -106,7 +111,7 @@ class AccountService:
             await user.insert()
         except DuplicateKeyError as exc:
             raise Conflict(f"username {name!r} is taken") from exc
-        return Session(token=await self._sessions.create(str(user.id)), user=user)
+        return Session(token=await self.sessions.create(str(user.id)), user=user)
 
     async def log_in(self, username: str, password: str) -> Session:
         """A new session; UNAUTHENTICATED, saying nothing more, if the pair is wrong."""
@@ -114,19 +119,38 @@ class AccountService:
         password_hash = user.password_hash if user else DUMMY_PASSWORD_HASH
         if not await verify_password(password_hash, password[:MAX_PASSWORD_CHARS]) or user is None:
             raise Unauthenticated("wrong username or password")
-        return Session(token=await self._sessions.create(str(user.id)), user=user)
+        return Session(token=await self.sessions.create(str(user.id)), user=user)
 
-    async def log_out(self, token: str) -> None:
-        """Revokes the token at once."""
-        await self._sessions.revoke(token)
+    async def log_out(self, token: str, user: UserDoc) -> None:
+        """Revokes the token at once and closes the session's sockets everywhere.
+
+        This instance's sockets close before this returns; other instances learn it
+        from the event (or, if the broker is down, from their next session check).
+        """
+        await self.sessions.revoke(token)
+        ended = SessionEnded(user_id=str(user.id), session_id=session_id(token))
+        self._hub.dispatch(ended)
+        await self._publisher.publish(ended)
 
     async def user_for_token(self, token: str | None) -> UserDoc:
         """The user whose valid session the token is; UNAUTHENTICATED otherwise."""
         if not token:
             raise Unauthenticated("sign in: this operation needs a session token")
-        user_id = await self._sessions.user_id_for(token)
+        user_id = await self.sessions.user_id_for(token)
         if not user_id:
             raise Unauthenticated("the session token is invalid, expired or revoked")
+        return await self._user(user_id)
+
+    async def open_session(self, token: str | None) -> tuple[UserDoc, SessionInfo]:
+        """The user and the live session of a socket's token; UNAUTHENTICATED otherwise."""
+        if not token:
+            raise Unauthenticated("sign in: this operation needs a session token")
+        session = await self.sessions.lookup(token)
+        if session is None:
+            raise Unauthenticated("the session token is invalid, expired or revoked")
+        return await self._user(session.user_id), session
+
+    async def _user(self, user_id: str) -> UserDoc:
         user = self._recent_users.get(user_id)
         if user is None:
             user = await UserDoc.get(PydanticObjectId(user_id))

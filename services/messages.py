@@ -1,4 +1,4 @@
-"""Messages: sending with a gap-free per-room seq, history, and the publish relay.
+"""Messages: sending with a gap-free per-room seq, and history.
 
 A sender tries seq = hint + 1, where the room's ``seq_hint`` is never above the newest
 stored seq, and walks up one at a time while the unique (room_id, seq) index refuses
@@ -13,19 +13,15 @@ import asyncio
 import logging
 import random
 import secrets
-import time
-from datetime import timedelta
 
 from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
 
 from errors import BadUserInput, Conflict, Unavailable
 from models import MessageDoc, RoomDoc, UserDoc
-from models.time import as_utc, utc_now
-from pubsub import MessageAdded, MessageData
 from services import sequence
-from services.events import EventPublisher
 from services.paging import Page, checked_page_size, decode_cursor, encode_cursor
+from services.relay import MessageRelay
 from services.rooms import RoomService
 
 logger = logging.getLogger(__name__)
@@ -37,7 +33,6 @@ DEFAULT_HISTORY_PAGE = 50
 # attempt means another message of the room was stored, so this is only reached
 # under a flood far beyond what one room sees.
 MAX_SEQ_ATTEMPTS = 200
-RELAY_BATCH = 500
 
 
 def message_cursor(message: MessageDoc) -> str:
@@ -51,79 +46,20 @@ def _cursor_seq(cursor: str) -> int:
     return int(value)
 
 
-# Shown for a sender whose account cannot be read, so that a message is never left
-# out of history or a stream (that would open a gap in its room's seqs).
-UNKNOWN_SENDER_NAME = "Unknown user"
-
-
-def message_data(message: MessageDoc, sender: UserDoc | None) -> MessageData:
-    """The message as events carry it."""
-    return MessageData(
-        id=str(message.id),
-        room_id=str(message.room_id),
-        seq=message.seq,
-        sender_id=str(message.sender_id),
-        sender_username=sender.username if sender else "",
-        sender_display_name=sender.display_name if sender else UNKNOWN_SENDER_NAME,
-        text="" if message.deleted else message.text,
-        client_id=message.client_id,
-        created_at=as_utc(message.created_at).isoformat(),
-        edited_at=as_utc(message.edited_at).isoformat() if message.edited_at else None,
-        deleted=message.deleted,
-    )
-
-
-class PublishedMarks:
-    """Records that messages were published, many in one update.
-
-    The flag only tells the relay what is left to publish, so it may trail the
-    publish a little: the relay flushes the marks before it looks, and a mark lost
-    with the process makes the relay publish that message once more, which
-    subscribers drop by seq and push drops by its delivery keys.
-    """
-
-    def __init__(self) -> None:
-        self._ids: list[PydanticObjectId] = []
-
-    def add(self, message_id: PydanticObjectId) -> None:
-        self._ids.append(message_id)
-
-    async def flush(self) -> None:
-        ids, self._ids = self._ids, []
-        if not ids:
-            return
-        try:
-            await MessageDoc.find({"_id": {"$in": ids}}).update_many({"$set": {"published": True}})
-        except Exception:
-            self._ids.extend(ids)  # kept for the next flush
-            raise
-
-    async def flush_forever(self, interval_seconds: float) -> None:
-        while True:
-            await asyncio.sleep(interval_seconds)
-            try:
-                await self.flush()
-            except Exception:
-                logger.exception("marking messages published failed; retrying")
-
-
 class MessageService:
     """The rules of messages."""
 
     def __init__(
         self,
-        publisher: EventPublisher,
+        relay: MessageRelay,
         rooms: RoomService,
         max_text_chars: int,
         max_client_id_chars: int,
     ) -> None:
-        self._publisher = publisher
+        self._relay = relay
         self._rooms = rooms
         self._max_text_chars = max_text_chars
         self._max_client_id_chars = max_client_id_chars
-        self.published_marks = PublishedMarks()
-        # When a publish last failed here (monotonic), so the relay knows to look soon.
-        self.last_publish_failure = time.monotonic()
 
     def _check(self, text: str, client_id: str | None) -> None:
         if not text.strip():
@@ -169,7 +105,7 @@ class MessageService:
         else:
             raise Unavailable("the room is too busy right now; retry the same clientId")
         await self._rooms.stored_message(room.id, message.seq, message.created_at)
-        await self._publish(message, sender)
+        await self._relay.publish(message, sender, room.members_tag)
         return message
 
     async def _earlier_send(self, key: str, room: RoomDoc) -> MessageDoc | None:
@@ -180,16 +116,8 @@ class MessageService:
         if earlier.room_id != room.id:
             raise Conflict("this clientId was already used for a message in another room")
         if not earlier.published:
-            await self._publish(earlier, await UserDoc.get(earlier.sender_id))
+            await self._relay.publish(earlier, await UserDoc.get(earlier.sender_id))
         return earlier
-
-    async def _publish(self, message: MessageDoc, sender: UserDoc | None) -> None:
-        if await self._publisher.publish(MessageAdded(message_data(message, sender))):
-            assert message.id is not None
-            self.published_marks.add(message.id)
-            message.published = True
-        else:
-            self.last_publish_failure = time.monotonic()
 
     async def latest_seq(self, room_id: PydanticObjectId) -> int:
         """The seq of the room's newest message; 0 for an empty room."""
@@ -249,29 +177,3 @@ class MessageService:
         )
         page = list(reversed(rows[:size]))
         return Page(page, has_next_page=before is not None, has_previous_page=len(rows) > size)
-
-    async def relay_unpublished(self, grace: timedelta) -> int:
-        """Publishes stored messages that a failed send left unpublished; returns how many."""
-        cutoff = utc_now() - grace
-        await self.published_marks.flush()
-        stale = (
-            await MessageDoc.find({"published": False, "created_at": {"$lt": cutoff}})
-            .sort([("room_id", SortDirection.ASCENDING), ("seq", SortDirection.ASCENDING)])
-            .limit(RELAY_BATCH)
-            .to_list()
-        )
-        if not stale:
-            return 0
-        senders = {
-            user.id: user
-            for user in await UserDoc.find(
-                {"_id": {"$in": list({m.sender_id for m in stale})}}
-            ).to_list()
-        }
-        relayed = 0
-        for message in stale:
-            await self._publish(message, senders.get(message.sender_id))
-            relayed += message.published
-        if relayed:
-            logger.info("relayed unpublished messages", extra={"count": relayed})
-        return relayed

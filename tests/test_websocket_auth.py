@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import websockets
-from gql import GraphQLRequest
-from gql.transport.exceptions import TransportQueryError
 
 from tests.support.clients import (
     SUBPROTOCOLS,
@@ -119,21 +117,6 @@ async def test_subscribe_before_connection_init_is_refused(
                 async for frame in socket:
                     assert json.loads(frame)["type"] not in ("next", "data")
     assert socket.close_code == 4401
-
-
-@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
-async def test_logged_out_socket_starts_no_new_subscription(
-    any_server: ServerProcess, subprotocol: str
-) -> None:
-    viewer = await sign_up(any_server)
-    async with ws_session(any_server, subprotocol, viewer.token) as session:
-        async with http_session(any_server, viewer.token) as http:
-            await call(http, "mutation { logOut }")
-        with pytest.raises(TransportQueryError) as refused:
-            async for _ in session.subscribe(GraphQLRequest(ROOM_ADDED)):
-                break
-    assert refused.value.errors is not None
-    assert refused.value.errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

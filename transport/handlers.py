@@ -1,11 +1,19 @@
 """Strawberry's two WebSocket protocol handlers, with Plop's socket rules.
 
 Both protocols: frames go through a ``QueuedWebSocket``; open sockets and active
-operations are counted for /metrics; each operation's task carries its request and
-a ``OperationFrames`` sink in ``LIVE_OPERATION``, so a subscription that shares its
-rendering with others (``schema.shared_execution``) writes pre-encoded frames. The
-legacy ``graphql-ws`` handler also gets the ``connection_init`` deadline that
-strawberry gives only to graphql-transport-ws.
+operations are counted for /metrics; each operation runs with a
+``transport.sharing.SocketOperation`` as its root value, so a subscription that
+shares its rendering with others writes pre-encoded frames; once connection_init is
+accepted the socket is watched under its session (``transport.sessions``) and
+closes when the session ends (4401 on graphql-transport-ws, ``connection_error``
+then a close on graphql-ws), with nothing more delivered. The legacy ``graphql-ws``
+handler also gets the ``connection_init`` deadline that strawberry gives only to
+graphql-transport-ws.
+
+Strawberry's private names used here (pinned minor version, tests on both
+subprotocols): the handlers' ``websocket``, ``context``, ``schema``, ``operations``
+and ``tasks`` attributes, ``run_operation``/``handle_async_results`` (which read
+``root_value`` before their first await), and ``handle_connection_init``.
 """
 
 from __future__ import annotations
@@ -13,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
+from graphql import GraphQLSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -25,12 +35,32 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 
 from observability.metrics import OPEN_WEBSOCKETS
 from schema.context import Context
-from schema.shared_execution import LIVE_OPERATION, LiveOperation
+from transport.feeds import RoomFeeds
+from transport.sessions import SocketSessions, WatchedSocket
+from transport.sharing import SocketOperation
 from transport.socket_writer import QueuedWebSocket
 
 logger = logging.getLogger(__name__)
 
 INIT_TIMEOUT_CODE = 4408
+SESSION_ENDED_CODE = 4401
+SESSION_ENDED_REASON = "Session ended: log in again"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTransport:
+    """What the socket handlers share in one process: room feeds and session watch."""
+
+    feeds: RoomFeeds
+    sockets: SocketSessions
+
+
+class SocketContext(Context):
+    """The context of one socket for its whole life."""
+
+    def __init__(self, services: Any, live: LiveTransport) -> None:
+        super().__init__(services, token=None, over_websocket=True)
+        self.live = live
 
 
 class OperationFrames:
@@ -53,54 +83,103 @@ def frame_prefix(fields: dict[str, str]) -> str:
     return json.dumps({**fields, "payload": None}).removesuffix("null}")
 
 
-def _queue_frames(handler: Any) -> QueuedWebSocket:
-    context: Context = handler.context
-    queued = QueuedWebSocket(handler.websocket, context.services.settings.socket_send_queue_frames)
-    handler.websocket = queued
-    return queued
+class _SocketRules:
+    """What both protocol handlers add to strawberry's: queue, session, operations."""
+
+    context: Context
+    schema: Any
+    websocket: Any
+
+    @property
+    def _live(self) -> LiveTransport:
+        context = self.context
+        assert isinstance(context, SocketContext), "sockets get a SocketContext (context_for)"
+        return context.live
+
+    def _start_socket(self) -> None:
+        self._queued = QueuedWebSocket(
+            self.websocket, self.context.services.settings.socket_send_queue_frames
+        )
+        self.websocket = self._queued
+        self._watched: WatchedSocket | None = None
+
+    def _watch_session(self) -> None:
+        session = self.context.session
+        if session is not None and self._watched is None:
+            self._watched = self._live.sockets.watch(session, self._session_ended)
+
+    def _session_ended(self) -> None:
+        logger.info("closing the sockets of an ended session")
+        self._ending = asyncio.get_running_loop().create_task(
+            self._queued.end(SESSION_ENDED_CODE, SESSION_ENDED_REASON, self._ended_frame())
+        )
+
+    def _ended_frame(self) -> Mapping[str, object] | None:
+        return None
+
+    def _operation(
+        self, query: str, operation_name: str | None, variables: Any, frames: OperationFrames
+    ) -> SocketOperation:
+        graphql_schema: GraphQLSchema = self.schema._schema  # strawberry's graphql-core schema
+        return SocketOperation(
+            query,
+            operation_name,
+            variables,
+            frames,
+            graphql_schema,
+            self.context,
+            self._live.feeds,
+        )
+
+    async def _end_socket(self) -> None:
+        OPEN_WEBSOCKETS.dec()
+        if self._watched is not None:
+            self._live.sockets.unwatch(self._watched)
+        await self._queued.shutdown()
+        try:
+            await self.context.end_presence()
+        except Exception:
+            # The sweep takes the user OFFLINE when this connection expires instead.
+            logger.exception("presence unregistration failed")
 
 
-async def _end_presence(context: Context) -> None:
-    try:
-        await context.end_presence()
-    except Exception:
-        # The sweep takes the user OFFLINE when this connection expires instead.
-        logger.exception("presence unregistration failed")
-
-
-class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws (the current protocol)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._queued = _queue_frames(self)
+        self._start_socket()
 
     async def handle(self) -> None:
         OPEN_WEBSOCKETS.inc()
         try:
             await super().handle()
         finally:
-            OPEN_WEBSOCKETS.dec()
-            await self._queued.shutdown()
-            await _end_presence(self.context)
+            await self._end_socket()
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self._watch_session()
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         prefix = frame_prefix({"id": operation.id, "type": "next"})
         frames = OperationFrames(
             self._queued, prefix, lambda: self.operations.get(operation.id) is operation
         )
-        LIVE_OPERATION.set(
-            LiveOperation(operation.query, operation.operation_name, operation.variables, frames)
+        # strawberry reads root_value before its first await: this operation's own.
+        self.root_value = self._operation(  # type: ignore[assignment]
+            operation.query, operation.operation_name, operation.variables, frames
         )
         await super().run_operation(operation)
 
 
-class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
     """graphql-ws (the legacy subscriptions-transport-ws protocol)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._queued = _queue_frames(self)
+        self._start_socket()
 
     async def handle(self) -> None:
         OPEN_WEBSOCKETS.inc()
@@ -108,12 +187,19 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         try:
             await super().handle()
         finally:
-            OPEN_WEBSOCKETS.dec()
             deadline.cancel()
             with suppress(asyncio.CancelledError):
                 await deadline
-            await self._queued.shutdown()
-            await _end_presence(self.context)
+            await self._end_socket()
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self._watch_session()
+
+    def _ended_frame(self) -> Mapping[str, object] | None:
+        error = {"message": SESSION_ENDED_REASON, "extensions": {"code": "UNAUTHENTICATED"}}
+        return {"type": "connection_error", "payload": error}
 
     async def handle_async_results(
         self,
@@ -125,7 +211,10 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         task = asyncio.current_task()
         prefix = frame_prefix({"type": "data", "id": operation_id})
         frames = OperationFrames(self._queued, prefix, lambda: self.tasks.get(operation_id) is task)
-        LIVE_OPERATION.set(LiveOperation(query, operation_name, variables, frames))
+        # strawberry reads root_value before its first await: this operation's own.
+        self.root_value = self._operation(  # type: ignore[assignment]
+            query, operation_name, variables, frames
+        )
         await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def _close_without_init(self) -> None:

@@ -16,7 +16,7 @@ from schema.context import Context
 from schema.errors import plop_error_for
 from services import Services
 from settings import Settings
-from transport.handlers import LegacyWSHandler, TransportWSHandler
+from transport.handlers import LegacyWSHandler, LiveTransport, SocketContext, TransportWSHandler
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,10 @@ def token_from_connection_params(params: object) -> str | None:
 async def context_for(connection: HTTPConnection) -> Context:
     """The context of one HTTP request, or of one socket for its whole life."""
     services: Services = connection.app.state.services
-    over_websocket = connection.scope["type"] == "websocket"
-    token = None if over_websocket else bearer_token(connection.headers.get("authorization"))
-    return Context(services, token, over_websocket)
+    if connection.scope["type"] == "websocket":
+        live: LiveTransport = connection.app.state.live
+        return SocketContext(services, live)
+    return Context(services, bearer_token(connection.headers.get("authorization")), False)
 
 
 class PlopGraphQLRouter(GraphQLRouter[Context, None]):
@@ -62,7 +63,9 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
         """Refuses a socket whose connection_init carries no valid session token."""
         context.token = token_from_connection_params(context.connection_params)
         try:
-            context.viewer = await context.services.accounts.user_for_token(context.token)
+            context.viewer, context.session = await context.services.accounts.open_session(
+                context.token
+            )
         except Exception as exc:
             error = plop_error_for(exc)
             if error is None:

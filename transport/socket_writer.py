@@ -40,6 +40,7 @@ class QueuedWebSocket:
         self._writing = False  # a frame taken off the deque is being written
         self._drained: asyncio.Future[None] | None = None  # what close() waits on
         self._closed = False
+        self._ended = False
         self._aborting: asyncio.Task[None] | None = None
         self._writer = asyncio.create_task(self._write())
         # Plain text goes straight to the socket; anything else is encoded by strawberry.
@@ -83,6 +84,23 @@ class QueuedWebSocket:
                     await self._drained
         await self._stop_writer()
         with suppress(Exception):  # the peer may be gone already
+            await self._adapter.close(code, reason)
+
+    async def end(
+        self, code: int, reason: str, last_frame: Mapping[str, object] | None = None
+    ) -> None:
+        """Closes at once: frames still queued are dropped, ``last_frame`` goes first.
+
+        For a socket whose session ended: nothing queued for it may reach the peer.
+        """
+        if self._ended:
+            return
+        self._ended = self._closed = True
+        self._frames.clear()
+        await self._stop_writer()
+        with suppress(Exception):  # the peer may be gone already
+            if last_frame is not None:
+                await self._adapter.send_json(last_frame)
             await self._adapter.close(code, reason)
 
     async def _abort(self, code: int, reason: str) -> None:

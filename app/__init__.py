@@ -1,0 +1,1 @@
+"""The composition of one Plop process: backends, services, transport and background work."""

@@ -1,0 +1,136 @@
+"""Publishing stored messages, and again what a failed publish left behind.
+
+A message is stored first, then published. A publish that fails (the broker is down
+or slow) leaves the message's ``published`` flag false; the relay publishes such
+messages once they are older than a grace period (so that a send in flight is not
+doubled), in seq order per room. Subscribers drop what they already have by seq,
+and push drops it by its delivery keys, so a message published twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+
+from beanie import PydanticObjectId, SortDirection
+
+from models import MessageDoc, UserDoc
+from models.time import utc_now
+from pubsub import MessageAdded
+from services.events import EventPublisher
+from services.message_data import message_data
+
+logger = logging.getLogger(__name__)
+
+RELAY_BATCH = 500
+
+
+class PublishedMarks:
+    """Records that messages were published, many in one update.
+
+    The flag only tells the relay what is left to publish, so it may trail the
+    publish a little: the relay flushes the marks before it looks, and a mark lost
+    with the process makes the relay publish that message once more, which
+    subscribers drop by seq and push drops by its delivery keys.
+    """
+
+    def __init__(self) -> None:
+        self._ids: list[PydanticObjectId] = []
+
+    def add(self, message_id: PydanticObjectId) -> None:
+        self._ids.append(message_id)
+
+    async def flush(self) -> None:
+        ids, self._ids = self._ids, []
+        if not ids:
+            return
+        try:
+            await MessageDoc.find({"_id": {"$in": ids}}).update_many({"$set": {"published": True}})
+        except Exception:
+            self._ids.extend(ids)  # kept for the next flush
+            raise
+
+    async def flush_forever(self, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("marking messages published failed; retrying")
+
+
+class MessageRelay:
+    """Publishes messages, marks them published, and relays what was left behind."""
+
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        *,
+        grace_seconds: float,
+        interval_seconds: float,
+        idle_interval_seconds: float,
+    ) -> None:
+        self._publisher = publisher
+        self._grace = timedelta(seconds=grace_seconds)
+        self._interval = interval_seconds
+        self._idle_interval = idle_interval_seconds
+        self.marks = PublishedMarks()
+        # When a publish last failed here (monotonic), so the relay knows to look soon.
+        self.last_failure = time.monotonic()
+
+    async def publish(
+        self, message: MessageDoc, sender: UserDoc | None, members_tag: str | None = None
+    ) -> None:
+        """Publishes a stored message; on failure it is left to the relay."""
+        event = MessageAdded(message_data(message, sender), members_tag)
+        if await self._publisher.publish(event):
+            assert message.id is not None
+            self.marks.add(message.id)
+            message.published = True
+        else:
+            self.last_failure = time.monotonic()
+
+    async def relay_unpublished(self) -> int:
+        """Publishes stored messages that a failed send left unpublished; returns how many."""
+        cutoff = utc_now() - self._grace
+        await self.marks.flush()
+        stale = (
+            await MessageDoc.find({"published": False, "created_at": {"$lt": cutoff}})
+            .sort([("room_id", SortDirection.ASCENDING), ("seq", SortDirection.ASCENDING)])
+            .limit(RELAY_BATCH)
+            .to_list()
+        )
+        if not stale:
+            return 0
+        senders = {
+            user.id: user
+            for user in await UserDoc.find(
+                {"_id": {"$in": list({m.sender_id for m in stale})}}
+            ).to_list()
+        }
+        relayed = 0
+        for message in stale:
+            await self.publish(message, senders.get(message.sender_id))
+            relayed += message.published
+        if relayed:
+            logger.info("relayed unpublished messages", extra={"count": relayed})
+        return relayed
+
+    async def relay_forever(self) -> None:
+        """Relays until cancelled: often while this instance's publishes fail (until
+        the grace after the last failure has passed and a pass found nothing),
+        seldom otherwise (what a crashed instance left behind)."""
+        # A failure keeps the relay looking often until its message is surely taken.
+        busy_for = self._grace.total_seconds() + 2 * self._interval
+        while True:
+            try:
+                relayed = await self.relay_unpublished()
+            except Exception:
+                logger.exception("relay pass failed; retrying")
+                relayed = 1
+            recent_failure = time.monotonic() - self.last_failure < busy_for
+            await asyncio.sleep(
+                self._interval if relayed or recent_failure else self._idle_interval
+            )
