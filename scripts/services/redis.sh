@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The redis service: Debian's redis-server package, run on 127.0.0.1:PLOP_REDIS_PORT
-# with <state>/redis as its working directory.
+# with its append-only file in <state>/redis, so sessions survive a restart.
 # Implements the service functions described in supervisor.sh. Sourced, never run.
 
 REDIS_PORT=${PLOP_REDIS_PORT:-6379}
@@ -37,9 +37,12 @@ redis_install() {
 
 redis_launch() { # dir timeout
   local dir=$1
+  # Persistence is the append-only file alone (appendonlydir/ in the state
+  # dir), fsynced once a second: a restart keeps sessions and loses at most
+  # the last second of writes on a crash. No RDB snapshots on top of it.
   spawn_service redis \
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
-    --save '' --appendonly no --dir "$dir" --daemonize no
+    --appendonly yes --appendfsync everysec --save '' --dir "$dir" --daemonize no
 }
 
 redis_ready() {
