@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Coroutine
 from contextlib import aclosing
@@ -53,16 +54,32 @@ def serve(host: str | None, port: int | None) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    listener = _listen(settings.host, settings.port)
     from main import create_app
 
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
         ws_max_size=settings.max_websocket_message_bytes,
         log_level=settings.log_level.lower(),
         lifespan="on",
     )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound before any backend is opened, so that a
+    port in use fails at once with one clear line instead of after a full start."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
 
 
 @main.command(

@@ -69,6 +69,7 @@ class Services:
             heartbeat_seconds=settings.presence_heartbeat_seconds,
             grace_seconds=settings.presence_grace_seconds,
             sweep_seconds=settings.presence_sweep_seconds,
+            namespace=settings.topic_prefix,
         )
         return cls(
             settings=settings,

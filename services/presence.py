@@ -1,9 +1,9 @@
 """Online presence: connections in Redis, ONLINE at the first, OFFLINE after the last.
 
 Each authenticated socket is a member of its user's connection set
-(``plop:presence:conns:<user>``, scored by when it expires unless refreshed). The
+(``<namespace>:presence:conns:<user>``, scored by when it expires unless refreshed). The
 instance that holds the socket refreshes it every heartbeat. The user's state hash
-says ONLINE or OFFLINE, and ``plop:presence:due`` says when each user must be
+says ONLINE or OFFLINE, and ``<namespace>:presence:due`` says when each user must be
 checked next. Every change happens inside one Lua script, so instances racing on
 the same user (a phone connecting while a sweeper runs) see one consistent order,
 and only the caller that made a transition publishes it.
@@ -40,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 ONLINE = "ONLINE"
 OFFLINE = "OFFLINE"
-_PREFIX = "plop:presence:"
-_DUE = _PREFIX + "due"
 SWEEP_BATCH = 200
 
 # KEYS: conns, state, due. ARGV: connection, now, expires_at, user.
@@ -99,14 +97,6 @@ return offline
 """
 
 
-def _conns(user_id: str) -> str:
-    return f"{_PREFIX}conns:{user_id}"
-
-
-def _state(user_id: str) -> str:
-    return f"{_PREFIX}state:{user_id}"
-
-
 def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromtimestamp(float(value), UTC) if value else None
 
@@ -137,7 +127,12 @@ class PresenceService:
         heartbeat_seconds: float,
         grace_seconds: float,
         sweep_seconds: float,
+        namespace: str = "plop",
     ) -> None:
+        # Keys live under the deployment's namespace (its topic prefix): deployments
+        # that share a Redis keep their presence apart, as they do their events.
+        self._prefix = f"{namespace}:presence:"
+        self._due = self._prefix + "due"
         self._redis = redis
         self._publisher = publisher
         self._hub = hub
@@ -151,6 +146,12 @@ class PresenceService:
         self._sweep_script = redis.register_script(_SWEEP)
         self._local: dict[str, set[str]] = defaultdict(set)  # user -> this instance's sockets
 
+    def _conns(self, user_id: str) -> str:
+        return f"{self._prefix}conns:{user_id}"
+
+    def _state(self, user_id: str) -> str:
+        return f"{self._prefix}state:{user_id}"
+
     async def connected(self, user_id: str) -> str:
         """Registers a socket of the user; returns its connection id."""
         connection = secrets.token_hex(8)
@@ -161,7 +162,7 @@ class PresenceService:
     async def _register(self, user_id: str, connection: str) -> None:
         now = time.time()
         came_online = await self._connect_script(
-            keys=[_conns(user_id), _state(user_id), _DUE],
+            keys=[self._conns(user_id), self._state(user_id), self._due],
             args=[connection, now, now + self._ttl, user_id],
         )
         if came_online:
@@ -176,7 +177,7 @@ class PresenceService:
                 del self._local[user_id]
         now = time.time()
         await self._disconnect_script(
-            keys=[_conns(user_id), _state(user_id), _DUE],
+            keys=[self._conns(user_id), self._state(user_id), self._due],
             args=[connection, now, now + self._grace, user_id],
         )
 
@@ -202,7 +203,9 @@ class PresenceService:
 
     async def sweep(self) -> int:
         """One sweep; returns how many users went OFFLINE."""
-        result = await self._sweep_script(keys=[_DUE], args=[time.time(), SWEEP_BATCH, _PREFIX])
+        result = await self._sweep_script(
+            keys=[self._due], args=[time.time(), SWEEP_BATCH, self._prefix]
+        )
         pairs = list(result)
         for user_id, seen in zip(pairs[::2], pairs[1::2], strict=True):
             last_seen = _timestamp(str(seen))
@@ -214,7 +217,7 @@ class PresenceService:
 
     async def current(self, user_id: str) -> Presence:
         """The user's presence as stored now."""
-        status, seen = await self._redis.hmget(_state(user_id), ["status", "last_seen"])
+        status, seen = await self._redis.hmget(self._state(user_id), ["status", "last_seen"])
         if status == ONLINE:
             return Presence(user_id, ONLINE, None)
         return Presence(user_id, OFFLINE, _timestamp(None if seen is None else str(seen)))

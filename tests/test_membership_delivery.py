@@ -72,9 +72,9 @@ async def test_a_member_who_leaves_while_lagging_gets_nothing_after_leaving(
                 if frame["type"] in ("complete", "error"):
                     break
         texts = [
-            frame["payload"]["data"]["messageAdded"]["text"]  # type: ignore[index]
+            frame["payload"]["data"]["messageAdded"]["text"]
             for frame in frames
-            if frame["type"] in ("next", "data") and frame["payload"].get("data")  # type: ignore[union-attr]
+            if frame["type"] in ("next", "data") and frame["payload"].get("data")
         ]
         assert "after leaving" not in texts
         assert ended_forbidden(frames), frames
