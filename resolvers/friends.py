@@ -9,7 +9,7 @@ import strawberry
 from models import FriendRequestDoc
 from resolvers.access import require_viewer
 from schema.context import Info
-from schema.types import FriendRequest, FriendRequestStatus, Presence, User
+from schema.types import FriendRequest, Presence, User
 from services.ids import parse_id
 
 
@@ -19,7 +19,7 @@ async def _friend_request(info: Info, request: FriendRequestDoc) -> FriendReques
         id=strawberry.ID(str(request.id)),
         from_=User.from_doc(users[request.from_id]),
         to=User.from_doc(users[request.to_id]),
-        status=FriendRequestStatus(request.status.value),
+        status=request.status,
         created_at=request.created_at,
     )
 

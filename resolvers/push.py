@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from models.push import PushPlatform as PlatformValue
+from models.push import PushPlatform
 from resolvers.access import require_viewer
 from schema.context import Info
-from schema.types import PushDevice, PushPlatform
+from schema.types import PushDevice
 
 
 async def register_push_device(info: Info, platform: PushPlatform, token: str) -> PushDevice:
     viewer = await require_viewer(info)
-    device = await info.context.services.devices.register(
-        viewer, PlatformValue(platform.value), token
-    )
+    device = await info.context.services.devices.register(viewer, platform, token)
     return PushDevice.from_doc(device)
 
 

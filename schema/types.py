@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 import strawberry
 
 from models import MessageDoc, PushDeviceDoc, RoomDoc, UserDoc
-from models.room import RoomKind as RoomKindValue
+from models.friend import FriendRequestStatus
+from models.push import PushPlatform
+from models.room import RoomKind
 from models.time import as_utc
 from pubsub import MessageData
 from schema.context import Info
@@ -17,31 +18,11 @@ from services.ids import parse_id
 from services.message_data import message_data
 from services.paging import Page
 from services.presence import Presence as PresenceView
+from services.presence import PresenceStatus
 
-
-@strawberry.enum(name="RoomKind")
-class RoomKind(Enum):
-    DIRECT = "DIRECT"
-    GROUP = "GROUP"
-
-
-@strawberry.enum(name="PresenceStatus")
-class PresenceStatus(Enum):
-    ONLINE = "ONLINE"
-    OFFLINE = "OFFLINE"
-
-
-@strawberry.enum(name="FriendRequestStatus")
-class FriendRequestStatus(Enum):
-    PENDING = "PENDING"
-    ACCEPTED = "ACCEPTED"
-    DECLINED = "DECLINED"
-
-
-@strawberry.enum(name="PushPlatform")
-class PushPlatform(Enum):
-    FCM = "FCM"
-    WEBHOOK = "WEBHOOK"
+# The enums are the models' and services' own, served under the contract's names.
+for _enum in (RoomKind, PresenceStatus, FriendRequestStatus, PushPlatform):
+    strawberry.enum(_enum, name=_enum.__name__)
 
 
 @strawberry.type
@@ -55,7 +36,7 @@ class PushDevice:
     def from_doc(cls, device: PushDeviceDoc) -> PushDevice:
         return cls(
             id=strawberry.ID(str(device.id)),
-            platform=PushPlatform(device.platform.value),
+            platform=device.platform,
             token=device.token,
             created_at=as_utc(device.created_at),
         )
@@ -73,7 +54,7 @@ class Presence:
     def from_service(cls, presence: PresenceView) -> Presence:
         return cls(
             user_id=strawberry.ID(presence.user_id),
-            status=PresenceStatus(presence.status),
+            status=presence.status,
             last_seen_at=presence.last_seen_at,
         )
 
@@ -172,7 +153,7 @@ class Room:
     def from_doc(cls, room: RoomDoc) -> Room:
         return cls(
             id=strawberry.ID(str(room.id)),
-            kind=RoomKind(room.kind.value if isinstance(room.kind, RoomKindValue) else room.kind),
+            kind=room.kind,
             title=room.title,
             created_at=as_utc(room.created_at),
             doc=room,

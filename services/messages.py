@@ -116,7 +116,8 @@ class MessageService:
         if earlier.room_id != room.id:
             raise Conflict("this clientId was already used for a message in another room")
         if not earlier.published:
-            await self._relay.publish(earlier, await UserDoc.get(earlier.sender_id))
+            sender = await UserDoc.get(earlier.sender_id)
+            await self._relay.publish(earlier, sender, room.members_tag)
         return earlier
 
     async def latest_seq(self, room_id: PydanticObjectId) -> int:

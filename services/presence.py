@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from beanie import PydanticObjectId
 from redis.asyncio import Redis
@@ -38,8 +39,14 @@ from services.friends import FriendService
 
 logger = logging.getLogger(__name__)
 
-ONLINE = "ONLINE"
-OFFLINE = "OFFLINE"
+
+class PresenceStatus(StrEnum):
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+
+
+ONLINE = PresenceStatus.ONLINE
+OFFLINE = PresenceStatus.OFFLINE
 SWEEP_BATCH = 200
 
 # KEYS: conns, state, due. ARGV: connection, now, expires_at, user.
@@ -104,13 +111,13 @@ def _timestamp(value: str | None) -> datetime | None:
 @dataclass(frozen=True, slots=True)
 class Presence:
     user_id: str
-    status: str
+    status: PresenceStatus
     last_seen_at: datetime | None
 
     @classmethod
     def from_event(cls, event: PresenceChanged) -> Presence:
         seen = datetime.fromisoformat(event.last_seen_at) if event.last_seen_at else None
-        return cls(event.user_id, event.status, seen)
+        return cls(event.user_id, PresenceStatus(event.status), seen)
 
 
 class PresenceService:

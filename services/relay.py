@@ -15,8 +15,9 @@ import time
 from datetime import timedelta
 
 from beanie import PydanticObjectId, SortDirection
+from pydantic import BaseModel, Field
 
-from models import MessageDoc, UserDoc
+from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
 from pubsub import MessageAdded
 from services.events import EventPublisher
@@ -25,6 +26,13 @@ from services.message_data import message_data
 logger = logging.getLogger(__name__)
 
 RELAY_BATCH = 500
+
+
+class _RoomTag(BaseModel):
+    """Projection: a room's id and membership tag."""
+
+    id: PydanticObjectId = Field(alias="_id")
+    members_tag: str | None = None
 
 
 class PublishedMarks:
@@ -110,9 +118,17 @@ class MessageRelay:
                 {"_id": {"$in": list({m.sender_id for m in stale})}}
             ).to_list()
         }
+        # The rooms' membership tags as they are now: a stream that knows an older one
+        # re-reads who is in the room before it delivers (services.room_stream).
+        tags = {
+            room.id: room.members_tag
+            for room in await RoomDoc.find({"_id": {"$in": list({m.room_id for m in stale})}})
+            .project(_RoomTag)
+            .to_list()
+        }
         relayed = 0
         for message in stale:
-            await self.publish(message, senders.get(message.sender_id))
+            await self.publish(message, senders.get(message.sender_id), tags.get(message.room_id))
             relayed += message.published
         if relayed:
             logger.info("relayed unpublished messages", extra={"count": relayed})

@@ -18,6 +18,7 @@ from tests.support.chat import LEAVE, MESSAGE_ADDED, SEND, as_user, group_room, 
 from tests.support.clients import SUBPROTOCOLS, TRANSPORT_WS, call, http_session, sign_up
 from tests.support.raw_socket import raw_socket
 from tests.support.server import ServerProcess
+from tests.support.services import services_script
 
 BURST = 40
 
@@ -80,3 +81,29 @@ async def test_a_member_who_leaves_while_lagging_gets_nothing_after_leaving(
         assert ended_forbidden(frames), frames
         if subprotocol == TRANSPORT_WS:
             assert frames[-1]["type"] == "complete"
+
+
+async def test_a_leave_while_the_broker_is_down_still_ends_the_leavers_stream(
+    lagging_server: ServerProcess,
+) -> None:
+    """The leave's event is lost with the broker; the next message carries the
+    room's new membership tag, so the leaver's stream re-reads it and ends."""
+    alice, carol = await sign_up(lagging_server), await sign_up(lagging_server)
+    room_id = await group_room(lagging_server, alice, [carol])
+    async with raw_socket(lagging_server, TRANSPORT_WS, carol.token) as socket:
+        await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id})
+        await send(lagging_server, alice, room_id, "before")
+        assert (await socket.frame())["payload"]["data"]["messageAdded"]["text"] == "before"
+        await asyncio.to_thread(services_script, "stop", "kafka")
+        try:
+            assert (await as_user(lagging_server, carol, LEAVE, r=room_id))["leaveRoom"] is True
+        finally:
+            await asyncio.to_thread(services_script, "start", "kafka", timeout=300)
+        await send(lagging_server, alice, room_id, "after leaving")
+        frames = []
+        async with asyncio.timeout(90):
+            while (frame := await socket.frame(within=90))["type"] not in ("complete", "error"):
+                frames.append(frame)
+        frames.append(frame)
+        assert ended_forbidden(frames), frames
+        assert "after leaving" not in repr(frames)
