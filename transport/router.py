@@ -17,6 +17,7 @@ from schema.errors import plop_error_for
 from services import Services
 from settings import Settings
 from transport.handlers import LegacyWSHandler, TransportWSHandler
+from web import graphiql_html
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,11 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
+    @property
+    def graphql_ide_html(self) -> str:
+        """Plop's own GraphiQL page: every file it loads comes from this server."""
+        return graphiql_html()
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Refuses a socket whose connection_init carries no valid session token."""
         context.token = token_from_connection_params(context.connection_params)
@@ -87,5 +93,5 @@ def graphql_router(schema: strawberry.Schema, settings: Settings) -> PlopGraphQL
         context_getter=context_for,
         connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
-        graphql_ide="graphiql",
+        graphql_ide="graphiql" if settings.graphiql else None,
     )
