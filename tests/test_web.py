@@ -38,7 +38,7 @@ async def page_assets(client: httpx.AsyncClient, path: str) -> list[str]:
     return [ref for ref in ASSET_REFERENCE.findall(page.text) if not ref.startswith("data:")]
 
 
-@pytest.mark.parametrize("path", ["/graphql"])
+@pytest.mark.parametrize("path", ["/graphql", "/"])
 async def test_page_loads_only_files_served_by_this_server(
     embedded_server: ServerProcess, path: str
 ) -> None:

@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.responses import FileResponse
 from starlette.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -25,5 +26,9 @@ def graphiql_html() -> str:
 
 
 def mount_web(app: FastAPI) -> None:
-    """Serves the pages' files under ``/web``."""
+    """Serves the chat page at ``/`` and the pages' files under ``/web``."""
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="web")
+
+    @app.get("/", include_in_schema=False)
+    async def chat_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
