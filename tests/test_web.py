@@ -54,6 +54,17 @@ async def test_page_loads_only_files_served_by_this_server(
                 assert len(response.content) > 0, asset
 
 
+@pytest.mark.parametrize("path", ["/graphql", "/"])
+async def test_page_tells_the_browser_to_load_nothing_from_elsewhere(
+    embedded_server: ServerProcess, path: str
+) -> None:
+    async with httpx.AsyncClient(base_url=embedded_server.base_url, timeout=10) as client:
+        page = await client.get(path, headers={"Accept": BROWSER_ACCEPT})
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy
+    assert "script-src 'self'" in policy
+
+
 async def test_graphiql_loads_the_vendored_graphiql_react_and_explorer(
     embedded_server: ServerProcess,
 ) -> None:

@@ -6,7 +6,8 @@ import logging
 from datetime import timedelta
 
 import strawberry
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.types.unset import UnsetType
@@ -17,7 +18,7 @@ from schema.errors import plop_error_for
 from services import Services
 from settings import Settings
 from transport.handlers import LegacyWSHandler, TransportWSHandler
-from web import graphiql_html
+from web import graphiql_response
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +60,9 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
-    @property
-    def graphql_ide_html(self) -> str:
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """Plop's own GraphiQL page: every file it loads comes from this server."""
-        return graphiql_html()
+        return graphiql_response()
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Refuses a socket whose connection_init carries no valid session token."""

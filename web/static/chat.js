@@ -47,11 +47,16 @@ class GraphQLFailure extends Error {
 async function gql(query, variables = {}) {
   const headers = { "Content-Type": "application/json", Accept: "application/json" };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  const response = await fetch("/graphql", {
-    method: "POST",
-    headers,
-    body: JSON.stringify({ query, variables }),
-  });
+  let response;
+  try {
+    response = await fetch("/graphql", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ query, variables }),
+    });
+  } catch {
+    throw new GraphQLFailure("the server cannot be reached", "UNAVAILABLE");
+  }
   const body = await response.json().catch(() => null);
   if (!body) throw new GraphQLFailure(`HTTP ${response.status}`, "UNAVAILABLE");
   if (body.errors?.length) {
@@ -77,6 +82,7 @@ function openSocket() {
     on: {
       connected: () => {
         setConnection("live");
+        $("room-error").textContent = "";
         if (state.everConnected) catchUp();
         state.everConnected = true;
       },
@@ -331,8 +337,8 @@ function markRead() {
         known.unreadCount = data.markRead.unreadCount;
         renderRooms();
       }
-    } catch (error) {
-      showRoomError(error.message);
+    } catch {
+      // The next message (or the next visit) marks it read.
     }
   }, 100);
 }
