@@ -85,7 +85,10 @@ async def test_graphiql_off_answers_a_browser_with_not_found(
 ) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
         page = await client.get(locked_down_server.http_url, headers={"Accept": BROWSER_ACCEPT})
+        # Nor is the page to be had as a file.
+        as_file = await client.get(f"{locked_down_server.base_url}/web/graphiql.html")
     assert page.status_code == 404
+    assert as_file.status_code == 404
 
 
 @pytest.mark.parametrize("query", [INTROSPECTION, TYPE_INTROSPECTION])
