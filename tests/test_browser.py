@@ -15,7 +15,12 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import RUN_ID
-from tests.support.browser import Browser, non_loopback
+from tests.support.browser import (
+    Browser,
+    non_loopback,
+    requested_urls,
+    websocket_subprotocols,
+)
 from tests.support.chat import direct_room, send
 from tests.support.clients import (
     active_subscriptions,
@@ -99,10 +104,15 @@ async def test_graphiql_subscription_receives_a_message_another_user_sends(
             f'subscription {{ messageAdded(roomId: "{room_id}") {{ {selection} }} }}'
         )
         before = await active_subscriptions(server_a)
+        await browser.run(browser.requested_urls)  # forget what came before
         await page.run()
         await wait_active_subscriptions(server_a, before + 1)
         await send(server_a, bob, room_id, "live from bob")
         response = await page.wait_response_containing("live from bob")
+        events = await browser.run(browser.network_events)
+    # Over one WebSocket, not over HTTP.
+    assert requested_urls(events) == [server_a.ws_url]
+    assert websocket_subprotocols(events) == ["graphql-transport-ws"]
     assert json.loads(response)["data"]["messageAdded"] == {
         "seq": 1,
         "text": "live from bob",

@@ -99,18 +99,19 @@ class Browser:
         finally:
             await self.run(windows.close_all)
 
-    def requested_urls(self) -> list[str]:
-        """Every URL the browser requested (or opened a WebSocket to) since the last call."""
-        urls = []
+    def network_events(self) -> list[tuple[str, dict[str, Any]]]:
+        """(method, params) of the DevTools network events since the last call."""
         entries: list[dict[str, Any]] = self.driver.get_log("performance")  # type: ignore[no-untyped-call]
+        events = []
         for entry in entries:
             message = json.loads(entry["message"])["message"]
-            params = message.get("params", {})
-            if message.get("method") == "Network.requestWillBeSent":
-                urls.append(params["request"]["url"])
-            elif message.get("method") == "Network.webSocketCreated":
-                urls.append(params["url"])
-        return urls
+            if str(message.get("method", "")).startswith("Network."):
+                events.append((message["method"], message.get("params", {})))
+        return events
+
+    def requested_urls(self) -> list[str]:
+        """Every URL the browser requested (or opened a WebSocket to) since the last call."""
+        return requested_urls(self.network_events())
 
     def console_errors(self) -> list[str]:
         """The pages' console errors since the last call (a refused load is one)."""
@@ -276,3 +277,24 @@ def non_loopback(urls: list[str]) -> list[str]:
         if parts.hostname not in LOOPBACK_HOSTS:
             leaving.append(url)
     return leaving
+
+
+def requested_urls(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The URLs of requests and WebSockets among network events."""
+    urls = []
+    for method, params in events:
+        if method == "Network.requestWillBeSent":
+            urls.append(str(params["request"]["url"]))
+        elif method == "Network.webSocketCreated":
+            urls.append(str(params["url"]))
+    return urls
+
+
+def websocket_subprotocols(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The subprotocol each WebSocket handshake among network events agreed on."""
+    agreed = []
+    for method, params in events:
+        if method == "Network.webSocketHandshakeResponseReceived":
+            headers = {k.lower(): v for k, v in params["response"]["headers"].items()}
+            agreed.append(str(headers.get("sec-websocket-protocol", "")))
+    return agreed

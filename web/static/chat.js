@@ -115,13 +115,19 @@ function live(query, variables, onData) {
           if (stopped) return;
           if (Array.isArray(error)) return showRoomError(error[0]?.message ?? "failed");
           if (SESSION_GONE_CODES.has(error?.code)) return signOut();
-          const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempt);
-          attempt += 1;
-          setTimeout(start, delay + Math.random() * RETRY_FIRST_MS);
+          retry();
         },
-        complete: () => {},
+        // These streams never end on their own: an end is a server going away.
+        complete: () => {
+          if (!stopped) retry();
+        },
       },
     );
+  };
+  const retry = () => {
+    const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempt);
+    attempt += 1;
+    setTimeout(start, delay + Math.random() * RETRY_FIRST_MS);
   };
   start();
   return () => {
@@ -267,6 +273,7 @@ async function openRoom(id) {
   for (const { node } of page.edges) appendMessage(node);
   room.loading = false;
   scrollToEnd();
+  fillView();
   // Live from just after the history shown: nothing missed, nothing twice.
   room.stop = live(
     `subscription($r: ID!, $after: Int) { messageAdded(roomId: $r, afterSeq: $after) { ${MESSAGE} } }`,
@@ -316,6 +323,13 @@ async function loadOlder() {
   } finally {
     room.loading = false;
   }
+  fillView();
+}
+
+/** Loads older pages until the list can scroll (no scroll event fires before). */
+function fillView() {
+  const list = $("messages");
+  if (list.scrollHeight <= list.clientHeight) loadOlder();
 }
 
 let markReadQueued = false;
