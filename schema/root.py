@@ -171,8 +171,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if not limits.introspection:
         # The rule of strawberry's DisableIntrospection, kept with the other rules so
-        # that they share one AddValidationRules: `__schema` and `__type` are refused
-        # (BAD_USER_INPUT, as every validation error); `__typename` stays.
+        # that they share one AddValidationRules: `__schema`, `__type` and the fields
+        # below them are refused (BAD_USER_INPUT, as every validation error);
+        # `__typename` stays.
         limit_rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
         OperationMetrics,

@@ -72,7 +72,7 @@ class Browser:
             service=Service(executable_path=str(CHROMEDRIVER)), options=options
         )
         self.driver.set_page_load_timeout(WAIT_SECONDS)
-        self._blank = self.driver.current_window_handle
+        self.blank_window = self.driver.current_window_handle
         # One thread at a time talks to the driver.
         self._lock = asyncio.Lock()
 
@@ -148,7 +148,7 @@ class Windows:
                 driver.close()
             except WebDriverException:
                 pass
-        driver.switch_to.window(self.browser._blank)
+        driver.switch_to.window(self.browser.blank_window)
         self.opened.clear()
 
     def save_evidence(self, directory: Path) -> None:
