@@ -127,6 +127,7 @@ async def test_two_people_chat_live_and_a_reload_shows_the_history(
     browser: Browser, server_a: ServerProcess, tmp_path: Path
 ) -> None:
     alice_name, bob_name = unique_name("alice"), unique_name("bob")
+    await browser.run(browser.console_errors)  # forget what came before
     async with browser.windows(tmp_path) as windows:
         alice = ChatPage(await windows.open(server_a.base_url))
         bob = ChatPage(await windows.open(server_a.base_url))
@@ -165,6 +166,7 @@ async def test_two_people_chat_live_and_a_reload_shows_the_history(
         )
         await bob.open_room(alice_name)
         await bob.wait_messages([(1, "hello bob"), (2, "are you there?")])
+        assert await browser.run(browser.console_errors) == []
 
 
 async def test_scrolling_up_loads_older_messages(
