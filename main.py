@@ -14,6 +14,7 @@ from schema.root import build_schema
 from settings import Settings
 from transport.limits import BodySizeLimit
 from transport.router import graphql_router
+from web import mount_web
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Plop", lifespan=lifespan, docs_url=None, redoc_url=None)
     schema = build_schema(config)
     app.include_router(graphql_router(schema, config), prefix="/graphql")
+    mount_web(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     max_websocket_message_bytes: int = 64 * 1024
     connection_init_timeout_seconds: float = 10.0
     max_subscriptions_per_connection: int = 100
+    # GraphiQL at GET /graphql (a browser's Accept: text/html), and schema introspection
+    # (`__schema`, `__type`); production may turn both off.
+    graphiql: bool = True
+    introspection: bool = True
 
     max_group_members: int = 1_000
     max_message_chars: int = 4_000

@@ -6,6 +6,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -168,6 +169,12 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         *QueryDepthLimiter(max_depth=limits.max_query_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
     ]
+    if not limits.introspection:
+        # The rule of strawberry's DisableIntrospection, kept with the other rules so
+        # that they share one AddValidationRules: `__schema`, `__type` and the fields
+        # below them are refused (BAD_USER_INPUT, as every validation error);
+        # `__typename` stays.
+        limit_rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
         OperationMetrics,
         ErrorCodes,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: sets up the virtualenv, installs and
-# starts the real services (Redis, Kafka, FerretDB), checks lint and types, runs pytest.
+# starts the real services (Redis, Kafka, FerretDB), installs Debian's Chromium for
+# the browser tests, checks lint and types, runs pytest.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k delivery -x`.
 set -euo pipefail
 
@@ -25,6 +26,8 @@ fi
 
 echo "== services"
 bash scripts/services.sh start
+echo "== browser"
+bash scripts/browser.sh
 
 echo "== ruff"
 .venv/bin/ruff format --check .

@@ -6,7 +6,8 @@ import logging
 from datetime import timedelta
 
 import strawberry
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.types.unset import UnsetType
@@ -17,6 +18,7 @@ from schema.errors import plop_error_for
 from services import Services
 from settings import Settings
 from transport.handlers import LegacyWSHandler, LiveTransport, SocketContext, TransportWSHandler
+from web import graphiql_response
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,10 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        """Plop's own GraphiQL page: every file it loads comes from this server."""
+        return graphiql_response()
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Refuses a socket whose connection_init carries no valid session token."""
         context.token = token_from_connection_params(context.connection_params)
@@ -90,5 +96,5 @@ def graphql_router(schema: strawberry.Schema, settings: Settings) -> PlopGraphQL
         context_getter=context_for,
         connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
-        graphql_ide="graphiql",
+        graphql_ide="graphiql" if settings.graphiql else None,
     )

@@ -1,0 +1,580 @@
+// Plop's web chat: queries and mutations over HTTP POST /graphql, live updates over
+// one WebSocket (graphql-transport-ws, the vendored graphql-ws client). Each tab keeps
+// its own session (sessionStorage), so two tabs can be two users.
+//
+// Resuming: every subscription is started again after a dropped socket with fresh
+// variables; messageAdded asks for afterSeq = the last seq shown, so the server replays
+// what was missed, and a seq already shown is dropped. roomUpdated and presenceChanged
+// do not replay, so the room list and friends are fetched again on reconnect.
+
+const TOKEN_KEY = "plop.token";
+const PAGE_SIZE = 30;
+// Resubscribe backoff: doubles from the first delay up to the cap, plus jitter, so
+// that the clients of a restarted server do not all come back in the same instant.
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 4000;
+// Close codes meaning the session is gone: 4401 session ended, 4403 token refused.
+const SESSION_GONE_CODES = new Set([4401, 4403]);
+
+const USER = "id username displayName presence { status lastSeenAt }";
+const MESSAGE = "id roomId seq text clientId createdAt deleted sender { id displayName }";
+const ROOM = `id kind title lastSeq unreadCount members { ${USER} }
+  lastMessage { seq text deleted sender { displayName } }`;
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY),
+  me: null,
+  ws: null,
+  everConnected: false,
+  rooms: new Map(), // id -> room
+  order: [], // room ids, most recent activity first
+  friends: new Map(), // id -> user
+  room: null, // the open room: { id, lastSeq, startCursor, hasPrevious, loading, stop }
+  stopLive: [],
+  pending: null, // { clientId, text } of a send not yet confirmed
+};
+
+// ---- HTTP ------------------------------------------------------------------------
+
+class GraphQLFailure extends Error {
+  constructor(message, code) {
+    super(message);
+    this.code = code;
+  }
+}
+
+async function gql(query, variables = {}) {
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  let response;
+  try {
+    response = await fetch("/graphql", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ query, variables }),
+    });
+  } catch {
+    throw new GraphQLFailure("the server cannot be reached", "UNAVAILABLE");
+  }
+  const body = await response.json().catch(() => null);
+  if (!body) throw new GraphQLFailure(`HTTP ${response.status}`, "UNAVAILABLE");
+  if (body.errors?.length) {
+    const [first] = body.errors;
+    if (first.extensions?.code === "UNAUTHENTICATED" && state.token) signOut();
+    throw new GraphQLFailure(first.message, first.extensions?.code);
+  }
+  return body.data;
+}
+
+// ---- live ------------------------------------------------------------------------
+
+function openSocket() {
+  const url = new URL("/graphql", window.location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  state.everConnected = false;
+  state.ws = graphqlWs.createClient({
+    url: url.toString(),
+    // Retries are ours (live() below): the library would resubscribe with the first
+    // variables, and messageAdded must resume from the last seq shown instead.
+    retryAttempts: 0,
+    connectionParams: () => ({ authToken: state.token }),
+    on: {
+      connected: () => {
+        setConnection("live");
+        $("room-error").textContent = "";
+        if (state.everConnected) catchUp();
+        state.everConnected = true;
+      },
+      closed: () => setConnection("reconnecting"),
+    },
+  });
+}
+
+function setConnection(value) {
+  $("connection").dataset.state = value;
+  $("connection").title = value;
+}
+
+/** Keeps one subscription running across dropped sockets; returns its stop function. */
+function live(query, variables, onData) {
+  let stopped = false;
+  let dispose = () => {};
+  let attempt = 0;
+  const start = () => {
+    if (stopped) return;
+    dispose = state.ws.subscribe(
+      { query, variables: variables() },
+      {
+        next: (result) => {
+          attempt = 0;
+          if (result.data) onData(result.data);
+          if (result.errors) showRoomError(result.errors[0].message);
+        },
+        error: (error) => {
+          if (stopped) return;
+          if (Array.isArray(error)) return showRoomError(error[0]?.message ?? "failed");
+          if (SESSION_GONE_CODES.has(error?.code)) return signOut();
+          retry();
+        },
+        // These streams never end on their own: an end is a server going away.
+        complete: () => {
+          if (!stopped) retry();
+        },
+      },
+    );
+  };
+  const retry = () => {
+    const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempt);
+    attempt += 1;
+    setTimeout(start, delay + Math.random() * RETRY_FIRST_MS);
+  };
+  start();
+  return () => {
+    stopped = true;
+    dispose();
+  };
+}
+
+/** What roomUpdated and presenceChanged missed while the socket was down. */
+async function catchUp() {
+  await Promise.all([loadRooms(), loadFriends(), loadRequests()]).catch(showRoomError);
+}
+
+// ---- session ---------------------------------------------------------------------
+
+async function authenticate(event) {
+  event.preventDefault();
+  const field = event.submitter?.value === "signUp" ? "signUp" : "logIn";
+  $("auth-error").textContent = "";
+  try {
+    const data = await gql(
+      `mutation($u: String!, $p: String!) { ${field}(username: $u, password: $p) { token } }`,
+      { u: $("username").value.trim(), p: $("password").value },
+    );
+    state.token = data[field].token;
+    sessionStorage.setItem(TOKEN_KEY, state.token);
+    await start();
+  } catch (error) {
+    $("auth-error").textContent = error.message;
+  }
+}
+
+async function start() {
+  try {
+    state.me = (await gql(`{ me { ${USER} } }`)).me;
+  } catch {
+    return signOut();
+  }
+  $("auth").hidden = true;
+  $("app").hidden = false;
+  $("me").textContent = state.me.displayName;
+  $("me").dataset.userId = state.me.id;
+  openSocket();
+  state.stopLive = [
+    live(`subscription { roomUpdated { ${ROOM} } }`, () => ({}), (d) => roomUpdated(d.roomUpdated)),
+    live(
+      "subscription { presenceChanged { userId status lastSeenAt } }",
+      () => ({}),
+      (d) => presenceChanged(d.presenceChanged),
+    ),
+  ];
+  await catchUp();
+}
+
+function signOut() {
+  if (state.token) gql("mutation { logOut }").catch(() => {});
+  sessionStorage.removeItem(TOKEN_KEY);
+  Object.assign(state, { token: null, me: null, room: null, pending: null });
+  for (const stop of state.stopLive) stop();
+  state.stopLive = [];
+  state.ws?.dispose();
+  state.ws = null;
+  state.rooms.clear();
+  state.order = [];
+  state.friends.clear();
+  $("app").hidden = true;
+  $("auth").hidden = false;
+}
+
+// ---- rooms -----------------------------------------------------------------------
+
+async function loadRooms() {
+  const data = await gql(`{ rooms(first: 50) { edges { node { ${ROOM} } } } }`);
+  state.rooms.clear();
+  state.order = [];
+  for (const { node } of data.rooms.edges) {
+    state.rooms.set(node.id, node);
+    state.order.push(node.id);
+  }
+  renderRooms();
+}
+
+function roomUpdated(room) {
+  state.rooms.set(room.id, room);
+  state.order = [room.id, ...state.order.filter((id) => id !== room.id)];
+  renderRooms();
+  const open = state.room;
+  if (open?.id === room.id && room.unreadCount > 0 && room.lastSeq <= open.lastSeq) markRead();
+}
+
+function others(room) {
+  return room.members.filter((member) => member.id !== state.me.id);
+}
+
+function roomName(room) {
+  if (room.kind === "GROUP") return room.title;
+  return others(room)[0]?.displayName ?? "just you";
+}
+
+function renderRooms() {
+  const list = $("rooms");
+  list.replaceChildren();
+  if (!state.order.length) list.append(emptyItem("No rooms yet."));
+  for (const id of state.order) {
+    const room = state.rooms.get(id);
+    const item = document.createElement("li");
+    item.dataset.roomId = id;
+    item.classList.toggle("current", state.room?.id === id);
+    if (room.kind === "DIRECT") {
+      const other = others(room)[0];
+      const friend = other && state.friends.get(other.id);
+      item.append(dot(friend?.presence?.status ?? other?.presence?.status));
+    }
+    const unread = span("unread", String(room.unreadCount));
+    unread.dataset.count = String(room.unreadCount);
+    const last = room.lastMessage;
+    const preview = last ? `${last.sender.displayName}: ${last.deleted ? "(deleted)" : last.text}` : "";
+    item.append(span("name", roomName(room)), unread, span("preview", preview));
+    item.addEventListener("click", () => openRoom(id));
+    list.append(item);
+  }
+}
+
+async function openRoom(id) {
+  state.room?.stop();
+  const room = { id, lastSeq: 0, startCursor: null, hasPrevious: false, loading: true };
+  room.stop = () => {};
+  state.room = room;
+  state.pending = null;
+  renderRooms();
+  $("room-title").textContent = roomName(state.rooms.get(id));
+  $("messages").replaceChildren();
+  $("room-error").textContent = "";
+  $("composer").hidden = false;
+  $("text").focus();
+  let page;
+  try {
+    page = await history(id, { last: PAGE_SIZE });
+  } catch (error) {
+    return showRoomError(error.message);
+  }
+  if (state.room !== room) return;
+  for (const { node } of page.edges) appendMessage(node);
+  room.loading = false;
+  scrollToEnd();
+  fillView();
+  // Live from just after the history shown: nothing missed, nothing twice.
+  room.stop = live(
+    `subscription($r: ID!, $after: Int) { messageAdded(roomId: $r, afterSeq: $after) { ${MESSAGE} } }`,
+    () => ({ r: id, after: room.lastSeq }),
+    (d) => {
+      if (state.room !== room) return;
+      const nearEnd = atEnd();
+      if (appendMessage(d.messageAdded) && nearEnd) scrollToEnd();
+      markRead();
+    },
+  );
+  markRead();
+}
+
+async function history(roomId, paging) {
+  const data = await gql(
+    `query($r: ID!, $last: Int, $before: String) {
+      messages(roomId: $r, last: $last, before: $before) {
+        edges { node { ${MESSAGE} } } pageInfo { hasPreviousPage startCursor }
+      }
+    }`,
+    { r: roomId, ...paging },
+  );
+  const page = data.messages;
+  const room = state.room;
+  if (room?.id === roomId && (room.startCursor === null || paging.before)) {
+    room.startCursor = page.pageInfo.startCursor;
+    room.hasPrevious = page.pageInfo.hasPreviousPage;
+  }
+  return page;
+}
+
+async function loadOlder() {
+  const room = state.room;
+  if (!room || room.loading || !room.hasPrevious) return;
+  room.loading = true;
+  try {
+    const page = await history(room.id, { last: PAGE_SIZE, before: room.startCursor });
+    if (state.room !== room) return;
+    const list = $("messages");
+    const heightBefore = list.scrollHeight;
+    list.prepend(...page.edges.map(({ node }) => messageItem(node)));
+    // Keep the messages in view where they were.
+    list.scrollTop += list.scrollHeight - heightBefore;
+  } catch (error) {
+    showRoomError(error.message);
+  } finally {
+    room.loading = false;
+  }
+  fillView();
+}
+
+/** Loads older pages until the list can scroll (no scroll event fires before). */
+function fillView() {
+  const list = $("messages");
+  if (list.scrollHeight <= list.clientHeight) loadOlder();
+}
+
+let markReadQueued = false;
+function markRead() {
+  const room = state.room;
+  if (!room || !room.lastSeq || markReadQueued || document.hidden) return;
+  markReadQueued = true;
+  // One markRead for a burst of messages.
+  setTimeout(async () => {
+    markReadQueued = false;
+    if (state.room !== room) return;
+    try {
+      const data = await gql(
+        "mutation($r: ID!, $s: Int!) { markRead(roomId: $r, seq: $s) { id unreadCount } }",
+        { r: room.id, s: room.lastSeq },
+      );
+      const known = state.rooms.get(room.id);
+      if (known) {
+        known.unreadCount = data.markRead.unreadCount;
+        renderRooms();
+      }
+    } catch {
+      // The next message (or the next visit) marks it read.
+    }
+  }, 100);
+}
+
+// ---- messages --------------------------------------------------------------------
+
+/** Shows a message after the last one; false if its seq is already shown. */
+function appendMessage(message) {
+  const room = state.room;
+  if (message.seq <= room.lastSeq) return false;
+  room.lastSeq = message.seq;
+  $("messages").append(messageItem(message));
+  if (state.pending?.clientId === message.clientId) state.pending = null;
+  return true;
+}
+
+function messageItem(message) {
+  const item = document.createElement("li");
+  item.dataset.seq = String(message.seq);
+  item.classList.toggle("mine", message.sender.id === state.me.id);
+  const text = message.deleted ? span("text deleted", "message deleted") : span("text", message.text);
+  const time = document.createElement("time");
+  time.dateTime = message.createdAt;
+  time.textContent = new Date(message.createdAt).toLocaleTimeString([], {
+    hour: "2-digit",
+    minute: "2-digit",
+  });
+  item.append(span("who", message.sender.displayName), text, time);
+  return item;
+}
+
+async function send(event) {
+  event.preventDefault();
+  const room = state.room;
+  const text = $("text").value.trim();
+  if (!room || !text) return;
+  // A retry of the same text after a failure reuses its clientId: the server then
+  // returns the first copy instead of storing a second one.
+  if (state.pending?.text !== text) state.pending = { clientId: newClientId(), text };
+  const { clientId } = state.pending;
+  $("room-error").textContent = "";
+  try {
+    await gql(
+      "mutation($r: ID!, $t: String!, $c: String) { sendMessage(roomId: $r, text: $t, clientId: $c) { seq } }",
+      { r: room.id, t: text, c: clientId },
+    );
+    // The message itself arrives through messageAdded, in seq order.
+    if ($("text").value.trim() === text) $("text").value = "";
+  } catch (error) {
+    showRoomError(`Not sent (${error.message}); send again to retry.`);
+  }
+}
+
+function newClientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+const atEnd = () => {
+  const list = $("messages");
+  return list.scrollHeight - list.scrollTop - list.clientHeight < 60;
+};
+const scrollToEnd = () => {
+  $("messages").scrollTop = $("messages").scrollHeight;
+};
+
+// ---- people ----------------------------------------------------------------------
+
+async function loadFriends() {
+  const data = await gql(`{ friends { ${USER} } }`);
+  state.friends = new Map(data.friends.map((user) => [user.id, user]));
+  renderFriends();
+  renderRooms();
+}
+
+function presenceChanged(presence) {
+  const friend = state.friends.get(presence.userId);
+  if (friend) friend.presence = presence;
+  renderFriends();
+  renderRooms();
+}
+
+function renderFriends() {
+  const list = $("friends");
+  list.replaceChildren();
+  if (!state.friends.size) list.append(emptyItem("No friends yet: find someone above."));
+  for (const friend of state.friends.values()) {
+    const item = document.createElement("li");
+    item.dataset.userId = friend.id;
+    item.append(dot(friend.presence?.status), span("name", friend.displayName));
+    item.append(button("Chat", () => chatWith(friend.id)));
+    list.append(item);
+  }
+}
+
+async function loadRequests() {
+  const data = await gql(`{ friendRequests { id from { ${USER} } to { id } } }`);
+  const incoming = data.friendRequests.filter((request) => request.to.id === state.me.id);
+  const list = $("requests");
+  list.replaceChildren();
+  $("requests-title").hidden = !incoming.length;
+  for (const request of incoming) {
+    const item = document.createElement("li");
+    item.dataset.requestId = request.id;
+    item.append(span("name", request.from.displayName));
+    item.append(
+      button("Accept", () => respond(request.id, true)),
+      button("Decline", () => respond(request.id, false)),
+    );
+    list.append(item);
+  }
+}
+
+async function respond(requestId, accept) {
+  await gql(
+    "mutation($id: ID!, $a: Boolean!) { respondToFriendRequest(requestId: $id, accept: $a) { id } }",
+    { id: requestId, a: accept },
+  ).catch((error) => showRoomError(error.message));
+  await Promise.all([loadRequests(), loadFriends()]).catch(showRoomError);
+}
+
+async function search(event) {
+  event.preventDefault();
+  const query = $("search").value.trim();
+  const list = $("search-results");
+  list.replaceChildren();
+  if (!query) return;
+  try {
+    const data = await gql(
+      `query($q: String!) { searchUsers(query: $q, first: 10) { id username displayName } }`,
+      { q: query },
+    );
+    const found = data.searchUsers.filter((user) => user.id !== state.me.id);
+    if (!found.length) list.append(emptyItem("Nobody by that name."));
+    for (const user of found) {
+      const item = document.createElement("li");
+      item.dataset.userId = user.id;
+      item.append(span("name", `${user.displayName} (@${user.username})`));
+      item.append(button("Chat", () => chatWith(user.id)));
+      if (!state.friends.has(user.id)) item.append(button("Add friend", (b) => befriend(user.id, b)));
+      list.append(item);
+    }
+    await loadRequests();
+  } catch (error) {
+    list.append(emptyItem(error.message));
+  }
+}
+
+async function befriend(userId, element) {
+  try {
+    await gql("mutation($u: ID!) { sendFriendRequest(userId: $u) { id } }", { u: userId });
+    element.textContent = "Requested";
+  } catch (error) {
+    element.textContent = error.message;
+  }
+  element.disabled = true;
+}
+
+async function chatWith(userId) {
+  try {
+    const data = await gql(`mutation($u: ID!) { createDirectRoom(userId: $u) { ${ROOM} } }`, {
+      u: userId,
+    });
+    const room = data.createDirectRoom;
+    if (!state.rooms.has(room.id)) roomUpdated(room);
+    $("search-results").replaceChildren();
+    $("search").value = "";
+    await openRoom(room.id);
+  } catch (error) {
+    showRoomError(error.message);
+  }
+}
+
+// ---- small DOM helpers -----------------------------------------------------------
+
+function span(className, text) {
+  const element = document.createElement("span");
+  element.className = className;
+  element.textContent = text;
+  return element;
+}
+
+function dot(status) {
+  const element = span("dot", "");
+  element.dataset.status = status ?? "UNKNOWN";
+  element.title = status ? status.toLowerCase() : "";
+  return element;
+}
+
+function button(label, onClick) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.className = "small";
+  element.textContent = label;
+  element.addEventListener("click", (event) => {
+    event.stopPropagation();
+    onClick(element);
+  });
+  return element;
+}
+
+function emptyItem(text) {
+  const item = document.createElement("li");
+  item.className = "empty";
+  item.textContent = text;
+  return item;
+}
+
+function showRoomError(error) {
+  $("room-error").textContent = typeof error === "string" ? error : error.message;
+}
+
+// ---- wiring ----------------------------------------------------------------------
+
+$("auth-form").addEventListener("submit", authenticate);
+$("log-out").addEventListener("click", signOut);
+$("composer").addEventListener("submit", send);
+$("search-form").addEventListener("submit", search);
+$("messages").addEventListener("scroll", () => {
+  if ($("messages").scrollTop < 80) loadOlder();
+});
+document.addEventListener("visibilitychange", markRead);
+
+if (state.token) start();
+else $("auth").hidden = false;
