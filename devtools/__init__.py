@@ -1,0 +1,1 @@
+"""Tools to run Plop for tests and the benchmark: server processes and the real services."""
