@@ -25,7 +25,13 @@ from models.time import as_utc, utc_now
 from pubsub import MessageAdded, MessageData
 from services import sequence
 from services.events import EventPublisher
-from services.paging import Page, checked_page_size, decode_cursor, encode_cursor
+from services.paging import (
+    Page,
+    checked_page_size,
+    cursor_number,
+    decode_cursor,
+    encode_cursor,
+)
 from services.rooms import RoomService
 
 logger = logging.getLogger(__name__)
@@ -46,9 +52,7 @@ def message_cursor(message: MessageDoc) -> str:
 
 def _cursor_seq(cursor: str) -> int:
     (value,) = decode_cursor(cursor, MESSAGE_CURSOR, 1)
-    if not value.isdigit():
-        raise BadUserInput("the cursor is not valid")
-    return int(value)
+    return cursor_number(value)
 
 
 # Shown for a sender whose account cannot be read, so that a message is never left
