@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     push_max_attempts: int = 6
     push_backoff_base_seconds: float = 0.5
     push_backoff_max_seconds: float = 30.0
+    # The longest a provider's Retry-After may hold a push back; pushes wait in line
+    # per partition, so an unbounded hint would stall all of them.
+    push_retry_after_max_seconds: float = 300.0
 
     log_level: str = "INFO"
 

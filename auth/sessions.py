@@ -53,7 +53,9 @@ class SessionStore:
 
     async def user_id_for(self, token: str) -> str | None:
         """The user the token belongs to, or None if it is unknown, expired or revoked."""
-        if not token or len(token) > MAX_TOKEN_CHARS:
+        # Tokens are URL-safe base64: anything else (a lone surrogate in a socket's
+        # connection_init, say) is no token, and could not even be hashed.
+        if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
             return None
         user_id = await self._redis.get(_key(token))
         return None if user_id is None else str(user_id)

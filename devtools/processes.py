@@ -145,6 +145,15 @@ class ServerProcess:
             total += times.user + times.system
         return total
 
+    def log_size(self) -> int:
+        """Where the log ends now; ``log_since`` reads what came after."""
+        return self.log_path.stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 

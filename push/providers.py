@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -62,8 +63,16 @@ class PushProvider(Protocol):
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.replace(".", "", 1).isdigit() else None
+    """The Retry-After seconds, if the header is a plain number (ASCII digits, one dot).
+
+    ``isdigit`` alone would pass "²", which ``float`` refuses. An HTTP-date is not
+    read: the backoff stands in for it. The worker caps what this returns.
+    """
+    value = response.headers.get("retry-after", "").strip()
+    if not (value.isascii() and value.replace(".", "", 1).isdigit()):
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) else None
 
 
 def classify(response: httpx.Response, dead_statuses: tuple[int, ...]) -> Outcome:

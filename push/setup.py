@@ -49,5 +49,6 @@ def push_worker(
             max_attempts=settings.push_max_attempts,
             base_seconds=settings.push_backoff_base_seconds,
             max_seconds=settings.push_backoff_max_seconds,
+            max_retry_after_seconds=settings.push_retry_after_max_seconds,
         ),
     )

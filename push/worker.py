@@ -46,17 +46,30 @@ class RetryPolicy:
     max_attempts: int
     base_seconds: float
     max_seconds: float
+    # A provider's Retry-After is honoured up to this: the worker waits in line, so
+    # a huge value would stall every push behind it in the partition.
+    max_retry_after_seconds: float
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with full jitter, never shorter than Retry-After."""
+        """Exponential backoff with full jitter, never shorter than a capped Retry-After."""
         backoff = random.uniform(0, min(self.max_seconds, self.base_seconds * 2**attempt))
-        return max(backoff, retry_after or 0.0)
+        return max(backoff, min(retry_after or 0.0, self.max_retry_after_seconds))
+
+
+def sender_label(message: MessageData) -> str:
+    """The sender as a push shows it: display name and username, "Alice (@alice)".
+
+    Display names are free text, so two users may pick the same one; the username
+    is unique, and beside the name it keeps one user from passing for another.
+    """
+    if not message.sender_username:
+        return message.sender_display_name
+    return f"{message.sender_display_name} (@{message.sender_username})"
 
 
 def notification_for(message: MessageData, room: RoomDoc) -> Notification:
-    title = (
-        room.title if room.kind is RoomKind.GROUP and room.title else message.sender_display_name
-    )
+    sender = sender_label(message)
+    title = f"{sender} in {room.title}" if room.kind is RoomKind.GROUP and room.title else sender
     return Notification(
         title=title,
         body=message.text[:MAX_BODY_CHARS],

@@ -2,7 +2,8 @@
 
 A ``PlopError`` keeps its message and gets its code. A backend that is down or slow
 becomes UNAVAILABLE. An error graphql-core raised itself (syntax, validation, a limit)
-is the client's: BAD_USER_INPUT. Anything else is logged with its stack and sent as
+is the client's: BAD_USER_INPUT, also when it wraps another of graphql-core's own
+(a variable that does not coerce). Anything else is logged with its stack and sent as
 INTERNAL with a fixed message, so no internals leak.
 """
 
@@ -49,9 +50,23 @@ def plop_error_for(exc: BaseException) -> PlopError | None:
     return None
 
 
+def _cause(error: GraphQLError) -> Exception | None:
+    """What an error stands for, under the GraphQLErrors that wrap it.
+
+    graphql-core wraps its own verdicts in another GraphQLError: a variable that
+    does not coerce says "Variable '$n' has invalid value" around "Int cannot
+    represent non-integer value". Such a chain that ends in no other exception is
+    graphql-core's judgement of the request, not a bug.
+    """
+    original = error.original_error
+    while isinstance(original, GraphQLError):
+        original = original.original_error
+    return original
+
+
 def with_code(error: GraphQLError) -> GraphQLError:
     """The error as the client should see it, with ``extensions.code``."""
-    original = error.original_error
+    original = _cause(error)
     if original is None:
         code = (error.extensions or {}).get("code") or "BAD_USER_INPUT"
         return _rebuild(error, error.message, code)

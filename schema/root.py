@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import strawberry
@@ -15,7 +16,9 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.types import ExecutionResult
 from strawberry.types.execution import ExecutionContext
+from strawberry.types.graphql import OperationType
 
 from observability.metrics import OperationMetrics
 from resolvers import accounts as account_resolvers
@@ -25,7 +28,7 @@ from resolvers import push as push_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import subscriptions as subscription_resolvers
 from schema.errors import ErrorCodes, with_code
-from schema.execution import PlopExecutionContext
+from schema.execution import PlopExecutionContext, has_lone_surrogate
 from schema.types import (
     AuthPayload,
     FriendRequest,
@@ -152,6 +155,34 @@ class PlopSchema(strawberry.Schema):
     does not parse, say). The list is rewritten in place, so the result sends the
     coded errors; ``schema.errors`` logs what is unexpected, so nothing else is logged.
     """
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Strawberry's execute, with a lone surrogate in the operation name escaped.
+
+        An unknown name is answered in an HTTP 400 body that quotes it, and a lone
+        surrogate cannot be encoded there. No document's name can hold one (the
+        lexer refuses it), so the escaped name is refused as unknown just the same.
+        """
+        if operation_name is not None and has_lone_surrogate(operation_name):
+            operation_name = operation_name.encode("utf-8", "backslashreplace").decode()
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

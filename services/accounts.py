@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -24,6 +25,12 @@ MIN_PASSWORD_CHARS = 8
 # argon2 hashes any length, but an unbounded password is a cheap way to burn CPU.
 MAX_PASSWORD_CHARS = 1_024
 MAX_DISPLAY_NAME_CHARS = 64
+# C0 and C1 controls (tabs and newlines too), zero-width characters and marks, bidi
+# embeddings, overrides and isolates, invisible operators, and the byte-order mark.
+DISPLAY_NAME_REFUSED = re.compile(
+    r"[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    r"\u2066-\u2069\ufeff]"
+)
 # Every request and socket resolves its viewer; the session is checked in Redis each
 # time (logOut must bite at once), the user document is kept a little while.
 RECENT_USERS = 10_000
@@ -57,7 +64,17 @@ def _checked_password(password: str) -> str:
 
 
 def _checked_display_name(display_name: str) -> str:
-    cleaned = " ".join(display_name.split())
+    """The name as shown: NFKC-normalised, runs of spaces made one, 1-64 characters.
+
+    NFKC folds look-alike forms (fullwidth letters, ligatures, odd spaces) into one
+    spelling. Control and format characters are refused rather than dropped: they
+    can hide text or reorder it on screen (a bidi override), so that one name looks
+    like another.
+    """
+    normalized = unicodedata.normalize("NFKC", display_name)
+    if DISPLAY_NAME_REFUSED.search(normalized):
+        raise BadUserInput("displayName must not contain control or format characters")
+    cleaned = " ".join(normalized.split())
     if not 1 <= len(cleaned) <= MAX_DISPLAY_NAME_CHARS:
         raise BadUserInput(f"displayName must be 1 to {MAX_DISPLAY_NAME_CHARS} characters long")
     return cleaned

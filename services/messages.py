@@ -20,7 +20,13 @@ from pymongo.errors import DuplicateKeyError
 from errors import BadUserInput, Conflict, Unavailable
 from models import MessageDoc, RoomDoc, UserDoc
 from services import sequence
-from services.paging import Page, checked_page_size, decode_cursor, encode_cursor
+from services.paging import (
+    Page,
+    checked_page_size,
+    cursor_number,
+    decode_cursor,
+    encode_cursor,
+)
 from services.relay import MessageRelay
 from services.rooms import RoomService
 
@@ -41,9 +47,7 @@ def message_cursor(message: MessageDoc) -> str:
 
 def _cursor_seq(cursor: str) -> int:
     (value,) = decode_cursor(cursor, MESSAGE_CURSOR, 1)
-    if not value.isdigit():
-        raise BadUserInput("the cursor is not valid")
-    return int(value)
+    return cursor_number(value)
 
 
 class MessageService:

@@ -7,6 +7,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 
 from beanie import PydanticObjectId, SortDirection
+from bson.errors import InvalidId
 from pymongo.errors import DuplicateKeyError
 
 from errors import BadUserInput, Forbidden, NotFound
@@ -15,7 +16,14 @@ from models.room import RoomKind, new_members_tag
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, RoomAdded, RoomChanged
 from services.events import EventPublisher
-from services.paging import Page, checked_page_size, decode_cursor, encode_cursor
+from services.paging import (
+    INVALID_CURSOR,
+    Page,
+    checked_page_size,
+    cursor_number,
+    decode_cursor,
+    encode_cursor,
+)
 from services.sequence import latest_seq
 
 MAX_TITLE_CHARS = 100
@@ -166,11 +174,12 @@ class RoomService:
         query: dict[str, object] = {"member_ids": viewer.id}
         if after is not None:
             activity, room_id = decode_cursor(after, ROOM_CURSOR, 2)
+            millis = cursor_number(activity)
             try:
-                at = datetime.fromtimestamp(int(activity) / 1000, UTC)
+                at = datetime.fromtimestamp(millis / 1000, UTC)  # past year 9999: ValueError
                 after_id = PydanticObjectId(room_id)
-            except Exception as exc:
-                raise BadUserInput("the cursor is not valid") from exc
+            except (ValueError, OverflowError, OSError, InvalidId, TypeError) as exc:
+                raise BadUserInput(INVALID_CURSOR) from exc
             query["$or"] = [
                 {"last_activity_at": {"$lt": at}},
                 {"last_activity_at": at, "_id": {"$lt": after_id}},

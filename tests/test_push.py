@@ -100,14 +100,14 @@ async def test_offline_members_get_one_push_per_device_and_no_one_else_does(
         await receiver.wait_for(4, phone, laptop)
     assert sorted(p.platform for p in pushes) == ["FCM", "WEBHOOK"]
     for push in pushes:
-        assert push.title == "Team"
+        assert push.title == f"{sender.display_name} (@{sender.username}) in Team"
         assert push.body == "x" * 200
         assert push.data == {"roomId": room_id, "seq": "1", "messageId": sent["id"]}
     assert len(receiver.for_token(phone)) == len(receiver.for_token(laptop)) == 2
     assert receiver.for_token(senders_phone) == [] and receiver.for_token(online_phone) == []
 
 
-async def test_direct_room_push_is_titled_with_the_senders_name(
+async def test_direct_room_push_is_titled_with_the_senders_name_and_username(
     pushers: list[ServerProcess], receiver: PushReceiver
 ) -> None:
     sender = await sign_up(pushers[0], display_name="Ann Sender")
@@ -117,7 +117,7 @@ async def test_direct_room_push_is_titled_with_the_senders_name(
     room_id = await direct_room(pushers[0], sender, offline)
     await send(pushers[1], sender, room_id, "hello")
     (push,) = await receiver.wait_for(1, device)
-    assert (push.title, push.body) == ("Ann Sender", "hello")
+    assert (push.title, push.body) == (f"Ann Sender (@{sender.username})", "hello")
 
 
 @pytest.mark.parametrize("platform", ["FCM", "WEBHOOK"])
@@ -334,3 +334,65 @@ async def test_push_worker_without_a_provider_refuses_to_start() -> None:
 
 def _environment_without_plop() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("PLOP_")}
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "header"),
+    [
+        ("\u0663" * 10, "good"),  # Arabic-Indic digits: isdigit() takes them
+        ("\u00b2", "good"),  # SUPERSCRIPT TWO: isdigit() takes it, int() refuses it
+        ("9" * 5_000, "good"),  # int() refuses past 4,300 digits
+        ("1e9", "good"),
+        (" now", "good"),
+        ("-1", "good"),
+        ("soon", "good"),  # not a number
+        ("", "good"),
+        ("now", ""),
+        ("now", "v1="),
+        ("now", "v1=\u00e9\u00e9"),  # compare_digest refuses a str that is not ASCII
+        ("now", "v1=\ud800"),
+        ("now", "v2=" + "0" * 64),
+        ("now", "good\x00"),
+    ],
+)
+def test_webhook_signature_verify_is_false_for_any_malformed_header(
+    timestamp: str, header: str
+) -> None:
+    body, now = b'{"deviceToken":"t"}', time.time()
+    good = signature(WEBHOOK_SECRET, int(now), body)
+    timestamp = timestamp.replace("now", str(int(now)))
+    header = header.replace("good", good)
+    assert verify(WEBHOOK_SECRET, timestamp, header, body, now) is False
+
+
+async def test_huge_retry_after_is_capped_by_the_setting(receiver: PushReceiver) -> None:
+    server = ServerProcess(
+        "push-retry-after",
+        {
+            "PLOP_PUSH_WEBHOOK_URL": f"{receiver.base_url}/webhook",
+            "PLOP_PUSH_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "PLOP_PUSH_RETRY_AFTER_MAX_SECONDS": "0.5",
+            "PLOP_PUSH_BACKOFF_BASE_SECONDS": "0.05",
+            "PLOP_PUSH_BACKOFF_MAX_SECONDS": "0.1",
+        },
+    )
+    await server.start()
+    try:
+        sender, offline = await sign_up(server), await sign_up(server)
+        device = token("patient")
+        receiver.script(
+            device,
+            (429, {}, {"Retry-After": "86400"}),  # a day: uncapped, the push would wait it out
+            (503, {}, {"Retry-After": "9" * 400}),  # too large for a float
+            (503, {}, {"Retry-After": "\u00b2"}),  # not a number a float reads
+        )
+        await register(server, offline, "WEBHOOK", device)
+        room_id = await direct_room(server, sender, offline)
+        started = time.monotonic()
+        await send(server, sender, room_id, "soon")
+        await receiver.wait_for(1, device, within=20)
+        assert receiver.attempts[device] == 4
+        assert time.monotonic() - started >= 0.5  # the capped Retry-After was honoured
+        assert "Traceback" not in server.log_tail(400)
+    finally:
+        await server.stop()

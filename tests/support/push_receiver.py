@@ -39,6 +39,9 @@ GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 
 
+Answer = tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], dict[str, str]]
+
+
 @dataclass
 class Received:
     """One accepted push."""
@@ -57,15 +60,16 @@ class PushReceiver:
     service_account_file: Path
     received: list[Received] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    scripted: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    scripted: dict[str, list[Answer]] = field(default_factory=dict)
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def script(self, token: str, *answers: tuple[int, dict[str, Any]]) -> None:
-        """The next answers for this token, before the default 200."""
+    def script(self, token: str, *answers: Answer) -> None:
+        """The next answers for this token, before the default 200: a status, a JSON
+        body, and optionally headers (a Retry-After, say)."""
         self.scripted[token] = list(answers)
 
     def for_token(self, token: str) -> list[Received]:
@@ -91,8 +95,8 @@ class PushReceiver:
         self.attempts[push.token] += 1
         answers = self.scripted.get(push.token)
         if answers:
-            status, body = answers.pop(0)
-            return JSONResponse(body, status_code=status)
+            status, body, *headers = answers.pop(0)
+            return JSONResponse(body, status_code=status, headers=headers[0] if headers else None)
         async with self.arrived:
             self.received.append(push)
             self.arrived.notify_all()
