@@ -25,6 +25,12 @@ def session_id(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _plausible(token: str) -> bool:
+    # Tokens are URL-safe base64: anything else (a lone surrogate in a socket's
+    # connection_init, say) is no token, and could not even be hashed.
+    return bool(token) and len(token) <= MAX_TOKEN_CHARS and token.isascii()
+
+
 def _key(token: str) -> str:
     return _KEY_PREFIX + session_id(token)
 
@@ -53,16 +59,14 @@ class SessionStore:
 
     async def user_id_for(self, token: str) -> str | None:
         """The user the token belongs to, or None if it is unknown, expired or revoked."""
-        # Tokens are URL-safe base64: anything else (a lone surrogate in a socket's
-        # connection_init, say) is no token, and could not even be hashed.
-        if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
+        if not _plausible(token):
             return None
         user_id = await self._redis.get(_key(token))
         return None if user_id is None else str(user_id)
 
     async def lookup(self, token: str) -> SessionInfo | None:
         """The token's session with its time left, or None if it is not live."""
-        if not token or len(token) > MAX_TOKEN_CHARS:
+        if not _plausible(token):
             return None
         key = _key(token)
         async with self._redis.pipeline(transaction=False) as pipe:

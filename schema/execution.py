@@ -4,9 +4,10 @@ Every operation, over HTTP or either WebSocket protocol, is built here, so two
 checks that no validation rule can make (it sees neither the variables nor the
 transport) sit at this one boundary:
 
-- a variable's string with a lone surrogate (JSON ``"\\ud800"``) is refused: it is
-  not text, and it would fail later wherever it is encoded (BSON, Redis, a push).
-  Literals need no check: graphql-core's lexer refuses them already.
+- a variable's string with a lone surrogate (JSON ``"\\ud800"``) or a NUL character
+  is refused: neither is text, and each would fail later wherever it is encoded
+  (BSON, PostgreSQL under FerretDB, Redis, a push). Literals with a lone surrogate
+  are refused by graphql-core's lexer already.
 - a subscription over HTTP is refused: subscriptions stream over WebSocket only.
 
 graphql-core 3.3 builds each subscription event's executor as a shallow copy of the
@@ -45,8 +46,8 @@ def has_lone_surrogate(text: str) -> bool:
     return False
 
 
-def variable_with_lone_surrogate(variables: Mapping[str, Any] | None) -> str | None:
-    """The name of the first variable with a lone surrogate anywhere in its value.
+def variable_that_is_not_text(variables: Mapping[str, Any] | None) -> str | None:
+    """The name of the first variable with a NUL or a lone surrogate anywhere in its value.
 
     Walks without recursion: a client chooses how deeply its JSON nests.
     """
@@ -55,7 +56,7 @@ def variable_with_lone_surrogate(variables: Mapping[str, Any] | None) -> str | N
         while pending:
             item = pending.pop()
             if isinstance(item, str):
-                if has_lone_surrogate(item):
+                if "\x00" in item or has_lone_surrogate(item):
                     return name
             elif isinstance(item, Mapping):
                 pending.extend(item.keys())
@@ -85,10 +86,15 @@ class PlopExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> list[GraphQLError] | Executor[Any]:
         """The executor, or the errors that refuse the request before it runs."""
         if isinstance(raw_variable_values, Mapping):
-            name = variable_with_lone_surrogate(raw_variable_values)
+            name = variable_that_is_not_text(raw_variable_values)
             if name is not None:
-                shown = f"${name} " if not has_lone_surrogate(name) else ""
-                return [_refusal(f"variable {shown}holds a lone surrogate, which is not text")]
+                shown = f"${name} " if not ("\x00" in name or has_lone_surrogate(name)) else ""
+                return [
+                    _refusal(
+                        f"variable {shown}holds a NUL character or a lone surrogate, "
+                        "which is not text"
+                    )
+                ]
         built = super().build(
             schema, document, root_value, context_value, raw_variable_values, *args, **kwargs
         )

@@ -132,7 +132,11 @@ class AccountService:
 
     async def log_in(self, username: str, password: str) -> Session:
         """A new session; UNAUTHENTICATED, saying nothing more, if the pair is wrong."""
-        user = await UserDoc.find_one(UserDoc.username == username.strip().lower())
+        name = username.strip().lower()
+        # A name no account can have is not looked up (a NUL byte, say, is refused by
+        # some stores), but it costs the same hash, so it reveals nothing either.
+        valid = USERNAME_PATTERN.fullmatch(name) is not None
+        user = await UserDoc.find_one(UserDoc.username == name) if valid else None
         password_hash = user.password_hash if user else DUMMY_PASSWORD_HASH
         if not await verify_password(password_hash, password[:MAX_PASSWORD_CHARS]) or user is None:
             raise Unauthenticated("wrong username or password")
