@@ -30,7 +30,15 @@ from schema.export import EXPORT_COMMAND, EXPORTED, served_sdl
 from schema.root import build_schema as build_plop_schema
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACT = REPO.parent / "shared" / "design" / "api.graphql"
+# Beside the checkout (…/main, …/shared), or a level further up from a worktree.
+CONTRACT = next(
+    (
+        candidate
+        for parent in REPO.parents
+        if (candidate := parent / "shared" / "design" / "api.graphql").exists()
+    ),
+    REPO.parent / "shared" / "design" / "api.graphql",
+)
 
 NOT_YET_SERVED = frozenset(
     {
