@@ -26,6 +26,21 @@ PRESENCE_TIMING = {
 }
 
 
+# Redis databases the runs choose from (16 by default; database 0 is left to others).
+REDIS_DATABASES = 16
+
+
+def redis_url_for_run(url: str) -> str:
+    """A Redis database of the run's own choosing on the shared Redis.
+
+    Presence keeps one due set per database, and any instance on it sweeps it: a run
+    sharing the database with another run (or a benchmark) has its users swept by
+    the other run's instances, whose OFFLINE goes to the other run's topics.
+    """
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{1 + int(RUN_ID, 16) % (REDIS_DATABASES - 1)}"
+
+
 @pytest.fixture(scope="session")
 def real_services() -> RealServices:
     """Redis, Kafka and FerretDB, installed and started by scripts/services.sh."""
@@ -38,7 +53,7 @@ def real_env(real_services: RealServices) -> dict[str, str]:
     return {
         "PLOP_MONGO_URL": real_services.mongo_url_for(f"plop_test_{RUN_ID}"),
         "PLOP_BROKER_URL": real_services.broker_url,
-        "PLOP_REDIS_URL": real_services.redis_url,
+        "PLOP_REDIS_URL": redis_url_for_run(real_services.redis_url),
         "PLOP_TOPIC_PREFIX": f"plop-test-{RUN_ID}",
         "PLOP_RELAY_INTERVAL_SECONDS": "0.5",
         "PLOP_RELAY_GRACE_SECONDS": "1",

@@ -11,6 +11,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
+import websockets
+from gql.transport.exceptions import TransportConnectionFailed
 
 from tests.support.chat import (
     MESSAGE_ADDED,
@@ -36,6 +38,21 @@ from tests.support.clients import (
 )
 from tests.support.server import ServerProcess
 from tests.support.services import services_script
+
+# A killed instance's sockets are closed by the kernel: the client notices at once.
+DEATH_NOTICED_SECONDS = 5.0
+# The Kafka outage test's budget, each step bounded on its own: stopping Kafka,
+# starting it again (scripts/services.sh waits up to 120 s for it to be ready),
+# the relay publishing the outage's messages, and one live message after.
+KAFKA_STOP_SECONDS = 120.0
+KAFKA_START_SECONDS = 150.0
+OUTAGE_CATCH_UP_SECONDS = 60.0
+AFTER_OUTAGE_SECONDS = 30.0
+# The sends during the outage (each bounded by the publish timeout of 2 s) and the
+# subscription's setup fit in the rest.
+KAFKA_OUTAGE_TEST_SECONDS = (
+    KAFKA_STOP_SECONDS + KAFKA_START_SECONDS + OUTAGE_CATCH_UP_SECONDS + AFTER_OUTAGE_SECONDS + 60.0
+)
 
 
 def seqs(results: list[dict[str, Any]]) -> list[int]:
@@ -139,11 +156,16 @@ async def test_killed_instance_clients_resume_on_the_other_without_loss(
                 received += seqs(await live.take(10))
                 await doomed.kill()  # kill -9 mid-stream
                 sending = asyncio.create_task(send_many(server_a, alice, room_id, 10, "during"))
-                with pytest.raises(BaseException):  # noqa: B017 - the socket just dies
-                    await live.next()
+                # The kernel closes a dead process's sockets at once: the stream fails
+                # as a lost connection, without a close frame, long before any timeout.
+                with pytest.raises(TransportConnectionFailed) as died:
+                    await live.next(within=DEATH_NOTICED_SECONDS)
             await sending
     finally:
         await doomed.stop()
+    cause = died.value.__cause__
+    assert isinstance(cause, websockets.ConnectionClosedError), repr(cause)
+    assert cause.rcvd is None, f"a dead server sent a close frame: {cause.rcvd}"
     async with (
         ws_session(server_a, TRANSPORT_WS, bob.token) as session,
         subscribed(server_a, session, MESSAGE_ADDED, r=room_id, after=received[-1]) as resumed,
@@ -153,6 +175,7 @@ async def test_killed_instance_clients_resume_on_the_other_without_loss(
     assert received == list(range(1, 21))
 
 
+@pytest.mark.timeout(KAFKA_OUTAGE_TEST_SECONDS)
 async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
     server_a: ServerProcess, server_b: ServerProcess
 ) -> None:
@@ -164,7 +187,7 @@ async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
     ):
         await send(server_a, alice, room_id, "before the outage", "k0")
         received = seqs([await live.next()])
-        await asyncio.to_thread(services_script, "stop", "kafka")
+        await asyncio.to_thread(services_script, "stop", "kafka", timeout=KAFKA_STOP_SECONDS)
         try:
             # Stored although the broker is down; a retry neither fails nor duplicates.
             outage = [
@@ -172,11 +195,11 @@ async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
             ]
             retried = await send(server_a, alice, room_id, "outage 1", "k1")
         finally:
-            await asyncio.to_thread(services_script, "start", "kafka", timeout=300)
+            await asyncio.to_thread(services_script, "start", "kafka", timeout=KAFKA_START_SECONDS)
         assert [m["seq"] for m in outage] == [2, 3, 4] and retried == outage[0]
-        received += seqs(await live.take(3, within=90))
+        received += seqs(await live.take(3, within=OUTAGE_CATCH_UP_SECONDS))
         await send(server_b, alice, room_id, "after the outage", "k4")
-        received += seqs([await live.next(within=60)])
+        received += seqs([await live.next(within=AFTER_OUTAGE_SECONDS)])
         live.assert_idle()
     assert received == [1, 2, 3, 4, 5]
     assert await history_seqs(server_a, bob, room_id) == [1, 2, 3, 4, 5]

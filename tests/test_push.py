@@ -8,7 +8,12 @@ services; a local stand-in plays FCM and a webhook receiver (tests/support).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import itertools
+import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -16,7 +21,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from push.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify
+from push.signing import signature, verify
 from tests.support.chat import (
     REGISTER_DEVICE,
     UNREGISTER_DEVICE,
@@ -33,7 +38,14 @@ from tests.support.clients import (
     sign_up,
     ws_session,
 )
-from tests.support.push_receiver import WEBHOOK_SECRET, PushReceiver, running_push_receiver
+from tests.support.push_receiver import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WEBHOOK_SECRET,
+    PushReceiver,
+    readme_signature,
+    running_push_receiver,
+)
 from tests.support.server import PLOP, ServerProcess, free_port
 
 
@@ -73,8 +85,17 @@ async def pushers(push_env: dict[str, str]) -> AsyncIterator[list[ServerProcess]
         await server.stop()
 
 
-async def register(server: ServerProcess, account: Account, platform: str, token: str) -> None:
-    await as_user(server, account, REGISTER_DEVICE, p=platform, t=token)
+# What the worker waits before a retry when the provider's answer says Retry-After: 1.
+RETRY_AFTER_SECONDS = 1.0
+# asyncio may wake a timer up to its clock resolution early.
+TIMER_SLACK_SECONDS = 0.01
+
+
+async def register(server: ServerProcess, account: Account, platform: str, token: str) -> str:
+    """Registers a device; returns its id."""
+    data = await as_user(server, account, REGISTER_DEVICE, p=platform, t=token)
+    device_id: str = data["registerPushDevice"]["id"]
+    return device_id
 
 
 def token(name: str) -> str:
@@ -121,19 +142,24 @@ async def test_direct_room_push_is_titled_with_the_senders_name_and_username(
 
 
 @pytest.mark.parametrize("platform", ["FCM", "WEBHOOK"])
-async def test_provider_503_twice_then_200_delivers_once_after_backoff(
+async def test_provider_503_and_429_then_200_delivers_once_after_backoff(
     pushers: list[ServerProcess], receiver: PushReceiver, platform: str
 ) -> None:
     sender, offline = await sign_up(pushers[0]), await sign_up(pushers[0])
     device = token("flaky")
-    receiver.script(device, (503, {}), (503, {}))
+    # The jittered backoff may be as short as it likes; Retry-After sets a floor.
+    retry_after = {"Retry-After": f"{RETRY_AFTER_SECONDS:g}"}
+    receiver.script(device, (503, {}, retry_after), (429, {}, retry_after))
     await register(pushers[0], offline, platform, device)
     room_id = await direct_room(pushers[0], sender, offline)
-    started = time.monotonic()
     await send(pushers[0], sender, room_id, "eventually")
     await receiver.wait_for(1, device)
     assert receiver.attempts[device] == 3
-    assert time.monotonic() - started >= 0.1  # it waited between attempts
+    times = receiver.attempt_times[device]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= RETRY_AFTER_SECONDS - TIMER_SLACK_SECONDS for gap in gaps), (
+        f"retried before Retry-After: {gaps}"
+    )
     await send(pushers[0], sender, room_id, "sync")
     await receiver.wait_for(2, device)
     assert len(receiver.for_token(device)) == 2  # the first one was delivered once
@@ -230,7 +256,14 @@ async def test_killed_worker_loses_no_push_and_repeats_none(
     # carries the same push id, so the device replaces rather than shows it again.
     shown = {p.push_id for p in pushes}
     assert len(shown) == len(expected)
-    assert len(pushes) - len(shown) <= 1, "more than the in-flight push was repeated"
+    # A repeat may still be on its way when the last distinct id arrived: a last
+    # message per room sweeps them, since each room's events are pushed in order.
+    for room_id in rooms:
+        await send(first, sender, room_id, "sweep")
+    swept = await receiver.wait_for_ids(len(expected) + len(rooms), *devices, within=60)
+    counted = [p for p in swept if p.data["seq"] != str(rounds + 2)]
+    assert {p.push_id for p in counted} == shown
+    assert len(counted) - len(shown) <= 1, "more than the in-flight push was repeated"
 
 
 async def test_device_rules(pushers: list[ServerProcess]) -> None:
@@ -266,6 +299,53 @@ async def test_push_platform_not_configured_is_bad_user_input(
         assert await error_code(session, REGISTER_DEVICE, p="FCM", t="t") == "BAD_USER_INPUT"
 
 
+async def test_webhook_is_signed_and_shaped_as_the_readme_documents(
+    pushers: list[ServerProcess], receiver: PushReceiver
+) -> None:
+    sender, offline = await sign_up(pushers[0]), await sign_up(pushers[0])
+    device = token("documented")
+    device_id = await register(pushers[0], offline, "WEBHOOK", device)
+    room_id = await direct_room(pushers[0], sender, offline)
+    sent = await send(pushers[0], sender, room_id, "as documented")
+    (push,) = await receiver.wait_for(1, device)
+    headers = push.headers  # as received, names in lower case: Plop-Timestamp, ...
+    timestamp = headers["plop-timestamp"]
+    assert re.fullmatch(r"[0-9]+", timestamp) and abs(time.time() - int(timestamp)) < 60
+    mac = hmac.new(
+        WEBHOOK_SECRET.encode(), timestamp.encode() + b"." + push.raw_body, hashlib.sha256
+    )
+    assert hmac.compare_digest(headers["plop-signature"], "v1=" + mac.hexdigest())
+    assert headers["plop-push-id"] == f"{room_id}:1:{device_id}"
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(push.raw_body) == {
+        "deviceToken": device,
+        "title": sender.display_name,
+        "body": "as documented",
+        "data": {"roomId": room_id, "seq": "1", "messageId": sent["id"]},
+    }
+
+
+async def test_fcm_push_carries_the_push_id_as_its_tag(
+    pushers: list[ServerProcess], receiver: PushReceiver
+) -> None:
+    sender, offline = await sign_up(pushers[0]), await sign_up(pushers[0])
+    device = token("tagged")
+    device_id = await register(pushers[0], offline, "FCM", device)
+    room_id = await direct_room(pushers[0], sender, offline)
+    await send(pushers[0], sender, room_id, "tagged")
+    (push,) = await receiver.wait_for(1, device)
+    assert push.push_id == f"{room_id}:1:{device_id}"
+
+
+def test_signing_code_matches_the_documented_hmac() -> None:
+    body, now = b'{"deviceToken":"t"}', int(time.time())
+    expected = (
+        "v1=" + hmac.new(WEBHOOK_SECRET.encode(), f"{now}.".encode() + body, "sha256").hexdigest()
+    )
+    assert signature(WEBHOOK_SECRET, now, body) == expected
+    assert readme_signature(WEBHOOK_SECRET, str(now), body) == expected
+
+
 def test_webhook_signature_is_checked_not_just_present() -> None:
     body, now = b'{"deviceToken":"t"}', time.time()
     header = signature(WEBHOOK_SECRET, int(now), body)
@@ -292,10 +372,19 @@ async def test_receiver_refuses_a_bad_signature(receiver: PushReceiver) -> None:
             content=body,
             headers={
                 TIMESTAMP_HEADER: str(now),
-                SIGNATURE_HEADER: signature("wrong-secret-0123456789", now, body),
+                SIGNATURE_HEADER: readme_signature("wrong-secret-0123456789", str(now), body),
+            },
+        )
+        genuine = await client.post(
+            f"{receiver.base_url}/webhook",
+            content=body,
+            headers={
+                TIMESTAMP_HEADER: str(now),
+                SIGNATURE_HEADER: readme_signature(WEBHOOK_SECRET, str(now), body),
             },
         )
     assert forged.status_code == 401
+    assert genuine.status_code == 200  # the control: the same request, signed right
 
 
 async def test_push_worker_runs_on_its_own_and_stops_cleanly(push_env: dict[str, str]) -> None:

@@ -1,13 +1,16 @@
 """The served schema is a superset of the public contract (design/api.graphql).
 
-The served SDL is exported to ``schema.graphql`` at the top of the repository and
-committed; this test keeps it current. Contract operations and types that are not
-built yet are listed in NOT_YET_SERVED: the test prints that list, and it may only
-shrink (a listed name that is served now fails the test until it is removed).
+The served SDL is exported to ``schema.graphql`` at the top of the repository by
+``python -m schema.export`` and committed; this test fails when the file is stale.
+Contract operations and types that are not built yet are listed in NOT_YET_SERVED:
+the test prints that list, and it may only shrink (a listed name that is served now
+fails the test until it is removed).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from graphql import (
@@ -23,11 +26,19 @@ from graphql import (
     build_schema,
 )
 
+from schema.export import EXPORT_COMMAND, EXPORTED, served_sdl
 from schema.root import build_schema as build_plop_schema
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACT = REPO.parent / "shared" / "design" / "api.graphql"
-EXPORTED = REPO / "schema.graphql"
+# Beside the checkout (…/main, …/shared), or a level further up from a worktree.
+CONTRACT = next(
+    (
+        candidate
+        for parent in REPO.parents
+        if (candidate := parent / "shared" / "design" / "api.graphql").exists()
+    ),
+    REPO.parent / "shared" / "design" / "api.graphql",
+)
 
 NOT_YET_SERVED = frozenset(
     {
@@ -139,10 +150,25 @@ def test_served_schema_is_a_superset_of_the_contract() -> None:
 
 
 def test_exported_schema_graphql_is_current() -> None:
-    sdl = str(build_plop_schema()).strip() + "\n"
-    if not EXPORTED.exists() or EXPORTED.read_text() != sdl:
-        EXPORTED.write_text(sdl)
-        raise AssertionError("schema.graphql was stale and has been rewritten: commit it")
+    # Compares only: a check run (CI) must fail on a stale export, never repair it.
+    exported = EXPORTED.read_text() if EXPORTED.exists() else ""
+    assert exported == served_sdl(), (
+        f"schema.graphql is stale: run `{EXPORT_COMMAND}` and commit schema.graphql"
+    )
+
+
+def test_export_command_writes_the_served_sdl(tmp_path: Path) -> None:
+    target = tmp_path / "schema.graphql"
+    done = subprocess.run(
+        [sys.executable, "-m", "schema.export", str(target)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert target.read_text() == served_sdl()
 
 
 def test_contract_check_finds_a_renamed_field() -> None:

@@ -2,13 +2,17 @@
 
 It checks what a real receiver checks: the OAuth2 JWT assertion is signed by the
 service account's key, sends carry the access token it issued, and webhooks carry a
-valid ``Plop-Signature``. Each test scripts per device token what the next answers
-are (e.g. 503, 503, then the default 200) and reads back what was delivered.
+valid ``Plop-Signature``, checked as the README documents it (with hmac here, not
+with Plop's own code). Each test scripts per device token what the next answers are
+(e.g. 503, 503, then the default 200), reads back what was delivered, and when each
+attempt arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -28,8 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from push.providers import FCM_SCOPE, PUSH_ID_HEADER
-from push.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from push.providers import FCM_SCOPE
 from tests.support.server import free_port
 
 PROJECT = "plop-test-project"
@@ -37,9 +40,27 @@ CLIENT_EMAIL = f"plop@{PROJECT}.iam.gserviceaccount.com"
 # Google's token endpoint checks that the assertion names it as the audience.
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
-
-
+# The webhook as the README documents it, written out rather than imported, so that
+# a change of Plop's headers or signature breaks the receivers' contract visibly.
+TIMESTAMP_HEADER = "Plop-Timestamp"
+SIGNATURE_HEADER = "Plop-Signature"
+PUSH_ID_HEADER = "Plop-Push-Id"
+MAX_SKEW_SECONDS = 300
+# A scripted answer: status and JSON body, and optionally response headers.
 Answer = tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], dict[str, str]]
+
+
+def readme_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """``v1=`` + hex HMAC-SHA256(secret, ``<timestamp>`` + ``.`` + raw body bytes)."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + mac.hexdigest()
+
+
+def signed_as_documented(secret: str, timestamp: str, header: str, body: bytes, now: float) -> bool:
+    """What a receiver following the README accepts: a fresh timestamp, the HMAC."""
+    if not timestamp.isdigit() or abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
+        return False
+    return hmac.compare_digest(readme_signature(secret, timestamp, body), header)
 
 
 @dataclass
@@ -52,6 +73,9 @@ class Received:
     body: str
     data: dict[str, str]
     push_id: str
+    # Webhooks only: the request as received, for checks of the wire format.
+    headers: dict[str, str] = field(default_factory=dict)
+    raw_body: bytes = b""
 
 
 @dataclass
@@ -60,6 +84,7 @@ class PushReceiver:
     service_account_file: Path
     received: list[Received] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    attempt_times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     scripted: dict[str, list[Answer]] = field(default_factory=dict)
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -93,6 +118,7 @@ class PushReceiver:
 
     async def _accept(self, push: Received) -> Response:
         self.attempts[push.token] += 1
+        self.attempt_times[push.token].append(time.monotonic())
         answers = self.scripted.get(push.token)
         if answers:
             status, body, *headers = answers.pop(0)
@@ -139,7 +165,7 @@ def _make_app(receiver: PushReceiver, public_key_pem: bytes) -> Starlette:
 
     async def webhook(request: Request) -> Response:
         body = await request.body()
-        if not verify(
+        if not signed_as_documented(
             WEBHOOK_SECRET,
             request.headers.get(TIMESTAMP_HEADER, ""),
             request.headers.get(SIGNATURE_HEADER, ""),
@@ -156,6 +182,8 @@ def _make_app(receiver: PushReceiver, public_key_pem: bytes) -> Starlette:
                 payload["body"],
                 payload["data"],
                 request.headers.get(PUSH_ID_HEADER, ""),
+                dict(request.headers),
+                body,
             )
         )
 
