@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from observability.health import add_health
 from schema.root import build_schema
 from services import Services
 from settings import Settings
@@ -34,9 +35,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    add_health(app)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
     return app
