@@ -13,6 +13,7 @@ from observability.health import add_health
 from schema.root import build_schema
 from services import Services
 from settings import Settings
+from transport.cors import add_cors
 from transport.limits import BodySizeLimit
 from transport.router import graphql_router
 
@@ -37,4 +38,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     add_health(app)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
+    add_cors(app, config.cors_origins)
     return app

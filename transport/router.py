@@ -127,4 +127,5 @@ def graphql_router(schema: strawberry.Schema, settings: Settings) -> PlopGraphQL
         connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         graphql_ide="graphiql",
+        allowed_origins=settings.cors_origins,
     )
