@@ -10,6 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from observability.health import add_health
+from observability.logs import RequestLog
+from observability.startup import StartupFailureLine
 from schema.root import build_schema
 from services import Services
 from settings import Settings
@@ -39,4 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_health(app)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
     add_cors(app, config.cors_origins)
+    app.add_middleware(RequestLog)  # outermost but one: every answer is logged, with its id
+    app.add_middleware(StartupFailureLine)
     return app

@@ -10,10 +10,11 @@ import sys
 from collections.abc import Coroutine
 from contextlib import aclosing
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 import uvicorn
+from pydantic import ValidationError
 
 from client import (
     DEFAULT_URL,
@@ -28,6 +29,7 @@ from client import (
     subprotocol_named,
     websocket_url,
 )
+from observability.logs import configure_logging
 from settings import Settings
 
 T = TypeVar("T")
@@ -40,29 +42,59 @@ def main() -> None:
     pass
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _settings() -> Settings:
+    """The settings from the environment; a bad value is one line, not a traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PLOP_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from exc
+
+
 @main.command(help="Serve the GraphQL API (GraphiQL at http://HOST:PORT/graphql).")
 @click.option("--host", default=None, help="Interface to bind [default: PLOP_HOST or 127.0.0.1].")
 @click.option("--port", default=None, type=int, help="Port [default: PLOP_PORT or 8000].")
-def serve(host: str | None, port: int | None) -> None:
-    settings = Settings()
-    if host is not None:
-        settings.host = host
-    if port is not None:
-        settings.port = port
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default=None,
+    help="Log level [default: PLOP_LOG_LEVEL or info].",
+)
+@click.option("--reload", is_flag=True, help="Development: restart when a source file changes.")
+def serve(host: str | None, port: int | None, log_level: str | None, reload: bool) -> None:
+    settings = _settings()
+    host = host or settings.host
+    port = port if port is not None else settings.port
+    level = (log_level or settings.log_level).lower()
+    log_config = configure_logging(level, settings.log_format)
+    base = f"http://{host}:{port}"
+    logging.getLogger("plop").info(
+        "serving GraphiQL at %s/graphql and the web page at %s/", base, base
     )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "ws_max_size": settings.max_websocket_message_bytes,
+        "log_config": log_config,
+        "log_level": level,
+        # observability.logs.RequestLog writes one line per request, with its id.
+        "access_log": False,
+        "lifespan": "on",
+    }
+    if reload:
+        # A reloading server imports the app anew in a child process, from the
+        # environment's settings; --host, --port and --log-level still apply.
+        uvicorn.run("main:create_app", factory=True, reload=True, **options)
+        return
     from main import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ws_max_size=settings.max_websocket_message_bytes,
-        log_level=settings.log_level.lower(),
-        lifespan="on",
-    )
+    uvicorn.run(create_app(settings), **options)
 
 
 @main.command(
@@ -74,17 +106,14 @@ def serve(host: str | None, port: int | None) -> None:
     ),
 )
 def push_worker() -> None:
-    settings = Settings()
+    settings = _settings()
     settings.push_worker_enabled = True
     if not (settings.push_fcm_service_account_file or settings.push_webhook_url):
         raise click.ClickException(
             "no push provider is configured: set PLOP_PUSH_FCM_SERVICE_ACCOUNT_FILE "
             "and/or PLOP_PUSH_WEBHOOK_URL"
         )
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     from services import Services
 
     async def run() -> None:

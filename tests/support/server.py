@@ -37,9 +37,16 @@ def free_port() -> int:
 class ServerProcess:
     """One ``plop serve`` process on a port of its own; can be killed and restarted."""
 
-    def __init__(self, name: str, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.port = port or free_port()
+        self.args = args  # more options of `plop serve`
         # The server sees only the settings given here, never the test run's PLOP_*.
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("PLOP_")}
         self._env.update(env)
@@ -73,6 +80,7 @@ class ServerProcess:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                *self.args,
                 env=self._env,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
