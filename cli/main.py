@@ -29,6 +29,7 @@ from client import (
     subprotocol_named,
     websocket_url,
 )
+from errors import ConfigError
 from observability.logs import configure_logging
 from settings import Settings
 
@@ -125,7 +126,10 @@ def push_worker() -> None:
             logging.getLogger("plop.push_worker").info("push worker running")
             await stop.wait()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:  # an unreachable backend too: one line, not a traceback
+        raise click.ClickException(f"cannot start: {exc}") from exc
 
 
 @main.command(
