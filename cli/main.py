@@ -46,6 +46,14 @@ def main() -> None:
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
+def _logging(level: str, log_format: str) -> dict[str, Any]:
+    """Installs the logging setup; a level logging does not know is a usage error."""
+    try:
+        return configure_logging(level, log_format)
+    except ValueError as exc:
+        raise click.ClickException(f"PLOP_LOG_LEVEL: {exc}") from exc
+
+
 def _settings() -> Settings:
     """The settings from the environment; a bad value is one line, not a traceback."""
     try:
@@ -73,7 +81,7 @@ def serve(host: str | None, port: int | None, log_level: str | None, reload: boo
     host = host or settings.host
     port = port if port is not None else settings.port
     level = (log_level or settings.log_level).lower()
-    log_config = configure_logging(level, settings.log_format)
+    log_config = _logging(level, settings.log_format)
     base = f"http://{host}:{port}"
     logging.getLogger("plop").info(
         "serving GraphiQL at %s/graphql and the web page at %s/", base, base
@@ -114,7 +122,7 @@ def push_worker() -> None:
             "no push provider is configured: set PLOP_PUSH_FCM_SERVICE_ACCOUNT_FILE "
             "and/or PLOP_PUSH_WEBHOOK_URL"
         )
-    configure_logging(settings.log_level, settings.log_format)
+    _logging(settings.log_level, settings.log_format)
     from services import Services
 
     async def run() -> None:

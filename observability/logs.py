@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 REDACTED = "[redacted]"
 _SECRET_NAME = re.compile(r"token|password|secret|authori[sz]ation|cookie", re.IGNORECASE)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -129,6 +130,8 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {LOG_FORMATS}, not {log_format!r}")
     level = level.upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
     formatter = JsonFormatter if log_format == "json" else TextFormatter
     quiet = "INFO" if level == "DEBUG" else level
     return {
