@@ -17,7 +17,11 @@ for (const audit of serverAudits({ url })) {
     const response = result.response;
     line.responseStatus = response.status;
     line.responseType = response.headers.get('content-type');
-    line.responseBody = (await response.text()).slice(0, 500);
+    try {
+      line.responseBody = (await response.clone().text()).slice(0, 500);
+    } catch {
+      line.responseBody = null; // the audit read the body already
+    }
   }
   console.log(JSON.stringify(line));
 }
