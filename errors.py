@@ -9,6 +9,7 @@
     ├── RateLimited       RATE_LIMITED     too many requests; retry later
     └── Unavailable       UNAVAILABLE      a backend is down or timed out
     ConfigError                            bad settings at start-up (not sent to clients)
+    └── BackendUnreachable                 a backend did not answer at start-up
 
 Anything else that escapes a resolver is reported as INTERNAL with a masked message.
 """
@@ -56,3 +57,36 @@ class Unavailable(PlopError):
 
 class ConfigError(Exception):
     """Settings that cannot work; raised at start-up, never sent to a client."""
+
+
+class BackendUnreachable(ConfigError):
+    """A backend that could not be reached at start-up: which one, where, and why."""
+
+    def __init__(self, backend: str, url: str, reason: str) -> None:
+        super().__init__(f"{backend} is unreachable at {redact_url(url)}: {reason}")
+        self.backend = backend
+        self.url = url
+        self.reason = reason
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, fit for logs."""
+    scheme, separator, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not separator or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}"
+
+
+# A library's message can carry a whole topology description; the start is what says why.
+_DESCRIBE_CHARS = 200
+
+
+def describe(exc: BaseException) -> str:
+    """An exception on one line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    first = lines[0] if len(lines[0]) <= _DESCRIBE_CHARS else lines[0][:_DESCRIBE_CHARS] + "..."
+    return f"{type(exc).__name__}: {first}"

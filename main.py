@@ -10,8 +10,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from app.runtime import open_runtime
+from observability.health import add_health
+from observability.logs import RequestLog
+from observability.startup import StartupFailureLine
 from schema.root import build_schema
 from settings import Settings
+from transport.cors import add_cors
 from transport.limits import BodySizeLimit
 from transport.router import graphql_router
 from web import mount_web
@@ -27,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The only shared state in the process: what resolvers and sockets reach.
             app.state.services = runtime.services
             app.state.live = runtime.live
+            app.state.backends = runtime.backends
             yield
 
     app = FastAPI(title="Plop", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -38,9 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    add_health(app)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
+    add_cors(app, config.cors_origins)
+    app.add_middleware(RequestLog)  # outermost but one: every answer is logged, with its id
+    app.add_middleware(StartupFailureLine)
     return app

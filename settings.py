@@ -7,14 +7,32 @@ The three URLs pick the backends: ``memory://`` is the embedded, in-process stan
 
 from __future__ import annotations
 
+import json
 import secrets
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MEMORY_URL = "memory://"
 MIN_SECRET_CHARS = 16
+
+
+def _checked_origin(origin: str) -> str:
+    """An origin as browsers send it (``https://app.example.com[:port]``), or ``*``."""
+    if origin == "*":
+        return origin
+    parts = urlsplit(origin.strip().rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+        raise ValueError(
+            f"PLOP_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
+        )
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = "" if parts.port in (None, default_port) else f":{parts.port}"
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
+    return f"{parts.scheme}://{host}{port}"
 
 
 class Settings(BaseSettings):
@@ -106,6 +124,24 @@ class Settings(BaseSettings):
     push_retry_after_max_seconds: float = 300.0
 
     log_level: str = "INFO"
+    # text: one readable line per record; json: one JSON object per line.
+    log_format: Literal["text", "json"] = "text"
+
+    # Origins whose pages may call the API from a browser (CORS, and WebSocket
+    # handshakes): a comma-separated or JSON list; "*" allows any origin, but then
+    # no credentials. None by default: only same-origin pages and non-browser clients.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_from_a_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            parsed = json.loads(text) if text.startswith("[") else text.split(",")
+            value = [str(item).strip() for item in parsed if str(item).strip()]
+        if isinstance(value, list):
+            return [_checked_origin(str(origin)) for origin in value]
+        return value
 
     @model_validator(mode="after")
     def _webhook_needs_a_real_secret(self) -> Settings:

@@ -17,9 +17,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio import Redis
+
 from backends.mongo import open_database
 from backends.redis import open_redis
-from pubsub import ALL_TOPICS, broker_from_url
+from pubsub import ALL_TOPICS, Broker, broker_from_url
 from push.setup import providers_from_settings, push_worker
 from services import Services
 from services.events import EventPublisher
@@ -38,11 +40,20 @@ STOP_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
+class Backends:
+    """The open backend clients, for readiness probes (resolvers reach services only)."""
+
+    redis: Redis
+    broker: Broker
+
+
+@dataclass(frozen=True, slots=True)
 class Runtime:
     """What the app holds while it runs."""
 
     services: Services
     live: LiveTransport
+    backends: Backends
 
 
 class Background:
@@ -135,4 +146,4 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 settings, broker, redis, services.presence, services.devices, providers
             )
             background.adopt(await worker.start())
-        yield Runtime(services, LiveTransport(feeds, sockets))
+        yield Runtime(services, LiveTransport(feeds, sockets), Backends(redis, broker))

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 from beanie import init_beanie
 from bson import ObjectId
 from pymongo import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from errors import ConfigError
+from errors import BackendUnreachable, ConfigError, describe
 from models import DOCUMENT_MODELS
 
 DEFAULT_DATABASE = "plop"
@@ -137,10 +137,20 @@ async def open_database(url: str, timeout_seconds: float) -> AsyncIterator[None]
         tz_aware=True,
     )
     try:
-        await init_beanie(
-            database=client[database_name(url)], document_models=DOCUMENT_MODELS, skip_indexes=True
-        )
-        await _ensure_indexes()
+        try:
+            await init_beanie(
+                database=client[database_name(url)],
+                document_models=DOCUMENT_MODELS,
+                skip_indexes=True,
+            )
+            await _ensure_indexes()
+        except PyMongoError as exc:
+            raise BackendUnreachable("mongo", url, describe(exc)) from exc
         yield
     finally:
         await client.close()
+
+
+async def ping_database() -> None:
+    """One round trip to the database the documents are bound to."""
+    await DOCUMENT_MODELS[0].get_pymongo_collection().database.command("ping")

@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
 
-from errors import ConfigError
+from errors import BackendUnreachable, ConfigError, describe
 
 DEFAULT_MAX_CONNECTIONS = 200
 
@@ -48,6 +49,12 @@ async def open_redis(
     else:
         raise ConfigError(f"PLOP_REDIS_URL has an unsupported scheme: {url!r}")
     try:
+        # Connections are made lazily: ask once, so that a Redis that is not there
+        # stops the start instead of failing the first requests.
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            raise BackendUnreachable("redis", url, describe(exc)) from exc
         yield client
     finally:
         await client.aclose()

@@ -11,10 +11,11 @@ import sys
 from collections.abc import Coroutine
 from contextlib import aclosing
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 import uvicorn
+from pydantic import ValidationError
 
 from client import (
     DEFAULT_URL,
@@ -29,6 +30,8 @@ from client import (
     subprotocol_named,
     websocket_url,
 )
+from errors import ConfigError
+from observability.logs import configure_logging
 from settings import Settings
 
 T = TypeVar("T")
@@ -41,29 +44,66 @@ def main() -> None:
     pass
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _logging(level: str, log_format: str) -> dict[str, Any]:
+    """Installs the logging setup; a level logging does not know is a usage error."""
+    try:
+        return configure_logging(level, log_format)
+    except ValueError as exc:
+        raise click.ClickException(f"PLOP_LOG_LEVEL: {exc}") from exc
+
+
+def _settings() -> Settings:
+    """The settings from the environment; a bad value is one line, not a traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PLOP_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from exc
+
+
 @main.command(help="Serve the GraphQL API (GraphiQL at http://HOST:PORT/graphql).")
 @click.option("--host", default=None, help="Interface to bind [default: PLOP_HOST or 127.0.0.1].")
 @click.option("--port", default=None, type=int, help="Port [default: PLOP_PORT or 8000].")
-def serve(host: str | None, port: int | None) -> None:
-    settings = Settings()
-    if host is not None:
-        settings.host = host
-    if port is not None:
-        settings.port = port
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default=None,
+    help="Log level [default: PLOP_LOG_LEVEL or info].",
+)
+@click.option("--reload", is_flag=True, help="Development: restart when a source file changes.")
+def serve(host: str | None, port: int | None, log_level: str | None, reload: bool) -> None:
+    settings = _settings()
+    host = host or settings.host
+    port = port if port is not None else settings.port
+    level = (log_level or settings.log_level).lower()
+    log_config = _logging(level, settings.log_format)
+    base = f"http://{host}:{port}"
+    logging.getLogger("plop").info(
+        "serving GraphiQL at %s/graphql and the web page at %s/", base, base
     )
-    listener = _listen(settings.host, settings.port)
+    options: dict[str, Any] = {
+        "ws_max_size": settings.max_websocket_message_bytes,
+        "log_config": log_config,
+        "log_level": level,
+        # observability.logs.RequestLog writes one line per request, with its id.
+        "access_log": False,
+        "lifespan": "on",
+    }
+    if reload:
+        # A reloading server imports the app anew in a child process, from the
+        # environment's settings; --host, --port and --log-level still apply.
+        uvicorn.run("main:create_app", factory=True, reload=True, host=host, port=port, **options)
+        return
+    listener = _listen(host, port)
     from main import create_app
 
-    config = uvicorn.Config(
-        create_app(settings),
-        ws_max_size=settings.max_websocket_message_bytes,
-        log_level=settings.log_level.lower(),
-        lifespan="on",
-    )
-    uvicorn.Server(config).run(sockets=[listener])
+    uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run(sockets=[listener])
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -91,17 +131,14 @@ def _listen(host: str, port: int) -> socket.socket:
     ),
 )
 def push_worker() -> None:
-    settings = Settings()
+    settings = _settings()
     settings.push_worker_enabled = True
     if not (settings.push_fcm_service_account_file or settings.push_webhook_url):
         raise click.ClickException(
             "no push provider is configured: set PLOP_PUSH_FCM_SERVICE_ACCOUNT_FILE "
             "and/or PLOP_PUSH_WEBHOOK_URL"
         )
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _logging(settings.log_level, settings.log_format)
     from app.runtime import open_runtime
 
     async def run() -> None:
@@ -113,7 +150,10 @@ def push_worker() -> None:
             logging.getLogger("plop.push_worker").info("push worker running")
             await stop.wait()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:  # an unreachable backend too: one line, not a traceback
+        raise click.ClickException(f"cannot start: {exc}") from exc
 
 
 @main.command(

@@ -35,6 +35,9 @@ class Broker(Protocol):
         """The topic's events shared among the members of a group (each goes to one
         member), resuming after the last committed one; uncommitted ones come again."""
 
+    async def ping(self) -> None:
+        """One round trip to the broker; raises if it does not answer."""
+
     async def close(self) -> None:
         """Flush and disconnect."""
 

@@ -18,8 +18,10 @@ from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
-from errors import ConfigError
+from errors import BackendUnreachable, ConfigError, describe
 from pubsub.events import Delivery, Event, decode_event, encode_event
 
 logger = logging.getLogger(__name__)
@@ -41,20 +43,37 @@ class KafkaBroker:
     """Publishes with an idempotent producer; subscribes by assigning all partitions."""
 
     def __init__(self, url: str, client_id: str) -> None:
+        self._url = url
         self._servers = bootstrap_servers(url)
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self, topics: dict[str, int]) -> None:
-        await self._create_topics(topics)
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self._servers,
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
             linger_ms=2,
         )
-        await self._producer.start()
+        try:
+            await self._create_topics(topics)
+            await producer.start()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            with suppress(Exception):
+                await producer.stop()
+            raise BackendUnreachable("broker", self._url, describe(exc)) from exc
+        self._producer = producer
+
+    async def ping(self) -> None:
+        """A metadata request for no topic to one of the brokers the producer knows."""
+        if self._producer is None:
+            raise RuntimeError("KafkaBroker.ping before start")
+        client = self._producer.client
+        node = client.get_random_node()
+        if node is None:
+            raise KafkaError("no Kafka broker is known")
+        await client.send(node, MetadataRequest([]))
 
     async def _create_topics(self, topics: dict[str, int]) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._servers, client_id=self._client_id)

@@ -57,6 +57,9 @@ class MemoryBroker:
 
             yield deliveries()
 
+    async def ping(self) -> None:
+        return None  # in-process: there is nothing to reach
+
     async def close(self) -> None:
         self._queues.clear()
 

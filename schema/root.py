@@ -20,6 +20,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
 
+from observability.logs import LogFields
 from observability.metrics import OperationMetrics
 from resolvers import accounts as account_resolvers
 from resolvers import friends as friend_resolvers
@@ -208,6 +209,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         limit_rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
         OperationMetrics,
+        LogFields,
         ErrorCodes,
         # Factories: a fresh extension per operation; the caches live at module level.
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),

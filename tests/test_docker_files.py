@@ -347,6 +347,14 @@ def test_dockerfile_healthcheck_asks_healthz_with_python() -> None:
     assert f":{APP_PORT}/healthz" in " ".join(words), words
 
 
+def test_replicas_healthcheck_asks_readyz_with_python() -> None:
+    for name, service in plop_services().items():
+        test = (service.get("healthcheck") or {}).get("test")
+        assert isinstance(test, list), f"{name} has no healthcheck in exec form"
+        assert test[0] == "CMD" and test[1].startswith("python"), f"{name}: {test}"
+        assert f":{APP_PORT}/readyz" in " ".join(test), f"{name} does not ask /readyz: {test}"
+
+
 def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     ignored = {
         line.strip().strip("/")

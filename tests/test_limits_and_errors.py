@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -21,7 +22,9 @@ from tests.support.clients import (
     sign_up,
     unique_name,
 )
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess
+from tests.support.services import RealServices
+from tests.support.tcp_proxy import TcpProxy
 
 
 async def _post(server: ServerProcess, body: bytes, token: str | None = None) -> httpx.Response:
@@ -129,13 +132,21 @@ def test_backend_errors_become_unavailable() -> None:
         assert "refused" not in shown.message and "no server" not in shown.message
 
 
-async def test_redis_down_gives_unavailable_not_a_hang() -> None:
-    dead_redis = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+async def test_redis_down_gives_unavailable_not_a_hang(real_services: RealServices) -> None:
+    # Redis must answer at start (or the server does not start): it goes away after.
+    target = urlsplit(real_services.redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
     server = ServerProcess(
-        "redis-down", {"PLOP_REDIS_URL": dead_redis, "PLOP_BACKEND_TIMEOUT_SECONDS": "1"}
+        "redis-down",
+        {
+            "PLOP_REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0",
+            "PLOP_BACKEND_TIMEOUT_SECONDS": "1",
+        },
     )
-    await server.start()
     try:
+        await server.start()
+        await proxy.stop()
         async with asyncio.timeout(15), http_session(server) as session:
             code = await error_code(
                 session, SIGN_UP, username=unique_name(), password="correct horse battery"
@@ -143,3 +154,4 @@ async def test_redis_down_gives_unavailable_not_a_hang() -> None:
         assert code == "UNAVAILABLE"
     finally:
         await server.stop()
+        await proxy.stop()

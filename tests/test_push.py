@@ -319,7 +319,7 @@ async def test_webhook_is_signed_and_shaped_as_the_readme_documents(
     assert headers["content-type"].startswith("application/json")
     assert json.loads(push.raw_body) == {
         "deviceToken": device,
-        "title": sender.display_name,
+        "title": f"{sender.display_name} (@{sender.username})",
         "body": "as documented",
         "data": {"roomId": room_id, "seq": "1", "messageId": sent["id"]},
     }

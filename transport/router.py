@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import overload
 
 import strawberry
+from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
+from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
-from strawberry.types.unset import UnsetType
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from errors import PlopError
 from schema.context import Context
 from schema.errors import plop_error_for
 from services import Services
 from settings import Settings
+from transport import http_spec
 from transport.handlers import LegacyWSHandler, LiveTransport, SocketContext, TransportWSHandler
 from web import graphiql_response
 
@@ -89,6 +95,38 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
             logger.exception("presence registration failed")
         return {"userId": str(context.viewer.id)}
 
+    @overload
+    async def run(
+        self, request: Request, context: Context = ..., root_value: None = ...
+    ) -> Response: ...
+
+    @overload
+    async def run(
+        self, request: WebSocket, context: Context = ..., root_value: None = ...
+    ) -> WebSocket: ...
+
+    async def run(
+        self,
+        request: Request | WebSocket,
+        context: Context = UNSET,
+        root_value: None = UNSET,
+    ) -> Response | WebSocket:
+        """Strawberry's request handling, with GraphQL-over-HTTP media types and statuses."""
+        if isinstance(request, WebSocket):
+            return await super().run(request, context, root_value)
+        try:
+            response = await super().run(request, context, root_value)
+        except HTTPException as refused:
+            return http_spec.refusal(request, refused)
+        return http_spec.finish(request, response)
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        body = await super().process_result(request, result)
+        http_spec.note_result(request, result, body)
+        return body
+
 
 def graphql_router(schema: strawberry.Schema, settings: Settings) -> PlopGraphQLRouter:
     return PlopGraphQLRouter(
@@ -97,4 +135,5 @@ def graphql_router(schema: strawberry.Schema, settings: Settings) -> PlopGraphQL
         connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         graphql_ide="graphiql" if settings.graphiql else None,
+        allowed_origins=settings.cors_origins,
     )

@@ -19,9 +19,17 @@ class ServerProcess(_Process):
     The server sees only the settings given here, never the test run's PLOP_*.
     """
 
-    def __init__(self, name: str, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         port = port or free_port()
-        super().__init__(name, plop_argv(port), {**plain_env(), **env}, port, LOG_DIR)
+        self.args = args  # more options of `plop serve`
+        argv = [*plop_argv(port), *args]
+        super().__init__(name, argv, {**plain_env(), **env}, port, LOG_DIR)
 
     @property
     def http_url(self) -> str:

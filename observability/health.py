@@ -1,0 +1,87 @@
+"""Liveness and readiness: ``/healthz`` says the process serves, ``/readyz`` that
+every backend answers.
+
+``/readyz`` asks MongoDB, Redis and the broker at once, each bounded by
+``READY_TIMEOUT_SECONDS``: 200 with each one's state when all answer, 503 naming
+those that did not. A process that is stopping sets ``app.state.draining``
+(``start_draining``): ``/readyz`` then answers 503 ``draining`` so that a load
+balancer sends it nothing new while it finishes what it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI
+from starlette.datastructures import State
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from app.runtime import Backends
+from backends.mongo import ping_database
+from errors import describe
+
+# A backend slower than this to answer a ping counts as down: a readiness probe
+# must answer well within its own timeout (docker's is 3 s).
+READY_TIMEOUT_SECONDS = 1.0
+OK = "ok"
+
+
+def start_draining(state: State) -> None:
+    """From now on ``/readyz`` answers 503 ``draining``; ``/healthz`` is unchanged."""
+    state.draining = True
+
+
+async def _state_of(ping: Callable[[], Awaitable[object]]) -> str:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await ping()
+    except TimeoutError:
+        return f"no answer within {READY_TIMEOUT_SECONDS:g} s"
+    except Exception as exc:
+        return describe(exc)
+    return OK
+
+
+async def backend_states(backends: Backends) -> dict[str, str]:
+    """Each backend's state, ``ok`` or what went wrong, all asked at once."""
+    pings: dict[str, Callable[[], Awaitable[object]]] = {
+        "mongo": ping_database,
+        "redis": backends.redis.ping,
+        "broker": backends.broker.ping,
+    }
+    states = await asyncio.gather(*(_state_of(ping) for ping in pings.values()))
+    return dict(zip(pings, states, strict=True))
+
+
+def health_router() -> APIRouter:
+    """``/healthz`` and ``/readyz``."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        state = request.app.state
+        if getattr(state, "draining", False):
+            return JSONResponse({"status": "draining"}, status_code=503)
+        running: Backends | None = getattr(state, "backends", None)
+        if running is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        backends = await backend_states(running)
+        failing = sorted(name for name, value in backends.items() if value != OK)
+        if failing:
+            body = {"status": "unavailable", "failing": failing, "backends": backends}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ready", "backends": backends})
+
+    return router
+
+
+def add_health(app: FastAPI) -> None:
+    """Serves the health endpoints; the app is not draining until told so."""
+    app.state.draining = False
+    app.include_router(health_router())
