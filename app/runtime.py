@@ -17,11 +17,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from backends.mongo import open_database
 from backends.redis import open_redis
-from pubsub import ALL_TOPICS, Broker, broker_from_url
+from observability.health import Backends
+from pubsub import ALL_TOPICS, broker_from_url
 from push.setup import providers_from_settings, push_worker
 from services import Services
 from services.events import EventPublisher
@@ -37,14 +36,6 @@ logger = logging.getLogger(__name__)
 PUBLISHED_MARKS_SECONDS = 0.5
 # How long a stop waits for the background work to finish cancelling.
 STOP_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Backends:
-    """The open backend clients, for readiness probes (resolvers reach services only)."""
-
-    redis: Redis
-    broker: Broker
 
 
 @dataclass(frozen=True, slots=True)
