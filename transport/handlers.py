@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from graphql import GraphQLSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -43,6 +43,7 @@ from transport.socket_writer import QueuedWebSocket
 logger = logging.getLogger(__name__)
 
 INIT_TIMEOUT_CODE = 4408
+INVALID_MESSAGE_CODE = 4400
 SESSION_ENDED_CODE = 4401
 SESSION_ENDED_REASON = "Session ended: log in again"
 
@@ -76,6 +77,26 @@ class OperationFrames:
     def deliver(self, payload: str) -> bool:
         # A client that completed the operation gets nothing more for its id.
         return self._is_open() and self._socket.offer(f"{self._prefix}{payload}}}")
+
+
+def operation_problem(message: object) -> str | None:
+    """What is wrong with a subscribe/start message's shape, or None if it is sound.
+
+    strawberry reads these fields without checking their types: a query that is not
+    a string would fail deep in the parser, with no answer to the client.
+    """
+    if not isinstance(message, dict) or not isinstance(message.get("id"), str):
+        return "the message needs a string id"
+    payload = message.get("payload")
+    if not isinstance(payload, dict):
+        return "the message needs an object payload"
+    if not isinstance(payload.get("query"), str):
+        return "payload.query must be a string"
+    if not isinstance(payload.get("operationName"), str | None):
+        return "payload.operationName must be a string or null"
+    if not isinstance(payload.get("variables"), dict | None):
+        return "payload.variables must be an object or null"
+    return None
 
 
 def frame_prefix(fields: dict[str, str]) -> str:
@@ -162,6 +183,19 @@ class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, No
         if self.connection_acknowledged:
             self._watch_session()
 
+    async def handle_message(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            await self.handle_invalid_message("a message must be a JSON object")
+            return
+        await super().handle_message(cast(Any, message))
+
+    async def handle_subscribe(self, message: Any) -> None:
+        # The protocol closes on an invalid message (4400), as strawberry does for others.
+        if (problem := operation_problem(message)) is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_subscribe(message)
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         prefix = frame_prefix({"id": operation.id, "type": "next"})
         frames = OperationFrames(
@@ -200,6 +234,21 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
     def _ended_frame(self) -> Mapping[str, object] | None:
         error = {"message": SESSION_ENDED_REASON, "extensions": {"code": "UNAUTHENTICATED"}}
         return {"type": "connection_error", "payload": error}
+
+    async def handle_message(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            await self.websocket.close(INVALID_MESSAGE_CODE, "a message must be a JSON object")
+            return
+        await super().handle_message(cast(Any, message))
+
+    async def handle_start(self, message: Any) -> None:
+        if (problem := operation_problem(message)) is not None:
+            operation_id = message.get("id") if isinstance(message.get("id"), str) else None
+            error = {"message": problem, "extensions": {"code": "BAD_USER_INPUT"}}
+            refusal: Any = {"type": "error", "id": operation_id, "payload": error}
+            await self.send_message(refusal)
+            return
+        await super().handle_start(message)
 
     async def handle_async_results(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import overload
@@ -66,6 +67,15 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON of a body or a socket message; nesting too deep for the parser is
+        malformed JSON (400 over HTTP, 4400 on a socket), not a server error."""
+        try:
+            return json.loads(data)
+        except RecursionError as exc:
+            text = data.decode(errors="replace") if isinstance(data, bytes) else data
+            raise json.JSONDecodeError("nested too deeply", text[:100], 0) from exc
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """Plop's own GraphiQL page: every file it loads comes from this server."""
