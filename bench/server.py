@@ -32,6 +32,19 @@ STOP_TIMEOUT_SECONDS = 15.0
 SERVICES_START_TIMEOUT_SECONDS = 1_500.0
 # Enough descriptors for tens of thousands of sockets in one process.
 WANTED_OPEN_FILES = 200_000
+# Abuse limits far above what a load (or a test suite) sends from one address and a
+# few users; the limits themselves stay on, only their budgets grow.
+LOAD_TEST_LIMITS = {
+    "PLOP_SEND_MESSAGE_LIMIT": "1000000",
+    "PLOP_CREATE_ROOM_LIMIT": "1000000",
+    "PLOP_INVITE_MEMBERS_LIMIT": "1000000",
+    "PLOP_SEND_FRIEND_REQUEST_LIMIT": "1000000",
+    "PLOP_FRIEND_REQUEST_COOLDOWN_SECONDS": "0.001",
+    "PLOP_FAILED_LOG_IN_PER_USERNAME_LIMIT": "1000000",
+    "PLOP_FAILED_LOG_IN_PER_ADDRESS_LIMIT": "1000000",
+    "PLOP_SIGN_UP_PER_ADDRESS_LIMIT": "1000000",
+    "PLOP_PASSWORD_HASH_QUEUE": "100000",
+}
 
 
 def raise_open_files(wanted: int = WANTED_OPEN_FILES) -> int:
@@ -241,7 +254,7 @@ def backend_env(backend: str, run_id: str) -> dict[str, str]:
 def plop_server(name: str, backend: str, run_id: str, settings: dict[str, str]) -> ServerProcess:
     """``plop serve`` on a free port, on ``backend``, with extra PLOP_* settings."""
     port = free_port()
-    env = {**_plain_env(), **backend_env(backend, run_id), **settings}
+    env = {**_plain_env(), **LOAD_TEST_LIMITS, **backend_env(backend, run_id), **settings}
     return ServerProcess(name, _plop_argv(port), env, port)
 
 

@@ -62,6 +62,8 @@ def serve(host: str | None, port: int | None) -> None:
         ws_max_size=settings.max_websocket_message_bytes,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        # X-Forwarded-For is Plop's to judge (PLOP_FORWARDED_ALLOW_IPS), not uvicorn's.
+        proxy_headers=False,
     )
 
 

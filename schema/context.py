@@ -8,14 +8,25 @@ from strawberry.types import Info as StrawberryInfo
 from models import UserDoc
 from services import Services
 
+# The address of a context the server makes for itself (a shared feed's rendering).
+NO_CLIENT = "server"
+
 
 class Context(BaseContext):
     """Services, the caller's token, and the viewer once a resolver resolved it."""
 
-    def __init__(self, services: Services, token: str | None, over_websocket: bool) -> None:
+    def __init__(
+        self,
+        services: Services,
+        token: str | None,
+        over_websocket: bool,
+        client_address: str = NO_CLIENT,
+    ) -> None:
         super().__init__()
         self.services = services
         self.token = token
+        # Where the request or socket comes from (transport/client_address.py).
+        self.client_address = client_address
         # A socket lives for hours: its token is checked again for every operation,
         # so that logOut ends what it may start at once.
         self.over_websocket = over_websocket

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 
+from auth.passwords import PasswordHashing
 from auth.sessions import SessionStore
 from backends.mongo import open_database
 from backends.redis import open_redis
@@ -22,6 +23,7 @@ from services.devices import DeviceService
 from services.events import EventPublisher
 from services.fanout import FanoutConsumer, FanoutHub
 from services.friends import FriendService
+from services.limits import RateLimiter, limits_from_settings
 from services.messages import MessageService
 from services.presence import PresenceService
 from services.room_feeds import RoomFeeds
@@ -51,6 +53,7 @@ class Services:
     friends: FriendService
     presence: PresenceService
     devices: DeviceService
+    limits: RateLimiter
 
     @classmethod
     @asynccontextmanager
@@ -85,12 +88,18 @@ class Services:
             stack.push_async_callback(consumer.stop)
 
             publisher = EventPublisher(broker, topics, settings.publish_timeout_seconds)
-            accounts = AccountService(SessionStore(redis, settings.session_ttl_seconds))
-            rooms = RoomService(publisher, settings.max_group_members)
-            messages = MessageService(
-                publisher, rooms, settings.max_message_chars, settings.max_client_id_chars
+            limits = RateLimiter(redis, limits_from_settings(settings))
+            passwords = PasswordHashing(
+                settings.password_hash_threads, settings.password_hash_queue
             )
-            friends = FriendService(publisher)
+            stack.callback(passwords.close)
+            sessions = SessionStore(redis, settings.session_ttl_seconds)
+            accounts = AccountService(sessions, passwords, limits)
+            rooms = RoomService(publisher, settings.max_group_members, limits)
+            messages = MessageService(
+                publisher, rooms, settings.max_message_chars, settings.max_client_id_chars, limits
+            )
+            friends = FriendService(publisher, limits)
             presence = PresenceService(
                 redis,
                 publisher,
@@ -121,6 +130,7 @@ class Services:
                 friends=friends,
                 presence=presence,
                 devices=devices,
+                limits=limits,
             )
             stack.push_async_callback(messages.published_marks.flush)
             for background in (

@@ -15,6 +15,7 @@ from models.room import RoomKind
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, RoomAdded, RoomChanged
 from services.events import EventPublisher
+from services.limits import LimitName, RateLimiter
 from services.paging import Page, checked_page_size, decode_cursor, encode_cursor
 from services.sequence import latest_seq
 
@@ -36,9 +37,15 @@ def room_cursor(room: RoomDoc) -> str:
 class RoomService:
     """The rules of rooms. Every method that reads a room checks membership first."""
 
-    def __init__(self, publisher: EventPublisher, max_group_members: int) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        max_group_members: int,
+        limits: RateLimiter,
+    ) -> None:
         self._publisher = publisher
         self._max_group_members = max_group_members
+        self._limits = limits
 
     async def require_member(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
         """The room; NOT_FOUND if there is none, FORBIDDEN if the viewer is not in it."""
@@ -57,6 +64,7 @@ class RoomService:
     async def create_direct(self, viewer: UserDoc, other_id: PydanticObjectId) -> RoomDoc:
         """The DIRECT room of the two users, created if they have none (race-safe)."""
         assert viewer.id is not None
+        await self._limits.hit(LimitName.CREATE_ROOM, str(viewer.id))
         if other_id == viewer.id:
             raise BadUserInput("a direct room needs another user than yourself")
         await self._require_users([other_id])
@@ -79,6 +87,7 @@ class RoomService:
     ) -> RoomDoc:
         """A GROUP room with the viewer and the given users."""
         assert viewer.id is not None
+        await self._limits.hit(LimitName.CREATE_ROOM, str(viewer.id))
         clean_title = title.strip()
         if not 1 <= len(clean_title) <= MAX_TITLE_CHARS:
             raise BadUserInput(f"title must be 1 to {MAX_TITLE_CHARS} characters long")
@@ -100,6 +109,7 @@ class RoomService:
         self, room: RoomDoc, viewer: UserDoc, user_ids: list[PydanticObjectId]
     ) -> RoomDoc:
         """Adds users to a GROUP room; users already in it are left as they are."""
+        await self._limits.hit(LimitName.INVITE_MEMBERS, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("members can only be invited to a GROUP room")
         new = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in room.member_ids]

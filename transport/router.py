@@ -16,6 +16,7 @@ from schema.context import Context
 from schema.errors import plop_error_for
 from services import Services
 from settings import Settings
+from transport.client_address import client_address
 from transport.handlers import LegacyWSHandler, TransportWSHandler
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ async def context_for(connection: HTTPConnection) -> Context:
     services: Services = connection.app.state.services
     over_websocket = connection.scope["type"] == "websocket"
     token = None if over_websocket else bearer_token(connection.headers.get("authorization"))
-    return Context(services, token, over_websocket)
+    address = client_address(connection, services.settings.forwarded_allow_ips)
+    return Context(services, token, over_websocket, address)
 
 
 class PlopGraphQLRouter(GraphQLRouter[Context, None]):
