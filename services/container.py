@@ -24,6 +24,7 @@ from services.events import EventPublisher
 from services.fanout import FanoutConsumer, FanoutHub
 from services.friends import FriendService
 from services.limits import RateLimiter, limits_from_settings
+from services.locks import Locks
 from services.messages import MessageService
 from services.presence import PresenceService
 from services.room_feeds import RoomFeeds
@@ -95,7 +96,7 @@ class Services:
             stack.callback(passwords.close)
             sessions = SessionStore(redis, settings.session_ttl_seconds)
             accounts = AccountService(sessions, passwords, limits)
-            rooms = RoomService(publisher, settings.max_group_members, limits)
+            rooms = RoomService(publisher, settings.max_group_members, limits, Locks(redis))
             messages = MessageService(
                 publisher, rooms, settings.max_message_chars, settings.max_client_id_chars, limits
             )

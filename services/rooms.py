@@ -16,6 +16,7 @@ from models.time import as_utc, utc_now
 from pubsub import MembersChanged, RoomAdded, RoomChanged
 from services.events import EventPublisher
 from services.limits import LimitName, RateLimiter
+from services.locks import Locks
 from services.paging import Page, checked_page_size, decode_cursor, encode_cursor
 from services.sequence import latest_seq
 
@@ -42,10 +43,12 @@ class RoomService:
         publisher: EventPublisher,
         max_group_members: int,
         limits: RateLimiter,
+        locks: Locks,
     ) -> None:
         self._publisher = publisher
         self._max_group_members = max_group_members
         self._limits = limits
+        self._locks = locks
 
     async def require_member(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
         """The room; NOT_FOUND if there is none, FORBIDDEN if the viewer is not in it."""
@@ -108,10 +111,20 @@ class RoomService:
     async def invite(
         self, room: RoomDoc, viewer: UserDoc, user_ids: list[PydanticObjectId]
     ) -> RoomDoc:
-        """Adds users to a GROUP room; users already in it are left as they are."""
+        """Adds users to a GROUP room; users already in it are left as they are.
+
+        Concurrent invites to one room take turns (a lock in Redis), each checking the
+        cap against the members as they are, so that together they never pass it.
+        """
         await self._limits.hit(LimitName.INVITE_MEMBERS, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("members can only be invited to a GROUP room")
+        async with self._locks.hold(f"room-members:{room.id}"):
+            return await self._add_members(room, user_ids)
+
+    async def _add_members(self, room: RoomDoc, user_ids: list[PydanticObjectId]) -> RoomDoc:
+        assert room.id is not None
+        room = await RoomDoc.get(room.id) or room  # the members as they are now
         new = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in room.member_ids]
         if not new:
             return room
@@ -133,9 +146,10 @@ class RoomService:
         assert viewer.id is not None and room.id is not None
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("only a GROUP room can be left")
-        await RoomDoc.find_one(RoomDoc.id == room.id).update(
-            {"$pull": {"member_ids": viewer.id}, "$max": {"last_activity_at": utc_now()}}
-        )
+        async with self._locks.hold(f"room-members:{room.id}"):  # not lost to an invite
+            await RoomDoc.find_one(RoomDoc.id == room.id).update(
+                {"$pull": {"member_ids": viewer.id}, "$max": {"last_activity_at": utc_now()}}
+            )
         await MembershipDoc.find(
             MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
         ).delete()
