@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     # most this many more waiting; past that logIn and signUp are refused at once.
     password_hash_threads: int = 2
     password_hash_queue: int = 16
+    # Open sockets per user and per client address on THIS instance (counted in
+    # process, not shared): a load balancer spreading one user over N instances
+    # allows N times as many.
+    max_sockets_per_user: int = 20
+    max_sockets_per_address: int = 200
 
     log_level: str = "INFO"
 

@@ -7,6 +7,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from models import UserDoc
 from services import Services
+from services.socket_caps import SocketSlot
 
 # The address of a context the server makes for itself (a shared feed's rendering).
 NO_CLIENT = "server"
@@ -33,12 +34,19 @@ class Context(BaseContext):
         self.viewer: UserDoc | None = None
         # The socket's presence connection, once connection_init was accepted.
         self.presence_connection: str | None = None
+        # The socket's place under the per-user and per-address caps, once accepted.
+        self.socket_slot: SocketSlot | None = None
 
     async def end_presence(self) -> None:
         """Unregisters the socket's presence connection, if it has one (idempotent)."""
         connection, self.presence_connection = self.presence_connection, None
         if connection is not None and self.viewer is not None:
             await self.services.presence.disconnected(str(self.viewer.id), connection)
+
+    def release_socket(self) -> None:
+        """Gives the socket's place under the caps back (idempotent)."""
+        if self.socket_slot is not None:
+            self.socket_slot.release()
 
 
 Info = StrawberryInfo[Context, None]

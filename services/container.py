@@ -29,6 +29,7 @@ from services.messages import MessageService
 from services.presence import PresenceService
 from services.room_feeds import RoomFeeds
 from services.rooms import RoomService
+from services.socket_caps import SocketCaps
 from services.streams import StreamService
 from settings import Settings
 
@@ -55,6 +56,7 @@ class Services:
     presence: PresenceService
     devices: DeviceService
     limits: RateLimiter
+    sockets: SocketCaps
 
     @classmethod
     @asynccontextmanager
@@ -132,6 +134,7 @@ class Services:
                 presence=presence,
                 devices=devices,
                 limits=limits,
+                sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),
             )
             stack.push_async_callback(messages.published_marks.flush)
             for background in (

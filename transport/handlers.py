@@ -81,6 +81,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await super().handle()
         finally:
             OPEN_WEBSOCKETS.dec()
+            self.context.release_socket()
             await self._queued.shutdown()
             await _end_presence(self.context)
 
@@ -112,6 +113,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             deadline.cancel()
             with suppress(asyncio.CancelledError):
                 await deadline
+            self.context.release_socket()
             await self._queued.shutdown()
             await _end_presence(self.context)
 

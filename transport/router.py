@@ -18,6 +18,7 @@ from services import Services
 from settings import Settings
 from transport.client_address import client_address
 from transport.handlers import LegacyWSHandler, TransportWSHandler
+from transport.socket_limits import LimitCodedWebSocket, take_socket_slot
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+    websocket_adapter_class = LimitCodedWebSocket
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Refuses a socket whose connection_init carries no valid session token."""
@@ -73,6 +75,7 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
             raise ConnectionRejectionError(
                 {"message": error.message, "extensions": {"code": error.code}}
             ) from exc
+        context.socket_slot = take_socket_slot(context)
         try:
             context.presence_connection = await context.services.presence.connected(
                 str(context.viewer.id)
