@@ -4,10 +4,10 @@ and the member cap under concurrency.
 Most tests run on a server of their own against the real services, with small limits
 so that each is quick to cross. That server trusts loopback as a proxy, so every
 request names a fresh client address in X-Forwarded-For: per-address budgets in the
-shared Redis never carry over between tests or runs. One embedded server on the
-backends and default limits (but for sign-ups) checks that paced use is never refused,
-that the forwarded header is ignored unless its sender is trusted, and that the Lua
-script runs on fakeredis.
+shared Redis never carry over between tests or runs. One server on the embedded
+backends with the default limits (but for sign-ups) checks that paced use is never
+refused, that the forwarded header is ignored unless its sender is trusted, and that
+the Lua script runs on fakeredis.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import websockets
+from starlette.requests import HTTPConnection
 
 from settings import Settings
 from tests.support.chat import (
@@ -48,6 +49,7 @@ from tests.support.clients import (
     wait_active_subscriptions,
 )
 from tests.support.server import ServerProcess
+from transport.client_address import client_address
 
 PASSWORD = "correct horse battery"
 LOG_IN = "mutation($u: String!, $p: String!) { logIn(username: $u, password: $p) { token } }"
@@ -529,3 +531,31 @@ def test_default_limits_are_far_above_a_person_and_below_a_script() -> None:
     assert defaults["sign_up_per_address_limit"] == 20
     assert defaults["forwarded_allow_ips"] == ""
     assert (defaults["max_sockets_per_user"], defaults["max_sockets_per_address"]) == (20, 200)
+
+
+def _connection(peer: str, forwarded: list[str]) -> HTTPConnection:
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
+    return HTTPConnection({"type": "http", "client": (peer, 4000), "headers": headers})
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "expected"),
+    [
+        # Nobody is trusted by default: the header is ignored.
+        ("127.0.0.1", ["203.0.113.9"], "", "127.0.0.1"),
+        # A trusted proxy names the client.
+        ("10.0.0.2", ["203.0.113.9"], "10.0.0.0/8", "203.0.113.9"),
+        # What the client wrote itself, left of what the proxy appended, is not taken.
+        ("10.0.0.2", ["198.51.100.1, 203.0.113.9"], "10.0.0.0/8", "203.0.113.9"),
+        # Through two trusted proxies, the address the outer one saw.
+        ("10.0.0.2", ["203.0.113.9, 10.0.0.7"], "10.0.0.0/8", "203.0.113.9"),
+        # An untrusted peer's header is ignored even if it names a trusted network.
+        ("192.0.2.5", ["203.0.113.9"], "10.0.0.0/8", "192.0.2.5"),
+        # Two header lines count as one list.
+        ("10.0.0.2", ["198.51.100.1", "203.0.113.9"], "10.0.0.2", "203.0.113.9"),
+    ],
+)
+def test_client_address_trusts_forwarded_for_only_from_listed_proxies(
+    peer: str, forwarded: list[str], trusted: str, expected: str
+) -> None:
+    assert client_address(_connection(peer, forwarded), trusted) == expected
