@@ -90,6 +90,8 @@ class FriendService:
     async def send_request(self, viewer: UserDoc, to_id: PydanticObjectId) -> FriendRequestDoc:
         """A pending request; if the other user already asked the viewer, theirs is accepted."""
         assert viewer.id is not None
+        # A decline holds the same request back for a while; neither refusal spends.
+        await self._limits.check((LimitName.FRIEND_REQUEST_COOLDOWN, _open_key(viewer.id, to_id)))
         await self._limits.hit(LimitName.SEND_FRIEND_REQUEST, str(viewer.id))
         if to_id == viewer.id:
             raise BadUserInput("you cannot befriend yourself")
@@ -102,7 +104,6 @@ class FriendService:
         )
         if theirs is not None:
             return await self._answer(theirs, accept=True)
-        await self._limits.check((LimitName.FRIEND_REQUEST_COOLDOWN, _open_key(viewer.id, to_id)))
         request = FriendRequestDoc(
             from_id=viewer.id, to_id=to_id, open_key=_open_key(viewer.id, to_id)
         )
