@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 
-from errors import RateLimited
+from errors import ConfigError, RateLimited
 from settings import Settings
 
 KEY_PREFIX = "limit"
@@ -97,6 +97,10 @@ class Limit:
 
     count: int
     seconds: float
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.seconds <= 0:
+            raise ConfigError(f"a limit needs a count of 1 or more over a positive time: {self}")
 
     @property
     def interval_ms(self) -> float:

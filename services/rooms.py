@@ -120,14 +120,20 @@ class RoomService:
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("members can only be invited to a GROUP room")
         async with self._locks.hold(f"room-members:{room.id}"):
-            return await self._add_members(room, user_ids)
+            updated, new = await self._add_members(room, user_ids)
+        if new:  # the events wait for the broker: not while holding the lock
+            await self._joined(updated, new)
+        return updated
 
-    async def _add_members(self, room: RoomDoc, user_ids: list[PydanticObjectId]) -> RoomDoc:
+    async def _add_members(
+        self, room: RoomDoc, user_ids: list[PydanticObjectId]
+    ) -> tuple[RoomDoc, list[PydanticObjectId]]:
+        """The room with the users in it, and which of them are new (under the lock)."""
         assert room.id is not None
         room = await RoomDoc.get(room.id) or room  # the members as they are now
         new = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in room.member_ids]
         if not new:
-            return room
+            return room, []
         if len(room.member_ids) + len(new) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
         await self._require_users(new)
@@ -135,11 +141,9 @@ class RoomService:
         await RoomDoc.find_one(RoomDoc.id == room.id).update(
             {"$addToSet": {"member_ids": {"$each": new}}, "$max": {"last_activity_at": now}}
         )
-        assert room.id is not None
         updated = await RoomDoc.get(room.id)
         assert updated is not None
-        await self._joined(updated, new)
-        return updated
+        return updated, new
 
     async def leave(self, room: RoomDoc, viewer: UserDoc) -> None:
         """Takes the viewer out of a GROUP room: no more reading, sending or receiving."""
