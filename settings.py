@@ -123,6 +123,46 @@ class Settings(BaseSettings):
     # per partition, so an unbounded hint would stall all of them.
     push_retry_after_max_seconds: float = 300.0
 
+    # Abuse limits: each is "COUNT calls at once, refilled evenly over SECONDS", per
+    # subject, kept in Redis and so shared by every instance. Far above what a person
+    # does, well below what a script does.
+    # sendMessage per user: a burst of 120, then 20 a second.
+    send_message_limit: int = 120
+    send_message_limit_seconds: float = 6.0
+    # setTyping per user (for the typing mutation): 10 at once, then 2 a second.
+    set_typing_limit: int = 10
+    set_typing_limit_seconds: float = 5.0
+    # createDirectRoom and createGroupRoom together, per user.
+    create_room_limit: int = 30
+    create_room_limit_seconds: float = 60.0
+    invite_members_limit: int = 60
+    invite_members_limit_seconds: float = 60.0
+    send_friend_request_limit: int = 30
+    send_friend_request_limit_seconds: float = 3_600.0
+    # After a decline, how long before the same user may ask the same user again.
+    friend_request_cooldown_seconds: float = 24 * 3_600.0
+    # Failed logIns (failures only: a right password costs nothing), per username and
+    # per client address; past either, logIn answers RATE_LIMITED even for the right
+    # password until the budget refills.
+    failed_log_in_per_username_limit: int = 10
+    failed_log_in_per_username_limit_seconds: float = 15 * 60.0
+    failed_log_in_per_address_limit: int = 100
+    failed_log_in_per_address_limit_seconds: float = 15 * 60.0
+    sign_up_per_address_limit: int = 20
+    sign_up_per_address_limit_seconds: float = 3_600.0
+    # Peers (IPs or networks, comma-separated) whose X-Forwarded-For names the client:
+    # the load balancer's. Anyone else could forge the header, so by default nobody.
+    forwarded_allow_ips: str = ""
+    # argon2 hashing (64 MiB and tens of ms each) runs on these threads only, with at
+    # most this many more waiting; past that logIn and signUp are refused at once.
+    password_hash_threads: int = 2
+    password_hash_queue: int = 16
+    # Open sockets per user and per client address on THIS instance (counted in
+    # process, not shared): a load balancer spreading one user over N instances
+    # allows N times as many.
+    max_sockets_per_user: int = 20
+    max_sockets_per_address: int = 200
+
     log_level: str = "INFO"
     # text: one readable line per record; json: one JSON object per line.
     log_format: Literal["text", "json"] = "text"

@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from auth.passwords import PasswordHashing
 from backends.mongo import open_database
 from backends.redis import open_redis
 from observability.health import Backends
@@ -115,7 +116,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         providers = providers_from_settings(settings)
         for provider in providers.values():
             stack.push_async_callback(provider.close)
-        services = Services.build(settings, redis, publisher, hub, frozenset(providers))
+        passwords = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
+        stack.callback(passwords.close)
+        services = Services.build(settings, redis, publisher, hub, frozenset(providers), passwords)
         feeds = RoomFeeds(services.streams)
         stack.push_async_callback(feeds.close)
         sockets = SocketSessions(hub, services.accounts.sessions)

@@ -94,6 +94,8 @@ def serve(host: str | None, port: int | None, log_level: str | None, reload: boo
         # observability.logs.RequestLog writes one line per request, with its id.
         "access_log": False,
         "lifespan": "on",
+        # X-Forwarded-For is Plop's to judge (PLOP_FORWARDED_ALLOW_IPS), not uvicorn's.
+        "proxy_headers": False,
     }
     if reload:
         # A reloading server imports the app anew in a child process, from the

@@ -13,12 +13,16 @@ from services.ids import parse_id
 async def sign_up(
     info: Info, username: str, password: str, display_name: str | None = None
 ) -> AuthPayload:
-    session = await info.context.services.accounts.sign_up(username, password, display_name)
+    session = await info.context.services.accounts.sign_up(
+        username, password, display_name, info.context.client_address
+    )
     return AuthPayload(token=session.token, user=User.from_doc(session.user))
 
 
 async def log_in(info: Info, username: str, password: str) -> AuthPayload:
-    session = await info.context.services.accounts.log_in(username, password)
+    session = await info.context.services.accounts.log_in(
+        username, password, info.context.client_address
+    )
     return AuthPayload(token=session.token, user=User.from_doc(session.user))
 
 

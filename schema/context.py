@@ -8,15 +8,27 @@ from strawberry.types import Info as StrawberryInfo
 from auth.sessions import SessionInfo
 from models import UserDoc
 from services import Services
+from services.socket_caps import SocketSlot
+
+# The address of a context the server makes for itself (a shared feed's rendering).
+NO_CLIENT = "server"
 
 
 class Context(BaseContext):
     """Services, the caller's token, and the viewer once a resolver resolved it."""
 
-    def __init__(self, services: Services, token: str | None, over_websocket: bool) -> None:
+    def __init__(
+        self,
+        services: Services,
+        token: str | None,
+        over_websocket: bool,
+        client_address: str = NO_CLIENT,
+    ) -> None:
         super().__init__()
         self.services = services
         self.token = token
+        # Where the request or socket comes from (transport/client_address.py).
+        self.client_address = client_address
         # A socket lives for hours: its token is checked again for every operation,
         # so that logOut ends what it may start at once.
         self.over_websocket = over_websocket
@@ -24,12 +36,19 @@ class Context(BaseContext):
         # The socket's session and presence connection, once connection_init was accepted.
         self.session: SessionInfo | None = None
         self.presence_connection: str | None = None
+        # The socket's place under the per-user and per-address caps, once accepted.
+        self.socket_slot: SocketSlot | None = None
 
     async def end_presence(self) -> None:
         """Unregisters the socket's presence connection, if it has one (idempotent)."""
         connection, self.presence_connection = self.presence_connection, None
         if connection is not None and self.viewer is not None:
             await self.services.presence.disconnected(str(self.viewer.id), connection)
+
+    def release_socket(self) -> None:
+        """Gives the socket's place under the caps back (idempotent)."""
+        if self.socket_slot is not None:
+            self.socket_slot.release()
 
 
 # The root value is a ``schema.live.LiveOperation`` over a WebSocket, None over HTTP.

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from auth.passwords import PasswordHashing
 from auth.sessions import SessionStore
 from models.push import PushPlatform
 from services.accounts import AccountService
@@ -17,10 +18,13 @@ from services.devices import DeviceService
 from services.events import EventPublisher
 from services.fanout import FanoutHub
 from services.friends import FriendService
+from services.limits import RateLimiter, limits_from_settings
+from services.locks import Locks
 from services.messages import MessageService
 from services.presence import PresenceService
 from services.relay import MessageRelay
 from services.rooms import RoomService
+from services.socket_caps import SocketCaps
 from services.streams import StreamService
 from settings import Settings
 
@@ -38,6 +42,8 @@ class Services:
     friends: FriendService
     presence: PresenceService
     devices: DeviceService
+    limits: RateLimiter
+    sockets: SocketCaps
 
     @classmethod
     def build(
@@ -47,9 +53,13 @@ class Services:
         publisher: EventPublisher,
         hub: FanoutHub,
         push_platforms: frozenset[PushPlatform],
+        passwords: PasswordHashing,
     ) -> Services:
-        accounts = AccountService(SessionStore(redis, settings.session_ttl_seconds), publisher, hub)
-        rooms = RoomService(publisher, settings.max_group_members)
+        limits = RateLimiter(redis, limits_from_settings(settings))
+        accounts = AccountService(
+            SessionStore(redis, settings.session_ttl_seconds), publisher, hub, passwords, limits
+        )
+        rooms = RoomService(publisher, settings.max_group_members, limits, Locks(redis))
         relay = MessageRelay(
             publisher,
             grace_seconds=settings.relay_grace_seconds,
@@ -57,9 +67,9 @@ class Services:
             idle_interval_seconds=settings.relay_idle_interval_seconds,
         )
         messages = MessageService(
-            relay, rooms, settings.max_message_chars, settings.max_client_id_chars
+            relay, rooms, settings.max_message_chars, settings.max_client_id_chars, limits
         )
-        friends = FriendService(publisher)
+        friends = FriendService(publisher, limits)
         presence = PresenceService(
             redis,
             publisher,
@@ -81,4 +91,6 @@ class Services:
             friends=friends,
             presence=presence,
             devices=DeviceService(push_platforms),
+            limits=limits,
+            sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),
         )

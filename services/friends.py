@@ -15,6 +15,7 @@ from models.friend import FriendRequestStatus
 from models.time import utc_now
 from pubsub import FriendshipChanged
 from services.events import EventPublisher
+from services.limits import LimitName, RateLimiter
 
 MAX_SEARCH_RESULTS = 50
 MAX_QUERY_CHARS = 64
@@ -27,8 +28,9 @@ def _open_key(from_id: PydanticObjectId, to_id: PydanticObjectId) -> str:
 class FriendService:
     """The rules of friendship; presence reads ``are_friends`` and ``friend_ids``."""
 
-    def __init__(self, publisher: EventPublisher) -> None:
+    def __init__(self, publisher: EventPublisher, limits: RateLimiter) -> None:
         self._publisher = publisher
+        self._limits = limits
 
     async def search(self, viewer: UserDoc, query: str, first: int | None) -> list[UserDoc]:
         """Users whose username or display name starts with the query, any letter case."""
@@ -88,6 +90,9 @@ class FriendService:
     async def send_request(self, viewer: UserDoc, to_id: PydanticObjectId) -> FriendRequestDoc:
         """A pending request; if the other user already asked the viewer, theirs is accepted."""
         assert viewer.id is not None
+        # A decline holds the same request back for a while; neither refusal spends.
+        await self._limits.check((LimitName.FRIEND_REQUEST_COOLDOWN, _open_key(viewer.id, to_id)))
+        await self._limits.hit(LimitName.SEND_FRIEND_REQUEST, str(viewer.id))
         if to_id == viewer.id:
             raise BadUserInput("you cannot befriend yourself")
         if await UserDoc.get(to_id) is None:
@@ -129,6 +134,12 @@ class FriendService:
         await request.save()
         if accept:
             await self._befriend(request.from_id, request.to_id)
+        else:  # the sender may not ask again for a while
+            cooldown = (
+                LimitName.FRIEND_REQUEST_COOLDOWN,
+                _open_key(request.from_id, request.to_id),
+            )
+            await self._limits.spend(cooldown)
         return request
 
     async def _befriend(self, first: PydanticObjectId, second: PydanticObjectId) -> None:

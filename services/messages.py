@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 from errors import BadUserInput, Conflict, Unavailable
 from models import MessageDoc, RoomDoc, UserDoc
 from services import sequence
+from services.limits import LimitName, RateLimiter
 from services.paging import (
     Page,
     checked_page_size,
@@ -59,8 +60,10 @@ class MessageService:
         rooms: RoomService,
         max_text_chars: int,
         max_client_id_chars: int,
+        limits: RateLimiter,
     ) -> None:
         self._relay = relay
+        self._limits = limits
         self._rooms = rooms
         self._max_text_chars = max_text_chars
         self._max_client_id_chars = max_client_id_chars
@@ -78,6 +81,7 @@ class MessageService:
     ) -> MessageDoc:
         """Stores and publishes a message; a retried clientId returns the first one."""
         assert room.id is not None and sender.id is not None
+        await self._limits.hit(LimitName.SEND_MESSAGE, str(sender.id))
         self._check(text, client_id)
         key = f"{sender.id}:{client_id}" if client_id else f"{sender.id}:~{secrets.token_hex(12)}"
         # A retried clientId is found when its insert hits the unique idempotency key.

@@ -16,6 +16,8 @@ from models.room import RoomKind, new_members_tag
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, RoomAdded, RoomChanged
 from services.events import EventPublisher
+from services.limits import LimitName, RateLimiter
+from services.locks import Locks
 from services.paging import (
     INVALID_CURSOR,
     Page,
@@ -44,9 +46,17 @@ def room_cursor(room: RoomDoc) -> str:
 class RoomService:
     """The rules of rooms. Every method that reads a room checks membership first."""
 
-    def __init__(self, publisher: EventPublisher, max_group_members: int) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        max_group_members: int,
+        limits: RateLimiter,
+        locks: Locks,
+    ) -> None:
         self._publisher = publisher
         self._max_group_members = max_group_members
+        self._limits = limits
+        self._locks = locks
 
     async def require_member(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
         """The room; NOT_FOUND if there is none, FORBIDDEN if the viewer is not in it."""
@@ -65,6 +75,7 @@ class RoomService:
     async def create_direct(self, viewer: UserDoc, other_id: PydanticObjectId) -> RoomDoc:
         """The DIRECT room of the two users, created if they have none (race-safe)."""
         assert viewer.id is not None
+        await self._limits.hit(LimitName.CREATE_ROOM, str(viewer.id))
         if other_id == viewer.id:
             raise BadUserInput("a direct room needs another user than yourself")
         await self._require_users([other_id])
@@ -87,6 +98,7 @@ class RoomService:
     ) -> RoomDoc:
         """A GROUP room with the viewer and the given users."""
         assert viewer.id is not None
+        await self._limits.hit(LimitName.CREATE_ROOM, str(viewer.id))
         clean_title = title.strip()
         if not 1 <= len(clean_title) <= MAX_TITLE_CHARS:
             raise BadUserInput(f"title must be 1 to {MAX_TITLE_CHARS} characters long")
@@ -107,41 +119,56 @@ class RoomService:
     async def invite(
         self, room: RoomDoc, viewer: UserDoc, user_ids: list[PydanticObjectId]
     ) -> RoomDoc:
-        """Adds users to a GROUP room; users already in it are left as they are."""
+        """Adds users to a GROUP room; users already in it are left as they are.
+
+        Concurrent invites to one room take turns (a lock in Redis), each checking the
+        cap against the members as they are, so that together they never pass it.
+        """
+        await self._limits.hit(LimitName.INVITE_MEMBERS, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("members can only be invited to a GROUP room")
+        async with self._locks.hold(f"room-members:{room.id}"):
+            updated, new = await self._add_members(room, user_ids)
+        if new:  # the events wait for the broker: not while holding the lock
+            await self._joined(updated, new)
+        return updated
+
+    async def _add_members(
+        self, room: RoomDoc, user_ids: list[PydanticObjectId]
+    ) -> tuple[RoomDoc, list[PydanticObjectId]]:
+        """The room with the users in it, and which of them are new (under the lock)."""
+        assert room.id is not None
+        room = await RoomDoc.get(room.id) or room  # the members as they are now
         new = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in room.member_ids]
         if not new:
-            return room
+            return room, []
         if len(room.member_ids) + len(new) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
         await self._require_users(new)
-        now = utc_now()
         await RoomDoc.find_one(RoomDoc.id == room.id).update(
             {
                 "$addToSet": {"member_ids": {"$each": new}},
-                "$max": {"last_activity_at": now},
+                "$max": {"last_activity_at": utc_now()},
                 "$set": {"members_tag": new_members_tag()},
             }
         )
-        assert room.id is not None
         updated = await RoomDoc.get(room.id)
         assert updated is not None
-        await self._joined(updated, new)
-        return updated
+        return updated, new
 
     async def leave(self, room: RoomDoc, viewer: UserDoc) -> None:
         """Takes the viewer out of a GROUP room: no more reading, sending or receiving."""
         assert viewer.id is not None and room.id is not None
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("only a GROUP room can be left")
-        await RoomDoc.find_one(RoomDoc.id == room.id).update(
-            {
-                "$pull": {"member_ids": viewer.id},
-                "$max": {"last_activity_at": utc_now()},
-                "$set": {"members_tag": new_members_tag()},
-            }
-        )
+        async with self._locks.hold(f"room-members:{room.id}"):  # not lost to an invite
+            await RoomDoc.find_one(RoomDoc.id == room.id).update(
+                {
+                    "$pull": {"member_ids": viewer.id},
+                    "$max": {"last_activity_at": utc_now()},
+                    "$set": {"members_tag": new_members_tag()},
+                }
+            )
         await MembershipDoc.find(
             MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
         ).delete()

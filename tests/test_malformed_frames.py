@@ -17,7 +17,7 @@ from tests.support.clients import (
     active_subscriptions,
     sign_up,
     wait_active_subscriptions,
-
+)
 from tests.support.raw_socket import raw_socket
 from tests.support.server import ServerProcess
 

@@ -59,8 +59,8 @@ class LiveTransport:
 class SocketContext(Context):
     """The context of one socket for its whole life."""
 
-    def __init__(self, services: Any, live: LiveTransport) -> None:
-        super().__init__(services, token=None, over_websocket=True)
+    def __init__(self, services: Any, live: LiveTransport, client_address: str) -> None:
+        super().__init__(services, token=None, over_websocket=True, client_address=client_address)
         self.live = live
 
 
@@ -154,6 +154,7 @@ class _SocketRules:
 
     async def _end_socket(self) -> None:
         OPEN_WEBSOCKETS.dec()
+        self.context.release_socket()
         if self._watched is not None:
             self._live.sockets.unwatch(self._watched)
         await self._queued.shutdown()

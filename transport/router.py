@@ -24,7 +24,9 @@ from schema.errors import plop_error_for
 from services import Services
 from settings import Settings
 from transport import http_spec
+from transport.client_address import client_address
 from transport.handlers import LegacyWSHandler, LiveTransport, SocketContext, TransportWSHandler
+from transport.socket_limits import LimitCodedWebSocket, take_socket_slot
 from web import graphiql_response
 
 logger = logging.getLogger(__name__)
@@ -56,10 +58,12 @@ def token_from_connection_params(params: object) -> str | None:
 async def context_for(connection: HTTPConnection) -> Context:
     """The context of one HTTP request, or of one socket for its whole life."""
     services: Services = connection.app.state.services
+    address = client_address(connection, services.settings.forwarded_allow_ips)
     if connection.scope["type"] == "websocket":
         live: LiveTransport = connection.app.state.live
-        return SocketContext(services, live)
-    return Context(services, bearer_token(connection.headers.get("authorization")), False)
+        return SocketContext(services, live, address)
+    token = bearer_token(connection.headers.get("authorization"))
+    return Context(services, token, False, address)
 
 
 class PlopGraphQLRouter(GraphQLRouter[Context, None]):
@@ -67,6 +71,7 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+    websocket_adapter_class = LimitCodedWebSocket
 
     def decode_json(self, data: str | bytes) -> object:
         """JSON of a body or a socket message; nesting too deep for the parser is
@@ -96,6 +101,7 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
             raise ConnectionRejectionError(
                 {"message": error.message, "extensions": {"code": error.code}}
             ) from exc
+        context.socket_slot = take_socket_slot(context)
         try:
             context.presence_connection = await context.services.presence.connected(
                 str(context.viewer.id)
