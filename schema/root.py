@@ -18,6 +18,7 @@ from strawberry.types.execution import ExecutionContext
 
 from observability.metrics import OperationMetrics
 from resolvers import accounts as account_resolvers
+from resolvers import blocks as block_resolvers
 from resolvers import friends as friend_resolvers
 from resolvers import messages as message_resolvers
 from resolvers import push as push_resolvers
@@ -54,6 +55,9 @@ class Query:
         resolver=friend_resolvers.friend_requests,
         description="Pending requests the viewer sent or received.",
     )
+    blocked_users: list[User] = strawberry.field(
+        resolver=block_resolvers.blocked_users, description="Users the viewer blocked."
+    )
     rooms: RoomConnection = strawberry.field(
         resolver=room_resolvers.rooms, description="The viewer's rooms, most recent activity first."
     )
@@ -87,6 +91,16 @@ class Mutation:
         resolver=friend_resolvers.remove_friend,
         description="Ends the friendship both ways; presence stops flowing both ways.",
     )
+    block_user: bool = strawberry.mutation(
+        resolver=block_resolvers.block_user,
+        description=(
+            "A blocked user cannot open a DM with the viewer, add or invite them to a group, "
+            "or send them a friend request (FORBIDDEN); blocking ends a friendship and "
+            "presence both ways, and the viewer gets no push for the blocked user's messages. "
+            "Idempotent."
+        ),
+    )
+    unblock_user: bool = strawberry.mutation(resolver=block_resolvers.unblock_user)
 
     create_direct_room: Room = strawberry.mutation(
         resolver=room_resolvers.create_direct_room,

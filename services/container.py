@@ -18,6 +18,7 @@ from backends.redis import open_redis
 from pubsub import ALL_TOPICS, Broker, broker_from_url
 from push.setup import providers_from_settings, push_worker
 from services.accounts import AccountService
+from services.blocks import BlockService
 from services.devices import DeviceService
 from services.events import EventPublisher
 from services.fanout import FanoutConsumer, FanoutHub
@@ -51,6 +52,7 @@ class Services:
     friends: FriendService
     presence: PresenceService
     devices: DeviceService
+    blocks: BlockService
 
     @classmethod
     @asynccontextmanager
@@ -91,6 +93,7 @@ class Services:
                 publisher, rooms, settings.max_message_chars, settings.max_client_id_chars
             )
             friends = FriendService(publisher)
+            blocks = BlockService(redis, friends)
             presence = PresenceService(
                 redis,
                 publisher,
@@ -121,6 +124,7 @@ class Services:
                 friends=friends,
                 presence=presence,
                 devices=devices,
+                blocks=blocks,
             )
             stack.push_async_callback(messages.published_marks.flush)
             for background in (
@@ -131,7 +135,7 @@ class Services:
             ):
                 stack.push_async_callback(_cancel, asyncio.create_task(background))
             if settings.push_worker_enabled and providers:
-                worker = push_worker(settings, broker, redis, presence, devices, providers)
+                worker = push_worker(settings, broker, redis, presence, devices, blocks, providers)
                 stack.push_async_callback(_cancel, await worker.start())
             yield services
 

@@ -14,6 +14,7 @@ from models import MembershipDoc, RoomDoc, UserDoc
 from models.room import RoomKind
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, RoomAdded, RoomChanged
+from services.blocklist import refuse_if_blocked
 from services.events import EventPublisher
 from services.paging import Page, checked_page_size, decode_cursor, encode_cursor
 from services.sequence import latest_seq
@@ -60,6 +61,9 @@ class RoomService:
         if other_id == viewer.id:
             raise BadUserInput("a direct room needs another user than yourself")
         await self._require_users([other_id])
+        await refuse_if_blocked(
+            viewer.id, [other_id], "you cannot open a direct room with this user"
+        )
         key = _pair_key(viewer.id, other_id)
         if existing := await RoomDoc.find_one(RoomDoc.pair_key == key):
             return existing
@@ -86,6 +90,7 @@ class RoomService:
         if len(members) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
         await self._require_users(members)
+        await refuse_if_blocked(viewer.id, members, "you cannot add one or more of these users")
         room = RoomDoc(
             kind=RoomKind.GROUP,
             title=clean_title,
@@ -100,6 +105,7 @@ class RoomService:
         self, room: RoomDoc, viewer: UserDoc, user_ids: list[PydanticObjectId]
     ) -> RoomDoc:
         """Adds users to a GROUP room; users already in it are left as they are."""
+        assert viewer.id is not None
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("members can only be invited to a GROUP room")
         new = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in room.member_ids]
@@ -108,6 +114,7 @@ class RoomService:
         if len(room.member_ids) + len(new) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
         await self._require_users(new)
+        await refuse_if_blocked(viewer.id, new, "you cannot invite one or more of these users")
         now = utc_now()
         await RoomDoc.find_one(RoomDoc.id == room.id).update(
             {"$addToSet": {"member_ids": {"$each": new}}, "$max": {"last_activity_at": now}}
