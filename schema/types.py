@@ -160,6 +160,12 @@ class Message:
         return cls.from_data(message_data(message, sender))
 
 
+async def _room_members(root: Room, info: Info, first: int | None = 100) -> list[User]:
+    ids = info.context.services.rooms.first_members(root.doc, first)
+    users = await info.context.services.accounts.get_many(ids)
+    return [User.from_doc(users[user_id]) for user_id in ids if user_id in users]
+
+
 @strawberry.type
 class Room:
     id: strawberry.ID
@@ -178,9 +184,14 @@ class Room:
             doc=room,
         )
 
+    members: list[User] = strawberry.field(
+        resolver=_room_members,
+        description="The first `first` members (at most 1,000), oldest member first.",
+    )
+
     @strawberry.field
-    async def members(self, info: Info) -> list[User]:
-        return [User.from_doc(user) for user in await info.context.services.rooms.members(self.doc)]
+    def member_count(self) -> int:
+        return len(self.doc.member_ids)
 
     @strawberry.field
     async def last_seq(self, info: Info) -> int:

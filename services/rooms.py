@@ -21,6 +21,7 @@ from services.sequence import latest_seq
 
 MAX_TITLE_CHARS = 100
 ROOM_CURSOR = "room"
+DEFAULT_MEMBERS_PAGE = 100
 
 
 def _pair_key(first: PydanticObjectId, second: PydanticObjectId) -> str:
@@ -186,10 +187,15 @@ class RoomService:
             rooms[:size], has_next_page=len(rooms) > size, has_previous_page=after is not None
         )
 
-    async def members(self, room: RoomDoc) -> list[UserDoc]:
-        users = await UserDoc.find({"_id": {"$in": room.member_ids}}).to_list()
-        order = {user_id: index for index, user_id in enumerate(room.member_ids)}
-        return sorted(users, key=lambda user: order.get(user.id, 0))  # type: ignore[arg-type]
+    def first_members(self, room: RoomDoc, first: int | None) -> list[PydanticObjectId]:
+        """The ids of the room's first ``first`` (100 if null) members, oldest member first."""
+        first = DEFAULT_MEMBERS_PAGE if first is None else first
+        # No room holds more than the cap; the default page stays valid under a small cap.
+        most = max(self._max_group_members, DEFAULT_MEMBERS_PAGE)
+        if not 1 <= first <= most:
+            raise BadUserInput(f"first must be between 1 and {most}")
+        # Members are appended as they join, so the list is in joining order.
+        return room.member_ids[:first]
 
     async def mark_read(self, room: RoomDoc, viewer: UserDoc, seq: int) -> None:
         """Moves the viewer's read marker forward to seq (never back)."""
