@@ -24,6 +24,7 @@ from resolvers import messages as message_resolvers
 from resolvers import push as push_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import subscriptions as subscription_resolvers
+from schema.cost import QueryCostLimiter
 from schema.errors import ErrorCodes, with_code
 from schema.execution import PlopExecutionContext
 from schema.types import (
@@ -188,6 +189,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # Factories: a fresh extension per operation; the caches live at module level.
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        # After the validation cache: only a valid document gets a cost.
+        lambda: QueryCostLimiter(max_cost=limits.max_query_cost),
         lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=limits.max_query_tokens),
     ]
