@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from errors import ConfigError
+from observability.backend_commands import CountedRedisConnection
 
 DEFAULT_MAX_CONNECTIONS = 200
 
@@ -37,6 +38,8 @@ async def open_redis(
     elif scheme in ("redis", "rediss", "unix"):
         pool = BlockingConnectionPool.from_url(
             url,
+            # Counted for /metrics (a rediss:// or unix:// URL picks its own class).
+            connection_class=CountedRedisConnection,
             max_connections=max_connections,
             timeout=timeout_seconds,
             decode_responses=True,

@@ -16,6 +16,7 @@ from strawberry.extensions import (
 )
 from strawberry.types.execution import ExecutionContext
 
+from observability.backend_commands import RoundTripScope
 from observability.metrics import OperationMetrics
 from resolvers import accounts as account_resolvers
 from resolvers import blocks as block_resolvers
@@ -185,6 +186,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     extensions: list[Any] = [
         OperationMetrics,
+        RoundTripScope,
         ErrorCodes,
         # Factories: a fresh extension per operation; the caches live at module level.
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
