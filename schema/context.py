@@ -6,6 +6,7 @@ from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
 
 from models import UserDoc
+from schema.loaders import Loaders
 from services import Services
 
 
@@ -22,6 +23,14 @@ class Context(BaseContext):
         self.viewer: UserDoc | None = None
         # The socket's presence connection, once connection_init was accepted.
         self.presence_connection: str | None = None
+        self._loaders: Loaders | None = None
+
+    @property
+    def loaders(self) -> Loaders:
+        """The context's DataLoaders, made when a field first needs them."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.services)
+        return self._loaders
 
     async def end_presence(self) -> None:
         """Unregisters the socket's presence connection, if it has one (idempotent)."""

@@ -209,8 +209,14 @@ class RoomService:
         ).update({"$max": {"last_read_seq": seq}})
         await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room.id)))
 
-    async def read_marker(self, room: RoomDoc, viewer: UserDoc) -> int:
-        membership = await MembershipDoc.find_one(
-            MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
-        )
-        return membership.last_read_seq if membership else 0
+    async def read_markers(
+        self, viewer_id: PydanticObjectId, room_ids: list[PydanticObjectId]
+    ) -> dict[PydanticObjectId, int]:
+        """The viewer's read marker in each of the rooms (0 if none), in one query."""
+        if not room_ids:
+            return {}
+        found = await MembershipDoc.find(
+            {"user_id": viewer_id, "room_id": {"$in": list(set(room_ids))}}
+        ).to_list()
+        markers = {membership.room_id: membership.last_read_seq for membership in found}
+        return {room_id: markers.get(room_id, 0) for room_id in room_ids}

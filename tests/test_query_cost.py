@@ -3,10 +3,13 @@ that do not grow with the number of rooms a page shows."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import httpx
 
-from tests.support.chat import ROOMS, as_user, group_room
-from tests.support.clients import Account, error_code, http_session, sign_up
+from tests.support.chat import CREATE_GROUP, ROOMS, SEND, as_user, befriend, group_room
+from tests.support.clients import Account, call, error_code, http_session, sign_up
 from tests.support.server import ServerProcess
 
 MEMBERS = """
@@ -83,3 +86,70 @@ async def test_page_sizes_given_as_variables_count(any_server: ServerProcess) ->
     assert (await as_user(any_server, viewer, PRESENCE_PAGE, first=20))["rooms"]["edges"] == []
     async with http_session(any_server, viewer.token) as session:
         assert await error_code(session, PRESENCE_PAGE, first=40) == "BAD_USER_INPUT"
+
+
+ROOM_PAGE = """
+query($first: Int) {
+  rooms(first: $first) {
+    edges { node {
+      id lastSeq lastReadSeq unreadCount memberCount
+      members(first: 3) { id presence { status } }
+      lastMessage { seq text sender { id username } }
+    } }
+  }
+}
+"""
+
+
+async def round_trips(server: ServerProcess, field: str) -> dict[str, float]:
+    """The server's round trips so far made by operations on this root field."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"{server.base_url}/metrics")).text
+    counts = {"mongo": 0.0, "redis": 0.0}
+    for backend in counts:
+        sample = re.search(
+            rf'^plop_backend_commands_total\{{backend="{backend}",field="{field}"\}} (\S+)$',
+            text,
+            re.MULTILINE,
+        )
+        counts[backend] = float(sample.group(1)) if sample else 0.0
+    return counts
+
+
+async def page_round_trips(server: ServerProcess, viewer: Account, first: int) -> dict[str, Any]:
+    before = await round_trips(server, "rooms")
+    page = (await as_user(server, viewer, ROOM_PAGE, first=first))["rooms"]["edges"]
+    after = await round_trips(server, "rooms")
+    assert len(page) == first
+    return {"page": page, **{backend: after[backend] - before[backend] for backend in before}}
+
+
+async def test_a_page_of_rooms_takes_the_same_round_trips_for_5_or_40_rooms(
+    server_a: ServerProcess,
+) -> None:
+    viewer, friend, stranger = [await sign_up(server_a) for _ in range(3)]
+    await befriend(server_a, viewer, friend)
+    async with http_session(server_a, viewer.token) as session:
+        rooms = [
+            (await call(session, CREATE_GROUP, t=f"r{i}", m=[friend.id, stranger.id]))[
+                "createGroupRoom"
+            ]["id"]
+            for i in range(40)
+        ]
+    async with http_session(server_a, stranger.token) as session:
+        for room_id in rooms:
+            await call(session, SEND, r=room_id, t=f"in {room_id}", c=None)
+    await as_user(server_a, viewer, "{ me { id } }")  # the viewer's document is kept now
+
+    small, large = [await page_round_trips(server_a, viewer, first) for first in (5, 40)]
+    assert (large["mongo"], large["redis"]) == (small["mongo"], small["redis"])
+    assert 0 < large["mongo"] <= 12 and 0 < large["redis"] <= 4
+    for edge in large["page"]:
+        room = edge["node"]
+        assert (room["lastSeq"], room["lastReadSeq"], room["unreadCount"]) == (1, 0, 1)
+        assert room["memberCount"] == 3
+        assert room["lastMessage"]["text"] == f"in {room['id']}"
+        assert room["lastMessage"]["sender"]["username"] == stranger.username
+        presence = {member["id"]: member["presence"] for member in room["members"]}
+        assert presence[viewer.id] is not None and presence[friend.id] is not None
+        assert presence[stranger.id] is None  # not a friend: not shown
