@@ -7,7 +7,10 @@ import re
 from typing import Any
 
 import httpx
+from graphql import get_introspection_query, parse
 
+from schema.cost import query_cost
+from schema.root import build_schema
 from tests.support.chat import CREATE_GROUP, ROOMS, SEND, as_user, befriend, group_room
 from tests.support.clients import Account, call, error_code, http_session, sign_up
 from tests.support.server import ServerProcess
@@ -153,3 +156,17 @@ async def test_a_page_of_rooms_takes_the_same_round_trips_for_5_or_40_rooms(
         presence = {member["id"]: member["presence"] for member in room["members"]}
         assert presence[viewer.id] is not None and presence[friend.id] is not None
         assert presence[stranger.id] is None  # not a friend: not shown
+
+
+def test_cost_follows_fragments_and_variable_defaults_and_skips_introspection() -> None:
+    schema = build_schema()._schema
+    with_fragments = parse(
+        """
+        query($n: Int = 5) { rooms(first: 10) { edges { node { ...RoomMembers } } } }
+        fragment RoomMembers on Room { members(first: $n) { ... on User { presence { status } } } }
+        """
+    )
+    # rooms 1 + edges 10 * (1 + node 1 + members 5 * (1 + presence 1))
+    assert query_cost(schema, with_fragments) == 1 + 10 * (1 + 1 + 5 * 2)
+    assert query_cost(schema, with_fragments, variables={"n": 50}) == 1 + 10 * (1 + 1 + 50 * 2)
+    assert query_cost(schema, parse(get_introspection_query())) == 0
