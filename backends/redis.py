@@ -38,7 +38,8 @@ async def open_redis(
     elif scheme in ("redis", "rediss", "unix"):
         pool = BlockingConnectionPool.from_url(
             url,
-            # Counted for /metrics (a rediss:// or unix:// URL picks its own class).
+            # Round trips counted for /metrics (rediss:// and unix:// URLs pick their own
+            # connection class and go uncounted).
             connection_class=CountedRedisConnection,
             max_connections=max_connections,
             timeout=timeout_seconds,
