@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     max_query_depth: int = 12
     max_aliases: int = 30
     max_query_tokens: int = 2_000
+    # The objects a result may hold, lists weighed by their page size (schema/cost.py):
+    # an app's room list (20 rooms with their members and last message) costs about
+    # 2,100; 30 aliases of 100 rooms with every member's presence cost 600,000.
+    max_query_cost: int = 5_000
     max_request_bytes: int = 64 * 1024
     max_websocket_message_bytes: int = 64 * 1024
     connection_init_timeout_seconds: float = 10.0

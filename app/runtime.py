@@ -137,7 +137,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             background.run(name, job)  # type: ignore[arg-type]
         if settings.push_worker_enabled and providers:
             worker = push_worker(
-                settings, broker, redis, services.presence, services.devices, providers
+                settings,
+                broker,
+                redis,
+                services.presence,
+                services.devices,
+                services.blocks,
+                providers,
             )
             background.adopt(await worker.start())
         yield Runtime(services, LiveTransport(feeds, sockets), Backends(redis, broker))

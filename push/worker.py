@@ -30,6 +30,7 @@ from models.room import RoomKind
 from pubsub import Broker, MessageAdded
 from pubsub.events import MessageData
 from push.providers import Notification, Outcome, PushProvider, RetryLater
+from services.blocks import BlockService
 from services.devices import DeviceService
 from services.ids import parse_id
 from services.presence import ONLINE, PresenceService
@@ -88,6 +89,7 @@ class PushWorker:
         redis: Redis,
         presence: PresenceService,
         devices: DeviceService,
+        blocks: BlockService,
         providers: Mapping[PushPlatform, PushProvider],
         retry: RetryPolicy,
     ) -> None:
@@ -97,6 +99,7 @@ class PushWorker:
         self._redis = redis
         self._presence = presence
         self._devices = devices
+        self._blocks = blocks
         self._providers = providers
         self._retry = retry
 
@@ -131,7 +134,7 @@ class PushWorker:
                     logger.warning("push commit failed", exc_info=True)
 
     async def handle(self, message: MessageData) -> None:
-        """Pushes one message to the offline members' devices."""
+        """Pushes one message to the devices of the offline members who do not block the sender."""
         room = await RoomDoc.get(parse_id(message.room_id))
         if room is None:
             return
@@ -142,6 +145,12 @@ class PushWorker:
             if (await self._presence.current(str(member))).status != ONLINE
         ]
         devices = await self._devices.of_users(offline)
+        if devices:
+            # A member who blocks the sender gets no push of theirs.
+            blockers = await self._blocks.blockers_of(
+                parse_id(message.sender_id), (device.user_id for device in devices)
+            )
+            devices = [device for device in devices if device.user_id not in blockers]
         notification = notification_for(message, room)
         await asyncio.gather(
             *(self._push_once(message, device, notification) for device in devices)

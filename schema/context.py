@@ -7,6 +7,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from auth.sessions import SessionInfo
 from models import UserDoc
+from schema.loaders import Loaders
 from services import Services
 from services.socket_caps import SocketSlot
 
@@ -38,6 +39,14 @@ class Context(BaseContext):
         self.presence_connection: str | None = None
         # The socket's place under the per-user and per-address caps, once accepted.
         self.socket_slot: SocketSlot | None = None
+        self._loaders: Loaders | None = None
+
+    @property
+    def loaders(self) -> Loaders:
+        """The context's DataLoaders, made when a field first needs them."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.services)
+        return self._loaders
 
     async def end_presence(self) -> None:
         """Unregisters the socket's presence connection, if it has one (idempotent)."""

@@ -14,6 +14,7 @@ from auth.passwords import PasswordHashing
 from auth.sessions import SessionStore
 from models.push import PushPlatform
 from services.accounts import AccountService
+from services.blocks import BlockService
 from services.devices import DeviceService
 from services.events import EventPublisher
 from services.fanout import FanoutHub
@@ -42,6 +43,7 @@ class Services:
     friends: FriendService
     presence: PresenceService
     devices: DeviceService
+    blocks: BlockService
     limits: RateLimiter
     sockets: SocketCaps
 
@@ -70,6 +72,7 @@ class Services:
             relay, rooms, settings.max_message_chars, settings.max_client_id_chars, limits
         )
         friends = FriendService(publisher, limits)
+        blocks = BlockService(redis, friends)
         presence = PresenceService(
             redis,
             publisher,
@@ -91,6 +94,7 @@ class Services:
             friends=friends,
             presence=presence,
             devices=DeviceService(push_platforms),
+            blocks=blocks,
             limits=limits,
             sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),
         )

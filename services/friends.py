@@ -14,6 +14,7 @@ from models import FriendRequestDoc, FriendshipDoc, UserDoc
 from models.friend import FriendRequestStatus
 from models.time import utc_now
 from pubsub import FriendshipChanged
+from services.blocklist import blocks, refuse_if_blocked
 from services.events import EventPublisher
 from services.limits import LimitName, RateLimiter
 
@@ -97,6 +98,9 @@ class FriendService:
             raise BadUserInput("you cannot befriend yourself")
         if await UserDoc.get(to_id) is None:
             raise NotFound("no such user")
+        await refuse_if_blocked(viewer.id, [to_id], "you cannot send this user a friend request")
+        if await blocks(viewer.id, to_id):
+            raise Conflict("you block this user: unblock them first")
         if await self.are_friends(viewer.id, to_id):
             raise Conflict("you are already friends")
         theirs = await FriendRequestDoc.find_one(
@@ -156,11 +160,25 @@ class FriendService:
         assert viewer.id is not None
         if not await self.are_friends(viewer.id, friend_id):
             raise NotFound("you are not friends with this user")
-        for owner, friend in ((viewer.id, friend_id), (friend_id, viewer.id)):
+        await self._unfriend(viewer.id, friend_id)
+
+    async def sever(self, first: PydanticObjectId, second: PydanticObjectId) -> None:
+        """Ends any friendship of the two and declines the requests pending between them."""
+        if await self.are_friends(first, second) or await self.are_friends(second, first):
+            await self._unfriend(first, second)
+        for from_id, to_id in ((first, second), (second, first)):
+            pending = await FriendRequestDoc.find_one(
+                FriendRequestDoc.open_key == _open_key(from_id, to_id)
+            )
+            if pending is not None:
+                await self._answer(pending, accept=False)
+
+    async def _unfriend(self, first: PydanticObjectId, second: PydanticObjectId) -> None:
+        for owner, friend in ((first, second), (second, first)):
             await FriendshipDoc.find(
                 FriendshipDoc.owner_id == owner, FriendshipDoc.friend_id == friend
             ).delete()
-        for owner, friend in ((viewer.id, friend_id), (friend_id, viewer.id)):
+        for owner, friend in ((first, second), (second, first)):
             await self._publisher.publish(
                 FriendshipChanged(user_id=str(owner), friend_id=str(friend), added=False)
             )

@@ -13,10 +13,12 @@ import asyncio
 import logging
 import random
 import secrets
+from collections.abc import Mapping
 
 from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
 
+from backends.mongo import aggregate_rows
 from errors import BadUserInput, Conflict, Unavailable
 from models import MessageDoc, RoomDoc, UserDoc
 from services import sequence
@@ -132,10 +134,6 @@ class MessageService:
         """The seq of the room's newest message; 0 for an empty room."""
         return await sequence.latest_seq(room_id)
 
-    async def latest(self, room_id: PydanticObjectId) -> MessageDoc | None:
-        seq = await sequence.latest_seq(room_id)
-        return await sequence.message_at(room_id, seq) if seq else None
-
     async def after(
         self, room_id: PydanticObjectId, after_seq: int, limit: int, before_seq: int | None = None
     ) -> list[MessageDoc]:
@@ -150,10 +148,23 @@ class MessageService:
             .to_list()
         )
 
-    async def unread_count(self, room_id: PydanticObjectId, viewer: UserDoc, after_seq: int) -> int:
-        return await MessageDoc.find(
-            {"room_id": room_id, "seq": {"$gt": after_seq}, "sender_id": {"$ne": viewer.id}}
-        ).count()
+    async def unread_counts(
+        self, viewer_id: PydanticObjectId, markers: Mapping[PydanticObjectId, int]
+    ) -> dict[PydanticObjectId, int]:
+        """Per room (given with its read marker), the messages after the marker that the
+        viewer did not send: one aggregation for all the rooms."""
+        if not markers:
+            return {}
+        after = [{"room_id": room_id, "seq": {"$gt": seq}} for room_id, seq in markers.items()]
+        counts = await aggregate_rows(
+            MessageDoc,
+            [
+                {"$match": {"$or": after, "sender_id": {"$ne": viewer_id}}},
+                {"$group": {"_id": "$room_id", "count": {"$sum": 1}}},
+            ],
+        )
+        found = {PydanticObjectId(row["_id"]): int(row["count"]) for row in counts}
+        return {room_id: found.get(room_id, 0) for room_id in markers}
 
     async def history(
         self,

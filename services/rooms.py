@@ -15,6 +15,7 @@ from models import MembershipDoc, RoomDoc, UserDoc
 from models.room import RoomKind, new_members_tag
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, RoomAdded, RoomChanged
+from services.blocklist import refuse_if_blocked
 from services.events import EventPublisher
 from services.limits import LimitName, RateLimiter
 from services.locks import Locks
@@ -30,6 +31,7 @@ from services.sequence import latest_seq
 
 MAX_TITLE_CHARS = 100
 ROOM_CURSOR = "room"
+DEFAULT_MEMBERS_PAGE = 100
 
 
 def _pair_key(first: PydanticObjectId, second: PydanticObjectId) -> str:
@@ -79,6 +81,9 @@ class RoomService:
         if other_id == viewer.id:
             raise BadUserInput("a direct room needs another user than yourself")
         await self._require_users([other_id])
+        await refuse_if_blocked(
+            viewer.id, [other_id], "you cannot open a direct room with this user"
+        )
         key = _pair_key(viewer.id, other_id)
         if existing := await RoomDoc.find_one(RoomDoc.pair_key == key):
             return existing
@@ -106,6 +111,7 @@ class RoomService:
         if len(members) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
         await self._require_users(members)
+        await refuse_if_blocked(viewer.id, members, "you cannot add one or more of these users")
         room = RoomDoc(
             kind=RoomKind.GROUP,
             title=clean_title,
@@ -124,17 +130,18 @@ class RoomService:
         Concurrent invites to one room take turns (a lock in Redis), each checking the
         cap against the members as they are, so that together they never pass it.
         """
+        assert viewer.id is not None
         await self._limits.hit(LimitName.INVITE_MEMBERS, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("members can only be invited to a GROUP room")
         async with self._locks.hold(f"room-members:{room.id}"):
-            updated, new = await self._add_members(room, user_ids)
+            updated, new = await self._add_members(room, viewer.id, user_ids)
         if new:  # the events wait for the broker: not while holding the lock
             await self._joined(updated, new)
         return updated
 
     async def _add_members(
-        self, room: RoomDoc, user_ids: list[PydanticObjectId]
+        self, room: RoomDoc, viewer_id: PydanticObjectId, user_ids: list[PydanticObjectId]
     ) -> tuple[RoomDoc, list[PydanticObjectId]]:
         """The room with the users in it, and which of them are new (under the lock)."""
         assert room.id is not None
@@ -145,6 +152,7 @@ class RoomService:
         if len(room.member_ids) + len(new) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
         await self._require_users(new)
+        await refuse_if_blocked(viewer_id, new, "you cannot invite one or more of these users")
         await RoomDoc.find_one(RoomDoc.id == room.id).update(
             {
                 "$addToSet": {"member_ids": {"$each": new}},
@@ -223,10 +231,15 @@ class RoomService:
             rooms[:size], has_next_page=len(rooms) > size, has_previous_page=after is not None
         )
 
-    async def members(self, room: RoomDoc) -> list[UserDoc]:
-        users = await UserDoc.find({"_id": {"$in": room.member_ids}}).to_list()
-        order = {user_id: index for index, user_id in enumerate(room.member_ids)}
-        return sorted(users, key=lambda user: order.get(user.id, 0))  # type: ignore[arg-type]
+    def first_members(self, room: RoomDoc, first: int | None) -> list[PydanticObjectId]:
+        """The ids of the room's first ``first`` (100 if null) members, oldest member first."""
+        first = DEFAULT_MEMBERS_PAGE if first is None else first
+        # No room holds more than the cap; the default page stays valid under a small cap.
+        most = max(self._max_group_members, DEFAULT_MEMBERS_PAGE)
+        if not 1 <= first <= most:
+            raise BadUserInput(f"first must be between 1 and {most}")
+        # Members are appended as they join, so the list is in joining order.
+        return room.member_ids[:first]
 
     async def mark_read(self, room: RoomDoc, viewer: UserDoc, seq: int) -> None:
         """Moves the viewer's read marker forward to seq (never back)."""
@@ -240,8 +253,14 @@ class RoomService:
         ).update({"$max": {"last_read_seq": seq}})
         await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room.id)))
 
-    async def read_marker(self, room: RoomDoc, viewer: UserDoc) -> int:
-        membership = await MembershipDoc.find_one(
-            MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
-        )
-        return membership.last_read_seq if membership else 0
+    async def read_markers(
+        self, viewer_id: PydanticObjectId, room_ids: list[PydanticObjectId]
+    ) -> dict[PydanticObjectId, int]:
+        """The viewer's read marker in each of the rooms (0 if none), in one query."""
+        if not room_ids:
+            return {}
+        found = await MembershipDoc.find(
+            {"user_id": viewer_id, "room_id": {"$in": list(set(room_ids))}}
+        ).to_list()
+        markers = {membership.room_id: membership.last_read_seq for membership in found}
+        return {room_id: markers.get(room_id, 0) for room_id in room_ids}
