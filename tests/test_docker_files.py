@@ -38,6 +38,12 @@ DASHBOARD_METRICS = (
     metrics.OPERATION_SECONDS,
     metrics.OPEN_WEBSOCKETS,
     metrics.ACTIVE_SUBSCRIPTIONS,
+    metrics.MESSAGES_SENT,
+    metrics.DELIVERIES,
+    metrics.PUSHES,
+    metrics.RELAY_BACKLOG,
+    metrics.KAFKA_CONSUMER_LAG,
+    metrics.SOCKETS_REFUSED,
 )
 # Suffixes Prometheus adds to a histogram's or counter's family name in its series.
 SERIES_SUFFIXES = ("_bucket", "_count", "_sum", "_created")
