@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import socket
 import sys
 from collections.abc import Coroutine
 from contextlib import aclosing
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import uvicorn
 from pydantic import ValidationError
 
+from cli.config import config_dir
 from client import (
     DEFAULT_URL,
     SUBPROTOCOLS,
@@ -24,7 +23,10 @@ from client import (
     Credentials,
     PlopClient,
     PlopClientError,
+    PlopTransportError,
     Room,
+    User,
+    delete_credentials,
     load_credentials,
     save_credentials,
     subprotocol_named,
@@ -36,10 +38,9 @@ from settings import Settings
 
 T = TypeVar("T")
 
-CONFIG_DIR_VARIABLE = "PLOP_CLIENT_CONFIG_DIR"
-
 
 @click.group(help="Plop: a real-time messenger backend served as one GraphQL API.")
+@click.version_option(package_name="plop", prog_name="plop")
 def main() -> None:
     pass
 
@@ -180,21 +181,15 @@ def bench(args: tuple[str, ...]) -> None:
 # --- the client commands ------------------------------------------------------------
 
 
-def config_dir() -> Path:
-    """Where the credentials live: $PLOP_CLIENT_CONFIG_DIR, else the XDG config dir."""
-    if override := os.environ.get(CONFIG_DIR_VARIABLE):
-        return Path(override)
-    xdg = os.environ.get("XDG_CONFIG_HOME", "")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"
-    return base / "plop"
-
-
 def _run(work: Coroutine[object, object, T]) -> T:
     """Runs one command's work; a Plop error becomes a one-line message and exit 1."""
     # The client reports reconnects as warnings; a terminal user wants to see them.
     logging.basicConfig(level=logging.WARNING, format="plop: %(message)s")
     try:
         return asyncio.run(work)
+    except PlopTransportError as error:
+        # Its message names the URL that was tried ("cannot reach URL: ...").
+        raise click.ClickException(error.message) from error
     except PlopClientError as error:
         hint = " (run `plop login USERNAME`)" if error.code == "UNAUTHENTICATED" else ""
         raise click.ClickException(f"{error.code}: {error.message}{hint}") from error
@@ -290,6 +285,67 @@ def login(username: str, url: str, password_stdin: bool) -> None:
     _save(url, _run(work()))
 
 
+@main.command(help="Log out: end the saved session on the server and remove the credentials file.")
+def logout() -> None:
+    directory = config_dir()
+    credentials = load_credentials(directory)
+    if credentials is None:
+        raise click.ClickException("not logged in")
+
+    async def work() -> None:
+        async with PlopClient(credentials.url, credentials.token) as plop:
+            try:
+                await plop.log_out()
+            except PlopClientError as error:
+                if error.code != "UNAUTHENTICATED":
+                    raise
+                # The session had ended already (expired, or logged out elsewhere).
+
+    _run(work())  # a server that cannot be reached keeps the file, to try again
+    delete_credentials(directory)
+    click.echo(f"Logged out {credentials.username} from {credentials.url}.")
+
+
+@main.command(help="Print who you are logged in as: USERNAME<TAB>USER_ID<TAB>URL.")
+@URL_OPTION
+def whoami(url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> User:
+        async with PlopClient(server, token) as plop:
+            return await plop.me()
+
+    me = _run(work())
+    click.echo(f"{me.username}\t{me.id}\t{server}")
+
+
+@main.command(
+    short_help="Find users by the start of their name; print their ids.",
+    help=(
+        "Find users whose username or display name starts with QUERY (any case): "
+        "USER_ID<TAB>USERNAME<TAB>DISPLAY_NAME, one a line; `plop direct USER_ID` "
+        "then opens a room with one."
+    ),
+)
+@click.argument("query")
+@click.option(
+    "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="At most this many."
+)
+@URL_OPTION
+def search(query: str, limit: int, url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> list[User]:
+        async with PlopClient(server, token) as plop:
+            return await plop.search_users(query, limit)
+
+    found = _run(work())
+    if not found:
+        click.echo(f"no users match {query!r}", err=True)
+    for user in found:
+        click.echo("\t".join((user.id, user.username, one_line(user.display_name))))
+
+
 @main.command(help="Send TEXT to ROOM (a room id) and print the stored message's seq.")
 @click.argument("room")
 @click.argument("text")
@@ -369,7 +425,10 @@ def rooms(url: str | None) -> None:
             me = await plop.me()
             return [_room_line(room, me.id) async for room in plop.rooms(page_size=100)]
 
-    for line in _run(work()):
+    lines = _run(work())
+    if not lines:
+        click.echo("no rooms yet", err=True)  # on stderr: the listing itself stays empty
+    for line in lines:
         click.echo(line)
 
 
