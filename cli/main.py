@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -68,6 +69,19 @@ def _settings() -> Settings:
         raise click.ClickException(f"invalid settings: {problems}") from exc
 
 
+def _checked_proxies(
+    context: click.Context, parameter: click.Parameter, value: str | None
+) -> str | None:
+    if value is not None:
+        from transport.client_address import trusted_networks
+
+        try:
+            trusted_networks(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), context, parameter) from exc
+    return value
+
+
 @main.command(help="Serve the GraphQL API (GraphiQL at http://HOST:PORT/graphql).")
 @click.option("--host", default=None, help="Interface to bind [default: PLOP_HOST or 127.0.0.1].")
 @click.option("--port", default=None, type=int, help="Port [default: PLOP_PORT or 8000].")
@@ -78,8 +92,28 @@ def _settings() -> Settings:
     help="Log level [default: PLOP_LOG_LEVEL or info].",
 )
 @click.option("--reload", is_flag=True, help="Development: restart when a source file changes.")
-def serve(host: str | None, port: int | None, log_level: str | None, reload: bool) -> None:
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    metavar="IPS",
+    callback=_checked_proxies,
+    help=(
+        "Proxies (addresses or networks, comma-separated) whose X-Forwarded-For names "
+        "the client [default: PLOP_FORWARDED_ALLOW_IPS, else none]."
+    ),
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    log_level: str | None,
+    reload: bool,
+    forwarded_allow_ips: str | None,
+) -> None:
     settings = _settings()
+    if forwarded_allow_ips is not None:
+        settings.forwarded_allow_ips = forwarded_allow_ips
+        # A reloading server builds its settings from the environment, in a child.
+        os.environ["PLOP_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     host = host or settings.host
     port = port if port is not None else settings.port
     level = (log_level or settings.log_level).lower()
@@ -423,7 +457,9 @@ def rooms(url: str | None) -> None:
     async def work() -> list[str]:
         async with PlopClient(server, token) as plop:
             me = await plop.me()
-            return [_room_line(room, me.id) async for room in plop.rooms(page_size=100)]
+            # The client's pages (20 rooms, each with its members) stay under the
+            # server's query cost limit; 100 rooms a page would not.
+            return [_room_line(room, me.id) async for room in plop.rooms()]
 
     lines = _run(work())
     if not lines:
