@@ -158,10 +158,11 @@ async def test_kafka_lag_and_relay_backlog_are_reported_by_a_server_on_kafka(
     await wait_for(server_a, reported, f"no consumer lag for {topic} or no relay backlog")
 
 
-async def test_init_timeouts_and_subscription_caps_are_counted_by_reason() -> None:
+async def test_init_timeouts_and_caps_are_counted_by_reason() -> None:
     env = {
         "PLOP_CONNECTION_INIT_TIMEOUT_SECONDS": "0.5",
         "PLOP_MAX_SUBSCRIPTIONS_PER_CONNECTION": "1",
+        "PLOP_MAX_SOCKETS_PER_USER": "1",
     }
     server = ServerProcess(f"metrics-refusals-{unique_name()}", env)
     await server.start()
@@ -186,10 +187,19 @@ async def test_init_timeouts_and_subscription_caps_are_counted_by_reason() -> No
                 await socket.subscribe("2", query, {"r": room.id})
                 refused = await socket.frame()
                 assert refused["type"] == "error" and refused["id"] == "2", refused
+                try:
+                    async with raw_socket(server, subprotocol, token):
+                        raise AssertionError("a second socket of the user was accepted")
+                except (AssertionError, websockets.ConnectionClosed) as refusal:
+                    # graphql-ws answers connection_error, graphql-transport-ws closes.
+                    assert "connection_error" in str(refusal) or isinstance(
+                        refusal, websockets.ConnectionClosed
+                    ), refusal
 
         text = await metrics_text(server)
         assert sample(text, "plop_sockets_refused_total", reason="init_timeout") == 2
         assert sample(text, "plop_sockets_refused_total", reason="subscription_limit") == 2
+        assert sample(text, "plop_sockets_refused_total", reason="socket_cap") == 2
         assert sample(text, "plop_sockets_refused_total", reason="bad_token") == 0
     finally:
         await server.stop()
