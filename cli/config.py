@@ -61,6 +61,10 @@ def config_dir() -> Path:
     if override := os.environ.get(CONFIG_DIR_VARIABLE):
         return Path(override)
     current = Path(click.get_app_dir(APP_NAME))
+    if not current.is_absolute():
+        # click takes a relative $XDG_CONFIG_HOME as it is; the XDG spec says to
+        # ignore one, so the file never lands below whatever the current directory is.
+        current = legacy_config_dir()
     moved = migrate_credentials(legacy_config_dir(), current)
     if moved is not None:
         click.echo(f"Moved the saved credentials from {moved.source} to {moved.target}.", err=True)

@@ -173,6 +173,29 @@ async def test_credentials_go_to_the_xdg_config_dir_by_default(
     assert not (tmp_path / "home").exists()
 
 
+async def test_a_relative_xdg_config_home_is_ignored(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    env = plop_env(tmp_path, XDG_CONFIG_HOME="relative", HOME=str(home))
+    del env["PLOP_CLIENT_CONFIG_DIR"]
+    args = ("signup", "--url", embedded_server.http_url, "--password-stdin", unique_name())
+    process = await asyncio.create_subprocess_exec(
+        str(PLOP),
+        *args,
+        env=env,
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+        _, err = await process.communicate(PASSWORD.encode())
+    assert process.returncode == 0, err.decode()
+    assert mode(home / ".config" / "plop" / "credentials.json") == 0o600
+    assert not (tmp_path / "relative").exists()
+
+
 async def test_commands_need_a_login_first(tmp_path: Path) -> None:
     for args in (
         ("send", "room", "hi"),
