@@ -37,6 +37,53 @@ FEED_RENDERINGS = Counter(
     "plop_feed_renderings_total",
     "Messages rendered by shared room feeds (once per feed, however many follow it).",
 )
+MESSAGES_SENT = Counter(
+    "plop_messages_sent_total",
+    "Messages stored by sendMessage (a retry that returns the first copy is not counted).",
+)
+DELIVERIES = Counter(
+    "plop_deliveries_total",
+    "Results (next/data frames) handed to a socket's send queue; a shared room feed "
+    "adds its count once per message, not once per socket.",
+)
+PUSHES = Counter(
+    "plop_push_total",
+    "Pushes by provider and final result (after retries).",
+    ["provider", "result"],
+)
+RELAY_BACKLOG = Gauge(
+    "plop_relay_backlog",
+    "Unpublished messages past their grace period seen by the last relay pass (at most one batch).",
+)
+KAFKA_CONSUMER_LAG = Gauge(
+    "plop_kafka_consumer_lag",
+    "Records a Kafka consumer has yet to read (highwater minus position, summed over "
+    "its partitions), by topic and consumer (broadcast or group).",
+    ["topic", "consumer"],
+)
+SOCKETS_REFUSED = Counter(
+    "plop_sockets_refused_total",
+    "WebSockets refused or closed by the server's rules, by reason.",
+    ["reason"],
+)
+
+# The reasons of plop_sockets_refused_total, all of them: the label set is fixed here.
+REFUSED_BAD_TOKEN = "bad_token"  # connection_init without a valid session token
+REFUSED_UNAVAILABLE = "unavailable"  # connection_init while a backend was down
+REFUSED_INIT_TIMEOUT = "init_timeout"  # no connection_init within the deadline
+REFUSED_SOCKET_CAP = "socket_cap"  # over the open sockets per user or per address
+REFUSED_SEND_QUEUE_FULL = "send_queue_full"  # a slow consumer over its queue cap
+REFUSED_SUBSCRIPTION_LIMIT = "subscription_limit"  # an operation over the per-socket cap
+REFUSAL_REASONS = (
+    REFUSED_BAD_TOKEN,
+    REFUSED_UNAVAILABLE,
+    REFUSED_INIT_TIMEOUT,
+    REFUSED_SOCKET_CAP,
+    REFUSED_SEND_QUEUE_FULL,
+    REFUSED_SUBSCRIPTION_LIMIT,
+)
+for _reason in REFUSAL_REASONS:
+    SOCKETS_REFUSED.labels(reason=_reason)  # every reason is exported from the start
 
 
 # The label of a root field the schema does not have (a typo, a probe, a fragment

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from models import PushDeviceDoc, RoomDoc
 from models.push import PushPlatform
 from models.room import RoomKind
+from observability.metrics import PUSHES
 from pubsub import Broker, MessageAdded
 from pubsub.events import MessageData
 from push.providers import Notification, Outcome, PushProvider, RetryLater
@@ -169,6 +170,7 @@ class PushWorker:
         outcome = await self._send_with_retries(
             provider, device, dataclasses.replace(notification, push_id=push_id)
         )
+        PUSHES.labels(provider=device.platform.value.lower(), result=outcome.value).inc()
         if outcome is Outcome.SENT:
             await self._redis.set(key, 1, ex=SENT_KEY_TTL_SECONDS)
         elif outcome is Outcome.DEAD_TOKEN:

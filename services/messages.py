@@ -21,6 +21,7 @@ from pymongo.errors import DuplicateKeyError
 from backends.mongo import aggregate_rows
 from errors import BadUserInput, Conflict, Unavailable
 from models import MessageDoc, RoomDoc, UserDoc
+from observability.metrics import MESSAGES_SENT
 from services import sequence
 from services.limits import LimitName, RateLimiter
 from services.paging import (
@@ -114,6 +115,7 @@ class MessageService:
                     await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
         else:
             raise Unavailable("the room is too busy right now; retry the same clientId")
+        MESSAGES_SENT.inc()
         await self._rooms.stored_message(room.id, message.seq, message.created_at)
         await self._relay.publish(message, sender, room.members_tag)
         return message

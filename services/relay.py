@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
+from observability.metrics import RELAY_BACKLOG
 from pubsub import MessageAdded
 from services.events import EventPublisher
 from services.message_data import message_data
@@ -110,6 +111,7 @@ class MessageRelay:
             .limit(RELAY_BATCH)
             .to_list()
         )
+        RELAY_BACKLOG.set(len(stale))
         if not stale:
             return 0
         senders = {

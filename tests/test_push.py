@@ -31,6 +31,7 @@ from tests.support.chat import (
     send,
 )
 from tests.support.clients import (
+    EVENT_TIMEOUT_SECONDS,
     TRANSPORT_WS,
     Account,
     error_code,
@@ -485,3 +486,42 @@ async def test_huge_retry_after_is_capped_by_the_setting(receiver: PushReceiver)
         assert "Traceback" not in server.log_tail(400)
     finally:
         await server.stop()
+
+
+async def push_count(servers: list[ServerProcess], provider: str, result: str) -> float:
+    """plop_push_total{provider, result} summed over the instances (either may push)."""
+    total = 0.0
+    pattern = re.compile(
+        rf'^plop_push_total\{{(?=[^}}]*provider="{provider}")(?=[^}}]*result="{result}")'
+        r"[^}]*\} (\S+)$",
+        re.MULTILINE,
+    )
+    async with httpx.AsyncClient(timeout=5) as client:
+        for server in servers:
+            text = (await client.get(f"{server.base_url}/metrics")).text
+            total += sum(float(value) for value in pattern.findall(text))
+    return total
+
+
+async def test_push_outcomes_are_counted_by_provider_and_result(
+    pushers: list[ServerProcess], receiver: PushReceiver
+) -> None:
+    outcomes = (("webhook", "sent"), ("webhook", "dead_token"))
+    before = {outcome: await push_count(pushers, *outcome) for outcome in outcomes}
+    sender, offline = await sign_up(pushers[0]), await sign_up(pushers[0])
+    alive, dead = token("counted"), token("counted-dead")
+    receiver.script(dead, (410, {}))
+    await register(pushers[0], offline, "WEBHOOK", alive)
+    await register(pushers[0], offline, "WEBHOOK", dead)
+    room_id = await direct_room(pushers[0], sender, offline)
+    await send(pushers[0], sender, room_id, "counted")
+    await receiver.wait_for(1, alive)
+
+    async def grown() -> dict[tuple[str, str], float]:
+        return {o: await push_count(pushers, *o) - before[o] for o in outcomes}
+
+    async with asyncio.timeout(EVENT_TIMEOUT_SECONDS):
+        # Polls other processes' /metrics: the count follows the provider's answer.
+        while (counted := await grown()) != dict.fromkeys(outcomes, 1.0):
+            assert all(value <= 1 for value in counted.values()), counted
+            await asyncio.sleep(0.05)

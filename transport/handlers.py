@@ -33,7 +33,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from observability.metrics import OPEN_WEBSOCKETS
+from observability.metrics import OPEN_WEBSOCKETS, REFUSED_INIT_TIMEOUT, SOCKETS_REFUSED
 from schema.context import Context
 from transport.feeds import RoomFeeds
 from transport.sessions import SocketSessions, WatchedSocket
@@ -190,6 +190,11 @@ class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, No
             return
         await super().handle_message(cast(Any, message))
 
+    async def handle_connection_init_timeout(self) -> None:
+        await super().handle_connection_init_timeout()
+        if self.connection_timed_out:
+            SOCKETS_REFUSED.labels(reason=REFUSED_INIT_TIMEOUT).inc()
+
     async def handle_subscribe(self, message: Any) -> None:
         # The protocol closes on an invalid message (4400), as strawberry does for others.
         if (problem := operation_problem(message)) is not None:
@@ -271,4 +276,5 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         timeout = self.context.services.settings.connection_init_timeout_seconds
         await asyncio.sleep(timeout)
         if not self.connection_acknowledged:
+            SOCKETS_REFUSED.labels(reason=REFUSED_INIT_TIMEOUT).inc()
             await self.websocket.close(INIT_TIMEOUT_CODE, "Connection initialisation timeout")

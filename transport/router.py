@@ -18,7 +18,8 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
-from errors import PlopError
+from errors import PlopError, Unauthenticated
+from observability.metrics import REFUSED_BAD_TOKEN, REFUSED_UNAVAILABLE, SOCKETS_REFUSED
 from schema.context import Context
 from schema.errors import plop_error_for
 from services import Services
@@ -98,6 +99,10 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
             if error is None:
                 logger.exception("connection_init failed")
                 error = PlopError("Internal server error")
+            reason = (
+                REFUSED_BAD_TOKEN if isinstance(error, Unauthenticated) else REFUSED_UNAVAILABLE
+            )
+            SOCKETS_REFUSED.labels(reason=reason).inc()
             raise ConnectionRejectionError(
                 {"message": error.message, "extensions": {"code": error.code}}
             ) from exc

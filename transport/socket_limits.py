@@ -17,6 +17,7 @@ from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
 
 from errors import RateLimited
+from observability.metrics import REFUSED_SOCKET_CAP, REFUSED_SUBSCRIPTION_LIMIT, SOCKETS_REFUSED
 from schema.context import Context
 from services.socket_caps import SocketSlot
 
@@ -33,6 +34,7 @@ def take_socket_slot(context: Context) -> SocketSlot:
     try:
         return context.services.sockets.take(str(context.viewer.id), context.client_address)
     except RateLimited as exc:
+        SOCKETS_REFUSED.labels(reason=REFUSED_SOCKET_CAP).inc()
         if isinstance(context.request, WebSocket):
             reason = exc.message.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
             setattr(context.request.state, _REFUSAL_STATE, reason)
@@ -65,7 +67,10 @@ class LimitCodedWebSocket(ASGIWebSocketAdapter):
     """Strawberry's socket adapter, with Plop's wording and codes for limits."""
 
     async def send_json(self, message: Mapping[str, object]) -> None:
-        await super().send_json(_with_code(message))
+        coded = _with_code(message)
+        if coded is not message:  # an operation refused over the per-socket cap
+            SOCKETS_REFUSED.labels(reason=REFUSED_SUBSCRIPTION_LIMIT).inc()
+        await super().send_json(coded)
 
     async def close(self, code: int, reason: str) -> None:
         if code == REFUSED_CODE:

@@ -19,9 +19,13 @@ from typing import Any
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
 
+from observability.metrics import DELIVERIES, REFUSED_SEND_QUEUE_FULL, SOCKETS_REFUSED
+
 logger = logging.getLogger(__name__)
 
 SLOW_CONSUMER_CODE = 1013
+# The frame types that carry an operation's result, in either subprotocol.
+RESULT_FRAME_TYPES = frozenset({"next", "data"})
 # How long a close waits for the frames queued before it (e.g. connection_error).
 CLOSE_FLUSH_SECONDS = 5.0
 
@@ -50,7 +54,12 @@ class QueuedWebSocket:
         return self._adapter.iter_json(ignore_parsing_errors=ignore_parsing_errors)
 
     async def send_json(self, message: Mapping[str, object]) -> None:
-        if not self.offer(message) and self._aborting is not None:
+        # Frames rendered once for many sockets come through offer() and are counted
+        # by their feed; these are the results strawberry rendered for this socket.
+        if self.offer(message):
+            if message.get("type") in RESULT_FRAME_TYPES:
+                DELIVERIES.inc()
+        elif self._aborting is not None:
             await self._aborting
 
     def offer(self, frame: Mapping[str, object] | str) -> bool:
@@ -59,6 +68,7 @@ class QueuedWebSocket:
             return False
         if len(self._frames) >= self._max_frames:
             logger.warning("closing a slow consumer", extra={"queued": len(self._frames)})
+            SOCKETS_REFUSED.labels(reason=REFUSED_SEND_QUEUE_FULL).inc()
             self._closed = True
             self._aborting = asyncio.create_task(
                 self._abort(SLOW_CONSUMER_CODE, "Slow consumer: resume with afterSeq")
