@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
 from client import (
     DEFAULT_URL,
@@ -37,6 +38,8 @@ from settings import Settings
 T = TypeVar("T")
 
 CONFIG_DIR_VARIABLE = "PLOP_CLIENT_CONFIG_DIR"
+# Of PLOP_SHUTDOWN_SECONDS, what uvicorn's wait for requests in flight may take.
+UVICORN_STOP_SHARE = 0.25
 
 
 @click.group(help="Plop: a real-time messenger backend served as one GraphQL API.")
@@ -77,10 +80,24 @@ def _settings() -> Settings:
     help="Log level [default: PLOP_LOG_LEVEL or info].",
 )
 @click.option("--reload", is_flag=True, help="Development: restart when a source file changes.")
-def serve(host: str | None, port: int | None, log_level: str | None, reload: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes, each a full instance (needs the real backends).",
+)
+def serve(
+    host: str | None, port: int | None, log_level: str | None, reload: bool, workers: int
+) -> None:
     settings = _settings()
     host = host or settings.host
     port = port if port is not None else settings.port
+    if workers > 1 and (embedded := settings.embedded_backends):
+        raise click.ClickException(
+            f"--workers {workers} needs the real backends: {', '.join(embedded)} "
+            "point at memory://, an in-process stand-in that each worker would hold apart"
+        )
     level = (log_level or settings.log_level).lower()
     log_config = _logging(level, settings.log_format)
     base = f"http://{host}:{port}"
@@ -94,6 +111,9 @@ def serve(host: str | None, port: int | None, log_level: str | None, reload: boo
         # observability.logs.RequestLog writes one line per request, with its id.
         "access_log": False,
         "lifespan": "on",
+        # How long uvicorn's own stop waits for requests in flight; the app's drain
+        # comes before it and the lifespan's shutdown after it (app.shutdown).
+        "timeout_graceful_shutdown": settings.shutdown_seconds * UVICORN_STOP_SHARE,
     }
     if reload:
         # A reloading server imports the app anew in a child process, from the
@@ -101,6 +121,13 @@ def serve(host: str | None, port: int | None, log_level: str | None, reload: boo
         uvicorn.run("main:create_app", factory=True, reload=True, host=host, port=port, **options)
         return
     listener = _listen(host, port)
+    if workers > 1:
+        # Each worker imports the app by name and builds it from the environment; they
+        # all accept on the one socket bound here. The parent passes SIGTERM on to
+        # each, and each stops gracefully on its own.
+        config = uvicorn.Config("main:create_worker_app", factory=True, workers=workers, **options)
+        Multiprocess(config, sockets=[listener]).run()
+        return
     from main import create_app
 
     uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run(sockets=[listener])

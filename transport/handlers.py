@@ -23,7 +23,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import GraphQLSchema
@@ -35,6 +35,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 
 from observability.metrics import OPEN_WEBSOCKETS
 from schema.context import Context
+from transport.draining import OpenSockets
 from transport.feeds import RoomFeeds
 from transport.sessions import SocketSessions, WatchedSocket
 from transport.sharing import SocketOperation
@@ -49,10 +50,12 @@ SESSION_ENDED_REASON = "Session ended: log in again"
 
 @dataclass(frozen=True, slots=True)
 class LiveTransport:
-    """What the socket handlers share in one process: room feeds and session watch."""
+    """What the socket handlers share in one process: room feeds, session watch, and
+    every open socket (for a graceful stop)."""
 
     feeds: RoomFeeds
     sockets: SocketSessions
+    open: OpenSockets = field(default_factory=OpenSockets)
 
 
 class SocketContext(Context):
@@ -101,6 +104,7 @@ class _SocketRules:
             self.websocket, self.context.services.settings.socket_send_queue_frames
         )
         self.websocket = self._queued
+        self._live.open.add(self._queued)
         self._watched: WatchedSocket | None = None
 
     def _watch_session(self) -> None:
@@ -133,6 +137,7 @@ class _SocketRules:
 
     async def _end_socket(self) -> None:
         OPEN_WEBSOCKETS.dec()
+        self._live.open.discard(self._queued)
         if self._watched is not None:
             self._live.sockets.unwatch(self._watched)
         await self._queued.shutdown()
