@@ -14,6 +14,7 @@ from app.runtime import open_runtime
 from app.shutdown import GracefulStop
 from observability.health import add_health
 from observability.logs import RequestLog
+from observability.metrics import INSTANCE
 from observability.startup import StartupFailureLine
 from schema.root import build_schema
 from settings import Settings
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        INSTANCE.labels(config.instance_id).set(1)
         async with open_runtime(config) as runtime:
             # The only shared state in the process: what resolvers and sockets reach.
             app.state.services = runtime.services
