@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import websockets
+from strawberry.http.async_base_view import AsyncWebSocketAdapter
 
 from app.shutdown import WATCHDOG_EXIT_STATUS
 from tests.conftest import RUN_ID
@@ -22,6 +23,8 @@ from tests.support.chat import MESSAGE_ADDED, direct_room, send
 from tests.support.clients import SUBPROTOCOLS, sign_up
 from tests.support.raw_socket import RawSocket, raw_socket
 from tests.support.server import ServerProcess
+from transport.draining import SERVICE_RESTART_CODE, OpenSockets
+from transport.socket_writer import QueuedWebSocket
 
 SHUTDOWN_SECONDS = 8.0
 # Long enough for the test to see the drain from outside before the sockets move.
@@ -134,3 +137,44 @@ async def test_sigterm_closes_sockets_with_1012_and_clients_resume_elsewhere(
     assert "draining" in statuses
     assert "ready" not in statuses[statuses.index("draining") :]
     assert all(code == 503 for code, body in readiness.answers if body["status"] == "draining")
+
+
+class RecordingSocket:
+    """A socket adapter that records what is written to it, in order."""
+
+    def __init__(self) -> None:
+        self.written: list[object] = []
+
+    async def send_json(self, message: object) -> None:
+        self.written.append(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.written.append(("close", code))
+
+
+async def test_a_stop_lets_a_mutation_in_flight_answer_before_the_close() -> None:
+    adapter = RecordingSocket()
+    socket = QueuedWebSocket(cast(AsyncWebSocketAdapter, adapter), max_frames=10)
+    sockets = OpenSockets()
+    sockets.add(socket)
+    stored = asyncio.Event()
+
+    async def mutation() -> None:
+        await stored.wait()  # the store answers only once the stop has begun
+        await socket.send_json({"id": "1", "type": "next", "payload": {"data": {}}})
+        await socket.send_json({"id": "1", "type": "complete"})
+
+    running = asyncio.create_task(mutation())
+    socket.answering(running)
+    closing = asyncio.create_task(sockets.close_all(within_seconds=5))
+    # The close waits for the mutation: give it every chance to go ahead first.
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert adapter.written == []
+    stored.set()
+    assert await closing == 1
+    assert adapter.written == [
+        {"id": "1", "type": "next", "payload": {"data": {}}},
+        {"id": "1", "type": "complete"},
+        ("close", SERVICE_RESTART_CODE),
+    ]

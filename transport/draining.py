@@ -35,13 +35,14 @@ class OpenSockets:
         return len(self._sockets)
 
     async def close_all(self, within_seconds: float) -> int:
-        """Closes every socket with 1012 once its queued frames are written, all at
-        once, waiting at most ``within_seconds``; returns how many were closed."""
+        """Closes every socket with 1012 once its queries and mutations in flight have
+        answered and its queued frames are written, all at once, waiting at most
+        ``within_seconds``; returns how many were closed."""
         sockets = list(self._sockets)
         if not sockets:
             return 0
         closing = [
-            asyncio.create_task(socket.close(SERVICE_RESTART_CODE, SERVICE_RESTART_REASON))
+            asyncio.create_task(socket.finish(SERVICE_RESTART_CODE, SERVICE_RESTART_REASON))
             for socket in sockets
         ]
         done, late = await asyncio.wait(closing, timeout=within_seconds)

@@ -26,7 +26,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphql import GraphQLSchema
+from graphql import GraphQLError, GraphQLSchema, OperationType, get_operation_ast, parse
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -81,6 +81,15 @@ class OperationFrames:
         return self._is_open() and self._socket.offer(f"{self._prefix}{payload}}}")
 
 
+def answers_once(query: str, operation_name: str | None) -> bool:
+    """Whether the operation is a query or a mutation (one answer), not a subscription."""
+    try:
+        operation = get_operation_ast(parse(query), operation_name)
+    except GraphQLError:
+        return False  # strawberry answers the syntax error itself, at once
+    return operation is not None and operation.operation != OperationType.SUBSCRIPTION
+
+
 def frame_prefix(fields: dict[str, str]) -> str:
     """The frame's text up to its payload, which follows with the closing brace."""
     return json.dumps({**fields, "payload": None}).removesuffix("null}")
@@ -124,6 +133,11 @@ class _SocketRules:
     def _operation(
         self, query: str, operation_name: str | None, variables: Any, frames: OperationFrames
     ) -> SocketOperation:
+        if answers_once(query, operation_name):
+            # A graceful stop lets it answer before the socket closes (app.shutdown).
+            task = asyncio.current_task()
+            assert task is not None
+            self._queued.answering(task)
         graphql_schema: GraphQLSchema = self.schema._schema  # strawberry's graphql-core schema
         return SocketOperation(
             query,
