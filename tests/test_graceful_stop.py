@@ -178,3 +178,32 @@ async def test_a_stop_lets_a_mutation_in_flight_answer_before_the_close() -> Non
         {"id": "1", "type": "complete"},
         ("close", SERVICE_RESTART_CODE),
     ]
+
+
+async def test_a_request_that_never_completes_does_not_hold_the_stop_past_its_budget() -> None:
+    # uvicorn alone would wait for this request for ever (no graceful timeout by default).
+    budget = 6.0
+    server = ServerProcess(
+        f"{RUN_ID}-stuck-request",
+        {"PLOP_SHUTDOWN_SECONDS": str(budget), "PLOP_SHUTDOWN_NOTICE_SECONDS": "0"},
+    )
+    await server.start()
+    try:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            b"POST /graphql HTTP/1.1\r\nHost: plop\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        await writer.drain()
+        # Answered after the server read the stuck request's head (one loop, in order).
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await client.get(f"{server.base_url}/healthz")).status_code == 200
+        server.terminate()
+        stopped_at = time.monotonic()
+        status = await server.exited(within=budget + 2)
+        took = time.monotonic() - stopped_at
+        writer.close()
+    finally:
+        await server.stop()
+    assert status in (0, -signal.SIGTERM), f"exit status {status}"
+    assert took < budget
