@@ -69,6 +69,7 @@ class GracefulStop:
         self._notice_seconds = min(notice_seconds, shutdown_seconds * NOTICE_SHARE)
         self._loop = asyncio.get_running_loop()
         self._uvicorn: dict[int, SignalHandler] = {}
+        self._signalled = False
         self._draining: asyncio.Task[None] | None = None
 
     @contextmanager
@@ -94,16 +95,18 @@ class GracefulStop:
                     signal.signal(wrapped, handler)
 
     def _on_signal(self, number: int, frame: FrameType | None) -> None:
-        if self._draining is not None or self._state.draining:
+        if self._signalled:
             self._uvicorn[number](number, frame)  # a second signal: no more waiting
             return
+        self._signalled = True
         _start_watchdog(self._shutdown_seconds)
         # A fresh context: the signal may land while a request's context is current.
         self._loop.call_soon_threadsafe(self._begin, number, context=contextvars.Context())
 
     def _begin(self, number: int) -> None:
-        self._draining = self._loop.create_task(self.drain(), name="graceful-stop")
-        self._draining.add_done_callback(lambda _: self._uvicorn[number](number, None))
+        draining = self._loop.create_task(self.drain(), name="graceful-stop")
+        draining.add_done_callback(lambda _: self._uvicorn[number](number, None))
+        self._draining = draining  # the loop keeps only a weak reference to a task
 
     async def drain(self) -> None:
         """Steps 1 to 3; uvicorn's shutdown follows when this returns."""

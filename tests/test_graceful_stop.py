@@ -207,3 +207,26 @@ async def test_a_request_that_never_completes_does_not_hold_the_stop_past_its_bu
         await server.stop()
     assert status in (0, -signal.SIGTERM), f"exit status {status}"
     assert took < budget
+
+
+async def test_a_second_sigterm_stops_without_waiting_out_the_drain() -> None:
+    notice = 5.0
+    server = ServerProcess(
+        f"{RUN_ID}-second-signal",
+        {"PLOP_SHUTDOWN_SECONDS": "10", "PLOP_SHUTDOWN_NOTICE_SECONDS": str(notice)},
+    )
+    await server.start()
+    try:
+        server.terminate()
+        readiness = ReadinessWatch(server)
+        async with asyncio.timeout(notice):
+            await readiness.draining.wait()
+        server.terminate()
+        again_at = time.monotonic()
+        status = await server.exited(within=notice)
+        took = time.monotonic() - again_at
+    finally:
+        await server.stop()
+    assert status in (0, -signal.SIGTERM), f"exit status {status}"
+    # The rest of the notice is skipped: what is left is uvicorn's stop and the lifespan's.
+    assert took < notice / 2
