@@ -93,6 +93,8 @@ def serve(
     settings = _settings()
     host = host or settings.host
     port = port if port is not None else settings.port
+    if workers > 1 and reload:
+        raise click.UsageError("--reload serves one process: leave out --workers")
     if workers > 1 and (embedded := settings.embedded_backends):
         raise click.ClickException(
             f"--workers {workers} needs the real backends: {', '.join(embedded)} "
