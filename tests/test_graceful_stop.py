@@ -28,7 +28,7 @@ from transport.socket_writer import QueuedWebSocket
 
 SHUTDOWN_SECONDS = 8.0
 # Long enough for the test to see the drain from outside before the sockets move.
-NOTICE_SECONDS = 2.0
+NOTICE_SECONDS = 3.0
 MESSAGES = 30
 # The sender's pace: a steady stream across the stop, not a burst before it.
 SEND_INTERVAL_SECONDS = 0.1
