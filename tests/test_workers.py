@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -88,13 +89,13 @@ async def test_two_workers_answer_and_deliver_to_each_other(two_workers: ServerP
         on: dict[str, RawSocket] = {}
         for _ in range(MAX_SOCKETS):
             before = [open_websockets(await worker.metrics()) for worker in workers]
-            socket = await stack.enter_async_context(
+            opened = await stack.enter_async_context(
                 raw_socket(two_workers, "graphql-transport-ws", bob.token)
             )
             after = [open_websockets(await worker.metrics()) for worker in workers]
             (taker,) = [w for w, b, a in zip(workers, before, after, strict=True) if a > b]
-            await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id, "after": 0})
-            on.setdefault(taker.instance_id, socket)
+            await opened.subscribe("1", MESSAGE_ADDED, {"r": room_id, "after": 0})
+            on.setdefault(taker.instance_id, opened)
             if len(on) == WORKERS:
                 break
         assert len(on) == WORKERS, "every socket went to the same worker"
@@ -108,8 +109,8 @@ async def test_two_workers_answer_and_deliver_to_each_other(two_workers: ServerP
             )
             assert response.json()["data"]["sendMessage"]["seq"] == n, response.text
             await worker.metrics()  # still the same worker
-        for instance_id, socket in on.items():
-            frames = [await socket.frame() for _ in range(WORKERS)]
+        for instance_id, subscriber in on.items():
+            frames = [await subscriber.frame() for _ in range(WORKERS)]
             texts = [frame["payload"]["data"]["messageAdded"]["text"] for frame in frames]
             assert texts == [f"through {worker.instance_id}" for worker in workers], instance_id
 
@@ -137,3 +138,28 @@ async def test_workers_are_refused_on_the_embedded_default() -> None:
         "PLOP_REDIS_URL point at memory://, an in-process stand-in that each worker "
         "would hold apart"
     )
+
+
+async def test_workers_on_a_port_in_use_fail_at_once(real_env: dict[str, str]) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        process = await asyncio.create_subprocess_exec(
+            PLOP,
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            env={**embedded_env(), **real_env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        async with asyncio.timeout(10):
+            output, _ = await process.communicate()
+    assert process.returncode not in (0, None)
+    lines = output.decode().strip().splitlines()
+    assert lines[-1] == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"
