@@ -167,6 +167,13 @@ class Settings(BaseSettings):
     max_sockets_per_user: int = 20
     max_sockets_per_address: int = 200
 
+    # A stop (SIGTERM) ends the process within shutdown_seconds, whatever hangs. For
+    # the first shutdown_notice_seconds of it (at most half) /readyz answers 503 and
+    # new sockets are refused while the open ones still stream, so that a load
+    # balancer moves new clients before the open sockets close with 1012.
+    shutdown_seconds: float = Field(default=10.0, gt=0)
+    shutdown_notice_seconds: float = Field(default=1.0, ge=0)
+
     log_level: str = "INFO"
     # text: one readable line per record; json: one JSON object per line.
     log_format: Literal["text", "json"] = "text"

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
 from cli.config import config_dir
 from client import (
@@ -38,6 +39,9 @@ from observability.logs import configure_logging
 from settings import Settings
 
 T = TypeVar("T")
+
+# Of PLOP_SHUTDOWN_SECONDS, what uvicorn's wait for requests in flight may take.
+UVICORN_STOP_SHARE = 0.25
 
 
 @click.group(help="Plop: a real-time messenger backend served as one GraphQL API.")
@@ -102,12 +106,20 @@ def _checked_proxies(
         "the client [default: PLOP_FORWARDED_ALLOW_IPS, else none]."
     ),
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes, each a full instance (needs the real backends).",
+)
 def serve(
     host: str | None,
     port: int | None,
     log_level: str | None,
     reload: bool,
     forwarded_allow_ips: str | None,
+    workers: int,
 ) -> None:
     settings = _settings()
     if forwarded_allow_ips is not None:
@@ -116,6 +128,13 @@ def serve(
         os.environ["PLOP_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     host = host or settings.host
     port = port if port is not None else settings.port
+    if workers > 1 and reload:
+        raise click.UsageError("--reload serves one process: leave out --workers")
+    if workers > 1 and (embedded := settings.embedded_backends):
+        raise click.ClickException(
+            f"--workers {workers} needs the real backends: {', '.join(embedded)} "
+            "point at memory://, an in-process stand-in that each worker would hold apart"
+        )
     level = (log_level or settings.log_level).lower()
     log_config = _logging(level, settings.log_format)
     base = f"http://{host}:{port}"
@@ -131,6 +150,9 @@ def serve(
         "lifespan": "on",
         # X-Forwarded-For is Plop's to judge (PLOP_FORWARDED_ALLOW_IPS), not uvicorn's.
         "proxy_headers": False,
+        # How long uvicorn's own stop waits for requests in flight; the app's drain
+        # comes before it and the lifespan's shutdown after it (app.shutdown).
+        "timeout_graceful_shutdown": settings.shutdown_seconds * UVICORN_STOP_SHARE,
     }
     if reload:
         # A reloading server imports the app anew in a child process, from the
@@ -138,6 +160,13 @@ def serve(
         uvicorn.run("main:create_app", factory=True, reload=True, host=host, port=port, **options)
         return
     listener = _listen(host, port)
+    if workers > 1:
+        # Each worker imports the app by name and builds it from the environment; they
+        # all accept on the one socket bound here. The parent passes SIGTERM on to
+        # each, and each stops gracefully on its own.
+        config = uvicorn.Config("main:create_worker_app", factory=True, workers=workers, **options)
+        Multiprocess(config, sockets=[listener]).run()
+        return
     from main import create_app
 
     uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run(sockets=[listener])

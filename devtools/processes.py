@@ -129,6 +129,17 @@ class ServerProcess:
         except TimeoutError:
             await self.kill()
 
+    def terminate(self) -> None:
+        """Sends SIGTERM and returns at once; ``exited`` waits for the end."""
+        if self._process is not None and self.running:
+            self._process.terminate()
+
+    async def exited(self, within: float) -> int:
+        """The process's exit status, once it ends (TimeoutError if not within)."""
+        assert self._process is not None, "not started"
+        async with asyncio.timeout(within):
+            return await self._process.wait()
+
     async def kill(self) -> None:
         """``kill -9``: the process dies without closing anything."""
         if self._process is not None and self.running:

@@ -30,6 +30,8 @@ OPERATION_SECONDS = Histogram(
     ["type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# One sample per process, 1, labelled with its instance id: tells which process answered.
+INSTANCE = Gauge("plop_instance_info", "This process's instance id.", ["instance_id"])
 OPEN_WEBSOCKETS = Gauge("plop_websockets_open", "WebSocket connections open now.")
 ACTIVE_SUBSCRIPTIONS = Gauge("plop_subscriptions_active", "Subscriptions streaming now.")
 ROOM_FEEDS = Gauge("plop_room_feeds_active", "Shared room feeds running now.")

@@ -23,10 +23,10 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
-from graphql import GraphQLSchema
+from graphql import GraphQLError, GraphQLSchema, OperationType, get_operation_ast, parse
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -35,6 +35,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 
 from observability.metrics import OPEN_WEBSOCKETS, REFUSED_INIT_TIMEOUT, SOCKETS_REFUSED
 from schema.context import Context
+from transport.draining import OpenSockets
 from transport.feeds import RoomFeeds
 from transport.sessions import SocketSessions, WatchedSocket
 from transport.sharing import SocketOperation
@@ -50,10 +51,12 @@ SESSION_ENDED_REASON = "Session ended: log in again"
 
 @dataclass(frozen=True, slots=True)
 class LiveTransport:
-    """What the socket handlers share in one process: room feeds and session watch."""
+    """What the socket handlers share in one process: room feeds, session watch, and
+    every open socket (for a graceful stop)."""
 
     feeds: RoomFeeds
     sockets: SocketSessions
+    open: OpenSockets = field(default_factory=OpenSockets)
 
 
 class SocketContext(Context):
@@ -99,6 +102,15 @@ def operation_problem(message: object) -> str | None:
     return None
 
 
+def answers_once(query: str, operation_name: str | None) -> bool:
+    """Whether the operation is a query or a mutation (one answer), not a subscription."""
+    try:
+        operation = get_operation_ast(parse(query), operation_name)
+    except GraphQLError:
+        return False  # strawberry answers the syntax error itself, at once
+    return operation is not None and operation.operation != OperationType.SUBSCRIPTION
+
+
 def frame_prefix(fields: dict[str, str]) -> str:
     """The frame's text up to its payload, which follows with the closing brace."""
     return json.dumps({**fields, "payload": None}).removesuffix("null}")
@@ -122,6 +134,7 @@ class _SocketRules:
             self.websocket, self.context.services.settings.socket_send_queue_frames
         )
         self.websocket = self._queued
+        self._live.open.add(self._queued)
         self._watched: WatchedSocket | None = None
 
     def _watch_session(self) -> None:
@@ -141,6 +154,11 @@ class _SocketRules:
     def _operation(
         self, query: str, operation_name: str | None, variables: Any, frames: OperationFrames
     ) -> SocketOperation:
+        if answers_once(query, operation_name):
+            # A graceful stop lets it answer before the socket closes (app.shutdown).
+            task = asyncio.current_task()
+            assert task is not None
+            self._queued.answering(task)
         graphql_schema: GraphQLSchema = self.schema._schema  # strawberry's graphql-core schema
         return SocketOperation(
             query,
@@ -155,6 +173,7 @@ class _SocketRules:
     async def _end_socket(self) -> None:
         OPEN_WEBSOCKETS.dec()
         self.context.release_socket()
+        self._live.open.discard(self._queued)
         if self._watched is not None:
             self._live.sockets.unwatch(self._watched)
         await self._queued.shutdown()

@@ -46,6 +46,9 @@ class QueuedWebSocket:
         self._closed = False
         self._ended = False
         self._aborting: asyncio.Task[None] | None = None
+        # Operations that answer once (queries, mutations) still running: ``finish``
+        # lets them answer before it closes.
+        self._answering: set[asyncio.Task[Any]] = set()
         self._writer = asyncio.create_task(self._write())
         # Plain text goes straight to the socket; anything else is encoded by strawberry.
         self._text_socket = adapter.ws if isinstance(adapter, ASGIWebSocketAdapter) else None
@@ -81,6 +84,18 @@ class QueuedWebSocket:
             if not wakeup.done():
                 wakeup.set_result(None)
         return True
+
+    def answering(self, task: asyncio.Task[Any]) -> None:
+        """Notes an operation that answers once, running in ``task``, until it ends."""
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def finish(self, code: int, reason: str) -> None:
+        """Closes once the operations that answer once have answered and their frames,
+        with those queued before, are written (each wait bounded)."""
+        if self._answering and not self._closed:
+            await asyncio.wait(tuple(self._answering), timeout=CLOSE_FLUSH_SECONDS)
+        await self.close(code, reason)
 
     async def close(self, code: int, reason: str) -> None:
         """Closes after the frames queued so far are written (bounded wait)."""
