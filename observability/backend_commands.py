@@ -4,20 +4,19 @@ Each is counted under the root field of the GraphQL operation whose resolvers ma
 it (``none`` for background work: presence heartbeats, the relay, the push worker),
 so a page of rooms shows what it costs whatever else the process does meanwhile.
 The operation's field travels in a context variable, which the tasks its resolvers
-start inherit. Field labels come from the schema, so their number stays bounded.
+start inherit; ``schema.operation_metrics.RoundTripScope`` sets it for each
+execution. Field labels come from the schema, so their number stays bounded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 
-from graphql import FieldNode, OperationDefinitionNode
 from prometheus_client import Counter
 from pymongo import monitoring
 from redis.asyncio import Connection
-from strawberry.extensions import SchemaExtension
 
 BACKEND_COMMANDS = Counter(
     "plop_backend_commands_total",
@@ -55,36 +54,13 @@ class CountedRedisConnection(Connection):
         await super().send_packed_command(command, check_health)
 
 
-def _root_field(operation: OperationDefinitionNode | None) -> str:
-    if operation is not None:
-        for selection in operation.selection_set.selections:
-            if isinstance(selection, FieldNode):
-                return selection.name.value
-    return "unknown"
-
-
-class RoundTripScope(SchemaExtension):
-    """Counts the round trips of an operation's execution under its root field."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        operation = None
-        if document is not None:
-            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-            operation = next(
-                (
-                    op
-                    for op in operations
-                    if context.operation_name is None
-                    or (op.name is not None and op.name.value == context.operation_name)
-                ),
-                None,
-            )
-        token = _OPERATION_FIELD.set(_root_field(operation))
-        try:
-            yield
-        finally:
-            # A subscription's steps may end in another context than they began in.
-            with suppress(ValueError):
-                _OPERATION_FIELD.reset(token)
+@contextmanager
+def counting_under(field: str) -> Iterator[None]:
+    """Round trips made inside the block (and in tasks it starts) count under ``field``."""
+    token = _OPERATION_FIELD.set(field)
+    try:
+        yield
+    finally:
+        # A subscription's steps may end in another context than they began in.
+        with suppress(ValueError):
+            _OPERATION_FIELD.reset(token)

@@ -20,9 +20,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
 
-from observability.backend_commands import RoundTripScope
 from observability.logs import LogFields
-from observability.metrics import OperationMetrics
 from resolvers import accounts as account_resolvers
 from resolvers import blocks as block_resolvers
 from resolvers import friends as friend_resolvers
@@ -33,6 +31,7 @@ from resolvers import subscriptions as subscription_resolvers
 from schema.cost import QueryCostLimiter
 from schema.errors import ErrorCodes, with_code
 from schema.execution import PlopExecutionContext, has_lone_surrogate
+from schema.operation_metrics import OperationMetrics, RoundTripScope
 from schema.types import (
     AuthPayload,
     FriendRequest,
