@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers.access import require_viewer
+from resolvers.access import current_session_id, require_viewer
 from schema.context import Info
 from schema.types import AuthPayload, User
 from services.ids import parse_id
@@ -30,6 +30,7 @@ async def log_out(info: Info) -> bool:
     viewer = await require_viewer(info)
     assert info.context.token is not None
     await info.context.services.accounts.log_out(info.context.token, viewer)
+    await info.context.services.devices.forget_session(current_session_id(info))
     return True
 
 

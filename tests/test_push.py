@@ -34,6 +34,7 @@ from tests.support.clients import (
     EVENT_TIMEOUT_SECONDS,
     TRANSPORT_WS,
     Account,
+    call,
     error_code,
     http_session,
     sign_up,
@@ -272,7 +273,9 @@ async def test_device_rules(pushers: list[ServerProcess]) -> None:
     alice, bob = await sign_up(server), await sign_up(server)
     shared = token("shared")
     await register(server, alice, "FCM", shared)
-    await register(server, bob, "FCM", shared)  # the token moves to bob
+    offset = server.log_size()
+    await register(server, bob, "FCM", shared)  # the token moves to bob, and it is logged
+    assert "push token moved to another user" in server.log_since(offset)
     assert (await as_user(server, alice, UNREGISTER_DEVICE, t=shared))[
         "unregisterPushDevice"
     ] is False
@@ -290,6 +293,33 @@ async def test_device_rules(pushers: list[ServerProcess]) -> None:
     async with http_session(server, alice.token) as session:
         assert await error_code(session, REGISTER_DEVICE, p="FCM", t="x" * 4097) == "BAD_USER_INPUT"
         assert await error_code(session, REGISTER_DEVICE, p="FCM", t="  ") == "BAD_USER_INPUT"
+
+
+async def test_log_out_removes_the_devices_that_session_registered(
+    pushers: list[ServerProcess],
+) -> None:
+    """A shared phone: the previous user's logOut stops their pushes to it; the
+    devices of the user's other sessions stay."""
+    server = pushers[0]
+    alice = await sign_up(server)
+    async with http_session(server) as session:
+        data = await call(
+            session,
+            "mutation($u: String!, $p: String!) { logIn(username: $u, password: $p) { token } }",
+            u=alice.username,
+            p="correct horse battery",
+        )
+    laptop = Account(data["logIn"]["token"], alice.id, alice.username, alice.display_name)
+    phone_token, laptop_token = token("phone"), token("laptop")
+    await register(server, alice, "WEBHOOK", phone_token)
+    await register(server, laptop, "WEBHOOK", laptop_token)
+    assert (await as_user(server, alice, "mutation { logOut }"))["logOut"] is True
+    assert (await as_user(server, laptop, UNREGISTER_DEVICE, t=phone_token))[
+        "unregisterPushDevice"
+    ] is False
+    assert (await as_user(server, laptop, UNREGISTER_DEVICE, t=laptop_token))[
+        "unregisterPushDevice"
+    ] is True
 
 
 async def test_push_platform_not_configured_is_bad_user_input(
