@@ -47,6 +47,9 @@ from strawberry.extensions import SchemaExtension
 # The items a list may hold when the query does not say: a full page (the most a
 # page of rooms or history may hold).
 DEFAULT_LIST_SIZE = 100
+# The largest GraphQL Int: a bigger value is refused when variables are coerced, with
+# its own message, so here it weighs like any value that is not a number.
+MAX_INT = 2**31 - 1
 PAGE_ARGUMENTS = ("first", "last")
 
 
@@ -121,7 +124,7 @@ class _CostWalk:
                     value = value_from_ast_untyped(value_node)
             if value is None:  # not given, or null: the argument's default applies
                 value = field.args[name].default_value
-            if isinstance(value, int) and not isinstance(value, bool):
+            if isinstance(value, int) and not isinstance(value, bool) and value <= MAX_INT:
                 sizes.append(max(value, 0))
             elif value is not None and value is not Undefined:
                 sizes.append(DEFAULT_LIST_SIZE)  # not a number: refused later, weighed fully
