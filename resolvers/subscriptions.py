@@ -1,4 +1,4 @@
-"""messageAdded, roomAdded, roomUpdated: authorize once at subscribe, then stream.
+"""messageAdded, roomAdded, roomUpdated, roomActivity: authorize once at subscribe, then stream.
 
 Over a WebSocket, messageAdded hands the room to its operation
 (``schema.live.LiveOperation``), which joins the room's shared feed when the
@@ -12,10 +12,23 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from pubsub import MembersChanged as MembersChangedEvent
+from pubsub import MessageUpdated as MessageUpdatedEvent
+from pubsub import ReadReceipt as ReadReceiptEvent
+from pubsub import TypingChanged
 from resolvers.access import require_member, require_viewer
 from schema.context import Info
 from schema.live import LiveOperation
-from schema.types import Message, Room
+from schema.types import (
+    MembersChanged,
+    Message,
+    MessageUpdated,
+    ReadReceipt,
+    Room,
+    RoomActivity,
+    TypingEvent,
+)
+from services.room_stream import RoomActivity as RoomActivityEvent
 
 
 async def message_added(
@@ -39,3 +52,21 @@ async def room_updated(info: Info) -> AsyncGenerator[Room, None]:
     viewer = await require_viewer(info)
     async for room in info.context.services.streams.room_updated(viewer):
         yield Room.from_doc(room)
+
+
+def activity_of(event: RoomActivityEvent) -> RoomActivity:
+    """A room's activity event as the contract's RoomActivity."""
+    if isinstance(event, TypingChanged):
+        return TypingEvent.from_event(event)
+    if isinstance(event, ReadReceiptEvent):
+        return ReadReceipt.from_event(event)
+    if isinstance(event, MessageUpdatedEvent):
+        return MessageUpdated.from_event(event)
+    assert isinstance(event, MembersChangedEvent)
+    return MembersChanged.from_event(event)
+
+
+async def room_activity(info: Info, room_id: strawberry.ID) -> AsyncGenerator[RoomActivity, None]:
+    viewer, room = await require_member(info, room_id)
+    async for event in info.context.services.streams.room_activity(room, viewer):
+        yield activity_of(event)

@@ -30,6 +30,7 @@ class Context(BaseContext):
         connection, self.presence_connection = self.presence_connection, None
         if connection is not None and self.viewer is not None:
             await self.services.presence.disconnected(str(self.viewer.id), connection)
+            await self.services.typing.socket_closed(self.viewer)
 
 
 # The root value is a ``schema.live.LiveOperation`` over a WebSocket, None over HTTP.

@@ -22,6 +22,7 @@ from services.presence import PresenceService
 from services.relay import MessageRelay
 from services.rooms import RoomService
 from services.streams import StreamService
+from services.typing import TypingService
 from settings import Settings
 
 
@@ -38,6 +39,7 @@ class Services:
     friends: FriendService
     presence: PresenceService
     devices: DeviceService
+    typing: TypingService
 
     @classmethod
     def build(
@@ -71,6 +73,16 @@ class Services:
             sweep_seconds=settings.presence_sweep_seconds,
             namespace=settings.topic_prefix,
         )
+        typing = TypingService(
+            redis,
+            publisher,
+            accounts,
+            presence.is_connected,
+            expiry_seconds=settings.typing_expiry_seconds,
+            rebroadcast_seconds=settings.typing_rebroadcast_seconds,
+            sweep_seconds=settings.typing_sweep_seconds,
+            namespace=settings.topic_prefix,
+        )
         return cls(
             settings=settings,
             accounts=accounts,
@@ -81,4 +93,5 @@ class Services:
             friends=friends,
             presence=presence,
             devices=DeviceService(push_platforms),
+            typing=typing,
         )

@@ -29,7 +29,7 @@ from beanie import PydanticObjectId
 from errors import Forbidden, Unavailable
 from models import RoomDoc, UserDoc
 from observability.metrics import ACTIVE_SUBSCRIPTIONS, FEED_RENDERINGS, ROOM_FEEDS
-from pubsub import MessageData
+from pubsub import MessageData, MessageUpdated
 from services.room_stream import Access
 from services.streams import NO_LONGER_A_MEMBER, REPLAY_BATCH, StreamService, checked_after_seq
 
@@ -131,8 +131,10 @@ class RoomFeed:
                 async for step in stream.steps():
                     if isinstance(step, Access):
                         self._end_refused(step)
-                    else:
+                    elif isinstance(step, MessageData):
                         await self._publish(step)
+                    elif isinstance(step, MessageUpdated):
+                        self._forget_rendering(step.message.seq)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -156,6 +158,11 @@ class RoomFeed:
         for follower in tuple(self.followers):
             if follower.live:
                 follower.give(message.seq, payload)
+
+    def _forget_rendering(self, seq: int) -> None:
+        """An edited or deleted message renders anew for anyone who catches up later."""
+        self._recent.pop(seq, None)
+        self._pages.pop((seq - 1) // CATCH_UP_PAGE, None)
 
     async def _rendering(self, message: MessageData) -> str:
         payload = self._recent.get(message.seq)
