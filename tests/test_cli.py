@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client import PlopClient
-from tests.support.clients import EVENT_TIMEOUT_SECONDS, unique_name
+from tests.support.clients import (
+    EVENT_TIMEOUT_SECONDS,
+    active_subscriptions,
+    unique_name,
+    wait_active_subscriptions,
+)
 from tests.support.server import ServerProcess, free_port
 from tests.test_client import settled
 
@@ -184,7 +189,8 @@ async def test_a_url_that_is_not_http_is_refused_before_anything_runs(tmp_path: 
 
 async def test_help_lists_every_command(tmp_path: Path) -> None:
     out = await succeeds(tmp_path, "--help")
-    for command in ("serve", "signup", "login", "send", "tail", "rooms", "direct", "group"):
+    commands = ("serve", "signup", "login", "send", "edit", "delete", "tail", "rooms", "direct")
+    for command in (*commands, "group"):
         assert f"  {command} " in out
 
 
@@ -265,3 +271,34 @@ async def test_tail_keeps_going_across_a_server_restart_without_gaps_or_repeats(
     assert [int(line.split("\t")[0]) for line in shown] == sent
     assert shown[0] == f"1\t{alice_name}\tbefore 0"
     assert shown[5] == f"6\t{alice_name}\twhile down 0"
+
+
+async def test_tail_shows_edits_deletes_and_typing_made_with_plop_edit_and_delete(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    url = embedded_server.http_url
+    alice_config, bob_config = tmp_path / "alice", tmp_path / "bob"
+    alice, bob = unique_name("alice"), unique_name("bob")
+    await succeeds(alice_config, "signup", "--url", url, "--password-stdin", alice, stdin=PASSWORD)
+    await succeeds(bob_config, "signup", "--url", url, "--password-stdin", bob, stdin=PASSWORD)
+    room = (await succeeds(alice_config, "direct", saved(bob_config)["user_id"])).strip()
+    seq, message_id = (await succeeds(alice_config, "send", room, "helo", "--show-id")).split()
+    assert seq == "1"
+
+    async with settled(embedded_server):
+        before = await active_subscriptions(embedded_server)
+        async with tailing(bob_config, room, "--after-seq", "0") as tail:
+            assert await tail.line() == f"1\t{alice}\thelo"
+            # Messages and activity: both subscriptions are live before anything changes.
+            await wait_active_subscriptions(embedded_server, before + 2)
+            assert (await succeeds(alice_config, "edit", message_id, "hello")).strip() == "1"
+            assert await tail.line() == f"1\t{alice}\thello (edited)"
+            async with PlopClient(url, saved(alice_config)["token"]) as typer:
+                await typer.set_typing(room)
+            assert await tail.line() == f"{alice} is typing…"
+            assert (await succeeds(alice_config, "delete", message_id)).strip() == "1"
+            assert await tail.line() == f"1\t{alice}\t(deleted)"
+        async with tailing(bob_config, room, "--after-seq", "0") as tail:
+            assert await tail.line() == f"1\t{alice}\t(deleted)"
+    refused = await plop(bob_config, "edit", message_id, "mine now")
+    assert refused.code == 1 and "FORBIDDEN" in refused.stderr
