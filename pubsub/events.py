@@ -126,10 +126,13 @@ class TypingChanged:
 
 @dataclass(frozen=True, slots=True)
 class ReadReceipt:
-    """A member's read marker in a room moved forward to ``last_read_seq``."""
+    """A member's read marker in a room moved forward to ``last_read_seq``; the reader's
+    names travel with it, so fan-out reads no database (as with ``MessageData``)."""
 
     room_id: str
     user_id: str
+    username: str
+    display_name: str
     last_read_seq: int
     members_tag: str | None = None
     type = "read.receipt"

@@ -1,9 +1,9 @@
 """messageAdded, roomAdded, roomUpdated, roomActivity: authorize once at subscribe, then stream.
 
-Over a WebSocket, messageAdded hands the room to its operation
+Over a WebSocket, messageAdded and roomActivity hand the room to their operation
 (``schema.live.LiveOperation``), which joins the room's shared feed when the
 selection can share: the feed then writes to the socket itself and this resolver
-only waits; it never yields. Elsewhere each message is yielded.
+only waits; it never yields. Elsewhere each message (or activity) is yielded.
 """
 
 from __future__ import annotations
@@ -12,23 +12,10 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from pubsub import MembersChanged as MembersChangedEvent
-from pubsub import MessageUpdated as MessageUpdatedEvent
-from pubsub import ReadReceipt as ReadReceiptEvent
-from pubsub import TypingChanged
 from resolvers.access import require_member, require_viewer
 from schema.context import Info
 from schema.live import LiveOperation
-from schema.types import (
-    MembersChanged,
-    Message,
-    MessageUpdated,
-    ReadReceipt,
-    Room,
-    RoomActivity,
-    TypingEvent,
-)
-from services.room_stream import RoomActivity as RoomActivityEvent
+from schema.types import Message, Room, RoomActivity, activity_of
 
 
 async def message_added(
@@ -54,19 +41,10 @@ async def room_updated(info: Info) -> AsyncGenerator[Room, None]:
         yield Room.from_doc(room)
 
 
-def activity_of(event: RoomActivityEvent) -> RoomActivity:
-    """A room's activity event as the contract's RoomActivity."""
-    if isinstance(event, TypingChanged):
-        return TypingEvent.from_event(event)
-    if isinstance(event, ReadReceiptEvent):
-        return ReadReceipt.from_event(event)
-    if isinstance(event, MessageUpdatedEvent):
-        return MessageUpdated.from_event(event)
-    assert isinstance(event, MembersChangedEvent)
-    return MembersChanged.from_event(event)
-
-
 async def room_activity(info: Info, room_id: strawberry.ID) -> AsyncGenerator[RoomActivity, None]:
     viewer, room = await require_member(info, room_id)
+    live = info.root_value
+    if isinstance(live, LiveOperation) and await live.follow_activity(room, viewer):
+        return
     async for event in info.context.services.streams.room_activity(room, viewer):
         yield activity_of(event)

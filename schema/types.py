@@ -22,6 +22,7 @@ from services.message_data import message_data
 from services.paging import Page
 from services.presence import Presence as PresenceView
 from services.presence import PresenceStatus
+from services.room_stream import RoomActivity as RoomActivityEvent
 
 # The enums are the models' and services' own, served under the contract's names.
 for _enum in (RoomKind, PresenceStatus, FriendRequestStatus, PushPlatform):
@@ -257,22 +258,14 @@ class TypingEvent:
 @strawberry.type
 class ReadReceipt:
     room_id: strawberry.ID
+    user: User
     last_read_seq: int
-    user_id: strawberry.Private[str]
-
-    @strawberry.field
-    async def user(self, info: Info) -> User:
-        found = await info.context.services.accounts.get(parse_id(self.user_id))
-        if found is None:
-            return _event_user(self.user_id, "", "Unknown user")
-        return User.from_doc(found)
 
     @classmethod
     def from_event(cls, event: ReadReceiptEvent) -> ReadReceipt:
+        user = _event_user(event.user_id, event.username, event.display_name)
         return cls(
-            room_id=strawberry.ID(event.room_id),
-            last_read_seq=event.last_read_seq,
-            user_id=event.user_id,
+            room_id=strawberry.ID(event.room_id), user=user, last_read_seq=event.last_read_seq
         )
 
 
@@ -304,3 +297,14 @@ class MembersChanged:
 RoomActivity = Annotated[
     TypingEvent | ReadReceipt | MessageUpdated | MembersChanged, strawberry.union("RoomActivity")
 ]
+
+
+def activity_of(event: RoomActivityEvent) -> RoomActivity:
+    """A room's activity event as the contract's RoomActivity."""
+    if isinstance(event, TypingChanged):
+        return TypingEvent.from_event(event)
+    if isinstance(event, ReadReceiptEvent):
+        return ReadReceipt.from_event(event)
+    if isinstance(event, MessageUpdatedEvent):
+        return MessageUpdated.from_event(event)
+    return MembersChanged.from_event(event)

@@ -215,7 +215,14 @@ class RoomService:
         await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room.id)))
         if isinstance(moved, UpdateResult) and moved.modified_count:
             # Only a marker that moved forward is news to the room.
-            receipt = ReadReceipt(str(room.id), str(viewer.id), seq, room.members_tag)
+            receipt = ReadReceipt(
+                str(room.id),
+                str(viewer.id),
+                viewer.username,
+                viewer.display_name,
+                seq,
+                room.members_tag,
+            )
             await self._publisher.publish(receipt)
 
     async def read_marker(self, room: RoomDoc, viewer: UserDoc) -> int:

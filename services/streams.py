@@ -97,8 +97,10 @@ class StreamService:
         after_seq: int | None,
         *,
         subscription: bool = True,
+        messages: bool = True,
     ) -> RoomStream:
-        """A room stream from after_seq (None: from now), closed with the stack."""
+        """A room stream from after_seq (None: from now), closed with the stack;
+        ``messages=False`` for its activity alone."""
         return await RoomStream.open(
             stack,
             self.hub,
@@ -107,6 +109,7 @@ class StreamService:
             checked_after_seq(after_seq),
             self.recheck_seconds,
             subscription=subscription,
+            messages=messages,
         )
 
     async def message_added(
@@ -131,9 +134,7 @@ class StreamService:
         assert room.id is not None
         viewer_key = str(viewer.id)
         async with AsyncExitStack() as stack:
-            stream = await RoomStream.open(
-                stack, self.hub, self, room.id, None, self.recheck_seconds, messages=False
-            )
+            stream = await self.open_room(stack, room.id, None, messages=False)
             async for step in stream.steps():
                 if isinstance(step, Access):
                     if not step.allows(viewer_key):

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from schema.root import build_schema
 from tests.support.chat import (
     HISTORY,
     INVITE,
@@ -35,12 +36,14 @@ from tests.support.clients import (
     call,
     error_code,
     http_session,
+    metric,
     sign_up,
     subscribed,
     ws_session,
 )
 from tests.support.server import ServerProcess
 from tests.support.services import services_script
+from transport.sharing import _analyse
 
 UNKNOWN_ID = "0123456789abcdef01234567"
 EDIT = f"""
@@ -59,6 +62,18 @@ subscription($r: ID!) {{
   }}
 }}
 """
+# No field below the root reads the viewer: every member's subscription shares one rendering.
+SHARED_ACTIVITY = """
+subscription($r: ID!) {
+  roomActivity(roomId: $r) {
+    __typename
+    ... on TypingEvent { typing user { id username } }
+    ... on ReadReceipt { lastReadSeq user { id } }
+    ... on MessageUpdated { message { seq text editedAt } }
+  }
+}
+"""
+RENDERINGS = "plop_feed_renderings_total"
 # Typing expires after 6 s (the default); the false must arrive within 7 s.
 TYPING_EXPIRY_SECONDS = 6.0
 TYPING_EXPIRED_WITHIN_SECONDS = 7.0
@@ -363,6 +378,46 @@ async def test_room_activity_and_typing_refuse_strangers(any_server: ServerProce
         assert await error_code(session, SET_TYPING, r=room_id, t=True) == "FORBIDDEN"
         assert await error_code(session, SET_TYPING, r=UNKNOWN_ID, t=True) == "NOT_FOUND"
         assert await error_code(session, SET_TYPING, r="bad-id", t=True) == "BAD_USER_INPUT"
+
+
+async def test_members_share_one_rendering_of_each_activity_event(
+    server_a: ServerProcess,
+) -> None:
+    alice = await sign_up(server_a)
+    members = [await sign_up(server_a) for _ in range(3)]
+    room_id = await group_room(server_a, alice, members)
+    sent = await send(server_a, alice, room_id, "shared")
+    async with AsyncExitStack() as stack:
+        lives: list[Subscription] = []
+        for member in members:
+            for subprotocol in SUBPROTOCOLS:
+                session = await stack.enter_async_context(
+                    ws_session(server_a, subprotocol, member.token)
+                )
+                lives.append(
+                    await stack.enter_async_context(
+                        subscribed(server_a, session, SHARED_ACTIVITY, r=room_id)
+                    )
+                )
+        before = await metric(server_a, RENDERINGS)
+        await as_user(server_a, alice, SET_TYPING, r=room_id, t=True)
+        await as_user(server_a, alice, EDIT, m=sent["id"], t="shared, edited")
+        await mark_read(server_a, members[0], room_id, 1)
+        for live in lives:
+            kinds = [(await next_activity(live))["__typename"] for _ in range(3)]
+            assert kinds == ["TypingEvent", "MessageUpdated", "ReadReceipt"]
+        for live in lives:
+            live.assert_idle()
+        assert await metric(server_a, RENDERINGS) - before == 3
+
+
+def test_an_activity_selection_that_reads_the_viewer_is_not_shared_between_viewers() -> None:
+    schema = build_schema()._schema
+    shared = _analyse(schema, SHARED_ACTIVITY, None)
+    assert shared is not None and not shared.viewer_scoped
+    # MembersChanged.room reads the room for the viewer (lastReadSeq, unreadCount).
+    per_viewer = _analyse(schema, ROOM_ACTIVITY, None)
+    assert per_viewer is not None and per_viewer.viewer_scoped
 
 
 # Like tests/test_delivery.py's Kafka outage test: stopping and starting Kafka is slow.
