@@ -88,6 +88,9 @@ class Access:
 
     members: frozenset[str] | None
     removed: frozenset[str] = frozenset()
+    # Set when the inbox lagged: events were dropped, edits among them perhaps, so a
+    # reader that keeps renderings of messages must not trust them any more.
+    lagged: bool = False
 
     def allows(self, viewer_id: str) -> bool:
         if viewer_id in self.removed:
@@ -163,7 +166,7 @@ class RoomStream:
                 yield await self._access()
                 continue
             if event is LAGGED:
-                async for step in self._from_store(before_seq=None):
+                async for step in self._from_store(before_seq=None, lagged=True):
                     yield step
             elif isinstance(event, MembersChanged):
                 if event.removed:
@@ -190,15 +193,17 @@ class RoomStream:
             if loop.time() >= self._next_check:
                 yield await self._access()
 
-    async def _access(self) -> Access:
+    async def _access(self, lagged: bool = False) -> Access:
         membership = await self._history.membership(self._room_id)
         self._tag = membership.tag
         self._next_check = asyncio.get_running_loop().time() + self._recheck_seconds
-        return Access(members=membership.member_ids)
+        return Access(members=membership.member_ids, lagged=lagged)
 
-    async def _from_store(self, before_seq: int | None) -> AsyncIterator[Step]:
+    async def _from_store(
+        self, before_seq: int | None, lagged: bool = False
+    ) -> AsyncIterator[Step]:
         """Who may see the room, then the stored messages after ``last``."""
-        yield await self._access()
+        yield await self._access(lagged)
         while self._messages and (
             batch := await self._history.stored_batch(self._room_id, self.last, before_seq)
         ):

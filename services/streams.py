@@ -1,5 +1,5 @@
-"""Live streams behind the subscriptions: messageAdded per subscriber, roomAdded,
-roomUpdated, and the store reads every room stream shares.
+"""Live streams behind the subscriptions: messageAdded and roomActivity per subscriber,
+roomAdded, roomUpdated, and the store reads every room stream shares.
 
 The rules of a room's message stream live in ``services.room_stream``; this module
 reads the store for it and ends a viewer's stream when it loses access.
@@ -55,7 +55,7 @@ def checked_after_seq(after_seq: int | None) -> int | None:
 
 
 class StreamService:
-    """The per-subscription logic of messageAdded, roomAdded and roomUpdated."""
+    """The per-subscription logic of messageAdded, roomActivity, roomAdded and roomUpdated."""
 
     def __init__(
         self,

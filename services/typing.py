@@ -122,9 +122,10 @@ class TypingService:
     async def socket_closed(self, user: UserDoc) -> None:
         """A socket of the user closed: if it was their last, their typing ends."""
         user_id = str(user.id)
-        if await self._still_connected(user_id):
-            return
+        # Most sockets close with no typing at all: that costs one read.
         rooms = await self._redis.smembers(self._rooms_of(user_id))
+        if not rooms or await self._still_connected(user_id):
+            return
         for room_id in sorted(map(_text, rooms)):
             await self._stop(room_id, user_id, user, None)
 

@@ -137,6 +137,10 @@ class RoomFeed:
                 async for step in stream.steps():
                     if isinstance(step, Access):
                         self._end_refused(step)
+                        if step.lagged:
+                            # A dropped event may have been an edit: render anew.
+                            self._recent.clear()
+                            self._pages.clear()
                     elif isinstance(step, MessageData):
                         await self._publish(step)
                     elif isinstance(step, MessageUpdated):
