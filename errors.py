@@ -6,7 +6,7 @@
     ├── NotFound          NOT_FOUND        no such object
     ├── BadUserInput      BAD_USER_INPUT   the request's values are not acceptable
     ├── Conflict          CONFLICT         clashes with existing state
-    ├── RateLimited       RATE_LIMITED     too many requests; retry later
+    ├── RateLimited       RATE_LIMITED     too many requests; retry after retryAfter s
     └── Unavailable       UNAVAILABLE      a backend is down or timed out
     ConfigError                            bad settings at start-up (not sent to clients)
     └── BackendUnreachable                 a backend did not answer at start-up
@@ -25,6 +25,11 @@ class PlopError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        """What the client gets in ``extensions`` besides the code."""
+        return {}
 
 
 class Unauthenticated(PlopError):
@@ -48,7 +53,21 @@ class Conflict(PlopError):
 
 
 class RateLimited(PlopError):
+    """Refused before doing anything; ``retry_after`` says when trying again may work.
+
+    Without ``retry_after`` (a cap on what is open rather than on a rate) the client
+    retries once it closed something.
+    """
+
     code = "RATE_LIMITED"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {} if self.retry_after is None else {"retryAfter": self.retry_after}
 
 
 class Unavailable(PlopError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,12 +11,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from app.runtime import open_runtime
+from app.shutdown import GracefulStop
 from observability.health import add_health
 from observability.logs import RequestLog
+from observability.metrics import INSTANCE
 from observability.startup import StartupFailureLine
 from schema.root import build_schema
 from settings import Settings
 from transport.cors import add_cors
+from transport.draining import RefuseWhileDraining
 from transport.limits import BodySizeLimit
 from transport.router import graphql_router
 from web import mount_web
@@ -27,12 +31,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        INSTANCE.labels(config.instance_id).set(1)
         async with open_runtime(config) as runtime:
             # The only shared state in the process: what resolvers and sockets reach.
             app.state.services = runtime.services
             app.state.live = runtime.live
             app.state.backends = runtime.backends
-            yield
+            stop = GracefulStop(
+                app.state,
+                runtime.live.open,
+                shutdown_seconds=config.shutdown_seconds,
+                notice_seconds=config.shutdown_notice_seconds,
+            )
+            with stop.installed():
+                yield
 
     app = FastAPI(title="Plop", lifespan=lifespan, docs_url=None, redoc_url=None)
     schema = build_schema(config)
@@ -44,8 +56,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     add_health(app)
+    app.add_middleware(RefuseWhileDraining)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
     add_cors(app, config.cors_origins)
     app.add_middleware(RequestLog)  # outermost but one: every answer is logged, with its id
     app.add_middleware(StartupFailureLine)
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one ``plop serve --workers N`` process, from the environment's
+    settings: each worker is an instance of its own, so a PLOP_INSTANCE_ID shared by
+    the workers gets the worker's process id appended."""
+    settings = Settings()
+    settings.instance_id = f"{settings.instance_id}-{os.getpid()}"
+    return create_app(settings)

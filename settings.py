@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     max_query_depth: int = 12
     max_aliases: int = 30
     max_query_tokens: int = 2_000
+    # The objects a result may hold, lists weighed by their page size (schema/cost.py):
+    # an app's room list (20 rooms with their members and last message) costs about
+    # 2,100; 30 aliases of 100 rooms with every member's presence cost 600,000.
+    max_query_cost: int = 5_000
     max_request_bytes: int = 64 * 1024
     max_websocket_message_bytes: int = 64 * 1024
     connection_init_timeout_seconds: float = 10.0
@@ -130,6 +134,53 @@ class Settings(BaseSettings):
     # The longest a provider's Retry-After may hold a push back; pushes wait in line
     # per partition, so an unbounded hint would stall all of them.
     push_retry_after_max_seconds: float = 300.0
+
+    # Abuse limits: each is "COUNT calls at once, refilled evenly over SECONDS", per
+    # subject, kept in Redis and so shared by every instance. Far above what a person
+    # does, well below what a script does.
+    # sendMessage per user: a burst of 120, then 20 a second.
+    send_message_limit: int = 120
+    send_message_limit_seconds: float = 6.0
+    # setTyping per user (for the typing mutation): 10 at once, then 2 a second.
+    set_typing_limit: int = 10
+    set_typing_limit_seconds: float = 5.0
+    # createDirectRoom and createGroupRoom together, per user.
+    create_room_limit: int = 30
+    create_room_limit_seconds: float = 60.0
+    invite_members_limit: int = 60
+    invite_members_limit_seconds: float = 60.0
+    send_friend_request_limit: int = 30
+    send_friend_request_limit_seconds: float = 3_600.0
+    # After a decline, how long before the same user may ask the same user again.
+    friend_request_cooldown_seconds: float = 24 * 3_600.0
+    # Failed logIns (failures only: a right password costs nothing), per username and
+    # per client address; past either, logIn answers RATE_LIMITED even for the right
+    # password until the budget refills.
+    failed_log_in_per_username_limit: int = 10
+    failed_log_in_per_username_limit_seconds: float = 15 * 60.0
+    failed_log_in_per_address_limit: int = 100
+    failed_log_in_per_address_limit_seconds: float = 15 * 60.0
+    sign_up_per_address_limit: int = 20
+    sign_up_per_address_limit_seconds: float = 3_600.0
+    # Peers (IPs or networks, comma-separated) whose X-Forwarded-For names the client:
+    # the load balancer's. Anyone else could forge the header, so by default nobody.
+    forwarded_allow_ips: str = ""
+    # argon2 hashing (64 MiB and tens of ms each) runs on these threads only, with at
+    # most this many more waiting; past that logIn and signUp are refused at once.
+    password_hash_threads: int = 2
+    password_hash_queue: int = 16
+    # Open sockets per user and per client address on THIS instance (counted in
+    # process, not shared): a load balancer spreading one user over N instances
+    # allows N times as many.
+    max_sockets_per_user: int = 20
+    max_sockets_per_address: int = 200
+
+    # A stop (SIGTERM) ends the process within shutdown_seconds, whatever hangs. For
+    # the first shutdown_notice_seconds of it (at most half) /readyz answers 503 and
+    # new sockets are refused while the open ones still stream, so that a load
+    # balancer moves new clients before the open sockets close with 1012.
+    shutdown_seconds: float = Field(default=10.0, gt=0)
+    shutdown_notice_seconds: float = Field(default=1.0, ge=0)
 
     log_level: str = "INFO"
     # text: one readable line per record; json: one JSON object per line.

@@ -17,11 +17,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
+from auth.passwords import PasswordHashing
 from backends.mongo import open_database
 from backends.redis import open_redis
-from pubsub import ALL_TOPICS, Broker, broker_from_url
+from observability.health import Backends
+from pubsub import ALL_TOPICS, broker_from_url
 from push.setup import providers_from_settings, push_worker
 from services import Services
 from services.events import EventPublisher
@@ -37,14 +37,6 @@ logger = logging.getLogger(__name__)
 PUBLISHED_MARKS_SECONDS = 0.5
 # How long a stop waits for the background work to finish cancelling.
 STOP_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Backends:
-    """The open backend clients, for readiness probes (resolvers reach services only)."""
-
-    redis: Redis
-    broker: Broker
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +116,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         providers = providers_from_settings(settings)
         for provider in providers.values():
             stack.push_async_callback(provider.close)
-        services = Services.build(settings, redis, publisher, hub, frozenset(providers))
+        passwords = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
+        stack.callback(passwords.close)
+        services = Services.build(settings, redis, publisher, hub, frozenset(providers), passwords)
         feeds = RoomFeeds(services.streams)
         stack.push_async_callback(feeds.close)
         sockets = SocketSessions(hub, services.accounts.sessions)
@@ -144,7 +138,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             background.run(name, job)  # type: ignore[arg-type]
         if settings.push_worker_enabled and providers:
             worker = push_worker(
-                settings, broker, redis, services.presence, services.devices, providers
+                settings,
+                broker,
+                redis,
+                services.presence,
+                services.devices,
+                services.blocks,
+                providers,
             )
             background.adopt(await worker.start())
         yield Runtime(services, LiveTransport(feeds, sockets), Backends(redis, broker))

@@ -11,18 +11,20 @@ the same result, and leaves every other index to mongomock.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from beanie import init_beanie
+from beanie import Document, init_beanie
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from errors import BackendUnreachable, ConfigError, describe
 from models import DOCUMENT_MODELS
+from observability.backend_commands import MongoRoundTrips
 
 DEFAULT_DATABASE = "plop"
 # mongomock's own unique check, for the indexes ``_check_uniques`` leaves to it.
@@ -102,6 +104,21 @@ def embedded_database(name: str = DEFAULT_DATABASE) -> Any:
     return _EmbeddedDatabase(AsyncMongoMockClient()[name])
 
 
+async def aggregate_rows(
+    model: type[Document], pipeline: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows of an aggregation on the model's collection, on either database.
+
+    pymongo's async ``aggregate`` is awaited for its cursor; the embedded stand-in's
+    returns the cursor itself (so Beanie's ``aggregate`` fails on it).
+    """
+    cursor: Any = model.get_pymongo_collection().aggregate(pipeline)
+    if inspect.isawaitable(cursor):
+        cursor = await cursor
+    rows: list[dict[str, Any]] = await cursor.to_list(None)
+    return rows
+
+
 async def _ensure_indexes() -> None:
     """Creates each model's indexes, one index per command.
 
@@ -135,6 +152,7 @@ async def open_database(url: str, timeout_seconds: float) -> AsyncIterator[None]
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=timeout_ms * 2,
         tz_aware=True,
+        event_listeners=[MongoRoundTrips()],
     )
     try:
         try:

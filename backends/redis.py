@@ -10,6 +10,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from errors import BackendUnreachable, ConfigError, describe
+from observability.backend_commands import CountedRedisConnection
 
 DEFAULT_MAX_CONNECTIONS = 200
 
@@ -38,6 +39,9 @@ async def open_redis(
     elif scheme in ("redis", "rediss", "unix"):
         pool = BlockingConnectionPool.from_url(
             url,
+            # Round trips counted for /metrics (rediss:// and unix:// URLs pick their own
+            # connection class and go uncounted).
+            connection_class=CountedRedisConnection,
             max_connections=max_connections,
             timeout=timeout_seconds,
             decode_responses=True,

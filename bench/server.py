@@ -12,6 +12,7 @@ import sys
 
 from devtools.processes import (
     HOST,
+    LOAD_TEST_LIMITS,
     REPO,
     ServerProcess,
     free_port,
@@ -44,7 +45,7 @@ def backend_env(backend: str, run_id: str) -> dict[str, str]:
 def plop_server(name: str, backend: str, run_id: str, settings: dict[str, str]) -> ServerProcess:
     """``plop serve`` on a free port, on ``backend``, with extra PLOP_* settings."""
     port = free_port()
-    env = {**plain_env(), **backend_env(backend, run_id), **settings}
+    env = {**plain_env(), **LOAD_TEST_LIMITS, **backend_env(backend, run_id), **settings}
     return ServerProcess(name, plop_argv(port), env, port, LOG_DIR)
 
 

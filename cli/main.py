@@ -10,13 +10,14 @@ import socket
 import sys
 from collections.abc import Coroutine
 from contextlib import aclosing
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
+from cli.config import config_dir
 from client import (
     DEFAULT_URL,
     SUBPROTOCOLS,
@@ -26,8 +27,11 @@ from client import (
     MessageUpdated,
     PlopClient,
     PlopClientError,
+    PlopTransportError,
     Room,
     TypingEvent,
+    User,
+    delete_credentials,
     load_credentials,
     save_credentials,
     subprotocol_named,
@@ -39,10 +43,12 @@ from settings import Settings
 
 T = TypeVar("T")
 
-CONFIG_DIR_VARIABLE = "PLOP_CLIENT_CONFIG_DIR"
+# Of PLOP_SHUTDOWN_SECONDS, what uvicorn's wait for requests in flight may take.
+UVICORN_STOP_SHARE = 0.25
 
 
 @click.group(help="Plop: a real-time messenger backend served as one GraphQL API.")
+@click.version_option(package_name="plop", prog_name="plop")
 def main() -> None:
     pass
 
@@ -70,6 +76,19 @@ def _settings() -> Settings:
         raise click.ClickException(f"invalid settings: {problems}") from exc
 
 
+def _checked_proxies(
+    context: click.Context, parameter: click.Parameter, value: str | None
+) -> str | None:
+    if value is not None:
+        from transport.client_address import trusted_networks
+
+        try:
+            trusted_networks(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), context, parameter) from exc
+    return value
+
+
 @main.command(help="Serve the GraphQL API (GraphiQL at http://HOST:PORT/graphql).")
 @click.option("--host", default=None, help="Interface to bind [default: PLOP_HOST or 127.0.0.1].")
 @click.option("--port", default=None, type=int, help="Port [default: PLOP_PORT or 8000].")
@@ -80,10 +99,45 @@ def _settings() -> Settings:
     help="Log level [default: PLOP_LOG_LEVEL or info].",
 )
 @click.option("--reload", is_flag=True, help="Development: restart when a source file changes.")
-def serve(host: str | None, port: int | None, log_level: str | None, reload: bool) -> None:
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    metavar="IPS",
+    callback=_checked_proxies,
+    help=(
+        "Proxies (addresses or networks, comma-separated) whose X-Forwarded-For names "
+        "the client [default: PLOP_FORWARDED_ALLOW_IPS, else none]."
+    ),
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes, each a full instance (needs the real backends).",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    log_level: str | None,
+    reload: bool,
+    forwarded_allow_ips: str | None,
+    workers: int,
+) -> None:
     settings = _settings()
+    if forwarded_allow_ips is not None:
+        settings.forwarded_allow_ips = forwarded_allow_ips
+        # A reloading server builds its settings from the environment, in a child.
+        os.environ["PLOP_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     host = host or settings.host
     port = port if port is not None else settings.port
+    if workers > 1 and reload:
+        raise click.UsageError("--reload serves one process: leave out --workers")
+    if workers > 1 and (embedded := settings.embedded_backends):
+        raise click.ClickException(
+            f"--workers {workers} needs the real backends: {', '.join(embedded)} "
+            "point at memory://, an in-process stand-in that each worker would hold apart"
+        )
     level = (log_level or settings.log_level).lower()
     log_config = _logging(level, settings.log_format)
     base = f"http://{host}:{port}"
@@ -97,6 +151,11 @@ def serve(host: str | None, port: int | None, log_level: str | None, reload: boo
         # observability.logs.RequestLog writes one line per request, with its id.
         "access_log": False,
         "lifespan": "on",
+        # X-Forwarded-For is Plop's to judge (PLOP_FORWARDED_ALLOW_IPS), not uvicorn's.
+        "proxy_headers": False,
+        # How long uvicorn's own stop waits for requests in flight; the app's drain
+        # comes before it and the lifespan's shutdown after it (app.shutdown).
+        "timeout_graceful_shutdown": settings.shutdown_seconds * UVICORN_STOP_SHARE,
     }
     if reload:
         # A reloading server imports the app anew in a child process, from the
@@ -104,6 +163,13 @@ def serve(host: str | None, port: int | None, log_level: str | None, reload: boo
         uvicorn.run("main:create_app", factory=True, reload=True, host=host, port=port, **options)
         return
     listener = _listen(host, port)
+    if workers > 1:
+        # Each worker imports the app by name and builds it from the environment; they
+        # all accept on the one socket bound here. The parent passes SIGTERM on to
+        # each, and each stops gracefully on its own.
+        config = uvicorn.Config("main:create_worker_app", factory=True, workers=workers, **options)
+        Multiprocess(config, sockets=[listener]).run()
+        return
     from main import create_app
 
     uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run(sockets=[listener])
@@ -181,21 +247,15 @@ def bench(args: tuple[str, ...]) -> None:
 # --- the client commands ------------------------------------------------------------
 
 
-def config_dir() -> Path:
-    """Where the credentials live: $PLOP_CLIENT_CONFIG_DIR, else the XDG config dir."""
-    if override := os.environ.get(CONFIG_DIR_VARIABLE):
-        return Path(override)
-    xdg = os.environ.get("XDG_CONFIG_HOME", "")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"
-    return base / "plop"
-
-
 def _run(work: Coroutine[object, object, T]) -> T:
     """Runs one command's work; a Plop error becomes a one-line message and exit 1."""
     # The client reports reconnects as warnings; a terminal user wants to see them.
     logging.basicConfig(level=logging.WARNING, format="plop: %(message)s")
     try:
         return asyncio.run(work)
+    except PlopTransportError as error:
+        # Its message names the URL that was tried ("cannot reach URL: ...").
+        raise click.ClickException(error.message) from error
     except PlopClientError as error:
         hint = " (run `plop login USERNAME`)" if error.code == "UNAUTHENTICATED" else ""
         raise click.ClickException(f"{error.code}: {error.message}{hint}") from error
@@ -289,6 +349,67 @@ def login(username: str, url: str, password_stdin: bool) -> None:
             return await plop.log_in(username, password)
 
     _save(url, _run(work()))
+
+
+@main.command(help="Log out: end the saved session on the server and remove the credentials file.")
+def logout() -> None:
+    directory = config_dir()
+    credentials = load_credentials(directory)
+    if credentials is None:
+        raise click.ClickException("not logged in")
+
+    async def work() -> None:
+        async with PlopClient(credentials.url, credentials.token) as plop:
+            try:
+                await plop.log_out()
+            except PlopClientError as error:
+                if error.code != "UNAUTHENTICATED":
+                    raise
+                # The session had ended already (expired, or logged out elsewhere).
+
+    _run(work())  # a server that cannot be reached keeps the file, to try again
+    delete_credentials(directory)
+    click.echo(f"Logged out {credentials.username} from {credentials.url}.")
+
+
+@main.command(help="Print who you are logged in as: USERNAME<TAB>USER_ID<TAB>URL.")
+@URL_OPTION
+def whoami(url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> User:
+        async with PlopClient(server, token) as plop:
+            return await plop.me()
+
+    me = _run(work())
+    click.echo(f"{me.username}\t{me.id}\t{server}")
+
+
+@main.command(
+    short_help="Find users by the start of their name; print their ids.",
+    help=(
+        "Find users whose username or display name starts with QUERY (any case): "
+        "USER_ID<TAB>USERNAME<TAB>DISPLAY_NAME, one a line; `plop direct USER_ID` "
+        "then opens a room with one."
+    ),
+)
+@click.argument("query")
+@click.option(
+    "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="At most this many."
+)
+@URL_OPTION
+def search(query: str, limit: int, url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> list[User]:
+        async with PlopClient(server, token) as plop:
+            return await plop.search_users(query, limit)
+
+    found = _run(work())
+    if not found:
+        click.echo(f"no users match {query!r}", err=True)
+    for user in found:
+        click.echo("\t".join((user.id, user.username, one_line(user.display_name))))
 
 
 @main.command(help="Send TEXT to ROOM (a room id) and print the stored message's seq.")
@@ -436,9 +557,14 @@ def rooms(url: str | None) -> None:
     async def work() -> list[str]:
         async with PlopClient(server, token) as plop:
             me = await plop.me()
-            return [_room_line(room, me.id) async for room in plop.rooms(page_size=100)]
+            # The client's pages (20 rooms, each with its members) stay under the
+            # server's query cost limit; 100 rooms a page would not.
+            return [_room_line(room, me.id) async for room in plop.rooms()]
 
-    for line in _run(work()):
+    lines = _run(work())
+    if not lines:
+        click.echo("no rooms yet", err=True)  # on stderr: the listing itself stays empty
+    for line in lines:
         click.echo(line)
 
 

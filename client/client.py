@@ -113,7 +113,7 @@ class PlopClient:
             try:
                 self._session = await stack.enter_async_context(client)
             except TRANSPORT_FAILURES as exc:
-                raise translate(exc) from exc
+                raise translate(exc, self.url) from exc
             self._stack = stack.pop_all()
         return self
 
@@ -157,6 +157,11 @@ class PlopClient:
         """The user the token belongs to."""
         data = await self._read(documents.ME, {})
         return parse_user(data["me"])
+
+    async def search_users(self, query: str, first: int = 20) -> list[User]:
+        """Users whose username or display name starts with ``query`` (any case)."""
+        data = await self._read(documents.SEARCH_USERS, {"query": query, "first": first})
+        return [parse_user(user) for user in data["searchUsers"]]
 
     # --- rooms ----------------------------------------------------------------------
 
@@ -361,7 +366,7 @@ class PlopClient:
 
     async def _socket_error(self, exc: BaseException) -> PlopClientError:
         """What a failed socket means; asks over HTTP when the close code cannot say."""
-        error = translate(exc)
+        error = translate(exc, self.ws_url)
         if isinstance(error, PlopTransportError) and error.close_code == REFUSED_AT_INIT_CLOSE_CODE:
             # graphql-transport-ws refuses connection_init with 4403 both for a bad
             # token and for a backend that is down; only the first one is final.
@@ -405,5 +410,5 @@ class PlopClient:
                 extra_args={"headers": headers},
             )
         except TRANSPORT_FAILURES as exc:
-            raise translate(exc) from exc
+            raise translate(exc, self.url) from exc
         return data

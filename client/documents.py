@@ -44,6 +44,14 @@ mutation LogIn($username: String!, $password: String!) {
 )
 LOG_OUT = _with("mutation LogOut { logOut }")
 ME = _with("query Me { me { ...UserFields } }", _USER)
+SEARCH_USERS = _with(
+    """
+query SearchUsers($query: String!, $first: Int) {
+  searchUsers(query: $query, first: $first) { ...UserFields }
+}
+""",
+    _USER,
+)
 
 SEND_MESSAGE = _with(
     """

@@ -3,13 +3,15 @@
 PlopClientError      code = the server's extensions.code (UNAUTHENTICATED, FORBIDDEN,
 │                    NOT_FOUND, BAD_USER_INPUT, CONFLICT, RATE_LIMITED, UNAVAILABLE,
 │                    INTERNAL); ``retryable`` for UNAVAILABLE and RATE_LIMITED
-└── PlopTransportError   code = TRANSPORT: the server could not be reached, or answered
-                         outside GraphQL; retryable unless it was an HTTP 4xx
+└── PlopTransportError   code = TRANSPORT: the server could not be reached ("cannot
+                         reach URL: connection refused"), or answered outside GraphQL;
+                         retryable unless it was an HTTP 4xx
 """
 
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -52,10 +54,17 @@ class PlopTransportError(PlopClientError):
     """
 
     def __init__(
-        self, message: str, *, retryable: bool = True, close_code: int | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        close_code: int | None = None,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(TRANSPORT, message, retryable=retryable)
         self.close_code = close_code
+        # True when no connection was made at all (refused, unknown host, timed out).
+        self.unreachable = unreachable
 
 
 # What a request can fail with below GraphQL: gql's transport errors, timeouts (connect,
@@ -77,28 +86,52 @@ def error_from_graphql(errors: Sequence[object] | None, fallback: str) -> PlopCl
     )
 
 
-def translate(exc: BaseException) -> PlopClientError:
-    """The PlopClientError that a failure of gql (or below it) stands for."""
+def translate(exc: BaseException, url: str | None = None) -> PlopClientError:
+    """The PlopClientError that a failure of gql (or below it) stands for; ``url``, the
+    address that was tried, is named in the message of an error below GraphQL."""
     if isinstance(exc, PlopClientError):
         return exc
     if isinstance(exc, TransportQueryError):
         return error_from_graphql(exc.errors, str(exc))
+    server = url or "the server"
     if isinstance(exc, TransportServerError):
         if (refusal := _connection_error_payload(str(exc))) is not None:
             # graphql-ws (legacy) refuses a connection_init with the error itself.
             return error_from_graphql([refusal], "the server refused the connection")
         if _refused_for_good(exc.code):
-            return PlopTransportError(f"HTTP {exc.code} from the server", retryable=False)
-        return PlopTransportError(str(exc) or type(exc).__name__)
+            return PlopTransportError(f"HTTP {exc.code} from {server}", retryable=False)
+        return PlopTransportError(f"{server}: {exc or type(exc).__name__}")
     handshake = _in_chain(exc, InvalidStatus)
     if handshake is not None and _refused_for_good(status := handshake.response.status_code):
-        return PlopTransportError(f"HTTP {status} to the WebSocket handshake", retryable=False)
+        return PlopTransportError(
+            f"HTTP {status} to the WebSocket handshake at {server}", retryable=False
+        )
     close_code = websocket_close_code(exc)
     if close_code in PROTOCOL_VIOLATION_CLOSE_CODES:
         return PlopTransportError(
             f"the server closed the socket ({close_code})", retryable=False, close_code=close_code
         )
-    return PlopTransportError(str(exc) or type(exc).__name__, close_code=close_code)
+    if close_code is None and (reason := unreachable_reason(exc)) is not None:
+        return PlopTransportError(f"cannot reach {server}: {reason}", unreachable=True)
+    return PlopTransportError(f"{server}: {exc or type(exc).__name__}", close_code=close_code)
+
+
+def unreachable_reason(exc: BaseException) -> str | None:
+    """Why no connection was made, from the socket error with an errno that caused
+    ``exc``, if any: "connection refused", "name or service not known"."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and isinstance(current.errno, int):
+            # asyncio's connect errors carry their own text ("Connect call failed
+            # ..."); the errno's standard wording reads better. A resolver error has
+            # a negative errno and its text in strerror.
+            errno = current.errno
+            text = os.strerror(errno) if errno > 0 else str(current.strerror or "")
+            return text[:1].lower() + text[1:] if text else None
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def websocket_close_code(exc: BaseException) -> int | None:

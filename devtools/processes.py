@@ -28,6 +28,21 @@ STOP_TIMEOUT_SECONDS = 15.0
 # Enough descriptors for tens of thousands of sockets in one process.
 WANTED_OPEN_FILES = 200_000
 _PR_SET_PDEATHSIG = 1
+# Abuse limits far above what a load (or a test suite) sends from one address and a
+# few users; the limits themselves stay on, only their budgets grow.
+LOAD_TEST_LIMITS = {
+    "PLOP_SEND_MESSAGE_LIMIT": "1000000",
+    "PLOP_CREATE_ROOM_LIMIT": "1000000",
+    "PLOP_INVITE_MEMBERS_LIMIT": "1000000",
+    "PLOP_SEND_FRIEND_REQUEST_LIMIT": "1000000",
+    "PLOP_FRIEND_REQUEST_COOLDOWN_SECONDS": "0.001",
+    "PLOP_FAILED_LOG_IN_PER_USERNAME_LIMIT": "1000000",
+    "PLOP_FAILED_LOG_IN_PER_ADDRESS_LIMIT": "1000000",
+    "PLOP_SIGN_UP_PER_ADDRESS_LIMIT": "1000000",
+    "PLOP_PASSWORD_HASH_QUEUE": "100000",
+    "PLOP_MAX_SOCKETS_PER_USER": "1000000",
+    "PLOP_MAX_SOCKETS_PER_ADDRESS": "1000000",
+}
 
 
 def raise_open_files(wanted: int = WANTED_OPEN_FILES) -> int:
@@ -113,6 +128,17 @@ class ServerProcess:
                 await self._process.wait()
         except TimeoutError:
             await self.kill()
+
+    def terminate(self) -> None:
+        """Sends SIGTERM and returns at once; ``exited`` waits for the end."""
+        if self._process is not None and self.running:
+            self._process.terminate()
+
+    async def exited(self, within: float) -> int:
+        """The process's exit status, once it ends (TimeoutError if not within)."""
+        assert self._process is not None, "not started"
+        async with asyncio.timeout(within):
+            return await self._process.wait()
 
     async def kill(self) -> None:
         """``kill -9``: the process dies without closing anything."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from beanie import Document
 
+from models.block import BlockDoc
 from models.friend import FriendRequestDoc, FriendshipDoc
 from models.message import MessageDoc
 from models.push import PushDeviceDoc
@@ -18,10 +19,12 @@ DOCUMENT_MODELS: list[type[Document]] = [
     FriendRequestDoc,
     FriendshipDoc,
     PushDeviceDoc,
+    BlockDoc,
 ]
 
 __all__ = [
     "DOCUMENT_MODELS",
+    "BlockDoc",
     "FriendRequestDoc",
     "FriendshipDoc",
     "MembershipDoc",

@@ -26,6 +26,9 @@ class PushDeviceDoc(Document):
     platform: PushPlatform
     token: str
     token_hash: str
+    # The session that registered it (``auth.sessions.session_id``): its logOut
+    # removes the device, so a shared phone stops getting the previous user's pushes.
+    session_id: str | None = None
     created_at: datetime = Field(default_factory=utc_now)
 
     class Settings:
@@ -33,4 +36,5 @@ class PushDeviceDoc(Document):
         indexes = [
             IndexModel([("token_hash", ASCENDING)], unique=True, name="token_hash_unique"),
             IndexModel([("user_id", ASCENDING)], name="user"),
+            IndexModel([("session_id", ASCENDING)], name="session"),
         ]

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi import APIRouter, FastAPI
 from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.runtime import Backends
 from backends.mongo import ping_database
 from errors import describe
 
@@ -26,6 +27,20 @@ from errors import describe
 # must answer well within its own timeout (docker's is 3 s).
 READY_TIMEOUT_SECONDS = 1.0
 OK = "ok"
+
+
+class Pingable(Protocol):
+    """A backend client that can be asked whether it answers."""
+
+    def ping(self) -> Awaitable[object]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """The open backend clients a readiness probe asks (``app.state.backends``)."""
+
+    redis: Pingable
+    broker: Pingable
 
 
 def start_draining(state: State) -> None:

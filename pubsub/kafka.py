@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from errors import BackendUnreachable, ConfigError, describe
+from observability.metrics import KAFKA_CONSUMER_LAG
 from pubsub.events import Delivery, Event, decode_event, encode_event
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,9 @@ logger = logging.getLogger(__name__)
 # Kafka's error code for "topic already exists" in a CreateTopics response.
 _TOPIC_ALREADY_EXISTS = 36
 _METADATA_WAIT_SECONDS = 30.0
+# The lag gauge is refreshed at most this often per consumer: a busy consumer reads
+# many batches a second, and the gauge is scraped every few seconds at best.
+LAG_REFRESH_SECONDS = 1.0
 
 
 def bootstrap_servers(url: str) -> str:
@@ -122,9 +127,12 @@ class KafkaBroker:
             for partition in partitions:
                 await consumer.position(partition)
 
+            lag = ConsumerLag(consumer, topic, "broadcast")
+
             async def events() -> AsyncIterator[Event]:
                 while True:
                     batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                    await lag.refresh()
                     for records in batches.values():
                         for record in records:
                             if record.value is not None and (event := decode_event(record.value)):
@@ -152,8 +160,11 @@ class KafkaBroker:
                 while not consumer.assignment():  # noqa: ASYNC110 - polls the group join
                     await asyncio.sleep(0.05)
 
+            lag = ConsumerLag(consumer, topic, "group")
+
             async def deliveries() -> AsyncIterator[Delivery]:
                 async for record in consumer:
+                    await lag.refresh()
                     partition = TopicPartition(record.topic, record.partition)
                     offset = record.offset + 1
 
@@ -182,6 +193,41 @@ class KafkaBroker:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+class ConsumerLag:
+    """Sets ``plop_kafka_consumer_lag`` for one consumer: the records it has yet to read.
+
+    aiokafka learns a partition's highwater (the offset the next record produced will
+    get) from each fetch response, and ``position`` is the offset of the next record
+    this consumer will read, so their difference is the lag; a partition fetched
+    from for the first time has no highwater yet and counts as 0.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, kind: str) -> None:
+        self._consumer = consumer
+        self._gauge = KAFKA_CONSUMER_LAG.labels(topic=topic, consumer=kind)
+        self._due = 0.0
+
+    async def refresh(self) -> None:
+        now = time.monotonic()
+        if now < self._due:
+            return
+        self._due = now + LAG_REFRESH_SECONDS
+        # Highwaters first, without awaiting: a rebalance may change the assignment
+        # while positions are awaited.
+        highwaters = {
+            partition: highwater
+            for partition in self._consumer.assignment()
+            if (highwater := self._consumer.highwater(partition)) is not None
+        }
+        lag = 0
+        try:
+            for partition, highwater in highwaters.items():
+                lag += max(0, highwater - await self._consumer.position(partition))
+        except KafkaError:
+            return  # the partition was revoked meanwhile; the next refresh counts again
+        self._gauge.set(lag)
 
 
 class _PinNewPartitions(ConsumerRebalanceListener):  # type: ignore[misc]

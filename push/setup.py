@@ -8,6 +8,7 @@ from models.push import PushPlatform
 from pubsub import ROOM_EVENTS, Broker
 from push.providers import FcmProvider, PushProvider, WebhookProvider
 from push.worker import PushWorker, RetryPolicy
+from services.blocks import BlockService
 from services.devices import DeviceService
 from services.presence import PresenceService
 from settings import Settings
@@ -35,6 +36,7 @@ def push_worker(
     redis: Redis,
     presence: PresenceService,
     devices: DeviceService,
+    blocks: BlockService,
     providers: dict[PushPlatform, PushProvider],
 ) -> PushWorker:
     return PushWorker(
@@ -44,6 +46,7 @@ def push_worker(
         redis=redis,
         presence=presence,
         devices=devices,
+        blocks=blocks,
         providers=providers,
         retry=RetryPolicy(
             max_attempts=settings.push_max_attempts,

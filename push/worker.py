@@ -27,9 +27,11 @@ from redis.asyncio import Redis
 from models import PushDeviceDoc, RoomDoc
 from models.push import PushPlatform
 from models.room import RoomKind
+from observability.metrics import PUSHES
 from pubsub import Broker, MessageAdded
 from pubsub.events import MessageData
 from push.providers import Notification, Outcome, PushProvider, RetryLater
+from services.blocks import BlockService
 from services.devices import DeviceService
 from services.ids import parse_id
 from services.presence import ONLINE, PresenceService
@@ -88,6 +90,7 @@ class PushWorker:
         redis: Redis,
         presence: PresenceService,
         devices: DeviceService,
+        blocks: BlockService,
         providers: Mapping[PushPlatform, PushProvider],
         retry: RetryPolicy,
     ) -> None:
@@ -97,6 +100,7 @@ class PushWorker:
         self._redis = redis
         self._presence = presence
         self._devices = devices
+        self._blocks = blocks
         self._providers = providers
         self._retry = retry
 
@@ -131,7 +135,7 @@ class PushWorker:
                     logger.warning("push commit failed", exc_info=True)
 
     async def handle(self, message: MessageData) -> None:
-        """Pushes one message to the offline members' devices."""
+        """Pushes one message to the devices of the offline members who do not block the sender."""
         room = await RoomDoc.get(parse_id(message.room_id))
         if room is None:
             return
@@ -142,6 +146,12 @@ class PushWorker:
             if (await self._presence.current(str(member))).status != ONLINE
         ]
         devices = await self._devices.of_users(offline)
+        if devices:
+            # A member who blocks the sender gets no push of theirs.
+            blockers = await self._blocks.blockers_of(
+                parse_id(message.sender_id), (device.user_id for device in devices)
+            )
+            devices = [device for device in devices if device.user_id not in blockers]
         notification = notification_for(message, room)
         await asyncio.gather(
             *(self._push_once(message, device, notification) for device in devices)
@@ -160,6 +170,7 @@ class PushWorker:
         outcome = await self._send_with_retries(
             provider, device, dataclasses.replace(notification, push_id=push_id)
         )
+        PUSHES.labels(provider=device.platform.value.lower(), result=outcome.value).inc()
         if outcome is Outcome.SENT:
             await self._redis.set(key, 1, ex=SENT_KEY_TTL_SECONDS)
         elif outcome is Outcome.DEAD_TOKEN:

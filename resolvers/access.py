@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from auth.sessions import session_id
 from models import RoomDoc, UserDoc
 from schema.context import Info
 from services.ids import parse_id
@@ -15,6 +16,12 @@ async def require_viewer(info: Info) -> UserDoc:
     if context.viewer is None or context.over_websocket:
         context.viewer = await context.services.accounts.user_for_token(context.token)
     return context.viewer
+
+
+def current_session_id(info: Info) -> str:
+    """The id of the session the request (or socket) runs in; call after require_viewer."""
+    assert info.context.token is not None
+    return session_id(info.context.token)
 
 
 async def require_member(info: Info, room_id: strawberry.ID) -> tuple[UserDoc, RoomDoc]:

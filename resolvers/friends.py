@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 
 import strawberry
@@ -14,11 +15,12 @@ from services.ids import parse_id
 
 
 async def _friend_request(info: Info, request: FriendRequestDoc) -> FriendRequest:
-    users = await info.context.services.accounts.get_many([request.from_id, request.to_id])
+    sender, recipient = await info.context.loaders.users.load_many([request.from_id, request.to_id])
+    assert sender is not None and recipient is not None  # accounts are never deleted
     return FriendRequest(
         id=strawberry.ID(str(request.id)),
-        from_=User.from_doc(users[request.from_id]),
-        to=User.from_doc(users[request.to_id]),
+        from_=User.from_doc(sender),
+        to=User.from_doc(recipient),
         status=request.status,
         created_at=request.created_at,
     )
@@ -38,7 +40,8 @@ async def friends(info: Info) -> list[User]:
 async def friend_requests(info: Info) -> list[FriendRequest]:
     viewer = await require_viewer(info)
     pending = await info.context.services.friends.pending_requests(viewer)
-    return [await _friend_request(info, request) for request in pending]
+    # Together, so that the users of every request load in one query.
+    return list(await asyncio.gather(*(_friend_request(info, request) for request in pending)))
 
 
 async def send_friend_request(info: Info, user_id: strawberry.ID) -> FriendRequest:

@@ -75,19 +75,21 @@ def with_code(error: GraphQLError) -> GraphQLError:
     if (plop_error := plop_error_for(original)) is not None:
         if plop_error is not original:
             logger.warning("backend unavailable", extra={"error": repr(original)})
-        return _rebuild(error, plop_error.message, plop_error.code)
+        return _rebuild(error, plop_error.message, plop_error.code, plop_error.extensions)
     logger.error("unexpected error", exc_info=original, extra={"path": error.path})
     return _rebuild(error, INTERNAL_MESSAGE, "INTERNAL")
 
 
-def _rebuild(error: GraphQLError, message: str, code: str) -> GraphQLError:
+def _rebuild(
+    error: GraphQLError, message: str, code: str, extra: dict[str, object] | None = None
+) -> GraphQLError:
     return GraphQLError(
         message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={**(error.extensions or {}), "code": code},
+        extensions={**(error.extensions or {}), **(extra or {}), "code": code},
     )
 
 

@@ -21,15 +21,17 @@ from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from observability.logs import LogFields
-from observability.metrics import OperationMetrics
 from resolvers import accounts as account_resolvers
+from resolvers import blocks as block_resolvers
 from resolvers import friends as friend_resolvers
 from resolvers import messages as message_resolvers
 from resolvers import push as push_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import subscriptions as subscription_resolvers
+from schema.cost import QueryCostLimiter
 from schema.errors import ErrorCodes, with_code
 from schema.execution import PlopExecutionContext, has_lone_surrogate
+from schema.operation_metrics import OperationMetrics, RoundTripScope
 from schema.types import (
     AuthPayload,
     FriendRequest,
@@ -58,6 +60,9 @@ class Query:
     friend_requests: list[FriendRequest] = strawberry.field(
         resolver=friend_resolvers.friend_requests,
         description="Pending requests the viewer sent or received.",
+    )
+    blocked_users: list[User] = strawberry.field(
+        resolver=block_resolvers.blocked_users, description="Users the viewer blocked."
     )
     rooms: RoomConnection = strawberry.field(
         resolver=room_resolvers.rooms, description="The viewer's rooms, most recent activity first."
@@ -92,6 +97,16 @@ class Mutation:
         resolver=friend_resolvers.remove_friend,
         description="Ends the friendship both ways; presence stops flowing both ways.",
     )
+    block_user: bool = strawberry.mutation(
+        resolver=block_resolvers.block_user,
+        description=(
+            "A blocked user cannot open a DM with the viewer, add or invite them to a group, "
+            "or send them a friend request (FORBIDDEN); blocking ends a friendship and "
+            "presence both ways, and the viewer gets no push for the blocked user's messages. "
+            "Idempotent."
+        ),
+    )
+    unblock_user: bool = strawberry.mutation(resolver=block_resolvers.unblock_user)
 
     create_direct_room: Room = strawberry.mutation(
         resolver=room_resolvers.create_direct_room,
@@ -224,10 +239,13 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     extensions: list[Any] = [
         OperationMetrics,
         LogFields,
+        RoundTripScope,
         ErrorCodes,
         # Factories: a fresh extension per operation; the caches live at module level.
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        # After the validation cache: only a valid document gets a cost.
+        lambda: QueryCostLimiter(max_cost=limits.max_query_cost),
         lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=limits.max_query_tokens),
     ]

@@ -67,7 +67,8 @@ async def _user_presence(root: User, info: Info) -> Presence | None:
     viewer = info.context.viewer
     if viewer is None:
         return None
-    found = await info.context.services.presence.visible_to(viewer, parse_id(root.id))
+    assert viewer.id is not None
+    found = await info.context.loaders.presence.load((viewer.id, parse_id(root.id)))
     return Presence.from_service(found) if found else None
 
 
@@ -145,6 +146,12 @@ class Message:
         return cls.from_data(message_data(message, sender))
 
 
+async def _room_members(root: Room, info: Info, first: int | None = 100) -> list[User]:
+    ids = info.context.services.rooms.first_members(root.doc, first)
+    users = await info.context.loaders.users.load_many(ids)
+    return [User.from_doc(user) for user in users if user is not None]
+
+
 @strawberry.type
 class Room:
     id: strawberry.ID
@@ -163,38 +170,46 @@ class Room:
             doc=room,
         )
 
+    members: list[User] = strawberry.field(
+        resolver=_room_members,
+        description="The first `first` members (at most 1,000), oldest member first.",
+    )
+
     @strawberry.field
-    async def members(self, info: Info) -> list[User]:
-        return [User.from_doc(user) for user in await info.context.services.rooms.members(self.doc)]
+    def member_count(self) -> int:
+        return len(self.doc.member_ids)
 
     @strawberry.field
     async def last_seq(self, info: Info) -> int:
         assert self.doc.id is not None
-        return await info.context.services.messages.latest_seq(self.doc.id)
+        return await info.context.loaders.latest_seqs.load((self.doc.id, self.doc.seq_hint))
 
     @strawberry.field
     async def last_message(self, info: Info) -> Message | None:
         assert self.doc.id is not None
-        services = info.context.services
-        newest = await services.messages.latest(self.doc.id)
+        loaders = info.context.loaders
+        seq = await loaders.latest_seqs.load((self.doc.id, self.doc.seq_hint))
+        newest = await loaders.messages_at.load((self.doc.id, seq)) if seq else None
         if newest is None:
             return None
-        sender = await services.accounts.get(newest.sender_id)
-        return Message.from_doc(newest, sender)
+        return Message.from_doc(newest, await loaders.users.load(newest.sender_id))
 
     @strawberry.field
     async def last_read_seq(self, info: Info) -> int:
-        viewer = info.context.viewer
-        assert viewer is not None  # every root resolver that returns a Room requires one
-        return await info.context.services.rooms.read_marker(self.doc, viewer)
+        return await self._read_marker(info)
 
     @strawberry.field
     async def unread_count(self, info: Info) -> int:
         viewer = info.context.viewer
-        assert viewer is not None and self.doc.id is not None
-        services = info.context.services
-        marker = await services.rooms.read_marker(self.doc, viewer)
-        return await services.messages.unread_count(self.doc.id, viewer, marker)
+        assert viewer is not None and viewer.id is not None and self.doc.id is not None
+        marker = await self._read_marker(info)
+        return await info.context.loaders.unread_counts.load((self.doc.id, viewer.id, marker))
+
+    async def _read_marker(self, info: Info) -> int:
+        viewer = info.context.viewer
+        # Every root resolver that returns a Room requires a viewer.
+        assert viewer is not None and viewer.id is not None and self.doc.id is not None
+        return await info.context.loaders.read_markers.load((self.doc.id, viewer.id))
 
 
 @strawberry.type

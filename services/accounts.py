@@ -12,13 +12,14 @@ from typing import Generic, TypeVar
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
-from auth.passwords import DUMMY_PASSWORD_HASH, hash_password, verify_password
+from auth.passwords import DUMMY_PASSWORD_HASH, PasswordHashing
 from auth.sessions import SessionInfo, SessionStore, session_id
 from errors import BadUserInput, Conflict, Unauthenticated
 from models import UserDoc
 from pubsub import SessionEnded
 from services.events import EventPublisher
 from services.fanout import FanoutHub
+from services.limits import LimitName, RateLimiter
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9_.]{3,32}")
 MIN_PASSWORD_CHARS = 8
@@ -108,21 +109,33 @@ class Recent(Generic[T]):
 class AccountService:
     """The rules of accounts; sessions live in the ``SessionStore``."""
 
-    def __init__(self, sessions: SessionStore, publisher: EventPublisher, hub: FanoutHub) -> None:
+    def __init__(
+        self,
+        sessions: SessionStore,
+        publisher: EventPublisher,
+        hub: FanoutHub,
+        passwords: PasswordHashing,
+        limits: RateLimiter,
+    ) -> None:
         self.sessions = sessions
+        self._passwords = passwords
+        self._limits = limits
         self._publisher = publisher
         self._hub = hub
         self._recent_users: Recent[UserDoc] = Recent(RECENT_USERS, RECENT_USER_SECONDS)
 
-    async def sign_up(self, username: str, password: str, display_name: str | None) -> Session:
+    async def sign_up(
+        self, username: str, password: str, display_name: str | None, client_address: str
+    ) -> Session:
         """A new account and its first session; CONFLICT if the username is taken."""
+        await self._limits.hit(LimitName.SIGN_UP_PER_ADDRESS, client_address)
         name = normalize_username(username)
         shown = _checked_display_name(display_name if display_name is not None else name)
         user = UserDoc(
             username=name,
             display_name=shown,
             display_name_key=shown.lower(),
-            password_hash=await hash_password(_checked_password(password)),
+            password_hash=await self._passwords.hash(_checked_password(password)),
         )
         try:
             await user.insert()
@@ -130,15 +143,26 @@ class AccountService:
             raise Conflict(f"username {name!r} is taken") from exc
         return Session(token=await self.sessions.create(str(user.id)), user=user)
 
-    async def log_in(self, username: str, password: str) -> Session:
-        """A new session; UNAUTHENTICATED, saying nothing more, if the pair is wrong."""
+    async def log_in(self, username: str, password: str, client_address: str) -> Session:
+        """A new session; UNAUTHENTICATED, saying nothing more, if the pair is wrong.
+
+        Failures are counted per username and per client address; past either budget
+        every logIn is RATE_LIMITED, the right password too, until it refills.
+        """
         name = username.strip().lower()
+        failures = (
+            (LimitName.FAILED_LOG_IN_PER_USERNAME, name),
+            (LimitName.FAILED_LOG_IN_PER_ADDRESS, client_address),
+        )
+        await self._limits.check(*failures)
         # A name no account can have is not looked up (a NUL byte, say, is refused by
         # some stores), but it costs the same hash, so it reveals nothing either.
         valid = USERNAME_PATTERN.fullmatch(name) is not None
         user = await UserDoc.find_one(UserDoc.username == name) if valid else None
         password_hash = user.password_hash if user else DUMMY_PASSWORD_HASH
-        if not await verify_password(password_hash, password[:MAX_PASSWORD_CHARS]) or user is None:
+        matches = await self._passwords.verify(password_hash, password[:MAX_PASSWORD_CHARS])
+        if not matches or user is None:
+            await self._limits.spend(*failures)
             raise Unauthenticated("wrong username or password")
         return Session(token=await self.sessions.create(str(user.id)), user=user)
 

@@ -10,17 +10,22 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from auth.passwords import PasswordHashing
 from auth.sessions import SessionStore
 from models.push import PushPlatform
 from services.accounts import AccountService
+from services.blocks import BlockService
 from services.devices import DeviceService
 from services.events import EventPublisher
 from services.fanout import FanoutHub
 from services.friends import FriendService
+from services.limits import RateLimiter, limits_from_settings
+from services.locks import Locks
 from services.messages import MessageService
 from services.presence import PresenceService
 from services.relay import MessageRelay
 from services.rooms import RoomService
+from services.socket_caps import SocketCaps
 from services.streams import StreamService
 from services.typing import TypingService
 from settings import Settings
@@ -39,6 +44,9 @@ class Services:
     friends: FriendService
     presence: PresenceService
     devices: DeviceService
+    blocks: BlockService
+    limits: RateLimiter
+    sockets: SocketCaps
     typing: TypingService
 
     @classmethod
@@ -49,9 +57,13 @@ class Services:
         publisher: EventPublisher,
         hub: FanoutHub,
         push_platforms: frozenset[PushPlatform],
+        passwords: PasswordHashing,
     ) -> Services:
-        accounts = AccountService(SessionStore(redis, settings.session_ttl_seconds), publisher, hub)
-        rooms = RoomService(publisher, settings.max_group_members)
+        limits = RateLimiter(redis, limits_from_settings(settings))
+        accounts = AccountService(
+            SessionStore(redis, settings.session_ttl_seconds), publisher, hub, passwords, limits
+        )
+        rooms = RoomService(publisher, settings.max_group_members, limits, Locks(redis))
         relay = MessageRelay(
             publisher,
             grace_seconds=settings.relay_grace_seconds,
@@ -59,9 +71,10 @@ class Services:
             idle_interval_seconds=settings.relay_idle_interval_seconds,
         )
         messages = MessageService(
-            relay, rooms, settings.max_message_chars, settings.max_client_id_chars
+            relay, rooms, settings.max_message_chars, settings.max_client_id_chars, limits
         )
-        friends = FriendService(publisher)
+        friends = FriendService(publisher, limits)
+        blocks = BlockService(redis, friends)
         presence = PresenceService(
             redis,
             publisher,
@@ -78,6 +91,7 @@ class Services:
             publisher,
             accounts,
             presence.is_connected,
+            limits,
             expiry_seconds=settings.typing_expiry_seconds,
             rebroadcast_seconds=settings.typing_rebroadcast_seconds,
             sweep_seconds=settings.typing_sweep_seconds,
@@ -93,5 +107,8 @@ class Services:
             friends=friends,
             presence=presence,
             devices=DeviceService(push_platforms),
+            blocks=blocks,
+            limits=limits,
+            sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),
             typing=typing,
         )

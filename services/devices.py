@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
@@ -11,6 +12,8 @@ from errors import BadUserInput
 from models import PushDeviceDoc, UserDoc
 from models.push import PushPlatform
 from models.time import utc_now
+
+logger = logging.getLogger(__name__)
 
 MAX_TOKEN_BYTES = 4 * 1024
 MAX_DEVICES_PER_USER = 10
@@ -26,8 +29,14 @@ class DeviceService:
     def __init__(self, platforms: frozenset[PushPlatform]) -> None:
         self._platforms = platforms  # the platforms this deployment can push to
 
-    async def register(self, viewer: UserDoc, platform: PushPlatform, token: str) -> PushDeviceDoc:
-        """Registers (or moves to the viewer) a device token; the oldest past ten goes."""
+    async def register(
+        self, viewer: UserDoc, platform: PushPlatform, token: str, session_id: str
+    ) -> PushDeviceDoc:
+        """Registers (or moves to the viewer) a device token; the oldest past ten goes.
+
+        The device is tied to the session that registered it: that session's logOut
+        removes it (``forget_session``).
+        """
         assert viewer.id is not None
         if platform not in self._platforms:
             raise BadUserInput(f"this server is not configured to push to {platform.value}")
@@ -37,16 +46,31 @@ class DeviceService:
         device = await PushDeviceDoc.find_one(PushDeviceDoc.token_hash == key)
         if device is None:
             device = PushDeviceDoc(
-                user_id=viewer.id, platform=platform, token=token, token_hash=key
+                user_id=viewer.id,
+                platform=platform,
+                token=token,
+                token_hash=key,
+                session_id=session_id,
             )
             try:
                 await device.insert()
             except DuplicateKeyError:
                 device = await PushDeviceDoc.find_one(PushDeviceDoc.token_hash == key)
                 assert device is not None
-        if device.user_id != viewer.id or device.platform != platform:
-            # The device now belongs to whoever registered it last.
+        if device.user_id != viewer.id:
+            # The device now belongs to whoever registered it last: a phone that
+            # changed hands, or a token someone else learnt. Worth a trace either way.
+            logger.info(
+                "push token moved to another user",
+                extra={"from_user": str(device.user_id), "to_user": str(viewer.id)},
+            )
+        if (device.user_id, device.platform, device.session_id) != (
+            viewer.id,
+            platform,
+            session_id,
+        ):
             device.user_id, device.platform, device.created_at = viewer.id, platform, utc_now()
+            device.session_id = session_id
             await device.save()
         await self._keep_newest(viewer.id)
         return device
@@ -67,6 +91,11 @@ class DeviceService:
             return False
         await device.delete()
         return True
+
+    async def forget_session(self, session_id: str) -> int:
+        """Removes the devices a session registered (at its logOut); returns how many."""
+        result = await PushDeviceDoc.find(PushDeviceDoc.session_id == session_id).delete()
+        return result.deleted_count if result is not None else 0
 
     async def of_users(self, user_ids: list[PydanticObjectId]) -> list[PushDeviceDoc]:
         if not user_ids:

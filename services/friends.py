@@ -14,7 +14,9 @@ from models import FriendRequestDoc, FriendshipDoc, UserDoc
 from models.friend import FriendRequestStatus
 from models.time import utc_now
 from pubsub import FriendshipChanged
+from services.blocklist import blocks, refuse_if_blocked
 from services.events import EventPublisher
+from services.limits import LimitName, RateLimiter
 
 MAX_SEARCH_RESULTS = 50
 MAX_QUERY_CHARS = 64
@@ -27,8 +29,9 @@ def _open_key(from_id: PydanticObjectId, to_id: PydanticObjectId) -> str:
 class FriendService:
     """The rules of friendship; presence reads ``are_friends`` and ``friend_ids``."""
 
-    def __init__(self, publisher: EventPublisher) -> None:
+    def __init__(self, publisher: EventPublisher, limits: RateLimiter) -> None:
         self._publisher = publisher
+        self._limits = limits
 
     async def search(self, viewer: UserDoc, query: str, first: int | None) -> list[UserDoc]:
         """Users whose username or display name starts with the query, any letter case."""
@@ -88,10 +91,16 @@ class FriendService:
     async def send_request(self, viewer: UserDoc, to_id: PydanticObjectId) -> FriendRequestDoc:
         """A pending request; if the other user already asked the viewer, theirs is accepted."""
         assert viewer.id is not None
+        # A decline holds the same request back for a while; neither refusal spends.
+        await self._limits.check((LimitName.FRIEND_REQUEST_COOLDOWN, _open_key(viewer.id, to_id)))
+        await self._limits.hit(LimitName.SEND_FRIEND_REQUEST, str(viewer.id))
         if to_id == viewer.id:
             raise BadUserInput("you cannot befriend yourself")
         if await UserDoc.get(to_id) is None:
             raise NotFound("no such user")
+        await refuse_if_blocked(viewer.id, [to_id], "you cannot send this user a friend request")
+        if await blocks(viewer.id, to_id):
+            raise Conflict("you block this user: unblock them first")
         if await self.are_friends(viewer.id, to_id):
             raise Conflict("you are already friends")
         theirs = await FriendRequestDoc.find_one(
@@ -129,6 +138,12 @@ class FriendService:
         await request.save()
         if accept:
             await self._befriend(request.from_id, request.to_id)
+        else:  # the sender may not ask again for a while
+            cooldown = (
+                LimitName.FRIEND_REQUEST_COOLDOWN,
+                _open_key(request.from_id, request.to_id),
+            )
+            await self._limits.spend(cooldown)
         return request
 
     async def _befriend(self, first: PydanticObjectId, second: PydanticObjectId) -> None:
@@ -145,11 +160,25 @@ class FriendService:
         assert viewer.id is not None
         if not await self.are_friends(viewer.id, friend_id):
             raise NotFound("you are not friends with this user")
-        for owner, friend in ((viewer.id, friend_id), (friend_id, viewer.id)):
+        await self._unfriend(viewer.id, friend_id)
+
+    async def sever(self, first: PydanticObjectId, second: PydanticObjectId) -> None:
+        """Ends any friendship of the two and declines the requests pending between them."""
+        if await self.are_friends(first, second) or await self.are_friends(second, first):
+            await self._unfriend(first, second)
+        for from_id, to_id in ((first, second), (second, first)):
+            pending = await FriendRequestDoc.find_one(
+                FriendRequestDoc.open_key == _open_key(from_id, to_id)
+            )
+            if pending is not None:
+                await self._answer(pending, accept=False)
+
+    async def _unfriend(self, first: PydanticObjectId, second: PydanticObjectId) -> None:
+        for owner, friend in ((first, second), (second, first)):
             await FriendshipDoc.find(
                 FriendshipDoc.owner_id == owner, FriendshipDoc.friend_id == friend
             ).delete()
-        for owner, friend in ((viewer.id, friend_id), (friend_id, viewer.id)):
+        for owner, friend in ((first, second), (second, first)):
             await self._publisher.publish(
                 FriendshipChanged(user_id=str(owner), friend_id=str(friend), added=False)
             )

@@ -17,14 +17,18 @@ import asyncio
 import logging
 import random
 import secrets
+from collections.abc import Mapping
 
 from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
 
+from backends.mongo import aggregate_rows
 from errors import BadUserInput, Conflict, Forbidden, NotFound, Unavailable
 from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
+from observability.metrics import MESSAGES_SENT
 from services import sequence
+from services.limits import LimitName, RateLimiter
 from services.paging import (
     Page,
     checked_page_size,
@@ -64,8 +68,10 @@ class MessageService:
         rooms: RoomService,
         max_text_chars: int,
         max_client_id_chars: int,
+        limits: RateLimiter,
     ) -> None:
         self._relay = relay
+        self._limits = limits
         self._rooms = rooms
         self._max_text_chars = max_text_chars
         self._max_client_id_chars = max_client_id_chars
@@ -83,6 +89,7 @@ class MessageService:
     ) -> MessageDoc:
         """Stores and publishes a message; a retried clientId returns the first one."""
         assert room.id is not None and sender.id is not None
+        await self._limits.hit(LimitName.SEND_MESSAGE, str(sender.id))
         self._check(text, client_id)
         key = f"{sender.id}:{client_id}" if client_id else f"{sender.id}:~{secrets.token_hex(12)}"
         # A retried clientId is found when its insert hits the unique idempotency key.
@@ -113,6 +120,7 @@ class MessageService:
                     await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
         else:
             raise Unavailable("the room is too busy right now; retry the same clientId")
+        MESSAGES_SENT.inc()
         await self._rooms.stored_message(room.id, message.seq, message.created_at)
         await self._relay.publish(message, sender, room.members_tag)
         return message
@@ -178,10 +186,6 @@ class MessageService:
         """The seq of the room's newest message; 0 for an empty room."""
         return await sequence.latest_seq(room_id)
 
-    async def latest(self, room_id: PydanticObjectId) -> MessageDoc | None:
-        seq = await sequence.latest_seq(room_id)
-        return await sequence.message_at(room_id, seq) if seq else None
-
     async def after(
         self, room_id: PydanticObjectId, after_seq: int, limit: int, before_seq: int | None = None
     ) -> list[MessageDoc]:
@@ -196,10 +200,23 @@ class MessageService:
             .to_list()
         )
 
-    async def unread_count(self, room_id: PydanticObjectId, viewer: UserDoc, after_seq: int) -> int:
-        return await MessageDoc.find(
-            {"room_id": room_id, "seq": {"$gt": after_seq}, "sender_id": {"$ne": viewer.id}}
-        ).count()
+    async def unread_counts(
+        self, viewer_id: PydanticObjectId, markers: Mapping[PydanticObjectId, int]
+    ) -> dict[PydanticObjectId, int]:
+        """Per room (given with its read marker), the messages after the marker that the
+        viewer did not send: one aggregation for all the rooms."""
+        if not markers:
+            return {}
+        after = [{"room_id": room_id, "seq": {"$gt": seq}} for room_id, seq in markers.items()]
+        counts = await aggregate_rows(
+            MessageDoc,
+            [
+                {"$match": {"$or": after, "sender_id": {"$ne": viewer_id}}},
+                {"$group": {"_id": "$room_id", "count": {"$sum": 1}}},
+            ],
+        )
+        found = {PydanticObjectId(row["_id"]): int(row["count"]) for row in counts}
+        return {room_id: found.get(room_id, 0) for room_id in markers}
 
     async def history(
         self,

@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -118,6 +118,13 @@ class Presence:
     def from_event(cls, event: PresenceChanged) -> Presence:
         seen = datetime.fromisoformat(event.last_seen_at) if event.last_seen_at else None
         return cls(event.user_id, PresenceStatus(event.status), seen)
+
+
+def _presence(user_id: str, status: object, seen: object) -> Presence:
+    """A user's presence from their stored state hash."""
+    if status == ONLINE:
+        return Presence(user_id, ONLINE, None)
+    return Presence(user_id, OFFLINE, _timestamp(None if seen is None else str(seen)))
 
 
 class PresenceService:
@@ -229,9 +236,28 @@ class PresenceService:
     async def current(self, user_id: str) -> Presence:
         """The user's presence as stored now."""
         status, seen = await self._redis.hmget(self._state(user_id), ["status", "last_seen"])
-        if status == ONLINE:
-            return Presence(user_id, ONLINE, None)
-        return Presence(user_id, OFFLINE, _timestamp(None if seen is None else str(seen)))
+        return _presence(user_id, status, seen)
+
+    async def visible_many(
+        self, viewer_id: PydanticObjectId, user_ids: Iterable[PydanticObjectId]
+    ) -> dict[PydanticObjectId, Presence]:
+        """The presence of those users the viewer may see (themself and their friends),
+        in one Redis round trip: a page of rooms shows every member's."""
+        wanted = set(user_ids)
+        others = wanted - {viewer_id}
+        visible = [viewer_id] if viewer_id in wanted else []
+        if others:
+            visible += others & set(await self._friends.friend_ids(viewer_id))
+        if not visible:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipeline:
+            for user_id in visible:
+                pipeline.hmget(self._state(str(user_id)), ["status", "last_seen"])
+            states = await pipeline.execute()
+        return {
+            user_id: _presence(str(user_id), status, seen)
+            for user_id, (status, seen) in zip(visible, states, strict=True)
+        }
 
     async def visible_to(self, viewer: UserDoc, user_id: PydanticObjectId) -> Presence | None:
         """The user's presence if the viewer is the user or a friend; None otherwise."""

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
+from observability.metrics import RELAY_BACKLOG
 from pubsub import MessageAdded, MessageUpdated
 from services.events import EventPublisher
 from services.message_data import message_data
@@ -121,6 +122,7 @@ class MessageRelay:
         await self.marks.flush()
         stale = await self._stale({"published": False, "created_at": {"$lt": cutoff}})
         updates = await self._stale({"update_published": False, "updated_at": {"$lt": cutoff}})
+        RELAY_BACKLOG.set(len(stale) + len(updates))
         if not stale and not updates:
             return 0
         senders, tags = await self._senders_and_tags([*stale, *updates])

@@ -16,7 +16,10 @@ from models import MembershipDoc, RoomDoc, UserDoc
 from models.room import RoomKind, new_members_tag
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, ReadReceipt, RoomAdded, RoomChanged
+from services.blocklist import refuse_if_blocked
 from services.events import EventPublisher
+from services.limits import LimitName, RateLimiter
+from services.locks import Locks
 from services.paging import (
     INVALID_CURSOR,
     Page,
@@ -29,6 +32,7 @@ from services.sequence import latest_seq
 
 MAX_TITLE_CHARS = 100
 ROOM_CURSOR = "room"
+DEFAULT_MEMBERS_PAGE = 100
 
 
 def _pair_key(first: PydanticObjectId, second: PydanticObjectId) -> str:
@@ -45,9 +49,17 @@ def room_cursor(room: RoomDoc) -> str:
 class RoomService:
     """The rules of rooms. Every method that reads a room checks membership first."""
 
-    def __init__(self, publisher: EventPublisher, max_group_members: int) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        max_group_members: int,
+        limits: RateLimiter,
+        locks: Locks,
+    ) -> None:
         self._publisher = publisher
         self._max_group_members = max_group_members
+        self._limits = limits
+        self._locks = locks
 
     async def require_member(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
         """The room; NOT_FOUND if there is none, FORBIDDEN if the viewer is not in it."""
@@ -66,9 +78,13 @@ class RoomService:
     async def create_direct(self, viewer: UserDoc, other_id: PydanticObjectId) -> RoomDoc:
         """The DIRECT room of the two users, created if they have none (race-safe)."""
         assert viewer.id is not None
+        await self._limits.hit(LimitName.CREATE_ROOM, str(viewer.id))
         if other_id == viewer.id:
             raise BadUserInput("a direct room needs another user than yourself")
         await self._require_users([other_id])
+        await refuse_if_blocked(
+            viewer.id, [other_id], "you cannot open a direct room with this user"
+        )
         key = _pair_key(viewer.id, other_id)
         if existing := await RoomDoc.find_one(RoomDoc.pair_key == key):
             return existing
@@ -88,6 +104,7 @@ class RoomService:
     ) -> RoomDoc:
         """A GROUP room with the viewer and the given users."""
         assert viewer.id is not None
+        await self._limits.hit(LimitName.CREATE_ROOM, str(viewer.id))
         clean_title = title.strip()
         if not 1 <= len(clean_title) <= MAX_TITLE_CHARS:
             raise BadUserInput(f"title must be 1 to {MAX_TITLE_CHARS} characters long")
@@ -95,6 +112,7 @@ class RoomService:
         if len(members) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
         await self._require_users(members)
+        await refuse_if_blocked(viewer.id, members, "you cannot add one or more of these users")
         room = RoomDoc(
             kind=RoomKind.GROUP,
             title=clean_title,
@@ -108,41 +126,58 @@ class RoomService:
     async def invite(
         self, room: RoomDoc, viewer: UserDoc, user_ids: list[PydanticObjectId]
     ) -> RoomDoc:
-        """Adds users to a GROUP room; users already in it are left as they are."""
+        """Adds users to a GROUP room; users already in it are left as they are.
+
+        Concurrent invites to one room take turns (a lock in Redis), each checking the
+        cap against the members as they are, so that together they never pass it.
+        """
+        assert viewer.id is not None
+        await self._limits.hit(LimitName.INVITE_MEMBERS, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("members can only be invited to a GROUP room")
+        async with self._locks.hold(f"room-members:{room.id}"):
+            updated, new = await self._add_members(room, viewer.id, user_ids)
+        if new:  # the events wait for the broker: not while holding the lock
+            await self._joined(updated, new)
+        return updated
+
+    async def _add_members(
+        self, room: RoomDoc, viewer_id: PydanticObjectId, user_ids: list[PydanticObjectId]
+    ) -> tuple[RoomDoc, list[PydanticObjectId]]:
+        """The room with the users in it, and which of them are new (under the lock)."""
+        assert room.id is not None
+        room = await RoomDoc.get(room.id) or room  # the members as they are now
         new = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in room.member_ids]
         if not new:
-            return room
+            return room, []
         if len(room.member_ids) + len(new) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
         await self._require_users(new)
-        now = utc_now()
+        await refuse_if_blocked(viewer_id, new, "you cannot invite one or more of these users")
         await RoomDoc.find_one(RoomDoc.id == room.id).update(
             {
                 "$addToSet": {"member_ids": {"$each": new}},
-                "$max": {"last_activity_at": now},
+                "$max": {"last_activity_at": utc_now()},
                 "$set": {"members_tag": new_members_tag()},
             }
         )
-        assert room.id is not None
         updated = await RoomDoc.get(room.id)
         assert updated is not None
-        await self._joined(updated, new)
-        return updated
+        return updated, new
 
     async def leave(self, room: RoomDoc, viewer: UserDoc) -> None:
         """Takes the viewer out of a GROUP room: no more reading, sending or receiving."""
         assert viewer.id is not None and room.id is not None
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("only a GROUP room can be left")
-        await RoomDoc.find_one(RoomDoc.id == room.id).update(
-            {
-                "$pull": {"member_ids": viewer.id},
-                "$max": {"last_activity_at": utc_now()},
-                "$set": {"members_tag": new_members_tag()},
-            }
-        )
+        async with self._locks.hold(f"room-members:{room.id}"):  # not lost to an invite
+            await RoomDoc.find_one(RoomDoc.id == room.id).update(
+                {
+                    "$pull": {"member_ids": viewer.id},
+                    "$max": {"last_activity_at": utc_now()},
+                    "$set": {"members_tag": new_members_tag()},
+                }
+            )
         await MembershipDoc.find(
             MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
         ).delete()
@@ -197,10 +232,15 @@ class RoomService:
             rooms[:size], has_next_page=len(rooms) > size, has_previous_page=after is not None
         )
 
-    async def members(self, room: RoomDoc) -> list[UserDoc]:
-        users = await UserDoc.find({"_id": {"$in": room.member_ids}}).to_list()
-        order = {user_id: index for index, user_id in enumerate(room.member_ids)}
-        return sorted(users, key=lambda user: order.get(user.id, 0))  # type: ignore[arg-type]
+    def first_members(self, room: RoomDoc, first: int | None) -> list[PydanticObjectId]:
+        """The ids of the room's first ``first`` (100 if null) members, oldest member first."""
+        first = DEFAULT_MEMBERS_PAGE if first is None else first
+        # No room holds more than the cap; the default page stays valid under a small cap.
+        most = max(self._max_group_members, DEFAULT_MEMBERS_PAGE)
+        if not 1 <= first <= most:
+            raise BadUserInput(f"first must be between 1 and {most}")
+        # Members are appended as they join, so the list is in joining order.
+        return room.member_ids[:first]
 
     async def mark_read(self, room: RoomDoc, viewer: UserDoc, seq: int) -> None:
         """Moves the viewer's read marker forward to seq (never back)."""
@@ -225,8 +265,14 @@ class RoomService:
             )
             await self._publisher.publish(receipt)
 
-    async def read_marker(self, room: RoomDoc, viewer: UserDoc) -> int:
-        membership = await MembershipDoc.find_one(
-            MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
-        )
-        return membership.last_read_seq if membership else 0
+    async def read_markers(
+        self, viewer_id: PydanticObjectId, room_ids: list[PydanticObjectId]
+    ) -> dict[PydanticObjectId, int]:
+        """The viewer's read marker in each of the rooms (0 if none), in one query."""
+        if not room_ids:
+            return {}
+        found = await MembershipDoc.find(
+            {"user_id": viewer_id, "room_id": {"$in": list(set(room_ids))}}
+        ).to_list()
+        markers = {membership.room_id: membership.last_read_seq for membership in found}
+        return {room_id: markers.get(room_id, 0) for room_id in room_ids}

@@ -7,6 +7,8 @@ messages stored after the hint last moved, one indexed point lookup each.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from beanie import PydanticObjectId
 
 from models import MessageDoc, RoomDoc
@@ -27,3 +29,33 @@ async def latest_seq(room_id: PydanticObjectId) -> int:
     while await message_at(room_id, seq + 1) is not None:
         seq += 1
     return seq
+
+
+async def latest_seqs(hints: Mapping[PydanticObjectId, int]) -> dict[PydanticObjectId, int]:
+    """``latest_seq`` of many rooms in one query, each from a hint of its room.
+
+    Seqs have no gaps, so a room's newest seq is the highest of the messages stored
+    past its hint, or the hint itself if there are none.
+    """
+    if not hints:
+        return {}
+    newest = dict(hints)
+    past = await MessageDoc.find(
+        {"$or": [{"room_id": room_id, "seq": {"$gt": hint}} for room_id, hint in hints.items()]}
+    ).to_list()
+    for message in past:
+        newest[message.room_id] = max(newest[message.room_id], message.seq)
+    return newest
+
+
+async def messages_at(
+    keys: Iterable[tuple[PydanticObjectId, int]],
+) -> dict[tuple[PydanticObjectId, int], MessageDoc]:
+    """The messages at these (room, seq) places, in one query."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    found = await MessageDoc.find(
+        {"$or": [{"room_id": room_id, "seq": seq} for room_id, seq in wanted]}
+    ).to_list()
+    return {(message.room_id, message.seq): message for message in found}

@@ -24,6 +24,7 @@ from models import RoomDoc, UserDoc
 from pubsub import TypingChanged
 from services.accounts import AccountService
 from services.events import EventPublisher
+from services.limits import LimitName, RateLimiter
 from services.message_data import UNKNOWN_SENDER_NAME
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class TypingService:
         publisher: EventPublisher,
         accounts: AccountService,
         still_connected: Callable[[str], Awaitable[bool]],
+        limits: RateLimiter,
         *,
         expiry_seconds: float,
         rebroadcast_seconds: float,
@@ -91,6 +93,7 @@ class TypingService:
         self._publisher = publisher
         self._accounts = accounts
         self._still_connected = still_connected
+        self._limits = limits
         self._expiry = expiry_seconds
         self._rebroadcast = rebroadcast_seconds
         self._sweep_seconds = sweep_seconds
@@ -104,6 +107,7 @@ class TypingService:
     async def set_typing(self, room: RoomDoc, user: UserDoc, typing: bool) -> None:
         """The member starts (or keeps) typing in the room, or stops."""
         room_id, user_id = str(room.id), str(user.id)
+        await self._limits.hit(LimitName.SET_TYPING, user_id)
         if typing:
             now = time.time()
             broadcast = await self._start_script(

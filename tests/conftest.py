@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
+from devtools.processes import LOAD_TEST_LIMITS
 from tests.support.server import ServerProcess
 from tests.support.services import RealServices, start_real_services
 
@@ -60,6 +61,7 @@ def real_env(real_services: RealServices) -> dict[str, str]:
         "PLOP_RELAY_IDLE_INTERVAL_SECONDS": "2",
         "PLOP_PUBLISH_TIMEOUT_SECONDS": "2",
         **PRESENCE_TIMING,
+        **LOAD_TEST_LIMITS,
     }
 
 
@@ -83,8 +85,8 @@ async def server_b(real_env: dict[str, str]) -> AsyncIterator[ServerProcess]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def embedded_server() -> AsyncIterator[ServerProcess]:
-    """``plop serve`` with no settings at all: the embedded default."""
-    server = ServerProcess(f"{RUN_ID}-embedded", {})
+    """``plop serve`` on the embedded default, with the suite's raised abuse limits."""
+    server = ServerProcess(f"{RUN_ID}-embedded", LOAD_TEST_LIMITS)
     await server.start()
     yield server
     await server.stop()

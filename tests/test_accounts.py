@@ -9,7 +9,6 @@ from redis.asyncio import Redis
 
 from tests.support.clients import SIGN_UP, call, error_code, http_session, sign_up, unique_name
 from tests.support.server import ServerProcess
-from tests.support.services import RealServices
 
 LOG_IN = """
 mutation($u: String!, $p: String!) {
@@ -108,11 +107,11 @@ async def test_log_out_revokes_the_token_at_once(any_server: ServerProcess) -> N
 
 
 async def test_expired_token_is_unauthenticated(
-    server_a: ServerProcess, real_services: RealServices
+    server_a: ServerProcess, real_env: dict[str, str]
 ) -> None:
     account = await sign_up(server_a)
     key = "plop:session:" + hashlib.sha256(account.token.encode()).hexdigest()
-    async with Redis.from_url(real_services.redis_url) as redis:
+    async with Redis.from_url(real_env["PLOP_REDIS_URL"]) as redis:
         assert await redis.ttl(key) > 0  # the session has a server-side expiry
         await redis.pexpireat(key, 1)  # its expiry passes
     async with http_session(server_a, account.token) as session:
@@ -120,10 +119,10 @@ async def test_expired_token_is_unauthenticated(
 
 
 async def test_tokens_are_stored_hashed_never_in_clear(
-    server_a: ServerProcess, real_services: RealServices
+    server_a: ServerProcess, real_env: dict[str, str]
 ) -> None:
     account = await sign_up(server_a)
-    async with Redis.from_url(real_services.redis_url, decode_responses=True) as redis:
+    async with Redis.from_url(real_env["PLOP_REDIS_URL"], decode_responses=True) as redis:
         assert await redis.get("plop:session:" + account.token) is None
         stored = await redis.get(
             "plop:session:" + hashlib.sha256(account.token.encode()).hexdigest()

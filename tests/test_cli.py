@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import secrets
@@ -13,7 +14,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from client import PlopClient
+from cli.config import migrate_credentials
+from client import Credentials, PlopClient, PlopClientError, save_credentials
 from tests.support.clients import (
     EVENT_TIMEOUT_SECONDS,
     active_subscriptions,
@@ -153,8 +155,9 @@ async def test_signup_and_login_save_credentials_only_the_owner_can_read(
     assert logged_in["token"] != signed_up["token"]
     assert logged_in["user_id"] == signed_up["user_id"] and signed_up["user_id"] in out
     assert sorted(path.name for path in config.iterdir()) == ["credentials.json"]
-    # The saved token works.
-    assert (await succeeds(config, "rooms")) == ""
+    # The saved token works; an empty listing says so on stderr, not in the listing.
+    empty = await plop(config, "rooms")
+    assert (empty.code, empty.stdout, empty.stderr) == (0, "", "no rooms yet\n")
 
     wrong = await plop(
         config, "login", "--url", url, "--password-stdin", username, stdin="not it\n"
@@ -175,10 +178,41 @@ async def test_credentials_go_to_the_xdg_config_dir_by_default(
     assert not (tmp_path / "home").exists()
 
 
+async def test_a_relative_xdg_config_home_is_ignored(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    env = plop_env(tmp_path, XDG_CONFIG_HOME="relative", HOME=str(home))
+    del env["PLOP_CLIENT_CONFIG_DIR"]
+    args = ("signup", "--url", embedded_server.http_url, "--password-stdin", unique_name())
+    process = await asyncio.create_subprocess_exec(
+        str(PLOP),
+        *args,
+        env=env,
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+        _, err = await process.communicate(PASSWORD.encode())
+    assert process.returncode == 0, err.decode()
+    assert mode(home / ".config" / "plop" / "credentials.json") == 0o600
+    assert not (tmp_path / "relative").exists()
+
+
 async def test_commands_need_a_login_first(tmp_path: Path) -> None:
-    for args in (("send", "room", "hi"), ("tail", "room"), ("rooms",)):
+    for args in (
+        ("send", "room", "hi"),
+        ("tail", "room"),
+        ("rooms",),
+        ("whoami",),
+        ("search", "a"),
+    ):
         ran = await plop(tmp_path / "empty", *args)
         assert ran.code == 1 and "plop login" in ran.stderr, ran.stderr
+    ran = await plop(tmp_path / "empty", "logout")
+    assert ran.code == 1 and "not logged in" in ran.stderr, ran.stderr
 
 
 async def test_a_url_that_is_not_http_is_refused_before_anything_runs(tmp_path: Path) -> None:
@@ -189,8 +223,8 @@ async def test_a_url_that_is_not_http_is_refused_before_anything_runs(tmp_path: 
 
 async def test_help_lists_every_command(tmp_path: Path) -> None:
     out = await succeeds(tmp_path, "--help")
-    commands = ("serve", "signup", "login", "send", "edit", "delete", "tail", "rooms", "direct")
-    for command in (*commands, "group"):
+    commands = ("serve", "signup", "login", "logout", "whoami", "search", "send", "edit")
+    for command in (*commands, "delete", "tail", "rooms", "direct", "group"):
         assert f"  {command} " in out
 
 
@@ -271,6 +305,102 @@ async def test_tail_keeps_going_across_a_server_restart_without_gaps_or_repeats(
     assert [int(line.split("\t")[0]) for line in shown] == sent
     assert shown[0] == f"1\t{alice_name}\tbefore 0"
     assert shown[5] == f"6\t{alice_name}\twhile down 0"
+
+
+async def signed_up(config: Path, server: ServerProcess, prefix: str) -> tuple[str, str]:
+    """Signs a fresh user up with ``plop signup``; their username and id."""
+    username = unique_name(prefix)
+    args = ("signup", "--url", server.http_url, "--password-stdin", username)
+    await succeeds(config, *args, stdin=PASSWORD)
+    return username, saved(config)["user_id"]
+
+
+async def test_whoami_prints_the_saved_user_as_the_server_knows_them(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    username, user_id = await signed_up(tmp_path, embedded_server, "who")
+    out = await succeeds(tmp_path, "whoami")
+    assert out == f"{username}\t{user_id}\t{embedded_server.http_url}\n"
+
+
+async def test_logout_ends_the_session_on_the_server_and_removes_the_credentials(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    username, _ = await signed_up(tmp_path, embedded_server, "leaving")
+    token = saved(tmp_path)["token"]
+    out = await succeeds(tmp_path, "logout")
+    assert out == f"Logged out {username} from {embedded_server.http_url}.\n"
+    assert not (tmp_path / "credentials.json").exists()
+    async with PlopClient(embedded_server.http_url, token) as stale:
+        try:
+            await stale.me()
+        except PlopClientError as error:
+            assert error.code == "UNAUTHENTICATED"
+        else:
+            raise AssertionError("the token still works after plop logout")
+    again = await plop(tmp_path, "whoami")
+    assert again.code == 1 and "not logged in" in again.stderr
+
+
+async def test_logout_of_a_session_that_already_ended_still_removes_the_file(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    await signed_up(tmp_path, embedded_server, "twice")
+    async with PlopClient(embedded_server.http_url, saved(tmp_path)["token"]) as elsewhere:
+        await elsewhere.log_out()
+    await succeeds(tmp_path, "logout")
+    assert not (tmp_path / "credentials.json").exists()
+
+
+async def test_logout_keeps_the_credentials_when_the_server_cannot_be_reached(
+    tmp_path: Path,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/graphql"
+    save_credentials(tmp_path, Credentials(url, "some-token", "someone", "u1"))
+    ran = await plop(tmp_path, "logout")
+    assert ran.code == 1 and f"cannot reach {url}: connection refused" in ran.stderr, ran.stderr
+    assert saved(tmp_path)["token"] == "some-token"
+
+
+async def test_search_finds_a_user_whose_id_opens_a_direct_room(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    alice_config, bob_config = tmp_path / "alice", tmp_path / "bob"
+    await signed_up(alice_config, embedded_server, "alice")
+    bob, bob_id = await signed_up(bob_config, embedded_server, "bob")
+    found = (await succeeds(alice_config, "search", bob.upper())).splitlines()
+    assert found == [f"{bob_id}\t{bob}\t{bob}"]
+    room = (await succeeds(alice_config, "direct", found[0].split("\t")[0])).strip()
+    assert (await succeeds(bob_config, "rooms")).startswith(f"{room}\tDIRECT\t")
+
+    nobody = await plop(alice_config, "search", f"nobody-{secrets.token_hex(4)}")
+    assert (nobody.code, nobody.stdout) == (0, "") and "no users match" in nobody.stderr
+
+
+async def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    out = await succeeds(tmp_path, "--version")
+    assert out == f"plop, version {importlib.metadata.version('plop')}\n"
+
+
+async def test_a_server_that_cannot_be_reached_is_named_in_the_error(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/graphql"
+    ran = await plop(tmp_path, "login", "--url", url, "--password-stdin", "someone", stdin=PASSWORD)
+    assert ran.code == 1
+    assert ran.stderr.strip() == f"Error: cannot reach {url}: connection refused"
+
+
+def test_credentials_at_the_old_location_are_moved_to_the_new_one(tmp_path: Path) -> None:
+    legacy, current = tmp_path / "xdg" / "plop", tmp_path / "app" / "plop"
+    credentials = Credentials("http://127.0.0.1:8000/graphql", "t0ken", "alice", "u1")
+    save_credentials(legacy, credentials)
+    moved = migrate_credentials(legacy, current)
+    assert moved is not None and moved.target == current / "credentials.json"
+    assert saved(current)["token"] == "t0ken" and mode(current / "credentials.json") == 0o600
+    assert not legacy.exists()
+    # Once moved, or when the new place has its own, nothing moves again.
+    save_credentials(legacy, Credentials("http://other/graphql", "old", "bob", "u2"))
+    assert migrate_credentials(legacy, current) is None
+    assert saved(current)["token"] == "t0ken" and saved(legacy)["token"] == "old"
 
 
 async def test_tail_shows_edits_deletes_and_typing_made_with_plop_edit_and_delete(

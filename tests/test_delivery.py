@@ -184,9 +184,12 @@ async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
     async with (
         ws_session(server_b, TRANSPORT_WS, bob.token) as session,
         subscribed(server_b, session, MESSAGE_ADDED, r=room_id) as live,
+        ws_session(server_a, LEGACY_WS, bob.token) as session_on_a,
+        subscribed(server_a, session_on_a, MESSAGE_ADDED, r=room_id) as live_on_a,
     ):
         await send(server_a, alice, room_id, "before the outage", "k0")
         received = seqs([await live.next()])
+        received_on_a = seqs([await live_on_a.next()])
         await asyncio.to_thread(services_script, "stop", "kafka", timeout=KAFKA_STOP_SECONDS)
         try:
             # Stored although the broker is down; a retry neither fails nor duplicates.
@@ -198,11 +201,16 @@ async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
             await asyncio.to_thread(services_script, "start", "kafka", timeout=KAFKA_START_SECONDS)
         assert [m["seq"] for m in outage] == [2, 3, 4] and retried == outage[0]
         received += seqs(await live.take(3, within=OUTAGE_CATCH_UP_SECONDS))
+        received_on_a += seqs(await live_on_a.take(3, within=OUTAGE_CATCH_UP_SECONDS))
+        # Both instances publish and consume again, without having been restarted.
         await send(server_b, alice, room_id, "after the outage", "k4")
-        received += seqs([await live.next(within=AFTER_OUTAGE_SECONDS)])
+        await send(server_a, alice, room_id, "after the outage, through a", "k5")
+        received += seqs(await live.take(2, within=AFTER_OUTAGE_SECONDS))
+        received_on_a += seqs(await live_on_a.take(2, within=AFTER_OUTAGE_SECONDS))
         live.assert_idle()
-    assert received == [1, 2, 3, 4, 5]
-    assert await history_seqs(server_a, bob, room_id) == [1, 2, 3, 4, 5]
+        live_on_a.assert_idle()
+    assert received == received_on_a == [1, 2, 3, 4, 5, 6]
+    assert await history_seqs(server_a, bob, room_id) == [1, 2, 3, 4, 5, 6]
 
 
 async def test_room_updated_follows_the_viewers_rooms(

@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
 from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
@@ -38,6 +39,12 @@ DASHBOARD_METRICS = (
     metrics.OPERATION_SECONDS,
     metrics.OPEN_WEBSOCKETS,
     metrics.ACTIVE_SUBSCRIPTIONS,
+    metrics.MESSAGES_SENT,
+    metrics.DELIVERIES,
+    metrics.PUSHES,
+    metrics.RELAY_BACKLOG,
+    metrics.KAFKA_CONSUMER_LAG,
+    metrics.SOCKETS_REFUSED,
 )
 # Suffixes Prometheus adds to a histogram's or counter's family name in its series.
 SERIES_SUFFIXES = ("_bucket", "_count", "_sum", "_created")
@@ -204,11 +211,78 @@ def test_compose_runs_backends_replicas_and_monitoring() -> None:
     assert sorted(plop_services()) == sorted(REPLICAS)
 
 
-def test_replicas_use_the_official_backend_images() -> None:
-    images = {name: str(services()[name].get("image", "")) for name in BACKENDS}
-    assert images["mongo"].startswith("mongo:7"), images
-    assert re.fullmatch(r"apache/kafka:(3\.9|4\.\d+)\.\d+", images["kafka"]), images
-    assert images["redis"].startswith("redis:7"), images
+def pinned_kafka_version() -> str:
+    """The Kafka version scripts/services.sh installs (scripts/kafka/pom.xml)."""
+    root = ElementTree.parse(REPO / "scripts" / "kafka" / "pom.xml").getroot()
+    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
+    version = root.findtext("m:properties/m:kafka.version", namespaces=namespace)
+    assert version, "scripts/kafka/pom.xml pins no kafka.version"
+    return version
+
+
+def pinned_ferretdb_version() -> str:
+    """The FerretDB version scripts/services.sh builds (scripts/ferretdb/go.mod)."""
+    go_mod = (REPO / "scripts" / "ferretdb" / "go.mod").read_text()
+    found = re.search(r"^\s*github\.com/FerretDB/FerretDB v(\d+\.\d+\.\d+)\b", go_mod, re.M)
+    assert found, "scripts/ferretdb/go.mod pins no FerretDB version"
+    return found.group(1)
+
+
+def image_tag(service: str) -> tuple[str, str]:
+    """(repository, tag) of a compose service's image."""
+    image = str(services()[service].get("image", ""))
+    repository, _, tag = image.rpartition(":")
+    return repository, tag
+
+
+def test_backend_images_are_the_versions_the_local_services_run() -> None:
+    services_doc = (REPO / "docs" / "services.md").read_text()
+    kafka, ferretdb = pinned_kafka_version(), pinned_ferretdb_version()
+    assert image_tag("kafka") == ("apache/kafka", kafka)
+    assert image_tag("mongo") == ("ghcr.io/ferretdb/ferretdb", ferretdb)
+    assert f"## Kafka {kafka}" in services_doc and f"## FerretDB {ferretdb}" in services_doc
+
+    redis_repository, redis_tag = image_tag("redis")
+    redis_version = re.search(r"`redis-server` (\d+\.\d+\.\d+)", services_doc)
+    assert redis_version, "docs/services.md names no Redis version"
+    assert (redis_repository, redis_tag.split("-")[0]) == ("redis", redis_version.group(1))
+
+    postgres_repository, postgres_tag = image_tag("postgres")
+    postgres_major = re.search(r"Debian 12\s+gives PostgreSQL (\d+)", services_doc)
+    assert postgres_major, "docs/services.md names no PostgreSQL version"
+    assert (postgres_repository, postgres_tag) == ("postgres", postgres_major.group(1))
+
+
+def test_ferretdb_stores_in_the_compose_postgresql_once_it_is_healthy() -> None:
+    ferretdb = services()["mongo"]
+    env = environment(ferretdb)
+    assert env.get("FERRETDB_HANDLER") == "postgresql"
+    assert urlsplit(env["FERRETDB_POSTGRESQL_URL"]).hostname == "postgres"
+    assert depends_on(ferretdb).get("postgres") == "service_healthy"
+    assert (services()["postgres"].get("healthcheck") or {}).get("test")
+
+
+def named_volumes(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> volume name of every named volume a service mounts."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            source, target = str(volume.get("source", "")), str(volume.get("target", ""))
+        else:
+            source, target = str(volume).split(":")[:2]
+        if source and not source.startswith((".", "/", "$")):
+            mounts[target] = source
+    return mounts
+
+
+def test_kafka_keeps_its_log_on_a_named_volume() -> None:
+    kafka = services()["kafka"]
+    log_dirs = environment(kafka).get("KAFKA_LOG_DIRS", "")
+    assert log_dirs, "KAFKA_LOG_DIRS is unset: the image logs to /tmp in the container"
+    volumes = named_volumes(kafka)
+    for directory in log_dirs.split(","):
+        assert directory in volumes, f"Kafka's log dir {directory} is on no named volume"
+        assert volumes[directory] in (compose().get("volumes") or {}), volumes[directory]
 
 
 def test_replicas_point_at_backends_defined_in_compose() -> None:

@@ -32,8 +32,10 @@ from tests.support.chat import (
     send,
 )
 from tests.support.clients import (
+    EVENT_TIMEOUT_SECONDS,
     TRANSPORT_WS,
     Account,
+    call,
     error_code,
     http_session,
     sign_up,
@@ -296,7 +298,9 @@ async def test_device_rules(pushers: list[ServerProcess]) -> None:
     alice, bob = await sign_up(server), await sign_up(server)
     shared = token("shared")
     await register(server, alice, "FCM", shared)
-    await register(server, bob, "FCM", shared)  # the token moves to bob
+    offset = server.log_size()
+    await register(server, bob, "FCM", shared)  # the token moves to bob, and it is logged
+    assert "push token moved to another user" in server.log_since(offset)
     assert (await as_user(server, alice, UNREGISTER_DEVICE, t=shared))[
         "unregisterPushDevice"
     ] is False
@@ -314,6 +318,33 @@ async def test_device_rules(pushers: list[ServerProcess]) -> None:
     async with http_session(server, alice.token) as session:
         assert await error_code(session, REGISTER_DEVICE, p="FCM", t="x" * 4097) == "BAD_USER_INPUT"
         assert await error_code(session, REGISTER_DEVICE, p="FCM", t="  ") == "BAD_USER_INPUT"
+
+
+async def test_log_out_removes_the_devices_that_session_registered(
+    pushers: list[ServerProcess],
+) -> None:
+    """A shared phone: the previous user's logOut stops their pushes to it; the
+    devices of the user's other sessions stay."""
+    server = pushers[0]
+    alice = await sign_up(server)
+    async with http_session(server) as session:
+        data = await call(
+            session,
+            "mutation($u: String!, $p: String!) { logIn(username: $u, password: $p) { token } }",
+            u=alice.username,
+            p="correct horse battery",
+        )
+    laptop = Account(data["logIn"]["token"], alice.id, alice.username, alice.display_name)
+    phone_token, laptop_token = token("phone"), token("laptop")
+    await register(server, alice, "WEBHOOK", phone_token)
+    await register(server, laptop, "WEBHOOK", laptop_token)
+    assert (await as_user(server, alice, "mutation { logOut }"))["logOut"] is True
+    assert (await as_user(server, laptop, UNREGISTER_DEVICE, t=phone_token))[
+        "unregisterPushDevice"
+    ] is False
+    assert (await as_user(server, laptop, UNREGISTER_DEVICE, t=laptop_token))[
+        "unregisterPushDevice"
+    ] is True
 
 
 async def test_push_platform_not_configured_is_bad_user_input(
@@ -510,3 +541,42 @@ async def test_huge_retry_after_is_capped_by_the_setting(receiver: PushReceiver)
         assert "Traceback" not in server.log_tail(400)
     finally:
         await server.stop()
+
+
+async def push_count(servers: list[ServerProcess], provider: str, result: str) -> float:
+    """plop_push_total{provider, result} summed over the instances (either may push)."""
+    total = 0.0
+    pattern = re.compile(
+        rf'^plop_push_total\{{(?=[^}}]*provider="{provider}")(?=[^}}]*result="{result}")'
+        r"[^}]*\} (\S+)$",
+        re.MULTILINE,
+    )
+    async with httpx.AsyncClient(timeout=5) as client:
+        for server in servers:
+            text = (await client.get(f"{server.base_url}/metrics")).text
+            total += sum(float(value) for value in pattern.findall(text))
+    return total
+
+
+async def test_push_outcomes_are_counted_by_provider_and_result(
+    pushers: list[ServerProcess], receiver: PushReceiver
+) -> None:
+    outcomes = (("webhook", "sent"), ("webhook", "dead_token"))
+    before = {outcome: await push_count(pushers, *outcome) for outcome in outcomes}
+    sender, offline = await sign_up(pushers[0]), await sign_up(pushers[0])
+    alive, dead = token("counted"), token("counted-dead")
+    receiver.script(dead, (410, {}))
+    await register(pushers[0], offline, "WEBHOOK", alive)
+    await register(pushers[0], offline, "WEBHOOK", dead)
+    room_id = await direct_room(pushers[0], sender, offline)
+    await send(pushers[0], sender, room_id, "counted")
+    await receiver.wait_for(1, alive)
+
+    async def grown() -> dict[tuple[str, str], float]:
+        return {o: await push_count(pushers, *o) - before[o] for o in outcomes}
+
+    async with asyncio.timeout(EVENT_TIMEOUT_SECONDS):
+        # Polls other processes' /metrics: the count follows the provider's answer.
+        while (counted := await grown()) != dict.fromkeys(outcomes, 1.0):
+            assert all(value <= 1 for value in counted.values()), counted
+            await asyncio.sleep(0.05)

@@ -33,7 +33,7 @@ from beanie import PydanticObjectId
 
 from errors import Forbidden, Unavailable
 from models import RoomDoc, UserDoc
-from observability.metrics import ACTIVE_SUBSCRIPTIONS, FEED_RENDERINGS, ROOM_FEEDS
+from observability.metrics import ACTIVE_SUBSCRIPTIONS, DELIVERIES, FEED_RENDERINGS, ROOM_FEEDS
 from pubsub import MessageData, MessageUpdated
 from services.room_stream import Access, RoomActivity
 from services.streams import NO_LONGER_A_MEMBER, REPLAY_BATCH, StreamService, checked_after_seq
@@ -72,12 +72,15 @@ class Follower:
         self.live = False  # False while it catches up on its own
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def give(self, seq: int, payload: str) -> None:
+    def give(self, seq: int, payload: str) -> bool:
+        """Hands the payload to the socket; True if it was queued there."""
         if seq <= self.last or self.ended.done():
-            return
+            return False
         self.last = seq
         if not self.sink.deliver(payload):
             self.end(None)
+            return False
+        return True
 
     def end(self, error: Exception | None) -> None:
         if self.ended.done():
@@ -165,9 +168,11 @@ class RoomFeed:
         """Gives the stream's next message to every live follower, rendered once."""
         payload = await self._rendering(message)
         self.latest = message.seq
+        delivered = 0
         for follower in tuple(self.followers):
             if follower.live:
-                follower.give(message.seq, payload)
+                delivered += follower.give(message.seq, payload)
+        DELIVERIES.inc(delivered)  # once per message and feed, not per socket
 
     def _forget_rendering(self, seq: int) -> None:
         """An edited or deleted message renders anew for anyone who catches up later."""
@@ -228,14 +233,16 @@ class RoomFeed:
                 target = self.latest
                 wanted = follower.last + 1
                 if (payload := self._recent.get(wanted)) is not None:
-                    follower.give(wanted, payload)
+                    DELIVERIES.inc(follower.give(wanted, payload))
                     continue
                 page = await self._stored_page((wanted - 1) // CATCH_UP_PAGE)
+                delivered = 0
                 for seq in range(wanted, target + 1):
                     payload = page.get(seq) or self._recent.get(seq)
                     if payload is None:
                         break
-                    follower.give(seq, payload)
+                    delivered += follower.give(seq, payload)
+                DELIVERIES.inc(delivered)
                 if follower.last < wanted and not follower.ended.done():
                     # Published messages are stored first: this is a store that lost them.
                     raise Unavailable(

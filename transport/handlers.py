@@ -23,18 +23,19 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
-from graphql import GraphQLSchema
+from graphql import GraphQLError, GraphQLSchema, OperationType, get_operation_ast, parse
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from observability.metrics import OPEN_WEBSOCKETS
+from observability.metrics import OPEN_WEBSOCKETS, REFUSED_INIT_TIMEOUT, SOCKETS_REFUSED
 from schema.context import Context
+from transport.draining import OpenSockets
 from transport.feeds import RoomFeeds
 from transport.sessions import SocketSessions, WatchedSocket
 from transport.sharing import SocketOperation
@@ -43,23 +44,26 @@ from transport.socket_writer import QueuedWebSocket
 logger = logging.getLogger(__name__)
 
 INIT_TIMEOUT_CODE = 4408
+INVALID_MESSAGE_CODE = 4400
 SESSION_ENDED_CODE = 4401
 SESSION_ENDED_REASON = "Session ended: log in again"
 
 
 @dataclass(frozen=True, slots=True)
 class LiveTransport:
-    """What the socket handlers share in one process: room feeds and session watch."""
+    """What the socket handlers share in one process: room feeds, session watch, and
+    every open socket (for a graceful stop)."""
 
     feeds: RoomFeeds
     sockets: SocketSessions
+    open: OpenSockets = field(default_factory=OpenSockets)
 
 
 class SocketContext(Context):
     """The context of one socket for its whole life."""
 
-    def __init__(self, services: Any, live: LiveTransport) -> None:
-        super().__init__(services, token=None, over_websocket=True)
+    def __init__(self, services: Any, live: LiveTransport, client_address: str) -> None:
+        super().__init__(services, token=None, over_websocket=True, client_address=client_address)
         self.live = live
 
 
@@ -76,6 +80,35 @@ class OperationFrames:
     def deliver(self, payload: str) -> bool:
         # A client that completed the operation gets nothing more for its id.
         return self._is_open() and self._socket.offer(f"{self._prefix}{payload}}}")
+
+
+def operation_problem(message: object) -> str | None:
+    """What is wrong with a subscribe/start message's shape, or None if it is sound.
+
+    strawberry reads these fields without checking their types: a query that is not
+    a string would fail deep in the parser, with no answer to the client.
+    """
+    if not isinstance(message, dict) or not isinstance(message.get("id"), str):
+        return "the message needs a string id"
+    payload = message.get("payload")
+    if not isinstance(payload, dict):
+        return "the message needs an object payload"
+    if not isinstance(payload.get("query"), str):
+        return "payload.query must be a string"
+    if not isinstance(payload.get("operationName"), str | None):
+        return "payload.operationName must be a string or null"
+    if not isinstance(payload.get("variables"), dict | None):
+        return "payload.variables must be an object or null"
+    return None
+
+
+def answers_once(query: str, operation_name: str | None) -> bool:
+    """Whether the operation is a query or a mutation (one answer), not a subscription."""
+    try:
+        operation = get_operation_ast(parse(query), operation_name)
+    except GraphQLError:
+        return False  # strawberry answers the syntax error itself, at once
+    return operation is not None and operation.operation != OperationType.SUBSCRIPTION
 
 
 def frame_prefix(fields: dict[str, str]) -> str:
@@ -101,6 +134,7 @@ class _SocketRules:
             self.websocket, self.context.services.settings.socket_send_queue_frames
         )
         self.websocket = self._queued
+        self._live.open.add(self._queued)
         self._watched: WatchedSocket | None = None
 
     def _watch_session(self) -> None:
@@ -120,6 +154,11 @@ class _SocketRules:
     def _operation(
         self, query: str, operation_name: str | None, variables: Any, frames: OperationFrames
     ) -> SocketOperation:
+        if answers_once(query, operation_name):
+            # A graceful stop lets it answer before the socket closes (app.shutdown).
+            task = asyncio.current_task()
+            assert task is not None
+            self._queued.answering(task)
         graphql_schema: GraphQLSchema = self.schema._schema  # strawberry's graphql-core schema
         return SocketOperation(
             query,
@@ -133,6 +172,8 @@ class _SocketRules:
 
     async def _end_socket(self) -> None:
         OPEN_WEBSOCKETS.dec()
+        self.context.release_socket()
+        self._live.open.discard(self._queued)
         if self._watched is not None:
             self._live.sockets.unwatch(self._watched)
         await self._queued.shutdown()
@@ -161,6 +202,24 @@ class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, No
         await super().handle_connection_init(message)
         if self.connection_acknowledged:
             self._watch_session()
+
+    async def handle_message(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            await self.handle_invalid_message("a message must be a JSON object")
+            return
+        await super().handle_message(cast(Any, message))
+
+    async def handle_connection_init_timeout(self) -> None:
+        await super().handle_connection_init_timeout()
+        if self.connection_timed_out:
+            SOCKETS_REFUSED.labels(reason=REFUSED_INIT_TIMEOUT).inc()
+
+    async def handle_subscribe(self, message: Any) -> None:
+        # The protocol closes on an invalid message (4400), as strawberry does for others.
+        if (problem := operation_problem(message)) is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         prefix = frame_prefix({"id": operation.id, "type": "next"})
@@ -201,6 +260,21 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         error = {"message": SESSION_ENDED_REASON, "extensions": {"code": "UNAUTHENTICATED"}}
         return {"type": "connection_error", "payload": error}
 
+    async def handle_message(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            await self.websocket.close(INVALID_MESSAGE_CODE, "a message must be a JSON object")
+            return
+        await super().handle_message(cast(Any, message))
+
+    async def handle_start(self, message: Any) -> None:
+        if (problem := operation_problem(message)) is not None:
+            operation_id = message.get("id") if isinstance(message.get("id"), str) else None
+            error = {"message": problem, "extensions": {"code": "BAD_USER_INPUT"}}
+            refusal: Any = {"type": "error", "id": operation_id, "payload": error}
+            await self.send_message(refusal)
+            return
+        await super().handle_start(message)
+
     async def handle_async_results(
         self,
         operation_id: str,
@@ -221,4 +295,5 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         timeout = self.context.services.settings.connection_init_timeout_seconds
         await asyncio.sleep(timeout)
         if not self.connection_acknowledged:
+            SOCKETS_REFUSED.labels(reason=REFUSED_INIT_TIMEOUT).inc()
             await self.websocket.close(INIT_TIMEOUT_CODE, "Connection initialisation timeout")

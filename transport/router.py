@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import overload
@@ -17,13 +18,16 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
-from errors import PlopError
+from errors import PlopError, Unauthenticated
+from observability.metrics import REFUSED_BAD_TOKEN, REFUSED_UNAVAILABLE, SOCKETS_REFUSED
 from schema.context import Context
 from schema.errors import plop_error_for
 from services import Services
 from settings import Settings
 from transport import http_spec
+from transport.client_address import client_address
 from transport.handlers import LegacyWSHandler, LiveTransport, SocketContext, TransportWSHandler
+from transport.socket_limits import LimitCodedWebSocket, take_socket_slot
 from web import graphiql_response
 
 logger = logging.getLogger(__name__)
@@ -55,10 +59,12 @@ def token_from_connection_params(params: object) -> str | None:
 async def context_for(connection: HTTPConnection) -> Context:
     """The context of one HTTP request, or of one socket for its whole life."""
     services: Services = connection.app.state.services
+    address = client_address(connection, services.settings.forwarded_allow_ips)
     if connection.scope["type"] == "websocket":
         live: LiveTransport = connection.app.state.live
-        return SocketContext(services, live)
-    return Context(services, bearer_token(connection.headers.get("authorization")), False)
+        return SocketContext(services, live, address)
+    token = bearer_token(connection.headers.get("authorization"))
+    return Context(services, token, False, address)
 
 
 class PlopGraphQLRouter(GraphQLRouter[Context, None]):
@@ -66,6 +72,16 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+    websocket_adapter_class = LimitCodedWebSocket
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON of a body or a socket message; nesting too deep for the parser is
+        malformed JSON (400 over HTTP, 4400 on a socket), not a server error."""
+        try:
+            return json.loads(data)
+        except RecursionError as exc:
+            text = data.decode(errors="replace") if isinstance(data, bytes) else data
+            raise json.JSONDecodeError("nested too deeply", text[:100], 0) from exc
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """Plop's own GraphiQL page: every file it loads comes from this server."""
@@ -83,9 +99,14 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
             if error is None:
                 logger.exception("connection_init failed")
                 error = PlopError("Internal server error")
+            reason = (
+                REFUSED_BAD_TOKEN if isinstance(error, Unauthenticated) else REFUSED_UNAVAILABLE
+            )
+            SOCKETS_REFUSED.labels(reason=reason).inc()
             raise ConnectionRejectionError(
                 {"message": error.message, "extensions": {"code": error.code}}
             ) from exc
+        context.socket_slot = take_socket_slot(context)
         try:
             context.presence_connection = await context.services.presence.connected(
                 str(context.viewer.id)

@@ -19,9 +19,13 @@ from typing import Any
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
 
+from observability.metrics import DELIVERIES, REFUSED_SEND_QUEUE_FULL, SOCKETS_REFUSED
+
 logger = logging.getLogger(__name__)
 
 SLOW_CONSUMER_CODE = 1013
+# The frame types that carry an operation's result, in either subprotocol.
+RESULT_FRAME_TYPES = frozenset({"next", "data"})
 # How long a close waits for the frames queued before it (e.g. connection_error).
 CLOSE_FLUSH_SECONDS = 5.0
 
@@ -42,6 +46,9 @@ class QueuedWebSocket:
         self._closed = False
         self._ended = False
         self._aborting: asyncio.Task[None] | None = None
+        # Operations that answer once (queries, mutations) still running: ``finish``
+        # lets them answer before it closes.
+        self._answering: set[asyncio.Task[Any]] = set()
         self._writer = asyncio.create_task(self._write())
         # Plain text goes straight to the socket; anything else is encoded by strawberry.
         self._text_socket = adapter.ws if isinstance(adapter, ASGIWebSocketAdapter) else None
@@ -50,7 +57,12 @@ class QueuedWebSocket:
         return self._adapter.iter_json(ignore_parsing_errors=ignore_parsing_errors)
 
     async def send_json(self, message: Mapping[str, object]) -> None:
-        if not self.offer(message) and self._aborting is not None:
+        # Frames rendered once for many sockets come through offer() and are counted
+        # by their feed; these are the results strawberry rendered for this socket.
+        if self.offer(message):
+            if message.get("type") in RESULT_FRAME_TYPES:
+                DELIVERIES.inc()
+        elif self._aborting is not None:
             await self._aborting
 
     def offer(self, frame: Mapping[str, object] | str) -> bool:
@@ -59,6 +71,7 @@ class QueuedWebSocket:
             return False
         if len(self._frames) >= self._max_frames:
             logger.warning("closing a slow consumer", extra={"queued": len(self._frames)})
+            SOCKETS_REFUSED.labels(reason=REFUSED_SEND_QUEUE_FULL).inc()
             self._closed = True
             self._aborting = asyncio.create_task(
                 self._abort(SLOW_CONSUMER_CODE, "Slow consumer: resume with afterSeq")
@@ -71,6 +84,18 @@ class QueuedWebSocket:
             if not wakeup.done():
                 wakeup.set_result(None)
         return True
+
+    def answering(self, task: asyncio.Task[Any]) -> None:
+        """Notes an operation that answers once, running in ``task``, until it ends."""
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def finish(self, code: int, reason: str) -> None:
+        """Closes once the operations that answer once have answered and their frames,
+        with those queued before, are written (each wait bounded)."""
+        if self._answering and not self._closed:
+            await asyncio.wait(tuple(self._answering), timeout=CLOSE_FLUSH_SECONDS)
+        await self.close(code, reason)
 
     async def close(self, code: int, reason: str) -> None:
         """Closes after the frames queued so far are written (bounded wait)."""

@@ -18,7 +18,7 @@ const SESSION_GONE_CODES = new Set([4401, 4403]);
 
 const USER = "id username displayName presence { status lastSeenAt }";
 const MESSAGE = "id roomId seq text clientId createdAt deleted sender { id displayName }";
-const ROOM = `id kind title lastSeq unreadCount members { ${USER} }
+const ROOM = `id kind title lastSeq unreadCount members(first: 20) { ${USER} }
   lastMessage { seq text deleted sender { displayName } }`;
 
 const $ = (id) => document.getElementById(id);

@@ -1,0 +1,193 @@
+"""Query cost: a bound on the work a document may ask for, checked before it runs.
+
+Depth, alias and token limits bound the size of a document, not its work: 30 aliases
+of ``rooms(first: 100) { edges { node { members { presence { status } } } } }`` fit
+in 2 KB and ask for 300,000 presence lookups. The cost counts the objects a result
+can hold. Every object counts 1 (scalars are free: they come with their object), and
+a list multiplies what it holds by the number of items it may have:
+
+- its own ``first``/``last`` (``members(first: 5)``), or that argument's default;
+- below a paged connection (``rooms(first: 20)``), the connection's page size for
+  its ``edges``;
+- otherwise ``DEFAULT_LIST_SIZE``, a full page.
+
+Arguments given as variables are read from the request's variables, so the cost
+depends on them: it is checked once per operation, after validation (a cached
+validation rule would see only the document).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+    get_nullable_type,
+    value_from_ast_untyped,
+)
+from graphql.pyutils import Undefined
+from strawberry.extensions import SchemaExtension
+
+# The items a list may hold when the query does not say: a full page (the most a
+# page of rooms or history may hold).
+DEFAULT_LIST_SIZE = 100
+PAGE_ARGUMENTS = ("first", "last")
+
+
+class _CostWalk:
+    """Walks one operation, with its fragments and variables."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+    ) -> None:
+        self._schema = schema
+        self._fragments = fragments
+        self._variables = variables
+
+    def selections(
+        self,
+        selection_set: SelectionSetNode,
+        parent: GraphQLNamedType | None,
+        page: int | None,
+        spread: frozenset[str] = frozenset(),
+    ) -> int:
+        """The cost of a selection set on the parent type (page: the connection's)."""
+        total = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total += self._field(selection, parent, page)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                on = self._schema.get_type(condition.name.value) if condition else parent
+                total += self.selections(selection.selection_set, on, page, spread)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self._fragments.get(name)
+                if fragment is None or name in spread:  # unknown or a cycle: validation's
+                    continue
+                on = self._schema.get_type(fragment.type_condition.name.value)
+                total += self.selections(fragment.selection_set, on, page, spread | {name})
+        return total
+
+    def _field(self, node: FieldNode, parent: GraphQLNamedType | None, page: int | None) -> int:
+        if node.selection_set is None or node.name.value.startswith("__"):
+            return 0  # a scalar, or introspection (bounded by the schema itself)
+        field = None
+        if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+            field = parent.fields.get(node.name.value)
+        if field is None:
+            return 1
+        own_page = self._page_size(node, field)
+        items, below = 1, own_page
+        if isinstance(get_nullable_type(field.type), GraphQLList):
+            items = next(size for size in (own_page, page, DEFAULT_LIST_SIZE) if size is not None)
+            below = None
+        inner = get_named_type(field.type)
+        return items * (1 + self.selections(node.selection_set, inner, below))
+
+    def _page_size(self, node: FieldNode, field: GraphQLField) -> int | None:
+        """The page size the field's first/last ask for; None if it has no such argument."""
+        if not any(name in field.args for name in PAGE_ARGUMENTS):
+            return None
+        given = {argument.name.value: argument.value for argument in node.arguments or ()}
+        sizes: list[int] = []
+        for name in PAGE_ARGUMENTS:
+            if name not in field.args:
+                continue
+            value: Any = None
+            if (value_node := given.get(name)) is not None:
+                if isinstance(value_node, VariableNode):
+                    value = self._variables.get(value_node.name.value)
+                else:
+                    value = value_from_ast_untyped(value_node)
+            if value is None:  # not given, or null: the argument's default applies
+                value = field.args[name].default_value
+            if isinstance(value, int) and not isinstance(value, bool):
+                sizes.append(max(value, 0))
+            elif value is not None and value is not Undefined:
+                sizes.append(DEFAULT_LIST_SIZE)  # not a number: refused later, weighed fully
+        return max(sizes) if sizes else DEFAULT_LIST_SIZE
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is None:
+        return operations[0] if len(operations) == 1 else None
+    return next((op for op in operations if op.name and op.name.value == name), None)
+
+
+def query_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> int:
+    """The cost of the document's operation (0 if it names none that exists)."""
+    operation = _operation(document, operation_name)
+    if operation is None:
+        return 0
+    values: dict[str, Any] = {}
+    for definition in operation.variable_definitions or ():
+        if definition.default_value is not None:
+            values[definition.variable.name.value] = value_from_ast_untyped(
+                definition.default_value
+            )
+    values.update(variables or {})
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    root = schema.get_root_type(operation.operation)
+    return _CostWalk(schema, fragments, values).selections(operation.selection_set, root, None)
+
+
+class QueryCostLimiter(SchemaExtension):
+    """Refuses, before execution, an operation that costs more than ``max_cost``.
+
+    Runs after the validation cache in the extension list: a document that failed
+    validation keeps its errors, a valid one gets a cost.
+    """
+
+    def __init__(self, max_cost: int) -> None:
+        self.max_cost = max_cost
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if not context.pre_execution_errors and context.graphql_document is not None:
+            cost = query_cost(
+                context.schema._schema,
+                context.graphql_document,
+                context.operation_name,
+                context.variables,
+            )
+            if cost > self.max_cost:
+                context.pre_execution_errors = [
+                    GraphQLError(
+                        f"the query costs {cost}, more than the limit of {self.max_cost}: "
+                        "ask for smaller pages (first/last) or fewer nested lists",
+                        extensions={
+                            "code": "BAD_USER_INPUT",
+                            "cost": cost,
+                            "maxCost": self.max_cost,
+                        },
+                    )
+                ]
+        yield

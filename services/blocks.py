@@ -1,0 +1,101 @@
+"""Blocking: a user stops another from reaching them.
+
+A block ends the friendship of the two (so presence stops both ways, through the
+friendship events ``FriendService`` publishes) and declines the pending friend
+requests between them. From then on the blocked user cannot open a DIRECT room
+with the blocker, add or invite them to a group, or send them a friend request
+(``services.blocklist`` says so to the other services), and the push worker sends
+the blocker no push for the blocked user's messages.
+
+The push worker asks "who blocks this sender?" for every message. It keeps each
+sender's blockers a while, under the sender's block epoch in Redis: every block
+and unblock of a user moves that user's epoch, so a kept answer is used only while
+no block of the sender changed, on whichever instance the change was made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import suppress
+
+from beanie import PydanticObjectId, SortDirection
+from pymongo.errors import DuplicateKeyError
+from redis.asyncio import Redis
+
+from errors import BadUserInput, NotFound
+from models import BlockDoc, UserDoc
+from services.accounts import Recent
+from services.friends import FriendService
+
+BLOCK_EPOCH_PREFIX = "plop:blocks:epoch:"
+# Senders whose blockers the push worker keeps, and for how long at most: the epoch
+# makes a kept answer exact; the expiry only bounds what a lost epoch move costs.
+KEPT_SENDERS = 10_000
+KEPT_SENDER_SECONDS = 60.0
+
+
+def _epoch_key(blocked_id: PydanticObjectId) -> str:
+    return f"{BLOCK_EPOCH_PREFIX}{blocked_id}"
+
+
+class BlockService:
+    """The rules of blocking."""
+
+    def __init__(self, redis: Redis, friends: FriendService) -> None:
+        self._redis = redis
+        self._friends = friends
+        self._kept: Recent[tuple[str, frozenset[PydanticObjectId]]] = Recent(
+            KEPT_SENDERS, KEPT_SENDER_SECONDS
+        )
+
+    async def _require_other(self, viewer: UserDoc, user_id: PydanticObjectId) -> None:
+        if user_id == viewer.id:
+            raise BadUserInput("you cannot block or unblock yourself")
+        if await UserDoc.get(user_id) is None:
+            raise NotFound("no such user")
+
+    async def block(self, viewer: UserDoc, user_id: PydanticObjectId) -> None:
+        """Blocks the user (idempotent); ends their friendship and pending requests."""
+        assert viewer.id is not None
+        await self._require_other(viewer, user_id)
+        with suppress(DuplicateKeyError):  # blocked already: blocking again changes nothing
+            await BlockDoc(blocker_id=viewer.id, blocked_id=user_id).insert()
+        # After the write: a reader that sees the new epoch also sees the block.
+        await self._redis.incr(_epoch_key(user_id))
+        # Again on a repeat too: a request sent in a race with the first block goes.
+        await self._friends.sever(viewer.id, user_id)
+
+    async def unblock(self, viewer: UserDoc, user_id: PydanticObjectId) -> None:
+        """Lifts the viewer's block of the user, if there is one (idempotent)."""
+        assert viewer.id is not None
+        await self._require_other(viewer, user_id)
+        await BlockDoc.find(
+            BlockDoc.blocker_id == viewer.id, BlockDoc.blocked_id == user_id
+        ).delete()
+        await self._redis.incr(_epoch_key(user_id))
+
+    async def blocked_users(self, viewer: UserDoc) -> list[UserDoc]:
+        """The users the viewer blocks, by username."""
+        blocked = await BlockDoc.find(BlockDoc.blocker_id == viewer.id).to_list()
+        if not blocked:
+            return []
+        return (
+            await UserDoc.find({"_id": {"$in": [block.blocked_id for block in blocked]}})
+            .sort([("username", SortDirection.ASCENDING)])
+            .to_list()
+        )
+
+    async def blockers_of(
+        self, sender_id: PydanticObjectId, among: Iterable[PydanticObjectId]
+    ) -> set[PydanticObjectId]:
+        """Those of the users who block the sender (kept per sender; see the module)."""
+        candidates = set(among)
+        if not candidates:
+            return set()
+        epoch = str(await self._redis.get(_epoch_key(sender_id)) or "0")
+        kept = self._kept.get(str(sender_id))
+        if kept is None or kept[0] != epoch:
+            found = await BlockDoc.find(BlockDoc.blocked_id == sender_id).to_list()
+            kept = (epoch, frozenset(block.blocker_id for block in found))
+            self._kept.keep(str(sender_id), kept)
+        return candidates & kept[1]

@@ -1,0 +1,168 @@
+"""Rate limits: named budgets per subject (a user, a username, an address) in Redis.
+
+Each ``Limit`` allows ``count`` calls at once, refilled evenly over ``seconds``: the
+generic cell rate algorithm (GCRA), which keeps one number per subject, the
+theoretical arrival time of the next call. One Lua script reads and moves it, so a
+check is atomic and one round trip, and every instance shares the budget. A refused
+call writes nothing and raises ``RateLimited`` with the seconds until it would pass.
+
+Three ways to use a budget:
+
+- ``hit``: the call spends one if every named budget has one, or none at all;
+- ``check`` then ``spend``: for failures only (wrong passwords) — check before the
+  work, spend once it failed;
+- a cooldown is a budget of one over its length: ``spend`` when it starts, ``check``
+  before the action it holds back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from redis.asyncio import Redis
+
+from errors import ConfigError, RateLimited
+from settings import Settings
+
+KEY_PREFIX = "limit"
+# Subjects come from clients (a username at logIn): bounded so a key stays small.
+MAX_SUBJECT_CHARS = 100
+
+# KEYS: one per budget. ARGV[1]: mode; then per key its interval (ms per call) and count.
+# Returns the milliseconds until a call would pass every budget (0 when it passes now)
+# and the position of the budget that waits longest.
+#   hit   spends one from every budget when all pass, nothing otherwise
+#   check writes nothing
+#   spend spends one from every budget, passing or not
+_GCRA = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
+local mode = ARGV[1]
+local wait = 0
+local worst = 1
+local next_tats = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i])
+  local count = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  next_tats[i] = tat + interval
+  local allowed_at = next_tats[i] - interval * count
+  if allowed_at - now > wait then
+    wait = allowed_at - now
+    worst = i
+  end
+end
+if mode == 'spend' or (mode == 'hit' and wait <= 0) then
+  for i, key in ipairs(KEYS) do
+    redis.call('SET', key, tostring(next_tats[i]), 'PX', math.ceil(next_tats[i] - now))
+  end
+end
+return {math.ceil(wait), worst}
+"""
+
+
+class LimitName(StrEnum):
+    """Every budget Plop keeps; the value is part of the Redis key."""
+
+    SEND_MESSAGE = "send-message"
+    SET_TYPING = "set-typing"
+    CREATE_ROOM = "create-room"
+    INVITE_MEMBERS = "invite-members"
+    SEND_FRIEND_REQUEST = "send-friend-request"
+    FRIEND_REQUEST_COOLDOWN = "friend-request-cooldown"
+    FAILED_LOG_IN_PER_USERNAME = "failed-log-in-user"
+    FAILED_LOG_IN_PER_ADDRESS = "failed-log-in-address"
+    SIGN_UP_PER_ADDRESS = "sign-up-address"
+
+
+# What a refusal says was too much, by limit.
+_REFUSALS = {
+    LimitName.SEND_MESSAGE: "too many messages sent",
+    LimitName.SET_TYPING: "too many typing notices sent",
+    LimitName.CREATE_ROOM: "too many rooms created",
+    LimitName.INVITE_MEMBERS: "too many invitations sent",
+    LimitName.SEND_FRIEND_REQUEST: "too many friend requests sent",
+    LimitName.FRIEND_REQUEST_COOLDOWN: "this user declined your friend request recently",
+    LimitName.FAILED_LOG_IN_PER_USERNAME: "too many failed log-ins for this username",
+    LimitName.FAILED_LOG_IN_PER_ADDRESS: "too many failed log-ins from this address",
+    LimitName.SIGN_UP_PER_ADDRESS: "too many sign-ups from this address",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """``count`` calls at once, refilled evenly over ``seconds``."""
+
+    count: int
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.seconds <= 0:
+            raise ConfigError(f"a limit needs a count of 1 or more over a positive time: {self}")
+
+    @property
+    def interval_ms(self) -> float:
+        return self.seconds * 1000 / self.count
+
+
+def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
+    s = settings
+    return {
+        LimitName.SEND_MESSAGE: Limit(s.send_message_limit, s.send_message_limit_seconds),
+        LimitName.SET_TYPING: Limit(s.set_typing_limit, s.set_typing_limit_seconds),
+        LimitName.CREATE_ROOM: Limit(s.create_room_limit, s.create_room_limit_seconds),
+        LimitName.INVITE_MEMBERS: Limit(s.invite_members_limit, s.invite_members_limit_seconds),
+        LimitName.SEND_FRIEND_REQUEST: Limit(
+            s.send_friend_request_limit, s.send_friend_request_limit_seconds
+        ),
+        LimitName.FRIEND_REQUEST_COOLDOWN: Limit(1, s.friend_request_cooldown_seconds),
+        LimitName.FAILED_LOG_IN_PER_USERNAME: Limit(
+            s.failed_log_in_per_username_limit, s.failed_log_in_per_username_limit_seconds
+        ),
+        LimitName.FAILED_LOG_IN_PER_ADDRESS: Limit(
+            s.failed_log_in_per_address_limit, s.failed_log_in_per_address_limit_seconds
+        ),
+        LimitName.SIGN_UP_PER_ADDRESS: Limit(
+            s.sign_up_per_address_limit, s.sign_up_per_address_limit_seconds
+        ),
+    }
+
+
+Budget = tuple[LimitName, str]
+"""A limit and its subject, e.g. ``(LimitName.SEND_MESSAGE, user_id)``."""
+
+
+class RateLimiter:
+    """Checks and spends budgets; every method is one Redis round trip."""
+
+    def __init__(self, redis: Redis, limits: dict[LimitName, Limit]) -> None:
+        self._redis = redis
+        self._limits = limits
+        self._script = redis.register_script(_GCRA)
+
+    async def hit(self, name: LimitName, subject: str) -> None:
+        """Spends one call of the budget; RATE_LIMITED (spending nothing) if it is empty."""
+        await self._run("hit", [(name, subject)])
+
+    async def check(self, *budgets: Budget) -> None:
+        """RATE_LIMITED if a ``hit`` of these budgets would be refused; writes nothing."""
+        await self._run("check", list(budgets))
+
+    async def spend(self, *budgets: Budget) -> None:
+        """Spends one call of each budget, refused or not (a failure that happened)."""
+        await self._run("spend", list(budgets))
+
+    async def _run(self, mode: str, budgets: list[Budget]) -> None:
+        keys: list[str] = []
+        args: list[str | float | int] = [mode]
+        for name, subject in budgets:
+            limit = self._limits[name]
+            keys.append(f"{KEY_PREFIX}:{name.value}:{subject[:MAX_SUBJECT_CHARS]}")
+            args += [limit.interval_ms, limit.count]
+        wait_ms, worst = await self._script(keys=keys, args=args)
+        if int(wait_ms) > 0 and mode != "spend":
+            retry_after = int(wait_ms) / 1000
+            what = _REFUSALS[budgets[int(worst) - 1][0]]
+            raise RateLimited(f"{what}; retry in {retry_after:g} s", retry_after=retry_after)

@@ -1,0 +1,67 @@
+"""Short exclusive locks in Redis, for read-check-write steps the database cannot make atomic.
+
+FerretDB 1.x applies an update by reading the document and writing it back, so two
+concurrent invites that each checked the member cap can both pass it. A lock per
+room makes "read the members, check the cap, add" one step across every instance.
+
+A lock is ``SET key token NX PX hold``: it expires by itself if its holder dies, and
+is released only by its holder (a Lua compare-and-delete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis.asyncio import Redis
+
+from errors import Unavailable
+
+KEY_PREFIX = "lock"
+# Longer than any step held under a lock takes (a few database round trips), short
+# enough that a crashed holder blocks others only briefly.
+HOLD_MS = 10_000
+# How long a caller waits for a held lock before giving up as UNAVAILABLE.
+WAIT_SECONDS = 5.0
+# First pause between attempts; it doubles, jittered, up to the maximum.
+FIRST_PAUSE_SECONDS = 0.005
+MAX_PAUSE_SECONDS = 0.1
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Locks:
+    """Named exclusive locks shared by every instance."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._release = redis.register_script(_RELEASE)
+
+    @asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        """Holds the lock for the block; UNAVAILABLE if it stays taken too long."""
+        key = f"{KEY_PREFIX}:{name}"
+        token = secrets.token_hex(8)
+        await self._acquire(key, token)
+        try:
+            yield
+        finally:
+            await self._release(keys=[key], args=[token])
+
+    async def _acquire(self, key: str, token: str) -> None:
+        pause = FIRST_PAUSE_SECONDS
+        try:
+            async with asyncio.timeout(WAIT_SECONDS):
+                while not await self._redis.set(key, token, nx=True, px=HOLD_MS):
+                    await asyncio.sleep(random.uniform(pause / 2, pause))
+                    pause = min(pause * 2, MAX_PAUSE_SECONDS)
+        except TimeoutError as exc:
+            raise Unavailable("this room is busy right now; retry shortly") from exc

@@ -1,0 +1,78 @@
+"""Socket caps as clients see them: refusals at connection_init, and coded limit errors.
+
+A socket over the per-user or per-address cap (``services.socket_caps``) is refused
+at connection_init: graphql-transport-ws closes it with 4403, as strawberry closes
+every refused connection_init, but with a reason naming the cap; graphql-ws sends
+``connection_error`` with ``extensions.code`` RATE_LIMITED. Strawberry's own
+"Subscription limit reached" error (``max_subscriptions_per_connection``) carries
+no code; ``LimitCodedWebSocket`` gives it RATE_LIMITED on its way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.websockets import WebSocket
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.exceptions import ConnectionRejectionError
+
+from errors import RateLimited
+from observability.metrics import REFUSED_SOCKET_CAP, REFUSED_SUBSCRIPTION_LIMIT, SOCKETS_REFUSED
+from schema.context import Context
+from services.socket_caps import SocketSlot
+
+REFUSED_CODE = 4403
+# A close reason is at most 123 bytes (RFC 6455, 5.5: 125 less the code).
+MAX_REASON_BYTES = 123
+SUBSCRIPTION_LIMIT_MESSAGE = "Subscription limit reached"
+_REFUSAL_STATE = "plop_refusal_reason"
+
+
+def take_socket_slot(context: Context) -> SocketSlot:
+    """The accepted socket's slot under the caps; refuses the connection_init past them."""
+    assert context.viewer is not None
+    try:
+        return context.services.sockets.take(str(context.viewer.id), context.client_address)
+    except RateLimited as exc:
+        SOCKETS_REFUSED.labels(reason=REFUSED_SOCKET_CAP).inc()
+        if isinstance(context.request, WebSocket):
+            reason = exc.message.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+            setattr(context.request.state, _REFUSAL_STATE, reason)
+        raise ConnectionRejectionError(
+            {"message": exc.message, "extensions": {"code": exc.code}}
+        ) from exc
+
+
+def _with_code(message: Mapping[str, object]) -> Mapping[str, object]:
+    """The frame, with a code on strawberry's subscription limit error if it is one."""
+    if message.get("type") != "error":
+        return message
+    payload = message.get("payload")
+    errors = payload if isinstance(payload, list) else [payload]
+    if not any(
+        isinstance(error, dict) and error.get("message") == SUBSCRIPTION_LIMIT_MESSAGE
+        for error in errors
+    ):
+        return message
+    coded = [
+        {**error, "extensions": {**error.get("extensions", {}), "code": RateLimited.code}}
+        if isinstance(error, dict)
+        else error
+        for error in errors
+    ]
+    return {**message, "payload": coded if isinstance(payload, list) else coded[0]}
+
+
+class LimitCodedWebSocket(ASGIWebSocketAdapter):
+    """Strawberry's socket adapter, with Plop's wording and codes for limits."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        coded = _with_code(message)
+        if coded is not message:  # an operation refused over the per-socket cap
+            SOCKETS_REFUSED.labels(reason=REFUSED_SUBSCRIPTION_LIMIT).inc()
+        await super().send_json(coded)
+
+    async def close(self, code: int, reason: str) -> None:
+        if code == REFUSED_CODE:
+            reason = getattr(self.ws.state, _REFUSAL_STATE, reason)
+        await super().close(code, reason)
