@@ -52,6 +52,17 @@ Render = Callable[[MessageData], Awaitable[str]]
 RenderActivity = Callable[[RoomActivity], Awaitable[str]]
 
 
+def raise_if_stopped() -> None:
+    """Raises CancelledError if the feed's task was cancelled during a rendering.
+
+    A rendering whose fields await the store or Redis may turn the cancel into a field
+    error and return; the feed was stopped all the same, and its stop waits for it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class PayloadSink(Protocol):
     """One subscription's way to its socket."""
 
@@ -183,6 +194,7 @@ class RoomFeed:
         payload = self._recent.get(message.seq)
         if payload is None:
             payload = await self._render(message)
+            raise_if_stopped()
             FEED_RENDERINGS.inc()
             self._recent[message.seq] = payload
             if len(self._recent) > RECENT_RENDERINGS:
@@ -312,8 +324,6 @@ class ActivityFeed:
             self.ready.cancel()
 
     async def _run(self) -> None:
-        current = asyncio.current_task()
-        assert current is not None
         try:
             async with AsyncExitStack() as stack:
                 stream = await self._streams.open_room(
@@ -327,10 +337,7 @@ class ActivityFeed:
                                 follower.end(Forbidden(NO_LONGER_A_MEMBER))
                     elif not isinstance(step, MessageData):
                         payload = await self._render(step)
-                        if current.cancelling():
-                            # A rendering that reads the store may turn the cancel
-                            # into a field error; the feed was stopped all the same.
-                            raise asyncio.CancelledError
+                        raise_if_stopped()
                         FEED_RENDERINGS.inc()
                         for follower in tuple(self.followers):
                             follower.give(payload)
