@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     presence_grace_seconds: float = 3.0
     presence_sweep_seconds: float = 2.0
 
+    # Typing: a `typing: true` not refreshed within the expiry ends (everyone watching
+    # gets `typing: false`, found by a sweep that often); a client repeating it is
+    # re-broadcast at most once per rebroadcast interval, so a keystroke per
+    # setTyping does not flood the room.
+    typing_expiry_seconds: float = 6.0
+    typing_rebroadcast_seconds: float = 3.0
+    typing_sweep_seconds: float = 0.5
+
     # Push notifications. The worker runs inside every instance by default (the
     # instances share one consumer group); `plop push-worker` runs it on its own.
     push_worker_enabled: bool = True

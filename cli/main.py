@@ -1,4 +1,4 @@
-"""``plop``: run the server, and use it from a terminal (log in, send, follow a room)."""
+"""``plop``: run the server, and use it from a terminal (log in, send, edit, follow a room)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ from client import (
     SUBPROTOCOLS,
     AuthPayload,
     Credentials,
+    Message,
+    MessageUpdated,
     PlopClient,
     PlopClientError,
     PlopTransportError,
     Room,
+    TypingEvent,
     User,
     delete_credentials,
     load_credentials,
@@ -417,23 +420,68 @@ def search(query: str, limit: int, url: str | None) -> None:
     default=None,
     help="Idempotency key: sending again with the same one returns the first message.",
 )
+@click.option(
+    "--show-id",
+    is_flag=True,
+    help="Print SEQ<TAB>MESSAGE_ID (the id `plop edit` and `plop delete` take).",
+)
 @URL_OPTION
-def send(room: str, text: str, client_id: str | None, url: str | None) -> None:
+def send(room: str, text: str, client_id: str | None, show_id: bool, url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> Message:
+        async with PlopClient(server, token) as plop:
+            return await plop.send_message(room, text, client_id)
+
+    sent = _run(work())
+    click.echo(f"{sent.seq}\t{sent.id}" if show_id else sent.seq)
+
+
+@main.command(help="Replace the text of your message MESSAGE_ID; print its seq.")
+@click.argument("message_id")
+@click.argument("text")
+@URL_OPTION
+def edit(message_id: str, text: str, url: str | None) -> None:
     server, token = _session(url)
 
     async def work() -> int:
         async with PlopClient(server, token) as plop:
-            return (await plop.send_message(room, text, client_id)).seq
+            return (await plop.edit_message(message_id, text)).seq
 
     click.echo(_run(work()))
+
+
+@main.command(help="Delete your message MESSAGE_ID (its seq stays, its text goes); print its seq.")
+@click.argument("message_id")
+@URL_OPTION
+def delete(message_id: str, url: str | None) -> None:
+    server, token = _session(url)
+
+    async def work() -> int:
+        async with PlopClient(server, token) as plop:
+            return (await plop.delete_message(message_id)).seq
+
+    click.echo(_run(work()))
+
+
+def message_line(message: Message) -> str:
+    """SEQ<TAB>USERNAME<TAB>TEXT, with " (edited)" after an edited text; "(deleted)"."""
+    if message.deleted:
+        text = "(deleted)"
+    else:
+        text = one_line(message.text) + (" (edited)" if message.edited_at else "")
+    return f"{message.seq}\t{message.sender.username}\t{text}"
 
 
 @main.command(
     short_help="Print ROOM's messages as they arrive, across restarts.",
     help=(
         "Print ROOM's messages as they arrive, one line each: SEQ<TAB>USERNAME<TAB>TEXT "
-        "(newlines and tabs in TEXT escaped as \\n and \\t). Keeps going across "
-        "dropped connections and server restarts without gaps or repeats."
+        "(newlines and tabs in TEXT escaped as \\n and \\t; an edited text ends with "
+        '" (edited)", a deleted one reads "(deleted)"). Edits and deletes print the '
+        'message\'s line again, and "USERNAME is typing…" when someone starts typing. '
+        "Keeps going across dropped connections and server restarts without gaps or "
+        "repeats (edits and typing made while it reconnects are not replayed)."
     ),
 )
 @click.argument("room")
@@ -458,13 +506,36 @@ def tail(room: str, after_seq: int | None, subprotocol: str, url: str | None) ->
         async with PlopClient(server, token, subprotocol_named(subprotocol)) as plop:
             start = after_seq if after_seq is not None else await plop.last_seq(room)
             click.echo(f"Following room {room} after seq {start}.", err=True)
-            async with aclosing(plop.messages(room, after_seq=start)) as live:
-                async for message in live:
-                    click.echo(
-                        f"{message.seq}\t{message.sender.username}\t{one_line(message.text)}"
-                    )
+            await _follow(plop, room, start)
 
     _run(work())
+
+
+async def _follow(plop: PlopClient, room: str, start: int) -> None:
+    """Prints the room's messages and activity until either stream ends or fails."""
+
+    async def messages() -> None:
+        async with aclosing(plop.messages(room, after_seq=start)) as live:
+            async for message in live:
+                click.echo(message_line(message))
+
+    async def activity() -> None:
+        async with aclosing(plop.activity(room)) as live:
+            async for event in live:
+                if isinstance(event, MessageUpdated):
+                    click.echo(message_line(event.message))
+                elif isinstance(event, TypingEvent) and event.typing:
+                    click.echo(f"{event.user.username} is typing…")
+
+    tasks = [asyncio.create_task(messages()), asyncio.create_task(activity())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()  # the error that ended it, if any
 
 
 def _room_line(room: Room, viewer_id: str) -> str:

@@ -23,7 +23,18 @@ from client.client import (
 from client.credentials import Credentials, delete_credentials, load_credentials, save_credentials
 from client.errors import PlopClientError, PlopTransportError
 from client.retry import Backoff
-from client.types import AuthPayload, Message, Room, RoomKind, User
+from client.types import (
+    AuthPayload,
+    MembersChanged,
+    Message,
+    MessageUpdated,
+    ReadReceipt,
+    Room,
+    RoomActivity,
+    RoomKind,
+    TypingEvent,
+    User,
+)
 
 __all__ = [
     "DEFAULT_URL",
@@ -33,13 +44,18 @@ __all__ = [
     "AuthPayload",
     "Backoff",
     "Credentials",
+    "MembersChanged",
     "Message",
+    "MessageUpdated",
     "PlopClient",
     "PlopClientError",
     "PlopTransportError",
+    "ReadReceipt",
     "Room",
+    "RoomActivity",
     "RoomKind",
     "Subprotocol",
+    "TypingEvent",
     "User",
     "delete_credentials",
     "load_credentials",

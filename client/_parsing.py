@@ -8,7 +8,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from client.types import AuthPayload, Message, Room, RoomKind, User
+from client.types import (
+    AuthPayload,
+    MembersChanged,
+    Message,
+    MessageUpdated,
+    ReadReceipt,
+    Room,
+    RoomActivity,
+    RoomKind,
+    TypingEvent,
+    User,
+)
 
 
 def parse_user(data: Mapping[str, Any]) -> User:
@@ -50,3 +61,16 @@ def parse_room(data: Mapping[str, Any]) -> Room:
         last_read_seq=data["lastReadSeq"],
         unread_count=data["unreadCount"],
     )
+
+
+def parse_activity(data: Mapping[str, Any]) -> RoomActivity:
+    kind = data["__typename"]
+    if kind == "TypingEvent":
+        return TypingEvent(data["roomId"], parse_user(data["user"]), data["typing"])
+    if kind == "ReadReceipt":
+        return ReadReceipt(data["roomId"], parse_user(data["user"]), data["lastReadSeq"])
+    if kind == "MessageUpdated":
+        return MessageUpdated(parse_message(data["message"]))
+    if kind == "MembersChanged":
+        return MembersChanged(parse_room(data["room"]))
+    raise ValueError(f"unknown room activity {kind!r}")

@@ -3,6 +3,8 @@
 Calls go over HTTP; ``messages()`` opens a WebSocket of its own (either subprotocol)
 and keeps it going across dropped sockets and server restarts, resuming with
 ``afterSeq`` so that each message is yielded once, in seq order, none skipped.
+``activity()`` follows a room's edits, deletes, typing, receipts and membership the
+same way, live only: what happens while it reconnects is not replayed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 
 from client import documents
-from client._parsing import parse_auth, parse_message, parse_room, parse_user
+from client._parsing import parse_activity, parse_auth, parse_message, parse_room, parse_user
 from client.errors import (
     REFUSED_AT_INIT_CLOSE_CODE,
     TRANSPORT_FAILURES,
@@ -30,7 +32,7 @@ from client.errors import (
     translate,
 )
 from client.retry import Backoff
-from client.types import AuthPayload, Message, Room, User
+from client.types import AuthPayload, Message, Room, RoomActivity, User
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +211,27 @@ class PlopClient:
         )
         return parse_message(data["sendMessage"])
 
+    async def edit_message(self, message_id: str, text: str) -> Message:
+        """Replaces the text of one of the viewer's messages; returns it as edited."""
+        variables = {"messageId": message_id, "text": text}
+        data = await self._retrying(
+            lambda: self._execute(documents.EDIT_MESSAGE, variables), self.send_attempts
+        )
+        return parse_message(data["editMessage"])
+
+    async def delete_message(self, message_id: str) -> Message:
+        """Deletes one of the viewer's messages (its seq stays, its text is cleared)."""
+        variables = {"messageId": message_id}
+        data = await self._retrying(
+            lambda: self._execute(documents.DELETE_MESSAGE, variables), self.send_attempts
+        )
+        return parse_message(data["deleteMessage"])
+
+    async def set_typing(self, room_id: str, typing: bool = True) -> None:
+        """Says the viewer is typing in the room (or stopped); a start expires unless
+        repeated, so a client repeats it every few seconds while the user types."""
+        await self._execute(documents.SET_TYPING, {"roomId": room_id, "typing": typing})
+
     async def history(
         self, room_id: str, page_size: int = MAX_PAGE_SIZE
     ) -> AsyncGenerator[Message, None]:
@@ -280,8 +303,51 @@ class PlopClient:
             )
             await asyncio.sleep(delay)
 
+    async def activity(
+        self, room_id: str, *, max_attempts: int | None = None
+    ) -> AsyncGenerator[RoomActivity, None]:
+        """The room's activity from now on, forever: edits and deletes
+        (``MessageUpdated``), typing, read receipts and membership changes.
+
+        Reconnects like ``messages()`` (same errors end it), but live only: what
+        happened while the socket was down is not replayed; ``history`` shows edits.
+        """
+        failures = 0
+        while True:
+            error: PlopClientError
+            try:
+                async with aclosing(
+                    self._subscription(documents.ROOM_ACTIVITY, {"roomId": room_id})
+                ) as stream:
+                    async for data in stream:
+                        failures = 0
+                        yield parse_activity(data["roomActivity"])
+                error = PlopTransportError("the server ended the subscription")
+            except PlopClientError as exc:
+                if not exc.retryable:
+                    raise
+                error = exc
+            failures += 1
+            if max_attempts is not None and failures >= max_attempts:
+                raise error
+            delay = self.backoff.delay(failures - 1)
+            logger.warning(
+                "room activity interrupted; resuming",
+                extra={"room_id": room_id, "code": error.code, "delay": delay},
+            )
+            await asyncio.sleep(delay)
+
     async def _message_added(self, room_id: str, after_seq: int) -> AsyncGenerator[Message, None]:
         """One messageAdded subscription on a socket of its own, until it ends or fails."""
+        variables = {"roomId": room_id, "afterSeq": after_seq}
+        async with aclosing(self._subscription(documents.MESSAGE_ADDED, variables)) as stream:
+            async for data in stream:
+                yield parse_message(data["messageAdded"])
+
+    async def _subscription(
+        self, document: GraphQLRequest, variables: Mapping[str, object]
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """One subscription on a socket of its own, until it ends or fails."""
         transport = WebsocketsTransport(
             url=self.ws_url,
             init_payload={"authToken": self.token} if self.token else {},
@@ -290,13 +356,11 @@ class PlopClient:
             ack_timeout=CONNECT_TIMEOUT_SECONDS,
             close_timeout=CLOSE_TIMEOUT_SECONDS,
         )
-        request = GraphQLRequest(
-            documents.MESSAGE_ADDED, variable_values={"roomId": room_id, "afterSeq": after_seq}
-        )
+        request = GraphQLRequest(document, variable_values=dict(variables))
         try:
             async with Client(transport=transport) as session:
                 async for data in session.subscribe(request):
-                    yield parse_message(data["messageAdded"])
+                    yield data
         except TRANSPORT_FAILURES as exc:
             raise await self._socket_error(exc) from exc
 

@@ -83,6 +83,45 @@ subscription MessageAdded($roomId: ID!, $afterSeq: Int) {
     _MESSAGE,
     _USER,
 )
+EDIT_MESSAGE = _with(
+    """
+mutation EditMessage($messageId: ID!, $text: String!) {
+  editMessage(messageId: $messageId, text: $text) { ...MessageFields }
+}
+""",
+    _MESSAGE,
+    _USER,
+)
+DELETE_MESSAGE = _with(
+    """
+mutation DeleteMessage($messageId: ID!) {
+  deleteMessage(messageId: $messageId) { ...MessageFields }
+}
+""",
+    _MESSAGE,
+    _USER,
+)
+SET_TYPING = _with(
+    """
+mutation SetTyping($roomId: ID!, $typing: Boolean!) { setTyping(roomId: $roomId, typing: $typing) }
+"""
+)
+ROOM_ACTIVITY = _with(
+    """
+subscription RoomActivity($roomId: ID!) {
+  roomActivity(roomId: $roomId) {
+    __typename
+    ... on TypingEvent { roomId typing user { ...UserFields } }
+    ... on ReadReceipt { roomId lastReadSeq user { ...UserFields } }
+    ... on MessageUpdated { message { ...MessageFields } }
+    ... on MembersChanged { room { ...RoomFields } }
+  }
+}
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
 
 CREATE_DIRECT_ROOM = _with(
     """

@@ -55,3 +55,38 @@ class Room:
     last_message: Message | None
     last_read_seq: int
     unread_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TypingEvent:
+    """A member started (``typing``) or stopped typing; a start expires on its own."""
+
+    room_id: str
+    user: User
+    typing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceipt:
+    """A member's read marker moved forward."""
+
+    room_id: str
+    user: User
+    last_read_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageUpdated:
+    """A message was edited or deleted; ``message`` is how it stands now."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class MembersChanged:
+    """Members joined or left; ``room`` is the room after the change."""
+
+    room: Room
+
+
+RoomActivity = TypingEvent | ReadReceipt | MessageUpdated | MembersChanged

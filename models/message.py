@@ -17,7 +17,9 @@ class MessageDoc(Document):
     ``idempotency_key`` is ``<sender>:<clientId>``, or a random key when the client sent
     no clientId, so that it is always present (see ``RoomDoc.pair_key`` for why).
     ``published`` stays false until the message's event reached the broker; the relay
-    publishes what a failed send left behind.
+    publishes what a failed send left behind. An edit or a delete sets ``updated_at``
+    and clears ``update_published`` the same way, until its ``MessageUpdated`` event
+    reached the broker.
     """
 
     room_id: PydanticObjectId
@@ -30,6 +32,8 @@ class MessageDoc(Document):
     edited_at: datetime | None = None
     deleted: bool = False
     published: bool = False
+    updated_at: datetime | None = None
+    update_published: bool = True
 
     class Settings:
         name = "messages"
@@ -39,4 +43,8 @@ class MessageDoc(Document):
             ),
             IndexModel([("idempotency_key", ASCENDING)], unique=True, name="idempotency_unique"),
             IndexModel([("published", ASCENDING), ("created_at", ASCENDING)], name="unpublished"),
+            IndexModel(
+                [("update_published", ASCENDING), ("updated_at", ASCENDING)],
+                name="unpublished_updates",
+            ),
         ]

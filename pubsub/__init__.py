@@ -2,6 +2,7 @@
 
 from pubsub.broker import Broker, broker_from_url
 from pubsub.events import (
+    ACTIVITY_EVENTS,
     CONTROL_EVENTS,
     Delivery,
     Event,
@@ -9,10 +10,13 @@ from pubsub.events import (
     MembersChanged,
     MessageAdded,
     MessageData,
+    MessageUpdated,
     PresenceChanged,
+    ReadReceipt,
     RoomAdded,
     RoomChanged,
     SessionEnded,
+    TypingChanged,
     decode_event,
     encode_event,
     presence_route,
@@ -22,6 +26,7 @@ from pubsub.events import (
 from pubsub.topics import ALL_TOPICS, PRESENCE, ROOM_EVENTS, USER_EVENTS, topic_and_key
 
 __all__ = [
+    "ACTIVITY_EVENTS",
     "ALL_TOPICS",
     "CONTROL_EVENTS",
     "PRESENCE",
@@ -34,10 +39,13 @@ __all__ = [
     "MembersChanged",
     "MessageAdded",
     "MessageData",
+    "MessageUpdated",
     "PresenceChanged",
+    "ReadReceipt",
     "RoomAdded",
     "RoomChanged",
     "SessionEnded",
+    "TypingChanged",
     "broker_from_url",
     "decode_event",
     "encode_event",

@@ -88,6 +88,61 @@ class MembersChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageUpdated:
+    """A stored message was edited or deleted; ``message`` is how it stands now.
+
+    ``members_tag`` as in ``MessageAdded``: the membership the editor's authorization read.
+    """
+
+    message: MessageData
+    members_tag: str | None = None
+    type = "message.updated"
+
+    @property
+    def room_id(self) -> str:
+        return self.message.room_id
+
+    @property
+    def route(self) -> str:
+        return room_route(self.message.room_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChanged:
+    """A member started or stopped typing in a room (ephemeral: never stored)."""
+
+    room_id: str
+    user_id: str
+    username: str
+    display_name: str
+    typing: bool
+    members_tag: str | None = None
+    type = "typing.changed"
+
+    @property
+    def route(self) -> str:
+        return room_route(self.room_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceipt:
+    """A member's read marker in a room moved forward to ``last_read_seq``; the reader's
+    names travel with it, so fan-out reads no database (as with ``MessageData``)."""
+
+    room_id: str
+    user_id: str
+    username: str
+    display_name: str
+    last_read_seq: int
+    members_tag: str | None = None
+    type = "read.receipt"
+
+    @property
+    def route(self) -> str:
+        return room_route(self.room_id)
+
+
+@dataclass(frozen=True, slots=True)
 class RoomAdded:
     """A user was put in a room (created with them, or invited)."""
 
@@ -160,6 +215,9 @@ class SessionEnded:
 
 Event = (
     MessageAdded
+    | MessageUpdated
+    | TypingChanged
+    | ReadReceipt
     | MembersChanged
     | RoomAdded
     | RoomChanged
@@ -170,6 +228,8 @@ Event = (
 
 # Events that change who may see what: a stream never drops them (services.fanout).
 CONTROL_EVENTS = (MembersChanged, RoomAdded, FriendshipChanged, SessionEnded)
+# What happens in a room besides new messages (roomActivity), MembersChanged aside.
+ACTIVITY_EVENTS = (MessageUpdated, TypingChanged, ReadReceipt)
 
 
 def _message_to_wire(message: MessageData) -> dict[str, Any]:
@@ -201,7 +261,7 @@ class Delivery:
 def encode_event(event: Event) -> bytes:
     """The event's wire form."""
     body: dict[str, Any] = {"v": EVENT_VERSION, "type": event.type, **asdict(event)}
-    if isinstance(event, MessageAdded):
+    if isinstance(event, MessageAdded | MessageUpdated):
         body["message"] = _message_to_wire(event.message)
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -217,6 +277,14 @@ def decode_event(raw: bytes) -> Event | None:
             return MessageAdded(
                 message=_message_from_wire(body["message"]), members_tag=body.get("members_tag")
             )
+        if kind == MessageUpdated.type:
+            return MessageUpdated(
+                message=_message_from_wire(body["message"]), members_tag=body.get("members_tag")
+            )
+        if kind == TypingChanged.type:
+            return TypingChanged(**body)
+        if kind == ReadReceipt.type:
+            return ReadReceipt(**body)
         if kind == MembersChanged.type:
             return MembersChanged(
                 room_id=body["room_id"],

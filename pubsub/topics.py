@@ -14,10 +14,13 @@ from pubsub.events import (
     FriendshipChanged,
     MembersChanged,
     MessageAdded,
+    MessageUpdated,
     PresenceChanged,
+    ReadReceipt,
     RoomAdded,
     RoomChanged,
     SessionEnded,
+    TypingChanged,
 )
 
 ROOM_EVENTS = "room-events"
@@ -28,7 +31,9 @@ ALL_TOPICS = (ROOM_EVENTS, USER_EVENTS, PRESENCE)
 
 def topic_and_key(event: Event) -> tuple[str, str]:
     """The topic (unprefixed) and partition key an event is published with."""
-    if isinstance(event, MessageAdded | MembersChanged):
+    if isinstance(
+        event, MessageAdded | MessageUpdated | TypingChanged | ReadReceipt | MembersChanged
+    ):
         return ROOM_EVENTS, event.room_id
     if isinstance(event, RoomAdded | RoomChanged | FriendshipChanged | SessionEnded):
         return USER_EVENTS, event.user_id

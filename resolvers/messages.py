@@ -1,12 +1,13 @@
-"""sendMessage and the history query."""
+"""sendMessage, editMessage, deleteMessage and the history query."""
 
 from __future__ import annotations
 
 import strawberry
 
-from resolvers.access import require_member
+from resolvers.access import require_member, require_viewer
 from schema.context import Info
 from schema.types import Message, MessageConnection, MessageEdge, PageInfo
+from services.ids import parse_id
 from services.messages import message_cursor
 
 
@@ -16,6 +17,20 @@ async def send_message(
     viewer, room = await require_member(info, room_id)
     sent = await info.context.services.messages.send(room, viewer, text, client_id)
     return Message.from_doc(sent, viewer)
+
+
+async def edit_message(info: Info, message_id: strawberry.ID, text: str) -> Message:
+    viewer = await require_viewer(info)
+    edited = await info.context.services.messages.edit(
+        parse_id(message_id, "messageId"), viewer, text
+    )
+    return Message.from_doc(edited, viewer)
+
+
+async def delete_message(info: Info, message_id: strawberry.ID) -> Message:
+    viewer = await require_viewer(info)
+    deleted = await info.context.services.messages.delete(parse_id(message_id, "messageId"), viewer)
+    return Message.from_doc(deleted, viewer)
 
 
 async def messages(

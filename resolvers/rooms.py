@@ -1,4 +1,4 @@
-"""Rooms: create, invite, leave, list, read."""
+"""Rooms: create, invite, leave, list, read, typing."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ async def invite_members(info: Info, room_id: strawberry.ID, user_ids: list[stra
 async def leave_room(info: Info, room_id: strawberry.ID) -> bool:
     viewer, room = await require_member(info, room_id)
     await info.context.services.rooms.leave(room, viewer)
+    await info.context.services.typing.left(room_id, viewer)
+    return True
+
+
+async def set_typing(info: Info, room_id: strawberry.ID, typing: bool) -> bool:
+    viewer, room = await require_member(info, room_id)
+    await info.context.services.typing.set_typing(room, viewer, typing)
     return True
 
 

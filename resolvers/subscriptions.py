@@ -1,9 +1,9 @@
-"""messageAdded, roomAdded, roomUpdated: authorize once at subscribe, then stream.
+"""messageAdded, roomAdded, roomUpdated, roomActivity: authorize once at subscribe, then stream.
 
-Over a WebSocket, messageAdded hands the room to its operation
+Over a WebSocket, messageAdded and roomActivity hand the room to their operation
 (``schema.live.LiveOperation``), which joins the room's shared feed when the
 selection can share: the feed then writes to the socket itself and this resolver
-only waits; it never yields. Elsewhere each message is yielded.
+only waits; it never yields. Elsewhere each message (or activity) is yielded.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import strawberry
 from resolvers.access import require_member, require_viewer
 from schema.context import Info
 from schema.live import LiveOperation
-from schema.types import Message, Room
+from schema.types import Message, Room, RoomActivity, activity_of
 
 
 async def message_added(
@@ -39,3 +39,12 @@ async def room_updated(info: Info) -> AsyncGenerator[Room, None]:
     viewer = await require_viewer(info)
     async for room in info.context.services.streams.room_updated(viewer):
         yield Room.from_doc(room)
+
+
+async def room_activity(info: Info, room_id: strawberry.ID) -> AsyncGenerator[RoomActivity, None]:
+    viewer, room = await require_member(info, room_id)
+    live = info.root_value
+    if isinstance(live, LiveOperation) and await live.follow_activity(room, viewer):
+        return
+    async for event in info.context.services.streams.room_activity(room, viewer):
+        yield activity_of(event)

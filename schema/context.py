@@ -53,6 +53,7 @@ class Context(BaseContext):
         connection, self.presence_connection = self.presence_connection, None
         if connection is not None and self.viewer is not None:
             await self.services.presence.disconnected(str(self.viewer.id), connection)
+            await self.services.typing.socket_closed(self.viewer)
 
     def release_socket(self) -> None:
         """Gives the socket's place under the caps back (idempotent)."""

@@ -19,3 +19,8 @@ class LiveOperation(Protocol):
         """Delivers the room's messages (authorized: the caller checked membership)
         straight to the socket until the subscription ends; False if it cannot."""
         ...
+
+    async def follow_activity(self, room: RoomDoc, viewer: UserDoc) -> bool:
+        """Delivers the room's activity (authorized as above) straight to the socket
+        until the subscription ends; False if it cannot."""
+        ...

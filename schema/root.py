@@ -127,6 +127,16 @@ class Mutation:
             "never a second one."
         ),
     )
+    edit_message: Message = strawberry.mutation(
+        resolver=message_resolvers.edit_message, description="Sender only."
+    )
+    delete_message: Message = strawberry.mutation(
+        resolver=message_resolvers.delete_message,
+        description="Sender only; keeps the seq, clears the text.",
+    )
+    set_typing: bool = strawberry.mutation(
+        resolver=room_resolvers.set_typing, description="Ephemeral: fanned out, never stored."
+    )
     register_push_device: PushDevice = strawberry.mutation(
         resolver=push_resolvers.register_push_device
     )
@@ -160,6 +170,10 @@ class Subscription:
     room_updated = strawberry.subscription(
         resolver=subscription_resolvers.room_updated,
         description="The live feed of the viewer's room list.",
+    )
+    room_activity = strawberry.subscription(
+        resolver=subscription_resolvers.room_activity,
+        description="Typing, read receipts, edits/deletes and membership changes in one room.",
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -12,13 +12,17 @@ from models.friend import FriendRequestStatus
 from models.push import PushPlatform
 from models.room import RoomKind
 from models.time import as_utc
-from pubsub import MessageData
+from pubsub import MembersChanged as MembersChangedEvent
+from pubsub import MessageData, TypingChanged
+from pubsub import MessageUpdated as MessageUpdatedEvent
+from pubsub import ReadReceipt as ReadReceiptEvent
 from schema.context import Info
 from services.ids import parse_id
 from services.message_data import message_data
 from services.paging import Page
 from services.presence import Presence as PresenceView
 from services.presence import PresenceStatus
+from services.room_stream import RoomActivity as RoomActivityEvent
 
 # The enums are the models' and services' own, served under the contract's names.
 for _enum in (RoomKind, PresenceStatus, FriendRequestStatus, PushPlatform):
@@ -248,3 +252,74 @@ class RoomEdge:
 class RoomConnection:
     edges: list[RoomEdge]
     page_info: PageInfo
+
+
+def _event_user(user_id: str, username: str, display_name: str) -> User:
+    return User(id=strawberry.ID(user_id), username=username, display_name=display_name)
+
+
+@strawberry.type
+class TypingEvent:
+    room_id: strawberry.ID
+    user: User
+    typing: bool
+
+    @classmethod
+    def from_event(cls, event: TypingChanged) -> TypingEvent:
+        user = _event_user(event.user_id, event.username, event.display_name)
+        return cls(room_id=strawberry.ID(event.room_id), user=user, typing=event.typing)
+
+
+@strawberry.type
+class ReadReceipt:
+    room_id: strawberry.ID
+    user: User
+    last_read_seq: int
+
+    @classmethod
+    def from_event(cls, event: ReadReceiptEvent) -> ReadReceipt:
+        user = _event_user(event.user_id, event.username, event.display_name)
+        return cls(
+            room_id=strawberry.ID(event.room_id), user=user, last_read_seq=event.last_read_seq
+        )
+
+
+@strawberry.type
+class MessageUpdated:
+    message: Message
+
+    @classmethod
+    def from_event(cls, event: MessageUpdatedEvent) -> MessageUpdated:
+        return cls(message=Message.from_data(event.message))
+
+
+@strawberry.type(name="MembersChanged")
+class MembersChanged:
+    room_id: strawberry.Private[str]
+
+    @strawberry.field
+    async def room(self, info: Info) -> Room:
+        """The room as it is after the change."""
+        found = await RoomDoc.get(parse_id(self.room_id))
+        assert found is not None  # rooms are never removed
+        return Room.from_doc(found)
+
+    @classmethod
+    def from_event(cls, event: MembersChangedEvent) -> MembersChanged:
+        return cls(room_id=event.room_id)
+
+
+RoomActivity = Annotated[
+    TypingEvent | ReadReceipt | MessageUpdated | MembersChanged, strawberry.union("RoomActivity")
+]
+
+
+def activity_of(event: RoomActivityEvent) -> RoomActivity:
+    """A room's activity event as the contract's RoomActivity."""
+    if isinstance(event, TypingChanged):
+        return TypingEvent.from_event(event)
+    if isinstance(event, ReadReceiptEvent):
+        return ReadReceipt.from_event(event)
+    if isinstance(event, MessageUpdatedEvent):
+        return MessageUpdated.from_event(event)
+    return MembersChanged.from_event(event)

@@ -27,6 +27,7 @@ from services.relay import MessageRelay
 from services.rooms import RoomService
 from services.socket_caps import SocketCaps
 from services.streams import StreamService
+from services.typing import TypingService
 from settings import Settings
 
 
@@ -46,6 +47,7 @@ class Services:
     blocks: BlockService
     limits: RateLimiter
     sockets: SocketCaps
+    typing: TypingService
 
     @classmethod
     def build(
@@ -84,6 +86,17 @@ class Services:
             sweep_seconds=settings.presence_sweep_seconds,
             namespace=settings.topic_prefix,
         )
+        typing = TypingService(
+            redis,
+            publisher,
+            accounts,
+            presence.is_connected,
+            limits,
+            expiry_seconds=settings.typing_expiry_seconds,
+            rebroadcast_seconds=settings.typing_rebroadcast_seconds,
+            sweep_seconds=settings.typing_sweep_seconds,
+            namespace=settings.topic_prefix,
+        )
         return cls(
             settings=settings,
             accounts=accounts,
@@ -97,4 +110,5 @@ class Services:
             blocks=blocks,
             limits=limits,
             sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),
+            typing=typing,
         )

@@ -1,10 +1,14 @@
-"""Messages: sending with a gap-free per-room seq, and history.
+"""Messages: sending with a gap-free per-room seq, edits and deletes, and history.
 
 A sender tries seq = hint + 1, where the room's ``seq_hint`` is never above the newest
 stored seq, and walks up one at a time while the unique (room_id, seq) index refuses
 the insert. Every seq up to the newest is taken, so the first free one is the newest
 + 1: no seq is ever taken without its message being stored, seqs have no gaps, and no
 update has to be atomic (on FerretDB they are not).
+
+An edit or a delete changes the stored message in place (its seq, sender, clientId
+and createdAt stay; a delete really clears the stored text) and is then published
+as a ``MessageUpdated`` through the relay, with the same store-then-relay guarantee.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
 
 from backends.mongo import aggregate_rows
-from errors import BadUserInput, Conflict, Unavailable
+from errors import BadUserInput, Conflict, Forbidden, NotFound, Unavailable
 from models import MessageDoc, RoomDoc, UserDoc
+from models.time import utc_now
 from observability.metrics import MESSAGES_SENT
 from services import sequence
 from services.limits import LimitName, RateLimiter
@@ -131,6 +136,51 @@ class MessageService:
             sender = await UserDoc.get(earlier.sender_id)
             await self._relay.publish(earlier, sender, room.members_tag)
         return earlier
+
+    async def _own_message(
+        self, message_id: PydanticObjectId, viewer: UserDoc
+    ) -> tuple[MessageDoc, RoomDoc]:
+        """The viewer's own message and its room; NOT_FOUND, or FORBIDDEN for a
+        message of someone else or in a room the viewer is not in."""
+        message = await MessageDoc.get(message_id)
+        if message is None:
+            raise NotFound("no such message")
+        room = await self._rooms.require_member(message.room_id, viewer)
+        if message.sender_id != viewer.id:
+            raise Forbidden("only its sender may change a message")
+        return message, room
+
+    async def edit(self, message_id: PydanticObjectId, viewer: UserDoc, text: str) -> MessageDoc:
+        """Replaces the text of the viewer's own message, and publishes the change."""
+        self._check(text, None)
+        message, room = await self._own_message(message_id, viewer)
+        if message.deleted:
+            raise BadUserInput("a deleted message cannot be edited")
+        now = utc_now()
+        return await self._update(
+            message, room, viewer, {"text": text, "edited_at": now, "updated_at": now}
+        )
+
+    async def delete(self, message_id: PydanticObjectId, viewer: UserDoc) -> MessageDoc:
+        """Deletes the viewer's own message: its seq stays, its stored text is cleared.
+        Deleting it again returns it as it is."""
+        message, room = await self._own_message(message_id, viewer)
+        if message.deleted:
+            return message
+        return await self._update(
+            message, room, viewer, {"text": "", "deleted": True, "updated_at": utc_now()}
+        )
+
+    async def _update(
+        self, message: MessageDoc, room: RoomDoc, viewer: UserDoc, changes: dict[str, object]
+    ) -> MessageDoc:
+        """Stores the changes (left for the relay until published), then publishes them."""
+        changes = {**changes, "update_published": False}
+        await MessageDoc.find_one(MessageDoc.id == message.id).update({"$set": changes})
+        for field, value in changes.items():
+            setattr(message, field, value)
+        await self._relay.publish_update(message, viewer, room.members_tag)
+        return message
 
     async def latest_seq(self, room_id: PydanticObjectId) -> int:
         """The seq of the room's newest message; 0 for an empty room."""

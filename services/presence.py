@@ -229,6 +229,10 @@ class PresenceService:
             )
         return len(pairs) // 2
 
+    async def is_connected(self, user_id: str) -> bool:
+        """Whether any socket of the user, on any instance, is still alive."""
+        return bool(await self._redis.zcount(self._conns(user_id), time.time(), "+inf"))
+
     async def current(self, user_id: str) -> Presence:
         """The user's presence as stored now."""
         status, seen = await self._redis.hmget(self._state(user_id), ["status", "last_seen"])

@@ -1,4 +1,4 @@
-"""Publishing stored messages, and again what a failed publish left behind.
+"""Publishing stored messages and their edits, and again what a failed publish left behind.
 
 A message is stored first, then published. A publish that fails (the broker is down
 or slow) leaves the message's ``published`` flag false; the relay publishes such
@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
 from observability.metrics import RELAY_BACKLOG
-from pubsub import MessageAdded
+from pubsub import MessageAdded, MessageUpdated
 from services.events import EventPublisher
 from services.message_data import message_data
 
@@ -101,19 +101,56 @@ class MessageRelay:
         else:
             self.last_failure = time.monotonic()
 
+    async def publish_update(
+        self, message: MessageDoc, sender: UserDoc | None, members_tag: str | None = None
+    ) -> None:
+        """Publishes a stored edit or delete; on failure it is left to the relay."""
+        event = MessageUpdated(message_data(message, sender), members_tag)
+        if await self._publisher.publish(event):
+            # Only this very update: a later one that raced it stays for the relay.
+            await MessageDoc.find(
+                {"_id": message.id, "updated_at": message.updated_at}
+            ).update_many({"$set": {"update_published": True}})
+            message.update_published = True
+        else:
+            self.last_failure = time.monotonic()
+
     async def relay_unpublished(self) -> int:
-        """Publishes stored messages that a failed send left unpublished; returns how many."""
+        """Publishes stored messages (and edits) that a failed publish left behind;
+        returns how many."""
         cutoff = utc_now() - self._grace
         await self.marks.flush()
-        stale = (
-            await MessageDoc.find({"published": False, "created_at": {"$lt": cutoff}})
+        stale = await self._stale({"published": False, "created_at": {"$lt": cutoff}})
+        updates = await self._stale({"update_published": False, "updated_at": {"$lt": cutoff}})
+        RELAY_BACKLOG.set(len(stale) + len(updates))
+        if not stale and not updates:
+            return 0
+        senders, tags = await self._senders_and_tags([*stale, *updates])
+        relayed = 0
+        for message in stale:
+            await self.publish(message, senders.get(message.sender_id), tags.get(message.room_id))
+            relayed += message.published
+        for message in updates:
+            sender = senders.get(message.sender_id)
+            await self.publish_update(message, sender, tags.get(message.room_id))
+            relayed += message.update_published
+        if relayed:
+            logger.info("relayed unpublished messages", extra={"count": relayed})
+        return relayed
+
+    @staticmethod
+    async def _stale(query: dict[str, object]) -> list[MessageDoc]:
+        return (
+            await MessageDoc.find(query)
             .sort([("room_id", SortDirection.ASCENDING), ("seq", SortDirection.ASCENDING)])
             .limit(RELAY_BATCH)
             .to_list()
         )
-        RELAY_BACKLOG.set(len(stale))
-        if not stale:
-            return 0
+
+    @staticmethod
+    async def _senders_and_tags(
+        stale: list[MessageDoc],
+    ) -> tuple[dict[PydanticObjectId | None, UserDoc], dict[PydanticObjectId, str | None]]:
         senders = {
             user.id: user
             for user in await UserDoc.find(
@@ -128,13 +165,7 @@ class MessageRelay:
             .project(_RoomTag)
             .to_list()
         }
-        relayed = 0
-        for message in stale:
-            await self.publish(message, senders.get(message.sender_id), tags.get(message.room_id))
-            relayed += message.published
-        if relayed:
-            logger.info("relayed unpublished messages", extra={"count": relayed})
-        return relayed
+        return senders, tags
 
     async def relay_forever(self) -> None:
         """Relays until cancelled: often while this instance's publishes fail (until

@@ -19,6 +19,14 @@ subscriber (``services.streams``) and a shared feed of many (``transport.feeds``
 
 Readers get ``Access`` steps, each before any message it concerns, and messages.
 A reader ends (FORBIDDEN) every viewer an ``Access`` does not allow.
+
+The same stream also yields the room's activity events (``RoomActivity``: edits and
+deletes, typing, read receipts, membership changes) in the order they were
+consumed, each after the ``Access`` steps that concern it, under the same rules:
+an event whose author's authorization read another membership tag is preceded by
+a fresh ``Access``. Message readers skip them (a shared feed only forgets its
+rendering of an edited message); ``roomActivity`` opens the stream with
+``messages=False`` and reads only them, so it never reads stored messages.
 """
 
 from __future__ import annotations
@@ -31,7 +39,16 @@ from typing import Protocol
 
 from beanie import PydanticObjectId
 
-from pubsub import MembersChanged, MessageAdded, MessageData, room_route
+from pubsub import (
+    ACTIVITY_EVENTS,
+    MembersChanged,
+    MessageAdded,
+    MessageData,
+    MessageUpdated,
+    ReadReceipt,
+    TypingChanged,
+    room_route,
+)
 from services.fanout import LAGGED, FanoutHub, Inbox
 
 
@@ -71,6 +88,9 @@ class Access:
 
     members: frozenset[str] | None
     removed: frozenset[str] = frozenset()
+    # Set when the inbox lagged: events were dropped, edits among them perhaps, so a
+    # reader that keeps renderings of messages must not trust them any more.
+    lagged: bool = False
 
     def allows(self, viewer_id: str) -> bool:
         if viewer_id in self.removed:
@@ -78,7 +98,8 @@ class Access:
         return self.members is None or viewer_id in self.members
 
 
-Step = MessageData | Access
+RoomActivity = MessageUpdated | TypingChanged | ReadReceipt | MembersChanged
+Step = MessageData | Access | RoomActivity
 
 
 class RoomStream:
@@ -94,8 +115,10 @@ class RoomStream:
         room_id: PydanticObjectId,
         inbox: Inbox,
         recheck_seconds: float,
+        messages: bool = True,
     ) -> None:
         self._history = history
+        self._messages = messages
         self._room_id = room_id
         self._inbox = inbox
         self._recheck_seconds = recheck_seconds
@@ -114,17 +137,20 @@ class RoomStream:
         recheck_seconds: float,
         *,
         subscription: bool = True,
+        messages: bool = True,
     ) -> RoomStream:
         """Watches the room, then reads where it stands; the stack's exit unwatches.
 
         ``after_seq`` None starts at the newest stored message (live only).
         ``subscription=False`` for a stream that serves many subscriptions.
+        ``messages=False`` for activity alone: no message is read or yielded.
         """
         inbox = stack.enter_context(
             hub.watching(room_route(str(room_id)), subscription=subscription)
         )
-        stream = cls(history, room_id, inbox, recheck_seconds)
-        stream.last = await history.latest_seq(room_id) if after_seq is None else after_seq
+        stream = cls(history, room_id, inbox, recheck_seconds, messages)
+        if messages:
+            stream.last = await history.latest_seq(room_id) if after_seq is None else after_seq
         return stream
 
     async def steps(self) -> AsyncIterator[Step]:
@@ -140,14 +166,21 @@ class RoomStream:
                 yield await self._access()
                 continue
             if event is LAGGED:
-                async for step in self._from_store(before_seq=None):
+                async for step in self._from_store(before_seq=None, lagged=True):
                     yield step
             elif isinstance(event, MembersChanged):
                 if event.removed:
                     yield Access(members=None, removed=frozenset(event.removed))
                 # Whatever it changed, the tag known here is now stale.
                 self._tag = None
-            elif isinstance(event, MessageAdded) and event.message.seq > self.last:
+                yield event
+            elif isinstance(event, ACTIVITY_EVENTS):
+                if event.members_tag is not None and event.members_tag != self._tag:
+                    yield await self._access()
+                yield event
+            elif (
+                self._messages and isinstance(event, MessageAdded) and event.message.seq > self.last
+            ):
                 seq = event.message.seq
                 if seq > self.last + 1:
                     async for step in self._from_store(before_seq=seq):
@@ -160,16 +193,20 @@ class RoomStream:
             if loop.time() >= self._next_check:
                 yield await self._access()
 
-    async def _access(self) -> Access:
+    async def _access(self, lagged: bool = False) -> Access:
         membership = await self._history.membership(self._room_id)
         self._tag = membership.tag
         self._next_check = asyncio.get_running_loop().time() + self._recheck_seconds
-        return Access(members=membership.member_ids)
+        return Access(members=membership.member_ids, lagged=lagged)
 
-    async def _from_store(self, before_seq: int | None) -> AsyncIterator[Step]:
+    async def _from_store(
+        self, before_seq: int | None, lagged: bool = False
+    ) -> AsyncIterator[Step]:
         """Who may see the room, then the stored messages after ``last``."""
-        yield await self._access()
-        while batch := await self._history.stored_batch(self._room_id, self.last, before_seq):
+        yield await self._access(lagged)
+        while self._messages and (
+            batch := await self._history.stored_batch(self._room_id, self.last, before_seq)
+        ):
             for message in batch:
                 self.last = message.seq
                 yield message

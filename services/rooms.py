@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from beanie import PydanticObjectId, SortDirection
 from bson.errors import InvalidId
 from pymongo.errors import DuplicateKeyError
+from pymongo.results import UpdateResult
 
 from errors import BadUserInput, Forbidden, NotFound
 from models import MembershipDoc, RoomDoc, UserDoc
 from models.room import RoomKind, new_members_tag
 from models.time import as_utc, utc_now
-from pubsub import MembersChanged, RoomAdded, RoomChanged
+from pubsub import MembersChanged, ReadReceipt, RoomAdded, RoomChanged
 from services.blocklist import refuse_if_blocked
 from services.events import EventPublisher
 from services.limits import LimitName, RateLimiter
@@ -248,10 +249,21 @@ class RoomService:
         # A marker past the newest message would count messages not sent yet as read.
         assert room.id is not None
         seq = min(seq, await latest_seq(room.id))
-        await MembershipDoc.find_one(
-            MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
-        ).update({"$max": {"last_read_seq": seq}})
+        moved = await MembershipDoc.find(
+            {"room_id": room.id, "user_id": viewer.id, "last_read_seq": {"$lt": seq}}
+        ).update_many({"$max": {"last_read_seq": seq}})
         await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room.id)))
+        if isinstance(moved, UpdateResult) and moved.modified_count:
+            # Only a marker that moved forward is news to the room.
+            receipt = ReadReceipt(
+                str(room.id),
+                str(viewer.id),
+                viewer.username,
+                viewer.display_name,
+                seq,
+                room.members_tag,
+            )
+            await self._publisher.publish(receipt)
 
     async def read_markers(
         self, viewer_id: PydanticObjectId, room_ids: list[PydanticObjectId]

@@ -1,5 +1,5 @@
-"""Live streams behind the subscriptions: messageAdded per subscriber, roomAdded,
-roomUpdated, and the store reads every room stream shares.
+"""Live streams behind the subscriptions: messageAdded and roomActivity per subscriber,
+roomAdded, roomUpdated, and the store reads every room stream shares.
 
 The rules of a room's message stream live in ``services.room_stream``; this module
 reads the store for it and ends a viewer's stream when it loses access.
@@ -19,6 +19,7 @@ from pubsub import (
     MembersChanged,
     MessageAdded,
     MessageData,
+    MessageUpdated,
     RoomAdded,
     RoomChanged,
     room_route,
@@ -28,7 +29,7 @@ from services.accounts import AccountService
 from services.fanout import LAGGED, FanoutHub, Inbox
 from services.message_data import message_data
 from services.messages import MessageService
-from services.room_stream import Access, Membership, RoomStream
+from services.room_stream import Access, Membership, RoomActivity, RoomStream
 
 REPLAY_BATCH = 100
 NO_LONGER_A_MEMBER = "you are no longer a member of this room"
@@ -54,7 +55,7 @@ def checked_after_seq(after_seq: int | None) -> int | None:
 
 
 class StreamService:
-    """The per-subscription logic of messageAdded, roomAdded and roomUpdated."""
+    """The per-subscription logic of messageAdded, roomActivity, roomAdded and roomUpdated."""
 
     def __init__(
         self,
@@ -96,8 +97,10 @@ class StreamService:
         after_seq: int | None,
         *,
         subscription: bool = True,
+        messages: bool = True,
     ) -> RoomStream:
-        """A room stream from after_seq (None: from now), closed with the stack."""
+        """A room stream from after_seq (None: from now), closed with the stack;
+        ``messages=False`` for its activity alone."""
         return await RoomStream.open(
             stack,
             self.hub,
@@ -106,6 +109,7 @@ class StreamService:
             checked_after_seq(after_seq),
             self.recheck_seconds,
             subscription=subscription,
+            messages=messages,
         )
 
     async def message_added(
@@ -121,7 +125,21 @@ class StreamService:
                 if isinstance(step, Access):
                     if not step.allows(viewer_key):
                         raise Forbidden(NO_LONGER_A_MEMBER)
-                else:
+                elif isinstance(step, MessageData):
+                    yield step
+
+    async def room_activity(self, room: RoomDoc, viewer: UserDoc) -> AsyncIterator[RoomActivity]:
+        """The room's activity from now on (edits, deletes, typing, receipts, members),
+        in order; ends FORBIDDEN once the viewer is no longer in the room."""
+        assert room.id is not None
+        viewer_key = str(viewer.id)
+        async with AsyncExitStack() as stack:
+            stream = await self.open_room(stack, room.id, None, messages=False)
+            async for step in stream.steps():
+                if isinstance(step, Access):
+                    if not step.allows(viewer_key):
+                        raise Forbidden(NO_LONGER_A_MEMBER)
+                elif not isinstance(step, MessageData):
                     yield step
 
     @staticmethod
@@ -156,10 +174,17 @@ class StreamService:
                 if isinstance(event, MembersChanged) and viewer_key in event.removed:
                     self.hub.unwatch(inbox, room_route(event.room_id))
                     continue
-                if isinstance(event, MessageAdded | MembersChanged | RoomAdded | RoomChanged) and (
-                    room := await self._room_of_member(event.room_id, viewer)
-                ):
+                if isinstance(event, MessageUpdated) and not await self._is_last(event):
+                    continue
+                if isinstance(
+                    event, MessageAdded | MessageUpdated | MembersChanged | RoomAdded | RoomChanged
+                ) and (room := await self._room_of_member(event.room_id, viewer)):
                     yield room
+
+    async def _is_last(self, event: MessageUpdated) -> bool:
+        """Whether an edited or deleted message is its room's lastMessage."""
+        room_id = PydanticObjectId(event.message.room_id)
+        return event.message.seq >= await self._messages.latest_seq(room_id)
 
     async def _watch_joined_rooms(self, inbox: Inbox, viewer: UserDoc) -> None:
         """Makes the inbox watch the viewer's own route and exactly the rooms they are in."""

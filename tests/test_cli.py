@@ -16,7 +16,12 @@ from pathlib import Path
 
 from cli.config import migrate_credentials
 from client import Credentials, PlopClient, PlopClientError, save_credentials
-from tests.support.clients import EVENT_TIMEOUT_SECONDS, unique_name
+from tests.support.clients import (
+    EVENT_TIMEOUT_SECONDS,
+    active_subscriptions,
+    unique_name,
+    wait_active_subscriptions,
+)
 from tests.support.server import ServerProcess, free_port
 from tests.test_client import settled
 
@@ -218,8 +223,8 @@ async def test_a_url_that_is_not_http_is_refused_before_anything_runs(tmp_path: 
 
 async def test_help_lists_every_command(tmp_path: Path) -> None:
     out = await succeeds(tmp_path, "--help")
-    commands = ("serve", "signup", "login", "logout", "whoami", "search", "send", "tail")
-    for command in (*commands, "rooms", "direct", "group"):
+    commands = ("serve", "signup", "login", "logout", "whoami", "search", "send", "edit")
+    for command in (*commands, "delete", "tail", "rooms", "direct", "group"):
         assert f"  {command} " in out
 
 
@@ -396,3 +401,34 @@ def test_credentials_at_the_old_location_are_moved_to_the_new_one(tmp_path: Path
     save_credentials(legacy, Credentials("http://other/graphql", "old", "bob", "u2"))
     assert migrate_credentials(legacy, current) is None
     assert saved(current)["token"] == "t0ken" and saved(legacy)["token"] == "old"
+
+
+async def test_tail_shows_edits_deletes_and_typing_made_with_plop_edit_and_delete(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    url = embedded_server.http_url
+    alice_config, bob_config = tmp_path / "alice", tmp_path / "bob"
+    alice, bob = unique_name("alice"), unique_name("bob")
+    await succeeds(alice_config, "signup", "--url", url, "--password-stdin", alice, stdin=PASSWORD)
+    await succeeds(bob_config, "signup", "--url", url, "--password-stdin", bob, stdin=PASSWORD)
+    room = (await succeeds(alice_config, "direct", saved(bob_config)["user_id"])).strip()
+    seq, message_id = (await succeeds(alice_config, "send", room, "helo", "--show-id")).split()
+    assert seq == "1"
+
+    async with settled(embedded_server):
+        before = await active_subscriptions(embedded_server)
+        async with tailing(bob_config, room, "--after-seq", "0") as tail:
+            assert await tail.line() == f"1\t{alice}\thelo"
+            # Messages and activity: both subscriptions are live before anything changes.
+            await wait_active_subscriptions(embedded_server, before + 2)
+            assert (await succeeds(alice_config, "edit", message_id, "hello")).strip() == "1"
+            assert await tail.line() == f"1\t{alice}\thello (edited)"
+            async with PlopClient(url, saved(alice_config)["token"]) as typer:
+                await typer.set_typing(room)
+            assert await tail.line() == f"{alice} is typing…"
+            assert (await succeeds(alice_config, "delete", message_id)).strip() == "1"
+            assert await tail.line() == f"1\t{alice}\t(deleted)"
+        async with tailing(bob_config, room, "--after-seq", "0") as tail:
+            assert await tail.line() == f"1\t{alice}\t(deleted)"
+    refused = await plop(bob_config, "edit", message_id, "mine now")
+    assert refused.code == 1 and "FORBIDDEN" in refused.stderr

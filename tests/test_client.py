@@ -19,13 +19,22 @@ from client import (
     SUBPROTOCOLS,
     TRANSPORT_WS,
     Backoff,
+    MembersChanged,
     Message,
+    MessageUpdated,
     PlopClient,
     PlopClientError,
     PlopTransportError,
+    RoomActivity,
     Subprotocol,
+    TypingEvent,
 )
-from tests.support.clients import EVENT_TIMEOUT_SECONDS, active_subscriptions, unique_name
+from tests.support.clients import (
+    EVENT_TIMEOUT_SECONDS,
+    active_subscriptions,
+    unique_name,
+    wait_active_subscriptions,
+)
 from tests.support.server import ServerProcess, free_port
 
 PASSWORD = "correct horse battery"
@@ -360,3 +369,49 @@ async def test_sign_up_and_log_in_keep_the_token_on_the_client(
     assert me == logged.user == signed.user
     assert (me.username, me.display_name) == (username, "Dee")
     assert wrong.value.code == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+async def test_edit_delete_typing_and_room_activity(
+    any_server: ServerProcess, subprotocol: Subprotocol
+) -> None:
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(settled(any_server))
+        alice = await signed_up(stack, any_server)
+        bob = await signed_up(stack, any_server, subprotocol)
+        author = await alice.me()
+        room = await alice.create_direct_room((await bob.me()).id)
+        sent = await alice.send_message(room.id, "helo")
+        arrived: asyncio.Queue[RoomActivity] = asyncio.Queue()
+
+        async def follow() -> None:
+            async with aclosing(bob.activity(room.id, max_attempts=1)) as events:
+                async for event in events:
+                    # The room's creation is published before this subscribes, and
+                    # over Kafka it may still be consumed after: membership is left out.
+                    if not isinstance(event, MembersChanged):
+                        arrived.put_nowait(event)
+
+        before = await active_subscriptions(any_server)
+        following = asyncio.create_task(follow())
+
+        async def stop_following() -> None:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+
+        stack.push_async_callback(stop_following)
+        await wait_active_subscriptions(any_server, before + 1)
+        edited = await alice.edit_message(sent.id, "hello")
+        await alice.set_typing(room.id)
+        deleted = await alice.delete_message(sent.id)
+        async with asyncio.timeout(EVENT_TIMEOUT_SECONDS):
+            seen = [await arrived.get() for _ in range(3)]
+        history = [message async for message in alice.history(room.id)]
+    assert (edited.seq, edited.text, edited.edited_at is not None) == (1, "hello", True)
+    assert (deleted.seq, deleted.text, deleted.deleted) == (1, "", True)
+    assert seen == [
+        MessageUpdated(edited),
+        TypingEvent(room.id, author, True),
+        MessageUpdated(deleted),
+    ]
+    assert history == [deleted], f"history {history!r} != the delete's answer {deleted!r}"

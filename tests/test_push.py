@@ -23,6 +23,7 @@ import pytest_asyncio
 
 from push.signing import signature, verify
 from tests.support.chat import (
+    MARK_READ,
     REGISTER_DEVICE,
     UNREGISTER_DEVICE,
     as_user,
@@ -49,6 +50,10 @@ from tests.support.push_receiver import (
     running_push_receiver,
 )
 from tests.support.server import PLOP, ServerProcess, free_port
+
+EDIT_MESSAGE = "mutation($m: ID!, $t: String!) { editMessage(messageId: $m, text: $t) { seq } }"
+DELETE_MESSAGE = "mutation($m: ID!) { deleteMessage(messageId: $m) { seq } }"
+SET_TYPING = "mutation($r: ID!, $t: Boolean!) { setTyping(roomId: $r, typing: $t) }"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -128,6 +133,26 @@ async def test_offline_members_get_one_push_per_device_and_no_one_else_does(
         assert push.data == {"roomId": room_id, "seq": "1", "messageId": sent["id"]}
     assert len(receiver.for_token(phone)) == len(receiver.for_token(laptop)) == 2
     assert receiver.for_token(senders_phone) == [] and receiver.for_token(online_phone) == []
+
+
+async def test_edits_deletes_typing_and_receipts_push_nothing(
+    pushers: list[ServerProcess], receiver: PushReceiver
+) -> None:
+    first, second = pushers
+    sender, offline = await sign_up(first), await sign_up(first)
+    phone = token("activity")
+    await register(first, offline, "FCM", phone)
+    room_id = await direct_room(first, sender, offline)
+    sent = await send(first, sender, room_id, "first")
+    await receiver.wait_for(1, phone)
+    await as_user(first, sender, EDIT_MESSAGE, m=sent["id"], t="first, edited")
+    await as_user(second, sender, SET_TYPING, r=room_id, t=True)
+    await as_user(first, sender, MARK_READ, r=room_id, s=1)
+    await as_user(second, sender, DELETE_MESSAGE, m=sent["id"])
+    # A later message is pushed after all of them (one room, one partition, in order).
+    await send(second, sender, room_id, "second")
+    pushes = await receiver.wait_for(2, phone)
+    assert [push.data["seq"] for push in pushes] == ["1", "2"]
 
 
 async def test_direct_room_push_is_titled_with_the_senders_name_and_username(

@@ -10,7 +10,16 @@ from datetime import UTC, datetime
 
 from beanie import PydanticObjectId
 
-from pubsub import FriendshipChanged, MembersChanged, MessageAdded, MessageData, PresenceChanged
+from pubsub import (
+    FriendshipChanged,
+    MembersChanged,
+    MessageAdded,
+    MessageData,
+    MessageUpdated,
+    PresenceChanged,
+    ReadReceipt,
+    TypingChanged,
+)
 from services.fanout import LAGGED, FanoutHub, Inbox
 from services.room_stream import Access, Membership, RoomStream, Step
 
@@ -252,3 +261,46 @@ async def test_presence_of_an_ex_friend_stops_even_when_the_stream_lagged() -> N
                 break
     assert str(ex_friend) not in seen
     await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_activity_alone_comes_in_order_and_reads_no_stored_message() -> None:
+    hub, history = FanoutHub(16), History()
+    history.store(1, 2)
+    async with AsyncExitStack() as stack:
+        stream = await RoomStream.open(stack, hub, history, ROOM, None, 60, messages=False)
+        steps = stream.steps()
+        assert seqs(await take(steps, 1)) == ["access"]
+        live = Live(steps)
+        await live.waiting()
+        edited = MessageUpdated(message(1), members_tag="t1")
+        typing = TypingChanged(str(ROOM), OTHER, "other", "Other", True, members_tag="t1")
+        receipt = ReadReceipt(str(ROOM), OTHER, "other", "Other", 2, members_tag="t1")
+        for event in (added(3), edited, typing, receipt):
+            hub.dispatch(event)
+        assert await live.take(3) == [edited, typing, receipt]
+        # Authorized against a membership this stream has not seen: re-read it first.
+        history.tag = "t2"
+        stranger = MessageUpdated(message(2), members_tag="t2")
+        hub.dispatch(stranger)
+        got = await take(steps, 2)
+        assert isinstance(got[0], Access) and got[1] == stranger
+        left = MembersChanged(room_id=str(ROOM), added=(), removed=(VIEWER,))
+        hub.dispatch(left)
+        got = await take(steps, 2)
+        assert isinstance(got[0], Access) and not got[0].allows(VIEWER) and got[1] == left
+
+
+async def test_the_access_after_a_lag_says_so() -> None:
+    hub, history = FanoutHub(inbox_capacity=2), History()
+    async with AsyncExitStack() as stack:
+        steps = await opened(stack, hub, history, after=None)
+        first = await take(steps, 1)
+        assert isinstance(first[0], Access) and not first[0].lagged
+        live = Live(steps)
+        await live.waiting()
+        history.store(*range(1, 6))
+        for seq in range(1, 6):
+            hub.dispatch(added(seq))
+        got = await live.take(3)
+        assert seqs(got) == [1, 2, "access"]
+        assert isinstance(got[2], Access) and got[2].lagged

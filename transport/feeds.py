@@ -13,6 +13,11 @@ hold per follower: a follower that joins with afterSeq is first brought up to th
 feed from the store (or from the feed's recent renderings) and only then goes
 live; every message reaches it once, in seq order, and an ``Access`` step of the
 stream that no longer allows its viewer ends it FORBIDDEN.
+
+An activity feed does the same for ``roomActivity``: it follows the room's stream
+for activity alone (``messages=False``), renders each event once in the order the
+stream gives them, and hands it to every follower. Activity is live only, so a
+follower joins at once and has nothing to catch up.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from beanie import PydanticObjectId
 from errors import Forbidden, Unavailable
 from models import RoomDoc, UserDoc
 from observability.metrics import ACTIVE_SUBSCRIPTIONS, DELIVERIES, FEED_RENDERINGS, ROOM_FEEDS
-from pubsub import MessageData
-from services.room_stream import Access
+from pubsub import MessageData, MessageUpdated
+from services.room_stream import Access, RoomActivity
 from services.streams import NO_LONGER_A_MEMBER, REPLAY_BATCH, StreamService, checked_after_seq
 
 logger = logging.getLogger(__name__)
@@ -44,6 +49,18 @@ CATCH_UP_PAGE = REPLAY_BATCH  # one read per page
 CATCH_UP_PAGES = 8
 
 Render = Callable[[MessageData], Awaitable[str]]
+RenderActivity = Callable[[RoomActivity], Awaitable[str]]
+
+
+def raise_if_stopped() -> None:
+    """Raises CancelledError if the feed's task was cancelled during a rendering.
+
+    A rendering whose fields await the store or Redis may turn the cancel into a field
+    error and return; the feed was stopped all the same, and its stop waits for it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class PayloadSink(Protocol):
@@ -134,8 +151,14 @@ class RoomFeed:
                 async for step in stream.steps():
                     if isinstance(step, Access):
                         self._end_refused(step)
-                    else:
+                        if step.lagged:
+                            # A dropped event may have been an edit: render anew.
+                            self._recent.clear()
+                            self._pages.clear()
+                    elif isinstance(step, MessageData):
                         await self._publish(step)
+                    elif isinstance(step, MessageUpdated):
+                        self._forget_rendering(step.message.seq)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -162,10 +185,16 @@ class RoomFeed:
                 delivered += follower.give(message.seq, payload)
         DELIVERIES.inc(delivered)  # once per message and feed, not per socket
 
+    def _forget_rendering(self, seq: int) -> None:
+        """An edited or deleted message renders anew for anyone who catches up later."""
+        self._recent.pop(seq, None)
+        self._pages.pop((seq - 1) // CATCH_UP_PAGE, None)
+
     async def _rendering(self, message: MessageData) -> str:
         payload = self._recent.get(message.seq)
         if payload is None:
             payload = await self._render(message)
+            raise_if_stopped()
             FEED_RENDERINGS.inc()
             self._recent[message.seq] = payload
             if len(self._recent) > RECENT_RENDERINGS:
@@ -238,12 +267,139 @@ class RoomFeed:
                 self._pages.clear()  # kept only while someone catches up through them
 
 
+class ActivityFollower:
+    """One roomActivity subscription following an activity feed."""
+
+    __slots__ = ("ended", "sink", "viewer_id")
+
+    def __init__(self, sink: PayloadSink, viewer_id: str) -> None:
+        self.sink = sink
+        self.viewer_id = viewer_id
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def give(self, payload: str) -> None:
+        if not self.ended.done() and not self.sink.deliver(payload):
+            self.end(None)
+
+    def end(self, error: Exception | None) -> None:
+        if self.ended.done():
+            return
+        if error is None:
+            self.ended.set_result(None)
+        else:
+            self.ended.set_exception(error)
+
+
+class ActivityFeed:
+    """The roomActivity followers of one room that share one rendering."""
+
+    def __init__(
+        self, room_id: PydanticObjectId, render: RenderActivity, streams: StreamService
+    ) -> None:
+        self.room_id = room_id
+        self._render = render
+        self._streams = streams
+        self.followers: set[ActivityFollower] = set()
+        self.joining = 0
+        self._task: asyncio.Task[None] | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ready.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def unused(self) -> bool:
+        return not self.followers and not self.joining
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if not self.ready.done():
+            self.ready.cancel()
+
+    async def _run(self) -> None:
+        try:
+            async with AsyncExitStack() as stack:
+                stream = await self._streams.open_room(
+                    stack, self.room_id, after_seq=None, subscription=False, messages=False
+                )
+                self.ready.set_result(None)
+                async for step in stream.steps():
+                    if isinstance(step, Access):
+                        for follower in tuple(self.followers):
+                            if not step.allows(follower.viewer_id):
+                                follower.end(Forbidden(NO_LONGER_A_MEMBER))
+                    elif not isinstance(step, MessageData):
+                        payload = await self._render(step)
+                        raise_if_stopped()
+                        FEED_RENDERINGS.inc()
+                        for follower in tuple(self.followers):
+                            follower.give(payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("activity feed failed", extra={"room": str(self.room_id)})
+            error = Unavailable("the room's activity feed failed; subscribe again")
+            if not self.ready.done():
+                self.ready.set_exception(error)
+            for follower in tuple(self.followers):
+                follower.end(error)
+            raise exc from None
+
+
 class RoomFeeds:
     """Every room feed of this instance, keyed by room and shared rendering."""
 
     def __init__(self, streams: StreamService) -> None:
         self._streams = streams
         self._feeds: dict[Hashable, RoomFeed] = {}
+        self._activity: dict[Hashable, ActivityFeed] = {}
+
+    async def follow_activity(
+        self,
+        room: RoomDoc,
+        viewer: UserDoc,
+        share_key: Hashable,
+        make_render: Callable[[], RenderActivity],
+        sink: PayloadSink,
+    ) -> None:
+        """Streams the room's activity to the sink until the subscription ends.
+
+        Returns when the sink takes no more; raises Forbidden when the viewer leaves
+        the room. Cancelling the caller unfollows.
+        """
+        assert room.id is not None
+        key = (room.id, share_key)
+        feed = self._activity.get(key)
+        if feed is None or not feed.running:
+            feed = self._activity[key] = ActivityFeed(room.id, make_render(), self._streams)
+            feed.start()
+        follower: ActivityFollower | None = None
+        feed.joining += 1
+        try:
+            try:
+                await asyncio.shield(feed.ready)
+            finally:
+                feed.joining -= 1
+            follower = ActivityFollower(sink, str(viewer.id))
+            feed.followers.add(follower)
+            ACTIVE_SUBSCRIPTIONS.inc()
+            await follower.ended
+        finally:
+            if follower is not None:
+                follower.end(None)
+                feed.followers.discard(follower)
+                ACTIVE_SUBSCRIPTIONS.dec()
+            if feed.unused:
+                if self._activity.get(key) is feed:
+                    del self._activity[key]
+                await feed.stop()
 
     async def follow(
         self,
@@ -291,5 +447,8 @@ class RoomFeeds:
 
     async def close(self) -> None:
         feeds, self._feeds = list(self._feeds.values()), {}
+        activity, self._activity = list(self._activity.values()), {}
         for feed in feeds:
             await feed.stop()
+        for activity_feed in activity:
+            await activity_feed.stop()

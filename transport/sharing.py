@@ -33,6 +33,7 @@ from graphql import (
     OperationType,
     TypeInfo,
     TypeInfoVisitor,
+    TypeNameMetaFieldDef,
     VariableNode,
     Visitor,
     execute_subscription_event,
@@ -46,7 +47,7 @@ from models import RoomDoc, UserDoc
 from schema.context import Context
 from schema.errors import with_code
 from schema.execution import PlopExecutionContext
-from schema.types import Message
+from schema.types import Message, activity_of
 from transport.feeds import PayloadSink, RoomFeeds
 
 DOCUMENT_ANALYSES = 1_024
@@ -76,6 +77,15 @@ class SocketOperation:
         if shared is None:
             return False
         await self.feeds.follow(room, viewer, after_seq, shared.key, shared.make_render, self.sink)
+        return True
+
+    async def follow_activity(self, room: RoomDoc, viewer: UserDoc) -> bool:
+        """Streams the room's activity to the socket through a shared feed, until the
+        subscription ends; False at once if this operation cannot share."""
+        shared = shared_selection(self.schema, self, self.context, activity_of)
+        if shared is None:
+            return False
+        await self.feeds.follow_activity(room, viewer, shared.key, shared.make_render, self.sink)
         return True
 
 
@@ -109,6 +119,8 @@ class _SelectionReader(Visitor):
         if self._field_depth == 1:
             return  # the root field: its resolver is the stream, not the rendering
         definition = self._type_info.get_field_def()
+        if definition is TypeNameMetaFieldDef:
+            return  # the type's name reads nothing (a union's member, say)
         field = definition.extensions.get(DEFINITION) if definition is not None else None
         if not isinstance(field, StrawberryField) or field.base_resolver is not None:
             self.resolvers = True

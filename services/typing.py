@@ -1,0 +1,197 @@
+"""Who is typing where: ephemeral state shared by every instance in Redis, never stored.
+
+``<namespace>:typing:due`` scores each ``<room>:<user>`` that is typing by when it
+expires unless refreshed; ``<namespace>:typing:sent`` remembers when each was last
+broadcast, so that a client repeating ``typing: true`` is re-broadcast at most once
+per rebroadcast interval; ``<namespace>:typing:user:<user>`` lists the rooms a user
+types in, so that leaving a room or closing the last socket ends it. Every change
+is one Lua script: of the instances that race to end the same typing (a stop, an
+expiry swept by several instances at once) exactly one removes it, and only that
+one publishes ``typing: false``. Delivery is best-effort, like any typing indicator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from beanie import PydanticObjectId
+from redis.asyncio import Redis
+
+from models import RoomDoc, UserDoc
+from pubsub import TypingChanged
+from services.accounts import AccountService
+from services.events import EventPublisher
+from services.limits import LimitName, RateLimiter
+from services.message_data import UNKNOWN_SENDER_NAME
+
+logger = logging.getLogger(__name__)
+
+SWEEP_BATCH = 200
+
+# KEYS: due, sent, user's rooms. ARGV: member, now, expires_at, rebroadcast, room.
+# Starts (or refreshes) typing; returns 1 if it is to be broadcast.
+_START = """
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[5])
+local sent = redis.call('HGET', KEYS[2], ARGV[1])
+if sent and tonumber(ARGV[2]) - tonumber(sent) < tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: due, sent, user's rooms. ARGV: member, room.
+# Ends typing; returns 1 if this call ended it (then it broadcasts false).
+_STOP = """
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[2])
+return removed
+"""
+
+# KEYS: due, sent. ARGV: now, batch, key prefix.
+# Ends every typing that expired; returns the members it ended.
+_SWEEP = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[2], member)
+  local room, user = string.match(member, '([^:]+):(.+)')
+  if user then
+    redis.call('SREM', ARGV[3] .. 'user:' .. user, room)
+  end
+end
+return due
+"""
+
+
+class TypingService:
+    """Starts, refreshes and ends typing, and broadcasts each change to the room."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        publisher: EventPublisher,
+        accounts: AccountService,
+        still_connected: Callable[[str], Awaitable[bool]],
+        limits: RateLimiter,
+        *,
+        expiry_seconds: float,
+        rebroadcast_seconds: float,
+        sweep_seconds: float,
+        namespace: str = "plop",
+    ) -> None:
+        # Under the deployment's namespace, as presence is.
+        self._prefix = f"{namespace}:typing:"
+        self._due = self._prefix + "due"
+        self._sent = self._prefix + "sent"
+        self._redis = redis
+        self._publisher = publisher
+        self._accounts = accounts
+        self._still_connected = still_connected
+        self._limits = limits
+        self._expiry = expiry_seconds
+        self._rebroadcast = rebroadcast_seconds
+        self._sweep_seconds = sweep_seconds
+        self._start_script = redis.register_script(_START)
+        self._stop_script = redis.register_script(_STOP)
+        self._sweep_script = redis.register_script(_SWEEP)
+
+    def _rooms_of(self, user_id: str) -> str:
+        return f"{self._prefix}user:{user_id}"
+
+    async def set_typing(self, room: RoomDoc, user: UserDoc, typing: bool) -> None:
+        """The member starts (or keeps) typing in the room, or stops."""
+        room_id, user_id = str(room.id), str(user.id)
+        await self._limits.hit(LimitName.SET_TYPING, user_id)
+        if typing:
+            now = time.time()
+            broadcast = await self._start_script(
+                keys=[self._due, self._sent, self._rooms_of(user_id)],
+                args=[f"{room_id}:{user_id}", now, now + self._expiry, self._rebroadcast, room_id],
+            )
+            if broadcast:
+                await self._publish(room_id, user, True, room.members_tag)
+        else:
+            await self._stop(room_id, user_id, user, room.members_tag)
+
+    async def left(self, room_id: str, user: UserDoc) -> None:
+        """The user left the room: their typing there ends."""
+        await self._stop(room_id, str(user.id), user, None)
+
+    async def socket_closed(self, user: UserDoc) -> None:
+        """A socket of the user closed: if it was their last, their typing ends."""
+        user_id = str(user.id)
+        # Most sockets close with no typing at all: that costs one read.
+        rooms = await self._redis.smembers(self._rooms_of(user_id))
+        if not rooms or await self._still_connected(user_id):
+            return
+        for room_id in sorted(map(_text, rooms)):
+            await self._stop(room_id, user_id, user, None)
+
+    async def _stop(
+        self, room_id: str, user_id: str, user: UserDoc | None, members_tag: str | None
+    ) -> None:
+        ended = await self._stop_script(
+            keys=[self._due, self._sent, self._rooms_of(user_id)],
+            args=[f"{room_id}:{user_id}", room_id],
+        )
+        if ended:
+            await self._publish(room_id, user, False, members_tag, user_id)
+
+    async def _publish(
+        self,
+        room_id: str,
+        user: UserDoc | None,
+        typing: bool,
+        members_tag: str | None,
+        user_id: str | None = None,
+    ) -> None:
+        await self._publisher.publish(
+            TypingChanged(
+                room_id=room_id,
+                user_id=str(user.id) if user else user_id or "",
+                username=user.username if user else "",
+                display_name=user.display_name if user else UNKNOWN_SENDER_NAME,
+                typing=typing,
+                members_tag=members_tag,
+            )
+        )
+
+    async def sweep(self) -> int:
+        """Ends the typing that expired (once, whichever instance sweeps); returns how many."""
+        ended = [
+            _text(member)
+            for member in await self._sweep_script(
+                keys=[self._due, self._sent], args=[time.time(), SWEEP_BATCH, self._prefix]
+            )
+        ]
+        pairs = [member.split(":", 1) for member in ended if ":" in member]
+        users = await self._accounts.get_many(
+            [
+                PydanticObjectId(user_id)
+                for _, user_id in pairs
+                if PydanticObjectId.is_valid(user_id)
+            ]
+        )
+        by_id = {str(key): user for key, user in users.items()}
+        for room_id, user_id in pairs:
+            await self._publish(room_id, by_id.get(user_id), False, None, user_id)
+        return len(pairs)
+
+    async def sweep_forever(self) -> None:
+        """Sweeps expired typing until cancelled."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("typing sweep failed")
+            await asyncio.sleep(self._sweep_seconds)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
