@@ -97,3 +97,9 @@ def any_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     """Each test using it runs against the real services and the embedded default."""
     fixture = "server_a" if request.param == "real" else "embedded_server"
     yield request.getfixturevalue(fixture)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that stop and start the shared Kafka run last: a broker that has just
+    come back is slow for a while, and no other test should wait on it."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_kafka") is not None)

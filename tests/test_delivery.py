@@ -175,6 +175,7 @@ async def test_killed_instance_clients_resume_on_the_other_without_loss(
     assert received == list(range(1, 21))
 
 
+@pytest.mark.restarts_kafka
 @pytest.mark.timeout(KAFKA_OUTAGE_TEST_SECONDS)
 async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
     server_a: ServerProcess, server_b: ServerProcess

@@ -448,6 +448,7 @@ KAFKA_START_SECONDS = 150.0
 OUTAGE_CATCH_UP_SECONDS = 60.0
 
 
+@pytest.mark.restarts_kafka
 @pytest.mark.timeout(KAFKA_STOP_SECONDS + KAFKA_START_SECONDS + OUTAGE_CATCH_UP_SECONDS + 60.0)
 async def test_edits_and_deletes_made_while_kafka_is_down_arrive_once_it_is_back_broker_down(
     server_a: ServerProcess, server_b: ServerProcess
