@@ -24,6 +24,8 @@ from tests.support.browser import (
 from tests.support.chat import direct_room, send
 from tests.support.clients import (
     active_subscriptions,
+    call,
+    http_session,
     sign_up,
     unique_name,
     wait_active_subscriptions,
@@ -154,6 +156,17 @@ async def test_two_people_chat_live_and_a_reload_shows_the_history(
         )
         assert time.monotonic() - sent_at < LIVE_WITHIN_SECONDS
 
+        # Typing and edits reach the other window live, through roomActivity.
+        await alice.window.type("#text", "one moment")
+        await bob.window.wait_value(
+            "return document.getElementById('typing').textContent",
+            lambda shown: shown == f"{alice_name} is typing…",
+            "alice is typing",
+        )
+        await edit_last_message(server_a, alice_name, "are you there now?")
+        await bob.wait_messages([(1, "hello bob"), (2, "are you there now?")])
+        await bob.window.element("#messages li[data-seq='2'] .edited")
+
         await bob.window.reload()
         await bob.window.element("#connection[data-state='live']")
         await bob.click_button("#requests", "Accept")
@@ -165,8 +178,28 @@ async def test_two_people_chat_live_and_a_reload_shows_the_history(
             "alice is an online friend",
         )
         await bob.open_room(alice_name)
-        await bob.wait_messages([(1, "hello bob"), (2, "are you there?")])
+        await bob.wait_messages([(1, "hello bob"), (2, "are you there now?")])
         assert await browser.run(browser.console_errors) == []
+
+
+async def edit_last_message(server: ServerProcess, username: str, text: str) -> None:
+    """Edits the newest message of the user's first room, over HTTP as that user."""
+    async with http_session(server) as session:
+        log_in = (
+            "mutation($u: String!, $p: String!) { logIn(username: $u, password: $p) { token } }"
+        )
+        token = (await call(session, log_in, u=username, p=PASSWORD))["logIn"]["token"]
+    async with http_session(server, token) as session:
+        rooms = await call(session, "{ rooms(first: 1) { edges { node { id } } } }")
+        room_id = rooms["rooms"]["edges"][0]["node"]["id"]
+        newest = await call(
+            session,
+            "query($r: ID!) { messages(roomId: $r, last: 1) { edges { node { id } } } }",
+            r=room_id,
+        )
+        message_id = newest["messages"]["edges"][0]["node"]["id"]
+        edit = "mutation($m: ID!, $t: String!) { editMessage(messageId: $m, text: $t) { id } }"
+        await call(session, edit, m=message_id, t=text)
 
 
 async def test_scrolling_up_loads_older_messages(

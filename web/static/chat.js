@@ -17,7 +17,13 @@ const RETRY_MAX_MS = 4000;
 const SESSION_GONE_CODES = new Set([4401, 4403]);
 
 const USER = "id username displayName presence { status lastSeenAt }";
-const MESSAGE = "id roomId seq text clientId createdAt deleted sender { id displayName }";
+const MESSAGE = "id roomId seq text clientId createdAt editedAt deleted sender { id displayName }";
+const ACTIVITY = `__typename
+  ... on TypingEvent { typing user { id displayName } }
+  ... on MessageUpdated { message { ${MESSAGE} } }`;
+// How often a user who keeps typing says so again (the server re-broadcasts at most
+// every 3 s and forgets a typing after 6 s without one).
+const TYPING_EVERY_MS = 2500;
 const ROOM = `id kind title lastSeq unreadCount members(first: 20) { ${USER} }
   lastMessage { seq text deleted sender { displayName } }`;
 
@@ -254,6 +260,8 @@ function renderRooms() {
 async function openRoom(id) {
   state.room?.stop();
   const room = { id, lastSeq: 0, startCursor: null, hasPrevious: false, loading: true };
+  room.typing = new Map(); // user id -> display name, of those typing now
+  $("typing").textContent = "";
   room.stop = () => {};
   state.room = room;
   state.pending = null;
@@ -275,7 +283,7 @@ async function openRoom(id) {
   scrollToEnd();
   fillView();
   // Live from just after the history shown: nothing missed, nothing twice.
-  room.stop = live(
+  const stopMessages = live(
     `subscription($r: ID!, $after: Int) { messageAdded(roomId: $r, afterSeq: $after) { ${MESSAGE} } }`,
     () => ({ r: id, after: room.lastSeq }),
     (d) => {
@@ -285,7 +293,45 @@ async function openRoom(id) {
       markRead();
     },
   );
+  // Edits, deletes and who is typing: live only, nothing to replay.
+  const stopActivity = live(
+    `subscription($r: ID!) { roomActivity(roomId: $r) { ${ACTIVITY} } }`,
+    () => ({ r: id }),
+    (d) => {
+      if (state.room === room) roomActivity(room, d.roomActivity);
+    },
+  );
+  room.stop = () => {
+    stopMessages();
+    stopActivity();
+  };
   markRead();
+}
+
+function roomActivity(room, event) {
+  if (event.__typename === "MessageUpdated") {
+    const shown = $("messages").querySelector(`li[data-seq="${event.message.seq}"]`);
+    if (shown) shown.replaceWith(messageItem(event.message));
+  } else if (event.__typename === "TypingEvent" && event.user.id !== state.me.id) {
+    if (event.typing) room.typing.set(event.user.id, event.user.displayName);
+    else room.typing.delete(event.user.id);
+    renderTyping(room);
+  }
+}
+
+function renderTyping(room) {
+  const names = [...room.typing.values()];
+  $("typing").textContent = names.length ? `${names.join(", ")} ${names.length > 1 ? "are" : "is"} typing…` : "";
+}
+
+/** Tells the room the viewer is typing, at most every TYPING_EVERY_MS. */
+function typed() {
+  const room = state.room;
+  if (!room || !$("text").value.trim()) return;
+  const now = Date.now();
+  if (now - (room.typingSentAt ?? 0) < TYPING_EVERY_MS) return;
+  room.typingSentAt = now;
+  gql("mutation($r: ID!) { setTyping(roomId: $r, typing: true) }", { r: room.id }).catch(() => {});
 }
 
 async function history(roomId, paging) {
@@ -381,6 +427,7 @@ function messageItem(message) {
     minute: "2-digit",
   });
   item.append(span("who", message.sender.displayName), text, time);
+  if (message.editedAt && !message.deleted) item.append(span("edited", "(edited)"));
   return item;
 }
 
@@ -401,6 +448,8 @@ async function send(event) {
     );
     // The message itself arrives through messageAdded, in seq order.
     if ($("text").value.trim() === text) $("text").value = "";
+    room.typingSentAt = 0;
+    gql("mutation($r: ID!) { setTyping(roomId: $r, typing: false) }", { r: room.id }).catch(() => {});
   } catch (error) {
     showRoomError(`Not sent (${error.message}); send again to retry.`);
   }
@@ -570,6 +619,7 @@ function showRoomError(error) {
 $("auth-form").addEventListener("submit", authenticate);
 $("log-out").addEventListener("click", signOut);
 $("composer").addEventListener("submit", send);
+$("text").addEventListener("input", typed);
 $("search-form").addEventListener("submit", search);
 $("messages").addEventListener("scroll", () => {
   if ($("messages").scrollTop < 80) loadOlder();
