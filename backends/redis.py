@@ -7,7 +7,10 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from errors import BackendUnreachable, ConfigError, describe
 from observability.backend_commands import CountedRedisConnection
@@ -48,6 +51,11 @@ async def open_redis(
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             health_check_interval=30,
+            # A pooled connection that died with a Redis restart fails its next command
+            # at once: that command is sent again, once, on a fresh connection, instead
+            # of answering UNAVAILABLE when Redis is back.
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
         )
         client = Redis(connection_pool=pool)
     else:

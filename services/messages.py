@@ -176,7 +176,8 @@ class MessageService:
     ) -> MessageDoc:
         """Stores the changes (left for the relay until published), then publishes them."""
         changes = {**changes, "update_published": False}
-        await MessageDoc.find_one(MessageDoc.id == message.id).update({"$set": changes})
+        async with self._relay.writes:  # never beside this process's published marks
+            await MessageDoc.find_one(MessageDoc.id == message.id).update({"$set": changes})
         for field, value in changes.items():
             setattr(message, field, value)
         await self._relay.publish_update(message, viewer, room.members_tag)

@@ -45,8 +45,9 @@ class PublishedMarks:
     subscribers drop by seq and push drops by its delivery keys.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, writes: asyncio.Lock) -> None:
         self._ids: list[PydanticObjectId] = []
+        self._writes = writes
 
     def add(self, message_id: PydanticObjectId) -> None:
         self._ids.append(message_id)
@@ -56,7 +57,10 @@ class PublishedMarks:
         if not ids:
             return
         try:
-            await MessageDoc.find({"_id": {"$in": ids}}).update_many({"$set": {"published": True}})
+            async with self._writes:
+                await MessageDoc.find({"_id": {"$in": ids}}).update_many(
+                    {"$set": {"published": True}}
+                )
         except Exception:
             self._ids.extend(ids)  # kept for the next flush
             raise
@@ -85,7 +89,11 @@ class MessageRelay:
         self._grace = timedelta(seconds=grace_seconds)
         self._interval = interval_seconds
         self._idle_interval = idle_interval_seconds
-        self.marks = PublishedMarks()
+        # Updates of stored messages made by this process take turns: on FerretDB an
+        # update reads and writes back the whole document, so a published mark written
+        # at the same time as an edit could put the old text back.
+        self.writes = asyncio.Lock()
+        self.marks = PublishedMarks(self.writes)
         # When a publish last failed here (monotonic), so the relay knows to look soon.
         self.last_failure = time.monotonic()
 
@@ -108,9 +116,10 @@ class MessageRelay:
         event = MessageUpdated(message_data(message, sender), members_tag)
         if await self._publisher.publish(event):
             # Only this very update: a later one that raced it stays for the relay.
-            await MessageDoc.find(
-                {"_id": message.id, "updated_at": message.updated_at}
-            ).update_many({"$set": {"update_published": True}})
+            async with self.writes:
+                await MessageDoc.find(
+                    {"_id": message.id, "updated_at": message.updated_at}
+                ).update_many({"$set": {"update_published": True}})
             message.update_published = True
         else:
             self.last_failure = time.monotonic()

@@ -32,9 +32,11 @@ rendering of an edited message); ``roomActivity`` opens the stream with
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from beanie import PydanticObjectId
@@ -50,6 +52,9 @@ from pubsub import (
     room_route,
 )
 from services.fanout import LAGGED, FanoutHub, Inbox
+
+# Updated messages whose last state a stream remembers, to drop republished edits.
+RECENT_UPDATES = 1_024
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,9 @@ class RoomStream:
         self._tag: str | None = None
         self._next_check = 0.0
         self.last = 0  # the seq of the last message given (or the start position)
+        # The last state given of recently updated messages: an edit the relay
+        # publishes again is given once.
+        self._updates: OrderedDict[str, tuple[str, bool, datetime | None]] = OrderedDict()
 
     @classmethod
     async def open(
@@ -175,6 +183,8 @@ class RoomStream:
                 self._tag = None
                 yield event
             elif isinstance(event, ACTIVITY_EVENTS):
+                if isinstance(event, MessageUpdated) and self._seen_update(event.message):
+                    continue  # a republished edit or delete (the relay, a redelivery)
                 if event.members_tag is not None and event.members_tag != self._tag:
                     yield await self._access()
                 yield event
@@ -192,6 +202,17 @@ class RoomStream:
                     yield event.message
             if loop.time() >= self._next_check:
                 yield await self._access()
+
+    def _seen_update(self, message: MessageData) -> bool:
+        """Whether this very state of the message was given already; remembers it."""
+        state = (message.text, message.deleted, message.edited_at)
+        if self._updates.get(message.id) == state:
+            return True
+        self._updates[message.id] = state
+        self._updates.move_to_end(message.id)
+        while len(self._updates) > RECENT_UPDATES:
+            self._updates.popitem(last=False)
+        return False
 
     async def _access(self, lagged: bool = False) -> Access:
         membership = await self._history.membership(self._room_id)

@@ -211,7 +211,10 @@ async def test_edits_arrive_once_on_both_instances_and_update_the_room_list(
             live.assert_idle()
         # The room list changes with the edit and the delete of its lastMessage only.
         updates = [(await rooms.next())["roomUpdated"]["lastMessage"] for _ in range(2)]
-        assert updates == [{"seq": 2, "text": "newest, edited"}, {"seq": 2, "text": ""}]
+        # Each shows the room as it is when it is rendered: the first may already
+        # show the delete that followed the edit.
+        assert updates[0] in ({"seq": 2, "text": "newest, edited"}, {"seq": 2, "text": ""})
+        assert updates[1] == {"seq": 2, "text": ""}
 
 
 async def test_a_shared_feed_replays_an_edited_message_as_it_is_now(
