@@ -102,18 +102,12 @@ class Follower:
             self.ended.set_exception(error)
 
 
-class RoomFeed:
-    """The followers of one room that share one rendering, and the task that feeds them."""
+class _FeedTask:
+    """What every feed is: followers of one room, and the one task that feeds them."""
 
-    def __init__(self, room_id: PydanticObjectId, render: Render, streams: StreamService) -> None:
+    def __init__(self, room_id: PydanticObjectId, streams: StreamService) -> None:
         self.room_id = room_id
-        self._render = render
         self._streams = streams
-        self.followers: set[Follower] = set()
-        self.latest = 0  # every message up to here was given to the live followers
-        self._recent: OrderedDict[int, str] = OrderedDict()
-        self._pages: OrderedDict[int, asyncio.Task[dict[int, str]]] = OrderedDict()
-        self._catching_up = 0
         self.joining = 0  # followers waiting for the feed to be ready
         self._task: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -125,13 +119,18 @@ class RoomFeed:
         return self._task is not None and not self._task.done()
 
     @property
+    def has_followers(self) -> bool:
+        raise NotImplementedError
+
+    @property
     def unused(self) -> bool:
-        return not self.followers and not self.joining
+        return not self.has_followers and not self.joining
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
-        ROOM_FEEDS.inc()
-        self._task.add_done_callback(lambda _: ROOM_FEEDS.dec())
+
+    async def _run(self) -> None:
+        raise NotImplementedError
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -139,6 +138,29 @@ class RoomFeed:
             await asyncio.gather(self._task, return_exceptions=True)
         if not self.ready.done():
             self.ready.cancel()
+
+
+class RoomFeed(_FeedTask):
+    """The followers of one room that share one rendering, and the task that feeds them."""
+
+    def __init__(self, room_id: PydanticObjectId, render: Render, streams: StreamService) -> None:
+        super().__init__(room_id, streams)
+        self._render = render
+        self.followers: set[Follower] = set()
+        self.latest = 0  # every message up to here was given to the live followers
+        self._recent: OrderedDict[int, str] = OrderedDict()
+        self._pages: OrderedDict[int, asyncio.Task[dict[int, str]]] = OrderedDict()
+        self._catching_up = 0
+
+    @property
+    def has_followers(self) -> bool:
+        return bool(self.followers)
+
+    def start(self) -> None:
+        super().start()
+        assert self._task is not None
+        ROOM_FEEDS.inc()
+        self._task.add_done_callback(lambda _: ROOM_FEEDS.dec())
 
     async def _run(self) -> None:
         try:
@@ -290,38 +312,19 @@ class ActivityFollower:
             self.ended.set_exception(error)
 
 
-class ActivityFeed:
+class ActivityFeed(_FeedTask):
     """The roomActivity followers of one room that share one rendering."""
 
     def __init__(
         self, room_id: PydanticObjectId, render: RenderActivity, streams: StreamService
     ) -> None:
-        self.room_id = room_id
+        super().__init__(room_id, streams)
         self._render = render
-        self._streams = streams
         self.followers: set[ActivityFollower] = set()
-        self.joining = 0
-        self._task: asyncio.Task[None] | None = None
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.ready.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    @property
-    def unused(self) -> bool:
-        return not self.followers and not self.joining
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if not self.ready.done():
-            self.ready.cancel()
+    def has_followers(self) -> bool:
+        return bool(self.followers)
 
     async def _run(self) -> None:
         try:
