@@ -25,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
-from contextlib import AsyncExitStack
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Protocol, TypeVar
 
 from beanie import PydanticObjectId
 
@@ -356,6 +356,33 @@ class ActivityFeed(_FeedTask):
             raise exc from None
 
 
+FeedT = TypeVar("FeedT", bound=_FeedTask)
+
+
+@asynccontextmanager
+async def _ready_feed(
+    feeds: dict[Hashable, FeedT], key: Hashable, make: Callable[[], FeedT]
+) -> AsyncIterator[FeedT]:
+    """The key's running feed (started if there is none), once it is ready; when the
+    block ends, a feed left without followers is stopped and forgotten."""
+    feed = feeds.get(key)
+    if feed is None or not feed.running:
+        feed = feeds[key] = make()
+        feed.start()
+    feed.joining += 1
+    try:
+        try:
+            await asyncio.shield(feed.ready)
+        finally:
+            feed.joining -= 1
+        yield feed
+    finally:
+        if feed.unused:
+            if feeds.get(key) is feed:
+                del feeds[key]
+            await feed.stop()
+
+
 class RoomFeeds:
     """Every room feed of this instance, keyed by room and shared rendering."""
 
@@ -378,31 +405,18 @@ class RoomFeeds:
         the room. Cancelling the caller unfollows.
         """
         assert room.id is not None
-        key = (room.id, share_key)
-        feed = self._activity.get(key)
-        if feed is None or not feed.running:
-            feed = self._activity[key] = ActivityFeed(room.id, make_render(), self._streams)
-            feed.start()
-        follower: ActivityFollower | None = None
-        feed.joining += 1
-        try:
-            try:
-                await asyncio.shield(feed.ready)
-            finally:
-                feed.joining -= 1
+        room_id = room.id
+        make = lambda: ActivityFeed(room_id, make_render(), self._streams)  # noqa: E731
+        async with _ready_feed(self._activity, (room_id, share_key), make) as feed:
             follower = ActivityFollower(sink, str(viewer.id))
             feed.followers.add(follower)
             ACTIVE_SUBSCRIPTIONS.inc()
-            await follower.ended
-        finally:
-            if follower is not None:
+            try:
+                await follower.ended
+            finally:
                 follower.end(None)
                 feed.followers.discard(follower)
                 ACTIVE_SUBSCRIPTIONS.dec()
-            if feed.unused:
-                if self._activity.get(key) is feed:
-                    del self._activity[key]
-                await feed.stop()
 
     async def follow(
         self,
@@ -420,33 +434,20 @@ class RoomFeeds:
         """
         assert room.id is not None
         checked_after_seq(after_seq)
-        key = (room.id, share_key)
-        feed = self._feeds.get(key)
-        if feed is None or not feed.running:
-            feed = self._feeds[key] = RoomFeed(room.id, make_render(), self._streams)
-            feed.start()
-        follower: Follower | None = None
-        feed.joining += 1
-        try:
-            try:
-                await asyncio.shield(feed.ready)
-            finally:
-                feed.joining -= 1
+        room_id = room.id
+        make = lambda: RoomFeed(room_id, make_render(), self._streams)  # noqa: E731
+        async with _ready_feed(self._feeds, (room_id, share_key), make) as feed:
             start = feed.latest if after_seq is None else after_seq
             follower = Follower(sink, str(viewer.id), start)
             feed.followers.add(follower)
             ACTIVE_SUBSCRIPTIONS.inc()
-            await feed.catch_up(follower)
-            await follower.ended
-        finally:
-            if follower is not None:
+            try:
+                await feed.catch_up(follower)
+                await follower.ended
+            finally:
                 follower.end(None)
                 feed.followers.discard(follower)
                 ACTIVE_SUBSCRIPTIONS.dec()
-            if feed.unused:
-                if self._feeds.get(key) is feed:
-                    del self._feeds[key]
-                await feed.stop()
 
     async def close(self) -> None:
         feeds, self._feeds = list(self._feeds.values()), {}
