@@ -116,6 +116,13 @@ def parser() -> argparse.ArgumentParser:
         help="Plop's backends: the embedded default, the real services "
         "(scripts/services.sh), or both [send: both; others: embedded; --smoke: embedded].",
     )
+    parse.add_argument(
+        "--instances",
+        type=_counts,
+        default=[1],
+        help="Plop processes sharing the real services, comma-separated: each count "
+        "measured in the same run (e.g. 1,2 for the scaling rows) [1].",
+    )
     parse.add_argument("--smoke", action="store_true", help="Tiny sizes, seconds.")
     parse.add_argument("--out", type=Path, default=None, help=f"[default: {RESULTS}]")
     parse.add_argument("--subscribers", type=_counts, help="Counts, comma-separated.")
@@ -167,6 +174,13 @@ def options_from(argv: list[str]) -> Options:
             values[name] = given
     backend = args.backend or ("both" if args.scenario == "send" and not args.smoke else "embedded")
     backends = ["embedded", "real"] if backend == "both" else [backend]
+    if any(count > 1 for count in args.instances) and "real" not in backends:
+        parser().error("--instances above 1 needs --backend real or both")
+    backends = [
+        name if name != "real" or count == 1 else f"real-x{count}"
+        for name in backends
+        for count in (args.instances if name == "real" else [1])
+    ]
     out = args.out or (SMOKE_RESULTS if args.smoke else RESULTS)
     return Options(
         scenario=args.scenario,

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.server import ServerProcess, baseline_server, plop_server
+from bench.server import ServerGroup, baseline_server, plop_server
 from bench.targets import Account, Target
 
 TEXT_CHARS = 64
@@ -57,7 +57,7 @@ def plop_settings() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running(server: ServerProcess) -> AsyncIterator[ServerProcess]:
+async def running(server: ServerGroup) -> AsyncIterator[ServerGroup]:
     await server.start()
     try:
         yield server
@@ -65,12 +65,25 @@ async def running(server: ServerProcess) -> AsyncIterator[ServerProcess]:
         await server.stop()
 
 
+def parse_backend(backend: str) -> tuple[str, int]:
+    """A backend of ``Options.backends``: ``real`` or ``embedded``, or ``real-xN`` for
+    N instances of Plop sharing the real services; (backend, instances)."""
+    name, _, count = backend.partition("-x")
+    return name, int(count) if count else 1
+
+
+def backend_label(backend: str) -> str:
+    name, instances = parse_backend(backend)
+    return f"Plop ({name})" if instances == 1 else f"Plop ({name}, {instances} instances)"
+
+
 @asynccontextmanager
 async def plop_target(options: Options, backend: str) -> AsyncIterator[Target]:
-    name = f"{options.scenario}-{options.run_id}-plop-{backend}"
-    server = plop_server(name, backend, options.run_id, plop_settings())
+    name, instances = parse_backend(backend)
+    server_name = f"{options.scenario}-{options.run_id}-plop-{backend}"
+    server = plop_server(server_name, name, options.run_id, plop_settings(), instances)
     async with running(server):
-        yield Target("plop", f"Plop ({backend})", server)
+        yield Target("plop", backend_label(backend), server)
 
 
 @asynccontextmanager

@@ -256,13 +256,15 @@ class Worker:
 
     async def command_open(
         self,
-        url: str,
+        url: str | list[str],
         plans: list[Plan],
         per_socket: int,
         concurrency: int = CONNECT_CONCURRENCY,
         attempts: int = 1,
     ) -> dict[str, Any]:
-        """Opens sockets for ``plans``, ``per_socket`` subscriptions each (same token)."""
+        """Opens sockets for ``plans``, ``per_socket`` subscriptions each (same token);
+        of several URLs (instances of one server), the sockets take turns."""
+        urls = [url] if isinstance(url, str) else url
         started = time.monotonic()
         errors_before = self.error_count
         new: list[Socket] = []
@@ -270,7 +272,7 @@ class Worker:
             group = plans[first : first + per_socket]
             subs = [Subscriber(plan.room, plan.after_seq) for plan in group]
             self.subscribers.extend(subs)
-            new.append(Socket(self, url, group[0].token, subs))
+            new.append(Socket(self, urls[len(new) % len(urls)], group[0].token, subs))
         failed = await self._open_all(new, concurrency, resume=False, attempts=attempts)
         self.sockets.extend(new)
         return {
@@ -464,7 +466,7 @@ class LoadPool:
 
     async def open(
         self,
-        url: str,
+        url: str | list[str],
         plans: list[Plan],
         per_socket: int = 1,
         concurrency: int = 0,

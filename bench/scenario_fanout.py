@@ -118,7 +118,7 @@ async def _config(
     slow_before = target.server.log_count(SLOW_CONSUMER_LOG)
     rss_before = target.server.rss_bytes()
     try:
-        opened = await pool.open(target.ws_url, plans)
+        opened = await pool.open(target.ws_urls, plans)
         held, settled = await target.wait_subscriptions(before + opened["opened"])
         burst = await _round(target, pool, sender, subscribers, options.messages, None)
         # Half the rate the burst reached: a load the server keeps up with.

@@ -98,7 +98,7 @@ async def _idle(target: Target, population: Population, options: Options) -> dic
         for step in range(1, IDLE_STEPS + 1):
             upto = total * step // IDLE_STEPS
             reply = await pool.open(
-                target.ws_url,
+                target.ws_urls,
                 _plans(population, opened, upto - opened, sender.last_seq),
                 attempts=OPEN_ATTEMPTS,
                 concurrency=CONNECT_CONCURRENCY,
@@ -145,7 +145,7 @@ async def _ramp(target: Target, population: Population, options: Options) -> dic
             count = min(options.step, options.max_subscriptions - held)
             started = time.monotonic()
             reply = await pool.open(
-                target.ws_url,
+                target.ws_urls,
                 _plans(population, held, count, sender.last_seq),
                 per_socket=options.per_socket,
                 attempts=OPEN_ATTEMPTS,

@@ -56,7 +56,7 @@ async def _run_backend(target: Target, options: Options) -> dict[str, Any]:
                 await asyncio.sleep(delay)
 
     try:
-        opened = await pool.open(target.ws_url, plans)
+        opened = await pool.open(target.ws_urls, plans)
         await target.wait_subscriptions(opened["opened"])
         await pool.all("round")
         sending = asyncio.create_task(flow())

@@ -12,13 +12,13 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 
 from bench.rawhttp import HttpConnection, HttpError
-from bench.server import HOST, ServerProcess
+from bench.server import HOST, ServerGroup
 
 SIGN_UP = (
     "mutation SignUp($username: String!, $password: String!) "
@@ -71,21 +71,32 @@ class SendFailed(Exception):
 
 @dataclass
 class Target:
+    """A server to drive; of several instances, sockets and connections take turns."""
+
     kind: Kind
     label: str
-    server: ServerProcess
+    server: ServerGroup
+    _turn: int = field(default=0, init=False, repr=False)
 
     @property
     def ws_url(self) -> str:
+        return self.ws_urls[0]
+
+    @property
+    def ws_urls(self) -> list[str]:
+        """Every instance's WebSocket URL: the load spreads its sockets over them."""
         path = "/graphql" if self.kind == "plop" else "/ws"
-        return f"ws://{HOST}:{self.server.port}{path}"
+        return [f"ws://{HOST}:{port}{path}" for port in self.server.ports]
 
     @property
     def send_path(self) -> str:
         return "/graphql" if self.kind == "plop" else "/send"
 
     def connection(self) -> HttpConnection:
-        return HttpConnection(HOST, self.server.port)
+        """An HTTP connection to the next instance in turn."""
+        ports = self.server.ports
+        self._turn += 1
+        return HttpConnection(HOST, ports[self._turn % len(ports)])
 
     @staticmethod
     def send_body(room: str, text: str, client_id: str) -> bytes:
@@ -106,16 +117,18 @@ class Target:
         return seq
 
     async def subscriptions(self) -> int:
-        """Subscriptions the server streams now."""
+        """Subscriptions the server streams now (all its instances together)."""
+        total = 0
         async with httpx.AsyncClient(timeout=10) as client:
-            if self.kind == "baseline":
-                count: int = (await client.get(f"{self.server.base_url}/stats")).json()[
-                    "subscriptions"
-                ]
-                return count
-            text = (await client.get(f"{self.server.base_url}/metrics")).text
-        match = _ACTIVE.search(text)
-        return int(float(match.group(1))) if match else 0
+            for base_url in self.server.base_urls:
+                if self.kind == "baseline":
+                    count: int = (await client.get(f"{base_url}/stats")).json()["subscriptions"]
+                    total += count
+                    continue
+                text = (await client.get(f"{base_url}/metrics")).text
+                match = _ACTIVE.search(text)
+                total += int(float(match.group(1))) if match else 0
+        return total
 
     async def wait_subscriptions(
         self, at_least: int, within: float = SETTLE_TIMEOUT_SECONDS

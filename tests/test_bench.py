@@ -61,13 +61,22 @@ def test_send(tmp_path: Path, backend: str) -> None:
         assert row["ratio_per_second"] is not None
 
 
-@pytest.mark.parametrize("backend", ["embedded", "real"])
-def test_fanout(tmp_path: Path, backend: str) -> None:
+@pytest.mark.parametrize(
+    ("backend", "instances", "plops"),
+    [
+        ("embedded", "1", {"Plop (embedded)"}),
+        # Two instances on the same services: the scaling rows.
+        ("real", "1,2", {"Plop (real)", "Plop (real, 2 instances)"}),
+    ],
+)
+def test_fanout(tmp_path: Path, backend: str, instances: str, plops: set[str]) -> None:
     document = run_bench(
         tmp_path,
         "fanout",
         "--backend",
         backend,
+        "--instances",
+        instances,
         "--subscribers",
         str(SUBSCRIBERS),
         "--messages",
@@ -78,9 +87,9 @@ def test_fanout(tmp_path: Path, backend: str) -> None:
         "4",
     )
     configs = document["results"]["configs"]
-    # Both servers, each on one room and spread over rooms.
-    assert len(configs) == 4
-    assert {config["target"] for config in configs} == {"raw FastAPI", f"Plop ({backend})"}
+    # Every server, each on one room and spread over rooms.
+    assert len(configs) == 2 * (1 + len(plops))
+    assert {config["target"] for config in configs} == {"raw FastAPI", *plops}
     for config in configs:
         assert config["opened"] == SUBSCRIBERS
         for phase, messages in (("burst", MESSAGES), ("paced", PACED)):
