@@ -1,4 +1,5 @@
-"""``python -m bench SCENARIO``: run one benchmark scenario and write its results.
+"""``python -m bench SCENARIO``: run one benchmark scenario and write its results;
+``python -m bench all``: every scenario behind the README's table, then the table.
 
 Scenarios: send, fanout, memory, reconnect (see each ``bench/scenario_*.py``). Every
 scenario starts the servers it measures (Plop, and the raw baseline in the same run),
@@ -206,7 +207,12 @@ def passed(checks: dict[str, Any]) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    """Runs the scenario named in ``argv``; 0 if its bookkeeping holds."""
+    """Runs the scenario named in ``argv`` (or, for ``all``, every scenario of the
+    README's table: ``bench/regenerate.py``); 0 if its bookkeeping holds."""
+    if argv[:1] == ["all"]:
+        from bench import regenerate
+
+        return regenerate.main(argv[1:])
     options = options_from(argv)
     raise_open_files()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

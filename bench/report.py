@@ -168,6 +168,35 @@ def _default(value: object) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def _flat(value: Any) -> bool:
+    """A list of plain values: written on one line."""
+    return isinstance(value, list | array) and all(
+        not isinstance(item, dict | list) for item in value
+    )
+
+
+def compact_json(value: Any, indent: str = "") -> str:
+    """JSON indented by objects, with lists of plain values (timelines, samples) on
+    one line each: a results file stays a few hundred lines long, whatever the run's
+    size, and keeps every field."""
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = indent + "  "
+        items = [
+            f"{inner}{json.dumps(str(key))}: {compact_json(item, inner)}"
+            for key, item in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list | tuple | array) and not _flat(list(value)):
+        if not value:
+            return "[]"
+        inner = indent + "  "
+        items = [inner + compact_json(item, inner) for item in value]
+        return "[\n" + ",\n".join(items) + "\n" + indent + "]"
+    return json.dumps(value, default=_default, separators=(", ", ": "))
+
+
 def write(report: Report, out: Path) -> list[Path]:
     """Writes the JSON, the Markdown and the plots; the paths written."""
     out.mkdir(parents=True, exist_ok=True)
@@ -199,7 +228,7 @@ def write(report: Report, out: Path) -> list[Path]:
         "plots": images,
     }
     json_path = out / f"{report.scenario}.json"
-    json_path.write_text(json.dumps(document, indent=2, default=_default) + "\n")
+    json_path.write_text(compact_json(document) + "\n")
     md_path = out / f"{report.scenario}.md"
     md_path.write_text(_markdown(report, host, when, images))
     return [json_path, md_path, *written]

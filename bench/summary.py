@@ -1,0 +1,457 @@
+"""The headline figures of ``plop bench all``: each target of the README's table, read
+from the scenarios' JSON documents of every run, as a median with its spread.
+
+A ``Headline`` names one figure: where it is in a scenario's document, what it is
+compared with (the raw baseline or Centrifugo of the same run), the target, and
+whether the median meets it. Ratios are taken within each run (figures of one run
+share the machine's load), then summarised over the runs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Document = dict[str, Any]
+RAW = "raw FastAPI"
+CENTRIFUGO = "Centrifugo"
+ONE_ROOM = "one room"
+README_START = "<!-- bench:summary:start -->"
+README_END = "<!-- bench:summary:end -->"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One run's figure and the figure it is compared with (None: not measured)."""
+
+    value: float | None
+    reference: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.value is None or not self.reference:
+            return None
+        return self.value / self.reference
+
+
+@dataclass(frozen=True)
+class Headline:
+    key: str
+    measure: str
+    scenario: str
+    read: Callable[[Document], Pair]
+    reference: str  # what ``Pair.reference`` is: "raw", "Centrifugo", "1 instance", ...
+    target: str
+    # On the medians (value, ratio): met, missed, or None when the target is not one.
+    met: Callable[[float | None, float | None], bool | None]
+    digits: int = 1
+
+
+def _rows(document: Document, key: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = document.get("results", {}).get(key, [])
+    return rows
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _send_row(document: Document, target: str, concurrency: int) -> dict[str, Any]:
+    for row in _rows(document, "rows"):
+        if row["target"] == target and row["concurrency"] == concurrency:
+            return row
+    return {}
+
+
+def send_pair(
+    target: str, concurrency: int, field: str, reference: str = RAW
+) -> Callable[[Document], Pair]:
+    def read(document: Document) -> Pair:
+        mine = _send_row(document, target, concurrency).get(field)
+        theirs = _send_row(document, reference, concurrency).get(field)
+        return Pair(_number(mine), _number(theirs))
+
+    return read
+
+
+def _fanout(document: Document, target: str, subscribers: int) -> dict[str, Any]:
+    for config in _rows(document, "configs"):
+        if (
+            config["target"] == target
+            and config["subscribers"] == subscribers
+            and config.get("layout", ONE_ROOM) == ONE_ROOM
+        ):
+            return config
+    return {}
+
+
+def fanout_pair(
+    target: str, subscribers: int, phase: str | None, field: str, reference: str = RAW
+) -> Callable[[Document], Pair]:
+    """A fan-out figure (of ``phase``, or of the set-up when None) beside the
+    reference server's, same subscribers, one room."""
+
+    def read(document: Document) -> Pair:
+        def figure(config: dict[str, Any]) -> float | None:
+            if not config:
+                return None
+            return _number((config[phase] if phase else config).get(field))
+
+        mine = figure(_fanout(document, target, subscribers))
+        theirs = figure(_fanout(document, reference, subscribers))
+        return Pair(mine, theirs)
+
+    return read
+
+
+def idle_memory_pair(target: str, reference: str = RAW) -> Callable[[Document], Pair]:
+    def read(document: Document) -> Pair:
+        rows = {row["target"]: row for row in _rows(document, "idle")}
+        mine = rows.get(target, {}).get("kib_per_idle_subscription")
+        theirs = rows.get(reference, {}).get("kib_per_idle_subscription")
+        return Pair(_number(mine), _number(theirs))
+
+    return read
+
+
+def memory_after_close(target: str) -> Callable[[Document], Pair]:
+    """RSS after closing every socket, beside RSS with them all open."""
+
+    def read(document: Document) -> Pair:
+        rows = {row["target"]: row for row in _rows(document, "idle")}
+        row = rows.get(target, {})
+        return Pair(_number(row.get("rss_mb_after_close")), _number(row.get("rss_mb_at_most")))
+
+    return read
+
+
+def reconnect_pair(
+    target: str, field: str, reference_field: str | None = None
+) -> Callable[[Document], Pair]:
+    def read(document: Document) -> Pair:
+        rows = {row["target"]: row for row in _rows(document, "rows")}
+        row = rows.get(target, {})
+        reference = row.get(reference_field) if reference_field else None
+        return Pair(_number(row.get(field)), _number(reference))
+
+    return read
+
+
+def at_least(limit: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda value, _ratio: None if value is None else value >= limit
+
+
+def at_most(limit: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda value, _ratio: None if value is None else value <= limit
+
+
+def ratio_at_least(limit: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda _value, ratio: None if ratio is None else ratio >= limit
+
+
+def ratio_at_most(limit: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda _value, ratio: None if ratio is None else ratio <= limit
+
+
+def no_target(_value: float | None, _ratio: float | None) -> bool | None:
+    return None
+
+
+PLOP_REAL = "Plop (real)"
+PLOP_EMBEDDED = "Plop (embedded)"
+PLOP_TWO = "Plop (real, 2 instances)"
+
+HEADLINES: list[Headline] = [
+    Headline(
+        "send_per_second_c64_real",
+        "sendMessage/s, concurrency 64, real services",
+        "send",
+        send_pair(PLOP_REAL, 64, "per_second"),
+        "raw POST",
+        "≥ 400/s",
+        at_least(400),
+    ),
+    Headline(
+        "send_cpu_ms_c64_real",
+        "server CPU per sendMessage, concurrency 64, real services (ms)",
+        "send",
+        lambda d: _scaled(send_pair(PLOP_REAL, 64, "server_cpu_us_per_request")(d), 1e-3),
+        "raw POST",
+        "≤ 1.5 ms",
+        at_most(1.5),
+        digits=2,
+    ),
+    Headline(
+        "send_per_second_c64_two_instances",
+        "sendMessage/s, concurrency 64, 2 instances vs 1 (real)",
+        "send",
+        send_pair(PLOP_TWO, 64, "per_second", PLOP_REAL),
+        "1 instance",
+        "—",
+        no_target,
+    ),
+    Headline(
+        "send_per_second_c16_embedded",
+        "sendMessage/s, concurrency 16, embedded",
+        "send",
+        send_pair(PLOP_EMBEDDED, 16, "per_second"),
+        "raw POST",
+        "≥ 0.2 of raw",
+        ratio_at_least(0.2),
+    ),
+    Headline(
+        "stored_latency_ratio_embedded",
+        "send p50 with 10,000 stored messages vs an empty room, embedded (ms)",
+        "stored",
+        lambda d: stored_pair(d, "embedded"),
+        "empty room",
+        "≤ 1.5x",
+        ratio_at_most(1.5),
+        digits=2,
+    ),
+    Headline(
+        "open_seconds_5000_real",
+        "5,000 subscriptions opened, real services (s)",
+        "fanout",
+        fanout_pair(PLOP_REAL, 5_000, None, "open_seconds"),
+        "raw",
+        "≤ 2x raw",
+        ratio_at_most(2.0),
+    ),
+    Headline(
+        "reconnect_caught_up_real",
+        "2,000-client reconnect storm caught up, real services (s)",
+        "reconnect",
+        reconnect_pair(PLOP_REAL, "caught_up_seconds", "raw_reopen_seconds"),
+        "raw reopen",
+        "≤ 2x raw",
+        ratio_at_most(2.0),
+    ),
+    Headline(
+        "reconnect_embedded_caught_up",
+        "2,000-client reconnect, embedded: subscribers caught up",
+        "reconnect",
+        reconnect_pair(PLOP_EMBEDDED, "caught_up", "subscribers"),
+        "subscribers",
+        "all, 0 lost, 0 dup",
+        ratio_at_least(1.0),
+        digits=0,
+    ),
+    *(
+        Headline(
+            f"fanout_deliveries_{count}_real",
+            f"fan-out deliveries/s, {count:,} subscribers, one room, via Kafka",
+            "fanout",
+            fanout_pair(PLOP_REAL, count, "burst", "deliveries_per_second"),
+            "raw",
+            "≥ 0.95 of raw",
+            ratio_at_least(0.95),
+            digits=0,
+        )
+        for count in (5_000, 10_000)
+    ),
+    *(
+        Headline(
+            f"fanout_cpu_{count}_real",
+            f"server CPU per delivery, {count:,} subscribers (µs)",
+            "fanout",
+            fanout_pair(PLOP_REAL, count, "burst", "server_cpu_us_per_delivery"),
+            "raw",
+            "≤ 1.0x raw",
+            ratio_at_most(1.0),
+        )
+        for count in (5_000, 10_000)
+    ),
+    Headline(
+        "fanout_cpu_5000_centrifugo",
+        "server CPU per delivery, 5,000 subscribers, beside Centrifugo (µs)",
+        "fanout",
+        fanout_pair(PLOP_REAL, 5_000, "burst", "server_cpu_us_per_delivery", CENTRIFUGO),
+        "Centrifugo",
+        "—",
+        no_target,
+    ),
+    Headline(
+        "fanout_deliveries_5000_centrifugo",
+        "fan-out deliveries/s, 5,000 subscribers, beside Centrifugo",
+        "fanout",
+        fanout_pair(PLOP_REAL, 5_000, "burst", "deliveries_per_second", CENTRIFUGO),
+        "Centrifugo",
+        "—",
+        no_target,
+        digits=0,
+    ),
+    Headline(
+        "fanout_p99_1000_paced",
+        "send-to-receive p99, 1,000 subscribers, paced (ms)",
+        "fanout",
+        fanout_pair(PLOP_REAL, 1_000, "paced", "p99_ms"),
+        "raw",
+        "≤ 1.3x raw",
+        ratio_at_most(1.3),
+    ),
+    Headline(
+        "fanout_deliveries_5000_two_instances",
+        "fan-out deliveries/s, 5,000 subscribers, 2 instances vs 1",
+        "fanout",
+        fanout_pair(PLOP_TWO, 5_000, "burst", "deliveries_per_second", PLOP_REAL),
+        "1 instance",
+        "—",
+        no_target,
+        digits=0,
+    ),
+    Headline(
+        "idle_kib_per_connection",
+        "RSS per idle subscribed connection, embedded (KiB)",
+        "memory",
+        idle_memory_pair(PLOP_EMBEDDED),
+        "raw",
+        "≤ 40 KiB",
+        at_most(40.0),
+    ),
+    Headline(
+        "idle_kib_per_connection_centrifugo",
+        "RSS per idle subscribed connection, beside Centrifugo (KiB)",
+        "memory",
+        idle_memory_pair(PLOP_EMBEDDED, CENTRIFUGO),
+        "Centrifugo",
+        "—",
+        no_target,
+    ),
+    Headline(
+        "rss_after_closing",
+        "RSS after closing every socket vs with them open, embedded (MB)",
+        "memory",
+        memory_after_close(PLOP_EMBEDDED),
+        "sockets open",
+        "≤ 1.1x",
+        ratio_at_most(1.1),
+    ),
+]
+
+
+def _scaled(pair: Pair, factor: float) -> Pair:
+    return Pair(
+        None if pair.value is None else pair.value * factor,
+        None if pair.reference is None else pair.reference * factor,
+    )
+
+
+def stored_pair(document: Document, backend: str) -> Pair:
+    """The stored-history scenario: p50 send latency with the room full, beside the
+    same in an empty room."""
+    for row in _rows(document, "rows"):
+        if row.get("target") == f"Plop ({backend})":
+            return Pair(_number(row.get("full_p50_ms")), _number(row.get("empty_p50_ms")))
+    return Pair(None)
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    low: float
+    high: float
+    runs: int
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> Spread | None:
+        known = [value for value in values if value is not None]
+        if not known:
+            return None
+        return cls(statistics.median(known), min(known), max(known), len(known))
+
+    def as_json(self) -> dict[str, float | int]:
+        return {"median": self.median, "min": self.low, "max": self.high, "runs": self.runs}
+
+
+def summarise(runs: list[dict[str, Document]]) -> list[dict[str, Any]]:
+    """Each headline over the runs (each run: scenario name -> its document)."""
+    rows = []
+    for headline in HEADLINES:
+        pairs = [headline.read(run[headline.scenario]) for run in runs if headline.scenario in run]
+        value = Spread.of([pair.value for pair in pairs])
+        reference = Spread.of([pair.reference for pair in pairs])
+        ratio = Spread.of([pair.ratio for pair in pairs])
+        met = headline.met(value.median if value else None, ratio.median if ratio else None)
+        rows.append(
+            {
+                "key": headline.key,
+                "measure": headline.measure,
+                "reference": headline.reference,
+                "target": headline.target,
+                "value": value.as_json() if value else None,
+                "reference_value": reference.as_json() if reference else None,
+                "ratio": ratio.as_json() if ratio else None,
+                "met": met,
+                "digits": headline.digits,
+            }
+        )
+    return rows
+
+
+def _figure(spread: dict[str, Any] | None, digits: int) -> str:
+    if spread is None:
+        return "not measured"
+
+    def show(number: float) -> str:
+        return f"{number:,.{digits}f}"
+
+    text = show(spread["median"])
+    if spread["runs"] > 1:
+        text += f" ({show(spread['min'])}-{show(spread['max'])})"
+    return text
+
+
+def markdown_table(rows: list[dict[str, Any]], runs: int) -> str:
+    """The README's table: medians over the runs, min-max in brackets."""
+    lines = [
+        f"Medians of {runs} run{'s' if runs != 1 else ''}, (min-max) over them; each ratio "
+        "is taken within a run, between figures measured side by side.",
+        "",
+        "| measure | Plop | compared with | its figure | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        met = {True: "yes", False: "no", None: "—"}[row["met"]]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row["measure"],
+                    _figure(row["value"], row["digits"]),
+                    row["reference"],
+                    _figure(row["reference_value"], row["digits"]),
+                    _figure(row["ratio"], 2),
+                    row["target"],
+                    met,
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def replace_in_readme(readme: Path, table: str) -> None:
+    """Puts ``table`` between the README's summary markers (which must be there)."""
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} block")
+    head = text[: start + len(README_START)]
+    readme.write_text(head + "\n" + table + text[end:])
+
+
+def load_documents(folder: Path) -> dict[str, Document]:
+    """The scenario documents a run wrote into ``folder``."""
+    documents = {}
+    for path in sorted(folder.glob("*.json")):
+        if path.name == "summary.json":
+            continue
+        document = json.loads(path.read_text())
+        if isinstance(document, dict) and "scenario" in document:
+            documents[document["scenario"]] = document
+    return documents

@@ -1,0 +1,135 @@
+"""The README's benchmark table: medians and spreads over runs (``bench/summary.py``),
+and the table in the README being the one ``bench/results/summary.json`` gives."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.report import compact_json
+from bench.summary import (
+    README_END,
+    README_START,
+    markdown_table,
+    replace_in_readme,
+    summarise,
+)
+from tests.support.services import REPO
+
+BENCH_ALL = [sys.executable, "-m", "bench", "all"]
+
+
+def send_document(plop_per_second: float, raw_per_second: float, cpu_us: float) -> dict[str, Any]:
+    def row(target: str, per_second: float, cpu: float) -> dict[str, Any]:
+        return {
+            "target": target,
+            "concurrency": 64,
+            "per_second": per_second,
+            "server_cpu_us_per_request": cpu,
+        }
+
+    return {
+        "scenario": "send",
+        "results": {
+            "rows": [
+                row("raw FastAPI", raw_per_second, 400.0),
+                row("Plop (real)", plop_per_second, cpu_us),
+            ]
+        },
+    }
+
+
+def headline(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    (found,) = [row for row in rows if row["key"] == key]
+    return found
+
+
+def test_each_figure_is_a_median_with_its_spread_and_ratios_are_per_run() -> None:
+    runs = [
+        {"send": send_document(100.0, 1000.0, 5000.0)},
+        {"send": send_document(300.0, 1500.0, 2000.0)},
+        {"send": send_document(500.0, 1000.0, 1000.0)},
+    ]
+    rows = summarise(runs)
+    rate = headline(rows, "send_per_second_c64_real")
+    assert rate["value"] == {"median": 300.0, "min": 100.0, "max": 500.0, "runs": 3}
+    assert rate["reference_value"]["median"] == 1000.0
+    # Ratios within each run (0.1, 0.2, 0.5), not the ratio of the medians (0.3).
+    assert rate["ratio"] == {"median": 0.2, "min": 0.1, "max": 0.5, "runs": 3}
+    assert rate["met"] is False  # 300/s < 400/s
+    cpu = headline(rows, "send_cpu_ms_c64_real")
+    assert cpu["value"]["median"] == pytest.approx(2.0)
+    assert cpu["met"] is False  # 2 ms > 1.5 ms
+    # A scenario not run is "not measured", never a figure.
+    assert headline(rows, "fanout_deliveries_5000_real")["value"] is None
+    table = markdown_table(rows, 3)
+    assert "| sendMessage/s, concurrency 64, real services | 300.0 (100.0-500.0) |" in table
+    assert "not measured" in table
+
+
+def test_a_target_met_on_the_median_says_yes() -> None:
+    runs = [{"send": send_document(450.0, 1000.0, 1200.0)} for _ in range(2)]
+    rows = summarise(runs)
+    assert headline(rows, "send_per_second_c64_real")["met"] is True
+    assert headline(rows, "send_cpu_ms_c64_real")["met"] is True
+
+
+def test_the_table_goes_between_the_markers_and_nowhere_else(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\nbefore\n{README_START}\nold table\n{README_END}\nafter\n")
+    replace_in_readme(readme, "| new |\n")
+    assert readme.read_text() == f"# T\n\nbefore\n{README_START}\n| new |\n{README_END}\nafter\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="no <!-- bench:summary:start -->"):
+        replace_in_readme(readme, "| new |\n")
+
+
+def test_the_readme_shows_the_table_of_the_latest_summary() -> None:
+    summary = json.loads((REPO / "bench" / "results" / "summary.json").read_text())
+    table = markdown_table(summary["headlines"], summary["runs"])
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index(README_START) + len(README_START) : readme.index(README_END)]
+    assert block.strip() == table.strip()
+
+
+def test_results_files_stay_short() -> None:
+    for path in (REPO / "bench" / "results").glob("*.json"):
+        lines = path.read_text().count("\n")
+        assert lines < 2_000, f"{path.name} has {lines} lines"
+
+
+def test_compact_json_keeps_every_field_and_value() -> None:
+    document = {"a": [1, 2.5, None], "b": {"c": [{"x": 1}, {"y": [1, 2]}], "e": {}}, "t": []}
+    text = compact_json(document)
+    assert json.loads(text) == document
+    assert '"a": [1, 2.5, null]' in text
+
+
+def test_bench_all_keeps_the_latest_run_and_summarises_every_run(tmp_path: Path) -> None:
+    (tmp_path / "memory-old-layout.png").write_bytes(b"stale")
+    done = subprocess.run(
+        [*BENCH_ALL, "--runs", "2", "--only", "memory", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["runs"] == 2
+    assert summary["failed"] == []
+    kib = headline(summary["headlines"], "idle_kib_per_connection")
+    assert kib["value"]["runs"] == 2
+    assert kib["reference_value"]["runs"] == 2
+    assert not (tmp_path / ".runs").exists()
+    assert not (tmp_path / "memory-old-layout.png").exists()
+    assert json.loads((tmp_path / "memory.json").read_text())["scenario"] == "memory"
+    table = (tmp_path / "summary.md").read_text()
+    assert table.count("| RSS per idle subscribed connection, embedded (KiB) |") == 1
