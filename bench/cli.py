@@ -62,6 +62,7 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "per_socket": 10,
             "step": 2_000,
             "max_seconds": 300.0,
+            "deliveries": 200_000,
         },
         {
             "subscribers": [20],
@@ -71,6 +72,7 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "per_socket": 5,
             "step": 20,
             "max_seconds": 60.0,
+            "deliveries": 100,
         },
     ),
     "reconnect": (
@@ -147,6 +149,11 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument(
         "--max-seconds", type=float, help="memory: ramp time; reconnect: catch-up time."
     )
+    parse.add_argument(
+        "--deliveries",
+        type=int,
+        help="memory: deliveries to the idle sockets before they all close.",
+    )
     return parse
 
 
@@ -169,6 +176,7 @@ def options_from(argv: list[str]) -> Options:
         "rate",
         "down_seconds",
         "max_seconds",
+        "deliveries",
     ):
         given = getattr(args, name)
         if given is not None:

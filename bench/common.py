@@ -43,6 +43,7 @@ class Options:
     rate: float = 0.0
     down_seconds: float = 0.0
     max_seconds: float = 0.0
+    deliveries: int = 0
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
 

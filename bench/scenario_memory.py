@@ -5,6 +5,9 @@ server process holds.
   steps, reading the server's RSS (with its children) after each; the slope of a
   least-squares line is the memory per idle subscribed connection. The same on the
   raw baseline in the same run gives the ratio.
+- deliveries: with the idle sockets open, ``deliveries`` messages in all reach them
+  (every one counted), then every socket closes; RSS after closing is compared with
+  RSS while they were open.
 - ramp (Plop only): add ``step`` subscriptions at a time (``per_socket`` to a socket)
   until ``max_subscriptions``, a failure, the time bound or the RSS bound; the count
   held at the end is the most this run saw one worker hold.
@@ -60,17 +63,17 @@ def _plans(population: Population, first: int, count: int, last_seq: dict[str, i
     return plans
 
 
-async def _verify(pool: LoadPool, sender: Sender) -> dict[str, Any]:
-    """One message per room: every open subscription must get it once."""
+async def _verify(pool: LoadPool, sender: Sender, waves: int = 1) -> dict[str, Any]:
+    """``waves`` messages per room: every open subscription must get each once."""
     await pool.all("round")
-    await sender.wave()
+    await sender.burst(waves)
     expected = dict(sender.last_seq)
     merged = merge_rounds(
-        await pool.all("wait", {"expected": expected, "within": VERIFY_TIMEOUT_SECONDS})
+        await pool.all("wait", {"expected": expected, "within": VERIFY_TIMEOUT_SECONDS * waves})
     )
     return {
         "subscribers": merged["subscribers"],
-        "expected_deliveries": merged["subscribers"],
+        "expected_deliveries": merged["subscribers"] * waves,
         "deliveries": merged["deliveries"],
         "lost": merged["lost"],
         "duplicates": merged["duplicates"],
@@ -109,6 +112,11 @@ async def _idle(target: Target, population: Population, options: Options) -> dic
             await target.wait_subscriptions(opened, STEP_TIMEOUT_SECONDS)
             points.append((opened, await _settled_rss(target, options)))
         verify = await _verify(pool, sender)
+        # Then many deliveries with every socket open: closing them all afterwards
+        # must give back what they held (nothing kept per delivery).
+        waves = max(1, math.ceil(options.deliveries / max(1, opened)))
+        delivered = await _verify(pool, sender, waves)
+        rss_after_deliveries = await _settled_rss(target, options)
     finally:
         await pool.close()
         await sender.close()
@@ -124,9 +132,12 @@ async def _idle(target: Target, population: Population, options: Options) -> dic
         "rss_mb_start": round(base_rss / 2**20, 1),
         "rss_mb_at_most": round(points[-1][1] / 2**20, 1),
         "rss_mb_after_close": round(after_close / 2**20, 1),
+        "rss_mb_after_deliveries": round(rss_after_deliveries / 2**20, 1),
+        "after_close_vs_open": ratio(after_close, points[-1][1]),
         "kib_per_idle_subscription": round(per_subscription / 1024, 1),
         "points": [(count, round(rss / 2**20, 1)) for count, rss in points],
         "verify": verify,
+        "deliveries_then_closed": delivered,
     }
 
 
@@ -220,12 +231,14 @@ async def run(options: Options) -> Report:
             "per_socket": options.per_socket,
             "step": options.step,
             "max_seconds": options.max_seconds,
+            "deliveries_before_closing": options.deliveries,
             "backends": options.backends,
             "smoke": options.smoke,
         },
         data={"idle": idle, "ramp": ramps},
     )
     verifies = [row["verify"] for row in idle + ramps]
+    verifies += [row["deliveries_then_closed"] for row in idle]
     report.checks = {
         "expected_deliveries": sum(v["expected_deliveries"] for v in verifies),
         "deliveries": sum(v["deliveries"] for v in verifies),
@@ -245,7 +258,10 @@ async def run(options: Options) -> Report:
                 "RSS MB at all",
                 "KiB per connection",
                 "vs raw",
+                "deliveries with all open",
+                "RSS MB after them",
                 "RSS MB after closing all",
+                "after closing vs open",
                 "refused, then retried",
                 "delivered check",
             ],
@@ -257,7 +273,10 @@ async def run(options: Options) -> Report:
                     row["rss_mb_at_most"],
                     row["kib_per_idle_subscription"],
                     row["ratio_kib"],
+                    f"{row['deliveries_then_closed']['deliveries']:,}",
+                    row["rss_mb_after_deliveries"],
                     row["rss_mb_after_close"],
+                    row["after_close_vs_open"],
                     row["refused_then_retried"],
                     f"{row['verify']['deliveries']:,}/{row['verify']['expected_deliveries']:,}",
                 ]

@@ -324,7 +324,7 @@ HEADLINES: list[Headline] = [
     ),
     Headline(
         "rss_after_closing",
-        "RSS after closing every socket vs with them open, embedded (MB)",
+        "RSS after 200,000 deliveries and closing every socket vs with them open, embedded (MB)",
         "memory",
         memory_after_close(PLOP_EMBEDDED),
         "sockets open",

@@ -114,6 +114,13 @@ def test_memory(tmp_path: Path) -> None:
         assert verify["deliveries"] == SUBSCRIBERS  # one message per room reaches each
         assert verify["lost"] == 0
         assert verify["duplicates"] == 0
+        # Many deliveries with every socket open, each counted, before they all close.
+        delivered = row["deliveries_then_closed"]
+        waves = -(-document["parameters"]["deliveries_before_closing"] // SUBSCRIBERS)
+        assert delivered["expected_deliveries"] == SUBSCRIBERS * waves
+        assert delivered["deliveries"] == delivered["expected_deliveries"]
+        assert delivered["lost"] == 0
+        assert delivered["duplicates"] == 0
     (ramp,) = document["results"]["ramp"]
     assert ramp["held"] == document["parameters"]["max_subscriptions"]
     assert ramp["verify"]["deliveries"] == ramp["held"]
