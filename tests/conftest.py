@@ -128,6 +128,6 @@ async def kafka_outage(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that stop and start the shared Kafka run last: a broker that has just
+    """Tests that observe the shared Kafka outage run last: a broker that has just
     come back is slow for a while, and no other test should wait on it."""
     items.sort(key=lambda item: item.get_closest_marker("restarts_kafka") is not None)

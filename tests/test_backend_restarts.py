@@ -5,7 +5,7 @@ own (cutting the proxy is the backend going away, restoring it is the backend ba
 so the shared services are never touched. While a backend is gone a send answers
 UNAVAILABLE within a few seconds, never INTERNAL, never a hang, and its retry with the
 same clientId is stored once. Kafka advertises its own address to clients, so a proxy
-cannot stand in for it: tests/test_delivery.py stops and starts it for real.
+cannot stand in for it: tests/support/kafka_outage.py stops and starts it for real.
 """
 
 from __future__ import annotations
