@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from devtools.processes import LOAD_TEST_LIMITS
+from tests.support.kafka_outage import OutageServers, Scenario, SharedOutage, run_shared_outage
 from tests.support.server import ServerProcess
 from tests.support.services import RealServices, start_real_services
 
@@ -99,7 +100,34 @@ def any_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     yield request.getfixturevalue(fixture)
 
 
+def outage_scenario(item: pytest.Item) -> Scenario | None:
+    """The scenario a ``restarts_kafka`` test observes the shared outage with."""
+    marker = item.get_closest_marker("restarts_kafka")
+    scenario: Scenario | None = marker.kwargs.get("scenario") if marker else None
+    return scenario
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def kafka_outage(
+    request: pytest.FixtureRequest,
+    server_a: ServerProcess,
+    server_b: ServerProcess,
+    real_env: dict[str, str],
+) -> SharedOutage:
+    """One stop and start of the shared Kafka for all selected ``restarts_kafka``
+    tests (tests/support/kafka_outage.py): their scenarios run side by side."""
+    scenarios = list(
+        dict.fromkeys(
+            scenario
+            for item in request.session.items
+            if (scenario := outage_scenario(item)) is not None
+        )
+    )
+    outcomes = await run_shared_outage(scenarios, OutageServers(server_a, server_b, real_env))
+    return SharedOutage(outcomes)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that stop and start the shared Kafka run last: a broker that has just
+    """Tests that observe the shared Kafka outage run last: a broker that has just
     come back is slow for a while, and no other test should wait on it."""
     items.sort(key=lambda item: item.get_closest_marker("restarts_kafka") is not None)

@@ -228,14 +228,24 @@ async def test_help_lists_every_command(tmp_path: Path) -> None:
         assert f"  {command} " in out
 
 
+async def both_sign_up(url: str, *users: tuple[Path, str]) -> None:
+    """``plop signup`` for each (config dir, username), side by side: each command's
+    start-up is most of its time, and the sign-ups do not depend on each other."""
+    await asyncio.gather(
+        *(
+            succeeds(config, "signup", "--url", url, "--password-stdin", name, stdin=PASSWORD)
+            for config, name in users
+        )
+    )
+
+
 async def test_send_prints_the_seq_and_tail_prints_each_new_message_once(
     embedded_server: ServerProcess, tmp_path: Path
 ) -> None:
     url = embedded_server.http_url
     alice_config, bob_config = tmp_path / "alice", tmp_path / "bob"
     alice, bob = unique_name("alice"), unique_name("bob")
-    await succeeds(alice_config, "signup", "--url", url, "--password-stdin", alice, stdin=PASSWORD)
-    await succeeds(bob_config, "signup", "--url", url, "--password-stdin", bob, stdin=PASSWORD)
+    await both_sign_up(url, (alice_config, alice), (bob_config, bob))
     room = (await succeeds(alice_config, "direct", saved(bob_config)["user_id"])).strip()
     assert (await succeeds(alice_config, "send", room, "before the tail")).strip() == "1"
 
@@ -366,8 +376,10 @@ async def test_search_finds_a_user_whose_id_opens_a_direct_room(
     embedded_server: ServerProcess, tmp_path: Path
 ) -> None:
     alice_config, bob_config = tmp_path / "alice", tmp_path / "bob"
-    await signed_up(alice_config, embedded_server, "alice")
-    bob, bob_id = await signed_up(bob_config, embedded_server, "bob")
+    _, (bob, bob_id) = await asyncio.gather(
+        signed_up(alice_config, embedded_server, "alice"),
+        signed_up(bob_config, embedded_server, "bob"),
+    )
     found = (await succeeds(alice_config, "search", bob.upper())).splitlines()
     assert found == [f"{bob_id}\t{bob}\t{bob}"]
     room = (await succeeds(alice_config, "direct", found[0].split("\t")[0])).strip()
@@ -409,8 +421,7 @@ async def test_tail_shows_edits_deletes_and_typing_made_with_plop_edit_and_delet
     url = embedded_server.http_url
     alice_config, bob_config = tmp_path / "alice", tmp_path / "bob"
     alice, bob = unique_name("alice"), unique_name("bob")
-    await succeeds(alice_config, "signup", "--url", url, "--password-stdin", alice, stdin=PASSWORD)
-    await succeeds(bob_config, "signup", "--url", url, "--password-stdin", bob, stdin=PASSWORD)
+    await both_sign_up(url, (alice_config, alice), (bob_config, bob))
     room = (await succeeds(alice_config, "direct", saved(bob_config)["user_id"])).strip()
     seq, message_id = (await succeeds(alice_config, "send", room, "helo", "--show-id")).split()
     assert seq == "1"

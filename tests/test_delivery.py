@@ -36,23 +36,20 @@ from tests.support.clients import (
     subscribed,
     ws_session,
 )
+from tests.support.kafka_outage import (
+    SHARED_OUTAGE_TEST_SECONDS,
+    KafkaOutage,
+    OutageServers,
+    SharedOutage,
+)
 from tests.support.server import ServerProcess
-from tests.support.services import services_script
 
 # A killed instance's sockets are closed by the kernel: the client notices at once.
 DEATH_NOTICED_SECONDS = 5.0
-# The Kafka outage test's budget, each step bounded on its own: stopping Kafka,
-# starting it again (scripts/services.sh waits up to 120 s for it to be ready),
-# the relay publishing the outage's messages, and one live message after.
-KAFKA_STOP_SECONDS = 120.0
-KAFKA_START_SECONDS = 150.0
+# Once Kafka is back: the relay publishing the outage's messages, and one live
+# message after (the stop and start are bounded in tests/support/kafka_outage.py).
 OUTAGE_CATCH_UP_SECONDS = 60.0
 AFTER_OUTAGE_SECONDS = 30.0
-# The sends during the outage (each bounded by the publish timeout of 2 s) and the
-# subscription's setup fit in the rest.
-KAFKA_OUTAGE_TEST_SECONDS = (
-    KAFKA_STOP_SECONDS + KAFKA_START_SECONDS + OUTAGE_CATCH_UP_SECONDS + AFTER_OUTAGE_SECONDS + 60.0
-)
 
 
 def seqs(results: list[dict[str, Any]]) -> list[int]:
@@ -175,11 +172,8 @@ async def test_killed_instance_clients_resume_on_the_other_without_loss(
     assert received == list(range(1, 21))
 
 
-@pytest.mark.restarts_kafka
-@pytest.mark.timeout(KAFKA_OUTAGE_TEST_SECONDS)
-async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
-    server_a: ServerProcess, server_b: ServerProcess
-) -> None:
+async def messages_sent_while_kafka_is_down(servers: OutageServers, outage: KafkaOutage) -> None:
+    server_a, server_b = servers.a, servers.b
     alice, bob = await sign_up(server_a), await sign_up(server_a)
     room_id = await direct_room(server_a, alice, bob)
     async with (
@@ -191,16 +185,13 @@ async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
         await send(server_a, alice, room_id, "before the outage", "k0")
         received = seqs([await live.next()])
         received_on_a = seqs([await live_on_a.next()])
-        await asyncio.to_thread(services_script, "stop", "kafka", timeout=KAFKA_STOP_SECONDS)
-        try:
+        async with outage.down():
             # Stored although the broker is down; a retry neither fails nor duplicates.
-            outage = [
+            outage_sent = [
                 await send(server_a, alice, room_id, f"outage {i}", f"k{i}") for i in (1, 2, 3)
             ]
             retried = await send(server_a, alice, room_id, "outage 1", "k1")
-        finally:
-            await asyncio.to_thread(services_script, "start", "kafka", timeout=KAFKA_START_SECONDS)
-        assert [m["seq"] for m in outage] == [2, 3, 4] and retried == outage[0]
+        assert [m["seq"] for m in outage_sent] == [2, 3, 4] and retried == outage_sent[0]
         received += seqs(await live.take(3, within=OUTAGE_CATCH_UP_SECONDS))
         received_on_a += seqs(await live_on_a.take(3, within=OUTAGE_CATCH_UP_SECONDS))
         # Both instances publish and consume again, without having been restarted.
@@ -212,6 +203,14 @@ async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
         live_on_a.assert_idle()
     assert received == received_on_a == [1, 2, 3, 4, 5, 6]
     assert await history_seqs(server_a, bob, room_id) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.restarts_kafka(scenario=messages_sent_while_kafka_is_down)
+@pytest.mark.timeout(SHARED_OUTAGE_TEST_SECONDS)
+async def test_messages_sent_while_kafka_is_down_are_delivered_once_it_is_back(
+    kafka_outage: SharedOutage,
+) -> None:
+    kafka_outage.check(messages_sent_while_kafka_is_down)
 
 
 async def test_room_updated_follows_the_viewers_rooms(

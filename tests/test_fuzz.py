@@ -182,19 +182,42 @@ def typed(ref: TypeRef, types: dict[str, dict[str, Any]], known: Known) -> st.Se
     return st.none() | inner
 
 
+@dataclass(frozen=True)
+class FieldPlan:
+    """A root field with the strategy of each argument, built once for the whole run:
+    a strategy built per call is validated anew each time, which costs the fuzz more
+    than its HTTP calls."""
+
+    field: RootField
+    args: tuple[tuple[str, TypeRef, st.SearchStrategy[Any]], ...]
+    ill_typed: st.SearchStrategy[str | None]  # the argument that may get an ill-typed value
+
+
+def plans(
+    fields: list[RootField], types: dict[str, dict[str, Any]], known: Known
+) -> list[FieldPlan]:
+    return [
+        FieldPlan(
+            field,
+            tuple((name, ref, typed(ref, types, known)) for name, ref in field.args),
+            st.sampled_from([None, *(name for name, _ in field.args)]),
+        )
+        for field in fields
+    ]
+
+
 @st.composite
-def calls(
-    draw: st.DrawFn, fields: list[RootField], types: dict[str, dict[str, Any]], known: Known
-) -> tuple[RootField, dict[str, Any], bool]:
+def calls(draw: st.DrawFn, plans: list[FieldPlan]) -> tuple[RootField, dict[str, Any], bool]:
     """A root field, its variables (one ill-typed now and then), and whether signed in."""
-    field = draw(st.sampled_from(fields))
+    plan = draw(st.sampled_from(plans))
+    field = plan.field
     variables: dict[str, Any] = {}
-    ill_typed = draw(st.sampled_from([None, *(name for name, _ in field.args)]))
-    for name, ref in field.args:
+    ill_typed = draw(plan.ill_typed)
+    for name, ref, values in plan.args:
         if name == ill_typed and draw(st.integers(0, 2)) == 0:
             variables[name] = draw(ILL_TYPED)
         elif ref["kind"] == "NON_NULL" or draw(st.booleans()):
-            variables[name] = draw(typed(ref, types, known))
+            variables[name] = draw(values)
     signed_in = draw(st.integers(0, 4)) > 0 and field.name not in SESSION_ENDING_FIELDS
     return field, variables, signed_in
 
@@ -238,7 +261,7 @@ async def test_every_argument_fuzzed_answers_only_contract_codes(any_server: Ser
             database=None,
             suppress_health_check=list(HealthCheck),
         )
-        @given(calls(fields, types, known))
+        @given(calls(plans(fields, types, known)))
         def check(call: tuple[RootField, dict[str, Any], bool]) -> None:
             field, variables, signed_in = call
             present = list(variables)

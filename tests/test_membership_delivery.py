@@ -10,23 +10,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import pytest_asyncio
 
 from tests.support.chat import LEAVE, MESSAGE_ADDED, SEND, as_user, group_room, send
 from tests.support.clients import SUBPROTOCOLS, TRANSPORT_WS, call, http_session, sign_up
+from tests.support.kafka_outage import (
+    SHARED_OUTAGE_TEST_SECONDS,
+    KafkaOutage,
+    OutageServers,
+    SharedOutage,
+)
 from tests.support.raw_socket import raw_socket
 from tests.support.server import ServerProcess
-from tests.support.services import services_script
 
 BURST = 40
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def lagging_server(real_env: dict[str, str]) -> AsyncIterator[ServerProcess]:
+@asynccontextmanager
+async def started_lagging_server(
+    real_env: dict[str, str], name: str
+) -> AsyncIterator[ServerProcess]:
     server = ServerProcess(
-        "lagging-inboxes",
+        name,
         {
             **real_env,
             "PLOP_SUBSCRIBER_QUEUE_EVENTS": "2",
@@ -34,8 +42,16 @@ async def lagging_server(real_env: dict[str, str]) -> AsyncIterator[ServerProces
         },
     )
     await server.start()
-    yield server
-    await server.stop()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def lagging_server(real_env: dict[str, str]) -> AsyncIterator[ServerProcess]:
+    async with started_lagging_server(real_env, "lagging-inboxes") as server:
+        yield server
 
 
 def ended_forbidden(frames: list[dict[str, object]]) -> bool:
@@ -83,29 +99,34 @@ async def test_a_member_who_leaves_while_lagging_gets_nothing_after_leaving(
             assert frames[-1]["type"] == "complete"
 
 
-@pytest.mark.restarts_kafka
-@pytest.mark.timeout(420)
-async def test_a_leave_while_the_broker_is_down_still_ends_the_leavers_stream(
-    lagging_server: ServerProcess,
-) -> None:
+async def a_leave_while_the_broker_is_down(servers: OutageServers, outage: KafkaOutage) -> None:
     """The leave's event is lost with the broker; the next message carries the
     room's new membership tag, so the leaver's stream re-reads it and ends."""
-    alice, carol = await sign_up(lagging_server), await sign_up(lagging_server)
-    room_id = await group_room(lagging_server, alice, [carol])
-    async with raw_socket(lagging_server, TRANSPORT_WS, carol.token) as socket:
-        await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id})
-        await send(lagging_server, alice, room_id, "before")
-        assert (await socket.frame())["payload"]["data"]["messageAdded"]["text"] == "before"
-        await asyncio.to_thread(services_script, "stop", "kafka")
-        try:
-            assert (await as_user(lagging_server, carol, LEAVE, r=room_id))["leaveRoom"] is True
-        finally:
-            await asyncio.to_thread(services_script, "start", "kafka", timeout=300)
-        await send(lagging_server, alice, room_id, "after leaving")
-        frames = []
-        async with asyncio.timeout(90):
-            while (frame := await socket.frame(within=90))["type"] not in ("complete", "error"):
-                frames.append(frame)
-        frames.append(frame)
-        assert ended_forbidden(frames), frames
-        assert "after leaving" not in repr(frames)
+    async with started_lagging_server(servers.real_env, "lagging-outage") as lagging_server:
+        alice, carol = await sign_up(lagging_server), await sign_up(lagging_server)
+        room_id = await group_room(lagging_server, alice, [carol])
+        async with raw_socket(lagging_server, TRANSPORT_WS, carol.token) as socket:
+            await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id})
+            await send(lagging_server, alice, room_id, "before")
+            assert (await socket.frame())["payload"]["data"]["messageAdded"]["text"] == "before"
+            async with outage.down():
+                assert (await as_user(lagging_server, carol, LEAVE, r=room_id))["leaveRoom"]
+            await send(lagging_server, alice, room_id, "after leaving")
+            frames = []
+            async with asyncio.timeout(90):
+                while (frame := await socket.frame(within=90))["type"] not in (
+                    "complete",
+                    "error",
+                ):
+                    frames.append(frame)
+            frames.append(frame)
+            assert ended_forbidden(frames), frames
+            assert "after leaving" not in repr(frames)
+
+
+@pytest.mark.restarts_kafka(scenario=a_leave_while_the_broker_is_down)
+@pytest.mark.timeout(SHARED_OUTAGE_TEST_SECONDS)
+async def test_a_leave_while_the_broker_is_down_still_ends_the_leavers_stream(
+    kafka_outage: SharedOutage,
+) -> None:
+    kafka_outage.check(a_leave_while_the_broker_is_down)

@@ -42,8 +42,13 @@ from tests.support.clients import (
     subscribed,
     ws_session,
 )
+from tests.support.kafka_outage import (
+    SHARED_OUTAGE_TEST_SECONDS,
+    KafkaOutage,
+    OutageServers,
+    SharedOutage,
+)
 from tests.support.server import ServerProcess
-from tests.support.services import services_script
 from transport.sharing import _analyse
 
 UNKNOWN_ID = "0123456789abcdef01234567"
@@ -445,17 +450,14 @@ def test_an_activity_selection_that_reads_the_viewer_is_not_shared_between_viewe
     assert per_viewer is not None and per_viewer.viewer_scoped
 
 
-# Like tests/test_delivery.py's Kafka outage test: stopping and starting Kafka is slow.
-KAFKA_STOP_SECONDS = 120.0
-KAFKA_START_SECONDS = 150.0
+# Once Kafka is back (its stop and start are bounded in tests/support/kafka_outage.py).
 OUTAGE_CATCH_UP_SECONDS = 60.0
 
 
-@pytest.mark.restarts_kafka
-@pytest.mark.timeout(KAFKA_STOP_SECONDS + KAFKA_START_SECONDS + OUTAGE_CATCH_UP_SECONDS + 60.0)
-async def test_edits_and_deletes_made_while_kafka_is_down_arrive_once_it_is_back_broker_down(
-    server_a: ServerProcess, server_b: ServerProcess
+async def edits_and_deletes_made_while_kafka_is_down(
+    servers: OutageServers, outage: KafkaOutage
 ) -> None:
+    server_a, server_b = servers.a, servers.b
     alice, bob = await sign_up(server_a), await sign_up(server_a)
     room_id = await direct_room(server_a, alice, bob)
     first = await send(server_a, alice, room_id, "one")
@@ -464,12 +466,9 @@ async def test_edits_and_deletes_made_while_kafka_is_down_arrive_once_it_is_back
         ws_session(server_b, TRANSPORT_WS, bob.token) as session,
         subscribed(server_b, session, ROOM_ACTIVITY, r=room_id) as live,
     ):
-        await asyncio.to_thread(services_script, "stop", "kafka", timeout=KAFKA_STOP_SECONDS)
-        try:
+        async with outage.down():
             await as_user(server_a, alice, EDIT, m=first["id"], t="one, edited")
             await as_user(server_a, alice, DELETE, m=second["id"])
-        finally:
-            await asyncio.to_thread(services_script, "start", "kafka", timeout=KAFKA_START_SECONDS)
         events = [await next_activity(live, within=OUTAGE_CATCH_UP_SECONDS) for _ in range(2)]
         by_seq = {event["message"]["seq"]: event["message"] for event in events}
         assert by_seq[1]["text"] == "one, edited" and by_seq[2]["deleted"] is True
@@ -478,3 +477,11 @@ async def test_edits_and_deletes_made_while_kafka_is_down_arrive_once_it_is_back
             "__typename"
         ] == "ReadReceipt"
         live.assert_idle()
+
+
+@pytest.mark.restarts_kafka(scenario=edits_and_deletes_made_while_kafka_is_down)
+@pytest.mark.timeout(SHARED_OUTAGE_TEST_SECONDS)
+async def test_edits_and_deletes_made_while_kafka_is_down_arrive_once_it_is_back_broker_down(
+    kafka_outage: SharedOutage,
+) -> None:
+    kafka_outage.check(edits_and_deletes_made_while_kafka_is_down)

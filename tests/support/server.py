@@ -31,6 +31,16 @@ class ServerProcess(_Process):
         argv = [*plop_argv(port), *args]
         super().__init__(name, argv, {**plain_env(), **env}, port, LOG_DIR)
 
+    async def start(self) -> None:
+        """Starts the server; one that fails to become ready is killed at once, so that
+        it does not go on loading the machine for the rest of the run (a fixture whose
+        setup failed never reaches its teardown)."""
+        try:
+            await super().start()
+        except BaseException:
+            await self.kill()
+            raise
+
     @property
     def http_url(self) -> str:
         return f"{self.base_url}/graphql"
