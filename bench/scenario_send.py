@@ -9,16 +9,60 @@ run, which gives each Plop figure its ratio.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 from typing import Any
 
+import psutil
 from matplotlib.figure import Figure
 
 from bench.common import Options, Sender, baseline_target, plop_target
 from bench.report import Plot, Report, Table, latency_summary, ratio
+from bench.server import REPO
 from bench.targets import Population, Target
 
 WARMUP_MESSAGES = 5
+
+
+def _database_processes() -> list[psutil.Process]:
+    """FerretDB and PostgreSQL (with its backends), from the real services' pid files;
+    none if they are not running here. Their CPU shares the machine with Plop's."""
+    services = Path(os.environ.get("PLOP_SERVICES_DIR", REPO / ".services"))
+    found: list[psutil.Process] = []
+    for pid_file in (
+        services / "mongo" / "ferretdb.pid",
+        services / "mongo" / "pg" / "postmaster.pid",
+    ):
+        try:
+            process = psutil.Process(int(pid_file.read_text().split()[0]))
+            found += [process, *process.children(recursive=True)]
+        except (OSError, ValueError, IndexError, psutil.Error):
+            continue
+    return found
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:  # a PostgreSQL backend that ended meanwhile
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores)."""
+    times = psutil.cpu_times()
+    # guest time is already counted in user time on Linux; idle and iowait are not busy.
+    busy: float = (
+        times.user
+        + times.system
+        + sum(getattr(times, name, 0.0) for name in ("nice", "irq", "softirq", "steal"))
+    )
+    return busy
 
 
 async def _measure(
@@ -41,6 +85,8 @@ async def _measure(
         budget = [options.max_requests]
         stop_at = time.monotonic() + options.duration
         cpu_before = target.server.cpu_seconds()
+        database = _database_processes() if "real" in target.label else []
+        database_before, busy_before = _cpu_seconds(database), _busy_seconds()
 
         async def run(sender: Sender) -> None:
             room = sender.rooms[0]
@@ -54,11 +100,14 @@ async def _measure(
         await asyncio.gather(*(run(sender) for sender in senders))
         seconds = time.monotonic() - started
         cpu = target.server.cpu_seconds() - cpu_before
+        database_cpu = _cpu_seconds(database) - database_before
+        busy = _busy_seconds() - busy_before
     finally:
         await asyncio.gather(*(sender.close() for sender in senders))
         for sender in senders:
             last_seq.update(sender.last_seq)
     sent = sum(sender.sent for sender in senders) - warm_sent
+    cores = psutil.cpu_count() or 1
     errors = [error for sender in senders for error in sender.errors]
     return {
         "target": target.label,
@@ -71,8 +120,23 @@ async def _measure(
         "seconds": round(seconds, 3),
         "per_second": round(sent / seconds, 1) if seconds else 0.0,
         "server_cpu_us_per_request": round(cpu / sent * 1e6, 1) if sent else None,
+        # On the real services: FerretDB's and PostgreSQL's CPU per request, and their
+        # share and the whole machine's busy share of its CPU during the level.
+        "database_cpu_us_per_request": (
+            round(database_cpu / sent * 1e6, 1) if database and sent else None
+        ),
+        "database_cpu_share": (
+            round(database_cpu / (seconds * cores), 3) if database and seconds else None
+        ),
+        "machine_cpu_busy_share": round(busy / (seconds * cores), 3) if seconds else None,
         **latency_summary(latencies),
     }
+
+
+def _database_cell(row: dict[str, Any]) -> str:
+    if row["database_cpu_us_per_request"] is None:
+        return "—"
+    return f"{row['database_cpu_us_per_request']:,.0f} ({row['database_cpu_share']:.0%})"
 
 
 async def _run_target(target: Target, options: Options) -> list[dict[str, Any]]:
@@ -132,6 +196,8 @@ async def run(options: Options) -> Report:
                 "p99 ms",
                 "p99 vs raw",
                 "server CPU µs/req",
+                "FerretDB+PostgreSQL CPU µs/req (share of the machine)",
+                "machine busy",
                 "errors",
             ],
             [
@@ -145,6 +211,8 @@ async def run(options: Options) -> Report:
                     row["p99_ms"],
                     row["ratio_p99"],
                     row["server_cpu_us_per_request"],
+                    _database_cell(row),
+                    f"{row['machine_cpu_busy_share']:.0%}",
                     row["errors"],
                 ]
                 for row in rows
@@ -159,6 +227,10 @@ async def run(options: Options) -> Report:
         "the load runs in the bench process, the server in its own process (one worker).",
         "The raw FastAPI POST parses the same JSON body and answers the same shape "
         "(no auth, no storage): it is the ceiling of the HTTP stack, not a messenger.",
+        "On the real services FerretDB and its PostgreSQL share the same cores: their CPU "
+        "per request (psutil, from the services' pid files) bounds the rate one machine "
+        "can reach whatever Plop's own CPU; 'machine busy' is every process's share, "
+        "the load generator's and other work's included.",
         f"Each level runs {options.duration:g} s or {options.max_requests:,} requests, "
         f"after {1 if options.smoke else WARMUP_MESSAGES} warm-up messages per sender.",
     ]

@@ -14,7 +14,8 @@ from services.messages import message_cursor
 async def send_message(
     info: Info, room_id: strawberry.ID, text: str, client_id: str | None = None
 ) -> Message:
-    viewer, room = await require_member(info, room_id)
+    viewer = await require_viewer(info)
+    room = await info.context.services.rooms.require_sender(parse_id(room_id, "roomId"), viewer)
     sent = await info.context.services.messages.send(room, viewer, text, client_id)
     return Message.from_doc(sent, viewer)
 

@@ -18,7 +18,7 @@ validation rule would see only the document).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from graphql import (
@@ -42,7 +42,6 @@ from graphql import (
     value_from_ast_untyped,
 )
 from graphql.pyutils import Undefined
-from strawberry.extensions import SchemaExtension
 
 # The items a list may hold when the query does not say: a full page (the most a
 # page of rooms or history may hold).
@@ -162,35 +161,20 @@ def query_cost(
     return _CostWalk(schema, fragments, values).selections(operation.selection_set, root, None)
 
 
-class QueryCostLimiter(SchemaExtension):
-    """Refuses, before execution, an operation that costs more than ``max_cost``.
-
-    Runs after the validation cache in the extension list: a document that failed
-    validation keeps its errors, a valid one gets a cost.
-    """
-
-    def __init__(self, max_cost: int) -> None:
-        self.max_cost = max_cost
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        if not context.pre_execution_errors and context.graphql_document is not None:
-            cost = query_cost(
-                context.schema._schema,
-                context.graphql_document,
-                context.operation_name,
-                context.variables,
-            )
-            if cost > self.max_cost:
-                context.pre_execution_errors = [
-                    GraphQLError(
-                        f"the query costs {cost}, more than the limit of {self.max_cost}: "
-                        "ask for smaller pages (first/last) or fewer nested lists",
-                        extensions={
-                            "code": "BAD_USER_INPUT",
-                            "cost": cost,
-                            "maxCost": self.max_cost,
-                        },
-                    )
-                ]
-        yield
+def cost_refusal(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+    max_cost: int,
+) -> GraphQLError | None:
+    """The error that refuses, before execution, an operation costing more than
+    ``max_cost``; None if it costs no more. Only a valid document is costed."""
+    cost = query_cost(schema, document, operation_name, variables)
+    if cost <= max_cost:
+        return None
+    return GraphQLError(
+        f"the query costs {cost}, more than the limit of {max_cost}: "
+        "ask for smaller pages (first/last) or fewer nested lists",
+        extensions={"code": "BAD_USER_INPUT", "cost": cost, "maxCost": max_cost},
+    )

@@ -8,14 +8,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
@@ -28,7 +21,7 @@ from resolvers import messages as message_resolvers
 from resolvers import push as push_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import subscriptions as subscription_resolvers
-from schema.cost import QueryCostLimiter
+from schema.documents import DocumentRules
 from schema.errors import ErrorCodes, with_code
 from schema.execution import PlopExecutionContext, has_lone_surrogate
 from schema.operation_metrics import OperationMetrics, RoundTripScope
@@ -232,7 +225,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if not limits.introspection:
         # The rule of strawberry's DisableIntrospection, kept with the other rules so
-        # that they share one AddValidationRules: `__schema`, `__type` and the fields
+        # that they are cached with them: `__schema`, `__type` and the fields
         # below them are refused (BAD_USER_INPUT, as every validation error);
         # `__typename` stays.
         limit_rules.append(NoSchemaIntrospectionCustomRule)
@@ -241,13 +234,11 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         LogFields,
         RoundTripScope,
         ErrorCodes,
-        # Factories: a fresh extension per operation; the caches live at module level.
-        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-        # After the validation cache: only a valid document gets a cost.
-        lambda: QueryCostLimiter(max_cost=limits.max_query_cost),
-        lambda: AddValidationRules(limit_rules),
-        lambda: MaxTokensLimiter(max_token_count=limits.max_query_tokens),
+        # Parsing and validation, cached, with the limits and the cost (one extension:
+        # see schema.documents for why).
+        DocumentRules(
+            DOCUMENT_CACHE_SIZE, limits.max_query_tokens, limits.max_query_cost, limit_rules
+        ).extension(),
     ]
     return PlopSchema(
         query=Query,

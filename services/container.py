@@ -21,6 +21,7 @@ from services.fanout import FanoutHub
 from services.friends import FriendService
 from services.limits import RateLimiter, limits_from_settings
 from services.locks import Locks
+from services.membership import MembershipCache
 from services.messages import MessageService
 from services.presence import PresenceService
 from services.relay import MessageRelay
@@ -63,7 +64,13 @@ class Services:
         accounts = AccountService(
             SessionStore(redis, settings.session_ttl_seconds), publisher, hub, passwords, limits
         )
-        rooms = RoomService(publisher, settings.max_group_members, limits, Locks(redis))
+        rooms = RoomService(
+            publisher,
+            settings.max_group_members,
+            limits,
+            Locks(redis),
+            MembershipCache(hub, settings.membership_check_seconds),
+        )
         relay = MessageRelay(
             publisher,
             grace_seconds=settings.relay_grace_seconds,

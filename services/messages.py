@@ -29,6 +29,8 @@ from models.time import utc_now
 from observability.metrics import MESSAGES_SENT
 from services import sequence
 from services.limits import LimitName, RateLimiter
+from services.membership import SendingRoom
+from services.message_store import insert_message, new_message
 from services.paging import (
     Page,
     checked_page_size,
@@ -85,28 +87,21 @@ class MessageService:
             raise BadUserInput(f"clientId must be 1 to {self._max_client_id_chars} characters long")
 
     async def send(
-        self, room: RoomDoc, sender: UserDoc, text: str, client_id: str | None
+        self, room: SendingRoom, sender: UserDoc, text: str, client_id: str | None
     ) -> MessageDoc:
         """Stores and publishes a message; a retried clientId returns the first one."""
-        assert room.id is not None and sender.id is not None
+        assert sender.id is not None
         await self._limits.hit(LimitName.SEND_MESSAGE, str(sender.id))
         self._check(text, client_id)
         key = f"{sender.id}:{client_id}" if client_id else f"{sender.id}:~{secrets.token_hex(12)}"
         # A retried clientId is found when its insert hits the unique idempotency key.
-        # The room was read a moment ago to authorize the sender: its hint is as fresh
-        # as another read would be, and a stale one only costs a walk up.
+        # The room's hint was read to authorize the sender or has moved with every
+        # message seen since: a stale one only costs a walk up.
         candidate = room.seq_hint + 1
         for attempt in range(MAX_SEQ_ATTEMPTS):
-            message = MessageDoc(
-                room_id=room.id,
-                seq=candidate,
-                sender_id=sender.id,
-                text=text,
-                client_id=client_id,
-                idempotency_key=key,
-            )
+            message = new_message(room.id, candidate, sender.id, text, client_id, key)
             try:
-                await message.insert()
+                await insert_message(message)
                 break
             except DuplicateKeyError:
                 if client_id and (earlier := await self._earlier_send(key, room)):
@@ -125,7 +120,7 @@ class MessageService:
         await self._relay.publish(message, sender, room.members_tag)
         return message
 
-    async def _earlier_send(self, key: str, room: RoomDoc) -> MessageDoc | None:
+    async def _earlier_send(self, key: str, room: SendingRoom) -> MessageDoc | None:
         """The message stored under this idempotency key, republished if it never was."""
         earlier = await MessageDoc.find_one(MessageDoc.idempotency_key == key)
         if earlier is None:

@@ -20,6 +20,7 @@ from services.blocklist import refuse_if_blocked
 from services.events import EventPublisher
 from services.limits import LimitName, RateLimiter
 from services.locks import Locks
+from services.membership import MembershipCache, SendingRoom
 from services.paging import (
     INVALID_CURSOR,
     Page,
@@ -55,15 +56,28 @@ class RoomService:
         max_group_members: int,
         limits: RateLimiter,
         locks: Locks,
+        senders: MembershipCache,
     ) -> None:
         self._publisher = publisher
         self._max_group_members = max_group_members
         self._limits = limits
         self._locks = locks
+        self._senders = senders
 
     async def require_member(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
         """The room; NOT_FOUND if there is none, FORBIDDEN if the viewer is not in it."""
         room = await RoomDoc.get(room_id)
+        if room is None:
+            raise NotFound("no such room")
+        if viewer.id not in room.member_ids:
+            raise Forbidden("you are not a member of this room")
+        return room
+
+    async def require_sender(self, room_id: PydanticObjectId, viewer: UserDoc) -> SendingRoom:
+        """``require_member`` for the send path: the room as a sender needs it, kept
+        a short while and dropped on its membership events (``services.membership``)."""
+        assert viewer.id is not None
+        room = await self._senders.room(room_id, viewer.id, RoomDoc.get)
         if room is None:
             raise NotFound("no such room")
         if viewer.id not in room.member_ids:
@@ -137,6 +151,9 @@ class RoomService:
             raise BadUserInput("members can only be invited to a GROUP room")
         async with self._locks.hold(f"room-members:{room.id}"):
             updated, new = await self._add_members(room, viewer.id, user_ids)
+        if new:
+            assert room.id is not None
+            self._senders.drop(room.id)
         if new:  # the events wait for the broker: not while holding the lock
             await self._joined(updated, new)
         return updated
@@ -178,6 +195,7 @@ class RoomService:
                     "$set": {"members_tag": new_members_tag()},
                 }
             )
+        self._senders.drop(room.id)  # this instance refuses the leaver's next send at once
         await MembershipDoc.find(
             MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
         ).delete()
@@ -198,8 +216,11 @@ class RoomService:
 
     async def stored_message(self, room_id: PydanticObjectId, seq: int, when: datetime) -> None:
         """Moves the room's seq hint and activity time forward (never back)."""
-        await RoomDoc.find_one(RoomDoc.id == room_id).update(
-            {"$max": {"seq_hint": seq, "last_activity_at": when}}
+        self._senders.seen_message(room_id, seq, None)
+        # The collection's own update_one: Beanie's query builder and encoder cost more
+        # than the write itself on this, the hottest update of all.
+        await RoomDoc.get_pymongo_collection().update_one(
+            {"_id": room_id}, {"$max": {"seq_hint": seq, "last_activity_at": when}}
         )
 
     async def list_for(
