@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -67,19 +68,52 @@ class SocketContext(Context):
         self.live = live
 
 
+class SharedFrame:
+    """The last frame built around a payload for every operation with one prefix.
+
+    A feed hands the same payload object to each of its followers in turn, and most
+    clients use the same operation ids: the followers with one prefix then send one
+    frame, built once per payload, not once per socket (identical bytes, shared).
+    """
+
+    __slots__ = ("__weakref__", "frame", "payload", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.payload: str | None = None
+        self.frame = ""
+
+    def around(self, payload: str) -> str:
+        if payload is not self.payload:
+            self.frame = f"{self.prefix}{payload}}}"
+            self.payload = payload
+        return self.frame
+
+
+# One SharedFrame per prefix in use, gone with the last operation that uses it.
+_SHARED_FRAMES: weakref.WeakValueDictionary[str, SharedFrame] = weakref.WeakValueDictionary()
+
+
+def shared_frame(prefix: str) -> SharedFrame:
+    shared = _SHARED_FRAMES.get(prefix)
+    if shared is None:
+        shared = _SHARED_FRAMES[prefix] = SharedFrame(prefix)
+    return shared
+
+
 class OperationFrames:
     """One operation's frames around payloads rendered once for many sockets."""
 
-    __slots__ = ("_is_open", "_prefix", "_socket")
+    __slots__ = ("_frame", "_is_open", "_socket")
 
     def __init__(self, socket: QueuedWebSocket, prefix: str, is_open: Callable[[], bool]) -> None:
         self._socket = socket
-        self._prefix = prefix
+        self._frame = shared_frame(prefix)
         self._is_open = is_open
 
     def deliver(self, payload: str) -> bool:
         # A client that completed the operation gets nothing more for its id.
-        return self._is_open() and self._socket.offer(f"{self._prefix}{payload}}}")
+        return self._is_open() and self._socket.offer(self._frame.around(payload))
 
 
 def operation_problem(message: object) -> str | None:
