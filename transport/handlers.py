@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -36,10 +36,11 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 
 from observability.metrics import OPEN_WEBSOCKETS, REFUSED_INIT_TIMEOUT, SOCKETS_REFUSED
 from schema.context import Context
+from schema.live import FollowedBySocket
 from transport.draining import OpenSockets
 from transport.feeds import RoomFeeds
 from transport.sessions import SocketSessions, WatchedSocket
-from transport.sharing import SocketOperation
+from transport.sharing import SocketOperation, error_payload
 from transport.socket_writer import QueuedWebSocket
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,18 @@ def answers_once(query: str, operation_name: str | None) -> bool:
     except GraphQLError:
         return False  # strawberry answers the syntax error itself, at once
     return operation is not None and operation.operation != OperationType.SUBSCRIPTION
+
+
+async def handed_off(execution: Awaitable[None]) -> Callable[[], Awaitable[None]] | None:
+    """Runs an operation's execution; the feed to follow if the operation was handed to
+    its socket (``schema.live.FollowedBySocket``), None if it ran its course."""
+    try:
+        await execution
+    except FollowedBySocket as handed:
+        # Only the follow goes on: the exception's traceback, which holds the unwound
+        # execution's frames, is dropped here.
+        return handed.follow
+    return None
 
 
 def frame_prefix(fields: dict[str, str]) -> str:
@@ -264,7 +277,27 @@ class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, No
         self.root_value = self._operation(  # type: ignore[assignment]
             operation.query, operation.operation_name, operation.variables, frames
         )
-        await super().run_operation(operation)
+        follow = await handed_off(super().run_operation(operation))
+        if follow is not None:
+            await self._follow(operation, follow)
+
+    async def _follow(
+        self, operation: Operation[Context, None], follow: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Serves an operation handed to the socket, ending it as strawberry ends a
+        subscription: ``next`` with the error if one ended it, then ``complete``."""
+        error: Exception | None = None
+        try:
+            await follow()
+        except Exception as exc:  # the client sees it, as a stream's error
+            error = exc
+        if self.operations.get(operation.id) is not operation:
+            return  # the client completed it meanwhile
+        if error is not None:
+            await operation.send_operation_message(
+                cast(Any, {"id": operation.id, "type": "next", "payload": error_payload(error)})
+            )
+        await operation.send_operation_message({"id": operation.id, "type": "complete"})
 
 
 class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
@@ -323,7 +356,31 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         self.root_value = self._operation(  # type: ignore[assignment]
             query, operation_name, variables, frames
         )
-        await super().handle_async_results(operation_id, query, operation_name, variables)
+        follow = await handed_off(
+            super().handle_async_results(operation_id, query, operation_name, variables)
+        )
+        if follow is None:
+            return
+        assert task is not None
+        # strawberry forgot the operation as its execution unwound; the socket serves it
+        # now, and a stop cancels this task as it would have cancelled strawberry's.
+        self.tasks[operation_id] = task
+        error: Exception | None = None
+        try:
+            await follow()
+        except asyncio.CancelledError:
+            # Stopped (or the socket closed): strawberry answers complete, then ends.
+            await self.send_message({"type": "complete", "id": operation_id})
+            return
+        except Exception as exc:  # the client sees it, as a stream's error
+            error = exc
+        if self.tasks.get(operation_id) is not task:
+            return  # the client stopped it meanwhile
+        del self.tasks[operation_id]
+        if error is not None:
+            data: Any = {"type": "data", "id": operation_id, "payload": error_payload(error)}
+            await self.send_message(data)
+        await self.send_message({"type": "complete", "id": operation_id})
 
     async def _close_without_init(self) -> None:
         timeout = self.context.services.settings.connection_init_timeout_seconds
