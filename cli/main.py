@@ -146,6 +146,7 @@ def serve(
     )
     options: dict[str, Any] = {
         "ws_max_size": settings.max_websocket_message_bytes,
+        "ws_per_message_deflate": settings.websocket_compression,
         "log_config": log_config,
         "log_level": level,
         # observability.logs.RequestLog writes one line per request, with its id.

@@ -7,21 +7,28 @@ every subscriber still gets each message once, in order, shaped by its own docum
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
+
+import pytest
 
 from schema.root import build_schema
 from tests.support.chat import MESSAGE_ADDED, befriend, group_room, send, send_many
 from tests.support.clients import (
+    EVENT_TIMEOUT_SECONDS,
     LEGACY_WS,
     SUBPROTOCOLS,
     TRANSPORT_WS,
     Subscription,
+    active_subscriptions,
     metric,
     sign_up,
     subscribed,
+    wait_active_subscriptions,
     ws_session,
 )
+from tests.support.raw_socket import raw_socket
 from tests.support.server import ServerProcess
 from transport.sharing import _analyse
 
@@ -157,6 +164,36 @@ async def test_completing_one_operation_leaves_the_others_on_its_socket(
             second = await send(server_a, alice, room_id, "one")
             assert [result["messageAdded"] for result in await kept.take(2)] == [first, second]
             kept.assert_idle()
+
+
+async def test_a_completed_operation_id_reused_on_its_socket_gets_each_message_once(
+    server_a: ServerProcess,
+) -> None:
+    """A followed operation that is completed (or stopped) stops there; a new one under
+    the same id gets every message once, with nothing left over from the first."""
+    alice, bob = await sign_up(server_a), await sign_up(server_a)
+    room_id = await group_room(server_a, alice, [bob])
+    for subprotocol in SUBPROTOCOLS:
+        async with raw_socket(server_a, subprotocol, bob.token) as socket:
+            before = await active_subscriptions(server_a)
+            await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id})
+            await wait_active_subscriptions(server_a, before + 1)
+            first = await send(server_a, alice, room_id, "first")
+            assert (await socket.frame())["payload"]["data"]["messageAdded"] == first
+            await socket.end_operation("1")
+            if subprotocol == LEGACY_WS:  # graphql-ws answers a stop with complete
+                assert await socket.frame() == {"type": "complete", "id": "1"}
+            async with asyncio.timeout(EVENT_TIMEOUT_SECONDS):
+                while await active_subscriptions(server_a) > before:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id, "after": first["seq"]})
+            await wait_active_subscriptions(server_a, before + 1)
+            second = await send(server_a, alice, room_id, "second")
+            frame = await socket.frame()
+            assert frame["id"] == "1"
+            assert frame["payload"]["data"]["messageAdded"] == second
+            with pytest.raises(TimeoutError):
+                await socket.frame(within=1.0)  # neither a duplicate nor the first's
 
 
 def test_what_a_rendering_depends_on() -> None:

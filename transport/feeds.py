@@ -32,7 +32,6 @@ from typing import Protocol, TypeVar
 from beanie import PydanticObjectId
 
 from errors import Forbidden, Unavailable
-from models import RoomDoc, UserDoc
 from observability.metrics import ACTIVE_SUBSCRIPTIONS, DELIVERIES, FEED_RENDERINGS, ROOM_FEEDS
 from pubsub import MessageData, MessageUpdated
 from services.room_stream import Access, RoomActivity
@@ -393,8 +392,8 @@ class RoomFeeds:
 
     async def follow_activity(
         self,
-        room: RoomDoc,
-        viewer: UserDoc,
+        room_id: PydanticObjectId,
+        viewer_id: str,
         share_key: Hashable,
         make_render: Callable[[], RenderActivity],
         sink: PayloadSink,
@@ -404,11 +403,9 @@ class RoomFeeds:
         Returns when the sink takes no more; raises Forbidden when the viewer leaves
         the room. Cancelling the caller unfollows.
         """
-        assert room.id is not None
-        room_id = room.id
         make = lambda: ActivityFeed(room_id, make_render(), self._streams)  # noqa: E731
         async with _ready_feed(self._activity, (room_id, share_key), make) as feed:
-            follower = ActivityFollower(sink, str(viewer.id))
+            follower = ActivityFollower(sink, viewer_id)
             feed.followers.add(follower)
             ACTIVE_SUBSCRIPTIONS.inc()
             try:
@@ -420,8 +417,8 @@ class RoomFeeds:
 
     async def follow(
         self,
-        room: RoomDoc,
-        viewer: UserDoc,
+        room_id: PydanticObjectId,
+        viewer_id: str,
         after_seq: int | None,
         share_key: Hashable,
         make_render: Callable[[], Render],
@@ -432,13 +429,11 @@ class RoomFeeds:
         Returns when the sink takes no more; raises Forbidden when the viewer leaves
         the room. Cancelling the caller (the operation's task) unfollows.
         """
-        assert room.id is not None
         checked_after_seq(after_seq)
-        room_id = room.id
         make = lambda: RoomFeed(room_id, make_render(), self._streams)  # noqa: E731
         async with _ready_feed(self._feeds, (room_id, share_key), make) as feed:
             start = feed.latest if after_seq is None else after_seq
-            follower = Follower(sink, str(viewer.id), start)
+            follower = Follower(sink, viewer_id, start)
             feed.followers.add(follower)
             ACTIVE_SUBSCRIPTIONS.inc()
             try:

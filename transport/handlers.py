@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -35,10 +36,11 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 
 from observability.metrics import OPEN_WEBSOCKETS, REFUSED_INIT_TIMEOUT, SOCKETS_REFUSED
 from schema.context import Context
+from schema.live import FollowedBySocket
 from transport.draining import OpenSockets
 from transport.feeds import RoomFeeds
 from transport.sessions import SocketSessions, WatchedSocket
-from transport.sharing import SocketOperation
+from transport.sharing import SocketOperation, error_payload
 from transport.socket_writer import QueuedWebSocket
 
 logger = logging.getLogger(__name__)
@@ -67,19 +69,52 @@ class SocketContext(Context):
         self.live = live
 
 
+class SharedFrame:
+    """The last frame built around a payload for every operation with one prefix.
+
+    A feed hands the same payload object to each of its followers in turn, and most
+    clients use the same operation ids: the followers with one prefix then send one
+    frame, built once per payload, not once per socket (identical bytes, shared).
+    """
+
+    __slots__ = ("__weakref__", "frame", "payload", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.payload: str | None = None
+        self.frame = ""
+
+    def around(self, payload: str) -> str:
+        if payload is not self.payload:
+            self.frame = f"{self.prefix}{payload}}}"
+            self.payload = payload
+        return self.frame
+
+
+# One SharedFrame per prefix in use, gone with the last operation that uses it.
+_SHARED_FRAMES: weakref.WeakValueDictionary[str, SharedFrame] = weakref.WeakValueDictionary()
+
+
+def shared_frame(prefix: str) -> SharedFrame:
+    shared = _SHARED_FRAMES.get(prefix)
+    if shared is None:
+        shared = _SHARED_FRAMES[prefix] = SharedFrame(prefix)
+    return shared
+
+
 class OperationFrames:
     """One operation's frames around payloads rendered once for many sockets."""
 
-    __slots__ = ("_is_open", "_prefix", "_socket")
+    __slots__ = ("_frame", "_is_open", "_socket")
 
     def __init__(self, socket: QueuedWebSocket, prefix: str, is_open: Callable[[], bool]) -> None:
         self._socket = socket
-        self._prefix = prefix
+        self._frame = shared_frame(prefix)
         self._is_open = is_open
 
     def deliver(self, payload: str) -> bool:
         # A client that completed the operation gets nothing more for its id.
-        return self._is_open() and self._socket.offer(f"{self._prefix}{payload}}}")
+        return self._is_open() and self._socket.offer(self._frame.around(payload))
 
 
 def operation_problem(message: object) -> str | None:
@@ -109,6 +144,18 @@ def answers_once(query: str, operation_name: str | None) -> bool:
     except GraphQLError:
         return False  # strawberry answers the syntax error itself, at once
     return operation is not None and operation.operation != OperationType.SUBSCRIPTION
+
+
+async def handed_off(execution: Awaitable[None]) -> Callable[[], Awaitable[None]] | None:
+    """Runs an operation's execution; the feed to follow if the operation was handed to
+    its socket (``schema.live.FollowedBySocket``), None if it ran its course."""
+    try:
+        await execution
+    except FollowedBySocket as handed:
+        # Only the follow goes on: the exception's traceback, which holds the unwound
+        # execution's frames, is dropped here.
+        return handed.follow
+    return None
 
 
 def frame_prefix(fields: dict[str, str]) -> str:
@@ -230,7 +277,27 @@ class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, No
         self.root_value = self._operation(  # type: ignore[assignment]
             operation.query, operation.operation_name, operation.variables, frames
         )
-        await super().run_operation(operation)
+        follow = await handed_off(super().run_operation(operation))
+        if follow is not None:
+            await self._follow(operation, follow)
+
+    async def _follow(
+        self, operation: Operation[Context, None], follow: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Serves an operation handed to the socket, ending it as strawberry ends a
+        subscription: ``next`` with the error if one ended it, then ``complete``."""
+        error: Exception | None = None
+        try:
+            await follow()
+        except Exception as exc:  # the client sees it, as a stream's error
+            error = exc
+        if self.operations.get(operation.id) is not operation:
+            return  # the client completed it meanwhile
+        if error is not None:
+            await operation.send_operation_message(
+                cast(Any, {"id": operation.id, "type": "next", "payload": error_payload(error)})
+            )
+        await operation.send_operation_message({"id": operation.id, "type": "complete"})
 
 
 class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
@@ -289,7 +356,31 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         self.root_value = self._operation(  # type: ignore[assignment]
             query, operation_name, variables, frames
         )
-        await super().handle_async_results(operation_id, query, operation_name, variables)
+        follow = await handed_off(
+            super().handle_async_results(operation_id, query, operation_name, variables)
+        )
+        if follow is None:
+            return
+        assert task is not None
+        # strawberry forgot the operation as its execution unwound; the socket serves it
+        # now, and a stop cancels this task as it would have cancelled strawberry's.
+        self.tasks[operation_id] = task
+        error: Exception | None = None
+        try:
+            await follow()
+        except asyncio.CancelledError:
+            # Stopped (or the socket closed): strawberry answers complete, then ends.
+            await self.send_message({"type": "complete", "id": operation_id})
+            return
+        except Exception as exc:  # the client sees it, as a stream's error
+            error = exc
+        if self.tasks.get(operation_id) is not task:
+            return  # the client stopped it meanwhile
+        del self.tasks[operation_id]
+        if error is not None:
+            data: Any = {"type": "data", "id": operation_id, "payload": error_payload(error)}
+            await self.send_message(data)
+        await self.send_message({"type": "complete", "id": operation_id})
 
     async def _close_without_init(self) -> None:
         timeout = self.context.services.settings.connection_init_timeout_seconds

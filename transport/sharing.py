@@ -28,6 +28,7 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     FragmentDefinitionNode,
+    GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
@@ -47,7 +48,9 @@ from models import RoomDoc, UserDoc
 from schema.context import Context
 from schema.errors import with_code
 from schema.execution import PlopExecutionContext
+from schema.live import FollowedBySocket
 from schema.types import Message, activity_of
+from services.streams import checked_after_seq
 from transport.feeds import PayloadSink, RoomFeeds
 
 DOCUMENT_ANALYSES = 1_024
@@ -71,22 +74,32 @@ class SocketOperation:
     feeds: RoomFeeds
 
     async def follow_room(self, room: RoomDoc, viewer: UserDoc, after_seq: int | None) -> bool:
-        """Streams the room's messages to the socket through a shared feed, until the
-        subscription ends; False at once if this operation cannot share."""
+        """Hands the operation to its socket, which streams the room's messages through
+        a shared feed (raises ``FollowedBySocket``); False at once if it cannot share."""
         shared = shared_selection(self.schema, self, self.context, Message.from_data)
         if shared is None:
             return False
-        await self.feeds.follow(room, viewer, after_seq, shared.key, shared.make_render, self.sink)
-        return True
+        checked_after_seq(after_seq)  # bad input is answered before the hand-off
+        assert room.id is not None
+        # Only ids travel on: the documents stay with the execution being unwound.
+        room_id, viewer_id, feeds, sink = room.id, str(viewer.id), self.feeds, self.sink
+        raise FollowedBySocket(
+            lambda: feeds.follow(
+                room_id, viewer_id, after_seq, shared.key, shared.make_render, sink
+            )
+        )
 
     async def follow_activity(self, room: RoomDoc, viewer: UserDoc) -> bool:
-        """Streams the room's activity to the socket through a shared feed, until the
-        subscription ends; False at once if this operation cannot share."""
+        """Hands the operation to its socket, which streams the room's activity through
+        a shared feed (raises ``FollowedBySocket``); False at once if it cannot share."""
         shared = shared_selection(self.schema, self, self.context, activity_of)
         if shared is None:
             return False
-        await self.feeds.follow_activity(room, viewer, shared.key, shared.make_render, self.sink)
-        return True
+        assert room.id is not None
+        room_id, viewer_id, feeds, sink = room.id, str(viewer.id), self.feeds, self.sink
+        raise FollowedBySocket(
+            lambda: feeds.follow_activity(room_id, viewer_id, shared.key, shared.make_render, sink)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +251,15 @@ def shared_selection(
         return render
 
     return SharedSelection(key, make_render)
+
+
+def error_payload(error: Exception) -> dict[str, Any]:
+    """The payload of the frame that ends a followed subscription with an error, as
+    strawberry sends an exception raised by a subscription's stream."""
+    located = (
+        error if isinstance(error, GraphQLError) else GraphQLError(str(error), original_error=error)
+    )
+    return {"data": None, "errors": [with_code(located).formatted]}
 
 
 def encode_payload(result: ExecutionResult) -> str:

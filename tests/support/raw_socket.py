@@ -49,6 +49,11 @@ class RawSocket:
             json.dumps({"id": operation_id, "type": kind, "payload": payload})
         )
 
+    async def end_operation(self, operation_id: str) -> None:
+        """Completes (graphql-transport-ws) or stops (graphql-ws) an operation."""
+        kind = "complete" if self.subprotocol == TRANSPORT_WS else "stop"
+        await self._connection.send(json.dumps({"id": operation_id, "type": kind}))
+
     async def frame(self, within: float = EVENT_TIMEOUT_SECONDS) -> dict[str, Any]:
         """The next frame other than keep-alives; raises ConnectionClosed at the end."""
         async with asyncio.timeout(within):
