@@ -174,6 +174,10 @@ class Settings(BaseSettings):
     # most this many more waiting; past that logIn and signUp are refused at once.
     password_hash_threads: int = 2
     password_hash_queue: int = 16
+    # argon2id's cost per hash: passes over memory, and KiB of memory (the defaults
+    # are argon2's recommended ones; cheaper hashes are cheaper to guess too).
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(default=65_536, ge=8_192, le=1_048_576)
     # Open sockets per user and per client address on THIS instance (counted in
     # process, not shared): a load balancer spreading one user over N instances
     # allows N times as many.

@@ -116,7 +116,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         providers = providers_from_settings(settings)
         for provider in providers.values():
             stack.push_async_callback(provider.close)
-        passwords = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
+        passwords = PasswordHashing(
+            settings.password_hash_threads,
+            settings.password_hash_queue,
+            settings.password_hash_time_cost,
+            settings.password_hash_memory_kib,
+        )
         stack.callback(passwords.close)
         services = Services.build(settings, redis, publisher, hub, frozenset(providers), passwords)
         feeds = RoomFeeds(services.streams)

@@ -19,35 +19,50 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from errors import RateLimited
 
-_HASHER = PasswordHasher()  # argon2id with the library's current recommended cost
+# argon2id at the library's recommended cost unless the operator sets another.
+DEFAULT_TIME_COST = 3
+DEFAULT_MEMORY_KIB = 65_536
 # What a refused caller is told to wait: about what a full queue takes to drain.
 BUSY_RETRY_SECONDS = 1.0
 
 T = TypeVar("T")
 
 
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _HASHER.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
 class PasswordHashing:
-    """argon2id hashes and checks on a bounded executor; ``close`` stops its threads."""
+    """argon2id hashes and checks on a bounded executor; ``close`` stops its threads.
 
-    def __init__(self, threads: int, queue: int) -> None:
+    A hash carries its own cost, so hashes made at another cost still verify.
+    """
+
+    def __init__(
+        self,
+        threads: int,
+        queue: int,
+        time_cost: int = DEFAULT_TIME_COST,
+        memory_kib: int = DEFAULT_MEMORY_KIB,
+    ) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
         self._capacity = threads + queue
         self._taken = 0  # running or waiting; only touched on the event loop
+        # Verified against when the username is unknown, so that a wrong username
+        # costs as much time as a wrong password and does not reveal which it was
+        # (made at this cost: a dearer one would tell them apart too).
+        self.unknown_user_hash = self._hasher.hash("plop-no-such-user")
 
     async def hash(self, password: str) -> str:
         """The argon2id hash of the password."""
-        return await self._run(_HASHER.hash, password)
+        return await self._run(self._hasher.hash, password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
         """Whether the password matches the hash; never raises for a mismatch."""
-        return await self._run(_verify, password_hash, password)
+        return await self._run(self._verify, password_hash, password)
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
     async def _run(self, work: Callable[..., T], *args: str) -> T:
         if self._taken >= self._capacity:
@@ -73,8 +88,3 @@ class PasswordHashing:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-# A valid hash to verify against when the username is unknown, so that a wrong
-# username costs as much time as a wrong password and does not reveal which it was.
-DUMMY_PASSWORD_HASH = _HASHER.hash("plop-no-such-user")

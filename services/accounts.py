@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
-from auth.passwords import DUMMY_PASSWORD_HASH, PasswordHashing
+from auth.passwords import PasswordHashing
 from auth.sessions import SessionInfo, SessionStore, session_id
 from errors import BadUserInput, Conflict, Unauthenticated
 from models import UserDoc
@@ -159,7 +159,7 @@ class AccountService:
         # some stores), but it costs the same hash, so it reveals nothing either.
         valid = USERNAME_PATTERN.fullmatch(name) is not None
         user = await UserDoc.find_one(UserDoc.username == name) if valid else None
-        password_hash = user.password_hash if user else DUMMY_PASSWORD_HASH
+        password_hash = user.password_hash if user else self._passwords.unknown_user_hash
         matches = await self._passwords.verify(password_hash, password[:MAX_PASSWORD_CHARS])
         if not matches or user is None:
             await self._limits.spend(*failures)

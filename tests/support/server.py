@@ -10,6 +10,13 @@ from devtools.processes import ServerProcess as _Process
 from devtools.processes import free_port as free_port
 
 LOG_DIR = REPO / ".services" / "test-logs"
+# The suite signs up about a thousand users: at argon2's default cost (64 MiB, three
+# passes) that alone is minutes of CPU. Test servers hash at the cheapest cost the
+# settings allow; tests/test_password_cost.py checks the default cost on its own.
+CHEAP_PASSWORD_HASHING = {
+    "PLOP_PASSWORD_HASH_TIME_COST": "1",
+    "PLOP_PASSWORD_HASH_MEMORY_KIB": "8192",
+}
 PLOP = Path(sys.executable).parent / "plop"
 
 
@@ -29,7 +36,9 @@ class ServerProcess(_Process):
         port = port or free_port()
         self.args = args  # more options of `plop serve`
         argv = [*plop_argv(port), *args]
-        super().__init__(name, argv, {**plain_env(), **env}, port, LOG_DIR)
+        super().__init__(
+            name, argv, {**plain_env(), **CHEAP_PASSWORD_HASHING, **env}, port, LOG_DIR
+        )
 
     async def start(self) -> None:
         """Starts the server; one that fails to become ready is killed at once, so that
