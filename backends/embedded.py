@@ -210,22 +210,40 @@ class _Lookup:
 
     def __init__(self, store: Any) -> None:
         self.signature = _signature(store)
+        self._store = store
         fields = [("_id",)] + [
             keys for keys in self.signature if not any("." in key for key in keys)
         ]
+        # What the declared indexes could answer; each is built from the documents the
+        # first time a query asks for it, then kept (most are never asked for).
+        self._equality_fields = {
+            keys[:length] for keys in fields for length in range(1, len(keys) + 1)
+        }
+        self._range_fields = {
+            (keys[: length - 1], keys[length - 1])
+            for keys in fields
+            for length in range(1, len(keys) + 1)
+        }
         self._equality: dict[tuple[str, ...], _EqualityIndex] = {}
         self._ranges: dict[tuple[tuple[str, ...], str], _RangeIndex] = {}
-        for keys in fields:
-            for length in range(1, len(keys) + 1):
-                self._equality.setdefault(keys[:length], _EqualityIndex(keys[:length]))
-                prefix = keys[: length - 1]
-                self._ranges.setdefault(
-                    (prefix, keys[length - 1]), _RangeIndex(*(prefix, keys[length - 1]))
-                )
         self._positions: dict[_DocKey, int] = {}
         self._counter = itertools.count()
-        for doc_key, document in store._documents.items():
-            self.put(doc_key, document)
+        for doc_key in store._documents:
+            self._positions[doc_key] = next(self._counter)
+
+    def _equality_index(self, fields: tuple[str, ...]) -> _EqualityIndex:
+        if (found := self._equality.get(fields)) is None:
+            found = self._equality[fields] = _EqualityIndex(fields)
+            for doc_key, document in self._store._documents.items():
+                found.add(doc_key, document)
+        return found
+
+    def _range_index(self, prefix: tuple[str, ...], field: str) -> _RangeIndex:
+        if (found := self._ranges.get((prefix, field))) is None:
+            found = self._ranges[(prefix, field)] = _RangeIndex(prefix, field)
+            for doc_key, document in self._store._documents.items():
+                found.add(doc_key, document, self._positions[doc_key])
+        return found
 
     def put(self, doc_key: _DocKey, document: Mapping[str, Any]) -> None:
         """(Re)places a stored document; a new one goes last, as in the store's order."""
@@ -285,12 +303,12 @@ class _Lookup:
                     and (bounds := _numeric_bounds(condition)) is not None
                 ):
                     ranges[field] = bounds
-        for fields, equality in self._equality.items():
+        for fields in self._equality_fields:
             if (wanted := _combinations(fields, equal)) is not None:
-                options.append(equality.candidates(wanted))
-        for (prefix, field), ranged in self._ranges.items():
+                options.append(self._equality_index(fields).candidates(wanted))
+        for prefix, field in self._range_fields:
             if field in ranges and (wanted := _combinations(prefix, equal)) is not None:
-                options.append(ranged.candidates(wanted, *ranges[field]))
+                options.append(self._range_index(prefix, field).candidates(wanted, *ranges[field]))
         return min(options, key=lambda option: option[0]) if options else None
 
 
