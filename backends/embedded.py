@@ -40,6 +40,7 @@ _DocKey: TypeAlias = Hashable
 # holding one is a candidate of every query on that field.
 _UNPLACED: _Key = ("unplaced",)
 _NONE: _Key = ("none",)  # null and a missing field, which equality on null both match
+_NOTHING = object()  # no document (an ``_id`` may be None)
 # Past this many combinations of ``$in`` values, a query is not narrowed by that index.
 _MAX_COMBINATIONS = 256
 
@@ -129,7 +130,7 @@ class _RangeIndex:
             self._entries[doc_key] = (keys, None)
             return
         entry = (number, position, doc_key)
-        bisect.insort(self._ordered.setdefault(keys, []), entry, key=lambda e: e[:2])
+        bisect.insort(self._ordered.setdefault(keys, []), entry)
         self._entries[doc_key] = (keys, entry)
 
     def remove(self, doc_key: _DocKey) -> None:
@@ -140,7 +141,7 @@ class _RangeIndex:
             self._others[keys].discard(doc_key)
         else:
             ordered = self._ordered[keys]
-            del ordered[bisect.bisect_left(ordered, entry[:2], key=lambda e: e[:2])]
+            del ordered[bisect.bisect_left(ordered, entry)]
 
     def candidates(
         self,
@@ -158,8 +159,8 @@ class _RangeIndex:
         size = len(self._unplaced)
         for keys in wanted:
             ordered = self._ordered.get(keys, [])
-            start = bisect.bisect_left(ordered, low, key=lambda e: e[0])
-            stop = bisect.bisect_right(ordered, high, key=lambda e: e[0])
+            start = bisect.bisect_left(ordered, (low,))
+            stop = bisect.bisect_right(ordered, (high, math.inf))
             slices.append(itertools.islice(ordered, start, stop))
             others.append(self._others.get(keys, set()))
             size += max(0, stop - start) + len(others[-1])
@@ -228,6 +229,8 @@ class _Lookup:
         self._ranges: dict[tuple[tuple[str, ...], str], _RangeIndex] = {}
         self._positions: dict[_DocKey, int] = {}
         self._counter = itertools.count()
+        # The document the store has just been given, until the next query or check.
+        self.just_put: object = _NOTHING
         for doc_key in store._documents:
             self._positions[doc_key] = next(self._counter)
 
@@ -384,6 +387,7 @@ def install_lookups() -> None:
         set_item(store, key, document)
         if (lookup := _kept_lookup(store)) is not None:
             lookup.put(key, document)
+            lookup.just_put = key
 
     def deleted(store: Any, key: _DocKey) -> None:
         del_item(store, key)
@@ -396,16 +400,23 @@ def install_lookups() -> None:
 
     def checked(collection: Any, new_data: Mapping[str, Any]) -> None:
         # An update changes its document in place and checks the unique indexes
-        # next: the lookup must see the new values first.
+        # next: the lookup must see the new values first. An insert checks the
+        # document it has just stored, which the lookup has seen already (every
+        # update queries first, which forgets ``just_put``).
         store = collection._store
         key = _store_key(new_data)
-        if (lookup := _kept_lookup(store)) is not None and key in store._documents:
+        lookup = _kept_lookup(store)
+        if lookup is not None and lookup.just_put != key and key in store._documents:
             lookup.put(key, store._documents[key])
+        if lookup is not None:
+            lookup.just_put = _NOTHING
         ensure_uniques(collection, new_data)
 
     def matching(collection: Any, query: Mapping[str, Any]) -> Iterator[Any]:
         store = collection._store
         lookup = _lookup_of(store)
+        if lookup is not None:
+            lookup.just_put = _NOTHING
         keys = lookup.narrowed(query) if lookup is not None else None
         if keys is None:
             found: Iterator[Any] = iter_documents(collection, query)
