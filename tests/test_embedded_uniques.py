@@ -56,3 +56,7 @@ async def test_an_update_onto_a_taken_key_is_refused() -> None:
     with pytest.raises(DuplicateKeyError):
         await documents.update_one({"key": "b"}, {"$set": {"key": "a"}})
     assert await documents.count_documents({"key": "b"}) == 1
+    # After the rollback, the same document moves to a free key: found under it only.
+    await documents.update_one({"key": "b"}, {"$set": {"key": "c"}})
+    assert await documents.count_documents({"key": "c"}) == 1
+    assert await documents.count_documents({"key": "b"}) == 0
