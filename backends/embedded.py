@@ -285,27 +285,23 @@ class _Lookup:
         options: list[tuple[int, Callable[[], set[_DocKey]]]] = []
         equal: dict[str, list[_Key]] = {}
         ranges: dict[str, tuple[float, bool, float, bool]] = {}
-        for field, condition in query.items():
-            if field == "$and" and isinstance(condition, list | tuple):
-                options += [
-                    found
-                    for part in condition
-                    if isinstance(part, Mapping) and (found := self._sources(part)) is not None
-                ]
-            elif field == "$or" and isinstance(condition, list | tuple) and condition:
+        for field, condition in _conjuncts(query):
+            if field == "$or" and isinstance(condition, list | tuple) and condition:
                 branches = [
                     self._sources(part) if isinstance(part, Mapping) else None for part in condition
                 ]
                 if all(branch is not None for branch in branches):
                     options.append(_union([branch for branch in branches if branch is not None]))
             elif not field.startswith("$") and "." not in field:
+                # A field with conditions in several parts of an $and: narrowing by
+                # the first keeps a superset of what all of them match.
                 if (keys := _equal_to(condition)) is not None:
-                    equal[field] = keys
+                    equal.setdefault(field, keys)
                 elif (
                     isinstance(condition, Mapping)
                     and (bounds := _numeric_bounds(condition)) is not None
                 ):
-                    ranges[field] = bounds
+                    ranges.setdefault(field, bounds)
         for fields in self._equality_fields:
             if (wanted := _combinations(fields, equal)) is not None:
                 options.append(self._equality_index(fields).candidates(wanted))
@@ -313,6 +309,18 @@ class _Lookup:
             if field in ranges and (wanted := _combinations(prefix, equal)) is not None:
                 options.append(self._range_index(prefix, field).candidates(wanted, *ranges[field]))
         return min(options, key=lambda option: option[0]) if options else None
+
+
+def _conjuncts(query: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The query's conditions that must all hold, ``$and`` parts (as Beanie sends
+    two conditions) taken apart into their fields."""
+    for field, condition in query.items():
+        if field == "$and" and isinstance(condition, list | tuple):
+            for part in condition:
+                if isinstance(part, Mapping):
+                    yield from _conjuncts(part)
+        else:
+            yield str(field), condition
 
 
 def _combinations(

@@ -153,6 +153,11 @@ def test_a_room_query_reads_only_that_room() -> None:
     assert lookup is not None
     at = lookup.narrowed({"room_id": ROOMS[0], "seq": 500})
     assert at is not None and len(at) == 1
+    # Beanie sends two conditions as an $and of two parts: one document all the same.
+    at = lookup.narrowed({"$and": [{"room_id": ROOMS[0]}, {"seq": 500}]})
+    assert at is not None and len(at) == 1
+    after = lookup.narrowed({"$and": [{"room_id": ROOMS[1]}, {"seq": {"$gt": 990}}]})
+    assert after is not None and len(after) == 5
     after = lookup.narrowed({"room_id": ROOMS[1], "seq": {"$gt": 990}})
     assert after is not None and len(after) == 5
     for low in range(0, 1000, 37):
