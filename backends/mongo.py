@@ -1,12 +1,7 @@
 """The document database: a real MongoDB-protocol server, or an in-process stand-in.
 
-``memory://`` gives mongomock-motor, which Beanie 2 cannot initialise as it is: Beanie
-calls ``list_collection_names(authorizedCollections=True, nameOnly=True)`` and
-mongomock rejects both keywords. ``_EmbeddedDatabase`` drops them. And mongomock
-checks a unique index by running its generic query filter over every document of
-the collection on every insert (80% of the embedded server's CPU under a steady
-stream of messages); ``_check_uniques`` compares simple keys directly instead, with
-the same result, and leaves every other index to mongomock.
+``memory://`` gives the stand-in of ``backends.embedded`` (mongomock-motor, with the
+fixes and lookups that make it usable); any ``mongodb://`` URL a real server.
 """
 
 from __future__ import annotations
@@ -18,90 +13,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from beanie import Document, init_beanie
-from bson import ObjectId
 from pymongo import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
+from backends.embedded import embedded_database
 from errors import BackendUnreachable, ConfigError, describe
 from models import DOCUMENT_MODELS
 from observability.backend_commands import MongoRoundTrips
 
 DEFAULT_DATABASE = "plop"
-# mongomock's own unique check, for the indexes ``_check_uniques`` leaves to it.
-_mongomock_check_uniques: Any = None
 
 
 def database_name(url: str) -> str:
     """The database named by the URL's path, ``plop`` when it names none."""
     name = urlsplit(url).path.lstrip("/")
     return name or DEFAULT_DATABASE
-
-
-class _EmbeddedDatabase:
-    """Wraps a mongomock-motor database so that Beanie's start-up calls work."""
-
-    def __init__(self, database: Any) -> None:
-        self._database = database
-
-    async def list_collection_names(self, *args: Any, **kwargs: Any) -> list[str]:
-        kwargs.pop("authorizedCollections", None)
-        kwargs.pop("nameOnly", None)
-        names: list[str] = await self._database.list_collection_names(*args, **kwargs)
-        return names
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._database, name)
-
-    def __getitem__(self, name: str) -> Any:
-        return self._database[name]
-
-
-# Values a unique key of Plop's models holds: compared by type and equality they
-# match exactly what mongomock's filter would (no arrays, documents or dates).
-_PLAIN_KEY_TYPES = (str, int, ObjectId, type(None))
-
-
-def _check_uniques(collection: Any, new_data: dict[str, Any]) -> None:
-    """mongomock's unique-index check (``new_data`` is stored already), direct."""
-    plain: list[tuple[list[str], list[object]]] = []
-    for index in collection._store.indexes.values():
-        if not index.get("unique"):
-            continue
-        keys = [key for key, _ in index["key"]]
-        values = [new_data.get(key) for key in keys]
-        if (
-            index.get("partialFilterExpression") is not None
-            or any("." in key for key in keys)
-            or any(type(value) not in _PLAIN_KEY_TYPES for value in values)
-        ):
-            _mongomock_check_uniques(collection, new_data)
-            return
-        if index.get("sparse") and all(value is None for value in values):
-            continue
-        plain.append((keys, values))
-    for keys, values in plain:
-        pairs = list(zip(keys, values, strict=True))
-        found = 0
-        for document in collection._store.documents:
-            if all(
-                type(got := document.get(key)) is type(value) and got == value
-                for key, value in pairs
-            ):
-                found += 1
-                if found > 1:
-                    raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
-
-
-def embedded_database(name: str = DEFAULT_DATABASE) -> Any:
-    """A fresh in-process database that Beanie accepts."""
-    import mongomock.collection
-    from mongomock_motor import AsyncMongoMockClient
-
-    global _mongomock_check_uniques
-    if mongomock.collection.Collection._ensure_uniques is not _check_uniques:
-        _mongomock_check_uniques = mongomock.collection.Collection._ensure_uniques
-        mongomock.collection.Collection._ensure_uniques = _check_uniques  # type: ignore[method-assign]
-    return _EmbeddedDatabase(AsyncMongoMockClient()[name])
 
 
 async def aggregate_rows(

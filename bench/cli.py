@@ -22,7 +22,13 @@ from typing import Any
 import click
 import uvloop
 
-from bench import scenario_fanout, scenario_memory, scenario_reconnect, scenario_send
+from bench import (
+    scenario_fanout,
+    scenario_memory,
+    scenario_reconnect,
+    scenario_send,
+    scenario_stored,
+)
 from bench.common import Options
 from bench.report import Report, write
 from bench.server import REPO, raise_open_files
@@ -35,6 +41,7 @@ SCENARIOS: dict[str, Callable[[Options], Coroutine[Any, Any, Report]]] = {
     "fanout": scenario_fanout.run,
     "memory": scenario_memory.run,
     "reconnect": scenario_reconnect.run,
+    "stored": scenario_stored.run,
 }
 
 # Per scenario: the full-size defaults, then the smoke ones.
@@ -93,6 +100,8 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "max_seconds": 30.0,
         },
     ),
+    # messages: stored in the full room; max_requests: sends measured per room.
+    "stored": ({"messages": 10_000, "max_requests": 200}, {"messages": 30, "max_requests": 10}),
 }
 
 

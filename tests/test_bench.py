@@ -144,3 +144,23 @@ def test_reconnect(tmp_path: Path) -> None:
     assert row["deliveries"] == SUBSCRIBERS * messages
     assert row["lost"] == 0
     assert row["duplicates"] == 0
+
+
+@pytest.mark.parametrize("backend", ["embedded", "real"])
+def test_stored(tmp_path: Path, backend: str) -> None:
+    document = run_bench(tmp_path, "stored", "--backend", backend)
+    (row,) = document["results"]["rows"]
+    assert row["target"] == f"Plop ({backend})"
+    stored, samples = row["stored_messages"], row["samples"]
+    assert stored > 0 and samples > 0
+    # Every send answered once, and each room's seqs came out 1..n: the full room
+    # holds what was stored plus what was measured in it.
+    assert row["answered"] == row["requests"]
+    assert row["errors"] == 0
+    assert row["duplicates"] == 0
+    assert row["seq_gaps"] == 0
+    for name in ("empty", "full", "beside_full"):
+        assert row[name]["count"] == samples
+    assert row["highest_seq"]["full"] == stored + samples
+    assert row["highest_seq"]["empty"] == row["requests"] - stored - samples
+    assert row["ratio_p50"] is not None

@@ -1,5 +1,5 @@
-"""The embedded store's unique indexes (unit tests, no server): the direct check
-Plop puts in mongomock's place refuses and accepts exactly what mongomock did."""
+"""The embedded store's unique indexes (unit tests, no server): mongomock's check,
+narrowed by the stand-in's lookups, refuses and accepts exactly what it did."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
-from backends.mongo import _check_uniques, embedded_database
+from backends.embedded import embedded_database
 
 
 async def collection(name: str) -> Any:
@@ -24,7 +24,7 @@ async def collection(name: str) -> Any:
 
 async def test_duplicates_of_plain_and_compound_keys_are_refused() -> None:
     messages = await collection("plain")
-    assert mongomock.collection.Collection._ensure_uniques is _check_uniques
+    assert getattr(mongomock.collection.Collection, "_plop_lookups", False)
     room = ObjectId()
     await messages.insert_one({"key": "a", "room": room, "seq": 1, "nested": {"key": 1}})
     with pytest.raises(DuplicateKeyError):
@@ -56,3 +56,7 @@ async def test_an_update_onto_a_taken_key_is_refused() -> None:
     with pytest.raises(DuplicateKeyError):
         await documents.update_one({"key": "b"}, {"$set": {"key": "a"}})
     assert await documents.count_documents({"key": "b"}) == 1
+    # After the rollback, the same document moves to a free key: found under it only.
+    await documents.update_one({"key": "b"}, {"$set": {"key": "c"}})
+    assert await documents.count_documents({"key": "c"}) == 1
+    assert await documents.count_documents({"key": "b"}) == 0
