@@ -1,8 +1,8 @@
 """``python -m bench SCENARIO``: run one benchmark scenario and write its results;
 ``python -m bench all``: every scenario behind the README's table, then the table.
 
-Scenarios: send, fanout, memory, reconnect (see each ``bench/scenario_*.py``). Every
-scenario starts the servers it measures (Plop, and the raw baseline in the same run),
+Scenarios: send, fanout, memory, reconnect, stored (see each ``bench/scenario_*.py``).
+Every scenario starts the servers it measures (Plop, and the raw baseline in the same run),
 drives them from other processes over loopback, stops by itself within its bounds,
 and writes ``<scenario>.json``, ``<scenario>.md`` and PNG plots to ``--out``.
 ``--smoke`` runs it with tiny sizes in seconds (as the test suite does). The exit

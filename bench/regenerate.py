@@ -37,6 +37,7 @@ PLAN: dict[str, tuple[list[str], list[str]]] = {
         ["fanout", "--backend", "real", "--rooms", "1", "--instances", "1,2"],
         ["--subscribers", "1000,5000,10000", "--paced-messages", "10"],
     ),
+    "stored": (["stored", "--backend", "embedded"], []),
     "memory": (["memory"], []),
     "reconnect": (["reconnect", "--backend", "both"], []),
 }

@@ -205,7 +205,7 @@ HEADLINES: list[Headline] = [
     ),
     Headline(
         "stored_latency_ratio_embedded",
-        "send p50 with 10,000 stored messages vs an empty room, embedded (ms)",
+        "send p50 into a room of 10,000 stored messages vs an empty room, embedded (ms)",
         "stored",
         lambda d: stored_pair(d, "embedded"),
         "empty room",
@@ -342,11 +342,12 @@ def _scaled(pair: Pair, factor: float) -> Pair:
 
 
 def stored_pair(document: Document, backend: str) -> Pair:
-    """The stored-history scenario: p50 send latency with the room full, beside the
-    same in an empty room."""
+    """The stored-history scenario: p50 send latency into the room holding the
+    stored messages, beside the same into an empty room, measured turn by turn."""
     for row in _rows(document, "rows"):
         if row.get("target") == f"Plop ({backend})":
-            return Pair(_number(row.get("full_p50_ms")), _number(row.get("empty_p50_ms")))
+            full, beside = row.get("full", {}), row.get("beside_full", {})
+            return Pair(_number(full.get("p50_ms")), _number(beside.get("p50_ms")))
     return Pair(None)
 
 
