@@ -139,6 +139,15 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument(
         "--max-seconds", type=float, help="memory: ramp time; reconnect: catch-up time."
     )
+    parse.add_argument(
+        "--peer",
+        dest="peers",
+        action="append",
+        choices=["centrifugo"],
+        default=[],
+        help="fanout, memory: also run this server with the same load (Centrifugo is "
+        "built with `go install` into ~/.cache/plop/centrifugo on first use).",
+    )
     return parse
 
 
@@ -175,6 +184,7 @@ def options_from(argv: list[str]) -> Options:
         backends=backends,
         smoke=args.smoke,
         workers=args.workers,
+        peers=sorted(set(args.peers)),
         **values,
     )
 
