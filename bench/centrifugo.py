@@ -78,9 +78,12 @@ def build_env(version: str = VERSION, cache: Path | None = None) -> dict[str, st
 
 
 def install_argv(version: str = VERSION) -> list[str]:
-    """``go install`` of the module at ``version``, with the version it reports."""
-    stamp = f"-X {MODULE}/internal/build.Version={version.removeprefix('v')}"
-    return ["go", "install", "-ldflags", stamp, f"{MODULE}@{version}"]
+    """``go install`` of the module at ``version``.
+
+    Such a build reports its version as 0.0.0 (releases stamp it at link time); the
+    directory it is installed in names the version instead.
+    """
+    return ["go", "install", f"{MODULE}@{version}"]
 
 
 async def ensure_binary(version: str = VERSION) -> Path:
