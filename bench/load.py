@@ -185,33 +185,38 @@ class Socket:
         }
         for command_id, channel in commands.items():
             await ws.send(centrifugo_wire.subscribe_command(command_id, channel))
+        self._by_channel = {sub.room: sub for sub in self.operations.values()}
         pending = set(commands)
         while pending:
             inbound = centrifugo_wire.read_frame(await ws.recv())
             if inbound.problems:
                 raise RuntimeError(f"subscribe refused: {inbound.problems[0]}"[:300])
+            # A channel subscribed already may get a publication before the last reply.
+            self._deliver_centrifugo(inbound, time.time())
             if inbound.pings:
                 await ws.send(centrifugo_wire.PONG)
             pending -= set(inbound.replies)
-        self._by_channel = {sub.room: sub for sub in self.operations.values()}
         for sub in self.operations.values():
             sub.open = True
+
+    def _deliver_centrifugo(self, inbound: centrifugo_wire.Inbound, now: float) -> None:
+        worker = self._worker
+        for publication in inbound.publications:
+            sub = self._by_channel.get(publication.channel)
+            if sub is None:
+                worker.error(f"publication on another channel: {publication.channel}")
+                continue
+            data = publication.data
+            worker.deliver(sub, data["seq"], data["text"], now, publication.size)
+        for problem in inbound.problems:
+            worker.error(problem)
 
     async def _read_centrifugo(self, ws: ClientConnection) -> None:
         worker = self._worker
         try:
             async for raw in ws:
-                now = time.time()
                 inbound = centrifugo_wire.read_frame(raw)
-                for publication in inbound.publications:
-                    sub = self._by_channel.get(publication.channel)
-                    if sub is None:
-                        worker.error(f"publication on another channel: {publication.channel}")
-                        continue
-                    data = publication.data
-                    worker.deliver(sub, data["seq"], data["text"], now, publication.size)
-                for problem in inbound.problems:
-                    worker.error(problem)
+                self._deliver_centrifugo(inbound, time.time())
                 if inbound.pings:
                     await ws.send(centrifugo_wire.PONG)
         except ConnectionClosed as closed:
