@@ -163,6 +163,15 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="memory: deliveries to the idle sockets before they all close.",
     )
+    parse.add_argument(
+        "--peer",
+        dest="peers",
+        action="append",
+        choices=["centrifugo"],
+        default=[],
+        help="fanout, memory: also run this server with the same load (Centrifugo is "
+        "built with `go install` into ~/.cache/plop/centrifugo on first use).",
+    )
     return parse
 
 
@@ -207,6 +216,7 @@ def options_from(argv: list[str]) -> Options:
         backends=backends,
         smoke=args.smoke,
         workers=args.workers,
+        peers=sorted(set(args.peers)),
         **values,
     )
 

@@ -2,9 +2,10 @@
 
 Sockets are driven with the ``websockets`` library directly (one connection_init with
 ``{"authToken": ...}``, then ``subscribe`` frames for messageAdded(roomId, afterSeq)),
-in one or more worker processes so that the generator is not what limits a run. The
-parent talks to the workers over pipes (``LoadPool``); each worker keeps the books
-of its subscribers:
+or, for the Centrifugo peer, in its client JSON protocol (``bench.centrifugo_wire``:
+connect with a JWT, subscribe to the room's channel), in one or more worker processes
+so that the generator is not what limits a run. The parent talks to the workers over
+pipes (``LoadPool``); each worker keeps the books of its subscribers:
 
 - which seqs each subscriber received (a bitmap), so that a missing seq counts as
   lost and a seq received twice as duplicated, across reconnects too;
@@ -34,10 +35,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from bench import centrifugo_wire
 from bench.server import raise_open_files
-from bench.targets import MESSAGE_ADDED
+from bench.targets import CENTRIFUGO_JSON, GRAPHQL_TRANSPORT_WS, MESSAGE_ADDED, WireProtocol
 
-SUBPROTOCOL = Subprotocol("graphql-transport-ws")
+SUBPROTOCOL = Subprotocol(GRAPHQL_TRANSPORT_WS)
 OPEN_TIMEOUT_SECONDS = 60.0
 CONNECT_CONCURRENCY = 200
 RECONNECT_ATTEMPTS = 5
@@ -100,13 +102,22 @@ class Subscriber:
 
 
 class Socket:
-    """One WebSocket carrying one or more subscriptions."""
+    """One WebSocket carrying one or more subscriptions, in the target's protocol."""
 
-    def __init__(self, worker: Worker, url: str, token: str, subscribers: list[Subscriber]):
+    def __init__(
+        self,
+        worker: Worker,
+        url: str,
+        token: str,
+        subscribers: list[Subscriber],
+        protocol: WireProtocol = GRAPHQL_TRANSPORT_WS,
+    ):
         self._worker = worker
         self._url = url
         self._token = token
+        self._protocol = protocol
         self.operations = {str(index + 1): sub for index, sub in enumerate(subscribers)}
+        self._by_channel: dict[str, Subscriber] = {}
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._aborted = False
@@ -114,9 +125,11 @@ class Socket:
     async def open(self, resume: bool) -> None:
         """Connects, authenticates and subscribes (after each one's last seq if resuming)."""
         self._aborted = False
+        centrifugo = self._protocol == CENTRIFUGO_JSON
         ws = await connect(
             self._url,
-            subprotocols=[SUBPROTOCOL],
+            # Centrifugo speaks its JSON protocol when no subprotocol is asked for.
+            subprotocols=None if centrifugo else [SUBPROTOCOL],
             compression=None,
             open_timeout=OPEN_TIMEOUT_SECONDS,
             ping_interval=None,
@@ -125,29 +138,91 @@ class Socket:
         )
         try:
             async with asyncio.timeout(OPEN_TIMEOUT_SECONDS):
-                init = {"type": "connection_init", "payload": {"authToken": self._token}}
-                await ws.send(json.dumps(init))
-                ack = json.loads(await ws.recv())
-                if ack.get("type") != "connection_ack":
-                    raise RuntimeError(f"no connection_ack: {ack!r}"[:300])
-                for operation, sub in self.operations.items():
-                    after = sub.contiguous() if resume else sub.base
-                    variables = {"roomId": sub.room, "afterSeq": after}
-                    frame = {
-                        "id": operation,
-                        "type": "subscribe",
-                        "payload": {"query": MESSAGE_ADDED, "variables": variables},
-                    }
-                    await ws.send(json.dumps(frame))
-                    sub.open = True
-                    if resume:
-                        sub.resubscribed_at = time.time()
-                        sub.caught_up_at = 0.0
+                if centrifugo:
+                    await self._subscribe_centrifugo(ws)
+                else:
+                    await self._subscribe_graphql(ws, resume)
         except BaseException:
             await ws.close()
             raise
         self._ws = ws
-        self._reader = asyncio.create_task(self._read(ws))
+        reader = self._read_centrifugo(ws) if centrifugo else self._read(ws)
+        self._reader = asyncio.create_task(reader)
+
+    async def _subscribe_graphql(self, ws: ClientConnection, resume: bool) -> None:
+        init = {"type": "connection_init", "payload": {"authToken": self._token}}
+        await ws.send(json.dumps(init))
+        ack = json.loads(await ws.recv())
+        if ack.get("type") != "connection_ack":
+            raise RuntimeError(f"no connection_ack: {ack!r}"[:300])
+        for operation, sub in self.operations.items():
+            after = sub.contiguous() if resume else sub.base
+            variables = {"roomId": sub.room, "afterSeq": after}
+            frame = {
+                "id": operation,
+                "type": "subscribe",
+                "payload": {"query": MESSAGE_ADDED, "variables": variables},
+            }
+            await ws.send(json.dumps(frame))
+            sub.open = True
+            if resume:
+                sub.resubscribed_at = time.time()
+                sub.caught_up_at = 0.0
+
+    async def _subscribe_centrifugo(self, ws: ClientConnection) -> None:
+        """Connects with the JWT, then subscribes to each room's channel.
+
+        Unlike graphql-transport-ws, every subscribe has a reply; the socket counts as
+        open once all replies came, so that no publication can precede its subscription.
+        Centrifugo has no afterSeq: a resumed socket would miss what was sent meanwhile.
+        """
+        await ws.send(centrifugo_wire.connect_command(self._token))
+        inbound = centrifugo_wire.read_frame(await ws.recv())
+        if centrifugo_wire.CONNECT_COMMAND_ID not in inbound.replies or inbound.problems:
+            raise RuntimeError(f"connect refused: {inbound.problems or inbound.replies}"[:300])
+        commands = {
+            command_id: sub.room for command_id, sub in enumerate(self.operations.values(), start=2)
+        }
+        for command_id, channel in commands.items():
+            await ws.send(centrifugo_wire.subscribe_command(command_id, channel))
+        self._by_channel = {sub.room: sub for sub in self.operations.values()}
+        pending = set(commands)
+        while pending:
+            inbound = centrifugo_wire.read_frame(await ws.recv())
+            if inbound.problems:
+                raise RuntimeError(f"subscribe refused: {inbound.problems[0]}"[:300])
+            # A channel subscribed already may get a publication before the last reply.
+            self._deliver_centrifugo(inbound, time.time())
+            if inbound.pings:
+                await ws.send(centrifugo_wire.PONG)
+            pending -= set(inbound.replies)
+        for sub in self.operations.values():
+            sub.open = True
+
+    def _deliver_centrifugo(self, inbound: centrifugo_wire.Inbound, now: float) -> None:
+        worker = self._worker
+        for publication in inbound.publications:
+            sub = self._by_channel.get(publication.channel)
+            if sub is None:
+                worker.error(f"publication on another channel: {publication.channel}")
+                continue
+            data = publication.data
+            worker.deliver(sub, data["seq"], data["text"], now, publication.size)
+        for problem in inbound.problems:
+            worker.error(problem)
+
+    async def _read_centrifugo(self, ws: ClientConnection) -> None:
+        worker = self._worker
+        try:
+            async for raw in ws:
+                inbound = centrifugo_wire.read_frame(raw)
+                self._deliver_centrifugo(inbound, time.time())
+                if inbound.pings:
+                    await ws.send(centrifugo_wire.PONG)
+        except ConnectionClosed as closed:
+            if not self._aborted:
+                code = closed.rcvd.code if closed.rcvd is not None else 1006
+                worker.closed_by_server[code] += 1
 
     async def _read(self, ws: ClientConnection) -> None:
         worker = self._worker
@@ -261,6 +336,7 @@ class Worker:
         per_socket: int,
         concurrency: int = CONNECT_CONCURRENCY,
         attempts: int = 1,
+        protocol: WireProtocol = GRAPHQL_TRANSPORT_WS,
     ) -> dict[str, Any]:
         """Opens sockets for ``plans``, ``per_socket`` subscriptions each (same token);
         of several URLs (instances of one server), the sockets take turns."""
@@ -272,7 +348,7 @@ class Worker:
             group = plans[first : first + per_socket]
             subs = [Subscriber(plan.room, plan.after_seq) for plan in group]
             self.subscribers.extend(subs)
-            new.append(Socket(self, urls[len(new) % len(urls)], group[0].token, subs))
+            new.append(Socket(self, urls[len(new) % len(urls)], group[0].token, subs, protocol))
         failed = await self._open_all(new, concurrency, resume=False, attempts=attempts)
         self.sockets.extend(new)
         return {
@@ -471,8 +547,10 @@ class LoadPool:
         per_socket: int = 1,
         concurrency: int = 0,
         attempts: int = 1,
+        protocol: WireProtocol = GRAPHQL_TRANSPORT_WS,
     ) -> dict[str, Any]:
-        """Opens the subscribers, whole sockets round-robin over the workers."""
+        """Opens the subscribers, whole sockets round-robin over the workers, speaking
+        ``protocol`` (graphql-transport-ws for Plop and the baseline)."""
         shares: list[list[Plan]] = [[] for _ in range(self.size)]
         for number, first in enumerate(range(0, len(plans), per_socket)):
             shares[number % self.size].extend(plans[first : first + per_socket])
@@ -486,6 +564,7 @@ class LoadPool:
                     "per_socket": per_socket,
                     "concurrency": gate,
                     "attempts": attempts,
+                    "protocol": protocol,
                 }
                 for share in shares
             ],

@@ -9,7 +9,10 @@ run: open the subscribers (one socket each), then
 - paced: ``paced_messages`` more per room at half the burst's rate, for the latency
   at a load the server keeps up with.
 
-Every subscriber must get every message of its room exactly once.
+Every subscriber must get every message of its room exactly once. With ``--peer
+centrifugo``, Centrifugo runs the same in the same run (``bench.centrifugo``: its
+JSON protocol on the sockets, its HTTP API for the sends), and Plop's rows carry
+their ratios to it beside those to the raw baseline.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from bench import centrifugo
 from bench.common import (
     SOCKET_SEND_QUEUE_FRAMES,
     Options,
@@ -118,7 +122,7 @@ async def _config(
     slow_before = target.server.log_count(SLOW_CONSUMER_LOG)
     rss_before = target.server.rss_bytes()
     try:
-        opened = await pool.open(target.ws_urls, plans)
+        opened = await pool.open(target.ws_urls, plans, protocol=target.protocol)
         held, settled = await target.wait_subscriptions(before + opened["opened"])
         burst = await _round(target, pool, sender, subscribers, options.messages, None)
         # Half the rate the burst reached: a load the server keeps up with.
@@ -177,24 +181,26 @@ async def _run_target(target: Target, options: Options) -> list[dict[str, Any]]:
     return configs
 
 
-def _with_ratios(configs: list[dict[str, Any]]) -> None:
-    raw = {
+def _with_ratios(configs: list[dict[str, Any]], reference_label: str, prefix: str) -> None:
+    """Each other config's ratios to the reference server's same layout and count:
+    ``ratio_*`` to the raw baseline, ``ratio_centrifugo_*`` to Centrifugo."""
+    references = {
         (config["layout"], config["subscribers"]): config
         for config in configs
-        if config["target"] == "raw FastAPI"
+        if config["target"] == reference_label
     }
     for config in configs:
-        reference = raw.get((config["layout"], config["subscribers"]))
+        reference = references.get((config["layout"], config["subscribers"]))
         if reference is None:
             continue
         for phase in ("burst", "paced"):
             mine, theirs = config[phase], reference[phase]
-            mine["ratio_deliveries_per_second"] = ratio(
+            mine[f"{prefix}deliveries_per_second"] = ratio(
                 mine["deliveries_per_second"], theirs["deliveries_per_second"]
             )
-            mine["ratio_p50"] = ratio(mine["p50_ms"], theirs["p50_ms"])
-            mine["ratio_p99"] = ratio(mine["p99_ms"], theirs["p99_ms"])
-            mine["ratio_cpu_per_delivery"] = ratio(
+            mine[f"{prefix}p50"] = ratio(mine["p50_ms"], theirs["p50_ms"])
+            mine[f"{prefix}p99"] = ratio(mine["p99_ms"], theirs["p99_ms"])
+            mine[f"{prefix}cpu_per_delivery"] = ratio(
                 mine["server_cpu_us_per_delivery"] or 0.0,
                 theirs["server_cpu_us_per_delivery"] or 0.0,
             )
@@ -204,10 +210,16 @@ async def run(options: Options) -> Report:
     configs: list[dict[str, Any]] = []
     async with baseline_target(options) as baseline:
         configs += await _run_target(baseline, options)
+    if "centrifugo" in options.peers:
+        name = f"{options.scenario}-{options.run_id}-centrifugo"
+        async with centrifugo.centrifugo_target(name) as peer:
+            configs += await _run_target(peer, options)
     for backend in options.backends:
         async with plop_target(options, backend) as plop:
             configs += await _run_target(plop, options)
-    _with_ratios(configs)
+    _with_ratios(configs, "raw FastAPI", "ratio_")
+    _with_ratios(configs, centrifugo.LABEL, "ratio_centrifugo_")
+    with_peer = "centrifugo" in options.peers
 
     report = Report(
         scenario="fanout",
@@ -220,6 +232,7 @@ async def run(options: Options) -> Report:
             "paced_messages_per_room": options.paced_messages,
             "users": options.users,
             "backends": options.backends,
+            "peers": options.peers,
             "smoke": options.smoke,
         },
         data={"configs": configs},
@@ -249,6 +262,7 @@ async def run(options: Options) -> Report:
         "p99 vs raw",
         "server CPU µs/delivery",
         "CPU vs raw",
+        *(["vs Centrifugo", "p99 vs Centrifugo", "CPU vs Centrifugo"] if with_peer else []),
         "lost",
         "dup",
     ]
@@ -274,6 +288,15 @@ async def run(options: Options) -> Report:
                         config[phase].get("ratio_p99"),
                         config[phase]["server_cpu_us_per_delivery"],
                         config[phase].get("ratio_cpu_per_delivery"),
+                        *(
+                            [
+                                config[phase].get("ratio_centrifugo_deliveries_per_second"),
+                                config[phase].get("ratio_centrifugo_p99"),
+                                config[phase].get("ratio_centrifugo_cpu_per_delivery"),
+                            ]
+                            if with_peer
+                            else []
+                        ),
                         config[phase]["lost"],
                         config[phase]["duplicates"],
                     ]
@@ -333,6 +356,15 @@ async def run(options: Options) -> Report:
         f"The server's per-socket send queue is raised to {SOCKET_SEND_QUEUE_FRAMES:,} frames so "
         "that a burst never closes a socket as a slow consumer.",
     ]
+    if with_peer:
+        report.notes += [
+            f"{centrifugo.LABEL} (built with go install, GOMAXPROCS={centrifugo.GO_MAX_PROCS} "
+            "as Plop's one worker) gets the same load from the same load processes: each "
+            "socket connects with a JWT and subscribes to the room's channel in its JSON "
+            "protocol; each message is the same JSON body, published through its HTTP API "
+            "(/api/publish) by the same sequential senders; it stores nothing (no history), "
+            "as the raw baseline. 'vs Centrifugo' columns are Plop/Centrifugo ratios."
+        ]
 
     def burst(figure: Figure) -> None:
         for position, (layout, _) in enumerate(layouts(options), start=1):

@@ -13,6 +13,8 @@ server process holds.
   held at the end is the most this run saw one worker hold.
 
 After each part, one message per room must reach every subscription exactly once.
+With ``--peer centrifugo``, Centrifugo's idle part runs too (same sockets, its JSON
+protocol) and Plop's rows carry their ratio to it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import psutil
 from matplotlib.figure import Figure
 
+from bench import centrifugo
 from bench.common import Options, Sender, baseline_target, plop_target
 from bench.load import LoadPool, Plan, merge_rounds
 from bench.report import Plot, Report, Table, ratio
@@ -105,6 +108,7 @@ async def _idle(target: Target, population: Population, options: Options) -> dic
                 _plans(population, opened, upto - opened, sender.last_seq),
                 attempts=OPEN_ATTEMPTS,
                 concurrency=CONNECT_CONCURRENCY,
+                protocol=target.protocol,
             )
             refusals += reply["refusals"]
             opened += reply["opened"]
@@ -210,14 +214,27 @@ async def run(options: Options) -> Report:
     async with baseline_target(options) as baseline:
         population = await baseline.populate(users, options.rooms)
         idle.append(await _idle(baseline, population, options))
+    with_peer = "centrifugo" in options.peers
+    if with_peer:
+        async with centrifugo.centrifugo_target(
+            f"{options.scenario}-{options.run_id}-centrifugo"
+        ) as peer:
+            population = await peer.populate(users, options.rooms)
+            idle.append(await _idle(peer, population, options))
     for backend in options.backends:
         async with plop_target(options, backend) as plop:
             population = await plop.populate(users, options.rooms)
             idle.append(await _idle(plop, population, options))
             ramps.append(await _ramp(plop, population, options))
     raw = idle[0]["kib_per_idle_subscription"]
+    peer_kib = next(
+        (row["kib_per_idle_subscription"] for row in idle if row["target"] == centrifugo.LABEL),
+        0.0,
+    )
     for row in idle:
         row["ratio_kib"] = ratio(row["kib_per_idle_subscription"], raw)
+        if with_peer:
+            row["ratio_kib_centrifugo"] = ratio(row["kib_per_idle_subscription"], peer_kib)
 
     report = Report(
         scenario="memory",
@@ -233,6 +250,7 @@ async def run(options: Options) -> Report:
             "max_seconds": options.max_seconds,
             "deliveries_before_closing": options.deliveries,
             "backends": options.backends,
+            "peers": options.peers,
             "smoke": options.smoke,
         },
         data={"idle": idle, "ramp": ramps},
@@ -258,6 +276,7 @@ async def run(options: Options) -> Report:
                 "RSS MB at all",
                 "KiB per connection",
                 "vs raw",
+                *(["vs Centrifugo"] if with_peer else []),
                 "deliveries with all open",
                 "RSS MB after them",
                 "RSS MB after closing all",
@@ -273,6 +292,7 @@ async def run(options: Options) -> Report:
                     row["rss_mb_at_most"],
                     row["kib_per_idle_subscription"],
                     row["ratio_kib"],
+                    *([row["ratio_kib_centrifugo"]] if with_peer else []),
                     f"{row['deliveries_then_closed']['deliveries']:,}",
                     row["rss_mb_after_deliveries"],
                     row["rss_mb_after_close"],
@@ -312,6 +332,13 @@ async def run(options: Options) -> Report:
         "'delivered' sends one message per room at the end: every subscription held "
         "must receive it exactly once.",
     ]
+    if with_peer:
+        report.notes.append(
+            f"{centrifugo.LABEL} runs with GOMAXPROCS={centrifugo.GO_MAX_PROCS}; its sockets "
+            "connect with a JWT and subscribe to one channel each in its JSON protocol; "
+            "'vs Centrifugo' is the Plop/Centrifugo ratio. Go's runtime returns freed "
+            "memory to the system lazily, so its RSS after closing says little."
+        )
 
     def memory(figure: Figure) -> None:
         axes = figure.add_subplot(1, 2, 1)

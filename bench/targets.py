@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import httpx
 
@@ -42,7 +42,10 @@ SIGN_UP_CONCURRENCY = 4
 SETTLE_TIMEOUT_SECONDS = 120.0
 _ACTIVE = re.compile(r"^plop_subscriptions_active (\S+)$", re.MULTILINE)
 
-Kind = Literal["plop", "baseline"]
+Kind = Literal["plop", "baseline", "centrifugo"]
+WireProtocol = Literal["graphql-transport-ws", "centrifugo-json"]
+GRAPHQL_TRANSPORT_WS: Final = "graphql-transport-ws"
+CENTRIFUGO_JSON: Final = "centrifugo-json"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ class Target:
     label: str
     server: ServerGroup
     _turn: int = field(default=0, init=False, repr=False)
+
+    @property
+    def protocol(self) -> WireProtocol:
+        """What the load speaks on the target's sockets."""
+        return GRAPHQL_TRANSPORT_WS
 
     @property
     def ws_url(self) -> str:

@@ -164,3 +164,91 @@ def test_stored(tmp_path: Path, backend: str) -> None:
     assert row["highest_seq"]["full"] == stored + samples
     assert row["highest_seq"]["empty"] == row["requests"] - stored - samples
     assert row["ratio_p50"] is not None
+
+
+# --- the Centrifugo peer's pure parts (the peer itself runs in `plop bench` only) ----
+
+
+def test_centrifugo_frame_with_several_lines_is_read_line_by_line() -> None:
+    from bench.centrifugo_wire import read_frame
+
+    publication = {"seq": 3, "text": "1.5 xx"}
+    frame = "\n".join(
+        [
+            json.dumps({"push": {"channel": "room-a", "pub": {"data": publication}}}),
+            "{}",
+            json.dumps({"id": 2, "subscribe": {}}),
+            json.dumps({"push": {"channel": "room-b", "pub": {"data": {"seq": 4}}}}),
+        ]
+    )
+    inbound = read_frame(frame.encode())
+    assert [(p.channel, p.data) for p in inbound.publications] == [
+        ("room-a", publication),
+        ("room-b", {"seq": 4}),
+    ]
+    assert inbound.publications[0].size == len(frame.split("\n")[0])
+    assert inbound.pings == 1
+    assert set(inbound.replies) == {2}
+    assert inbound.problems == []
+
+
+def test_centrifugo_refusals_and_disconnects_are_problems() -> None:
+    from bench.centrifugo_wire import read_frame
+
+    frame = "\n".join(
+        [
+            json.dumps({"id": 2, "error": {"code": 103, "message": "permission denied"}}),
+            json.dumps({"push": {"disconnect": {"code": 3008, "reason": "slow"}}}),
+            "not json",
+        ]
+    )
+    inbound = read_frame(frame)
+    assert inbound.publications == []
+    assert 2 in inbound.replies
+    assert len(inbound.problems) == 3
+    assert "permission denied" in inbound.problems[0]
+
+
+def test_centrifugo_commands_are_its_json_protocol() -> None:
+    from bench.centrifugo_wire import CONNECT_COMMAND_ID, connect_command, subscribe_command
+
+    assert json.loads(connect_command("tok")) == {
+        "id": CONNECT_COMMAND_ID,
+        "connect": {"token": "tok", "name": "plop-bench"},
+    }
+    assert json.loads(subscribe_command(7, "room")) == {"id": 7, "subscribe": {"channel": "room"}}
+
+
+def test_centrifugo_config_token_and_build_stay_in_the_cache(tmp_path: Path) -> None:
+    import jwt
+
+    from bench import centrifugo
+
+    secret = "s" * 32  # as long as HS256 keys should be
+    config = centrifugo.server_config(8123, "key", secret)
+    assert config["http_server"] == {"address": "127.0.0.1", "port": 8123}
+    assert config["http_api"] == {"key": "key"}
+    assert config["client"]["token"] == {"hmac_secret_key": secret}
+    assert config["channel"]["without_namespace"]["allow_subscribe_for_client"] is True
+    assert config["health"]["handler_prefix"] == "/healthz"  # where readiness is polled
+
+    claims = jwt.decode(centrifugo.connection_token("user-1", secret), secret, algorithms=["HS256"])
+    assert claims["sub"] == "user-1"
+    assert claims["exp"] > claims["iat"]
+
+    env = centrifugo.build_env("v6.9.1", tmp_path)
+    binary = centrifugo.binary_path("v6.9.1", tmp_path)
+    assert binary == tmp_path / "v6.9.1" / "bin" / "centrifugo"
+    assert env["GOBIN"] == str(binary.parent)
+    assert all(Path(env[name]).is_relative_to(tmp_path) for name in ("GOPATH", "GOCACHE"))
+    argv = centrifugo.install_argv("v6.9.1")
+    assert argv[:2] == ["go", "install"]
+    assert argv[-1] == "github.com/centrifugal/centrifugo/v6@v6.9.1"
+
+
+def test_centrifugo_message_has_the_baseline_message_shape() -> None:
+    from bench import centrifugo
+
+    data = centrifugo.message("a" * 24, 5, "1.0 text")
+    assert set(data) == {"id", "roomId", "seq", "text", "clientId", "createdAt", "sender"}
+    assert (data["roomId"], data["seq"], data["text"]) == ("a" * 24, 5, "1.0 text")
