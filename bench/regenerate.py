@@ -34,11 +34,21 @@ PLAN: dict[str, tuple[list[str], list[str]]] = {
         ["--concurrency", "16,64"],
     ),
     "fanout": (
-        ["fanout", "--backend", "real", "--rooms", "1", "--instances", "1,2"],
+        [
+            "fanout",
+            "--backend",
+            "real",
+            "--rooms",
+            "1",
+            "--instances",
+            "1,2",
+            "--peer",
+            "centrifugo",
+        ],
         ["--subscribers", "1000,5000,10000", "--paced-messages", "10"],
     ),
     "stored": (["stored", "--backend", "embedded"], []),
-    "memory": (["memory"], []),
+    "memory": (["memory", "--peer", "centrifugo"], []),
     "reconnect": (["reconnect", "--backend", "both"], []),
 }
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.centrifugo import LABEL as CENTRIFUGO
+
 Document = dict[str, Any]
 RAW = "raw FastAPI"
-CENTRIFUGO = "Centrifugo"
 ONE_ROOM = "one room"
 README_START = "<!-- bench:summary:start -->"
 README_END = "<!-- bench:summary:end -->"
