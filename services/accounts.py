@@ -19,6 +19,7 @@ from models import UserDoc
 from pubsub import SessionEnded
 from services.events import EventPublisher
 from services.fanout import FanoutHub
+from services.fresh_reads import FreshReads
 from services.limits import LimitName, RateLimiter
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9_.]{3,32}")
@@ -123,6 +124,8 @@ class AccountService:
         self._publisher = publisher
         self._hub = hub
         self._recent_users: Recent[UserDoc] = Recent(RECENT_USERS, RECENT_USER_SECONDS)
+        # The sockets of a user reconnecting at once miss the cache together: one read.
+        self._users: FreshReads[PydanticObjectId, UserDoc] = FreshReads(self.get_many)
 
     async def sign_up(
         self, username: str, password: str, display_name: str | None, client_address: str
@@ -198,7 +201,7 @@ class AccountService:
     async def _user(self, user_id: str) -> UserDoc:
         user = self._recent_users.get(user_id)
         if user is None:
-            user = await UserDoc.get(PydanticObjectId(user_id))
+            user = await self._users.get(PydanticObjectId(user_id))
             if user is None:
                 raise Unauthenticated("the session token is invalid, expired or revoked")
             self._recent_users.keep(user_id, user)

@@ -36,6 +36,7 @@ from pubsub import FriendshipChanged, PresenceChanged, presence_route, user_rout
 from services.events import EventPublisher
 from services.fanout import LAGGED, FanoutHub, Inbox
 from services.friends import FriendService
+from services.script_batches import ScriptBatches
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,9 @@ class PresenceService:
         self._connect_script = redis.register_script(_CONNECT)
         self._disconnect_script = redis.register_script(_DISCONNECT)
         self._sweep_script = redis.register_script(_SWEEP)
+        # Sockets connect and close by the thousand in a storm: their calls share
+        # pipelines instead of taking a pooled connection each.
+        self._scripts = ScriptBatches(redis)
         self._local: dict[str, set[str]] = defaultdict(set)  # user -> this instance's sockets
 
     def _conns(self, user_id: str) -> str:
@@ -175,9 +179,10 @@ class PresenceService:
 
     async def _register(self, user_id: str, connection: str) -> None:
         now = time.time()
-        came_online = await self._connect_script(
-            keys=[self._conns(user_id), self._state(user_id), self._due],
-            args=[connection, now, now + self._ttl, user_id],
+        came_online = await self._scripts.call(
+            self._connect_script,
+            [self._conns(user_id), self._state(user_id), self._due],
+            [connection, now, now + self._ttl, user_id],
         )
         if came_online:
             await self._publisher.publish(PresenceChanged(user_id, ONLINE, None))
@@ -190,21 +195,25 @@ class PresenceService:
             if not sockets:
                 del self._local[user_id]
         now = time.time()
-        await self._disconnect_script(
-            keys=[self._conns(user_id), self._state(user_id), self._due],
-            args=[connection, now, now + self._grace, user_id],
+        await self._scripts.call(
+            self._disconnect_script,
+            [self._conns(user_id), self._state(user_id), self._due],
+            [connection, now, now + self._grace, user_id],
         )
 
     async def heartbeat_forever(self) -> None:
         """Refreshes this instance's sockets so that they do not expire."""
         while True:
             await asyncio.sleep(self._heartbeat)
-            for user_id, sockets in list(self._local.items()):
-                for connection in tuple(sockets):
-                    try:
-                        await self._register(user_id, connection)
-                    except Exception:
-                        logger.exception("presence heartbeat failed")
+            # All at once: the refreshes share pipelines (one per batch, not per socket).
+            refreshes = [
+                self._register(user_id, connection)
+                for user_id, sockets in list(self._local.items())
+                for connection in tuple(sockets)
+            ]
+            for outcome in await asyncio.gather(*refreshes, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    logger.error("presence heartbeat failed", exc_info=outcome)
 
     async def sweep_forever(self) -> None:
         """Publishes OFFLINE for users whose last connection closed or expired."""

@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 from beanie import PydanticObjectId
 from pydantic import BaseModel, Field
 
-from errors import BadUserInput, Forbidden
+from errors import BadUserInput, Forbidden, NotFound
 from models import RoomDoc, UserDoc
 from pubsub import (
     MembersChanged,
@@ -27,6 +27,7 @@ from pubsub import (
 )
 from services.accounts import AccountService
 from services.fanout import LAGGED, FanoutHub, Inbox
+from services.fresh_reads import FreshReads
 from services.message_data import message_data
 from services.messages import MessageService
 from services.room_stream import Access, Membership, RoomActivity, RoomStream
@@ -44,6 +45,7 @@ class _RoomId(BaseModel):
 class _Members(BaseModel):
     """Projection: who is in a room."""
 
+    id: PydanticObjectId = Field(alias="_id")
     member_ids: list[PydanticObjectId]
     members_tag: str | None = None
 
@@ -68,6 +70,37 @@ class StreamService:
         self._messages = messages
         self._accounts = accounts
         self.recheck_seconds = recheck_seconds
+        # A reconnect storm subscribes thousands of sockets to the same few rooms:
+        # their reads share batches, each started after its asks (services.fresh_reads).
+        self._rooms: FreshReads[PydanticObjectId, RoomDoc] = FreshReads(self._read_rooms)
+        self._memberships: FreshReads[PydanticObjectId, Membership] = FreshReads(
+            self._read_memberships
+        )
+
+    async def subscribable_room(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
+        """The room a subscription follows; NOT_FOUND if there is none, FORBIDDEN if
+        the viewer is not in it (as ``RoomService.require_member``, read as fresh)."""
+        room = await self._rooms.get(room_id)
+        if room is None:
+            raise NotFound("no such room")
+        if viewer.id not in room.member_ids:
+            raise Forbidden("you are not a member of this room")
+        return room
+
+    @staticmethod
+    async def _read_rooms(room_ids: list[PydanticObjectId]) -> dict[PydanticObjectId, RoomDoc]:
+        rooms = await RoomDoc.find({"_id": {"$in": room_ids}}).to_list()
+        return {room.id: room for room in rooms if room.id is not None}
+
+    @staticmethod
+    async def _read_memberships(
+        room_ids: list[PydanticObjectId],
+    ) -> dict[PydanticObjectId, Membership]:
+        found = await RoomDoc.find({"_id": {"$in": room_ids}}).project(_Members).to_list()
+        return {
+            room.id: Membership(frozenset(map(str, room.member_ids)), room.members_tag)
+            for room in found
+        }
 
     # The store reads of every room stream (``services.room_stream.RoomHistory``).
 
@@ -85,10 +118,8 @@ class StreamService:
         return [message_data(message, senders.get(message.sender_id)) for message in batch]
 
     async def membership(self, room_id: PydanticObjectId) -> Membership:
-        found = await RoomDoc.find_one(RoomDoc.id == room_id).project(_Members)
-        if found is None:
-            return Membership(frozenset(), None)
-        return Membership(frozenset(map(str, found.member_ids)), found.members_tag)
+        found = await self._memberships.get(room_id)
+        return Membership(frozenset(), None) if found is None else found
 
     async def open_room(
         self,

@@ -144,6 +144,14 @@ def test_reconnect(tmp_path: Path) -> None:
     assert row["deliveries"] == SUBSCRIBERS * messages
     assert row["lost"] == 0
     assert row["duplicates"] == 0
+    # The raw baseline reopened the same sockets, each live again.
+    raw = document["results"]["raw_reopen"]
+    assert raw["target"] == "raw FastAPI"
+    assert raw["opened"] == SUBSCRIBERS
+    assert raw["failed_reconnects"] == 0
+    assert raw["caught_up"] == SUBSCRIBERS
+    assert raw["duplicates"] == 0
+    assert row["catch_up_to_raw_reopen"] is not None
 
 
 @pytest.mark.parametrize("backend", ["embedded", "real"])

@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, cast
 
 from graphql import GraphQLError, GraphQLSchema, OperationType, get_operation_ast, parse
@@ -137,6 +138,8 @@ def operation_problem(message: object) -> str | None:
     return None
 
 
+# Sockets send the same few documents: each is parsed here once, not per operation.
+@lru_cache(maxsize=1_024)
 def answers_once(query: str, operation_name: str | None) -> bool:
     """Whether the operation is a query or a mutation (one answer), not a subscription."""
     try:
