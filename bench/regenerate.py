@@ -12,6 +12,7 @@ table between its summary markers is rewritten. Each scenario runs as its own
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,13 @@ from pathlib import Path
 
 from bench.report import compact_json, machine
 from bench.server import REPO
-from bench.summary import load_documents, markdown_table, replace_in_readme, summarise
+from bench.summary import (
+    carried_over,
+    load_documents,
+    markdown_table,
+    replace_in_readme,
+    summarise,
+)
 
 RESULTS = REPO / "bench" / "results"
 README = REPO / "README.md"
@@ -126,28 +133,30 @@ def main(argv: list[str]) -> int:
             if _run_scenario(arguments(name, args.smoke), folder) != 0:
                 failed.append(f"run {number}: {name}")
     runs = [load_documents(folder) for folder in run_folders]
-    # Scenarios not run this time keep their latest results (one run of them).
-    ran = chosen if run_folders else []
-    kept = {name: doc for name, doc in load_documents(out).items() if name not in ran}
-    runs = [{**kept, **run} for run in runs] or [kept]
+    ran = set(chosen) if run_folders else set()
+    # The scenarios not run now: their latest files, for the rows no summary has yet.
+    latest = {name: doc for name, doc in load_documents(out).items() if name not in ran}
+    runs = [{**latest, **run} for run in runs] or [latest]
     if run_folders:
         _latest_only(out, run_folders[-1], chosen)
     shutil.rmtree(staging, ignore_errors=True)
 
-    rows = summarise(runs)
-    table = markdown_table(rows, max(1, args.runs))
+    summary_path = out / "summary.json"
+    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    rows = carried_over(summarise(runs), previous.get("headlines", []), ran)
+    table = markdown_table(rows)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     summary = {
         "measured_at": when,
         "command": " ".join(["plop", "bench", "all", *argv]),
-        "runs": max(1, args.runs),
+        "runs": args.runs,
         "scenarios": {name: arguments(name, args.smoke) for name in chosen},
         "minutes": round((time.monotonic() - started) / 60, 1),
         "failed": failed,
         "machine": machine(),
         "headlines": rows,
     }
-    (out / "summary.json").write_text(compact_json(summary) + "\n")
+    summary_path.write_text(compact_json(summary) + "\n")
     (out / "summary.md").write_text(
         f"# Headline figures\n\nMeasured {when} by `{summary['command']}`.\n\n{table}"
     )

@@ -395,6 +395,7 @@ def summarise(runs: list[dict[str, Document]]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "key": headline.key,
+                "scenario": headline.scenario,
                 "measure": headline.measure,
                 "reference": headline.reference,
                 "target": headline.target,
@@ -421,17 +422,18 @@ def _figure(spread: dict[str, Any] | None, digits: int) -> str:
     return text
 
 
-def markdown_table(rows: list[dict[str, Any]], runs: int) -> str:
-    """The README's table: medians over the runs, min-max in brackets."""
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The README's table: each figure's median over its runs, min-max in brackets."""
     lines = [
-        f"Medians of {runs} run{'s' if runs != 1 else ''}, (min-max) over them; each ratio "
-        "is taken within a run, between figures measured side by side.",
+        "Each figure is the median of its runs, (min-max) over them; each ratio is "
+        "taken within a run, between figures measured side by side.",
         "",
-        "| measure | Plop | compared with | its figure | ratio | target | met |",
-        "|---|---|---|---|---|---|---|",
+        "| measure | Plop | compared with | its figure | ratio | target | met | runs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         met = {True: "yes", False: "no", None: "—"}[row["met"]]
+        runs = (row["value"] or row["reference_value"] or {}).get("runs", 0)
         lines.append(
             "| "
             + " | ".join(
@@ -443,11 +445,24 @@ def markdown_table(rows: list[dict[str, Any]], runs: int) -> str:
                     _figure(row["ratio"], 2),
                     row["target"],
                     met,
+                    str(runs),
                 ]
             )
             + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def carried_over(
+    fresh: list[dict[str, Any]], previous: list[dict[str, Any]], ran: set[str]
+) -> list[dict[str, Any]]:
+    """This run's rows of the scenarios it ran; the others as the previous summary
+    had them (their own runs and spread), or this run's reading of the latest files."""
+    earlier = {row["key"]: row for row in previous}
+    return [
+        row if row["scenario"] in ran or row["key"] not in earlier else earlier[row["key"]]
+        for row in fresh
+    ]
 
 
 def replace_in_readme(readme: Path, table: str) -> None:

@@ -15,6 +15,7 @@ from bench.report import compact_json
 from bench.summary import (
     README_END,
     README_START,
+    carried_over,
     markdown_table,
     replace_in_readme,
     summarise,
@@ -67,7 +68,7 @@ def test_each_figure_is_a_median_with_its_spread_and_ratios_are_per_run() -> Non
     assert cpu["met"] is False  # 2 ms > 1.5 ms
     # A scenario not run is "not measured", never a figure.
     assert headline(rows, "fanout_deliveries_5000_real")["value"] is None
-    table = markdown_table(rows, 3)
+    table = markdown_table(rows)
     assert "| sendMessage/s, concurrency 64, real services | 300.0 (100.0-500.0) |" in table
     assert "not measured" in table
 
@@ -91,7 +92,7 @@ def test_the_table_goes_between_the_markers_and_nowhere_else(tmp_path: Path) -> 
 
 def test_the_readme_shows_the_table_of_the_latest_summary() -> None:
     summary = json.loads((REPO / "bench" / "results" / "summary.json").read_text())
-    table = markdown_table(summary["headlines"], summary["runs"])
+    table = markdown_table(summary["headlines"])
     readme = (REPO / "README.md").read_text()
     block = readme[readme.index(README_START) + len(README_START) : readme.index(README_END)]
     assert block.strip() == table.strip()
@@ -133,3 +134,15 @@ def test_bench_all_keeps_the_latest_run_and_summarises_every_run(tmp_path: Path)
     assert json.loads((tmp_path / "memory.json").read_text())["scenario"] == "memory"
     table = (tmp_path / "summary.md").read_text()
     assert table.count("| RSS per idle subscribed connection, embedded (KiB) |") == 1
+
+
+def test_rows_of_scenarios_not_run_again_keep_their_own_runs() -> None:
+    three = summarise([{"send": send_document(100.0 * n, 1000.0, 1000.0)} for n in (1, 2, 3)])
+    one = summarise([{"send": send_document(450.0, 1000.0, 1000.0)}])
+    # send was not run this time: its rows stay as the three-run summary had them.
+    rows = carried_over(one, three, ran={"fanout"})
+    assert headline(rows, "send_per_second_c64_real")["value"]["runs"] == 3
+    # ...and are replaced when it was.
+    rows = carried_over(one, three, ran={"send"})
+    assert headline(rows, "send_per_second_c64_real")["value"]["runs"] == 1
+    assert "| 3 |" in markdown_table(three)
