@@ -147,6 +147,10 @@ async def _idle(target: Target, population: Population, options: Options) -> dic
 
 async def _ramp(target: Target, population: Population, options: Options) -> dict[str, Any]:
     sender = Sender(target, population.accounts[0], population.rooms)
+    # One message to each room first, so that the sender knows where each room's seq
+    # stands and the ramp's subscriptions start at its head: a subscription given the
+    # room's whole history would still be catching up when the books are read.
+    await sender.wave()
     base = await target.subscriptions()
     max_rss = psutil.virtual_memory().total // 2
     sockets = math.ceil(options.max_subscriptions / options.per_socket)
