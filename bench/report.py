@@ -47,6 +47,11 @@ def latency_summary(latencies: array[float] | list[float]) -> dict[str, float]:
     }
 
 
+def summed(rows: Sequence[dict[str, Any]], *names: str) -> dict[str, Any]:
+    """A scenario's books: each named count, added up over its rows."""
+    return {name: sum(row[name] for row in rows) for name in names}
+
+
 def ratio(value: float, baseline: float) -> float | None:
     return round(value / baseline, 3) if baseline else None
 

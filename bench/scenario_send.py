@@ -18,7 +18,7 @@ import psutil
 from matplotlib.figure import Figure
 
 from bench.common import Options, Sender, baseline_target, plop_target
-from bench.report import Plot, Report, Table, latency_summary, ratio
+from bench.report import Plot, Report, Table, latency_summary, ratio, summed
 from bench.server import REPO
 from bench.targets import Population, Target
 
@@ -177,12 +177,7 @@ async def run(options: Options) -> Report:
         },
         data={"rows": rows},
     )
-    report.checks = {
-        "requests": sum(row["requests"] for row in rows),
-        "answered": sum(row["answered"] for row in rows),
-        "errors": sum(row["errors"] for row in rows),
-        "seq_gaps": sum(row["seq_gaps"] for row in rows),
-    }
+    report.checks = summed(rows, "requests", "answered", "errors", "seq_gaps")
     report.tables.append(
         Table(
             "Throughput and latency (ratios: to the raw FastAPI POST at the same concurrency)",

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from bench.common import Options, message_text, plop_target
 from bench.rawhttp import HttpConnection
-from bench.report import Plot, Report, Table, latency_summary, ratio
+from bench.report import Plot, Report, Table, latency_summary, ratio, summed
 from bench.targets import Account, Target
 
 # Senders that fill the full room at once (they share its seq, as users of one room do).
@@ -157,13 +157,7 @@ async def run(options: Options) -> Report:
         },
         data={"rows": rows},
     )
-    report.checks = {
-        "requests": sum(row["requests"] for row in rows),
-        "answered": sum(row["answered"] for row in rows),
-        "errors": sum(row["errors"] for row in rows),
-        "duplicates": sum(row["duplicates"] for row in rows),
-        "seq_gaps": sum(row["seq_gaps"] for row in rows),
-    }
+    report.checks = summed(rows, "requests", "answered", "errors", "duplicates", "seq_gaps")
     report.tables.append(
         Table(
             "Send latency, one send at a time (ratios: to the empty room on an empty store)",

@@ -57,6 +57,10 @@ def _rows(document: Document, key: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _by_target(document: Document, key: str) -> dict[str, dict[str, Any]]:
+    return {row["target"]: row for row in _rows(document, key)}
+
+
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -111,7 +115,7 @@ def fanout_pair(
 
 def idle_memory_pair(target: str, reference: str = RAW) -> Callable[[Document], Pair]:
     def read(document: Document) -> Pair:
-        rows = {row["target"]: row for row in _rows(document, "idle")}
+        rows = _by_target(document, "idle")
         mine = rows.get(target, {}).get("kib_per_idle_subscription")
         theirs = rows.get(reference, {}).get("kib_per_idle_subscription")
         return Pair(_number(mine), _number(theirs))
@@ -123,7 +127,7 @@ def memory_after_close(target: str) -> Callable[[Document], Pair]:
     """RSS after closing every socket, beside RSS with them all open."""
 
     def read(document: Document) -> Pair:
-        rows = {row["target"]: row for row in _rows(document, "idle")}
+        rows = _by_target(document, "idle")
         row = rows.get(target, {})
         return Pair(_number(row.get("rss_mb_after_close")), _number(row.get("rss_mb_at_most")))
 
@@ -134,7 +138,7 @@ def reconnect_pair(
     target: str, field: str, reference_field: str | None = None
 ) -> Callable[[Document], Pair]:
     def read(document: Document) -> Pair:
-        rows = {row["target"]: row for row in _rows(document, "rows")}
+        rows = _by_target(document, "rows")
         row = rows.get(target, {})
         reference = row.get(reference_field) if reference_field else None
         return Pair(_number(row.get(field)), _number(reference))
@@ -147,7 +151,7 @@ def reconnect_to_raw_reopen(target: str) -> Callable[[Document], Pair]:
     to reopen the same sockets in the same run."""
 
     def read(document: Document) -> Pair:
-        rows = {row["target"]: row for row in _rows(document, "rows")}
+        rows = _by_target(document, "rows")
         raw = document.get("results", {}).get("raw_reopen") or {}
         mine = rows.get(target, {}).get("caught_up_seconds")
         return Pair(_number(mine), _number(raw.get("reconnect_seconds")))
