@@ -22,6 +22,7 @@ from transport.cors import add_cors
 from transport.draining import RefuseWhileDraining
 from transport.limits import BodySizeLimit
 from transport.router import graphql_router
+from transport.socket_wire import KeepSocketWire
 from web import mount_web
 
 
@@ -59,8 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RefuseWhileDraining)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
     add_cors(app, config.cors_origins)
-    app.add_middleware(RequestLog)  # outermost but one: every answer is logged, with its id
+    app.add_middleware(RequestLog)  # every answer is logged, with its id
     app.add_middleware(StartupFailureLine)
+    app.add_middleware(KeepSocketWire)  # outermost: it needs the server's own send
     return app
 
 

@@ -42,6 +42,7 @@ from transport.draining import OpenSockets
 from transport.feeds import RoomFeeds
 from transport.sessions import SocketSessions, WatchedSocket
 from transport.sharing import SocketOperation, error_payload
+from transport.socket_wire import encoded_text_frame
 from transport.socket_writer import QueuedWebSocket
 
 logger = logging.getLogger(__name__)
@@ -78,18 +79,21 @@ class SharedFrame:
     frame, built once per payload, not once per socket (identical bytes, shared).
     """
 
-    __slots__ = ("__weakref__", "frame", "payload", "prefix")
+    __slots__ = ("__weakref__", "encoded", "frame", "payload", "prefix")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.payload: str | None = None
         self.frame = ""
+        self.encoded = b""  # the frame as the WebSocket frame's bytes
 
-    def around(self, payload: str) -> str:
+    def around(self, payload: str) -> SharedFrame:
+        """This frame, around the payload (built again only for a new payload)."""
         if payload is not self.payload:
             self.frame = f"{self.prefix}{payload}}}"
+            self.encoded = encoded_text_frame(self.frame)
             self.payload = payload
-        return self.frame
+        return self
 
 
 # One SharedFrame per prefix in use, gone with the last operation that uses it.
@@ -115,7 +119,10 @@ class OperationFrames:
 
     def deliver(self, payload: str) -> bool:
         # A client that completed the operation gets nothing more for its id.
-        return self._is_open() and self._socket.offer(self._frame.around(payload))
+        if not self._is_open():
+            return False
+        frame = self._frame.around(payload)
+        return self._socket.offer_encoded(frame.frame, frame.encoded)
 
 
 def operation_problem(message: object) -> str | None:

@@ -4,6 +4,11 @@ A client that stops reading makes its frames pile up here instead of in server
 memory without bound or in the tasks that produce them: once ``max_frames`` are
 waiting, the socket is closed with 1013 (try again later) and the client resumes
 with afterSeq. Producers never wait on a socket, so a slow client slows no one else.
+
+The one exception keeps that order: a frame a shared feed encoded once for many
+sockets (``offer_encoded``) is written to the transport at once when nothing waits
+before it and the transport is under its high-water mark (``transport.socket_wire``);
+a client that stops reading soon pauses the transport, and its frames queue here.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
 
 from observability.metrics import DELIVERIES, REFUSED_SEND_QUEUE_FULL, SOCKETS_REFUSED
+from transport.socket_wire import socket_wire
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +55,14 @@ class QueuedWebSocket:
         # Operations that answer once (queries, mutations) still running: ``finish``
         # lets them answer before it closes.
         self._answering: set[asyncio.Task[Any]] = set()
-        self._writer = asyncio.create_task(self._write())
+        # Started by the first frame that has to wait: most frames of a shared feed go
+        # straight to the transport, and an idle socket then holds no task for it.
+        self._writer: asyncio.Task[None] | None = None
         # Plain text goes straight to the socket; anything else is encoded by strawberry.
         self._text_socket = adapter.ws if isinstance(adapter, ASGIWebSocketAdapter) else None
+        # Frames encoded once for many sockets go straight to the transport when they
+        # can (transport.socket_wire).
+        self._wire = socket_wire(adapter.ws.scope) if self._text_socket is not None else None
 
     def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
         return self._adapter.iter_json(ignore_parsing_errors=ignore_parsing_errors)
@@ -78,12 +89,27 @@ class QueuedWebSocket:
             )
             return False
         self._frames.append(frame)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
         wakeup = self._wakeup
         if wakeup is not None:
             self._wakeup = None
             if not wakeup.done():
                 wakeup.set_result(None)
         return True
+
+    def offer_encoded(self, text: str, encoded: bytes) -> bool:
+        """Like ``offer``, for a frame also given as its encoded bytes: written at once
+        when nothing is queued before it and the connection takes it as it is."""
+        if (
+            not self._closed
+            and not self._frames
+            and not self._writing
+            and self._wire is not None
+            and self._wire.write(encoded)
+        ):
+            return True
+        return self.offer(text)
 
     def answering(self, task: asyncio.Task[Any]) -> None:
         """Notes an operation that answers once, running in ``task``, until it ends."""
@@ -163,8 +189,9 @@ class QueuedWebSocket:
             await self._adapter.send_json(json.loads(text))
 
     async def _stop_writer(self) -> None:
-        self._writer.cancel()
-        await asyncio.gather(self._writer, return_exceptions=True)
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
 
     async def shutdown(self) -> None:
         """Ends the writer when the connection's handler is done."""
