@@ -41,7 +41,7 @@ def parsed(encoded: bytes) -> Frame:
 def test_an_encoded_frame_is_one_final_text_frame_of_the_text(text: str) -> None:
     frame = parsed(encoded_text_frame(text))
     assert frame.fin and frame.opcode.name == "TEXT"
-    assert frame.data.decode() == text
+    assert bytes(frame.data).decode() == text
 
 
 # What the endpoint saw: whether each write went straight to the transport.

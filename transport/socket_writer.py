@@ -62,7 +62,7 @@ class QueuedWebSocket:
         self._text_socket = adapter.ws if isinstance(adapter, ASGIWebSocketAdapter) else None
         # Frames encoded once for many sockets go straight to the transport when they
         # can (transport.socket_wire).
-        self._wire = socket_wire(adapter.ws.scope) if self._text_socket is not None else None
+        self._wire = socket_wire(self._text_socket.scope) if self._text_socket else None
 
     def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
         return self._adapter.iter_json(ignore_parsing_errors=ignore_parsing_errors)
