@@ -29,6 +29,13 @@ class GraphiQLPage:
 
     async def set_query(self, query: str) -> None:
         await self._set_editor(QUERY_EDITOR, query)
+        # GraphiQL reads an edit's operation name after a short debounce, then stores
+        # the query: until then a run would send the previous operation's name.
+        await self.window.wait_value(
+            "return localStorage.getItem('graphiql:query')",
+            lambda stored: stored == query,
+            "GraphiQL took in the query",
+        )
 
     async def set_headers(self, headers: dict[str, str]) -> None:
         """Types the headers into the Headers tab, as a person would paste them."""
