@@ -35,33 +35,5 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 
-# Two phases. First every test that leaves the shared services alone, in parallel
-# processes (each starts its own Plop servers; tests isolate by fresh users and
-# rooms, so they may share Redis, Kafka and FerretDB). Then, alone, the tests that
-# stop and start the shared Kafka (marker restarts_kafka): no other test may run
-# while the broker is down. PLOP_TEST_WORKERS=1 runs the first phase in this process.
-workers="${PLOP_TEST_WORKERS:-2}"
-parallel=()
-if [ "$workers" -gt 1 ]; then
-  parallel=(-n "$workers")
-fi
-# pytest exits 5 when a phase selects no test (e.g. -k matched only the other
-# phase); the run fails only if neither selected any.
-selected=0
-phase() {
-  local status=0
-  .venv/bin/python -m pytest "$@" || status=$?
-  if [ "$status" -eq 5 ]; then
-    return 0
-  fi
-  selected=1
-  return "$status"
-}
-echo "== pytest: tests that share the services, $workers at a time"
-phase "${parallel[@]}" -m "not restarts_kafka" "$@"
-echo "== pytest: tests that restart Kafka"
-phase -m restarts_kafka "$@"
-if [ "$selected" -eq 0 ]; then
-  echo "no test selected" >&2
-  exit 5
-fi
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"
