@@ -275,6 +275,10 @@ class Worker:
         self.closed_by_server: Counter[int] = Counter()
         self.errors: list[str] = []
         self.error_count = 0
+        # Opening handshakes that failed and were tried again (not errors unless the
+        # last attempt failed too: a client retries, with backoff).
+        self.retried_opens = 0
+        self.retry_samples: list[str] = []
         self._target: dict[str, int] | None = None
         self._remaining = 0
         self._complete = asyncio.Event()
@@ -295,6 +299,11 @@ class Worker:
         self.error_count += 1
         if len(self.errors) < MAX_ERRORS_KEPT:
             self.errors.append(text)
+
+    def retried(self, text: str) -> None:
+        self.retried_opens += 1
+        if len(self.retry_samples) < MAX_ERRORS_KEPT:
+            self.retry_samples.append(text)
 
     def deliver(self, sub: Subscriber, seq: int, text: str, now: float, size: int) -> None:
         if not sub.record(seq):
@@ -342,7 +351,7 @@ class Worker:
         of several URLs (instances of one server), the sockets take turns."""
         urls = [url] if isinstance(url, str) else url
         started = time.monotonic()
-        errors_before = self.error_count
+        failed_attempts_before = self.error_count + self.retried_opens
         new: list[Socket] = []
         for first in range(0, len(plans), per_socket):
             group = plans[first : first + per_socket]
@@ -357,7 +366,7 @@ class Worker:
             "opened": sum(1 for sock in new for sub in sock.operations.values() if sub.open),
             "seconds": time.monotonic() - started,
             "errors": self.errors[:5],
-            "refusals": self.error_count - errors_before,
+            "refusals": self.error_count + self.retried_opens - failed_attempts_before,
         }
 
     async def _open_all(
@@ -372,7 +381,11 @@ class Worker:
                         await sock.open(resume)
                         return True
                     except Exception as exc:
-                        self.error(f"open failed (attempt {attempt + 1}): {exc!r}"[:300])
+                        text = f"open failed (attempt {attempt + 1}): {exc!r}"[:300]
+                        if attempt + 1 < attempts:
+                            self.retried(text)
+                        else:
+                            self.error(text)
                 # Backs off before another attempt, as a client would.
                 await asyncio.sleep(0.2 * 2**attempt)
             return False
@@ -427,6 +440,8 @@ class Worker:
             "closed_by_server": dict(self.closed_by_server),
             "error_count": self.error_count,
             "errors": self.errors[:5],
+            "retried_opens": self.retried_opens,
+            "retry_samples": self.retry_samples[:5],
             "cpu_seconds": time.process_time(),
         }
         self._new_round()
@@ -616,5 +631,7 @@ def merge_rounds(replies: list[dict[str, Any]]) -> dict[str, Any]:
         "closed_by_server": dict(closed),
         "error_count": sum(reply["error_count"] for reply in replies),
         "errors": [error for reply in replies for error in reply["errors"]][:5],
+        "retried_opens": sum(reply["retried_opens"] for reply in replies),
+        "retry_samples": [text for reply in replies for text in reply["retry_samples"]][:5],
         "load_cpu_seconds": sum(reply["cpu_seconds"] for reply in replies),
     }

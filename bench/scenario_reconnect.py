@@ -107,6 +107,8 @@ async def _run_backend(target: Target, options: Options) -> dict[str, Any]:
         "beyond_expected": merged["beyond_expected"],
         "errors": merged["error_count"],
         "error_samples": merged["errors"],
+        "retried_opens": merged["retried_opens"],
+        "retry_samples": merged["retry_samples"],
         "send_errors": len(sender.errors),
         "seq_gaps": sender.seq_gaps,
         "failed_reconnects": sum(drop["failed_sockets"] for drop in drops),
@@ -193,6 +195,7 @@ async def run(options: Options) -> Report:
                 "deliveries",
                 "lost",
                 "dup",
+                "retried handshakes",
                 "x raw reopen",
             ],
             [
@@ -209,6 +212,7 @@ async def run(options: Options) -> Report:
                     f"{row['deliveries']:,}/{row['expected_deliveries']:,}",
                     row["lost"],
                     row["duplicates"],
+                    row["retried_opens"],
                     row["catch_up_to_raw_reopen"],
                 ]
                 for row in rows

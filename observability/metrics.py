@@ -35,8 +35,8 @@ MESSAGES_SENT = Counter(
 )
 DELIVERIES = Counter(
     "plop_deliveries_total",
-    "Results (next/data frames) handed to a socket's send queue; a shared room feed "
-    "adds its count once per message, not once per socket.",
+    "Results (next/data frames) handed to a socket (written to its connection or queued "
+    "for it); a shared room feed adds its count once per message, not once per socket.",
 )
 PUSHES = Counter(
     "plop_push_total",
