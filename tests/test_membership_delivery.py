@@ -65,7 +65,9 @@ async def test_a_member_who_leaves_while_lagging_gets_nothing_after_leaving(
     alice, bob = await sign_up(lagging_server), await sign_up(lagging_server)
     room_id = await group_room(lagging_server, alice, [bob])
     async with raw_socket(lagging_server, subprotocol, bob.token) as socket:
-        await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id})
+        # From seq 0: the first message arrives even if it is sent before the server
+        # registered the subscription.
+        await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id, "after": 0})
         await send(lagging_server, alice, room_id, "first")
         assert (await socket.frame())["payload"]["data"]["messageAdded"]["text"] == "first"
 
@@ -106,7 +108,9 @@ async def a_leave_while_the_broker_is_down(servers: OutageServers, outage: Kafka
         alice, carol = await sign_up(lagging_server), await sign_up(lagging_server)
         room_id = await group_room(lagging_server, alice, [carol])
         async with raw_socket(lagging_server, TRANSPORT_WS, carol.token) as socket:
-            await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id})
+            # From seq 0: "before" arrives even if it is sent before the server
+            # registered the subscription.
+            await socket.subscribe("1", MESSAGE_ADDED, {"r": room_id, "after": 0})
             await send(lagging_server, alice, room_id, "before")
             assert (await socket.frame())["payload"]["data"]["messageAdded"]["text"] == "before"
             async with outage.down():
