@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 import strawberry
 
@@ -68,5 +69,7 @@ async def remove_friend(info: Info, user_id: strawberry.ID) -> bool:
 
 async def presence_changed(info: Info) -> AsyncGenerator[Presence, None]:
     viewer = await require_viewer(info)
-    async for presence in info.context.services.presence.friends_presence(viewer):
-        yield Presence.from_service(presence)
+    # Closed with this resolver, not when garbage (resolvers/subscriptions.py says why).
+    async with aclosing(info.context.services.presence.friends_presence(viewer)) as changes:
+        async for presence in changes:
+            yield Presence.from_service(presence)

@@ -5,6 +5,10 @@ Over a WebSocket, messageAdded and roomActivity hand the room to their operation
 selection can share: the feed then writes to the socket itself and this resolver
 only waits; it never yields. Elsewhere each message (or activity) is yielded.
 
+Each resolver closes the stream it follows as soon as it is closed itself (a stop,
+a closed socket): the stream's watch of its routes ends then, not whenever the
+garbage collector finalizes a generator left behind in the middle of an event.
+
 Membership is read through ``StreamService.subscribable_room``: the same check as
 ``require_member``, with the reads of sockets subscribing at once batched.
 """
@@ -12,6 +16,7 @@ Membership is read through ``StreamService.subscribable_room``: the same check a
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 import strawberry
 
@@ -39,20 +44,25 @@ async def message_added(
     live = info.root_value
     if isinstance(live, LiveOperation) and await live.follow_room(room, viewer, after_seq):
         return
-    async for data in info.context.services.streams.message_added(room, viewer, after_seq):
-        yield Message.from_data(data)
+    async with aclosing(
+        info.context.services.streams.message_added(room, viewer, after_seq)
+    ) as data:
+        async for each in data:
+            yield Message.from_data(each)
 
 
 async def room_added(info: Info) -> AsyncGenerator[Room, None]:
     viewer = await require_viewer(info)
-    async for room in info.context.services.streams.room_added(viewer):
-        yield Room.from_doc(room)
+    async with aclosing(info.context.services.streams.room_added(viewer)) as rooms:
+        async for room in rooms:
+            yield Room.from_doc(room)
 
 
 async def room_updated(info: Info) -> AsyncGenerator[Room, None]:
     viewer = await require_viewer(info)
-    async for room in info.context.services.streams.room_updated(viewer):
-        yield Room.from_doc(room)
+    async with aclosing(info.context.services.streams.room_updated(viewer)) as rooms:
+        async for room in rooms:
+            yield Room.from_doc(room)
 
 
 async def room_activity(info: Info, room_id: strawberry.ID) -> AsyncGenerator[RoomActivity, None]:
@@ -60,5 +70,6 @@ async def room_activity(info: Info, room_id: strawberry.ID) -> AsyncGenerator[Ro
     live = info.root_value
     if isinstance(live, LiveOperation) and await live.follow_activity(room, viewer):
         return
-    async for event in info.context.services.streams.room_activity(room, viewer):
-        yield activity_of(event)
+    async with aclosing(info.context.services.streams.room_activity(room, viewer)) as events:
+        async for event in events:
+            yield activity_of(event)
