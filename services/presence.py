@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -275,7 +275,7 @@ class PresenceService:
             return None
         return await self.current(str(user_id))
 
-    async def friends_presence(self, viewer: UserDoc) -> AsyncIterator[Presence]:
+    async def friends_presence(self, viewer: UserDoc) -> AsyncGenerator[Presence, None]:
         """Presence changes of the viewer's friends, following friendships as they change."""
         assert viewer.id is not None
         viewer_key = str(viewer.id)

@@ -7,7 +7,7 @@ reads the store for it and ends a viewer's stream when it loses access.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 
 from beanie import PydanticObjectId
@@ -145,7 +145,7 @@ class StreamService:
 
     async def message_added(
         self, room: RoomDoc, viewer: UserDoc, after_seq: int | None
-    ) -> AsyncIterator[MessageData]:
+    ) -> AsyncGenerator[MessageData, None]:
         """The room's messages after after_seq (or from now), then live, each once;
         ends FORBIDDEN once the viewer is no longer in the room."""
         assert room.id is not None
@@ -159,7 +159,9 @@ class StreamService:
                 elif isinstance(step, MessageData):
                     yield step
 
-    async def room_activity(self, room: RoomDoc, viewer: UserDoc) -> AsyncIterator[RoomActivity]:
+    async def room_activity(
+        self, room: RoomDoc, viewer: UserDoc
+    ) -> AsyncGenerator[RoomActivity, None]:
         """The room's activity from now on (edits, deletes, typing, receipts, members),
         in order; ends FORBIDDEN once the viewer is no longer in the room."""
         assert room.id is not None
@@ -178,7 +180,7 @@ class StreamService:
         room = await RoomDoc.get(PydanticObjectId(room_id))
         return room if room is not None and viewer.id in room.member_ids else None
 
-    async def room_added(self, viewer: UserDoc) -> AsyncIterator[RoomDoc]:
+    async def room_added(self, viewer: UserDoc) -> AsyncGenerator[RoomDoc, None]:
         """Rooms the viewer is put in from now on."""
         with self.hub.watching(user_route(str(viewer.id))) as inbox:
             while True:
@@ -188,7 +190,7 @@ class StreamService:
                 ):
                     yield room
 
-    async def room_updated(self, viewer: UserDoc) -> AsyncIterator[RoomDoc]:
+    async def room_updated(self, viewer: UserDoc) -> AsyncGenerator[RoomDoc, None]:
         """The viewer's rooms as they change: messages, members, read marker."""
         viewer_key = str(viewer.id)
         with self.hub.watching(user_route(viewer_key)) as inbox:

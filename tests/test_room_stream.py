@@ -260,7 +260,7 @@ async def test_presence_of_an_ex_friend_stops_even_when_the_stream_lagged() -> N
             if change.user_id == str(friend) and change.status == "OFFLINE":
                 break
     assert str(ex_friend) not in seen
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
 
 
 async def test_activity_alone_comes_in_order_and_reads_no_stored_message() -> None:
