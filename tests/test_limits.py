@@ -88,7 +88,12 @@ SMALL_LIMITS = {
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def limited(real_env: dict[str, str]) -> AsyncIterator[ServerProcess]:
     """A server on the real services with small limits, trusting loopback as a proxy."""
-    server = ServerProcess("limits", {**real_env, **SMALL_LIMITS, "PLOP_INSTANCE_ID": "limits"})
+    # Log-ins that wait in the hashing queue must take longer than a refusal: a hash
+    # at a real cost (not the suite's cheapest), so that the queue is what they wait on.
+    hashing = {"PLOP_PASSWORD_HASH_TIME_COST": "2", "PLOP_PASSWORD_HASH_MEMORY_KIB": "32768"}
+    server = ServerProcess(
+        "limits", {**real_env, **SMALL_LIMITS, **hashing, "PLOP_INSTANCE_ID": "limits"}
+    )
     await server.start()
     yield server
     await server.stop()
