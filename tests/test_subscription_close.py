@@ -9,7 +9,6 @@ garbage collector gets to a generator left behind.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -30,7 +29,6 @@ class Source:
         try:
             while True:
                 yield Presence("u1", ONLINE, None)
-                await asyncio.sleep(0)
         finally:
             self.closed = True
 
