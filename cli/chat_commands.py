@@ -1,0 +1,296 @@
+"""The chat client's commands: sign up or log in, then search users, open rooms, send,
+edit and delete messages, and follow a room from a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import aclosing
+
+import click
+
+from cli.chat_session import LOGIN_URL_OPTION, URL_OPTION, ChatSession, saved_session
+from cli.config import config_dir
+from client import (
+    SUBPROTOCOLS,
+    AuthPayload,
+    Credentials,
+    Message,
+    MessageUpdated,
+    PlopClient,
+    PlopClientError,
+    Room,
+    TypingEvent,
+    delete_credentials,
+    load_credentials,
+    save_credentials,
+    subprotocol_named,
+)
+
+PASSWORD_STDIN_OPTION = click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of prompting.",
+)
+
+
+def _password(from_stdin: bool, confirm: bool) -> str:
+    if not from_stdin:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.UsageError("--password-stdin: no password on standard input")
+    return password
+
+
+def _save(url: str, auth: AuthPayload) -> None:
+    path = save_credentials(
+        config_dir(), Credentials(url, auth.token, auth.user.username, auth.user.id)
+    )
+    click.echo(f"Logged in as {auth.user.username} (user id {auth.user.id}).")
+    click.echo(f"Credentials saved to {path}.", err=True)
+
+
+@click.command(help="Create an account and log in as it (the password is prompted).")
+@click.argument("username")
+@LOGIN_URL_OPTION
+@click.option("--display-name", default=None, help="Name shown to others [default: USERNAME].")
+@PASSWORD_STDIN_OPTION
+def signup(username: str, url: str, display_name: str | None, password_stdin: bool) -> None:
+    password = _password(password_stdin, confirm=True)
+    _save(url, ChatSession(url).run(lambda plop: plop.sign_up(username, password, display_name)))
+
+
+@click.command(help="Log in; the session is saved for the other commands (mode 0600).")
+@click.argument("username")
+@LOGIN_URL_OPTION
+@PASSWORD_STDIN_OPTION
+def login(username: str, url: str, password_stdin: bool) -> None:
+    password = _password(password_stdin, confirm=False)
+    _save(url, ChatSession(url).run(lambda plop: plop.log_in(username, password)))
+
+
+@click.command(help="Log out: end the saved session on the server and remove the credentials file.")
+def logout() -> None:
+    directory = config_dir()
+    credentials = load_credentials(directory)
+    if credentials is None:
+        raise click.ClickException("not logged in")
+    # A server that cannot be reached keeps the file, to try again.
+    ChatSession(credentials.url, credentials.token).run(_end_session)
+    delete_credentials(directory)
+    click.echo(f"Logged out {credentials.username} from {credentials.url}.")
+
+
+async def _end_session(plop: PlopClient) -> None:
+    """Logs out on the server; a session that had ended already (expired, or logged
+    out elsewhere) is ended all the same."""
+    try:
+        await plop.log_out()
+    except PlopClientError as error:
+        if error.code != "UNAUTHENTICATED":
+            raise
+
+
+@click.command(help="Print who you are logged in as: USERNAME<TAB>USER_ID<TAB>URL.")
+@URL_OPTION
+def whoami(url: str | None) -> None:
+    session = saved_session(url)
+    me = session.run(lambda plop: plop.me())
+    click.echo(f"{me.username}\t{me.id}\t{session.url}")
+
+
+@click.command(
+    short_help="Find users by the start of their name; print their ids.",
+    help=(
+        "Find users whose username or display name starts with QUERY (any case): "
+        "USER_ID<TAB>USERNAME<TAB>DISPLAY_NAME, one a line; `plop direct USER_ID` "
+        "then opens a room with one."
+    ),
+)
+@click.argument("query")
+@click.option(
+    "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="At most this many."
+)
+@URL_OPTION
+def search(query: str, limit: int, url: str | None) -> None:
+    found = saved_session(url).run(lambda plop: plop.search_users(query, limit))
+    if not found:
+        click.echo(f"no users match {query!r}", err=True)
+    for user in found:
+        click.echo("\t".join((user.id, user.username, one_line(user.display_name))))
+
+
+@click.command(help="Send TEXT to ROOM (a room id) and print the stored message's seq.")
+@click.argument("room")
+@click.argument("text")
+@click.option(
+    "--client-id",
+    default=None,
+    help="Idempotency key: sending again with the same one returns the first message.",
+)
+@click.option(
+    "--show-id",
+    is_flag=True,
+    help="Print SEQ<TAB>MESSAGE_ID (the id `plop edit` and `plop delete` take).",
+)
+@URL_OPTION
+def send(room: str, text: str, client_id: str | None, show_id: bool, url: str | None) -> None:
+    sent = saved_session(url).run(lambda plop: plop.send_message(room, text, client_id))
+    click.echo(f"{sent.seq}\t{sent.id}" if show_id else sent.seq)
+
+
+@click.command(help="Replace the text of your message MESSAGE_ID; print its seq.")
+@click.argument("message_id")
+@click.argument("text")
+@URL_OPTION
+def edit(message_id: str, text: str, url: str | None) -> None:
+    click.echo(saved_session(url).run(lambda plop: plop.edit_message(message_id, text)).seq)
+
+
+@click.command(help="Delete your message MESSAGE_ID (its seq stays, its text goes); print its seq.")
+@click.argument("message_id")
+@URL_OPTION
+def delete(message_id: str, url: str | None) -> None:
+    click.echo(saved_session(url).run(lambda plop: plop.delete_message(message_id)).seq)
+
+
+@click.command(
+    short_help="Print ROOM's messages as they arrive, across restarts.",
+    help=(
+        "Print ROOM's messages as they arrive, one line each: SEQ<TAB>USERNAME<TAB>TEXT "
+        "(newlines and tabs in TEXT escaped as \\n and \\t; an edited text ends with "
+        '" (edited)", a deleted one reads "(deleted)"). Edits and deletes print the '
+        'message\'s line again, and "USERNAME is typing…" when someone starts typing. '
+        "Keeps going across dropped connections and server restarts without gaps or "
+        "repeats (edits and typing made while it reconnects are not replayed)."
+    ),
+)
+@click.argument("room")
+@click.option(
+    "--after-seq",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Print the stored messages after this seq first [default: only new ones].",
+)
+@click.option(
+    "--subprotocol",
+    type=click.Choice(SUBPROTOCOLS),
+    default=SUBPROTOCOLS[0],
+    show_default=True,
+    help="WebSocket subprotocol.",
+)
+@URL_OPTION
+def tail(room: str, after_seq: int | None, subprotocol: str, url: str | None) -> None:
+    session = saved_session(url, subprotocol_named(subprotocol))
+    session.run(lambda plop: _follow(plop, room, after_seq))
+
+
+async def _follow(plop: PlopClient, room: str, after_seq: int | None) -> None:
+    """Prints the room's messages and activity until either stream ends or fails."""
+    start = after_seq if after_seq is not None else await plop.last_seq(room)
+    click.echo(f"Following room {room} after seq {start}.", err=True)
+
+    async def messages() -> None:
+        async with aclosing(plop.messages(room, after_seq=start)) as live:
+            async for message in live:
+                click.echo(message_line(message))
+
+    async def activity() -> None:
+        async with aclosing(plop.activity(room)) as live:
+            async for event in live:
+                if isinstance(event, MessageUpdated):
+                    click.echo(message_line(event.message))
+                elif isinstance(event, TypingEvent) and event.typing:
+                    click.echo(f"{event.user.username} is typing…")
+
+    tasks = [asyncio.create_task(messages()), asyncio.create_task(activity())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()  # the error that ended it, if any
+
+
+@click.command(
+    short_help="List your rooms, most recent first.",
+    help="List your rooms, most recent first: ID<TAB>KIND<TAB>NAME<TAB>LAST_SEQ<TAB>UNREAD.",
+)
+@URL_OPTION
+def rooms(url: str | None) -> None:
+    lines = saved_session(url).run(_room_lines)
+    if not lines:
+        click.echo("no rooms yet", err=True)  # on stderr: the listing itself stays empty
+    for line in lines:
+        click.echo(line)
+
+
+async def _room_lines(plop: PlopClient) -> list[str]:
+    me = await plop.me()
+    # The client's pages (20 rooms, each with its members) stay under the server's
+    # query cost limit; 100 rooms a page would not.
+    return [room_line(room, me.id) async for room in plop.rooms()]
+
+
+@click.command(
+    short_help="Open the 1:1 room with USER_ID; print its id.",
+    help="Open the 1:1 room with USER_ID (the existing one if there is one); print its id.",
+)
+@click.argument("user_id")
+@URL_OPTION
+def direct(user_id: str, url: str | None) -> None:
+    click.echo(saved_session(url).run(lambda plop: plop.create_direct_room(user_id)).id)
+
+
+@click.command(help="Create a group room TITLE with the given members; print its id.")
+@click.argument("title")
+@click.argument("member_ids", nargs=-1, metavar="[USER_ID]...")
+@URL_OPTION
+def group(title: str, member_ids: tuple[str, ...], url: str | None) -> None:
+    click.echo(saved_session(url).run(lambda plop: plop.create_group_room(title, member_ids)).id)
+
+
+# --- a terminal's lines ---------------------------------------------------------------
+
+
+def one_line(text: str) -> str:
+    """Text on one line: backslash, newline, carriage return and tab escaped."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def message_line(message: Message) -> str:
+    """SEQ<TAB>USERNAME<TAB>TEXT, with " (edited)" after an edited text; "(deleted)"."""
+    if message.deleted:
+        text = "(deleted)"
+    else:
+        text = one_line(message.text) + (" (edited)" if message.edited_at else "")
+    return f"{message.seq}\t{message.sender.username}\t{text}"
+
+
+def room_line(room: Room, viewer_id: str) -> str:
+    """ID<TAB>KIND<TAB>NAME<TAB>LAST_SEQ<TAB>UNREAD; a room without a title is named
+    by its other members."""
+    others = [member.username for member in room.members if member.id != viewer_id]
+    name = room.title if room.title is not None else ",".join(others)
+    return "\t".join(
+        (room.id, room.kind.value, one_line(name), str(room.last_seq), str(room.unread_count))
+    )
+
+
+CHAT_COMMANDS = (
+    signup,
+    login,
+    logout,
+    whoami,
+    search,
+    send,
+    edit,
+    delete,
+    tail,
+    rooms,
+    direct,
+    group,
+)
