@@ -7,9 +7,12 @@ One server of this module's own serves /metrics and /readyz on an admin port
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+import httpx
 import psutil
 import pytest
 import pytest_asyncio
@@ -18,6 +21,10 @@ from tests.conftest import RUN_ID
 from tests.support.clients import get, readiness_becomes
 from tests.support.server import ServerProcess, free_port
 from tests.support.tcp_proxy import TcpProxy, proxy_for
+
+# What a record's line starts with in the text format: its time and level.
+RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
+QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -108,3 +115,31 @@ async def test_readyz_names_a_backend_that_is_down_without_its_host_or_port(
     # What went wrong (here "... connecting to 127.0.0.1:PORT") is the operator's, in the log.
     assert str(redis_proxy.port) in edge_server.log_since(offset)
     await readiness_becomes(admin_url, 200)
+
+
+# ---- 9b: client strings in log lines -----------------------------------------------
+
+
+async def test_a_client_string_cannot_forge_a_log_line_or_a_field(
+    edge_server: ServerProcess,
+) -> None:
+    marker = f"FORGED-{secrets.token_hex(4)}"
+    forged_start = "1999-01-01 00:00:00,000 ERROR plop.http: "
+    forged_line = f"\n{forged_start}{marker} status=500"
+    offset = edge_server.log_size()
+    async with httpx.AsyncClient(timeout=10) as client:
+        for operation_name in (f"Me{forged_line}", f"Me\u202e user_id={marker}"):
+            await client.post(
+                edge_server.http_url,
+                json={"query": "query Me { __typename }", "operationName": operation_name},
+            )
+        await client.get(f"{edge_server.base_url}/{quote(forged_line)}")
+    logged = edge_server.log_since(offset)
+    carrying = [line for line in logged.splitlines() if marker in line]
+    assert len(carrying) >= 3, logged  # both operations' request lines and the path's
+    for line in carrying:
+        assert not line.startswith(forged_start), f"a client's string began a line: {line!r}"
+        assert RECORD_START.match(line), f"a client's string began a line: {line!r}"
+        assert f"user_id={marker}" not in QUOTED.sub("", line), f"a forged field: {line!r}"
+    assert "\u202e" not in logged
+    assert f"\\n{forged_start}" in logged  # escaped, not dropped
