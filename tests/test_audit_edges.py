@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -17,14 +18,36 @@ import psutil
 import pytest
 import pytest_asyncio
 
+from models import RoomDoc
+from models.room import RoomKind
+from pubsub.events import MessageData
+from push.worker import notification_for
 from tests.conftest import RUN_ID
-from tests.support.clients import get, readiness_becomes
+from tests.support.chat import CREATE_GROUP, as_user, group_room, send
+from tests.support.clients import (
+    SIGN_UP,
+    error_code,
+    get,
+    http_session,
+    readiness_becomes,
+    sign_up,
+    unique_name,
+)
 from tests.support.server import ServerProcess, free_port
 from tests.support.tcp_proxy import TcpProxy, proxy_for
 
 # What a record's line starts with in the text format: its time and level.
 RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
 QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+# Characters that hide or reorder text: a right-to-left override, an isolate, the
+# Arabic letter mark, a line separator, a zero-width joiner, a newline.
+HIDDEN = ("\u202e", "\u2067", "\u061c", "\u2028", "\u200d", "\n")
+# Hebrew words, written right to left: "shalom", "team", "world".
+SHALOM, TEAM, WORLD = (
+    "\u05e9\u05dc\u05d5\u05dd",
+    "\u05e6\u05d5\u05d5\u05ea",
+    "\u05e2\u05d5\u05dc\u05dd",
+)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -143,3 +166,76 @@ async def test_a_client_string_cannot_forge_a_log_line_or_a_field(
         assert f"user_id={marker}" not in QUOTED.sub("", line), f"a forged field: {line!r}"
     assert "\u202e" not in logged
     assert f"\\n{forged_start}" in logged  # escaped, not dropped
+
+
+# ---- 9d: hidden characters in titles and names -------------------------------------
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+async def test_a_room_title_with_a_hidden_character_is_refused(
+    edge_server: ServerProcess, hidden: str
+) -> None:
+    owner = await sign_up(edge_server, "owner")
+    async with http_session(edge_server, owner.token) as session:
+        code = await error_code(session, CREATE_GROUP, t=f"Team{hidden}gnp.exe", m=[])
+    assert code == "BAD_USER_INPUT"
+
+
+async def test_a_refused_title_says_why_and_a_right_to_left_title_is_kept(
+    edge_server: ServerProcess,
+) -> None:
+    owner = await sign_up(edge_server, "owner")
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(
+            edge_server.http_url,
+            json={"query": CREATE_GROUP, "variables": {"t": "pay\u202egnp.exe", "m": []}},
+            headers={"Authorization": f"Bearer {owner.token}"},
+        )
+    (error,) = response.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "title must not contain control or format characters" in error["message"]
+    # Right-to-left letters are text, not formatting.
+    room = await as_user(edge_server, owner, CREATE_GROUP, t=f"{TEAM} Team", m=[])
+    assert room["createGroupRoom"]["title"] == f"{TEAM} Team"
+
+
+@pytest.mark.parametrize("hidden", ["\u061c", "\u2028", "\u00ad"])
+async def test_a_display_name_with_a_bidi_mark_or_separator_is_refused(
+    edge_server: ServerProcess, hidden: str
+) -> None:
+    async with http_session(edge_server) as session:
+        code = await error_code(
+            session,
+            SIGN_UP,
+            username=unique_name("mark"),
+            password="correct horse battery",
+            displayName=f"Ali{hidden}ce",
+        )
+    assert code == "BAD_USER_INPUT"
+
+
+async def test_message_text_keeps_its_bidi_marks(edge_server: ServerProcess) -> None:
+    sender = await sign_up(edge_server, "rtl")
+    room_id = await group_room(edge_server, sender, [], title="rtl")
+    text = f"\u200f{SHALOM}, world \u2067{WORLD}\u2069"
+    assert (await send(edge_server, sender, room_id, text))["text"] == text
+
+
+def test_a_push_title_drops_hidden_characters_of_names_stored_before_the_rule() -> None:
+    message = MessageData(
+        id="m1",
+        room_id="r1",
+        seq=1,
+        sender_id="u1",
+        sender_username="mallory",
+        sender_display_name="Bob\u202e\u2066 (@bob)\u2069\n",
+        text=f"\u200f{SHALOM}",
+        client_id=None,
+        created_at=datetime.now(UTC),
+        edited_at=None,
+        deleted=False,
+    )
+    room = RoomDoc.model_construct(kind=RoomKind.GROUP, title="Team\u202egnp.exe\u2028")
+    notification = notification_for(message, room)
+    assert notification.title == "Bob (@bob) (@mallory) in Teamgnp.exe"
+    assert notification.body == f"\u200f{SHALOM}"  # message text keeps its marks
