@@ -21,7 +21,7 @@ from tests.support.browser import (
     requested_urls,
     websocket_subprotocols,
 )
-from tests.support.chat import direct_room, send
+from tests.support.chat import SEND_FRIEND_REQUEST, as_user, direct_room, send
 from tests.support.clients import (
     active_subscriptions,
     call,
@@ -125,6 +125,49 @@ async def test_graphiql_subscription_receives_a_message_another_user_sends(
 # ---- the chat page -----------------------------------------------------------------
 
 
+async def test_the_chat_page_shows_the_username_beside_each_display_name(
+    browser: Browser, server_a: ServerProcess, tmp_path: Path
+) -> None:
+    """Mallory takes Bob's display name; the page still tells them apart."""
+    alice = await sign_up(server_a, "alice")
+    bob = await sign_up(server_a, "bob", display_name="Bob Builder")
+    mallory = await sign_up(server_a, "mallory", display_name="Bob Builder")
+    await as_user(server_a, mallory, SEND_FRIEND_REQUEST, u=alice.id)
+    room_id = await direct_room(server_a, mallory, alice)
+    await send(server_a, mallory, room_id, "it's me, Bob")
+    await direct_room(server_a, bob, alice)
+    handle = f"@{mallory.username}"
+    room = f"#rooms li[data-room-id='{room_id}']"
+    async with browser.windows(tmp_path) as windows:
+        page = ChatPage(await windows.open(server_a.base_url))
+        await page.log_in(alice.username, PASSWORD)
+
+        def shown(css: str) -> str:
+            return (
+                f"return [...document.querySelectorAll({json.dumps(css)})].map(e => e.textContent)"
+            )
+
+        await page.window.wait_value(
+            shown("#requests li[data-request-id] .handle"),
+            lambda handles: handles == [handle],
+            "the friend request shows mallory's username",
+        )
+        rooms = await page.window.wait_value(
+            shown(f"{room} .handle, {room} .preview"),
+            lambda texts: len(texts) == 2,
+            "mallory's room shows a username and a preview",
+        )
+        assert rooms == [handle, f"Bob Builder ({handle}): it's me, Bob"]
+        await page.window.script(f"document.querySelector({json.dumps(room)}).click()")
+        await page.wait_messages([(1, "it's me, Bob")])
+        assert await page.window.texts("#messages li[data-seq] .handle") == [handle]
+        assert await page.window.texts("#room-title .handle") == [handle]
+        assert set(await page.window.texts("#rooms li[data-room-id] .handle")) == {
+            handle,
+            f"@{bob.username}",
+        }
+
+
 async def test_two_people_chat_live_and_a_reload_shows_the_history(
     browser: Browser, server_a: ServerProcess, tmp_path: Path
 ) -> None:
@@ -160,7 +203,7 @@ async def test_two_people_chat_live_and_a_reload_shows_the_history(
         await alice.window.type("#text", "one moment")
         await bob.window.wait_value(
             "return document.getElementById('typing').textContent",
-            lambda shown: shown == f"{alice_name} is typing…",
+            lambda shown: shown == f"{alice_name} (@{alice_name}) is typing…",
             "alice is typing",
         )
         await edit_last_message(server_a, alice_name, "are you there now?")
