@@ -76,7 +76,7 @@ async def test_graphiql_renders_and_loads_the_schema_with_no_request_leaving_the
     assert errors == []  # among them what the Content-Security-Policy refused
 
 
-async def test_graphiql_runs_a_query_with_the_token_of_the_headers_tab(
+async def test_graphiql_runs_a_query_with_the_token_of_the_headers_tab_kept_in_memory_only(
     browser: Browser, server_a: ServerProcess, tmp_path: Path
 ) -> None:
     alice = await sign_up(server_a, "alice")
@@ -84,10 +84,24 @@ async def test_graphiql_runs_a_query_with_the_token_of_the_headers_tab(
         page = GraphiQLPage(await windows.open(server_a.http_url))
         await page.wait_rendered()
         await page.set_headers({"Authorization": f"Bearer {alice.token}"})
+        # GraphiQL stores an edit after a debounce: once this later edit of the query
+        # is stored, the headers' edit would have been too, had it been kept.
         await page.set_query("{ me { id } }")
         await page.run()
         response = await page.wait_response_containing(alice.id)
+        await page.window.reload()
+        await page.wait_rendered()
+        stored = await page.window.script(STORAGE_SCRIPT)
+        editors = await page.window.script(
+            "return [...document.querySelectorAll('.graphiql-editor-tool .CodeMirror')]"
+            ".map(e => e.CodeMirror.getValue()).join(' ')"
+        )
     assert json.loads(response) == {"data": {"me": {"id": alice.id}}}
+    assert "graphiql:query" in stored["local"], stored  # the page's storage was read
+    for kind, entries in stored.items():
+        for key, value in entries.items():
+            assert alice.token not in value, f"{kind}Storage {key!r} keeps the token"
+    assert alice.token not in editors  # nor does the reloaded page show it
 
 
 async def test_graphiql_subscription_receives_a_message_another_user_sends(
@@ -120,6 +134,14 @@ async def test_graphiql_subscription_receives_a_message_another_user_sends(
         "text": "live from bob",
         "sender": {"username": bob.username},
     }
+
+
+# Every entry of the page's localStorage and sessionStorage.
+STORAGE_SCRIPT = (
+    "const all = (s) => Object.fromEntries([...Array(s.length).keys()]"
+    ".map(i => [s.key(i), s.getItem(s.key(i))]));"
+    " return {local: all(localStorage), session: all(sessionStorage)}"
+)
 
 
 # ---- the chat page -----------------------------------------------------------------
