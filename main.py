@@ -7,12 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import Response
 
 from app.runtime import open_runtime
 from app.shutdown import GracefulStop
-from observability.health import add_health
+from observability.admin import add_operator_endpoints
 from observability.logs import RequestLog
 from observability.metrics import INSTANCE
 from observability.startup import StartupFailureLine
@@ -51,12 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     schema = build_schema(config)
     app.include_router(graphql_router(schema, config), prefix="/graphql")
     mount_web(app)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    add_health(app)
+    add_operator_endpoints(app, config.admin_port)
     app.add_middleware(RefuseWhileDraining)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
     add_cors(app, config.cors_origins)

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # The operator's endpoints, /metrics and /readyz, on a port of their own: when
+    # set, the public port answers neither (404) and this one answers only them (and
+    # /healthz), on loopback unless admin_host says otherwise. Unset, both are served
+    # on the public port with the API.
+    admin_port: int | None = Field(default=None, ge=1, le=65_535)
+    admin_host: str = "127.0.0.1"
     # Names this process in logs and in its Kafka client id; unique per process.
     instance_id: str = Field(default_factory=lambda: secrets.token_hex(4))
     # Prefix of every Kafka topic; a deployment (or a test run) may keep its own.

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import uvicorn
 from pydantic import ValidationError
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import ChangeReload, Multiprocess
 
 from errors import ConfigError
 from observability.logs import configure_logging
@@ -108,10 +108,18 @@ def serve(
         )
     level = (log_level or settings.log_level).lower()
     log_config = _logging(level, settings.log_format)
+    if settings.admin_port == port:
+        raise click.UsageError(f"PLOP_ADMIN_PORT must differ from the public port {port}")
     base = f"http://{host}:{port}"
     logging.getLogger("plop").info(
         "serving GraphiQL at %s/graphql and the web page at %s/", base, base
     )
+    listeners = [_listen(host, port)]
+    if settings.admin_port is not None:
+        # The same app on a second socket: observability.admin tells the two apart.
+        listeners.append(_listen(settings.admin_host, settings.admin_port))
+        admin = f"http://{settings.admin_host}:{settings.admin_port}"
+        logging.getLogger("plop").info("serving /metrics and /readyz at %s only", admin)
     options: dict[str, Any] = {
         "ws_max_size": settings.max_websocket_message_bytes,
         "ws_per_message_deflate": settings.websocket_compression,
@@ -129,19 +137,21 @@ def serve(
     if reload:
         # A reloading server imports the app anew in a child process, from the
         # environment's settings; --host, --port and --log-level still apply.
-        uvicorn.run("main:create_app", factory=True, reload=True, host=host, port=port, **options)
+        config = uvicorn.Config(
+            "main:create_app", factory=True, reload=True, host=host, port=port, **options
+        )
+        ChangeReload(config, target=uvicorn.Server(config).run, sockets=listeners).run()
         return
-    listener = _listen(host, port)
     if workers > 1:
         # Each worker imports the app by name and builds it from the environment; they
-        # all accept on the one socket bound here. The parent passes SIGTERM on to
-        # each, and each stops gracefully on its own.
+        # all accept on the sockets bound here. The parent passes SIGTERM on to each,
+        # and each stops gracefully on its own.
         config = uvicorn.Config("main:create_worker_app", factory=True, workers=workers, **options)
-        Multiprocess(config, sockets=[listener]).run()
+        Multiprocess(config, sockets=listeners).run()
         return
     from main import create_app
 
-    uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run(sockets=[listener])
+    uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run(sockets=listeners)
 
 
 def _listen(host: str, port: int) -> socket.socket:

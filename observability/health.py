@@ -3,14 +3,17 @@ every backend answers.
 
 ``/readyz`` asks MongoDB, Redis and the broker at once, each bounded by
 ``READY_TIMEOUT_SECONDS``: 200 with each one's state when all answer, 503 naming
-those that did not. A process that is stopping sets ``app.state.draining``
-(``start_draining``): ``/readyz`` then answers 503 ``draining`` so that a load
-balancer sends it nothing new while it finishes what it has.
+those that did not, by name only ("mongo", "redis", "broker"): what went wrong can
+carry a host, a port or a URL, so it goes to the log, never into the answer. A
+process that is stopping sets ``app.state.draining`` (``start_draining``):
+``/readyz`` then answers 503 ``draining`` so that a load balancer sends it nothing
+new while it finishes what it has.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +30,9 @@ from errors import describe
 # must answer well within its own timeout (docker's is 3 s).
 READY_TIMEOUT_SECONDS = 1.0
 OK = "ok"
+DOWN = "unavailable"
+
+logger = logging.getLogger(__name__)
 
 
 class Pingable(Protocol):
@@ -86,12 +92,15 @@ def health_router() -> APIRouter:
         running: Backends | None = getattr(state, "backends", None)
         if running is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        backends = await backend_states(running)
-        failing = sorted(name for name, value in backends.items() if value != OK)
+        states = await backend_states(running)
+        failing = sorted(name for name, value in states.items() if value != OK)
         if failing:
-            body = {"status": "unavailable", "failing": failing, "backends": backends}
+            for name in failing:
+                logger.warning("backend not ready", extra={"backend": name, "error": states[name]})
+            shown = {name: OK if value == OK else DOWN for name, value in states.items()}
+            body = {"status": "unavailable", "failing": failing, "backends": shown}
             return JSONResponse(body, status_code=503)
-        return JSONResponse({"status": "ready", "backends": backends})
+        return JSONResponse({"status": "ready", "backends": states})
 
     return router
 

@@ -12,6 +12,12 @@ line when a request is answered; ``LogFields`` adds the GraphQL operation's name
 and the viewer's id. An extra field whose name speaks of a token, password,
 secret or authorization is written as ``[redacted]``, and a request's query
 string is never logged: neither a token nor a password reaches a log.
+
+A record may carry what a client chose (the operation's name, the path, an error's
+text): no such string can forge a line or a field. Every character that is not
+printable (a newline, an escape, a bidi override) is written as its escape
+(``\n``, ``\u001b``, ``\u202e``); in text, a field's value with a space, ``=`` or
+``"`` is quoted, and a traceback's lines are indented.
 """
 
 from __future__ import annotations
@@ -84,6 +90,43 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
+_PLAIN_VALUE = re.compile(r'[^\s="\\]+')
+TRACEBACK_INDENT = "  "
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(character: str) -> str:
+    """A character that is not printable as JSON escapes it: ``\\n``, ``\\u001b``,
+    ``\\u202e`` (valid inside a JSON string too)."""
+    if (short := _SHORT_ESCAPES.get(character)) is not None:
+        return short
+    code = ord(character)
+    if code > 0xFFFF:  # as a surrogate pair, as JSON writes it
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """The text with every character that is not printable written as its escape:
+    one line, read as it is stored."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _text_value(value: object) -> str:
+    """A field's value in a text line: as it is, or quoted when it could end the
+    field early (a space, ``=``, a quote, a backslash) or is empty."""
+    text = str(value)
+    if _PLAIN_VALUE.fullmatch(text) and text.isprintable():
+        return text
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{printable(quoted)}"'
+
+
 class NoProtocolTrace(logging.Filter):
     """Drops the websockets library's DEBUG trace, whichever logger it is given
     (uvicorn hands it ``uvicorn.error``): it writes handshake headers and the start
@@ -110,7 +153,8 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = self.formatException(record.exc_info)
         elif record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # json escapes the controls below U+0020 only; the rest it leaves as they are.
+        return printable(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -120,9 +164,21 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        line = super().formatMessage(record)
-        fields = " ".join(f"{name}={value}" for name, value in _fields(record).items())
+        line = printable(super().formatMessage(record))
+        fields = " ".join(f"{name}={_text_value(value)}" for name, value in _fields(record).items())
         return f"{line} {fields}" if fields else line
+
+    def formatException(self, ei: Any) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    """A traceback below its record's line: each of its lines escaped and indented, so
+    that none (an exception's message holds what it was given) reads as a record."""
+    return "\n".join(TRACEBACK_INDENT + printable(line) for line in text.splitlines())
 
 
 def logging_config(level: str, log_format: str) -> dict[str, Any]:

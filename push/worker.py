@@ -35,6 +35,7 @@ from services.blocks import BlockService
 from services.devices import DeviceService
 from services.ids import parse_id
 from services.presence import ONLINE, PresenceService
+from services.shown_text import without_hidden_characters
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,14 @@ def sender_label(message: MessageData) -> str:
 
 
 def notification_for(message: MessageData, room: RoomDoc) -> Notification:
+    """The push of a message. Its title is made of names, which may predate the rule
+    that refuses hidden characters in them: they are dropped, so that a bidi override
+    cannot turn the title around on a lock screen. The body is the message's text,
+    bidi marks and all."""
     sender = sender_label(message)
     title = f"{sender} in {room.title}" if room.kind is RoomKind.GROUP and room.title else sender
     return Notification(
-        title=title,
+        title=without_hidden_characters(title),
         body=message.text[:MAX_BODY_CHARS],
         data={"roomId": message.room_id, "seq": str(message.seq), "messageId": message.id},
     )

@@ -21,18 +21,13 @@ from services.events import EventPublisher
 from services.fanout import FanoutHub
 from services.fresh_reads import FreshReads
 from services.limits import LimitName, RateLimiter
+from services.shown_text import refuse_hidden_characters
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9_.]{3,32}")
 MIN_PASSWORD_CHARS = 8
 # argon2 hashes any length, but an unbounded password is a cheap way to burn CPU.
 MAX_PASSWORD_CHARS = 1_024
 MAX_DISPLAY_NAME_CHARS = 64
-# C0 and C1 controls (tabs and newlines too), zero-width characters and marks, bidi
-# embeddings, overrides and isolates, invisible operators, and the byte-order mark.
-DISPLAY_NAME_REFUSED = re.compile(
-    r"[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064"
-    r"\u2066-\u2069\ufeff]"
-)
 # Every request and socket resolves its viewer; the session is checked in Redis each
 # time (logOut must bite at once), the user document is kept a little while.
 RECENT_USERS = 10_000
@@ -74,8 +69,7 @@ def _checked_display_name(display_name: str) -> str:
     like another.
     """
     normalized = unicodedata.normalize("NFKC", display_name)
-    if DISPLAY_NAME_REFUSED.search(normalized):
-        raise BadUserInput("displayName must not contain control or format characters")
+    refuse_hidden_characters(normalized, "displayName")
     cleaned = " ".join(normalized.split())
     if not 1 <= len(cleaned) <= MAX_DISPLAY_NAME_CHARS:
         raise BadUserInput(f"displayName must be 1 to {MAX_DISPLAY_NAME_CHARS} characters long")

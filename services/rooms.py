@@ -30,6 +30,7 @@ from services.paging import (
     encode_cursor,
 )
 from services.sequence import latest_seq
+from services.shown_text import refuse_hidden_characters
 
 MAX_TITLE_CHARS = 100
 ROOM_CURSOR = "room"
@@ -122,6 +123,7 @@ class RoomService:
         clean_title = title.strip()
         if not 1 <= len(clean_title) <= MAX_TITLE_CHARS:
             raise BadUserInput(f"title must be 1 to {MAX_TITLE_CHARS} characters long")
+        refuse_hidden_characters(clean_title, "title", joiners=True)
         members = list(dict.fromkeys([viewer.id, *member_ids]))
         if len(members) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")

@@ -21,7 +21,7 @@ from tests.support.browser import (
     requested_urls,
     websocket_subprotocols,
 )
-from tests.support.chat import direct_room, send
+from tests.support.chat import SEND_FRIEND_REQUEST, as_user, direct_room, send
 from tests.support.clients import (
     active_subscriptions,
     call,
@@ -76,7 +76,7 @@ async def test_graphiql_renders_and_loads_the_schema_with_no_request_leaving_the
     assert errors == []  # among them what the Content-Security-Policy refused
 
 
-async def test_graphiql_runs_a_query_with_the_token_of_the_headers_tab(
+async def test_graphiql_runs_a_query_with_the_token_of_the_headers_tab_kept_in_memory_only(
     browser: Browser, server_a: ServerProcess, tmp_path: Path
 ) -> None:
     alice = await sign_up(server_a, "alice")
@@ -84,10 +84,24 @@ async def test_graphiql_runs_a_query_with_the_token_of_the_headers_tab(
         page = GraphiQLPage(await windows.open(server_a.http_url))
         await page.wait_rendered()
         await page.set_headers({"Authorization": f"Bearer {alice.token}"})
+        # GraphiQL stores an edit after a debounce: once this later edit of the query
+        # is stored, the headers' edit would have been too, had it been kept.
         await page.set_query("{ me { id } }")
         await page.run()
         response = await page.wait_response_containing(alice.id)
+        await page.window.reload()
+        await page.wait_rendered()
+        stored = await page.window.script(STORAGE_SCRIPT)
+        editors = await page.window.script(
+            "return [...document.querySelectorAll('.graphiql-editor-tool .CodeMirror')]"
+            ".map(e => e.CodeMirror.getValue()).join(' ')"
+        )
     assert json.loads(response) == {"data": {"me": {"id": alice.id}}}
+    assert "graphiql:query" in stored["local"], stored  # the page's storage was read
+    for kind, entries in stored.items():
+        for key, value in entries.items():
+            assert alice.token not in value, f"{kind}Storage {key!r} keeps the token"
+    assert alice.token not in editors  # nor does the reloaded page show it
 
 
 async def test_graphiql_subscription_receives_a_message_another_user_sends(
@@ -122,7 +136,58 @@ async def test_graphiql_subscription_receives_a_message_another_user_sends(
     }
 
 
+# Every entry of the page's localStorage and sessionStorage.
+STORAGE_SCRIPT = (
+    "const all = (s) => Object.fromEntries([...Array(s.length).keys()]"
+    ".map(i => [s.key(i), s.getItem(s.key(i))]));"
+    " return {local: all(localStorage), session: all(sessionStorage)}"
+)
+
+
 # ---- the chat page -----------------------------------------------------------------
+
+
+async def test_the_chat_page_shows_the_username_beside_each_display_name(
+    browser: Browser, server_a: ServerProcess, tmp_path: Path
+) -> None:
+    """Mallory takes Bob's display name; the page still tells them apart."""
+    alice = await sign_up(server_a, "alice")
+    bob = await sign_up(server_a, "bob", display_name="Bob Builder")
+    mallory = await sign_up(server_a, "mallory", display_name="Bob Builder")
+    await as_user(server_a, mallory, SEND_FRIEND_REQUEST, u=alice.id)
+    room_id = await direct_room(server_a, mallory, alice)
+    await send(server_a, mallory, room_id, "it's me, Bob")
+    await direct_room(server_a, bob, alice)
+    handle = f"@{mallory.username}"
+    room = f"#rooms li[data-room-id='{room_id}']"
+    async with browser.windows(tmp_path) as windows:
+        page = ChatPage(await windows.open(server_a.base_url))
+        await page.log_in(alice.username, PASSWORD)
+
+        def shown(css: str) -> str:
+            return (
+                f"return [...document.querySelectorAll({json.dumps(css)})].map(e => e.textContent)"
+            )
+
+        await page.window.wait_value(
+            shown("#requests li[data-request-id] .handle"),
+            lambda handles: handles == [handle],
+            "the friend request shows mallory's username",
+        )
+        rooms = await page.window.wait_value(
+            shown(f"{room} .handle, {room} .preview"),
+            lambda texts: len(texts) == 2,
+            "mallory's room shows a username and a preview",
+        )
+        assert rooms == [handle, f"Bob Builder ({handle}): it's me, Bob"]
+        await page.window.script(f"document.querySelector({json.dumps(room)}).click()")
+        await page.wait_messages([(1, "it's me, Bob")])
+        assert await page.window.texts("#messages li[data-seq] .handle") == [handle]
+        assert await page.window.texts("#room-title .handle") == [handle]
+        assert set(await page.window.texts("#rooms li[data-room-id] .handle")) == {
+            handle,
+            f"@{bob.username}",
+        }
 
 
 async def test_two_people_chat_live_and_a_reload_shows_the_history(
@@ -160,7 +225,7 @@ async def test_two_people_chat_live_and_a_reload_shows_the_history(
         await alice.window.type("#text", "one moment")
         await bob.window.wait_value(
             "return document.getElementById('typing').textContent",
-            lambda shown: shown == f"{alice_name} is typing…",
+            lambda shown: shown == f"{alice_name} (@{alice_name}) is typing…",
             "alice is typing",
         )
         await edit_last_message(server_a, alice_name, "are you there now?")

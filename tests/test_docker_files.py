@@ -28,6 +28,8 @@ DASHBOARD_FILE = GRAFANA_DIR / "dashboards" / "plop.json"
 BACKENDS = ("mongo", "kafka", "redis")
 REPLICAS = ("plop-a", "plop-b")
 APP_PORT = 8000
+# The replicas' admin port (PLOP_ADMIN_PORT): /metrics and /readyz, never published.
+ADMIN_PORT = 9100
 # The settings that point a replica at each backend, and the URL scheme each must use.
 BACKEND_URLS = {
     "PLOP_MONGO_URL": ("mongodb", "mongo"),
@@ -426,7 +428,17 @@ def test_replicas_healthcheck_asks_readyz_with_python() -> None:
         test = (service.get("healthcheck") or {}).get("test")
         assert isinstance(test, list), f"{name} has no healthcheck in exec form"
         assert test[0] == "CMD" and test[1].startswith("python"), f"{name}: {test}"
-        assert f":{APP_PORT}/readyz" in " ".join(test), f"{name} does not ask /readyz: {test}"
+        assert f":{ADMIN_PORT}/readyz" in " ".join(test), f"{name} does not ask /readyz: {test}"
+
+
+def test_replicas_serve_metrics_and_readyz_on_an_admin_port_they_do_not_publish() -> None:
+    for name, service in plop_services().items():
+        env = environment(service)
+        assert env.get("PLOP_ADMIN_PORT") == str(ADMIN_PORT), f"{name}: {env}"
+        # Reached by Prometheus from its own container, over the compose network.
+        assert env.get("PLOP_ADMIN_HOST") == "0.0.0.0", f"{name}: {env}"
+        containers = [container for _, _, container in published_ports(service)]
+        assert str(ADMIN_PORT) not in containers, f"{name} publishes its admin port"
 
 
 def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
@@ -452,7 +464,8 @@ def test_prometheus_scrapes_metrics_of_both_replicas() -> None:
         for target in static.get("targets", [])
     }
     for replica in REPLICAS:
-        assert f"{replica}:{APP_PORT}" in scraped, f"Prometheus does not scrape {replica}"
+        assert f"{replica}:{ADMIN_PORT}" in scraped, f"Prometheus does not scrape {replica}"
+        assert f"{replica}:{APP_PORT}" not in scraped, f"{replica}'s public port has no /metrics"
     mounts = bind_mounts(services()["prometheus"])
     assert mounts.get("/etc/prometheus/prometheus.yml") == PROMETHEUS_FILE.resolve(), mounts
 

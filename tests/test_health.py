@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest_asyncio
@@ -14,38 +11,16 @@ from main import create_app
 from observability.health import start_draining
 from settings import Settings
 from tests.conftest import RUN_ID
+from tests.support.clients import get, readiness_becomes
 from tests.support.server import ServerProcess
-from tests.support.tcp_proxy import TcpProxy
-
-# A dropped backend is seen by the next probe; a restored one by the next connect.
-STATE_CHANGE_TIMEOUT_SECONDS = 10.0
-
-
-async def get(url: str) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10) as client:
-        return await client.get(url)
-
-
-async def readiness_becomes(server: ServerProcess, status_code: int) -> dict[str, Any]:
-    """Probes /readyz until it answers ``status_code``; returns that answer's body."""
-    async with asyncio.timeout(STATE_CHANGE_TIMEOUT_SECONDS):
-        while True:
-            response = await get(f"{server.base_url}/readyz")
-            if response.status_code == status_code:
-                body: dict[str, Any] = response.json()
-                return body
-            # Another process: there is no event to await for its backends' state.
-            await asyncio.sleep(0.2)
+from tests.support.tcp_proxy import TcpProxy, proxy_for
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def redis_proxy(real_env: dict[str, str]) -> AsyncIterator[TcpProxy]:
     """A proxy in front of the shared Redis, which the test may cut."""
-    target = urlsplit(real_env["PLOP_REDIS_URL"])
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
-    await proxy.start()
-    yield proxy
-    await proxy.stop()
+    async with proxy_for(real_env["PLOP_REDIS_URL"]) as proxy:
+        yield proxy
 
 
 async def test_healthz_says_the_process_serves(any_server: ServerProcess) -> None:
@@ -76,10 +51,10 @@ async def test_readyz_names_redis_while_it_is_unreachable_and_recovers(
     )
     await server.start()
     try:
-        assert (await readiness_becomes(server, 200))["backends"]["redis"] == "ok"
+        assert (await readiness_becomes(server.base_url, 200))["backends"]["redis"] == "ok"
 
         await redis_proxy.stop()
-        down = await readiness_becomes(server, 503)
+        down = await readiness_becomes(server.base_url, 503)
         assert down["status"] == "unavailable"
         assert down["failing"] == ["redis"]
         assert down["backends"]["mongo"] == down["backends"]["broker"] == "ok"
@@ -87,7 +62,7 @@ async def test_readyz_names_redis_while_it_is_unreachable_and_recovers(
         assert (await get(f"{server.base_url}/healthz")).status_code == 200
 
         await redis_proxy.start()
-        up = await readiness_becomes(server, 200)
+        up = await readiness_becomes(server.base_url, 200)
         assert up["backends"] == {"mongo": "ok", "redis": "ok", "broker": "ok"}
     finally:
         await server.stop()

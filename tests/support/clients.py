@@ -191,3 +191,24 @@ async def subscribed(
             async with asyncio.timeout(EVENT_TIMEOUT_SECONDS):
                 while await active_subscriptions(server) > before:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
+
+
+# A dropped backend is seen by the next probe; a restored one by the next connect.
+STATE_CHANGE_TIMEOUT_SECONDS = 10.0
+
+
+async def get(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.get(url)
+
+
+async def readiness_becomes(base_url: str, status_code: int) -> dict[str, Any]:
+    """Probes ``base_url``/readyz until it answers ``status_code``; returns that body."""
+    async with asyncio.timeout(STATE_CHANGE_TIMEOUT_SECONDS):
+        while True:
+            response = await get(f"{base_url}/readyz")
+            if response.status_code == status_code:
+                body: dict[str, Any] = response.json()
+                return body
+            # Another process: there is no event to await for its backends' state.
+            await asyncio.sleep(0.2)

@@ -4,7 +4,9 @@ without touching the shared services."""
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from urllib.parse import urlsplit
 
 from tests.support.server import free_port
 
@@ -61,3 +63,15 @@ class TcpProxy:
             self._writers.discard(sink)
             with suppress(Exception):
                 sink.transport.abort()
+
+
+@asynccontextmanager
+async def proxy_for(url: str) -> AsyncIterator[TcpProxy]:
+    """A started proxy in front of the service at the URL's host and port."""
+    target = urlsplit(url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()

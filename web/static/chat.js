@@ -17,15 +17,15 @@ const RETRY_MAX_MS = 4000;
 const SESSION_GONE_CODES = new Set([4401, 4403]);
 
 const USER = "id username displayName presence { status lastSeenAt }";
-const MESSAGE = "id roomId seq text clientId createdAt editedAt deleted sender { id displayName }";
+const MESSAGE = "id roomId seq text clientId createdAt editedAt deleted sender { id username displayName }";
 const ACTIVITY = `__typename
-  ... on TypingEvent { typing user { id displayName } }
+  ... on TypingEvent { typing user { id username displayName } }
   ... on MessageUpdated { message { ${MESSAGE} } }`;
 // How often a user who keeps typing says so again (the server re-broadcasts at most
 // every 3 s and forgets a typing after 6 s without one).
 const TYPING_EVERY_MS = 2500;
 const ROOM = `id kind title lastSeq unreadCount members(first: 20) { ${USER} }
-  lastMessage { seq text deleted sender { displayName } }`;
+  lastMessage { seq text deleted sender { username displayName } }`;
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -233,6 +233,11 @@ function roomName(room) {
   return others(room)[0]?.displayName ?? "just you";
 }
 
+/** The person a DIRECT room is with, if any. */
+function roomPeer(room) {
+  return room.kind === "DIRECT" ? others(room)[0] : undefined;
+}
+
 function renderRooms() {
   const list = $("rooms");
   list.replaceChildren();
@@ -250,8 +255,10 @@ function renderRooms() {
     const unread = span("unread", String(room.unreadCount));
     unread.dataset.count = String(room.unreadCount);
     const last = room.lastMessage;
-    const preview = last ? `${last.sender.displayName}: ${last.deleted ? "(deleted)" : last.text}` : "";
-    item.append(span("name", roomName(room)), unread, span("preview", preview));
+    const preview = last ? `${named(last.sender)}: ${last.deleted ? "(deleted)" : last.text}` : "";
+    const peer = roomPeer(room);
+    item.append(span("name", roomName(room)), ...(peer ? [handle(peer)] : []));
+    item.append(unread, span("preview", preview));
     item.addEventListener("click", () => openRoom(id));
     list.append(item);
   }
@@ -260,13 +267,14 @@ function renderRooms() {
 async function openRoom(id) {
   state.room?.stop();
   const room = { id, lastSeq: 0, startCursor: null, hasPrevious: false, loading: true };
-  room.typing = new Map(); // user id -> display name, of those typing now
+  room.typing = new Map(); // user id -> name and username, of those typing now
   $("typing").textContent = "";
   room.stop = () => {};
   state.room = room;
   state.pending = null;
   renderRooms();
-  $("room-title").textContent = roomName(state.rooms.get(id));
+  const peer = roomPeer(state.rooms.get(id));
+  $("room-title").replaceChildren(roomName(state.rooms.get(id)), ...(peer ? [" ", handle(peer)] : []));
   $("messages").replaceChildren();
   $("room-error").textContent = "";
   $("composer").hidden = false;
@@ -313,7 +321,7 @@ function roomActivity(room, event) {
     const shown = $("messages").querySelector(`li[data-seq="${event.message.seq}"]`);
     if (shown) shown.replaceWith(messageItem(event.message));
   } else if (event.__typename === "TypingEvent" && event.user.id !== state.me.id) {
-    if (event.typing) room.typing.set(event.user.id, event.user.displayName);
+    if (event.typing) room.typing.set(event.user.id, named(event.user));
     else room.typing.delete(event.user.id);
     renderTyping(room);
   }
@@ -426,7 +434,7 @@ function messageItem(message) {
     hour: "2-digit",
     minute: "2-digit",
   });
-  item.append(span("who", message.sender.displayName), text, time);
+  item.append(span("who", message.sender.displayName), handle(message.sender), text, time);
   if (message.editedAt && !message.deleted) item.append(span("edited", "(edited)"));
   return item;
 }
@@ -491,7 +499,7 @@ function renderFriends() {
   for (const friend of state.friends.values()) {
     const item = document.createElement("li");
     item.dataset.userId = friend.id;
-    item.append(dot(friend.presence?.status), span("name", friend.displayName));
+    item.append(dot(friend.presence?.status), span("name", friend.displayName), handle(friend));
     item.append(button("Chat", () => chatWith(friend.id)));
     list.append(item);
   }
@@ -506,7 +514,7 @@ async function loadRequests() {
   for (const request of incoming) {
     const item = document.createElement("li");
     item.dataset.requestId = request.id;
-    item.append(span("name", request.from.displayName));
+    item.append(span("name", request.from.displayName), handle(request.from));
     item.append(
       button("Accept", () => respond(request.id, true)),
       button("Decline", () => respond(request.id, false)),
@@ -539,7 +547,7 @@ async function search(event) {
     for (const user of found) {
       const item = document.createElement("li");
       item.dataset.userId = user.id;
-      item.append(span("name", `${user.displayName} (@${user.username})`));
+      item.append(span("name", named(user)));
       item.append(button("Chat", () => chatWith(user.id)));
       if (!state.friends.has(user.id)) item.append(button("Add friend", (b) => befriend(user.id, b)));
       list.append(item);
@@ -576,6 +584,16 @@ async function chatWith(userId) {
 }
 
 // ---- small DOM helpers -----------------------------------------------------------
+
+// A display name is free text: two people may pick the same one, or one that looks
+// alike. The username is unique, so it goes beside the name wherever a person is shown.
+function handle(user) {
+  return span("handle", `@${user.username}`);
+}
+
+function named(user) {
+  return `${user.displayName} (@${user.username})`;
+}
 
 function span(className, text) {
   const element = document.createElement("span");

@@ -36,14 +36,50 @@ const fetcher = GraphiQL.createFetcher({
 
 const explorer = GraphiQLPluginExplorer.explorerPlugin();
 
+// GraphiQL's storage: localStorage, less the headers, which hold a Bearer token.
+// shouldPersistHeaders (below) keeps the Headers tab in memory, but GraphiQL would still
+// write each run's headers into its history, favourites and tabs: every value written
+// loses them here. What an earlier version of this page stored is cleaned the same way.
+const NAMESPACE = "graphiql:";
+const HEADERS_KEY = `${NAMESPACE}headers`;
+const WITH_HEADERS = new Set(["queries", "favorites", "tabState"].map((name) => NAMESPACE + name));
+
+function withoutHeaders(key, value) {
+  if (!WITH_HEADERS.has(key)) return value;
+  try {
+    return JSON.stringify(JSON.parse(value), (name, field) => (name === "headers" ? null : field));
+  } catch {
+    return null; // not what GraphiQL writes there: not kept
+  }
+}
+
+const ownKeys = () => Object.keys(localStorage).filter((key) => key.startsWith(NAMESPACE));
+const storage = {
+  getItem: (key) => localStorage.getItem(key),
+  setItem(key, value) {
+    const kept = key === HEADERS_KEY ? null : withoutHeaders(key, value);
+    if (kept === null) localStorage.removeItem(key);
+    else localStorage.setItem(key, kept);
+  },
+  removeItem: (key) => localStorage.removeItem(key),
+  get length() {
+    return ownKeys().length;
+  },
+  clear() {
+    for (const key of ownKeys()) localStorage.removeItem(key);
+  },
+};
+for (const key of ownKeys()) storage.setItem(key, localStorage.getItem(key));
+
 ReactDOM.createRoot(document.getElementById("graphiql")).render(
   React.createElement(GraphiQL, {
     fetcher,
     plugins: [explorer],
+    storage,
     defaultQuery: WELCOME,
     defaultEditorToolsVisibility: true,
     isHeadersEditorEnabled: true,
-    shouldPersistHeaders: true,
+    shouldPersistHeaders: false,
     inputValueDeprecation: true,
   }),
 );
