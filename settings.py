@@ -80,9 +80,12 @@ class Settings(BaseSettings):
     max_group_members: int = 1_000
     max_message_chars: int = 4_000
     max_client_id_chars: int = 64
-    # Frames a socket may have waiting to be written before it counts as a slow
-    # consumer and is closed (1013); the client resumes with afterSeq.
+    # Frames, and bytes of frames, a socket may have waiting to be written before it
+    # counts as a slow consumer and is closed (1013); the client resumes with afterSeq.
+    # The bytes bound memory: 1,000 frames of results up to ~100 KiB each would be
+    # 100 MB for one socket. 4 MiB holds hundreds of ordinary message frames.
     socket_send_queue_frames: int = 1_000
+    socket_send_queue_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     # Events a subscriber may have waiting before it drops them and refills the gap
     # from the database instead.
     subscriber_queue_events: int = 256

@@ -187,8 +187,9 @@ class _SocketRules:
         return context.live
 
     def _start_socket(self) -> None:
+        settings = self.context.services.settings
         self._queued = QueuedWebSocket(
-            self.websocket, self.context.services.settings.socket_send_queue_frames
+            self.websocket, settings.socket_send_queue_frames, settings.socket_send_queue_bytes
         )
         self.websocket = self._queued
         self._live.open.add(self._queued)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 
 from errors import RateLimited
 from observability.metrics import REFUSED_SOCKET_CAP, REFUSED_SUBSCRIPTION_LIMIT, SOCKETS_REFUSED
@@ -66,11 +67,18 @@ def _with_code(message: Mapping[str, object]) -> Mapping[str, object]:
 class LimitCodedWebSocket(ASGIWebSocketAdapter):
     """Strawberry's socket adapter, with Plop's wording and codes for limits."""
 
-    async def send_json(self, message: Mapping[str, object]) -> None:
+    def encode_frame(self, message: Mapping[str, object]) -> str:
+        """The frame's JSON text, as this adapter sends it."""
         coded = _with_code(message)
         if coded is not message:  # an operation refused over the per-socket cap
             SOCKETS_REFUSED.labels(reason=REFUSED_SUBSCRIPTION_LIMIT).inc()
-        await super().send_json(coded)
+        return self.view.encode_json_string(coded)
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(self.encode_frame(message))
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
     async def close(self, code: int, reason: str) -> None:
         if code == REFUSED_CODE:
