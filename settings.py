@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     # Peers (IPs or networks, comma-separated) whose X-Forwarded-For names the client:
     # the load balancer's. Anyone else could forge the header, so by default nobody.
     forwarded_allow_ips: str = ""
+    # Per-address limits count an IPv6 client as its network of this many bits: an
+    # ISP hands a subscriber a whole /64 (RFC 6177), whose addresses are its to pick.
+    ipv6_prefix_length: int = Field(default=64, ge=32, le=128)
     # argon2 hashing (64 MiB and tens of ms each) runs on these threads only, with at
     # most this many more waiting; past that logIn and signUp are refused at once.
     password_hash_threads: int = 2
