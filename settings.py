@@ -86,9 +86,12 @@ class Settings(BaseSettings):
     max_group_members: int = 1_000
     max_message_chars: int = 4_000
     max_client_id_chars: int = 64
-    # Frames a socket may have waiting to be written before it counts as a slow
-    # consumer and is closed (1013); the client resumes with afterSeq.
+    # Frames, and bytes of frames, a socket may have waiting to be written before it
+    # counts as a slow consumer and is closed (1013); the client resumes with afterSeq.
+    # The bytes bound memory: 1,000 frames of results up to ~100 KiB each would be
+    # 100 MB for one socket. 4 MiB holds hundreds of ordinary message frames.
     socket_send_queue_frames: int = 1_000
+    socket_send_queue_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     # Events a subscriber may have waiting before it drops them and refills the gap
     # from the database instead.
     subscriber_queue_events: int = 256
@@ -176,6 +179,9 @@ class Settings(BaseSettings):
     # Peers (IPs or networks, comma-separated) whose X-Forwarded-For names the client:
     # the load balancer's. Anyone else could forge the header, so by default nobody.
     forwarded_allow_ips: str = ""
+    # Per-address limits count an IPv6 client as its network of this many bits: an
+    # ISP hands a subscriber a whole /64 (RFC 6177), whose addresses are its to pick.
+    ipv6_prefix_length: int = Field(default=64, ge=32, le=128)
     # argon2 hashing (64 MiB and tens of ms each) runs on these threads only, with at
     # most this many more waiting; past that logIn and signUp are refused at once.
     password_hash_threads: int = 2

@@ -1,5 +1,9 @@
 """Caps on the sockets one user, and one client address, hold open on this instance.
 
+A socket counts against its client address from the moment it opens, before its
+connection_init (each may wait up to the init deadline doing nothing), and against
+its user once connection_init is accepted; both counts end when it closes.
+
 Counted in this process only: a socket lives on one instance, and a count in Redis
 would outlive a crashed instance's sockets. Behind a load balancer that spreads one
 user over N instances, the caps allow N times as many.
@@ -15,11 +19,21 @@ from errors import RateLimited
 class SocketSlot:
     """One open socket's place in the counts; ``release`` gives it back (idempotent)."""
 
-    __slots__ = ("_caps", "_keys")
+    __slots__ = ("_caps", "_keys", "admitted")
 
-    def __init__(self, caps: SocketCaps, keys: tuple[str, str]) -> None:
+    def __init__(self, caps: SocketCaps, address_key: str) -> None:
         self._caps = caps
-        self._keys: tuple[str, str] | None = keys
+        self._keys: list[str] | None = [address_key]
+        self.admitted = False  # counted against a user too (connection_init accepted)
+
+    def admit(self, user_id: str) -> None:
+        """Counts the socket against its user as well; RATE_LIMITED past the user's cap."""
+        assert not self.admitted, "a socket is admitted once (one connection_init)"
+        if self._keys is None:
+            return  # closed meanwhile: nothing left to count
+        user_key = self._caps._take(f"user:{user_id}", self._caps.per_user, "for this user")
+        self._keys.append(user_key)
+        self.admitted = True
 
     def release(self) -> None:
         keys, self._keys = self._keys, None
@@ -31,28 +45,24 @@ class SocketCaps:
     """Counts open sockets per user and per client address, refusing past the caps."""
 
     def __init__(self, per_user: int, per_address: int) -> None:
-        self._per_user = per_user
-        self._per_address = per_address
+        self.per_user = per_user
+        self.per_address = per_address
         self._open: Counter[str] = Counter()
 
-    def take(self, user_id: str, address: str) -> SocketSlot:
-        """A slot for a new socket; RATE_LIMITED if the user or the address is at its cap."""
-        user_key, address_key = f"user:{user_id}", f"address:{address}"
-        if self._open[user_key] >= self._per_user:
-            raise RateLimited(
-                f"too many open connections for this user (at most {self._per_user} "
-                "per server); close one first"
-            )
-        if self._open[address_key] >= self._per_address:
-            raise RateLimited(
-                f"too many open connections from this address (at most {self._per_address} "
-                "per server); close one first"
-            )
-        self._open[user_key] += 1
-        self._open[address_key] += 1
-        return SocketSlot(self, (user_key, address_key))
+    def open(self, address: str) -> SocketSlot:
+        """A slot for a socket that just opened; RATE_LIMITED if its address is at its cap."""
+        address_key = self._take(f"address:{address}", self.per_address, "from this address")
+        return SocketSlot(self, address_key)
 
-    def _give_back(self, keys: tuple[str, str]) -> None:
+    def _take(self, key: str, cap: int, whose: str) -> str:
+        if self._open[key] >= cap:
+            raise RateLimited(
+                f"too many open connections {whose} (at most {cap} per server); close one first"
+            )
+        self._open[key] += 1
+        return key
+
+    def _give_back(self, keys: list[str]) -> None:
         for key in keys:
             self._open[key] -= 1
             if self._open[key] <= 0:

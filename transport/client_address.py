@@ -4,6 +4,10 @@ The peer of the connection, unless the peer is a trusted proxy (``PLOP_FORWARDED
 then the last address in ``X-Forwarded-For`` that is not itself a trusted proxy, since
 each proxy appends the address it saw and anything left of that is the client's own
 claim. Nobody is trusted by default: the header is anyone's to forge.
+
+An IPv6 client counts as its network of ``PLOP_IPV6_PREFIX_LENGTH`` bits (a /64 by
+default): one subscriber usually gets a whole /64, and counting each of its 2**64
+addresses on its own would make every per-address limit endless.
 """
 
 from __future__ import annotations
@@ -40,8 +44,27 @@ def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
     return any(ip in network for network in networks)
 
 
-def client_address(connection: HTTPConnection, forwarded_allow_ips: str) -> str:
+def counted_address(address: str, ipv6_prefix_length: int) -> str:
+    """The address, or for IPv6 its network of the prefix length (``2001:db8::/64``)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 4:
+        return address
+    if ip.ipv4_mapped is not None:  # an IPv4 client seen through a dual-stack socket
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network((ip, ipv6_prefix_length), strict=False))
+
+
+def client_address(
+    connection: HTTPConnection, forwarded_allow_ips: str, ipv6_prefix_length: int
+) -> str:
     """The client's address as Plop counts it (see the module docstring)."""
+    return counted_address(_client_ip(connection, forwarded_allow_ips), ipv6_prefix_length)
+
+
+def _client_ip(connection: HTTPConnection, forwarded_allow_ips: str) -> str:
     peer = connection.client.host if connection.client else UNKNOWN_ADDRESS
     networks = trusted_networks(forwarded_allow_ips)
     if not networks or not _is_trusted(peer, networks):

@@ -6,9 +6,13 @@ operations are counted for /metrics; each operation runs with a
 shares its rendering with others writes pre-encoded frames; once connection_init is
 accepted the socket is watched under its session (``transport.sessions``) and
 closes when the session ends (4401 on graphql-transport-ws, ``connection_error``
-then a close on graphql-ws), with nothing more delivered. The legacy ``graphql-ws``
-handler also gets the ``connection_init`` deadline that strawberry gives only to
-graphql-transport-ws.
+then a close on graphql-ws), with nothing more delivered. A socket counts against
+its client address's cap from the moment it opens (``transport.socket_limits``). The
+legacy ``graphql-ws`` handler also gets the ``connection_init`` deadline, and the
+refusal of a second ``connection_init`` (which would take another user, slot and
+presence connection for the socket), that strawberry gives only to
+graphql-transport-ws: both subprotocols close with 4429, graphql-ws after a
+``connection_error``.
 
 Strawberry's private names used here (pinned minor version, tests on both
 subprotocols): the handlers' ``websocket``, ``context``, ``schema``, ``operations``
@@ -35,6 +39,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
+from errors import BadUserInput, PlopError, Unauthenticated
 from observability.metrics import OPEN_WEBSOCKETS, REFUSED_INIT_TIMEOUT, SOCKETS_REFUSED
 from schema.context import Context
 from schema.live import FollowedBySocket
@@ -42,6 +47,7 @@ from transport.draining import OpenSockets
 from transport.feeds import RoomFeeds
 from transport.sessions import SocketSessions, WatchedSocket
 from transport.sharing import SocketOperation, error_payload
+from transport.socket_limits import REFUSED_CODE, close_reason, open_socket_slot
 from transport.socket_wire import encoded_text_frame
 from transport.socket_writer import QueuedWebSocket
 
@@ -51,6 +57,9 @@ INIT_TIMEOUT_CODE = 4408
 INVALID_MESSAGE_CODE = 4400
 SESSION_ENDED_CODE = 4401
 SESSION_ENDED_REASON = "Session ended: log in again"
+# graphql-transport-ws's code and wording (strawberry closes so on that subprotocol).
+TOO_MANY_INITS_CODE = 4429
+TOO_MANY_INITS_REASON = "Too many initialisation requests"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +196,32 @@ class _SocketRules:
         return context.live
 
     def _start_socket(self) -> None:
+        settings = self.context.services.settings
         self._queued = QueuedWebSocket(
-            self.websocket, self.context.services.settings.socket_send_queue_frames
+            self.websocket, settings.socket_send_queue_frames, settings.socket_send_queue_bytes
         )
         self.websocket = self._queued
         self._live.open.add(self._queued)
         self._watched: WatchedSocket | None = None
+
+    async def _handle_within_caps(self, handle: Callable[[], Awaitable[None]]) -> None:
+        """Runs the protocol's ``handle`` if the socket's address is under its cap, and
+        gives back whatever the socket took once it ends."""
+        OPEN_WEBSOCKETS.inc()
+        try:
+            if (refused := open_socket_slot(self.context)) is not None:
+                await self._refuse(REFUSED_CODE, close_reason(refused.message), refused)
+                return
+            await handle()
+        finally:
+            await self._end_socket()
+
+    async def _refuse(self, code: int, reason: str, error: PlopError) -> None:
+        """Closes the socket at once with the code (after a ``connection_error`` on
+        graphql-ws); what was queued for it is dropped."""
+        extensions = {"code": error.code, **error.extensions}
+        frame = self._error_frame({"message": error.message, "extensions": extensions})
+        await self._queued.end(code, reason, frame)
 
     def _watch_session(self) -> None:
         session = self.context.session
@@ -202,10 +231,13 @@ class _SocketRules:
     def _session_ended(self) -> None:
         logger.info("closing the sockets of an ended session")
         self._ending = asyncio.get_running_loop().create_task(
-            self._queued.end(SESSION_ENDED_CODE, SESSION_ENDED_REASON, self._ended_frame())
+            self._refuse(
+                SESSION_ENDED_CODE, SESSION_ENDED_REASON, Unauthenticated(SESSION_ENDED_REASON)
+            )
         )
 
-    def _ended_frame(self) -> Mapping[str, object] | None:
+    def _error_frame(self, error: Mapping[str, object]) -> Mapping[str, object] | None:
+        """The frame that tells the client why the server closes (graphql-ws only)."""
         return None
 
     def _operation(
@@ -249,13 +281,10 @@ class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, No
         self._start_socket()
 
     async def handle(self) -> None:
-        OPEN_WEBSOCKETS.inc()
-        try:
-            await super().handle()
-        finally:
-            await self._end_socket()
+        await self._handle_within_caps(super().handle)
 
     async def handle_connection_init(self, message: Any) -> None:
+        # strawberry closes a second connection_init with 4429 before it looks further.
         await super().handle_connection_init(message)
         if self.connection_acknowledged:
             self._watch_session()
@@ -316,9 +345,12 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start_socket()
+        self._init_received = False
 
     async def handle(self) -> None:
-        OPEN_WEBSOCKETS.inc()
+        await self._handle_within_caps(self._handle_with_deadline)
+
+    async def _handle_with_deadline(self) -> None:
         deadline = asyncio.create_task(self._close_without_init())
         try:
             await super().handle()
@@ -326,15 +358,18 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
             deadline.cancel()
             with suppress(asyncio.CancelledError):
                 await deadline
-            await self._end_socket()
 
     async def handle_connection_init(self, message: Any) -> None:
+        if self._init_received:
+            error = BadUserInput("connection_init was already received on this socket")
+            await self._refuse(TOO_MANY_INITS_CODE, TOO_MANY_INITS_REASON, error)
+            return
+        self._init_received = True
         await super().handle_connection_init(message)
         if self.connection_acknowledged:
             self._watch_session()
 
-    def _ended_frame(self) -> Mapping[str, object] | None:
-        error = {"message": SESSION_ENDED_REASON, "extensions": {"code": "UNAUTHENTICATED"}}
+    def _error_frame(self, error: Mapping[str, object]) -> Mapping[str, object] | None:
         return {"type": "connection_error", "payload": error}
 
     async def handle_message(self, message: Any) -> None:

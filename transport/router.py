@@ -27,7 +27,7 @@ from settings import Settings
 from transport import http_spec
 from transport.client_address import client_address
 from transport.handlers import LegacyWSHandler, LiveTransport, SocketContext, TransportWSHandler
-from transport.socket_limits import LimitCodedWebSocket, take_socket_slot
+from transport.socket_limits import LimitCodedWebSocket, admit_socket
 from web import graphiql_response
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def token_from_connection_params(params: object) -> str | None:
 async def context_for(connection: HTTPConnection) -> Context:
     """The context of one HTTP request, or of one socket for its whole life."""
     services: Services = connection.app.state.services
-    address = client_address(connection, services.settings.forwarded_allow_ips)
+    settings = services.settings
+    address = client_address(connection, settings.forwarded_allow_ips, settings.ipv6_prefix_length)
     if connection.scope["type"] == "websocket":
         live: LiveTransport = connection.app.state.live
         return SocketContext(services, live, address)
@@ -88,12 +89,11 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
         return graphiql_response()
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """Refuses a socket whose connection_init carries no valid session token."""
-        context.token = token_from_connection_params(context.connection_params)
+        """Refuses a socket whose connection_init carries no valid session token, or
+        that is over its user's cap; the context takes the viewer only once accepted."""
+        token = token_from_connection_params(context.connection_params)
         try:
-            context.viewer, context.session = await context.services.accounts.open_session(
-                context.token
-            )
+            viewer, session = await context.services.accounts.open_session(token)
         except Exception as exc:
             error = plop_error_for(exc)
             if error is None:
@@ -106,15 +106,14 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
             raise ConnectionRejectionError(
                 {"message": error.message, "extensions": {"code": error.code}}
             ) from exc
-        context.socket_slot = take_socket_slot(context)
+        admit_socket(context, str(viewer.id))
+        context.token, context.viewer, context.session = token, viewer, session
         try:
-            context.presence_connection = await context.services.presence.connected(
-                str(context.viewer.id)
-            )
+            context.presence_connection = await context.services.presence.connected(str(viewer.id))
         except Exception:
             # Presence is best effort: a Redis hiccup must not refuse the socket.
             logger.exception("presence registration failed")
-        return {"userId": str(context.viewer.id)}
+        return {"userId": str(viewer.id)}
 
     @overload
     async def run(

@@ -1,9 +1,10 @@
-"""Socket caps as clients see them: refusals at connection_init, and coded limit errors.
+"""Socket caps as clients see them: refusals, and coded limit errors.
 
-A socket over the per-user or per-address cap (``services.socket_caps``) is refused
-at connection_init: graphql-transport-ws closes it with 4403, as strawberry closes
-every refused connection_init, but with a reason naming the cap; graphql-ws sends
-``connection_error`` with ``extensions.code`` RATE_LIMITED. Strawberry's own
+A socket over the per-address cap (``services.socket_caps``) is refused as soon as
+it opens, and one over the per-user cap at connection_init: graphql-transport-ws
+closes it with 4403, as strawberry closes every refused connection_init, but with a
+reason naming the cap; graphql-ws sends ``connection_error`` with
+``extensions.code`` RATE_LIMITED, then closes. Strawberry's own
 "Subscription limit reached" error (``max_subscriptions_per_connection``) carries
 no code; ``LimitCodedWebSocket`` gives it RATE_LIMITED on its way out.
 """
@@ -12,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 
 from errors import RateLimited
 from observability.metrics import REFUSED_SOCKET_CAP, REFUSED_SUBSCRIPTION_LIMIT, SOCKETS_REFUSED
 from schema.context import Context
-from services.socket_caps import SocketSlot
 
 REFUSED_CODE = 4403
 # A close reason is at most 123 bytes (RFC 6455, 5.5: 125 less the code).
@@ -28,16 +29,32 @@ SUBSCRIPTION_LIMIT_MESSAGE = "Subscription limit reached"
 _REFUSAL_STATE = "plop_refusal_reason"
 
 
-def take_socket_slot(context: Context) -> SocketSlot:
-    """The accepted socket's slot under the caps; refuses the connection_init past them."""
-    assert context.viewer is not None
+def close_reason(message: str) -> str:
+    """The message, cut to what a close frame's reason holds."""
+    return message.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+def open_socket_slot(context: Context) -> RateLimited | None:
+    """Counts a socket that just opened against its address, in ``context.socket_slot``;
+    the refusal instead if the address is at its cap."""
     try:
-        return context.services.sockets.take(str(context.viewer.id), context.client_address)
+        context.socket_slot = context.services.sockets.open(context.client_address)
+    except RateLimited as exc:
+        SOCKETS_REFUSED.labels(reason=REFUSED_SOCKET_CAP).inc()
+        return exc
+    return None
+
+
+def admit_socket(context: Context, user_id: str) -> None:
+    """Counts the socket against its user at connection_init; refuses it past the cap."""
+    slot = context.socket_slot
+    assert slot is not None, "a socket's slot is taken when it opens (open_socket_slot)"
+    try:
+        slot.admit(user_id)
     except RateLimited as exc:
         SOCKETS_REFUSED.labels(reason=REFUSED_SOCKET_CAP).inc()
         if isinstance(context.request, WebSocket):
-            reason = exc.message.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
-            setattr(context.request.state, _REFUSAL_STATE, reason)
+            setattr(context.request.state, _REFUSAL_STATE, close_reason(exc.message))
         raise ConnectionRejectionError(
             {"message": exc.message, "extensions": {"code": exc.code}}
         ) from exc
@@ -66,11 +83,18 @@ def _with_code(message: Mapping[str, object]) -> Mapping[str, object]:
 class LimitCodedWebSocket(ASGIWebSocketAdapter):
     """Strawberry's socket adapter, with Plop's wording and codes for limits."""
 
-    async def send_json(self, message: Mapping[str, object]) -> None:
+    def encode_frame(self, message: Mapping[str, object]) -> str:
+        """The frame's JSON text, as this adapter sends it."""
         coded = _with_code(message)
         if coded is not message:  # an operation refused over the per-socket cap
             SOCKETS_REFUSED.labels(reason=REFUSED_SUBSCRIPTION_LIMIT).inc()
-        await super().send_json(coded)
+        return self.view.encode_json_string(coded)
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(self.encode_frame(message))
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
     async def close(self, code: int, reason: str) -> None:
         if code == REFUSED_CODE:

@@ -1,9 +1,12 @@
 """Every frame to a socket goes through one bounded queue, written by one task.
 
 A client that stops reading makes its frames pile up here instead of in server
-memory without bound or in the tasks that produce them: once ``max_frames`` are
-waiting, the socket is closed with 1013 (try again later) and the client resumes
-with afterSeq. Producers never wait on a socket, so a slow client slows no one else.
+memory without bound or in the tasks that produce them: once ``max_frames`` frames,
+or ``max_bytes`` of them, are waiting, the socket is closed with 1013 (try again
+later) and the client resumes with afterSeq. Producers never wait on a socket, so a
+slow client slows no one else. Frames are queued as the JSON text they are sent as
+(encoded once, when queued), so their size is known: ASCII, since JSON escapes the
+rest, so a frame's characters are its bytes.
 
 The one exception keeps that order: a frame a shared feed encoded once for many
 sockets (``offer_encoded``) is written to the transport at once when nothing waits
@@ -17,7 +20,7 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -25,6 +28,7 @@ from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
 
 from observability.metrics import DELIVERIES, REFUSED_SEND_QUEUE_FULL, SOCKETS_REFUSED
+from transport.socket_limits import LimitCodedWebSocket
 from transport.socket_wire import socket_wire
 
 logger = logging.getLogger(__name__)
@@ -36,16 +40,30 @@ RESULT_FRAME_TYPES = frozenset({"next", "data"})
 CLOSE_FLUSH_SECONDS = 5.0
 
 
-class QueuedWebSocket:
-    """Wraps strawberry's socket adapter with a bounded send queue."""
+def _json_text(message: Mapping[str, object]) -> str:
+    return json.dumps(message, separators=(",", ":"))
 
-    def __init__(self, adapter: AsyncWebSocketAdapter, max_frames: int) -> None:
+
+class QueuedWebSocket:
+    """Wraps strawberry's socket adapter with a send queue bounded in frames and bytes
+    (``max_bytes`` None: in frames only)."""
+
+    def __init__(
+        self, adapter: AsyncWebSocketAdapter, max_frames: int, max_bytes: int | None = None
+    ) -> None:
         self._adapter = adapter
         self._max_frames = max_frames
-        # A frame is a message to encode, or text encoded once for many sockets. A
-        # deque and one wake-up future, not an asyncio.Queue: fan-out puts a frame to
+        self._max_bytes = max_bytes
+        # A frame is its JSON text (encoded once, for this socket or for many). A deque
+        # and one wake-up future, not an asyncio.Queue: fan-out puts a frame to
         # thousands of sockets per message, and the queue's bookkeeping showed up.
-        self._frames: deque[Mapping[str, object] | str] = deque()
+        self._frames: deque[str] = deque()
+        # The bytes of the queued frames and of the one being written.
+        self._queued_bytes = 0
+        # Strawberry's socket adapter adds Plop's error codes as it encodes.
+        self._encode: Callable[[Mapping[str, object]], str] = (
+            adapter.encode_frame if isinstance(adapter, LimitCodedWebSocket) else _json_text
+        )
         self._wakeup: asyncio.Future[None] | None = None
         self._writing = False  # a frame taken off the deque is being written
         self._drained: asyncio.Future[None] | None = None  # what close() waits on
@@ -70,18 +88,21 @@ class QueuedWebSocket:
     async def send_json(self, message: Mapping[str, object]) -> None:
         # Frames rendered once for many sockets come through offer() and are counted
         # by their feed; these are the results strawberry rendered for this socket.
-        if self.offer(message):
+        if self.offer(self._encode(message)):
             if message.get("type") in RESULT_FRAME_TYPES:
                 DELIVERIES.inc()
         elif self._aborting is not None:
             await self._aborting
 
-    def offer(self, frame: Mapping[str, object] | str) -> bool:
-        """Queues a frame without waiting; False if the socket takes no more frames."""
+    def offer(self, frame: str) -> bool:
+        """Queues a frame's text without waiting; False if the socket takes no more."""
         if self._closed:
             return False
-        if len(self._frames) >= self._max_frames:
-            logger.warning("closing a slow consumer", extra={"queued": len(self._frames)})
+        if len(self._frames) >= self._max_frames or self._over_bytes(len(frame)):
+            logger.warning(
+                "closing a slow consumer",
+                extra={"queued": len(self._frames), "queued_bytes": self._queued_bytes},
+            )
             SOCKETS_REFUSED.labels(reason=REFUSED_SEND_QUEUE_FULL).inc()
             self._closed = True
             self._aborting = asyncio.create_task(
@@ -89,6 +110,7 @@ class QueuedWebSocket:
             )
             return False
         self._frames.append(frame)
+        self._queued_bytes += len(frame)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
         wakeup = self._wakeup
@@ -97,6 +119,15 @@ class QueuedWebSocket:
             if not wakeup.done():
                 wakeup.set_result(None)
         return True
+
+    def _over_bytes(self, size: int) -> bool:
+        # A frame larger than the whole bound still goes when nothing waits before it:
+        # the bound is on what piles up, not on one result.
+        return (
+            self._max_bytes is not None
+            and self._queued_bytes > 0
+            and self._queued_bytes + size > self._max_bytes
+        )
 
     def offer_encoded(self, text: str, encoded: bytes) -> bool:
         """Like ``offer``, for a frame also given as its encoded bytes: written at once
@@ -149,6 +180,7 @@ class QueuedWebSocket:
         self._ended = self._closed = True
         self._frames.clear()
         await self._stop_writer()
+        self._queued_bytes = 0
         with suppress(Exception):  # the peer may be gone already
             if last_frame is not None:
                 await self._adapter.send_json(last_frame)
@@ -172,15 +204,13 @@ class QueuedWebSocket:
             frame = frames.popleft()
             self._writing = True
             try:
-                if isinstance(frame, str):
-                    await self._send_text(frame)
-                else:
-                    await self._adapter.send_json(frame)
+                await self._send_text(frame)
             except Exception:
                 # The peer is gone; the receive loop notices and shuts the handler down.
                 self._closed = True
             finally:
                 self._writing = False
+                self._queued_bytes -= len(frame)
 
     async def _send_text(self, text: str) -> None:
         if self._text_socket is not None:
