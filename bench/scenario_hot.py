@@ -127,6 +127,7 @@ async def _layout(
         "reordered": merged["reordered"],
         "beyond_expected": merged["beyond_expected"],
         "subscriber_errors": merged["error_count"] + opened["failed_sockets"],
+        "subscriber_error_samples": [*opened["errors"], *merged["errors"]][:3],
     }
 
 
@@ -351,7 +352,11 @@ async def run(options: Options) -> Report:
         f"paced round at {options.rate:g} messages/s; the one-sender row's paced round "
         "goes at half its burst rate, as in the fanout scenario.",
     ]
-    samples = [sample for row in rows for sample in row["error_samples"]]
+    samples = [
+        sample
+        for row in rows
+        for sample in [*row["error_samples"], *row["subscriber_error_samples"]]
+    ]
     samples += [sample for config in configs for sample in config["send_error_samples"]]
     if samples:
         report.notes.append("Errors: " + "; ".join(samples)[:1000])
