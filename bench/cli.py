@@ -1,7 +1,7 @@
 """``python -m bench SCENARIO``: run one benchmark scenario and write its results;
 ``python -m bench all``: every scenario behind the README's table, then the table.
 
-Scenarios: send, fanout, memory, reconnect, stored (see each ``bench/scenario_*.py``).
+Scenarios: send, hot, fanout, memory, reconnect, stored (see each ``bench/scenario_*.py``).
 Every scenario starts the servers it measures (Plop, and the raw baseline in the same run),
 drives them from other processes over loopback, stops by itself within its bounds,
 and writes ``<scenario>.json``, ``<scenario>.md`` and PNG plots to ``--out``.
@@ -24,6 +24,7 @@ import uvloop
 
 from bench import (
     scenario_fanout,
+    scenario_hot,
     scenario_memory,
     scenario_reconnect,
     scenario_send,
@@ -38,6 +39,7 @@ SMOKE_RESULTS = RESULTS / "tmp"
 
 SCENARIOS: dict[str, Callable[[Options], Coroutine[Any, Any, Report]]] = {
     "send": scenario_send.run,
+    "hot": scenario_hot.run,
     "fanout": scenario_fanout.run,
     "memory": scenario_memory.run,
     "reconnect": scenario_reconnect.run,
@@ -49,6 +51,28 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "send": (
         {"concurrency": [1, 16, 64], "duration": 10.0, "max_requests": 20_000, "users": 16},
         {"concurrency": [1, 4], "duration": 1.0, "max_requests": 40, "users": 2},
+    ),
+    # concurrency: the levels of senders; subscribers, messages, paced_messages and
+    # rate: the hot room's fan-out (on the backend with the most instances).
+    "hot": (
+        {
+            "concurrency": [16, 64, 256],
+            "duration": 10.0,
+            "users": 16,
+            "subscribers": [1_000],
+            "messages": 100,
+            "paced_messages": 500,
+            "rate": 500.0,
+        },
+        {
+            "concurrency": [2, 4],
+            "duration": 1.0,
+            "users": 2,
+            "subscribers": [10],
+            "messages": 10,
+            "paced_messages": 20,
+            "rate": 50.0,
+        },
     ),
     "fanout": (
         {
@@ -138,9 +162,15 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--smoke", action="store_true", help="Tiny sizes, seconds.")
     parse.add_argument("--out", type=Path, default=None, help=f"[default: {RESULTS}]")
     parse.add_argument("--subscribers", type=_counts, help="Counts, comma-separated.")
-    parse.add_argument("--concurrency", type=_counts, help="send: levels, comma-separated.")
-    parse.add_argument("--messages", type=int, help="fanout: burst messages per room.")
-    parse.add_argument("--paced-messages", type=int, help="fanout: paced messages per room.")
+    parse.add_argument(
+        "--concurrency",
+        "--senders",
+        dest="concurrency",
+        type=_counts,
+        help="send, hot: levels of concurrent senders, comma-separated.",
+    )
+    parse.add_argument("--messages", type=int, help="fanout, hot: burst messages per room.")
+    parse.add_argument("--paced-messages", type=int, help="fanout, hot: paced messages per room.")
     parse.add_argument(
         "--rooms",
         type=int,
@@ -148,12 +178,19 @@ def parser() -> argparse.ArgumentParser:
     )
     parse.add_argument("--users", type=int, help="Users signed up (they share sockets).")
     parse.add_argument("--workers", type=int, default=0, help="Load processes [auto].")
-    parse.add_argument("--duration", type=float, help="send: seconds per level.")
+    parse.add_argument(
+        "--duration", "--seconds", dest="duration", type=float, help="send, hot: seconds per level."
+    )
     parse.add_argument("--max-requests", type=int, help="send: requests per level at most.")
     parse.add_argument("--max-subscriptions", type=int, help="memory: the ramp stops at this many.")
     parse.add_argument("--per-socket", type=int, help="memory: subscriptions per ramp socket.")
     parse.add_argument("--step", type=int, help="memory: subscriptions added per ramp step.")
-    parse.add_argument("--rate", type=float, help="reconnect: messages per room per second.")
+    parse.add_argument(
+        "--rate",
+        type=float,
+        help="reconnect: messages per room per second; hot: the paced rate into the hot "
+        "room of the fan-out rows.",
+    )
     parse.add_argument("--down-seconds", type=float, help="reconnect: time dropped.")
     parse.add_argument(
         "--max-seconds", type=float, help="memory: ramp time; reconnect: catch-up time."
@@ -223,7 +260,16 @@ def options_from(argv: list[str]) -> Options:
 
 def passed(checks: dict[str, Any]) -> bool:
     """The run's bookkeeping: nothing lost, duplicated, missing or failed."""
-    zero = ("lost", "duplicates", "errors", "send_errors", "seq_gaps", "failed")
+    zero = (
+        "lost",
+        "duplicates",
+        "reordered",
+        "errors",
+        "send_errors",
+        "seq_gaps",
+        "out_of_order",
+        "failed",
+    )
     if any(checks.get(name, 0) for name in zero):
         return False
     if "expected_deliveries" in checks and checks["deliveries"] != checks["expected_deliveries"]:

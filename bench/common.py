@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.rawhttp import HttpConnection
 from bench.server import ServerGroup, baseline_server, plop_server
 from bench.targets import Account, Target
 
 TEXT_CHARS = 64
+UNAVAILABLE = "UNAVAILABLE"
 # The server's per-socket send queue, raised so that a burst to one socket is never
 # cut short as a slow consumer (the load reads as fast as it can).
 SOCKET_SEND_QUEUE_FRAMES = 100_000
@@ -96,11 +98,74 @@ async def baseline_target(options: Options) -> AsyncIterator[Target]:
         yield Target("baseline", "raw FastAPI", server)
 
 
-class Sender:
-    """Sends messages into rooms, one connection and one sequential sender per room.
+class SeqLedger:
+    """The seqs one room's sends were answered with, and the sends that failed.
 
-    Keeps each room's last seq; with one sender per room, every answer must be the
-    previous seq + 1, so a gap or a repeat in the answers is counted.
+    Together, a room's answers must be the seqs after ``base``, each once: a seq
+    answered twice (or one at or below ``base``) is a duplicate, a seq below the
+    highest that no answer carried is a gap. Each connection sends one message after
+    another, so its own answers must rise: one that does not is out of order.
+    A failed send is counted as UNAVAILABLE when the server said so, as an other
+    error otherwise.
+    """
+
+    def __init__(self, base: int = 0) -> None:
+        self.base = base
+        self.highest = base
+        self.seqs: list[int] = []
+        self.errors: list[str] = []
+        self.unavailable = 0
+        self.out_of_order = 0
+        self._latest: dict[object, int] = {}
+
+    def answered(self, seq: int, sender: object = None) -> None:
+        """Records the seq of an answer to ``sender`` (a connection)."""
+        if seq <= self._latest.get(sender, self.base):
+            self.out_of_order += 1
+        self._latest[sender] = max(seq, self._latest.get(sender, self.base))
+        self.seqs.append(seq)
+        self.highest = max(self.highest, seq)
+
+    def failed(self, exc: Exception) -> None:
+        self.errors.append(str(exc)[:300])
+        if UNAVAILABLE in getattr(exc, "codes", ()):
+            self.unavailable += 1
+
+    async def send(
+        self, target: Target, connection: HttpConnection, account: Account, room: str
+    ) -> float:
+        """One send; its round trip in seconds (recorded as failed on an error)."""
+        started = time.perf_counter()
+        try:
+            seq = await target.send(connection, account, room, message_text())
+        except Exception as exc:
+            self.failed(exc)
+        else:
+            self.answered(seq, connection)
+        return time.perf_counter() - started
+
+    def check(self) -> dict[str, int]:
+        """answered, duplicates, seq_gaps, out_of_order, errors and unavailable."""
+        after_base = [seq for seq in self.seqs if seq > self.base]
+        unique = set(after_base)
+        return {
+            "answered": len(self.seqs),
+            "duplicates": len(self.seqs) - len(unique),
+            "seq_gaps": self.highest - self.base - len(unique),
+            "out_of_order": self.out_of_order,
+            "errors": len(self.errors),
+            "unavailable": self.unavailable,
+        }
+
+
+class Sender:
+    """Sends messages into rooms: ``per_room`` senders in each room, each on an HTTP
+    connection of its own and sending one message after another (``accounts`` take
+    turns as the senders, or ``account`` is every sender).
+
+    Each room's answers go to a ``SeqLedger`` that starts at the room's last seq: with
+    one sender per room every answer must be the previous seq + 1; with several, the
+    answers together must still be the next seqs, each once.
     """
 
     def __init__(
@@ -109,50 +174,78 @@ class Sender:
         account: Account,
         rooms: list[str],
         last_seq: dict[str, int] | None = None,
+        per_room: int = 1,
+        accounts: Sequence[Account] = (),
     ) -> None:
         self.target = target
-        self.account = account
         self.rooms = rooms
-        self.last_seq = {room: (last_seq or {}).get(room, 0) for room in rooms}
-        self.sent = 0
-        self.seq_gaps = 0
-        self.errors: list[str] = []
-        self._connections = {room: target.connection() for room in rooms}
+        self.per_room = per_room
+        bases = last_seq or {}
+        self.ledgers = {room: SeqLedger(bases.get(room, 0)) for room in rooms}
+        senders = list(accounts) or [account]
+        self._lanes = {
+            room: [
+                (target.connection(), senders[number % len(senders)]) for number in range(per_room)
+            ]
+            for room in rooms
+        }
 
-    async def send_one(self, room: str) -> None:
-        try:
-            seq = await self.target.send(
-                self._connections[room], self.account, room, message_text()
-            )
-        except Exception as exc:
-            self.errors.append(str(exc)[:300])
-            return
-        if seq != self.last_seq[room] + 1:
-            self.seq_gaps += 1
-        self.last_seq[room] = max(seq, self.last_seq[room])
-        self.sent += 1
+    @property
+    def last_seq(self) -> dict[str, int]:
+        """Each room's highest seq answered (or the seq it started from)."""
+        return {room: ledger.highest for room, ledger in self.ledgers.items()}
+
+    @property
+    def sent(self) -> int:
+        return sum(len(ledger.seqs) for ledger in self.ledgers.values())
+
+    @property
+    def seq_gaps(self) -> int:
+        """Answers that break a room's seqs: gaps, repeats and answers out of order."""
+        checks = [ledger.check() for ledger in self.ledgers.values()]
+        return sum(c["seq_gaps"] + c["duplicates"] + c["out_of_order"] for c in checks)
+
+    @property
+    def errors(self) -> list[str]:
+        return [error for ledger in self.ledgers.values() for error in ledger.errors]
+
+    @property
+    def unavailable(self) -> int:
+        return sum(ledger.unavailable for ledger in self.ledgers.values())
+
+    async def send_one(self, room: str, lane: int = 0) -> None:
+        connection, account = self._lanes[room][lane]
+        await self.ledgers[room].send(self.target, connection, account, room)
 
     async def wave(self) -> None:
         """One message to every room, at once."""
         await asyncio.gather(*(self.send_one(room) for room in self.rooms))
 
     async def burst(self, count: int) -> None:
-        """``count`` messages into every room, each room's as fast as answers come."""
-
-        async def one_room(room: str) -> None:
-            for _ in range(count):
-                await self.send_one(room)
-
-        await asyncio.gather(*(one_room(room) for room in self.rooms))
+        """``count`` messages into every room, each room's as fast as its senders'
+        answers come."""
+        await self.paced(count, 0.0)
 
     async def paced(self, count: int, interval: float) -> None:
-        """``count`` waves, ``interval`` seconds apart (a wave late starts at once)."""
+        """``count`` messages into every room, ``interval`` seconds apart: the room's
+        next free sender takes each when it is due (one due late goes at once)."""
         started = time.monotonic()
-        for number in range(count):
-            delay = started + number * interval - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self.wave()
+        taken = dict.fromkeys(self.rooms, 0)
+
+        async def lane(room: str, number: int) -> None:
+            while taken[room] < count:
+                index = taken[room]
+                taken[room] += 1
+                delay = started + index * interval - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self.send_one(room, number)
+
+        await asyncio.gather(
+            *(lane(room, number) for room in self.rooms for number in range(self.per_room))
+        )
 
     async def close(self) -> None:
-        await asyncio.gather(*(connection.close() for connection in self._connections.values()))
+        await asyncio.gather(
+            *(connection.close() for lanes in self._lanes.values() for connection, _ in lanes)
+        )

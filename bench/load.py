@@ -8,7 +8,8 @@ so that the generator is not what limits a run. The parent talks to the workers 
 pipes (``LoadPool``); each worker keeps the books of its subscribers:
 
 - which seqs each subscriber received (a bitmap), so that a missing seq counts as
-  lost and a seq received twice as duplicated, across reconnects too;
+  lost and a seq received twice as duplicated, across reconnects too, and how many
+  came after a higher seq (reordered: a room's stream is in seq order);
 - per round: deliveries, send-to-receive latency (the send time is the first word
   of the message text; sender and receivers share the machine's clock), and
   deliveries per 100 ms for the plots;
@@ -65,7 +66,9 @@ class Subscriber:
         "caught_up_at",
         "distinct",
         "duplicates",
+        "highest",
         "open",
+        "reordered",
         "resubscribed_at",
         "room",
     )
@@ -76,17 +79,23 @@ class Subscriber:
         self.bits = bytearray(64)
         self.distinct = 0
         self.duplicates = 0
+        self.highest = base
+        self.reordered = 0
         self.open = False
         self.resubscribed_at = 0.0
         self.caught_up_at = 0.0
 
     def record(self, seq: int) -> bool:
-        """Marks ``seq`` received; False if it was already."""
+        """Marks ``seq`` received; False if it was already. A new seq below the highest
+        received counts as reordered."""
         if seq >= len(self.bits):
             self.bits.extend(bytes(seq + 64 - len(self.bits)))
         if self.bits[seq]:
             self.duplicates += 1
             return False
+        if seq < self.highest:
+            self.reordered += 1
+        self.highest = max(self.highest, seq)
         self.bits[seq] = 1
         self.distinct += 1
         return True
@@ -430,6 +439,7 @@ class Worker:
             "deliveries": self.deliveries,
             "duplicates_round": self.duplicates,
             "duplicates_total": sum(sub.duplicates for sub in self.subscribers),
+            "reordered_total": sum(sub.reordered for sub in self.subscribers),
             "lost": lost,
             "beyond_expected": beyond,
             "frame_bytes": self.frame_bytes,
@@ -621,6 +631,7 @@ def merge_rounds(replies: list[dict[str, Any]]) -> dict[str, Any]:
         "not_opened": sum(reply["not_opened"] for reply in replies),
         "deliveries": sum(reply["deliveries"] for reply in replies),
         "duplicates": sum(reply["duplicates_total"] for reply in replies),
+        "reordered": sum(reply["reordered_total"] for reply in replies),
         "lost": sum(reply["lost"] for reply in replies),
         "beyond_expected": sum(reply["beyond_expected"] for reply in replies),
         "frame_bytes": sum(reply["frame_bytes"] for reply in replies),

@@ -41,6 +41,7 @@ PLAN: dict[str, tuple[list[str], list[str]]] = {
         ["send", "--backend", "both", "--instances", "1,2"],
         ["--concurrency", "16,64"],
     ),
+    "hot": (["hot", "--backend", "both", "--instances", "1,2"], []),
     "fanout": (
         [
             "fanout",

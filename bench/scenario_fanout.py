@@ -66,6 +66,7 @@ async def _round(
     else:
         await sender.paced(count, interval)
     sent_seconds = time.time() - first_send
+    sent = count * len(sender.rooms)
     expected = {room: sender.last_seq[room] for room in sender.rooms}
     merged = merge_rounds(
         await pool.all("wait", {"expected": expected, "within": wait_seconds(subscribers * count)})
@@ -79,9 +80,11 @@ async def _round(
         "deliveries": deliveries,
         "lost": merged["lost"],
         "duplicates": merged["duplicates"],
+        "reordered": merged["reordered"],
         "beyond_expected": merged["beyond_expected"],
         "seconds": round(span, 3),
         "send_seconds": round(sent_seconds, 3),
+        "messages_per_second": round(sent / sent_seconds, 1) if sent_seconds > 0 else 0.0,
         "deliveries_per_second": round(deliveries / span, 1) if span > 0 else 0.0,
         "server_cpu_us_per_delivery": round(cpu / deliveries * 1e6, 1) if deliveries else None,
         "load_cpu_seconds": round(merged["load_cpu_seconds"], 2),
@@ -103,7 +106,7 @@ def _timeline(buckets: dict[int, int], start: float) -> list[tuple[float, float]
     ]
 
 
-async def _config(
+async def run_config(
     target: Target,
     population: Population,
     rooms: list[str],
@@ -111,14 +114,19 @@ async def _config(
     subscribers: int,
     options: Options,
     last_seq: dict[str, int],
+    senders: int = 1,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
+    """Opens the subscribers, then a burst and a paced round; ``senders`` send
+    concurrently into each room, and the paced round goes at ``rate`` messages/s per
+    room (0: half the rate the burst reached)."""
     plans = []
     for index in range(subscribers):
         room = rooms[index % len(rooms)]
         plans.append(Plan(population.account_of(index).token, room, last_seq[room]))
     before = await target.subscriptions()
     pool = LoadPool(workers_for(subscribers, options))
-    sender = Sender(target, population.accounts[0], rooms, last_seq)
+    sender = Sender(target, population.accounts[0], rooms, last_seq, senders, population.accounts)
     slow_before = target.server.log_count(SLOW_CONSUMER_LOG)
     rss_before = target.server.rss_bytes()
     try:
@@ -127,7 +135,7 @@ async def _config(
         burst = await _round(target, pool, sender, subscribers, options.messages, None)
         # Half the rate the burst reached: a load the server keeps up with.
         per_message = burst["seconds"] / max(1, options.messages)
-        interval = min(2.0, max(0.005, 2 * per_message))
+        interval = 1 / rate if rate else min(2.0, max(0.005, 2 * per_message))
         paced = await _round(target, pool, sender, subscribers, options.paced_messages, interval)
         rss_after = target.server.rss_bytes()
     finally:
@@ -140,6 +148,7 @@ async def _config(
         "layout": layout,
         "rooms": len(rooms),
         "subscribers": subscribers,
+        "senders": senders,
         "opened": opened["opened"],
         "failed_sockets": opened["failed_sockets"],
         "open_seconds": round(opened["seconds"], 2),
@@ -176,7 +185,7 @@ async def _run_target(target: Target, options: Options) -> list[dict[str, Any]]:
         rooms = population.rooms[:1] if count == 1 else population.rooms[1 : 1 + spread]
         for subscribers in options.subscribers:
             configs.append(
-                await _config(target, population, rooms, layout, subscribers, options, last_seq)
+                await run_config(target, population, rooms, layout, subscribers, options, last_seq)
             )
     return configs
 
@@ -243,6 +252,7 @@ async def run(options: Options) -> Report:
         "deliveries": sum(phase["deliveries"] for phase in phases),
         "lost": sum(phase["lost"] for phase in phases),
         "duplicates": max((phase["duplicates"] for phase in phases), default=0),
+        "reordered": max((phase["reordered"] for phase in phases), default=0),
         "subscribers": sum(config["subscribers"] for config in configs),
         "opened": sum(config["opened"] for config in configs),
         "send_errors": sum(config["send_errors"] for config in configs),

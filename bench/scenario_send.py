@@ -65,6 +65,71 @@ def _busy_seconds() -> float:
     return busy
 
 
+async def closed_loop(
+    target: Target, senders: list[Sender], seconds: float, budget: int | None, warm_up: int
+) -> dict[str, Any]:
+    """Every sender of every room of ``senders`` sends one message after another, each
+    waiting for its answer, for ``seconds`` (or until ``budget`` sends are spent), after
+    ``warm_up`` messages per sender; the figures of that time, and its books."""
+    await asyncio.gather(*(sender.burst(warm_up * sender.per_room) for sender in senders))
+    warm_sent = sum(sender.sent for sender in senders)
+    latencies: list[float] = []
+    left = [budget]
+    stop_at = time.monotonic() + seconds
+    cpu_before = target.server.cpu_seconds()
+    database = _database_processes() if "real" in target.label else []
+    database_before, busy_before = _cpu_seconds(database), _busy_seconds()
+
+    async def run(sender: Sender, room: str, lane: int) -> None:
+        while time.monotonic() < stop_at:
+            if left[0] is not None:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            started = time.perf_counter()
+            await sender.send_one(room, lane)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.monotonic()
+    await asyncio.gather(
+        *(
+            run(sender, room, lane)
+            for sender in senders
+            for room in sender.rooms
+            for lane in range(sender.per_room)
+        )
+    )
+    elapsed = time.monotonic() - started
+    cpu = target.server.cpu_seconds() - cpu_before
+    database_cpu = _cpu_seconds(database) - database_before
+    busy = _busy_seconds() - busy_before
+    sent = sum(sender.sent for sender in senders) - warm_sent
+    cores = psutil.cpu_count() or 1
+    errors = [error for sender in senders for error in sender.errors]
+    return {
+        "requests": len(latencies),
+        "answered": sent,
+        # Errors and UNAVAILABLE answers, the warm-up's included.
+        "errors": len(errors),
+        "unavailable": sum(sender.unavailable for sender in senders),
+        "error_samples": errors[:3],
+        "seq_gaps": sum(sender.seq_gaps for sender in senders),
+        "seconds": round(elapsed, 3),
+        "per_second": round(sent / elapsed, 1) if elapsed else 0.0,
+        "server_cpu_us_per_request": round(cpu / sent * 1e6, 1) if sent else None,
+        # On the real services: FerretDB's and PostgreSQL's CPU per request, and their
+        # share and the whole machine's busy share of its CPU during the level.
+        "database_cpu_us_per_request": (
+            round(database_cpu / sent * 1e6, 1) if database and sent else None
+        ),
+        "database_cpu_share": (
+            round(database_cpu / (elapsed * cores), 3) if database and elapsed else None
+        ),
+        "machine_cpu_busy_share": round(busy / (elapsed * cores), 3) if elapsed else None,
+        **latency_summary(latencies),
+    }
+
+
 async def _measure(
     target: Target,
     population: Population,
@@ -76,61 +141,16 @@ async def _measure(
         Sender(target, population.account_of(index), [population.room_of(index)], last_seq)
         for index in range(concurrency)
     ]
+    warm_up = 1 if options.smoke else WARMUP_MESSAGES
     try:
-        await asyncio.gather(
-            *(sender.burst(1 if options.smoke else WARMUP_MESSAGES) for sender in senders)
+        figures = await closed_loop(
+            target, senders, options.duration, options.max_requests, warm_up
         )
-        warm_sent = sum(sender.sent for sender in senders)
-        latencies: list[float] = []
-        budget = [options.max_requests]
-        stop_at = time.monotonic() + options.duration
-        cpu_before = target.server.cpu_seconds()
-        database = _database_processes() if "real" in target.label else []
-        database_before, busy_before = _cpu_seconds(database), _busy_seconds()
-
-        async def run(sender: Sender) -> None:
-            room = sender.rooms[0]
-            while budget[0] > 0 and time.monotonic() < stop_at:
-                budget[0] -= 1
-                started = time.perf_counter()
-                await sender.send_one(room)
-                latencies.append(time.perf_counter() - started)
-
-        started = time.monotonic()
-        await asyncio.gather(*(run(sender) for sender in senders))
-        seconds = time.monotonic() - started
-        cpu = target.server.cpu_seconds() - cpu_before
-        database_cpu = _cpu_seconds(database) - database_before
-        busy = _busy_seconds() - busy_before
     finally:
         await asyncio.gather(*(sender.close() for sender in senders))
         for sender in senders:
             last_seq.update(sender.last_seq)
-    sent = sum(sender.sent for sender in senders) - warm_sent
-    cores = psutil.cpu_count() or 1
-    errors = [error for sender in senders for error in sender.errors]
-    return {
-        "target": target.label,
-        "concurrency": concurrency,
-        "requests": len(latencies),
-        "answered": sent,
-        "errors": len(errors),
-        "error_samples": errors[:3],
-        "seq_gaps": sum(sender.seq_gaps for sender in senders),
-        "seconds": round(seconds, 3),
-        "per_second": round(sent / seconds, 1) if seconds else 0.0,
-        "server_cpu_us_per_request": round(cpu / sent * 1e6, 1) if sent else None,
-        # On the real services: FerretDB's and PostgreSQL's CPU per request, and their
-        # share and the whole machine's busy share of its CPU during the level.
-        "database_cpu_us_per_request": (
-            round(database_cpu / sent * 1e6, 1) if database and sent else None
-        ),
-        "database_cpu_share": (
-            round(database_cpu / (seconds * cores), 3) if database and seconds else None
-        ),
-        "machine_cpu_busy_share": round(busy / (seconds * cores), 3) if seconds else None,
-        **latency_summary(latencies),
-    }
+    return {"target": target.label, "concurrency": concurrency, **figures}
 
 
 def _database_cell(row: dict[str, Any]) -> str:

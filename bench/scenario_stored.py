@@ -21,8 +21,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from bench.common import Options, message_text, plop_target
-from bench.rawhttp import HttpConnection
+from bench.common import Options, SeqLedger, plop_target
 from bench.report import Plot, Report, Table, latency_summary, ratio, summed
 from bench.targets import Account, Target
 
@@ -31,43 +30,13 @@ FILL_CONCURRENCY = 8
 WARMUP_MESSAGES = 5
 
 
-class RoomLedger:
-    """The seqs one room's sends were answered with, and the sends that failed."""
-
-    def __init__(self) -> None:
-        self.seqs: list[int] = []
-        self.errors: list[str] = []
-
-    async def send(
-        self, target: Target, connection: HttpConnection, account: Account, room: str
-    ) -> float:
-        """One send; its round trip in seconds (recorded as failed on an error)."""
-        started = time.perf_counter()
-        try:
-            self.seqs.append(await target.send(connection, account, room, message_text()))
-        except Exception as exc:
-            self.errors.append(str(exc)[:300])
-        return time.perf_counter() - started
-
-    def check(self) -> dict[str, int]:
-        """Seqs must be 1..n, each once: n answered, none missing, none repeated."""
-        unique = set(self.seqs)
-        highest = max(unique, default=0)
-        return {
-            "answered": len(self.seqs),
-            "duplicates": len(self.seqs) - len(unique),
-            "seq_gaps": highest - len(unique),
-            "errors": len(self.errors),
-        }
-
-
 def _summary(latencies: list[float]) -> dict[str, float]:
     mean = statistics.fmean(latencies) * 1000 if latencies else 0.0
     return {**latency_summary(latencies), "mean_ms": round(mean, 2)}
 
 
 async def _fill(
-    target: Target, account: Account, room: str, ledger: RoomLedger, count: int
+    target: Target, account: Account, room: str, ledger: SeqLedger, count: int
 ) -> float:
     """Stores ``count`` messages in the room; the seconds it took."""
     budget = [count]
@@ -92,7 +61,7 @@ async def _run_backend(options: Options, backend: str) -> dict[str, Any]:
         population = await target.populate(1, 2)
         account = population.accounts[0]
         empty_room, full_room = population.rooms
-        ledgers = {empty_room: RoomLedger(), full_room: RoomLedger()}
+        ledgers = {empty_room: SeqLedger(), full_room: SeqLedger()}
         connection = target.connection()
         try:
             for _ in range(WARMUP_MESSAGES):
@@ -157,7 +126,9 @@ async def run(options: Options) -> Report:
         },
         data={"rows": rows},
     )
-    report.checks = summed(rows, "requests", "answered", "errors", "duplicates", "seq_gaps")
+    report.checks = summed(
+        rows, "requests", "answered", "errors", "duplicates", "seq_gaps", "out_of_order"
+    )
     report.tables.append(
         Table(
             "Send latency, one send at a time (ratios: to the empty room on an empty store)",

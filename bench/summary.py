@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.centrifugo import LABEL as CENTRIFUGO
+from bench.scenario_hot import HOT_FANOUT_SENDERS, MAX_P99_RATIO, MIN_STORED_RATIO, SPREAD
 
 Document = dict[str, Any]
 RAW = "raw FastAPI"
@@ -159,6 +160,55 @@ def reconnect_to_raw_reopen(target: str) -> Callable[[Document], Pair]:
     return read
 
 
+def _hot_pairs(document: Document, target: str | None, field: str) -> list[Pair]:
+    """The hot scenario: each one-room row's figure beside its spread row's (same
+    server, same C), for ``target`` or every server."""
+    rows = _rows(document, "rows")
+    spread = {(row["target"], row["concurrency"]): row for row in rows if row["layout"] == SPREAD}
+    pairs = []
+    for row in rows:
+        reference = spread.get((row["target"], row["concurrency"]))
+        if row["layout"] != ONE_ROOM or reference is None or target not in (None, row["target"]):
+            continue
+        pairs.append(Pair(_number(row.get(field)), _number(reference.get(field))))
+    return pairs
+
+
+def hot_pair(target: str | None, field: str, highest: bool = False) -> Callable[[Document], Pair]:
+    """The one room beside the spread layout at the level whose ratio is the worst:
+    the lowest (or, with ``highest``, the highest) over the levels."""
+
+    def read(document: Document) -> Pair:
+        known = [pair for pair in _hot_pairs(document, target, field) if pair.ratio is not None]
+        if not known:
+            return Pair(None)
+        choose = max if highest else min
+        return choose(known, key=lambda pair: pair.ratio or 0.0)
+
+    return read
+
+
+def hot_unavailable(document: Document) -> Pair:
+    """UNAVAILABLE answers over the hot scenario's levels, beside its stored sends."""
+    checks = document.get("checks", {})
+    return Pair(_number(checks.get("unavailable")), _number(checks.get("stored")))
+
+
+def hot_fanout_not_once(target: str) -> Callable[[Document], Pair]:
+    """Deliveries of the many-sender fan-out rows not made exactly once in order
+    (lost, duplicated, reordered), beside the deliveries expected."""
+
+    def read(document: Document) -> Pair:
+        for config in _rows(document, "fanout"):
+            if config["target"] == target and config["senders"] > 1:
+                phases = [config["burst"], config["paced"]]
+                broken = sum(p["lost"] + p["duplicates"] + p["reordered"] for p in phases)
+                return Pair(float(broken), float(sum(p["expected_deliveries"] for p in phases)))
+        return Pair(None)
+
+    return read
+
+
 def at_least(limit: float) -> Callable[[float | None, float | None], bool | None]:
     return lambda value, _ratio: None if value is None else value >= limit
 
@@ -220,6 +270,52 @@ HEADLINES: list[Headline] = [
         "raw POST",
         "≥ 0.2 of raw",
         ratio_at_least(0.2),
+    ),
+    *(
+        Headline(
+            f"hot_stored_ratio_{key}",
+            f"stored/s, C senders in one room vs C rooms, {where} (worst of C = 16, 64, 256)",
+            "hot",
+            hot_pair(label, "per_second"),
+            "C rooms",
+            f"≥ {MIN_STORED_RATIO[instances]:g}x",
+            ratio_at_least(MIN_STORED_RATIO[instances]),
+        )
+        for key, where, label, instances in (
+            ("embedded", "embedded", PLOP_EMBEDDED, 1),
+            ("real", "real services", PLOP_REAL, 1),
+            ("two_instances", "real services, 2 instances", PLOP_TWO, 2),
+        )
+    ),
+    Headline(
+        "hot_p99_ratio",
+        "send p99, C senders in one room vs C rooms (ms, worst of every C and server)",
+        "hot",
+        hot_pair(None, "p99_ms", highest=True),
+        "C rooms",
+        f"≤ {MAX_P99_RATIO:g}x",
+        ratio_at_most(MAX_P99_RATIO),
+    ),
+    Headline(
+        "hot_unavailable",
+        "UNAVAILABLE answers, C senders in one room and in C rooms (all levels, servers)",
+        "hot",
+        hot_unavailable,
+        "stored",
+        "0",
+        at_most(0),
+        digits=0,
+    ),
+    Headline(
+        "hot_fanout_not_once",
+        f"hot room fan-out ({HOT_FANOUT_SENDERS} senders), 1,000 subscribers, 2 instances: "
+        "deliveries lost, duplicated or reordered",
+        "hot",
+        hot_fanout_not_once(PLOP_TWO),
+        "expected",
+        "0",
+        at_most(0),
+        digits=0,
     ),
     Headline(
         "stored_latency_ratio_embedded",

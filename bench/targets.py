@@ -69,7 +69,24 @@ class Population:
 
 
 class SendFailed(Exception):
-    """A send the server refused or answered with GraphQL errors."""
+    """A send the server refused or answered with GraphQL errors; ``codes`` are the
+    errors' ``extensions.code`` (``UNAVAILABLE``, ...), empty for a transport failure."""
+
+    def __init__(self, text: str, codes: tuple[str, ...] = ()) -> None:
+        super().__init__(text)
+        self.codes = codes
+
+
+def error_codes(errors: object) -> tuple[str, ...]:
+    """The ``extensions.code`` of each GraphQL error of an answer (``?`` if it has none)."""
+    if not isinstance(errors, list):
+        return ()
+    codes = []
+    for error in errors:
+        extensions = error.get("extensions") if isinstance(error, dict) else None
+        code = extensions.get("code") if isinstance(extensions, dict) else None
+        codes.append(code if isinstance(code, str) else "?")
+    return tuple(codes)
 
 
 @dataclass
@@ -120,7 +137,8 @@ class Target:
         except HttpError as exc:
             raise SendFailed(str(exc)) from exc
         if answer.get("errors"):
-            raise SendFailed(json.dumps(answer["errors"])[:500])
+            errors = answer["errors"]
+            raise SendFailed(json.dumps(errors)[:500], error_codes(errors))
         seq: int = answer["data"]["sendMessage"]["seq"]
         return seq
 

@@ -174,6 +174,116 @@ def test_stored(tmp_path: Path, backend: str) -> None:
     assert row["ratio_p50"] is not None
 
 
+def test_hot(tmp_path: Path) -> None:
+    document = run_bench(tmp_path, "hot", "--backend", "embedded")
+    rows = document["results"]["rows"]
+    levels = document["parameters"]["senders"]
+    # Each level measured in one room and spread over as many rooms, side by side.
+    assert [(row["concurrency"], row["layout"]) for row in rows] == [
+        (level, layout) for level in levels for layout in ("one room", "spread")
+    ]
+    for row in rows:
+        assert row["rooms"] == (1 if row["layout"] == "one room" else row["concurrency"])
+        assert row["requests"] > 0
+        assert row["opened"] == row["subscribers"] == row["rooms"]
+        assert row["deliveries"] == row["expected_deliveries"] > row["answered"] > 0
+        for books in ("lost", "duplicates", "reordered", "answer_duplicates", "out_of_order"):
+            assert row[books] == 0, books
+        assert row["unexplained_gaps"] == 0
+        assert (row["layout"] == "one room") == ("ratio_per_second" in row)
+    # The hot room's fan-out: many senders beside one, every delivery once and in order.
+    fanout = document["results"]["fanout"]
+    assert sorted(config["senders"] for config in fanout) == [1, 32]
+    for config in fanout:
+        assert config["opened"] == config["subscribers"]
+        for phase in ("burst", "paced"):
+            figures = config[phase]
+            assert figures["deliveries"] == figures["expected_deliveries"] > 0
+            assert figures["lost"] == figures["duplicates"] == figures["reordered"] == 0
+        assert config["send_errors"] == config["seq_gaps"] == 0
+
+
+# --- the books, without a server -------------------------------------------------------
+
+
+def test_subscriber_books_find_a_gap_a_duplicate_and_a_reorder() -> None:
+    from bench.load import Subscriber, Worker
+
+    worker = Worker()
+    sub = Subscriber("room", base=10)
+    sub.open = True
+    worker.subscribers.append(sub)
+    for seq in (11, 13, 12, 12, 15):  # 12 after 13, 12 twice, 14 never
+        worker.deliver(sub, seq, "1.0 text", 2.0, 10)
+    books = worker._round_report({"room": 15})
+    assert books["deliveries"] == 4
+    assert books["duplicates_total"] == 1
+    assert books["reordered_total"] == 1
+    assert books["lost"] == 1
+    assert sub.contiguous() == 13
+    in_order = Subscriber("room", base=0)
+    for seq in (1, 2, 3):
+        assert in_order.record(seq)
+    assert (in_order.duplicates, in_order.reordered, in_order.contiguous()) == (0, 0, 3)
+
+
+def test_seq_ledger_finds_gaps_repeats_and_answers_out_of_order() -> None:
+    from bench.common import SeqLedger
+    from bench.targets import SendFailed
+
+    ledger = SeqLedger(base=10)
+    first, second = object(), object()
+    for seq, sender in ((11, first), (13, second), (12, first), (12, second)):
+        ledger.answered(seq, sender)
+    # 12 answered twice; the second sender's answers fell (13, then 12).
+    assert ledger.check() == {
+        "answered": 4,
+        "duplicates": 1,
+        "seq_gaps": 0,
+        "out_of_order": 1,
+        "errors": 0,
+        "unavailable": 0,
+    }
+    assert ledger.highest == 13
+    ledger.answered(16, first)  # 14 and 15 never answered
+    ledger.answered(9, second)  # below the room's seq when the ledger started
+    ledger.failed(SendFailed("down", ("UNAVAILABLE",)))
+    ledger.failed(SendFailed("oops", ("INTERNAL",)))
+    ledger.failed(TimeoutError())
+    checked = ledger.check()
+    assert (checked["seq_gaps"], checked["duplicates"], checked["out_of_order"]) == (2, 2, 2)
+    assert (checked["errors"], checked["unavailable"]) == (3, 1)
+
+
+def test_send_errors_keep_their_codes() -> None:
+    from bench.targets import error_codes
+
+    errors = [
+        {"message": "a", "extensions": {"code": "UNAVAILABLE"}},
+        {"message": "b"},
+        "not an error",
+    ]
+    assert error_codes(errors) == ("UNAVAILABLE", "?", "?")
+    assert error_codes(None) == ()
+
+
+def test_hot_options_and_books() -> None:
+    from bench.cli import options_from, passed
+    from bench.scenario_hot import fanout_backend
+
+    options = options_from(["hot", "--senders", "8,32", "--seconds", "2.5"])
+    assert (options.concurrency, options.duration, options.backends) == ([8, 32], 2.5, ["embedded"])
+    options = options_from(["hot", "--backend", "both", "--instances", "1,2"])
+    assert options.concurrency == [16, 64, 256]
+    assert options.backends == ["embedded", "real", "real-x2"]
+    assert fanout_backend(options.backends) == "real-x2"
+    assert fanout_backend(["embedded"]) == "embedded"
+    books = {"lost": 0, "duplicates": 0, "unavailable": 3, "other_errors": 1}
+    assert passed(books)  # refusals are figures of the hot scenario, not its books
+    assert not passed({**books, "reordered": 1})
+    assert not passed({**books, "out_of_order": 1})
+
+
 # --- the Centrifugo peer's pure parts (the peer itself runs in `plop bench` only) ----
 
 

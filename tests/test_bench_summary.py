@@ -146,3 +146,44 @@ def test_rows_of_scenarios_not_run_again_keep_their_own_runs() -> None:
     rows = carried_over(one, three, ran={"send"})
     assert headline(rows, "send_per_second_c64_real")["value"]["runs"] == 1
     assert "| 3 |" in markdown_table(three)
+
+
+def hot_document(levels: dict[int, tuple[float, float, float, float]]) -> dict[str, Any]:
+    """One room's and the spread layout's stored/s and p99 per level, real services."""
+    rows = []
+    for concurrency, (one_rate, spread_rate, one_p99, spread_p99) in levels.items():
+        for layout, rate, p99 in (
+            ("one room", one_rate, one_p99),
+            ("spread", spread_rate, spread_p99),
+        ):
+            rows.append(
+                {
+                    "target": "Plop (real)",
+                    "layout": layout,
+                    "concurrency": concurrency,
+                    "per_second": rate,
+                    "p99_ms": p99,
+                }
+            )
+    return {
+        "scenario": "hot",
+        "checks": {"unavailable": 2, "stored": 900},
+        "results": {"rows": rows},
+    }
+
+
+def test_hot_room_figures_are_the_worst_level_and_its_own_spread_layout() -> None:
+    document = hot_document({16: (90.0, 100.0, 30.0, 20.0), 64: (50.0, 100.0, 50.0, 40.0)})
+    rows = summarise([{"hot": document}])
+    stored = headline(rows, "hot_stored_ratio_real")
+    # C=64 is the worst ratio (0.5), compared with C=64's spread layout only.
+    assert stored["value"]["median"] == 50.0
+    assert stored["ratio"]["median"] == 0.5
+    assert stored["met"] is False
+    assert headline(rows, "hot_stored_ratio_two_instances")["value"] is None
+    p99 = headline(rows, "hot_p99_ratio")
+    assert p99["ratio"]["median"] == 1.5  # C=16: 30 ms beside 20 ms
+    assert p99["met"] is True
+    assert headline(rows, "hot_unavailable")["met"] is False
+    met = summarise([{"hot": hot_document({16: (85.0, 100.0, 10.0, 10.0)})}])
+    assert headline(met, "hot_stored_ratio_real")["met"] is True
