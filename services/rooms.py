@@ -273,9 +273,9 @@ class RoomService:
         moved = await MembershipDoc.find(
             {"room_id": room.id, "user_id": viewer.id, "last_read_seq": {"$lt": seq}}
         ).update_many({"$max": {"last_read_seq": seq}})
-        await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room.id)))
         if isinstance(moved, UpdateResult) and moved.modified_count:
-            # Only a marker that moved forward is news to the room.
+            # Only a marker that moved forward is news, to the viewer and to the room.
+            await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room.id)))
             receipt = ReadReceipt(
                 str(room.id),
                 str(viewer.id),
