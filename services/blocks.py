@@ -26,6 +26,7 @@ from errors import BadUserInput, NotFound
 from models import BlockDoc, UserDoc
 from services.accounts import Recent
 from services.friends import FriendService
+from services.limits import LimitName, RateLimiter
 
 BLOCK_EPOCH_PREFIX = "plop:blocks:epoch:"
 # Senders whose blockers the push worker keeps, and for how long at most: the epoch
@@ -41,14 +42,17 @@ def _epoch_key(blocked_id: PydanticObjectId) -> str:
 class BlockService:
     """The rules of blocking."""
 
-    def __init__(self, redis: Redis, friends: FriendService) -> None:
+    def __init__(self, redis: Redis, friends: FriendService, limits: RateLimiter) -> None:
         self._redis = redis
         self._friends = friends
+        self._limits = limits
         self._kept: Recent[tuple[str, frozenset[PydanticObjectId]]] = Recent(
             KEPT_SENDERS, KEPT_SENDER_SECONDS
         )
 
     async def _require_other(self, viewer: UserDoc, user_id: PydanticObjectId) -> None:
+        # Blocks and unblocks share a budget: each moves an epoch every instance reads.
+        await self._limits.hit(LimitName.BLOCK_USER, str(viewer.id))
         if user_id == viewer.id:
             raise BadUserInput("you cannot block or unblock yourself")
         if await UserDoc.get(user_id) is None:

@@ -185,6 +185,7 @@ class RoomService:
     async def leave(self, room: RoomDoc, viewer: UserDoc) -> None:
         """Takes the viewer out of a GROUP room: no more reading, sending or receiving."""
         assert viewer.id is not None and room.id is not None
+        await self._limits.hit(LimitName.LEAVE_ROOM, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("only a GROUP room can be left")
         async with self._locks.hold(f"room-members:{room.id}"):  # not lost to an invite
@@ -264,7 +265,9 @@ class RoomService:
         return room.member_ids[:first]
 
     async def mark_read(self, room: RoomDoc, viewer: UserDoc, seq: int) -> None:
-        """Moves the viewer's read marker forward to seq (never back)."""
+        """Moves the viewer's read marker forward to seq (never back); a marker that
+        does not move publishes nothing."""
+        await self._limits.hit(LimitName.MARK_READ, str(viewer.id))
         if seq < 0:
             raise BadUserInput("seq must be 0 or more")
         # A marker past the newest message would count messages not sent yet as read.
