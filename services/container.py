@@ -76,6 +76,7 @@ class Services:
             limits,
             Locks(redis),
             MembershipCache(hub, settings.membership_check_seconds),
+            blocks,
         )
         relay = MessageRelay(
             publisher,

@@ -150,6 +150,7 @@ class MessageService:
         await self._limits.hit(LimitName.EDIT_MESSAGE, str(viewer.id))
         self._check(text, None)
         message, room = await self._own_message(message_id, viewer)
+        await self._rooms.require_open(room, viewer)
         if message.deleted:
             raise BadUserInput("a deleted message cannot be edited")
         now = utc_now()
