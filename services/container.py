@@ -115,7 +115,9 @@ class Services:
             rooms=rooms,
             messages=messages,
             relay=relay,
-            streams=StreamService(hub, messages, accounts, settings.membership_check_seconds),
+            streams=StreamService(
+                hub, messages, accounts, blocks, settings.membership_check_seconds
+            ),
             friends=friends,
             presence=presence,
             devices=DeviceService(push_platforms, accounts.sessions, limits),
