@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     topic_partitions: int = 8
 
     session_ttl_seconds: int = 30 * 24 * 3600
+    # Live sessions per user: each holds a 30-day token (and its push devices); past
+    # this, a new session ends the oldest ones first.
+    max_sessions_per_user: int = Field(default=20, ge=1)
 
     # GraphQL limits: each is generous for a real client and cheap to check.
     max_query_depth: int = 12
@@ -176,6 +179,34 @@ class Settings(BaseSettings):
     failed_log_in_per_address_limit_seconds: float = 15 * 60.0
     sign_up_per_address_limit: int = 20
     sign_up_per_address_limit_seconds: float = 3_600.0
+    # Successful logIns per username and per client address: each costs an argon2
+    # hash and stores a session for session_ttl_seconds.
+    log_in_per_username_limit: int = 20
+    log_in_per_username_limit_seconds: float = 3_600.0
+    log_in_per_address_limit: int = 200
+    log_in_per_address_limit_seconds: float = 3_600.0
+    # editMessage and deleteMessage per user: each reaches every member's roomUpdated
+    # and roomActivity, as a message does, at a pace no person edits at.
+    edit_message_limit: int = 30
+    edit_message_limit_seconds: float = 60.0
+    delete_message_limit: int = 30
+    delete_message_limit_seconds: float = 60.0
+    # markRead per user: a client marks as it scrolls, a couple a second at most.
+    mark_read_limit: int = 60
+    mark_read_limit_seconds: float = 30.0
+    # searchUsers per user: each is an index scan; a client searches as one types.
+    search_users_limit: int = 30
+    search_users_limit_seconds: float = 30.0
+    # registerPushDevice per user: a device registers once per session or token change.
+    register_push_device_limit: int = 10
+    register_push_device_limit_seconds: float = 600.0
+    # leaveRoom per user: each tells every member of the room.
+    leave_room_limit: int = 30
+    leave_room_limit_seconds: float = 60.0
+    # blockUser and unblockUser together, per user: each ends a friendship, declines
+    # requests and moves the block epoch every instance reads.
+    block_user_limit: int = 30
+    block_user_limit_seconds: float = 60.0
     # Peers (IPs or networks, comma-separated) whose X-Forwarded-For names the client:
     # the load balancer's. Anyone else could forge the header, so by default nobody.
     forwarded_allow_ips: str = ""

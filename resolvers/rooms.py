@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers.access import require_member, require_viewer
+from resolvers.access import require_member, require_viewer, require_writer
 from schema.context import Info
 from schema.types import PageInfo, Room, RoomConnection, RoomEdge
 from services.ids import parse_id, parse_ids
@@ -37,13 +37,13 @@ async def leave_room(info: Info, room_id: strawberry.ID) -> bool:
 
 
 async def set_typing(info: Info, room_id: strawberry.ID, typing: bool) -> bool:
-    viewer, room = await require_member(info, room_id)
+    viewer, room = await require_writer(info, room_id)
     await info.context.services.typing.set_typing(room, viewer, typing)
     return True
 
 
 async def mark_read(info: Info, room_id: strawberry.ID, seq: int) -> Room:
-    viewer, room = await require_member(info, room_id)
+    viewer, room = await require_writer(info, room_id)
     await info.context.services.rooms.mark_read(room, viewer, seq)
     return Room.from_doc(room)
 

@@ -138,20 +138,25 @@ class AccountService:
             await user.insert()
         except DuplicateKeyError as exc:
             raise Conflict(f"username {name!r} is taken") from exc
-        return Session(token=await self.sessions.create(str(user.id)), user=user)
+        return await self._new_session(user)
 
     async def log_in(self, username: str, password: str, client_address: str) -> Session:
         """A new session; UNAUTHENTICATED, saying nothing more, if the pair is wrong.
 
         Failures are counted per username and per client address; past either budget
         every logIn is RATE_LIMITED, the right password too, until it refills.
+        Successes have budgets of their own (each costs a hash and a stored session).
         """
         name = username.strip().lower()
         failures = (
             (LimitName.FAILED_LOG_IN_PER_USERNAME, name),
             (LimitName.FAILED_LOG_IN_PER_ADDRESS, client_address),
         )
-        await self._limits.check(*failures)
+        successes = (
+            (LimitName.LOG_IN_PER_USERNAME, name),
+            (LimitName.LOG_IN_PER_ADDRESS, client_address),
+        )
+        await self._limits.check(*failures, *successes)
         # A name no account can have is not looked up (a NUL byte, say, is refused by
         # some stores), but it costs the same hash, so it reveals nothing either.
         valid = USERNAME_PATTERN.fullmatch(name) is not None
@@ -161,16 +166,26 @@ class AccountService:
         if not matches or user is None:
             await self._limits.spend(*failures)
             raise Unauthenticated("wrong username or password")
-        return Session(token=await self.sessions.create(str(user.id)), user=user)
+        await self._limits.spend(*successes)
+        return await self._new_session(user)
+
+    async def _new_session(self, user: UserDoc) -> Session:
+        """A new session of the user; those it ends past the cap close as at logOut."""
+        created = await self.sessions.create(str(user.id))
+        for ended in created.ended:
+            await self._ended(user, ended)
+        return Session(token=created.token, user=user)
 
     async def log_out(self, token: str, user: UserDoc) -> None:
-        """Revokes the token at once and closes the session's sockets everywhere.
-
-        This instance's sockets close before this returns; other instances learn it
-        from the event (or, if the broker is down, from their next session check).
-        """
+        """Revokes the token at once and closes the session's sockets everywhere."""
         await self.sessions.revoke(token)
-        ended = SessionEnded(user_id=str(user.id), session_id=session_id(token))
+        await self._ended(user, session_id(token))
+
+    async def _ended(self, user: UserDoc, ended_id: str) -> None:
+        """Closes the ended session's sockets: this instance's before this returns,
+        other instances' from the event (or, if the broker is down, from their next
+        session check). Its push devices go at their next push (``DeviceService``)."""
+        ended = SessionEnded(user_id=str(user.id), session_id=ended_id)
         self._hub.dispatch(ended)
         await self._publisher.publish(ended)
 

@@ -4,13 +4,17 @@ A block ends the friendship of the two (so presence stops both ways, through the
 friendship events ``FriendService`` publishes) and declines the pending friend
 requests between them. From then on the blocked user cannot open a DIRECT room
 with the blocker, add or invite them to a group, or send them a friend request
-(``services.blocklist`` says so to the other services), and the push worker sends
-the blocker no push for the blocked user's messages.
+(``services.blocklist`` says so to the other services). A DIRECT room of the two
+that already exists is closed (``RoomService.require_open`` asks
+``blocked_between``); in a GROUP they share, the blocker gets no push, typing or
+read receipt of the blocked user (the push worker and ``StreamService`` ask
+``blockers_of``), while the blocked user's messages still show.
 
-The push worker asks "who blocks this sender?" for every message. It keeps each
-sender's blockers a while, under the sender's block epoch in Redis: every block
-and unblock of a user moves that user's epoch, so a kept answer is used only while
-no block of the sender changed, on whichever instance the change was made.
+These questions come with every message, typing notice and receipt. Each user's
+blockers are kept a while, under the user's block epoch in Redis: every block and
+unblock of a user moves that user's epoch, so a kept answer is used only while no
+block of the user changed, on whichever instance the change was made; asking costs
+one Redis read.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from errors import BadUserInput, NotFound
 from models import BlockDoc, UserDoc
 from services.accounts import Recent
 from services.friends import FriendService
+from services.limits import LimitName, RateLimiter
 
 BLOCK_EPOCH_PREFIX = "plop:blocks:epoch:"
 # Senders whose blockers the push worker keeps, and for how long at most: the epoch
@@ -41,14 +46,17 @@ def _epoch_key(blocked_id: PydanticObjectId) -> str:
 class BlockService:
     """The rules of blocking."""
 
-    def __init__(self, redis: Redis, friends: FriendService) -> None:
+    def __init__(self, redis: Redis, friends: FriendService, limits: RateLimiter) -> None:
         self._redis = redis
         self._friends = friends
+        self._limits = limits
         self._kept: Recent[tuple[str, frozenset[PydanticObjectId]]] = Recent(
             KEPT_SENDERS, KEPT_SENDER_SECONDS
         )
 
     async def _require_other(self, viewer: UserDoc, user_id: PydanticObjectId) -> None:
+        # Blocks and unblocks share a budget: each moves an epoch every instance reads.
+        await self._limits.hit(LimitName.BLOCK_USER, str(viewer.id))
         if user_id == viewer.id:
             raise BadUserInput("you cannot block or unblock yourself")
         if await UserDoc.get(user_id) is None:
@@ -92,10 +100,27 @@ class BlockService:
         candidates = set(among)
         if not candidates:
             return set()
-        epoch = str(await self._redis.get(_epoch_key(sender_id)) or "0")
-        kept = self._kept.get(str(sender_id))
-        if kept is None or kept[0] != epoch:
-            found = await BlockDoc.find(BlockDoc.blocked_id == sender_id).to_list()
-            kept = (epoch, frozenset(block.blocker_id for block in found))
-            self._kept.keep(str(sender_id), kept)
-        return candidates & kept[1]
+        (blockers,) = await self._blockers([sender_id])
+        return candidates & blockers
+
+    async def blocked_between(self, first: PydanticObjectId, second: PydanticObjectId) -> bool:
+        """Whether either of the two users blocks the other."""
+        of_first, of_second = await self._blockers([first, second])
+        return second in of_first or first in of_second
+
+    async def _blockers(
+        self, user_ids: list[PydanticObjectId]
+    ) -> list[frozenset[PydanticObjectId]]:
+        """Who blocks each of the users: their epochs in one read, the store only for a
+        user whose epoch moved since their blockers were kept."""
+        epochs = await self._redis.mget([_epoch_key(user_id) for user_id in user_ids])
+        found: list[frozenset[PydanticObjectId]] = []
+        for user_id, raw in zip(user_ids, epochs, strict=True):
+            epoch = str(raw or "0")
+            kept = self._kept.get(str(user_id))
+            if kept is None or kept[0] != epoch:
+                blocks = await BlockDoc.find(BlockDoc.blocked_id == user_id).to_list()
+                kept = (epoch, frozenset(block.blocker_id for block in blocks))
+                self._kept.keep(str(user_id), kept)
+            found.append(kept[1])
+        return found

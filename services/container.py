@@ -62,14 +62,21 @@ class Services:
     ) -> Services:
         limits = RateLimiter(redis, limits_from_settings(settings))
         accounts = AccountService(
-            SessionStore(redis, settings.session_ttl_seconds), publisher, hub, passwords, limits
+            SessionStore(redis, settings.session_ttl_seconds, settings.max_sessions_per_user),
+            publisher,
+            hub,
+            passwords,
+            limits,
         )
+        friends = FriendService(publisher, limits)
+        blocks = BlockService(redis, friends, limits)
         rooms = RoomService(
             publisher,
             settings.max_group_members,
             limits,
             Locks(redis),
             MembershipCache(hub, settings.membership_check_seconds),
+            blocks,
         )
         relay = MessageRelay(
             publisher,
@@ -80,8 +87,6 @@ class Services:
         messages = MessageService(
             relay, rooms, settings.max_message_chars, settings.max_client_id_chars, limits
         )
-        friends = FriendService(publisher, limits)
-        blocks = BlockService(redis, friends)
         presence = PresenceService(
             redis,
             publisher,
@@ -110,10 +115,12 @@ class Services:
             rooms=rooms,
             messages=messages,
             relay=relay,
-            streams=StreamService(hub, messages, accounts, settings.membership_check_seconds),
+            streams=StreamService(
+                hub, messages, accounts, blocks, settings.membership_check_seconds
+            ),
             friends=friends,
             presence=presence,
-            devices=DeviceService(push_platforms),
+            devices=DeviceService(push_platforms, accounts.sessions, limits),
             blocks=blocks,
             limits=limits,
             sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),

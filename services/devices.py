@@ -1,4 +1,10 @@
-"""Push devices: registering and unregistering a user's device tokens."""
+"""Push devices: registering and unregistering a user's device tokens.
+
+A device belongs to the session that registered it and goes with it, however the
+session ends: its logOut removes it at once; an expiry, the per-user session cap or
+any other end is found when the device is next due a push (one Redis round trip
+for all of a message's devices), and the device is removed then.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,12 @@ import logging
 from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
 
+from auth.sessions import SessionStore
 from errors import BadUserInput
 from models import PushDeviceDoc, UserDoc
 from models.push import PushPlatform
 from models.time import utc_now
+from services.limits import LimitName, RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -26,18 +34,22 @@ def token_hash(token: str) -> str:
 class DeviceService:
     """A token belongs to one user at a time; a user keeps at most ten devices."""
 
-    def __init__(self, platforms: frozenset[PushPlatform]) -> None:
+    def __init__(
+        self, platforms: frozenset[PushPlatform], sessions: SessionStore, limits: RateLimiter
+    ) -> None:
         self._platforms = platforms  # the platforms this deployment can push to
+        self._sessions = sessions
+        self._limits = limits
 
     async def register(
         self, viewer: UserDoc, platform: PushPlatform, token: str, session_id: str
     ) -> PushDeviceDoc:
         """Registers (or moves to the viewer) a device token; the oldest past ten goes.
 
-        The device is tied to the session that registered it: that session's logOut
-        removes it (``forget_session``).
+        The device is tied to the session that registered it, and goes with it.
         """
         assert viewer.id is not None
+        await self._limits.hit(LimitName.REGISTER_PUSH_DEVICE, str(viewer.id))
         if platform not in self._platforms:
             raise BadUserInput(f"this server is not configured to push to {platform.value}")
         if not token.strip() or len(token.encode()) > MAX_TOKEN_BYTES:
@@ -98,9 +110,18 @@ class DeviceService:
         return result.deleted_count if result is not None else 0
 
     async def of_users(self, user_ids: list[PydanticObjectId]) -> list[PushDeviceDoc]:
+        """The users' devices whose session is still live; the others are removed."""
         if not user_ids:
             return []
-        return await PushDeviceDoc.find({"user_id": {"$in": user_ids}}).to_list()
+        devices = await PushDeviceDoc.find({"user_id": {"$in": user_ids}}).to_list()
+        # A device stored before devices were tied to sessions has none to end with.
+        tied = {device.session_id for device in devices if device.session_id is not None}
+        kept: set[str | None] = {None, *await self._sessions.live(tied)}
+        ended = [device.id for device in devices if device.session_id not in kept]
+        if ended:
+            await PushDeviceDoc.find({"_id": {"$in": ended}}).delete()
+            logger.info("removed the push devices of ended sessions", extra={"count": len(ended)})
+        return [device for device in devices if device.session_id in kept]
 
     async def remove(self, device: PushDeviceDoc) -> None:
         await device.delete()

@@ -35,6 +35,7 @@ class FriendService:
 
     async def search(self, viewer: UserDoc, query: str, first: int | None) -> list[UserDoc]:
         """Users whose username or display name starts with the query, any letter case."""
+        await self._limits.hit(LimitName.SEARCH_USERS, str(viewer.id))
         size = 20 if first is None else first
         if not 1 <= size <= MAX_SEARCH_RESULTS:
             raise BadUserInput(f"first must be between 1 and {MAX_SEARCH_RESULTS}")

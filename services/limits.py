@@ -75,6 +75,15 @@ class LimitName(StrEnum):
     FAILED_LOG_IN_PER_USERNAME = "failed-log-in-user"
     FAILED_LOG_IN_PER_ADDRESS = "failed-log-in-address"
     SIGN_UP_PER_ADDRESS = "sign-up-address"
+    LOG_IN_PER_USERNAME = "log-in-user"
+    LOG_IN_PER_ADDRESS = "log-in-address"
+    EDIT_MESSAGE = "edit-message"
+    DELETE_MESSAGE = "delete-message"
+    MARK_READ = "mark-read"
+    SEARCH_USERS = "search-users"
+    REGISTER_PUSH_DEVICE = "register-push-device"
+    LEAVE_ROOM = "leave-room"
+    BLOCK_USER = "block-user"
 
 
 # What a refusal says was too much, by limit.
@@ -88,6 +97,15 @@ _REFUSALS = {
     LimitName.FAILED_LOG_IN_PER_USERNAME: "too many failed log-ins for this username",
     LimitName.FAILED_LOG_IN_PER_ADDRESS: "too many failed log-ins from this address",
     LimitName.SIGN_UP_PER_ADDRESS: "too many sign-ups from this address",
+    LimitName.LOG_IN_PER_USERNAME: "too many log-ins for this username",
+    LimitName.LOG_IN_PER_ADDRESS: "too many log-ins from this address",
+    LimitName.EDIT_MESSAGE: "too many messages edited",
+    LimitName.DELETE_MESSAGE: "too many messages deleted",
+    LimitName.MARK_READ: "too many read markers set",
+    LimitName.SEARCH_USERS: "too many user searches",
+    LimitName.REGISTER_PUSH_DEVICE: "too many push devices registered",
+    LimitName.LEAVE_ROOM: "too many rooms left",
+    LimitName.BLOCK_USER: "too many blocks and unblocks",
 }
 
 
@@ -127,6 +145,21 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
         LimitName.SIGN_UP_PER_ADDRESS: Limit(
             s.sign_up_per_address_limit, s.sign_up_per_address_limit_seconds
         ),
+        LimitName.LOG_IN_PER_USERNAME: Limit(
+            s.log_in_per_username_limit, s.log_in_per_username_limit_seconds
+        ),
+        LimitName.LOG_IN_PER_ADDRESS: Limit(
+            s.log_in_per_address_limit, s.log_in_per_address_limit_seconds
+        ),
+        LimitName.EDIT_MESSAGE: Limit(s.edit_message_limit, s.edit_message_limit_seconds),
+        LimitName.DELETE_MESSAGE: Limit(s.delete_message_limit, s.delete_message_limit_seconds),
+        LimitName.MARK_READ: Limit(s.mark_read_limit, s.mark_read_limit_seconds),
+        LimitName.SEARCH_USERS: Limit(s.search_users_limit, s.search_users_limit_seconds),
+        LimitName.REGISTER_PUSH_DEVICE: Limit(
+            s.register_push_device_limit, s.register_push_device_limit_seconds
+        ),
+        LimitName.LEAVE_ROOM: Limit(s.leave_room_limit, s.leave_room_limit_seconds),
+        LimitName.BLOCK_USER: Limit(s.block_user_limit, s.block_user_limit_seconds),
     }
 
 

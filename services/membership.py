@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from beanie import PydanticObjectId
 
 from models import RoomDoc
+from models.room import RoomKind
 from pubsub import Event, MembersChanged, MessageAdded, room_route
 from services.fanout import FanoutHub
 
@@ -42,6 +43,7 @@ class SendingRoom:
     """What the send path needs to know of a room, as last read or since learned."""
 
     id: PydanticObjectId
+    kind: RoomKind
     member_ids: frozenset[PydanticObjectId]
     members_tag: str
     seq_hint: int
@@ -104,6 +106,7 @@ class MembershipCache:
         earlier = self._rooms.get(room.id)
         return SendingRoom(
             id=room.id,
+            kind=room.kind,
             member_ids=frozenset(room.member_ids),
             members_tag=room.members_tag,
             seq_hint=max(room.seq_hint, earlier.seq_hint if earlier is not None else 0),

@@ -147,8 +147,10 @@ class MessageService:
 
     async def edit(self, message_id: PydanticObjectId, viewer: UserDoc, text: str) -> MessageDoc:
         """Replaces the text of the viewer's own message, and publishes the change."""
+        await self._limits.hit(LimitName.EDIT_MESSAGE, str(viewer.id))
         self._check(text, None)
         message, room = await self._own_message(message_id, viewer)
+        await self._rooms.require_open(room, viewer)
         if message.deleted:
             raise BadUserInput("a deleted message cannot be edited")
         now = utc_now()
@@ -159,6 +161,7 @@ class MessageService:
     async def delete(self, message_id: PydanticObjectId, viewer: UserDoc) -> MessageDoc:
         """Deletes the viewer's own message: its seq stays, its stored text is cleared.
         Deleting it again returns it as it is."""
+        await self._limits.hit(LimitName.DELETE_MESSAGE, str(viewer.id))
         message, room = await self._own_message(message_id, viewer)
         if message.deleted:
             return message

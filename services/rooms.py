@@ -17,6 +17,7 @@ from models.room import RoomKind, new_members_tag
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, ReadReceipt, RoomAdded, RoomChanged
 from services.blocklist import refuse_if_blocked
+from services.blocks import BlockService
 from services.events import EventPublisher
 from services.limits import LimitName, RateLimiter
 from services.locks import Locks
@@ -33,6 +34,11 @@ from services.sequence import latest_seq
 from services.shown_text import refuse_hidden_characters
 
 MAX_TITLE_CHARS = 100
+# Both users of a blocked DIRECT room know of the block (one of them made it).
+CONVERSATION_BLOCKED = (
+    "this conversation is blocked: nothing can be sent, typed, edited or marked read "
+    "in it until the block is lifted"
+)
 ROOM_CURSOR = "room"
 DEFAULT_MEMBERS_PAGE = 100
 
@@ -58,8 +64,10 @@ class RoomService:
         limits: RateLimiter,
         locks: Locks,
         senders: MembershipCache,
+        blocks: BlockService,
     ) -> None:
         self._publisher = publisher
+        self._blocks = blocks
         self._max_group_members = max_group_members
         self._limits = limits
         self._locks = locks
@@ -83,7 +91,30 @@ class RoomService:
             raise NotFound("no such room")
         if viewer.id not in room.member_ids:
             raise Forbidden("you are not a member of this room")
+        await self.require_open(room, viewer)
         return room
+
+    async def require_writer(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
+        """``require_member`` for what a member does in the room (typing, marking it
+        read): FORBIDDEN too in a DIRECT room closed by a block."""
+        room = await self.require_member(room_id, viewer)
+        await self.require_open(room, viewer)
+        return room
+
+    async def require_open(self, room: RoomDoc | SendingRoom, viewer: UserDoc) -> None:
+        """FORBIDDEN in a DIRECT room where either user blocks the other.
+
+        A DIRECT room cannot be left, so a block closes it instead: its history stays
+        readable, nothing new goes in, and unblocking opens it again. The block is read
+        through its epoch in Redis (``services.blocks``), so it bites at once on every
+        instance, whatever the send path keeps of the room.
+        """
+        if room.kind is not RoomKind.DIRECT:
+            return
+        others = [member for member in room.member_ids if member != viewer.id]
+        assert viewer.id is not None
+        if others and await self._blocks.blocked_between(viewer.id, others[0]):
+            raise Forbidden(CONVERSATION_BLOCKED)
 
     async def _require_users(self, user_ids: list[PydanticObjectId]) -> None:
         found = await UserDoc.find({"_id": {"$in": user_ids}}).count()
@@ -187,6 +218,7 @@ class RoomService:
     async def leave(self, room: RoomDoc, viewer: UserDoc) -> None:
         """Takes the viewer out of a GROUP room: no more reading, sending or receiving."""
         assert viewer.id is not None and room.id is not None
+        await self._limits.hit(LimitName.LEAVE_ROOM, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("only a GROUP room can be left")
         async with self._locks.hold(f"room-members:{room.id}"):  # not lost to an invite
@@ -266,7 +298,9 @@ class RoomService:
         return room.member_ids[:first]
 
     async def mark_read(self, room: RoomDoc, viewer: UserDoc, seq: int) -> None:
-        """Moves the viewer's read marker forward to seq (never back)."""
+        """Moves the viewer's read marker forward to seq (never back); a marker that
+        does not move publishes nothing."""
+        await self._limits.hit(LimitName.MARK_READ, str(viewer.id))
         if seq < 0:
             raise BadUserInput("seq must be 0 or more")
         # A marker past the newest message would count messages not sent yet as read.
@@ -275,9 +309,9 @@ class RoomService:
         moved = await MembershipDoc.find(
             {"room_id": room.id, "user_id": viewer.id, "last_read_seq": {"$lt": seq}}
         ).update_many({"$max": {"last_read_seq": seq}})
-        await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room.id)))
         if isinstance(moved, UpdateResult) and moved.modified_count:
-            # Only a marker that moved forward is news to the room.
+            # Only a marker that moved forward is news, to the viewer and to the room.
+            await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room.id)))
             receipt = ReadReceipt(
                 str(room.id),
                 str(viewer.id),

@@ -7,7 +7,7 @@ reads the store for it and ends a viewer's stream when it loses access.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from contextlib import AsyncExitStack
 
 from beanie import PydanticObjectId
@@ -20,12 +20,15 @@ from pubsub import (
     MessageAdded,
     MessageData,
     MessageUpdated,
+    ReadReceipt,
     RoomAdded,
     RoomChanged,
+    TypingChanged,
     room_route,
     user_route,
 )
 from services.accounts import AccountService
+from services.blocks import BlockService
 from services.fanout import LAGGED, FanoutHub, Inbox
 from services.fresh_reads import FreshReads
 from services.message_data import message_data
@@ -64,11 +67,13 @@ class StreamService:
         hub: FanoutHub,
         messages: MessageService,
         accounts: AccountService,
+        blocks: BlockService,
         recheck_seconds: float,
     ) -> None:
         self.hub = hub
         self._messages = messages
         self._accounts = accounts
+        self._blocks = blocks
         self.recheck_seconds = recheck_seconds
         # A reconnect storm subscribes thousands of sockets to the same few rooms:
         # their reads share batches, each started after its asks (services.fresh_reads).
@@ -172,8 +177,22 @@ class StreamService:
                 if isinstance(step, Access):
                     if not step.allows(viewer_key):
                         raise Forbidden(NO_LONGER_A_MEMBER)
-                elif not isinstance(step, MessageData):
+                elif not isinstance(step, MessageData) and not await self.hidden_from(
+                    step, [viewer_key]
+                ):
                     yield step
+
+    async def hidden_from(self, event: RoomActivity, viewer_ids: Iterable[str]) -> set[str]:
+        """Those of the viewers who are not shown this event: the typing and read
+        receipts of a user they block (in a group they share; a DIRECT room the block
+        closed has none)."""
+        if not isinstance(event, TypingChanged | ReadReceipt):
+            return set()
+        if not PydanticObjectId.is_valid(event.user_id):
+            return set()
+        viewers = [PydanticObjectId(each) for each in viewer_ids]
+        blockers = await self._blocks.blockers_of(PydanticObjectId(event.user_id), viewers)
+        return {str(blocker) for blocker in blockers}
 
     @staticmethod
     async def _room_of_member(room_id: str, viewer: UserDoc) -> RoomDoc | None:

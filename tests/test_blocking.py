@@ -33,7 +33,7 @@ from tests.support.clients import (
     subscribed,
     ws_session,
 )
-from tests.support.push_receiver import WEBHOOK_SECRET, PushReceiver, running_push_receiver
+from tests.support.push_receiver import PushReceiver, running_push_receiver, webhook_pusher
 from tests.support.server import ServerProcess
 
 BLOCK = "mutation($u: ID!) { blockUser(userId: $u) }"
@@ -185,18 +185,8 @@ async def receiver(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pu
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def pusher(real_env: dict[str, str], receiver: PushReceiver) -> AsyncIterator[ServerProcess]:
     """One instance running the push worker, pushing to webhooks only."""
-    server = ServerProcess(
-        "block-pusher",
-        {
-            **real_env,
-            "PLOP_INSTANCE_ID": "block-pusher",
-            "PLOP_PUSH_WEBHOOK_URL": f"{receiver.base_url}/webhook",
-            "PLOP_PUSH_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        },
-    )
-    await server.start()
-    yield server
-    await server.stop()
+    async with webhook_pusher("block-pusher", real_env, receiver) as server:
+        yield server
 
 
 async def test_no_push_for_a_blocked_senders_messages(

@@ -338,11 +338,15 @@ class ActivityFeed(_FeedTask):
                             if not step.allows(follower.viewer_id):
                                 follower.end(Forbidden(NO_LONGER_A_MEMBER))
                     elif not isinstance(step, MessageData):
+                        hidden = await self._streams.hidden_from(
+                            step, {follower.viewer_id for follower in self.followers}
+                        )
                         payload = await self._render(step)
                         raise_if_stopped()
                         FEED_RENDERINGS.inc()
                         for follower in tuple(self.followers):
-                            follower.give(payload)
+                            if follower.viewer_id not in hidden:
+                                follower.give(payload)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

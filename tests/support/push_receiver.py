@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from push.providers import FCM_SCOPE
-from tests.support.server import free_port
+from tests.support.server import ServerProcess, free_port
 
 PROJECT = "plop-test-project"
 CLIENT_EMAIL = f"plop@{PROJECT}.iam.gserviceaccount.com"
@@ -236,3 +236,25 @@ async def running_push_receiver(directory: Path) -> AsyncIterator[PushReceiver]:
     finally:
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def webhook_pusher(
+    name: str, env: dict[str, str], receiver: PushReceiver
+) -> AsyncIterator[ServerProcess]:
+    """One instance with these settings running the push worker, pushing to the
+    receiver's webhook only."""
+    server = ServerProcess(
+        name,
+        {
+            **env,
+            "PLOP_INSTANCE_ID": name,
+            "PLOP_PUSH_WEBHOOK_URL": f"{receiver.base_url}/webhook",
+            "PLOP_PUSH_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        },
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
