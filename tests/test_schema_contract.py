@@ -40,7 +40,66 @@ CONTRACT = next(
     REPO.parent / "shared" / "design" / "api.graphql",
 )
 
-NOT_YET_SERVED: frozenset[str] = frozenset()
+# Contract v1.2's names that are not built yet: a type by its name, a field as
+# "Type.field", an argument as "Type.field(argument)", a union's member as
+# "Union|Member".
+NOT_YET_SERVED: frozenset[str] = frozenset(
+    {
+        # Groups and accounts: roles, consent, muting, sessions, profile, deletion.
+        "RoomRole",
+        "RoomMembership",
+        "RoomMembershipEdge",
+        "RoomMembershipConnection",
+        "RoomInvitation",
+        "Session",
+        "User.avatarUrl",
+        "User.deleted",
+        "Room.viewerRole",
+        "Room.memberships",
+        "Room.mutedUntil",
+        "Query.roomInvitations",
+        "Query.sessions",
+        "Mutation.respondToRoomInvitation",
+        "Mutation.updateRoom",
+        "Mutation.removeMember",
+        "Mutation.setMemberRole",
+        "Mutation.muteRoom",
+        "Mutation.unmuteRoom",
+        "Mutation.updateProfile",
+        "Mutation.changePassword",
+        "Mutation.endSession",
+        "Mutation.deleteAccount",
+        # Rich messages: replies, reactions, attachments, mentions, search.
+        "ReactionGroup",
+        "Attachment",
+        "UploadTicket",
+        "UploadField",
+        "ReactionChanged",
+        "RoomActivity|ReactionChanged",
+        "Room.mentionCount",
+        "Message.replyTo",
+        "Message.reactions",
+        "Message.attachments",
+        "Message.mentions",
+        "Query.searchMessages",
+        "Mutation.sendMessage(replyToId)",
+        "Mutation.sendMessage(attachmentIds)",
+        "Mutation.addReaction",
+        "Mutation.removeReaction",
+        "Mutation.createUpload",
+        # One stream for the whole account.
+        "SyncResult",
+        "RoomSync",
+        "AccountEvent",
+        "MessageAdded",
+        "RoomJoined",
+        "RoomLeft",
+        "RoomInvited",
+        "AccountEventPayload",
+        "Query.sync",
+        "Subscription.events",
+    }
+)
 
 
 def served_schema() -> GraphQLSchema:
@@ -90,8 +149,13 @@ def contract_gaps(served: GraphQLSchema, contract: GraphQLSchema) -> tuple[list[
                 gaps.append(f"enum {name}: values {sorted(missing)} missing")
         if isinstance(contract_type, GraphQLUnionType):
             assert isinstance(served_type, GraphQLUnionType)
-            if {t.name for t in contract_type.types} - {t.name for t in served_type.types}:
-                gaps.append(f"union {name}: members missing")
+            served_members = {t.name for t in served_type.types}
+            for member in {t.name for t in contract_type.types}:
+                if f"{name}|{member}" in NOT_YET_SERVED:
+                    if member in served_members:
+                        served_but_listed.add(f"{name}|{member}")
+                elif member not in served_members:
+                    gaps.append(f"union {name}: member {member} missing")
         if isinstance(
             contract_type, GraphQLObjectType | GraphQLInterfaceType | GraphQLInputObjectType
         ):
@@ -114,6 +178,10 @@ def contract_gaps(served: GraphQLSchema, contract: GraphQLSchema) -> tuple[list[
                 served_args = getattr(served_field, "args", {})
                 for arg_name, arg in contract_args.items():
                     served_arg = served_args.get(arg_name)
+                    if f"{path}({arg_name})" in NOT_YET_SERVED:
+                        if served_arg is not None:
+                            served_but_listed.add(f"{path}({arg_name})")
+                        continue
                     if served_arg is None or str(served_arg.type) != str(arg.type):
                         gaps.append(f"argument {path}({arg_name}): missing or not {arg.type}")
                 for arg_name, served_arg in served_args.items():
