@@ -23,12 +23,36 @@ async def message_at(room_id: PydanticObjectId, seq: int) -> MessageDoc | None:
     return await MessageDoc.find_one(MessageDoc.room_id == room_id, MessageDoc.seq == seq)
 
 
+async def _is_stored(room_id: PydanticObjectId, seq: int) -> bool:
+    found = await MessageDoc.get_pymongo_collection().find_one(
+        {"room_id": room_id, "seq": seq}, {"_id": 1}
+    )
+    return found is not None
+
+
+async def newest_seq_from(room_id: PydanticObjectId, taken: int) -> int:
+    """The room's newest seq, knowing that ``taken`` is stored (or is 0).
+
+    Seqs have no gaps, so "seq is stored" is true up to the newest and false past it:
+    the newest is found by doubling steps from ``taken``, then halving, in about
+    2·log2(distance) indexed point lookups however far the room has moved.
+    """
+    low, step = taken, 1
+    while await _is_stored(room_id, low + step):
+        low, step = low + step, step * 2
+    high = low + step  # not stored when looked at
+    while high - low > 1:
+        middle = (low + high) // 2
+        if await _is_stored(room_id, middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 async def latest_seq(room_id: PydanticObjectId) -> int:
     """The seq of the room's newest message; 0 for an empty room."""
-    seq = await seq_hint(room_id)
-    while await message_at(room_id, seq + 1) is not None:
-        seq += 1
-    return seq
+    return await newest_seq_from(room_id, await seq_hint(room_id))
 
 
 async def latest_seqs(hints: Mapping[PydanticObjectId, int]) -> dict[PydanticObjectId, int]:
