@@ -66,15 +66,17 @@ class Services:
         accounts = AccountService(
             SessionStore(redis, settings.session_ttl_seconds), publisher, hub, passwords, limits
         )
+        locks = Locks(redis)
         rooms = RoomService(
             publisher,
             settings.max_group_members,
             limits,
-            Locks(redis),
+            locks,
             MembershipCache(hub, settings.membership_check_seconds),
         )
         relay = MessageRelay(
             publisher,
+            locks,
             grace_seconds=settings.relay_grace_seconds,
             interval_seconds=settings.relay_interval_seconds,
             idle_interval_seconds=settings.relay_idle_interval_seconds,

@@ -149,14 +149,28 @@ class MessageService:
     async def _update(
         self, message: MessageDoc, room: RoomDoc, viewer: UserDoc, changes: dict[str, object]
     ) -> MessageDoc:
-        """Stores the changes (left for the relay until published), then publishes them."""
+        """Stores the changes (left for the relay until published), then publishes them.
+
+        Written under the message's lock, shared by every instance, and only to the
+        message as it stands under it: a delete that came first (here or on another
+        instance) wins, and nothing written later puts its text back.
+        """
         changes = {**changes, "update_published": False}
-        async with self._relay.writes:  # never beside this process's published marks
-            await MessageDoc.find_one(MessageDoc.id == message.id).update({"$set": changes})
+        async with self._relay.writing(message.id):
+            current = await MessageDoc.get(message.id)
+            if current is None:
+                raise NotFound("no such message")
+            if current.deleted:
+                if changes.get("deleted"):
+                    return current  # deleted meanwhile: deleting again returns it as it is
+                raise BadUserInput("a deleted message cannot be edited")
+            await MessageDoc.find_one({"_id": message.id, "deleted": False}).update(
+                {"$set": changes}
+            )
         for field, value in changes.items():
-            setattr(message, field, value)
-        await self._relay.publish_update(message, viewer, room.members_tag)
-        return message
+            setattr(current, field, value)
+        await self._relay.publish_update(current, viewer, room.members_tag)
+        return current
 
     async def latest_seq(self, room_id: PydanticObjectId) -> int:
         """The seq of the room's newest message; 0 for an empty room."""
