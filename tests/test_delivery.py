@@ -93,7 +93,7 @@ async def senders_into_one_room_reach_every_subscriber(
 ) -> None:
     """Senders split over both instances, each waiting for its answers, all into one
     room; watchers on both instances and subprotocols get every seq once, in order."""
-    senders = [await sign_up(server_a) for _ in range(senders_count)]
+    senders = list(await asyncio.gather(*(sign_up(server_a) for _ in range(senders_count))))
     placements = [
         (server_a, TRANSPORT_WS),
         (server_a, LEGACY_WS),
