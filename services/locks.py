@@ -95,4 +95,4 @@ class Locks:
                     await asyncio.sleep(random.uniform(pause / 2, pause))
                     pause = min(pause * 2, MAX_PAUSE_SECONDS)
         except TimeoutError as exc:
-            raise Unavailable("this room is busy right now; retry shortly") from exc
+            raise Unavailable("another change of this is under way; retry shortly") from exc
