@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     max_group_members: int = 1_000
     max_message_chars: int = 4_000
     max_client_id_chars: int = 64
+    # Sends to one room that one instance holds at once (queued behind the room's
+    # writer or being stored by it, services.room_writer) before it answers
+    # RATE_LIMITED: a room's writer stores a few thousand messages a second, so a
+    # full queue is a client flood, not a busy room; each waiting send holds its text.
+    room_send_queue: int = 512
     # Frames, and bytes of frames, a socket may have waiting to be written before it
     # counts as a slow consumer and is closed (1013); the client resumes with afterSeq.
     # The bytes bound memory: 1,000 frames of results up to ~100 KiB each would be

@@ -8,12 +8,13 @@ from models.block import BlockDoc
 from models.friend import FriendRequestDoc, FriendshipDoc
 from models.message import MessageDoc
 from models.push import PushDeviceDoc
-from models.room import MembershipDoc, RoomDoc
+from models.room import MembershipDoc, RoomDoc, RoomProgressDoc
 from models.user import UserDoc
 
 DOCUMENT_MODELS: list[type[Document]] = [
     UserDoc,
     RoomDoc,
+    RoomProgressDoc,
     MembershipDoc,
     MessageDoc,
     FriendRequestDoc,
@@ -31,5 +32,6 @@ __all__ = [
     "MessageDoc",
     "PushDeviceDoc",
     "RoomDoc",
+    "RoomProgressDoc",
     "UserDoc",
 ]

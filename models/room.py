@@ -35,12 +35,12 @@ class RoomDoc(Document):
     member_ids: list[PydanticObjectId]
     pair_key: str
     created_at: datetime = Field(default_factory=utc_now)
-    # Time of the newest activity (creation, message, membership change): orders
-    # the room list. Only ever moved forward.
+    # Time of the room's creation or newest membership change; with its messages'
+    # activity (``RoomProgressDoc``) it orders the room list. Only ever moved forward.
     last_activity_at: datetime = Field(default_factory=utc_now)
-    # A lower bound of the room's newest seq: where a sender starts looking for the
-    # next free seq. Moved forward after each stored message; an update lost to a
-    # concurrent writer only makes it lag, never run ahead of the messages.
+    # Rooms stored before ``RoomProgressDoc`` kept their seq hint here. It is never
+    # written now: it stays a lower bound of the newest seq, and reads take the
+    # higher of it and the progress document's.
     seq_hint: int = 0
     # A new random value with every change of ``member_ids``. Events of messages
     # carry the tag their sender's authorization read, so a live stream can tell
@@ -58,6 +58,26 @@ class RoomDoc(Document):
                 name="member_activity",
             ),
         ]
+
+
+class RoomProgressDoc(Document):
+    """Where a room's messages stand; its id is the room's.
+
+    Every stored message moves it, so it holds nothing of the room's membership: on
+    FerretDB 1.x an update writes back the whole document it read, and a send's
+    update of the room document could write back members a leave had just removed.
+    Both fields only ever move forward; an update lost to a concurrent one only
+    makes them lag.
+    """
+
+    id: PydanticObjectId  # the room's id, never generated
+    # A lower bound of the room's newest seq: where its writer starts.
+    seq_hint: int = 0
+    # Time of the room's newest message.
+    last_activity_at: datetime = Field(default_factory=utc_now)
+
+    class Settings:
+        name = "room_progress"
 
 
 class MembershipDoc(Document):

@@ -22,9 +22,11 @@ from services.friends import FriendService
 from services.limits import RateLimiter, limits_from_settings
 from services.locks import Locks
 from services.membership import MembershipCache
+from services.message_store import MongoMessageInserts
 from services.messages import MessageService
 from services.presence import PresenceService
 from services.relay import MessageRelay
+from services.room_writer import RoomWriters
 from services.rooms import RoomService
 from services.socket_caps import SocketCaps
 from services.streams import StreamService
@@ -70,22 +72,29 @@ class Services:
         )
         friends = FriendService(publisher, limits)
         blocks = BlockService(redis, friends, limits)
+        locks = Locks(redis)
         rooms = RoomService(
             publisher,
             settings.max_group_members,
             limits,
-            Locks(redis),
+            locks,
             MembershipCache(hub, settings.membership_check_seconds),
             blocks,
         )
         relay = MessageRelay(
             publisher,
+            locks,
             grace_seconds=settings.relay_grace_seconds,
             interval_seconds=settings.relay_interval_seconds,
             idle_interval_seconds=settings.relay_idle_interval_seconds,
         )
         messages = MessageService(
-            relay, rooms, settings.max_message_chars, settings.max_client_id_chars, limits
+            relay,
+            rooms,
+            settings.max_message_chars,
+            settings.max_client_id_chars,
+            limits,
+            RoomWriters(MongoMessageInserts(rooms), settings.room_send_queue),
         )
         presence = PresenceService(
             redis,

@@ -2,7 +2,10 @@
 
 FerretDB 1.x applies an update by reading the document and writing it back, so two
 concurrent invites that each checked the member cap can both pass it. A lock per
-room makes "read the members, check the cap, add" one step across every instance.
+room makes "read the members, check the cap, add" one step across every instance;
+a lock per message does the same for the writes to a stored message (an edit, a
+delete, the relay's published marks), so that none writes back text another
+removed.
 
 A lock is ``SET key token NX PX hold``: it expires by itself if its holder dies, and
 is released only by its holder (a Lua compare-and-delete).
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
@@ -31,10 +34,24 @@ FIRST_PAUSE_SECONDS = 0.005
 MAX_PAUSE_SECONDS = 0.1
 
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    released = released + redis.call('DEL', key)
+  end
 end
-return 0
+return released
+"""
+# Takes each free lock of KEYS (token ARGV[1], hold ARGV[2] ms); returns the 1-based
+# positions of those it took.
+_TAKE_FREE = """
+local taken = {}
+for index, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    table.insert(taken, index)
+  end
+end
+return taken
 """
 
 
@@ -44,6 +61,7 @@ class Locks:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._release = redis.register_script(_RELEASE)
+        self._take_free = redis.register_script(_TAKE_FREE)
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
@@ -56,6 +74,19 @@ class Locks:
         finally:
             await self._release(keys=[key], args=[token])
 
+    @asynccontextmanager
+    async def hold_free(self, names: Sequence[str]) -> AsyncIterator[list[int]]:
+        """Holds, for the block, those of the locks that are free now (one round trip,
+        no waiting); yields their positions in ``names``."""
+        keys = [f"{KEY_PREFIX}:{name}" for name in names]
+        token = secrets.token_hex(8)
+        taken = [int(position) - 1 for position in await self._take_free(keys, [token, HOLD_MS])]
+        try:
+            yield taken
+        finally:
+            if taken:
+                await self._release(keys=[keys[position] for position in taken], args=[token])
+
     async def _acquire(self, key: str, token: str) -> None:
         pause = FIRST_PAUSE_SECONDS
         try:
@@ -64,4 +95,4 @@ class Locks:
                     await asyncio.sleep(random.uniform(pause / 2, pause))
                     pause = min(pause * 2, MAX_PAUSE_SECONDS)
         except TimeoutError as exc:
-            raise Unavailable("this room is busy right now; retry shortly") from exc
+            raise Unavailable("another change of this is under way; retry shortly") from exc

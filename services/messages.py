@@ -1,10 +1,10 @@
 """Messages: sending with a gap-free per-room seq, edits and deletes, and history.
 
-A sender tries seq = hint + 1, where the room's ``seq_hint`` is never above the newest
-stored seq, and walks up one at a time while the unique (room_id, seq) index refuses
-the insert. Every seq up to the newest is taken, so the first free one is the newest
-+ 1: no seq is ever taken without its message being stored, seqs have no gaps, and no
-update has to be atomic (on FerretDB they are not).
+A send is stored by its room's writer (``services.room_writer``), which gives the
+room's waiting sends consecutive seqs from where the room stands and inserts them
+together under the unique (room_id, seq) index: no seq is ever taken without its
+message being stored, seqs have no gaps, and no update has to be atomic (on FerretDB
+they are not). Only then is the message published.
 
 An edit or a delete changes the stored message in place (its seq, sender, clientId
 and createdAt stay; a delete really clears the stored text) and is then published
@@ -13,24 +13,21 @@ as a ``MessageUpdated`` through the relay, with the same store-then-relay guaran
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import secrets
 from collections.abc import Mapping
 
 from beanie import PydanticObjectId, SortDirection
-from pymongo.errors import DuplicateKeyError
 
 from backends.mongo import aggregate_rows
-from errors import BadUserInput, Conflict, Forbidden, NotFound, Unavailable
+from errors import BadUserInput, Conflict, Forbidden, NotFound
 from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
 from observability.metrics import MESSAGES_SENT
 from services import sequence
 from services.limits import LimitName, RateLimiter
 from services.membership import SendingRoom
-from services.message_store import insert_message, new_message
+from services.message_store import new_message
 from services.paging import (
     Page,
     checked_page_size,
@@ -39,6 +36,7 @@ from services.paging import (
     encode_cursor,
 )
 from services.relay import MessageRelay
+from services.room_writer import Outcome, RoomWriters
 from services.rooms import RoomService
 
 logger = logging.getLogger(__name__)
@@ -46,10 +44,6 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_CURSOR = "msg"
 DEFAULT_HISTORY_PAGE = 50
-# Attempts at taking the next seq before a send gives up as UNAVAILABLE; each lost
-# attempt means another message of the room was stored, so this is only reached
-# under a flood far beyond what one room sees.
-MAX_SEQ_ATTEMPTS = 200
 
 
 def message_cursor(message: MessageDoc) -> str:
@@ -71,7 +65,9 @@ class MessageService:
         max_text_chars: int,
         max_client_id_chars: int,
         limits: RateLimiter,
+        writers: RoomWriters,
     ) -> None:
+        self._writers = writers
         self._relay = relay
         self._limits = limits
         self._rooms = rooms
@@ -94,37 +90,21 @@ class MessageService:
         await self._limits.hit(LimitName.SEND_MESSAGE, str(sender.id))
         self._check(text, client_id)
         key = f"{sender.id}:{client_id}" if client_id else f"{sender.id}:~{secrets.token_hex(12)}"
-        # A retried clientId is found when its insert hits the unique idempotency key.
-        # The room's hint was read to authorize the sender or has moved with every
-        # message seen since: a stale one only costs a walk up.
-        candidate = room.seq_hint + 1
-        for attempt in range(MAX_SEQ_ATTEMPTS):
-            message = new_message(room.id, candidate, sender.id, text, client_id, key)
-            try:
-                await insert_message(message)
-                break
-            except DuplicateKeyError:
-                if client_id and (earlier := await self._earlier_send(key, room)):
-                    return earlier
-                # That seq is taken: try the next. Every few losses, jump to the hint
-                # (other senders moved it) and back off a little, jittered, so that a
-                # burst of senders does not retry in lockstep.
-                candidate += 1
-                if attempt % 4 == 3:
-                    candidate = max(candidate, await sequence.seq_hint(room.id) + 1)
-                    await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
-        else:
-            raise Unavailable("the room is too busy right now; retry the same clientId")
+        # The room's writer gives it the next free seq (services.room_writer); a
+        # retried clientId is found when its insert hits the unique idempotency key.
+        stored = await self._writers.store(
+            new_message(room.id, 0, sender.id, text, client_id, key), room.seq_hint
+        )
+        if stored.outcome is Outcome.EARLIER:
+            return await self._earlier_send(stored.message, room)
+        if stored.outcome is Outcome.SHARED:
+            return stored.message  # the send it shared is publishing it
         MESSAGES_SENT.inc()
-        await self._rooms.stored_message(room.id, message.seq, message.created_at)
-        await self._relay.publish(message, sender, room.members_tag)
-        return message
+        await self._relay.publish(stored.message, sender, room.members_tag)
+        return stored.message
 
-    async def _earlier_send(self, key: str, room: SendingRoom) -> MessageDoc | None:
-        """The message stored under this idempotency key, republished if it never was."""
-        earlier = await MessageDoc.find_one(MessageDoc.idempotency_key == key)
-        if earlier is None:
-            return None
+    async def _earlier_send(self, earlier: MessageDoc, room: SendingRoom) -> MessageDoc:
+        """The message stored earlier under the same key, republished if it never was."""
         if earlier.room_id != room.id:
             raise Conflict("this clientId was already used for a message in another room")
         if not earlier.published:
@@ -172,14 +152,28 @@ class MessageService:
     async def _update(
         self, message: MessageDoc, room: RoomDoc, viewer: UserDoc, changes: dict[str, object]
     ) -> MessageDoc:
-        """Stores the changes (left for the relay until published), then publishes them."""
+        """Stores the changes (left for the relay until published), then publishes them.
+
+        Written under the message's lock, shared by every instance, and only to the
+        message as it stands under it: a delete that came first (here or on another
+        instance) wins, and nothing written later puts its text back.
+        """
         changes = {**changes, "update_published": False}
-        async with self._relay.writes:  # never beside this process's published marks
-            await MessageDoc.find_one(MessageDoc.id == message.id).update({"$set": changes})
+        async with self._relay.writing(message.id):
+            current = await MessageDoc.get(message.id)
+            if current is None:
+                raise NotFound("no such message")
+            if current.deleted:
+                if changes.get("deleted"):
+                    return current  # deleted meanwhile: deleting again returns it as it is
+                raise BadUserInput("a deleted message cannot be edited")
+            await MessageDoc.find_one({"_id": message.id, "deleted": False}).update(
+                {"$set": changes}
+            )
         for field, value in changes.items():
-            setattr(message, field, value)
-        await self._relay.publish_update(message, viewer, room.members_tag)
-        return message
+            setattr(current, field, value)
+        await self._relay.publish_update(current, viewer, room.members_tag)
+        return current
 
     async def latest_seq(self, room_id: PydanticObjectId) -> int:
         """The seq of the room's newest message; 0 for an empty room."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 
 from beanie import PydanticObjectId, SortDirection
@@ -22,11 +23,16 @@ from models.time import utc_now
 from observability.metrics import RELAY_BACKLOG
 from pubsub import MessageAdded, MessageUpdated
 from services.events import EventPublisher
+from services.locks import Locks
 from services.message_data import message_data
 
 logger = logging.getLogger(__name__)
 
 RELAY_BATCH = 500
+
+
+def _message_lock(message_id: PydanticObjectId | None) -> str:
+    return f"message:{message_id}"
 
 
 class _RoomTag(BaseModel):
@@ -43,11 +49,17 @@ class PublishedMarks:
     publish a little: the relay flushes the marks before it looks, and a mark lost
     with the process makes the relay publish that message once more, which
     subscribers drop by seq and push drops by its delivery keys.
+
+    On FerretDB 1.x an update writes back the whole document it read, so a mark
+    written while an edit or a delete (on any instance) changes the message could
+    put its old text back. The marks are written only to the messages whose lock
+    (``MessageRelay.writing``) is free, all taken in one round trip; the others wait
+    for the next flush.
     """
 
-    def __init__(self, writes: asyncio.Lock) -> None:
+    def __init__(self, locks: Locks) -> None:
         self._ids: list[PydanticObjectId] = []
-        self._writes = writes
+        self._locks = locks
 
     def add(self, message_id: PydanticObjectId) -> None:
         self._ids.append(message_id)
@@ -56,14 +68,19 @@ class PublishedMarks:
         ids, self._ids = self._ids, []
         if not ids:
             return
+        taken: list[int] = []
         try:
-            async with self._writes:
-                await MessageDoc.find({"_id": {"$in": ids}}).update_many(
-                    {"$set": {"published": True}}
-                )
+            async with self._locks.hold_free([_message_lock(i) for i in ids]) as taken:
+                if taken:
+                    held = [ids[position] for position in taken]
+                    await MessageDoc.find({"_id": {"$in": held}, "published": False}).update_many(
+                        {"$set": {"published": True}}
+                    )
         except Exception:
             self._ids.extend(ids)  # kept for the next flush
             raise
+        held_positions = set(taken)
+        self._ids.extend(i for position, i in enumerate(ids) if position not in held_positions)
 
     async def flush_forever(self, interval_seconds: float) -> None:
         while True:
@@ -80,6 +97,7 @@ class MessageRelay:
     def __init__(
         self,
         publisher: EventPublisher,
+        locks: Locks,
         *,
         grace_seconds: float,
         interval_seconds: float,
@@ -89,13 +107,16 @@ class MessageRelay:
         self._grace = timedelta(seconds=grace_seconds)
         self._interval = interval_seconds
         self._idle_interval = idle_interval_seconds
-        # Updates of stored messages made by this process take turns: on FerretDB an
-        # update reads and writes back the whole document, so a published mark written
-        # at the same time as an edit could put the old text back.
-        self.writes = asyncio.Lock()
-        self.marks = PublishedMarks(self.writes)
+        self._locks = locks
+        self.marks = PublishedMarks(locks)
         # When a publish last failed here (monotonic), so the relay knows to look soon.
         self.last_failure = time.monotonic()
+
+    def writing(self, message_id: PydanticObjectId | None) -> AbstractAsyncContextManager[None]:
+        """Holds the message's lock, shared by every instance: each update of a stored
+        message is written under it (on FerretDB 1.x an update writes back the whole
+        document it read, so two at once could put back text the other removed)."""
+        return self._locks.hold(_message_lock(message_id))
 
     async def publish(
         self, message: MessageDoc, sender: UserDoc | None, members_tag: str | None = None
@@ -116,7 +137,7 @@ class MessageRelay:
         event = MessageUpdated(message_data(message, sender), members_tag)
         if await self._publisher.publish(event):
             # Only this very update: a later one that raced it stays for the relay.
-            async with self.writes:
+            async with self.writing(message.id):
                 await MessageDoc.find(
                     {"_id": message.id, "updated_at": message.updated_at}
                 ).update_many({"$set": {"update_published": True}})

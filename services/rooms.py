@@ -6,13 +6,14 @@ import secrets
 from contextlib import suppress
 from datetime import UTC, datetime
 
-from beanie import PydanticObjectId, SortDirection
+from beanie import PydanticObjectId
 from bson.errors import InvalidId
+from pydantic import BaseModel, Field
 from pymongo.errors import DuplicateKeyError
 from pymongo.results import UpdateResult
 
 from errors import BadUserInput, Forbidden, NotFound
-from models import MembershipDoc, RoomDoc, UserDoc
+from models import MembershipDoc, RoomDoc, RoomProgressDoc, UserDoc
 from models.room import RoomKind, new_members_tag
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, ReadReceipt, RoomAdded, RoomChanged
@@ -30,7 +31,7 @@ from services.paging import (
     decode_cursor,
     encode_cursor,
 )
-from services.sequence import latest_seq
+from services.sequence import latest_seq, progress_hints
 from services.shown_text import refuse_hidden_characters
 
 MAX_TITLE_CHARS = 100
@@ -46,6 +47,36 @@ DEFAULT_MEMBERS_PAGE = 100
 def _pair_key(first: PydanticObjectId, second: PydanticObjectId) -> str:
     low, high = sorted((str(first), str(second)))
     return f"direct:{low}:{high}"
+
+
+# Earlier than any activity: a room whose messages never moved its progress.
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+class _RoomActivity(BaseModel):
+    """Projection: a room's id and own activity time."""
+
+    id: PydanticObjectId = Field(alias="_id")
+    last_activity_at: datetime
+
+
+async def _message_activity(
+    room_ids: list[PydanticObjectId],
+) -> dict[PydanticObjectId, datetime]:
+    """When each room's newest message was stored (rooms with a progress document)."""
+    if not room_ids:
+        return {}
+    found = await RoomProgressDoc.find({"_id": {"$in": room_ids}}).to_list()
+    return {progress.id: as_utc(progress.last_activity_at) for progress in found}
+
+
+async def _room_with_hint(room_id: PydanticObjectId) -> RoomDoc | None:
+    """The room, its seq hint the higher of its own (rooms stored before progress
+    documents) and its progress document's."""
+    room = await RoomDoc.get(room_id)
+    if room is not None:
+        room.seq_hint = max(room.seq_hint, (await progress_hints([room_id])).get(room_id, 0))
+    return room
 
 
 def room_cursor(room: RoomDoc) -> str:
@@ -86,7 +117,7 @@ class RoomService:
         """``require_member`` for the send path: the room as a sender needs it, kept
         a short while and dropped on its membership events (``services.membership``)."""
         assert viewer.id is not None
-        room = await self._senders.room(room_id, viewer.id, RoomDoc.get)
+        room = await self._senders.room(room_id, viewer.id, _room_with_hint)
         if room is None:
             raise NotFound("no such room")
         if viewer.id not in room.member_ids:
@@ -249,42 +280,60 @@ class RoomService:
             await self._publisher.publish(RoomAdded(user_id=str(user_id), room_id=str(room.id)))
 
     async def stored_message(self, room_id: PydanticObjectId, seq: int, when: datetime) -> None:
-        """Moves the room's seq hint and activity time forward (never back)."""
+        """Moves the room's seq hint and message activity forward (never back), in its
+        progress document: never in the room's own, which holds its members."""
         self._senders.seen_message(room_id, seq, None)
         # The collection's own update_one: Beanie's query builder and encoder cost more
         # than the write itself on this, the hottest update of all.
-        await RoomDoc.get_pymongo_collection().update_one(
-            {"_id": room_id}, {"$max": {"seq_hint": seq, "last_activity_at": when}}
-        )
+        progress = RoomProgressDoc.get_pymongo_collection()
+        moved = {"$max": {"seq_hint": seq, "last_activity_at": when}}
+        try:
+            await progress.update_one({"_id": room_id}, moved, upsert=True)
+        except DuplicateKeyError:  # two first updates raced: the document is there now
+            await progress.update_one({"_id": room_id}, moved)
 
     async def list_for(
         self, viewer: UserDoc, first: int | None, after: str | None
     ) -> Page[RoomDoc]:
-        """The viewer's rooms, most recent activity first."""
+        """The viewer's rooms, most recent activity first.
+
+        A room's activity is the later of its own (creation, membership changes) and
+        its messages' (``RoomProgressDoc``): kept apart so that a send never writes
+        the room's document, they are merged here for all the viewer's rooms.
+        """
         size = checked_page_size(first, "first", default=20)
-        query: dict[str, object] = {"member_ids": viewer.id}
+        before: tuple[datetime, PydanticObjectId] | None = None
         if after is not None:
-            activity, room_id = decode_cursor(after, ROOM_CURSOR, 2)
+            activity, after_id = decode_cursor(after, ROOM_CURSOR, 2)
             millis = cursor_number(activity)
             try:
                 at = datetime.fromtimestamp(millis / 1000, UTC)  # past year 9999: ValueError
-                after_id = PydanticObjectId(room_id)
+                before = (at, PydanticObjectId(after_id))
             except (ValueError, OverflowError, OSError, InvalidId, TypeError) as exc:
                 raise BadUserInput(INVALID_CURSOR) from exc
-            query["$or"] = [
-                {"last_activity_at": {"$lt": at}},
-                {"last_activity_at": at, "_id": {"$lt": after_id}},
-            ]
-        rooms = (
-            await RoomDoc.find(query)
-            .sort(
-                [("last_activity_at", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
-            )
-            .limit(size + 1)
-            .to_list()
+        rooms = await RoomDoc.find({"member_ids": viewer.id}).project(_RoomActivity).to_list()
+        messages_at = await _message_activity([room.id for room in rooms])
+        order = sorted(
+            (
+                (max(as_utc(room.last_activity_at), messages_at.get(room.id, _NEVER)), room.id)
+                for room in rooms
+            ),
+            reverse=True,
         )
+        if before is not None:
+            order = [key for key in order if key < before]
+        wanted = order[: size + 1]
+        found = {
+            room.id: room
+            for room in await RoomDoc.find({"_id": {"$in": [key[1] for key in wanted]}}).to_list()
+        }
+        page: list[RoomDoc] = []
+        for activity_at, wanted_id in wanted:
+            if (room := found.get(wanted_id)) is not None:
+                room.last_activity_at = activity_at  # as the list orders it (its cursor)
+                page.append(room)
         return Page(
-            rooms[:size], has_next_page=len(rooms) > size, has_previous_page=after is not None
+            page[:size], has_next_page=len(page) > size, has_previous_page=after is not None
         )
 
     def first_members(self, room: RoomDoc, first: int | None) -> list[PydanticObjectId]:

@@ -79,7 +79,21 @@ async def test_subscriber_on_a_receives_what_is_sent_through_b(
 async def test_concurrent_senders_on_both_instances_reach_every_subscriber_once_in_order(
     server_a: ServerProcess, server_b: ServerProcess
 ) -> None:
-    senders = [await sign_up(server_a) for _ in range(20)]
+    await senders_into_one_room_reach_every_subscriber(server_a, server_b, 20, 25)
+
+
+async def test_64_senders_into_one_room_on_both_instances_store_every_seq_once_in_order(
+    server_a: ServerProcess, server_b: ServerProcess
+) -> None:
+    await senders_into_one_room_reach_every_subscriber(server_a, server_b, 64, 8)
+
+
+async def senders_into_one_room_reach_every_subscriber(
+    server_a: ServerProcess, server_b: ServerProcess, senders_count: int, each: int
+) -> None:
+    """Senders split over both instances, each waiting for its answers, all into one
+    room; watchers on both instances and subprotocols get every seq once, in order."""
+    senders = list(await asyncio.gather(*(sign_up(server_a) for _ in range(senders_count))))
     placements = [
         (server_a, TRANSPORT_WS),
         (server_a, LEGACY_WS),
@@ -88,11 +102,12 @@ async def test_concurrent_senders_on_both_instances_reach_every_subscriber_once_
     ]
     watchers = [await sign_up(server_a) for _ in placements]
     room_id = await group_room(server_a, senders[0], senders[1:] + watchers)
+    total = senders_count * each
 
     async def sender(index: int, account: Account) -> None:
         server = server_a if index % 2 else server_b
         async with http_session(server, account.token) as session:
-            for n in range(25):
+            for n in range(each):
                 await call(session, SEND, r=room_id, t=f"s{index} n{n}", c=f"{index}-{n}")
 
     async with AsyncExitStack() as stack:
@@ -108,9 +123,9 @@ async def test_concurrent_senders_on_both_instances_reach_every_subscriber_once_
             for index, account in enumerate(senders):
                 group.create_task(sender(index, account))
         for subscription in subscriptions:
-            assert seqs(await subscription.take(500, within=120)) == list(range(1, 501))
+            assert seqs(await subscription.take(total, within=120)) == list(range(1, total + 1))
             subscription.assert_idle()
-    assert await history_seqs(server_b, watchers[0], room_id) == list(range(1, 501))
+    assert await history_seqs(server_b, watchers[0], room_id) == list(range(1, total + 1))
 
 
 @pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)

@@ -85,6 +85,19 @@ async def test_concurrent_retries_store_one_message(any_server: ServerProcess) -
     assert await history_seqs(any_server, alice, room_id) == [1]
 
 
+async def test_retries_queued_behind_a_busy_room_return_the_first_message_once(
+    any_server: ServerProcess,
+) -> None:
+    members = [await sign_up(any_server) for _ in range(8)]
+    room_id = await group_room(any_server, members[0], members[1:])
+    busy = [send_many(any_server, member, room_id, 10, "busy") for member in members[1:]]
+    retries = [send(any_server, members[0], room_id, "retried", "queued-twice") for _ in range(3)]
+    *_, first, second, third = await asyncio.gather(*busy, *retries)
+    assert first == second == third
+    # 70 busy messages and the retried one, once, with no gap.
+    assert await history_seqs(any_server, members[0], room_id) == list(range(1, 72))
+
+
 async def test_client_id_reused_in_another_room_is_conflict(any_server: ServerProcess) -> None:
     alice, bob, carol = [await sign_up(any_server) for _ in range(3)]
     first_room = await direct_room(any_server, alice, bob)

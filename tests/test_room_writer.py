@@ -1,0 +1,184 @@
+"""A room's writer (unit tests, no server): concurrent sends take gap-free seqs
+together, a retried key gets its first message once, a seq range lost to another
+instance is retried from where the room stands, and a full queue is RATE_LIMITED."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from beanie import PydanticObjectId
+
+from errors import RateLimited
+from models import MessageDoc
+from services.message_store import new_message
+from services.room_writer import Outcome, RoomWriters, Stored
+
+ROOM = PydanticObjectId()
+SENDER = PydanticObjectId()
+
+
+def message(key: str, room: PydanticObjectId = ROOM) -> MessageDoc:
+    return new_message(room, 0, SENDER, f"text {key}", key, f"{SENDER}:{key}")
+
+
+class Store:
+    """The database as a room writer sees it, with another instance beside it."""
+
+    def __init__(self) -> None:
+        self.by_seq: dict[tuple[PydanticObjectId, int], MessageDoc] = {}
+        self.by_key: dict[str, MessageDoc] = {}
+        self.inserts: list[int] = []  # the size of each ordered insert
+        self.moved_to: dict[PydanticObjectId, int] = {}
+        # Held before the next insert, so that sends pile up behind it.
+        self.gate: asyncio.Event | None = None
+        # Seqs another instance takes just before the next insert reaches them.
+        self.foreign_at: list[int] = []
+        self.fail_next: Exception | None = None
+
+    def put(self, stored: MessageDoc) -> None:
+        self.by_seq[(stored.room_id, stored.seq)] = stored
+        self.by_key[stored.idempotency_key] = stored
+
+    def seqs(self, room: PydanticObjectId = ROOM) -> list[int]:
+        return sorted(seq for room_id, seq in self.by_seq if room_id == room)
+
+    async def insert_ordered(self, messages: list[MessageDoc]) -> int | None:
+        if self.gate is not None:
+            gate, self.gate = self.gate, None
+            await gate.wait()
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        self.inserts.append(len(messages))
+        for index, candidate in enumerate(messages):
+            if candidate.seq in self.foreign_at:  # the other instance got there first
+                self.foreign_at.remove(candidate.seq)
+                foreign = message(f"foreign-{candidate.seq}")
+                foreign.seq = candidate.seq
+                self.put(foreign)
+            seq_key = (candidate.room_id, candidate.seq)
+            if seq_key in self.by_seq or candidate.idempotency_key in self.by_key:
+                return index
+            assert candidate.seq == 1 or (candidate.room_id, candidate.seq - 1) in self.by_seq
+            self.put(candidate.model_copy())
+        return None
+
+    async def stored_under(self, idempotency_key: str) -> MessageDoc | None:
+        return self.by_key.get(idempotency_key)
+
+    async def newest_seq(self, room_id: PydanticObjectId, taken: int) -> int:
+        assert (room_id, taken) in self.by_seq
+        return max(self.seqs(room_id))
+
+    async def stored_up_to(self, newest: MessageDoc) -> None:
+        self.moved_to[newest.room_id] = max(self.moved_to.get(newest.room_id, 0), newest.seq)
+
+
+async def send_all(writers: RoomWriters, messages: list[MessageDoc], hint: int = 0) -> list[Stored]:
+    return list(await asyncio.gather(*(writers.store(m, hint) for m in messages)))
+
+
+async def test_concurrent_sends_take_every_seq_once_in_few_inserts() -> None:
+    store = Store()
+    writers = RoomWriters(store, queue_limit=1_000)
+    stored = await send_all(writers, [message(f"k{n}") for n in range(300)])
+    assert sorted(s.message.seq for s in stored) == list(range(1, 301))
+    assert {s.outcome for s in stored} == {Outcome.STORED}
+    assert store.seqs() == list(range(1, 301))
+    assert len(store.inserts) <= 4  # batches, not one insert per send
+    assert store.moved_to[ROOM] == 300
+    assert writers.queued(ROOM) == 0  # the writer is gone once idle
+
+
+async def test_sends_keep_their_arrival_order_within_a_batch() -> None:
+    store = Store()
+    writers = RoomWriters(store, queue_limit=100)
+    stored = await send_all(writers, [message(f"k{n}") for n in range(20)])
+    assert [s.message.client_id for s in stored] == [f"k{n}" for n in range(20)]
+    assert [s.message.seq for s in stored] == list(range(1, 21))
+
+
+async def test_same_key_sent_twice_while_queued_gets_the_one_message() -> None:
+    store = Store()
+    writers = RoomWriters(store, queue_limit=100)
+    gate = store.gate = asyncio.Event()
+    blocker = asyncio.create_task(writers.store(message("first-in-flight"), 0))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    first = asyncio.create_task(writers.store(message("retried"), 0))
+    other = asyncio.create_task(writers.store(message("other"), 0))
+    retry = asyncio.create_task(writers.store(message("retried"), 0))
+    await asyncio.sleep(0)
+    assert writers.queued(ROOM) == 3  # the in-flight one, "retried" once, "other"
+    gate.set()
+    results = await asyncio.gather(blocker, first, other, retry)
+    assert results[1].message.id == results[3].message.id
+    assert (results[1].outcome, results[3].outcome) == (Outcome.STORED, Outcome.SHARED)
+    assert store.seqs() == [1, 2, 3]
+    assert sum(1 for m in store.by_seq.values() if m.client_id == "retried") == 1
+
+
+async def test_retry_of_a_stored_send_returns_it_and_its_seq_goes_to_the_next() -> None:
+    store = Store()
+    writers = RoomWriters(store, queue_limit=100)
+    (earlier,) = await send_all(writers, [message("once")])
+    stored = await send_all(writers, [message("a"), message("once"), message("b")], hint=1)
+    assert stored[1].outcome is Outcome.EARLIER
+    assert stored[1].message.id == earlier.message.id
+    assert [stored[0].message.seq, stored[2].message.seq] == [2, 3]
+    assert store.seqs() == [1, 2, 3]
+
+
+async def test_batch_that_loses_its_seq_range_to_another_instance_stores_all_without_gap() -> None:
+    store = Store()
+    writers = RoomWriters(store, queue_limit=100)
+    await send_all(writers, [message("k0")])
+    # The next batch is given seqs 2..11; the other instance stores at 4, then at 5,
+    # each just before this batch reaches it.
+    store.foreign_at = [4, 5]
+    stored = await send_all(writers, [message(f"b{n}") for n in range(10)], hint=1)
+    assert [s.message.seq for s in stored] == [2, 3, *range(6, 14)]
+    assert store.seqs() == list(range(1, 14))
+    assert store.inserts[1:] == [10, 8, 8]  # the batch, then twice what was left
+    ours = [m for m in store.by_seq.values() if m.client_id and m.client_id.startswith("b")]
+    assert len(ours) == 10
+    assert store.foreign_at == []
+
+
+async def test_stale_hint_of_a_new_writer_costs_a_retry_not_a_gap() -> None:
+    store = Store()
+    writers = RoomWriters(store, queue_limit=100)
+    await send_all(writers, [message(f"k{n}") for n in range(5)])
+    stored = await send_all(writers, [message("late")], hint=2)
+    assert stored[0].message.seq == 6
+    assert store.seqs() == list(range(1, 7))
+
+
+async def test_full_room_queue_answers_rate_limited_with_retry_after() -> None:
+    store = Store()
+    writers = RoomWriters(store, queue_limit=3)
+    gate = store.gate = asyncio.Event()
+    queued = [asyncio.create_task(writers.store(message(f"k{n}"), 0)) for n in range(3)]
+    await asyncio.sleep(0)
+    with pytest.raises(RateLimited) as refused:
+        await writers.store(message("one too many"), 0)
+    assert refused.value.extensions == {"retryAfter": pytest.approx(1.0)}
+    other_room = PydanticObjectId()
+    elsewhere = asyncio.create_task(writers.store(message("elsewhere", other_room), 0))
+    gate.set()
+    assert sorted(s.message.seq for s in await asyncio.gather(*queued)) == [1, 2, 3]
+    assert (await elsewhere).message.seq == 1  # the bound is per room
+    assert (await writers.store(message("after"), 3)).message.seq == 4
+
+
+async def test_store_failure_fails_the_batch_and_the_next_send_goes_on() -> None:
+    store = Store()
+    writers = RoomWriters(store, queue_limit=100)
+    store.fail_next = ConnectionError("store down")
+    results = await asyncio.gather(
+        *(writers.store(message(f"k{n}"), 0) for n in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(result, ConnectionError) for result in results)
+    assert store.seqs() == []
+    assert (await writers.store(message("k0"), 0)).message.seq == 1
