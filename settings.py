@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     backend_timeout_seconds: float = 5.0
     # Connections to Redis; a command waits for a free one (up to the timeout).
     redis_max_connections: int = 200
+    # Connections to the MongoDB-protocol store (pymongo's maxPoolSize, unless the URL
+    # sets it); a command waits for a free one. Bounded because FerretDB 1.x holds one
+    # PostgreSQL connection while an update takes a second: with every instance's
+    # connections added up, stay at most half of FerretDB's pool_max_conns (50 by
+    # default), or enough updates at once deadlock it for good. Two cores of store
+    # gain nothing from more commands in flight.
+    mongo_max_connections: int = Field(default=16, ge=1)
 
     # Presence: a socket counts as alive for TTL unless its instance refreshes it
     # every heartbeat; OFFLINE waits out the grace period after the last socket

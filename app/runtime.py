@@ -96,7 +96,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     topics = {name: settings.topic(name) for name in ALL_TOPICS}
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(
-            open_database(settings.mongo_url, settings.backend_timeout_seconds)
+            open_database(
+                settings.mongo_url,
+                settings.backend_timeout_seconds,
+                settings.mongo_max_connections,
+            )
         )
         redis = await stack.enter_async_context(
             open_redis(

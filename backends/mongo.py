@@ -10,7 +10,7 @@ import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from beanie import Document, init_beanie
 from pymongo import AsyncMongoClient
@@ -59,9 +59,16 @@ async def _ensure_indexes() -> None:
             await collection.create_indexes([index.index])
 
 
+def _sets_pool_size(url: str) -> bool:
+    return any(name.lower() == "maxpoolsize" for name, _ in parse_qsl(urlsplit(url).query))
+
+
 @asynccontextmanager
-async def open_database(url: str, timeout_seconds: float) -> AsyncIterator[None]:
-    """Connect Beanie's documents to the database the URL names, for the block's life."""
+async def open_database(
+    url: str, timeout_seconds: float, max_connections: int
+) -> AsyncIterator[None]:
+    """Connect Beanie's documents to the database the URL names, for the block's life,
+    over at most ``max_connections`` (a ``maxPoolSize`` in the URL wins)."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         await init_beanie(
@@ -72,12 +79,14 @@ async def open_database(url: str, timeout_seconds: float) -> AsyncIterator[None]
     if scheme not in ("mongodb", "mongodb+srv"):
         raise ConfigError(f"PLOP_MONGO_URL has an unsupported scheme: {url!r}")
     timeout_ms = int(timeout_seconds * 1000)
+    pool: dict[str, Any] = {} if _sets_pool_size(url) else {"maxPoolSize": max_connections}
     client: AsyncMongoClient[Any] = AsyncMongoClient(
         url,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=timeout_ms * 2,
         tz_aware=True,
+        **pool,
         event_listeners=[MongoRoundTrips()],
     )
     try:

@@ -113,7 +113,11 @@ mongo_launch() { # dir timeout
   mkdir -p -- "$dir/state"
   if [[ $MONGO_BACKEND == postgresql ]]; then
     postgres_start "$2" || return 1
-    backend=(--handler=postgresql "--postgresql-url=postgres://postgres@127.0.0.1:$POSTGRES_PORT/ferretdb")
+    # FerretDB 1.x holds one PostgreSQL connection while an update takes a second,
+    # so its pool (50 by default) deadlocks for good once as many updates run at
+    # once. The test run's many instances stay far below this larger pool (each
+    # caps its own connections, PLOP_MONGO_MAX_CONNECTIONS).
+    backend=(--handler=postgresql "--postgresql-url=postgres://postgres@127.0.0.1:$POSTGRES_PORT/ferretdb?pool_max_conns=400")
   else
     postgres_stop # left running by the PostgreSQL backend
     mkdir -p -- "$dir/data"

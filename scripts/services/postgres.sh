@@ -171,6 +171,8 @@ pg_write_conf() {
     printf 'synchronous_commit = off\n'
     printf 'full_page_writes = off\n'
     printf 'jit = off\n'
+    # FerretDB's pool (pool_max_conns in scripts/services/mongo.sh) and room to spare.
+    printf 'max_connections = 450\n'
   } >"$PG_DATA/plop.conf" || return 1
   if ((EUID == 0)); then chown postgres: -- "$PG_DATA/plop.conf" || return 1; fi
 }
