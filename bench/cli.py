@@ -19,7 +19,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import click
 import uvloop
 
 from bench import (
@@ -297,15 +296,3 @@ def main(argv: list[str]) -> int:
     lines += [f"  wrote {path}" for path in paths]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0 if ok else 1
-
-
-@click.command(
-    "bench",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-    help="Run a benchmark scenario (python -m bench --help for the options).",
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench(args: tuple[str, ...]) -> None:
-    """``plop bench ...``: the same as ``python -m bench ...``."""
-    raise SystemExit(main(list(args)))
