@@ -26,6 +26,7 @@ from services.message_store import MongoMessageInserts
 from services.messages import MessageService
 from services.presence import PresenceService
 from services.relay import MessageRelay
+from services.room_turns import RedisRoomTurns
 from services.room_writer import RoomWriters
 from services.rooms import RoomService
 from services.socket_caps import SocketCaps
@@ -94,7 +95,9 @@ class Services:
             settings.max_message_chars,
             settings.max_client_id_chars,
             limits,
-            RoomWriters(MongoMessageInserts(rooms), settings.room_send_queue),
+            RoomWriters(
+                MongoMessageInserts(rooms), RedisRoomTurns(redis), settings.room_send_queue
+            ),
         )
         presence = PresenceService(
             redis,

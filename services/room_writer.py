@@ -18,6 +18,10 @@ stored message. Instead, on one instance, a room's sends queue behind one writer
   give the rest new seqs after it.
 - Two sends with the same idempotency key waiting at once on this instance are one
   send: the second gets the message of the first.
+- Writers of one room on several instances take turns (``RoomTurns``, in Redis):
+  each starts from where the last insert of any instance left the room, and one
+  that lost a range stores before the others' next insert, so that no instance's
+  sends wait for another's queue to drain.
 - A room holds at most ``queue_limit`` waiting sends; past that a send is refused
   as RATE_LIMITED (retry after ``QUEUE_FULL_RETRY_SECONDS``), never UNAVAILABLE: a
   busy room is not a backend down.
@@ -77,6 +81,25 @@ class MessageInserts(Protocol):
         ...
 
 
+class RoomTurns(Protocol):
+    """How a room's writers on several instances take turns (``services.room_turns``).
+    Only ever hints: the unique index decides."""
+
+    async def wait_turn(self, room_id: PydanticObjectId) -> int:
+        """Waits while another instance's writer of the room has the turn; the seq
+        after the newest stored, as far as is known (0 if not)."""
+        ...
+
+    async def claim(self, room_id: PydanticObjectId) -> None:
+        """This instance's writer lost a range: it stores before the others."""
+        ...
+
+    async def stored(self, room_id: PydanticObjectId, next_seq: int) -> None:
+        """The room's messages are stored up to ``next_seq - 1``; ends this
+        instance's claim."""
+        ...
+
+
 class Outcome(Enum):
     STORED = "stored"  # this send's own message, stored now
     SHARED = "shared"  # another send with the same key, waiting here at once, stored it
@@ -112,8 +135,9 @@ class _Room:
 class RoomWriters:
     """The writers of this instance's busy rooms."""
 
-    def __init__(self, store: MessageInserts, queue_limit: int) -> None:
+    def __init__(self, store: MessageInserts, turns: RoomTurns, queue_limit: int) -> None:
         self._store = store
+        self._turns = turns
         self._queue_limit = queue_limit
         self._rooms: dict[PydanticObjectId, _Room] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -173,6 +197,7 @@ class RoomWriters:
     ) -> None:
         sends = batch
         for _ in range(MAX_ROUNDS):
+            room.next_seq = max(room.next_seq, await self._turns.wait_turn(room_id))
             first = room.next_seq
             for offset, send in enumerate(sends):
                 send.message.seq = first + offset
@@ -182,6 +207,7 @@ class RoomWriters:
                 send.done.set_result(Stored(send.message, Outcome.STORED))
             if stored:
                 room.next_seq = stored[-1].message.seq + 1
+                await self._turns.stored(room_id, room.next_seq)
                 await self._moved(stored[-1].message)
             if refused is None:
                 return
@@ -194,7 +220,9 @@ class RoomWriters:
                 if not sends:
                     return
             else:
-                # Another instance stored at that seq: go on from where the room stands.
+                # Another instance stored at that seq: go on from where the room
+                # stands, before that instance's next insert.
+                await self._turns.claim(room_id)
                 sends = [loser, *sends]
                 room.next_seq = await self._store.newest_seq(room_id, loser.message.seq) + 1
         raise Unavailable("this room's messages could not be stored; retry the same clientId")

@@ -1,6 +1,7 @@
 """A room's writer (unit tests, no server): concurrent sends take gap-free seqs
 together, a retried key gets its first message once, a seq range lost to another
-instance is retried from where the room stands, and a full queue is RATE_LIMITED."""
+instance is retried from where the room stands, writers of one room on two instances
+take turns, and a full queue is RATE_LIMITED."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import asyncio
 import pytest
 from beanie import PydanticObjectId
 
+from backends.redis import open_redis
 from errors import RateLimited
 from models import MessageDoc
 from services.message_store import new_message
+from services.room_turns import CLAIM_MS, RedisRoomTurns
 from services.room_writer import Outcome, RoomWriters, Stored
 
 ROOM = PydanticObjectId()
@@ -35,6 +38,10 @@ class Store:
         # Seqs another instance takes just before the next insert reaches them.
         self.foreign_at: list[int] = []
         self.fail_next: Exception | None = None
+        self.refused = 0  # inserts refused for a seq another instance took
+        # Held in the next lookup of the room's newest seq; set once one began.
+        self.newest_gate: asyncio.Event | None = None
+        self.looking_up = asyncio.Event()
 
     def put(self, stored: MessageDoc) -> None:
         self.by_seq[(stored.room_id, stored.seq)] = stored
@@ -59,6 +66,7 @@ class Store:
                 self.put(foreign)
             seq_key = (candidate.room_id, candidate.seq)
             if seq_key in self.by_seq or candidate.idempotency_key in self.by_key:
+                self.refused += seq_key in self.by_seq
                 return index
             assert candidate.seq == 1 or (candidate.room_id, candidate.seq - 1) in self.by_seq
             self.put(candidate.model_copy())
@@ -69,10 +77,54 @@ class Store:
 
     async def newest_seq(self, room_id: PydanticObjectId, taken: int) -> int:
         assert (room_id, taken) in self.by_seq
+        self.looking_up.set()
+        if self.newest_gate is not None:
+            gate, self.newest_gate = self.newest_gate, None
+            await gate.wait()
         return max(self.seqs(room_id))
 
     async def stored_up_to(self, newest: MessageDoc) -> None:
         self.moved_to[newest.room_id] = max(self.moved_to.get(newest.room_id, 0), newest.seq)
+
+
+class SharedTurns:
+    """Turns as Redis keeps them for every instance (services.room_turns)."""
+
+    def __init__(self) -> None:
+        self.next: dict[PydanticObjectId, int] = {}
+        self.claimant: dict[PydanticObjectId, str] = {}
+        self.freed = asyncio.Event()
+
+
+class Turns:
+    """One instance's view of the shared turns (``RoomTurns``)."""
+
+    def __init__(self, shared: SharedTurns | None = None, name: str = "a") -> None:
+        self.shared = shared or SharedTurns()
+        self.name = name
+        self.waited = 0  # how often this instance waited for another's turn
+        self.held_back = asyncio.Event()
+
+    async def wait_turn(self, room_id: PydanticObjectId) -> int:
+        while self.shared.claimant.get(room_id, self.name) != self.name:
+            self.waited += 1
+            self.held_back.set()
+            self.shared.freed.clear()
+            await self.shared.freed.wait()
+        return self.shared.next.get(room_id, 0)
+
+    async def claim(self, room_id: PydanticObjectId) -> None:
+        self.shared.claimant[room_id] = self.name
+
+    async def stored(self, room_id: PydanticObjectId, next_seq: int) -> None:
+        self.shared.next[room_id] = max(self.shared.next.get(room_id, 0), next_seq)
+        if self.shared.claimant.get(room_id) == self.name:
+            del self.shared.claimant[room_id]
+            self.shared.freed.set()
+
+
+def writers_of(store: Store, queue_limit: int = 100) -> RoomWriters:
+    return RoomWriters(store, Turns(), queue_limit=queue_limit)
 
 
 async def send_all(writers: RoomWriters, messages: list[MessageDoc], hint: int = 0) -> list[Stored]:
@@ -81,7 +133,7 @@ async def send_all(writers: RoomWriters, messages: list[MessageDoc], hint: int =
 
 async def test_concurrent_sends_take_every_seq_once_in_few_inserts() -> None:
     store = Store()
-    writers = RoomWriters(store, queue_limit=1_000)
+    writers = writers_of(store, queue_limit=1_000)
     stored = await send_all(writers, [message(f"k{n}") for n in range(300)])
     assert sorted(s.message.seq for s in stored) == list(range(1, 301))
     assert {s.outcome for s in stored} == {Outcome.STORED}
@@ -93,7 +145,7 @@ async def test_concurrent_sends_take_every_seq_once_in_few_inserts() -> None:
 
 async def test_sends_keep_their_arrival_order_within_a_batch() -> None:
     store = Store()
-    writers = RoomWriters(store, queue_limit=100)
+    writers = writers_of(store)
     stored = await send_all(writers, [message(f"k{n}") for n in range(20)])
     assert [s.message.client_id for s in stored] == [f"k{n}" for n in range(20)]
     assert [s.message.seq for s in stored] == list(range(1, 21))
@@ -101,7 +153,7 @@ async def test_sends_keep_their_arrival_order_within_a_batch() -> None:
 
 async def test_same_key_sent_twice_while_queued_gets_the_one_message() -> None:
     store = Store()
-    writers = RoomWriters(store, queue_limit=100)
+    writers = writers_of(store)
     gate = store.gate = asyncio.Event()
     blocker = asyncio.create_task(writers.store(message("first-in-flight"), 0))
     await asyncio.sleep(0)
@@ -121,7 +173,7 @@ async def test_same_key_sent_twice_while_queued_gets_the_one_message() -> None:
 
 async def test_retry_of_a_stored_send_returns_it_and_its_seq_goes_to_the_next() -> None:
     store = Store()
-    writers = RoomWriters(store, queue_limit=100)
+    writers = writers_of(store)
     (earlier,) = await send_all(writers, [message("once")])
     stored = await send_all(writers, [message("a"), message("once"), message("b")], hint=1)
     assert stored[1].outcome is Outcome.EARLIER
@@ -132,7 +184,7 @@ async def test_retry_of_a_stored_send_returns_it_and_its_seq_goes_to_the_next() 
 
 async def test_batch_that_loses_its_seq_range_to_another_instance_stores_all_without_gap() -> None:
     store = Store()
-    writers = RoomWriters(store, queue_limit=100)
+    writers = writers_of(store)
     await send_all(writers, [message("k0")])
     # The next batch is given seqs 2..11; the other instance stores at 4, then at 5,
     # each just before this batch reaches it.
@@ -148,7 +200,7 @@ async def test_batch_that_loses_its_seq_range_to_another_instance_stores_all_wit
 
 async def test_stale_hint_of_a_new_writer_costs_a_retry_not_a_gap() -> None:
     store = Store()
-    writers = RoomWriters(store, queue_limit=100)
+    writers = writers_of(store)
     await send_all(writers, [message(f"k{n}") for n in range(5)])
     stored = await send_all(writers, [message("late")], hint=2)
     assert stored[0].message.seq == 6
@@ -157,7 +209,7 @@ async def test_stale_hint_of_a_new_writer_costs_a_retry_not_a_gap() -> None:
 
 async def test_full_room_queue_answers_rate_limited_with_retry_after() -> None:
     store = Store()
-    writers = RoomWriters(store, queue_limit=3)
+    writers = writers_of(store, queue_limit=3)
     gate = store.gate = asyncio.Event()
     queued = [asyncio.create_task(writers.store(message(f"k{n}"), 0)) for n in range(3)]
     await asyncio.sleep(0)
@@ -174,7 +226,7 @@ async def test_full_room_queue_answers_rate_limited_with_retry_after() -> None:
 
 async def test_store_failure_fails_the_batch_and_the_next_send_goes_on() -> None:
     store = Store()
-    writers = RoomWriters(store, queue_limit=100)
+    writers = writers_of(store)
     store.fail_next = ConnectionError("store down")
     results = await asyncio.gather(
         *(writers.store(message(f"k{n}"), 0) for n in range(3)), return_exceptions=True
@@ -182,3 +234,59 @@ async def test_store_failure_fails_the_batch_and_the_next_send_goes_on() -> None
     assert all(isinstance(result, ConnectionError) for result in results)
     assert store.seqs() == []
     assert (await writers.store(message("k0"), 0)).message.seq == 1
+
+
+async def test_a_writer_on_another_instance_starts_where_the_room_stands() -> None:
+    store = Store()
+    shared = SharedTurns()
+    here = RoomWriters(store, Turns(shared, "a"), queue_limit=100)
+    there = RoomWriters(store, Turns(shared, "b"), queue_limit=100)
+    await send_all(here, [message(f"k{n}") for n in range(5)])
+    # Its hint is stale (0), yet it stores at 6 without losing an insert to "a".
+    stored = await send_all(there, [message("there")])
+    assert stored[0].message.seq == 6
+    assert store.refused == 0
+    assert store.seqs() == list(range(1, 7))
+
+
+async def test_a_writer_that_lost_a_range_stores_before_the_other_instance_again() -> None:
+    store = Store()
+    shared = SharedTurns()
+    here_turns, there_turns = Turns(shared, "a"), Turns(shared, "b")
+    here = RoomWriters(store, here_turns, queue_limit=100)
+    there = RoomWriters(store, there_turns, queue_limit=100)
+    # "b" loses seq 1 to a third writer, claims the turn and looks the room up.
+    store.foreign_at = [1]
+    looking = store.newest_gate = asyncio.Event()
+    losing = asyncio.create_task(there.store(message("lost once"), 0))
+    await store.looking_up.wait()
+    assert shared.claimant[ROOM] == "b"
+    # Meanwhile "a" has a send: it waits for "b"'s turn instead of storing at 2.
+    waiting = asyncio.create_task(here.store(message("waits"), 0))
+    await here_turns.held_back.wait()
+    assert not waiting.done()
+    assert store.seqs() == [1]
+    looking.set()
+    assert (await losing).message.seq == 2
+    assert (await waiting).message.seq == 3
+    assert ROOM not in shared.claimant
+    assert store.refused == 1  # "b" lost once, "a" never
+    assert store.seqs() == [1, 2, 3]
+
+
+async def test_redis_turns_hold_others_back_until_the_claimant_stored() -> None:
+    async with open_redis("memory://", timeout_seconds=5, max_connections=10) as redis:
+        here, there = RedisRoomTurns(redis), RedisRoomTurns(redis)
+        room = PydanticObjectId()
+        assert await there.wait_turn(room) == 0
+        await here.stored(room, 8)
+        await here.stored(room, 5)  # never moves back
+        assert await there.wait_turn(room) == 8
+        await here.claim(room)
+        assert await here.wait_turn(room) == 8  # its own claim holds it back not
+        held_back = asyncio.create_task(there.wait_turn(room))
+        await asyncio.sleep(CLAIM_MS / 10_000)
+        assert not held_back.done()
+        await here.stored(room, 11)
+        async with asyncio.timeout(CLAIM_MS / 1000):
+            assert await held_back == 11
