@@ -224,7 +224,15 @@ class RoomWriters:
                 # stands, before that instance's next insert.
                 await self._turns.claim(room_id)
                 sends = [loser, *sends]
-                room.next_seq = await self._store.newest_seq(room_id, loser.message.seq) + 1
+                # Where the other instance says it left the room (its own claim holds
+                # this writer back not) spares the store's lookup when it is past the
+                # lost seq; if it is not the newest, the next insert finds out.
+                known = await self._turns.wait_turn(room_id)
+                if known > loser.message.seq:
+                    room.next_seq = known
+                else:
+                    taken = loser.message.seq
+                    room.next_seq = await self._store.newest_seq(room_id, taken) + 1
         raise Unavailable("this room's messages could not be stored; retry the same clientId")
 
     async def _moved(self, newest: MessageDoc) -> None:

@@ -42,6 +42,9 @@ class Store:
         # Held in the next lookup of the room's newest seq; set once one began.
         self.newest_gate: asyncio.Event | None = None
         self.looking_up = asyncio.Event()
+        self.lookups = 0  # lookups of a room's newest seq
+        # Where the other instance records the room's next seq after it stored.
+        self.foreign_turns: SharedTurns | None = None
 
     def put(self, stored: MessageDoc) -> None:
         self.by_seq[(stored.room_id, stored.seq)] = stored
@@ -64,6 +67,8 @@ class Store:
                 foreign = message(f"foreign-{candidate.seq}")
                 foreign.seq = candidate.seq
                 self.put(foreign)
+                if self.foreign_turns is not None:
+                    self.foreign_turns.next[candidate.room_id] = candidate.seq + 1
             seq_key = (candidate.room_id, candidate.seq)
             if seq_key in self.by_seq or candidate.idempotency_key in self.by_key:
                 self.refused += seq_key in self.by_seq
@@ -77,6 +82,7 @@ class Store:
 
     async def newest_seq(self, room_id: PydanticObjectId, taken: int) -> int:
         assert (room_id, taken) in self.by_seq
+        self.lookups += 1
         self.looking_up.set()
         if self.newest_gate is not None:
             gate, self.newest_gate = self.newest_gate, None
@@ -290,3 +296,16 @@ async def test_redis_turns_hold_others_back_until_the_claimant_stored() -> None:
         await here.stored(room, 11)
         async with asyncio.timeout(CLAIM_MS / 1000):
             assert await held_back == 11
+
+
+async def test_a_writer_that_lost_a_range_goes_on_from_where_the_winner_said_it_left() -> None:
+    store = Store()
+    shared = SharedTurns()
+    store.foreign_turns = shared  # the winner records its next seq, as Redis keeps it
+    there = RoomWriters(store, Turns(shared, "b"), queue_limit=100)
+    store.foreign_at = [1]
+    stored = await send_all(there, [message("lost once"), message("then")])
+    assert [s.message.seq for s in stored] == [2, 3]
+    assert store.refused == 1
+    assert store.lookups == 0  # the winner's word spared the store's lookup
+    assert store.seqs() == [1, 2, 3]
