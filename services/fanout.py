@@ -29,6 +29,20 @@ logger = logging.getLogger(__name__)
 CONTROL_CAPACITY_FACTOR = 4
 
 
+def raise_if_stopped() -> None:
+    """Raises CancelledError if the running task was cancelled and went on anyway.
+
+    A GraphQL rendering whose fields await the store or Redis may turn a cancel into
+    a field error and return, so a subscription (or a feed) that was stopped during
+    a rendering would go on waiting for its next event until its socket closes,
+    counted active all that time. The stop was asked for all the same: the waiting
+    places call this first.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Lagged:
     """Stands in the place of events an inbox had to drop."""
 
@@ -70,7 +84,9 @@ class Inbox:
 
     async def get(self) -> Event | Lagged:
         """The next event, control events first; LAGGED once after events were
-        dropped, when the queues ran dry."""
+        dropped, when the queues ran dry. Raises CancelledError in a task whose stop
+        was swallowed (``raise_if_stopped``) instead of waiting on."""
+        raise_if_stopped()
         while not self._control and not self._events and not self._lagged:
             self._ready.clear()
             await self._ready.wait()

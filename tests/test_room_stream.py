@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from datetime import UTC, datetime
 
 from beanie import PydanticObjectId
 
+from observability.metrics import ACTIVE_SUBSCRIPTIONS
 from pubsub import (
+    Event,
     FriendshipChanged,
     MembersChanged,
     MessageAdded,
@@ -20,7 +22,7 @@ from pubsub import (
     ReadReceipt,
     TypingChanged,
 )
-from services.fanout import LAGGED, FanoutHub, Inbox
+from services.fanout import LAGGED, FanoutHub, Inbox, Lagged
 from services.room_stream import Access, Membership, RoomStream, Step
 
 ROOM = PydanticObjectId()
@@ -204,6 +206,45 @@ async def test_control_events_are_read_first_and_kept_when_data_overflows() -> N
     assert got[0] is removal
     assert [event.message.seq for event in got[1:3] if isinstance(event, MessageAdded)] == [1, 2]
     assert got[3] is LAGGED
+
+
+async def test_a_subscription_whose_rendering_swallowed_its_stop_ends_at_its_next_wait() -> None:
+    """A GraphQL rendering that awaits the store may turn the one cancel of a stopped
+    subscription into a field error and return; the subscription must still end (and
+    stop counting as active) instead of waiting for its next event until its socket
+    closes."""
+    hub = FanoutHub(inbox_capacity=8)
+    route = added(1).route
+
+    watching = asyncio.Event()
+
+    async def updates() -> AsyncIterator[Event | Lagged]:
+        with hub.watching(route) as inbox:
+            watching.set()
+            while True:
+                yield await inbox.get()
+
+    rendering = asyncio.Event()
+
+    async def subscription() -> None:
+        async for _ in updates():
+            rendering.set()
+            # A field that awaits the store; a field error is what becomes of the cancel.
+            with suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+
+    active = ACTIVE_SUBSCRIPTIONS._value.get()
+    task = asyncio.create_task(subscription())
+    async with asyncio.timeout(1):
+        await watching.wait()
+        assert ACTIVE_SUBSCRIPTIONS._value.get() == active + 1
+        hub.dispatch(added(1))
+        await rendering.wait()
+    task.cancel()
+    async with asyncio.timeout(1):
+        await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+    assert ACTIVE_SUBSCRIPTIONS._value.get() == active
 
 
 async def test_presence_of_an_ex_friend_stops_even_when_the_stream_lagged() -> None:

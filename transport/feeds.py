@@ -34,6 +34,7 @@ from beanie import PydanticObjectId
 from errors import Forbidden, Unavailable
 from observability.metrics import ACTIVE_SUBSCRIPTIONS, DELIVERIES, FEED_RENDERINGS, ROOM_FEEDS
 from pubsub import MessageData, MessageUpdated
+from services.fanout import raise_if_stopped
 from services.room_stream import Access, RoomActivity
 from services.streams import NO_LONGER_A_MEMBER, REPLAY_BATCH, StreamService, checked_after_seq
 
@@ -49,17 +50,6 @@ CATCH_UP_PAGES = 8
 
 Render = Callable[[MessageData], Awaitable[str]]
 RenderActivity = Callable[[RoomActivity], Awaitable[str]]
-
-
-def raise_if_stopped() -> None:
-    """Raises CancelledError if the feed's task was cancelled during a rendering.
-
-    A rendering whose fields await the store or Redis may turn the cancel into a field
-    error and return; the feed was stopped all the same, and its stop waits for it.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class PayloadSink(Protocol):
