@@ -120,6 +120,9 @@ async def round_trips(server: ServerProcess, field: str) -> dict[str, float]:
 
 
 async def page_round_trips(server: ServerProcess, viewer: Account, first: int) -> dict[str, Any]:
+    # The viewer's document is kept for a while (services/accounts.py): read it just
+    # before, so that a slow run does not count its expiry in one page and not another.
+    await as_user(server, viewer, "{ me { id } }")
     before = await round_trips(server, "rooms")
     page = (await as_user(server, viewer, ROOM_PAGE, first=first))["rooms"]["edges"]
     after = await round_trips(server, "rooms")
@@ -142,7 +145,6 @@ async def test_a_page_of_rooms_takes_the_same_round_trips_for_5_or_40_rooms(
     async with http_session(server_a, stranger.token) as session:
         for room_id in rooms:
             await call(session, SEND, r=room_id, t=f"in {room_id}", c=None)
-    await as_user(server_a, viewer, "{ me { id } }")  # the viewer's document is kept now
 
     small, large = [await page_round_trips(server_a, viewer, first) for first in (5, 40)]
     assert (large["mongo"], large["redis"]) == (small["mongo"], small["redis"])
