@@ -1,4 +1,5 @@
-"""Leaving a room ends delivery, even when the leaver's stream lags behind a burst.
+"""Leaving a room, or being removed from it, ends delivery, even when the leaver's
+stream lags behind a burst.
 
 The server here keeps tiny inboxes (two events) and re-reads membership on its
 timer only every two minutes, so what ends a leaver's stream in these tests is the
@@ -58,9 +59,13 @@ def ended_forbidden(frames: list[dict[str, object]]) -> bool:
     return any("FORBIDDEN" in repr(frame) for frame in frames)
 
 
+REMOVE = "mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }"
+
+
+@pytest.mark.parametrize("removed", [False, True], ids=["leaves", "is-removed"])
 @pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
-async def test_a_member_who_leaves_while_lagging_gets_nothing_after_leaving(
-    lagging_server: ServerProcess, subprotocol: str
+async def test_a_member_who_leaves_or_is_removed_while_lagging_gets_nothing_after(
+    lagging_server: ServerProcess, subprotocol: str, removed: bool
 ) -> None:
     alice, bob = await sign_up(lagging_server), await sign_up(lagging_server)
     room_id = await group_room(lagging_server, alice, [bob])
@@ -79,7 +84,10 @@ async def test_a_member_who_leaves_while_lagging_gets_nothing_after_leaving(
                 for i in range(BURST)
             ]
             await asyncio.sleep(0)  # the burst is on its way before the leave
-            assert (await as_user(lagging_server, bob, LEAVE, r=room_id))["leaveRoom"] is True
+            if removed:
+                await as_user(lagging_server, alice, REMOVE, r=room_id, u=bob.id)
+            else:
+                assert (await as_user(lagging_server, bob, LEAVE, r=room_id))["leaveRoom"]
             await asyncio.gather(*burst)
         await send(lagging_server, alice, room_id, "after leaving")
 

@@ -28,6 +28,7 @@ from tests.support.chat import (
     INVITE,
     LEAVE,
     MESSAGE_ADDED,
+    REGISTER_DEVICE,
     ROOM_UPDATED,
     SEND,
     as_user,
@@ -45,6 +46,7 @@ from tests.support.clients import (
     subscribed,
     ws_session,
 )
+from tests.support.push_receiver import PushReceiver, running_push_receiver, webhook_pusher
 from tests.support.server import ServerProcess
 from tests.test_limits import assert_limited, post
 
@@ -477,3 +479,38 @@ async def test_renaming_removing_and_giving_roles_have_budgets(
     )
     assert_limited(await post(server, REMOVE, owner.token, r=room_id, u=others[2].id))
     assert await roles(server, owner, room_id) == {owner.id: "OWNER", others[2].id: "MEMBER"}
+
+
+# --- push -----------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pusher(
+    real_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[ServerProcess, PushReceiver]]:
+    async with (
+        running_push_receiver(tmp_path_factory.mktemp("roles-push")) as receiver,
+        webhook_pusher("roles-push", real_env, receiver) as server,
+    ):
+        yield server, receiver
+
+
+async def test_a_removed_member_is_pushed_nothing_sent_after_the_removal(
+    pusher: tuple[ServerProcess, PushReceiver],
+) -> None:
+    server, receiver = pusher
+    owner, member, removed = [await sign_up(server) for _ in range(3)]
+    devices = {}
+    for account in (member, removed):
+        devices[account.id] = f"roles-{account.id}"
+        await as_user(server, account, REGISTER_DEVICE, p="WEBHOOK", t=devices[account.id])
+    room_id = await group_room(server, owner, [member, removed])
+    await send(server, owner, room_id, "before")
+    await receiver.wait_for(1, devices[member.id])
+    await receiver.wait_for(1, devices[removed.id])
+    await as_user(server, owner, REMOVE, r=room_id, u=removed.id)
+    await send(server, owner, room_id, "after")
+    # The member's push of "after" came: the removed member's would have come with it.
+    (_, after) = await receiver.wait_for(2, devices[member.id])
+    assert after.body == "after"
+    assert [push.body for push in receiver.for_token(devices[removed.id])] == ["before"]
