@@ -44,8 +44,11 @@ async def update_room(info: Info, room_id: strawberry.ID, title: str) -> Room:
 
 async def remove_member(info: Info, room_id: strawberry.ID, user_id: strawberry.ID) -> Room:
     viewer, room = await require_member(info, room_id)
-    removed = parse_id(user_id, "userId")
-    return Room.from_doc(await info.context.services.rooms.remove_member(room, viewer, removed))
+    services, removed = info.context.services, parse_id(user_id, "userId")
+    after = await services.rooms.remove_member(room, viewer, removed)
+    if (user := await services.accounts.get(removed)) is not None:
+        await services.typing.left(room_id, user)  # as a leaver's, their typing ends at once
+    return Room.from_doc(after)
 
 
 async def set_member_role(

@@ -442,6 +442,34 @@ async def test_a_removed_members_subscriptions_end_forbidden_on_every_instance(
             assert await error_code(plain, HISTORY, r=room_id) == "FORBIDDEN"
 
 
+TYPING_ACTIVITY = """
+subscription($r: ID!) {
+  roomActivity(roomId: $r) { __typename ... on TypingEvent { typing user { id } } }
+}
+"""
+SET_TYPING = "mutation($r: ID!) { setTyping(roomId: $r, typing: true) }"
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+async def test_a_removed_members_typing_ends_with_the_removal(
+    any_server: ServerProcess, subprotocol: str
+) -> None:
+    owner, watcher, removed = [await sign_up(any_server) for _ in range(3)]
+    room_id = await group_room(any_server, owner, [watcher, removed])
+    async with (
+        ws_session(any_server, subprotocol, watcher.token) as session,
+        subscribed(any_server, session, TYPING_ACTIVITY, r=room_id) as activity,
+    ):
+        await as_user(any_server, removed, SET_TYPING, r=room_id)
+        started = (await activity.next())["roomActivity"]
+        assert (started["typing"], started["user"]["id"]) == (True, removed.id)
+        await as_user(any_server, owner, REMOVE, r=room_id, u=removed.id)
+        # The removal's MembersChanged and the end of the typing, in either order,
+        # well before the typing would expire by itself (6 s).
+        ended = [(await activity.next(within=4))["roomActivity"] for _ in range(2)]
+    assert {"__typename": "TypingEvent", "typing": False, "user": {"id": removed.id}} in ended
+
+
 # --- budgets --------------------------------------------------------------------------
 
 BUDGET = 2
