@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from bson import ObjectId
+from gql.transport.exceptions import TransportQueryError
 from pymongo import AsyncMongoClient
 
 from tests.support.chat import (
@@ -40,6 +42,7 @@ from tests.support.clients import (
     SUBPROTOCOLS,
     Account,
     Subscription,
+    call,
     error_code,
     http_session,
     sign_up,
@@ -307,6 +310,33 @@ async def test_only_the_owner_gives_roles_and_hands_the_group_over(
     assert await refused(any_server, owner, REMOVE, r=room_id, u=member.id) == "FORBIDDEN"
     await make(any_server, member, room_id, owner, "MEMBER")
     assert await viewer_role(any_server, owner, room_id) == "MEMBER"
+
+
+async def test_handovers_racing_on_two_instances_leave_exactly_one_owner(
+    server_a: ServerProcess, server_b: ServerProcess
+) -> None:
+    owner, *heirs = [await sign_up(server_a) for _ in range(5)]
+    room_id = await group_room(server_a, owner, heirs)
+
+    async def hand_over(server: ServerProcess, heir: Account) -> str:
+        async with http_session(server, owner.token) as session:
+            try:
+                await call(session, SET_ROLE, r=room_id, u=heir.id, role="OWNER")
+            except TransportQueryError as exc:
+                code: str = (exc.errors or [{}])[0]["extensions"]["code"]
+                return code
+        return "OK"
+
+    servers = (server_a, server_b)
+    answers = await asyncio.gather(
+        *(hand_over(servers[i % 2], heir) for i, heir in enumerate(heirs))
+    )
+    # The first handover made the owner an admin: every other one is the owner's no more.
+    assert sorted(answers) == ["FORBIDDEN"] * (len(heirs) - 1) + ["OK"], answers
+    heir = heirs[answers.index("OK")]
+    expected = {owner.id: "ADMIN", **{each.id: "MEMBER" for each in heirs}, heir.id: "OWNER"}
+    for server in servers:
+        assert await roles(server, heirs[0], room_id) == expected
 
 
 async def test_when_the_owner_leaves_the_oldest_admin_else_the_oldest_member_owns(
