@@ -132,8 +132,7 @@ async def _join_times(
 
 def room_cursor(room: RoomDoc) -> str:
     """Keyset cursor (activity time, id): it stays valid while the list reorders."""
-    millis = round(as_utc(room.last_activity_at).timestamp() * 1000)
-    return encode_cursor(ROOM_CURSOR, str(millis), str(room.id))
+    return encode_cursor(ROOM_CURSOR, str(_millis(room.last_activity_at)), str(room.id))
 
 
 class RoomService:
