@@ -215,6 +215,14 @@ class Settings(BaseSettings):
     # leaveRoom per user: each tells every member of the room.
     leave_room_limit: int = 30
     leave_room_limit_seconds: float = 60.0
+    # updateRoom, removeMember and setMemberRole per user: each tells every member of
+    # the room, and a removal ends the removed member's streams on every instance.
+    update_room_limit: int = 30
+    update_room_limit_seconds: float = 60.0
+    remove_member_limit: int = 60
+    remove_member_limit_seconds: float = 60.0
+    set_member_role_limit: int = 30
+    set_member_role_limit_seconds: float = 60.0
     # blockUser and unblockUser together, per user: each ends a friendship, declines
     # requests and moves the block epoch every instance reads.
     block_user_limit: int = 30

@@ -1,10 +1,11 @@
 """The chat client's commands: sign up or log in, then search users, open rooms, send,
-edit and delete messages, and follow a room from a terminal."""
+edit and delete messages, follow a room from a terminal, and run a group."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable
 from contextlib import aclosing
 
 import click
@@ -20,6 +21,8 @@ from client import (
     PlopClient,
     PlopClientError,
     Room,
+    RoomMembership,
+    RoomRole,
     TypingEvent,
     delete_credentials,
     load_credentials,
@@ -245,12 +248,105 @@ def direct(user_id: str, url: str | None) -> None:
     click.echo(saved_session(url).run(lambda plop: plop.create_direct_room(user_id)).id)
 
 
-@click.command(help="Create a group room TITLE with the given members; print its id.")
+class _GroupCommands(click.Group):
+    """``plop group TITLE [USER_ID]...`` creates a group, as it always did (options
+    such as --url anywhere); a first argument that names a subcommand (rename, remove,
+    role, create) runs that one."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands:
+            return "create", self.commands["create"], args
+        return super().resolve_command(ctx, args)
+
+
+@click.group(
+    cls=_GroupCommands,
+    # The group's own options are --help alone: the others are create's (--url).
+    context_settings={"ignore_unknown_options": True},
+    short_help="Create a group room, or rename it, remove members, give roles.",
+    help=(
+        "plop group TITLE [USER_ID]... creates a group room and prints its id (you own "
+        "it). The subcommands run one: its owner and admins rename it and remove "
+        "members (an admin removes members only, nobody removes the owner); its owner "
+        "alone gives roles."
+    ),
+)
+def group() -> None:
+    pass
+
+
+@group.command(
+    name="create", help="Create a group room TITLE with the given members; print its id."
+)
 @click.argument("title")
 @click.argument("member_ids", nargs=-1, metavar="[USER_ID]...")
 @URL_OPTION
-def group(title: str, member_ids: tuple[str, ...], url: str | None) -> None:
+def create_group(title: str, member_ids: tuple[str, ...], url: str | None) -> None:
     click.echo(saved_session(url).run(lambda plop: plop.create_group_room(title, member_ids)).id)
+
+
+@group.command(help="Rename the group room ROOM to TITLE (owner and admins); print the title.")
+@click.argument("room")
+@click.argument("title")
+@URL_OPTION
+def rename(room: str, title: str, url: str | None) -> None:
+    renamed = saved_session(url).run(lambda plop: plop.update_room(room, title))
+    click.echo(one_line(renamed.title or ""))
+
+
+@group.command(
+    short_help="Remove USER_ID from the group room ROOM; print who is left.",
+    help=(
+        "Remove USER_ID from the group room ROOM (the owner removes anyone else, an admin "
+        "members only); their subscriptions to the room end at once. Prints the members "
+        "left: USER_ID<TAB>USERNAME<TAB>ROLE, oldest first."
+    ),
+)
+@click.argument("room")
+@click.argument("user_id")
+@URL_OPTION
+def remove(room: str, user_id: str, url: str | None) -> None:
+    session = saved_session(url)
+    _echo_members(
+        session.run(lambda plop: _members_after(plop, room, plop.remove_member(room, user_id)))
+    )
+
+
+@group.command(
+    short_help="Give USER_ID the ROLE in the group room ROOM; print the members.",
+    help=(
+        "Give USER_ID the ROLE in the group room ROOM (its owner alone may): ADMIN or "
+        "MEMBER, or OWNER to hand the group over (you become an admin). Prints the "
+        "members: USER_ID<TAB>USERNAME<TAB>ROLE, oldest first."
+    ),
+)
+@click.argument("room")
+@click.argument("user_id")
+@click.argument("role", type=click.Choice([role.value for role in RoomRole], case_sensitive=False))
+@URL_OPTION
+def role(room: str, user_id: str, role: str, url: str | None) -> None:
+    given = RoomRole(role.upper())
+    session = saved_session(url)
+    _echo_members(
+        session.run(
+            lambda plop: _members_after(plop, room, plop.set_member_role(room, user_id, given))
+        )
+    )
+
+
+async def _members_after(
+    plop: PlopClient, room: str, change: Awaitable[Room]
+) -> list[RoomMembership]:
+    """The room's members with their roles, once the change is made."""
+    await change
+    return [member async for member in plop.memberships(room)]
+
+
+def _echo_members(members: list[RoomMembership]) -> None:
+    for member in members:
+        click.echo("\t".join((member.user.id, member.user.username, member.role.value)))
 
 
 # --- a terminal's lines ---------------------------------------------------------------

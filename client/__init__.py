@@ -32,6 +32,8 @@ from client.types import (
     Room,
     RoomActivity,
     RoomKind,
+    RoomMembership,
+    RoomRole,
     TypingEvent,
     User,
 )
@@ -54,6 +56,8 @@ __all__ = [
     "Room",
     "RoomActivity",
     "RoomKind",
+    "RoomMembership",
+    "RoomRole",
     "Subprotocol",
     "TypingEvent",
     "User",

@@ -17,6 +17,8 @@ from client.types import (
     Room,
     RoomActivity,
     RoomKind,
+    RoomMembership,
+    RoomRole,
     TypingEvent,
     User,
 )
@@ -60,6 +62,14 @@ def parse_room(data: Mapping[str, Any]) -> Room:
         last_message=parse_message(last_message) if last_message else None,
         last_read_seq=data["lastReadSeq"],
         unread_count=data["unreadCount"],
+    )
+
+
+def parse_membership(data: Mapping[str, Any]) -> RoomMembership:
+    return RoomMembership(
+        user=parse_user(data["user"]),
+        role=RoomRole(data["role"]),
+        joined_at=datetime.fromisoformat(data["joinedAt"]),
     )
 
 

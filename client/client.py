@@ -23,7 +23,14 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 
 from client import documents
-from client._parsing import parse_activity, parse_auth, parse_message, parse_room, parse_user
+from client._parsing import (
+    parse_activity,
+    parse_auth,
+    parse_membership,
+    parse_message,
+    parse_room,
+    parse_user,
+)
 from client.errors import (
     REFUSED_AT_INIT_CLOSE_CODE,
     TRANSPORT_FAILURES,
@@ -32,7 +39,15 @@ from client.errors import (
     translate,
 )
 from client.retry import Backoff
-from client.types import AuthPayload, Message, Room, RoomActivity, User
+from client.types import (
+    AuthPayload,
+    Message,
+    Room,
+    RoomActivity,
+    RoomMembership,
+    RoomRole,
+    User,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -186,15 +201,53 @@ class PlopClient:
 
     async def rooms(self, page_size: int = 20) -> AsyncGenerator[Room, None]:
         """Every room the viewer is in, most recent activity first, a page at a time."""
+        pages = self._nodes(documents.ROOMS_PAGE, {"first": page_size}, lambda data: data["rooms"])
+        async for node in pages:
+            yield parse_room(node)
+
+    async def memberships(
+        self, room_id: str, page_size: int = 100
+    ) -> AsyncGenerator[RoomMembership, None]:
+        """Every member of the room with their role, oldest member first."""
+        variables = {"id": room_id, "first": page_size}
+        pages = self._nodes(
+            documents.MEMBERSHIPS_PAGE, variables, lambda data: data["room"]["memberships"]
+        )
+        async for node in pages:
+            yield parse_membership(node)
+
+    async def _nodes(
+        self,
+        request: GraphQLRequest,
+        variables: Mapping[str, object],
+        connection: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Every node of a Relay connection, read forward a page at a time."""
         after: str | None = None
         while True:
-            data = await self._read(documents.ROOMS_PAGE, {"first": page_size, "after": after})
-            page = data["rooms"]
+            page = connection(await self._read(request, {**variables, "after": after}))
             for edge in page["edges"]:
-                yield parse_room(edge["node"])
+                yield edge["node"]
             if not page["pageInfo"]["hasNextPage"] or not page["edges"]:
                 return
             after = page["pageInfo"]["endCursor"]
+
+    async def update_room(self, room_id: str, title: str) -> Room:
+        """Renames a group room (its owner and admins may)."""
+        data = await self._execute(documents.UPDATE_ROOM, {"roomId": room_id, "title": title})
+        return parse_room(data["updateRoom"])
+
+    async def remove_member(self, room_id: str, user_id: str) -> Room:
+        """Takes a member out of a group room (its owner, or an admin for a member)."""
+        variables = {"roomId": room_id, "userId": user_id}
+        data = await self._execute(documents.REMOVE_MEMBER, variables)
+        return parse_room(data["removeMember"])
+
+    async def set_member_role(self, room_id: str, user_id: str, role: RoomRole) -> Room:
+        """Gives a member a role (the owner alone may; OWNER hands the group over)."""
+        variables = {"roomId": room_id, "userId": user_id, "role": role.value}
+        data = await self._execute(documents.SET_MEMBER_ROLE, variables)
+        return parse_room(data["setMemberRole"])
 
     # --- messages -------------------------------------------------------------------
 

@@ -141,6 +141,49 @@ mutation CreateGroupRoom($title: String!, $memberIds: [ID!]!) {
     _MESSAGE,
     _USER,
 )
+UPDATE_ROOM = _with(
+    """
+mutation UpdateRoom($roomId: ID!, $title: String!) {
+  updateRoom(roomId: $roomId, title: $title) { ...RoomFields }
+}
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
+REMOVE_MEMBER = _with(
+    """
+mutation RemoveMember($roomId: ID!, $userId: ID!) {
+  removeMember(roomId: $roomId, userId: $userId) { ...RoomFields }
+}
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
+SET_MEMBER_ROLE = _with(
+    """
+mutation SetMemberRole($roomId: ID!, $userId: ID!, $role: RoomRole!) {
+  setMemberRole(roomId: $roomId, userId: $userId, role: $role) { ...RoomFields }
+}
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
+MEMBERSHIPS_PAGE = _with(
+    """
+query Memberships($id: ID!, $first: Int!, $after: String) {
+  room(id: $id) {
+    memberships(first: $first, after: $after) {
+      edges { node { user { ...UserFields } role joinedAt } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+""",
+    _USER,
+)
 ROOM = _with("query Room($id: ID!) { room(id: $id) { ...RoomFields } }", _ROOM, _MESSAGE, _USER)
 ROOM_LAST_SEQ = _with("query RoomLastSeq($id: ID!) { room(id: $id) { lastSeq } }")
 ROOMS_PAGE = _with(

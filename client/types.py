@@ -12,6 +12,14 @@ class RoomKind(Enum):
     GROUP = "GROUP"
 
 
+class RoomRole(Enum):
+    """OWNER (one per group), ADMIN (renames, removes members) or MEMBER."""
+
+    OWNER = "OWNER"
+    ADMIN = "ADMIN"
+    MEMBER = "MEMBER"
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: str
@@ -55,6 +63,15 @@ class Room:
     last_message: Message | None
     last_read_seq: int
     unread_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMembership:
+    """One member of a room, with their role and when they joined."""
+
+    user: User
+    role: RoomRole
+    joined_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

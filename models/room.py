@@ -18,6 +18,14 @@ class RoomKind(StrEnum):
     GROUP = "GROUP"
 
 
+class RoomRole(StrEnum):
+    """A member's role in a GROUP room (every member of a DIRECT room is a MEMBER)."""
+
+    OWNER = "OWNER"
+    ADMIN = "ADMIN"
+    MEMBER = "MEMBER"
+
+
 def new_members_tag() -> str:
     return secrets.token_hex(8)
 
@@ -48,6 +56,11 @@ class RoomDoc(Document):
     # not a counter: updates on FerretDB are not atomic, and two changes racing
     # must never leave the tag as it was.
     members_tag: str = Field(default_factory=lambda: new_members_tag())
+    # The roles of a GROUP room, beside its members so that one read and one update
+    # (under the room's members lock) see and change both. Rooms stored before roles
+    # have neither: ``services.room_roles`` reads their oldest member as the owner.
+    owner_id: PydanticObjectId | None = None
+    admin_ids: list[PydanticObjectId] = Field(default_factory=list)
 
     class Settings:
         name = "rooms"

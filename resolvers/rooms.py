@@ -1,9 +1,10 @@
-"""Rooms: create, invite, leave, list, read, typing."""
+"""Rooms: create, invite, leave, rename, remove, roles, list, read, typing."""
 
 from __future__ import annotations
 
 import strawberry
 
+from models.room import RoomRole
 from resolvers.access import require_member, require_viewer, require_writer
 from schema.context import Info
 from schema.types import PageInfo, Room, RoomConnection, RoomEdge
@@ -34,6 +35,28 @@ async def leave_room(info: Info, room_id: strawberry.ID) -> bool:
     await info.context.services.rooms.leave(room, viewer)
     await info.context.services.typing.left(room_id, viewer)
     return True
+
+
+async def update_room(info: Info, room_id: strawberry.ID, title: str) -> Room:
+    viewer, room = await require_member(info, room_id)
+    return Room.from_doc(await info.context.services.rooms.rename(room, viewer, title))
+
+
+async def remove_member(info: Info, room_id: strawberry.ID, user_id: strawberry.ID) -> Room:
+    viewer, room = await require_member(info, room_id)
+    services, removed = info.context.services, parse_id(user_id, "userId")
+    after = await services.rooms.remove_member(room, viewer, removed)
+    if (user := await services.accounts.get(removed)) is not None:
+        await services.typing.left(room_id, user)  # as a leaver's, their typing ends at once
+    return Room.from_doc(after)
+
+
+async def set_member_role(
+    info: Info, room_id: strawberry.ID, user_id: strawberry.ID, role: RoomRole
+) -> Room:
+    viewer, room = await require_member(info, room_id)
+    member = parse_id(user_id, "userId")
+    return Room.from_doc(await info.context.services.rooms.set_role(room, viewer, member, role))
 
 
 async def set_typing(info: Info, room_id: strawberry.ID, typing: bool) -> bool:

@@ -113,6 +113,24 @@ class Mutation:
         description="Any member of a GROUP room may invite; invitees get roomAdded.",
     )
     leave_room: bool = strawberry.mutation(resolver=room_resolvers.leave_room)
+    update_room: Room = strawberry.mutation(
+        resolver=room_resolvers.update_room, description="v1.2. OWNER or ADMIN of a GROUP room."
+    )
+    remove_member: Room = strawberry.mutation(
+        resolver=room_resolvers.remove_member,
+        description=(
+            "v1.2. OWNER or ADMIN; an ADMIN removes MEMBERs only; nobody removes the OWNER. "
+            "The removed member's subscriptions to the room end FORBIDDEN at once."
+        ),
+    )
+    set_member_role: Room = strawberry.mutation(
+        resolver=room_resolvers.set_member_role,
+        description=(
+            "v1.2. OWNER only: ADMIN or MEMBER for another member; OWNER hands ownership over "
+            "(the old owner becomes ADMIN). When the OWNER leaves, the oldest ADMIN (else the "
+            "oldest member) owns."
+        ),
+    )
     send_message: Message = strawberry.mutation(
         resolver=message_resolvers.send_message,
         description=(

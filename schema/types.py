@@ -10,7 +10,7 @@ import strawberry
 from models import MessageDoc, PushDeviceDoc, RoomDoc, UserDoc
 from models.friend import FriendRequestStatus
 from models.push import PushPlatform
-from models.room import RoomKind
+from models.room import RoomKind, RoomRole
 from models.time import as_utc
 from pubsub import MembersChanged as MembersChangedEvent
 from pubsub import MessageData, TypingChanged
@@ -22,11 +22,21 @@ from services.message_data import message_data
 from services.paging import Page
 from services.presence import Presence as PresenceView
 from services.presence import PresenceStatus
+from services.room_roles import role_of
 from services.room_stream import RoomActivity as RoomActivityEvent
+from services.rooms import membership_cursor
 
 # The enums are the models' and services' own, served under the contract's names.
 for _enum in (RoomKind, PresenceStatus, FriendRequestStatus, PushPlatform):
     strawberry.enum(_enum, name=_enum.__name__)
+strawberry.enum(
+    RoomRole,
+    name="RoomRole",
+    description=(
+        "v1.2. OWNER: one per group, made by createGroupRoom. ADMIN: may rename, remove "
+        "MEMBERs. DIRECT rooms: MEMBER."
+    ),
+)
 
 
 @strawberry.type
@@ -152,6 +162,52 @@ async def _room_members(root: Room, info: Info, first: int | None = 100) -> list
     return [User.from_doc(user) for user in users if user is not None]
 
 
+@strawberry.type(description="v1.2.")
+class RoomMembership:
+    user: User
+    role: RoomRole
+    joined_at: datetime
+
+
+@strawberry.type
+class RoomMembershipEdge:
+    cursor: str
+    node: RoomMembership
+
+
+@strawberry.type
+class RoomMembershipConnection:
+    edges: list[RoomMembershipEdge]
+    page_info: PageInfo
+
+
+async def _room_memberships(
+    root: Room, info: Info, first: int | None = 100, after: str | None = None
+) -> RoomMembershipConnection:
+    page = await info.context.services.rooms.memberships(root.doc, first, after)
+    users = await info.context.loaders.users.load_many([each.user_id for each in page.items])
+    edges = [
+        RoomMembershipEdge(
+            cursor=membership_cursor(member),
+            node=RoomMembership(
+                user=User.from_doc(user), role=member.role, joined_at=member.joined_at
+            ),
+        )
+        for member, user in zip(page.items, users, strict=True)
+        if user is not None
+    ]
+    return RoomMembershipConnection(
+        edges=edges, page_info=PageInfo.of(page, [edge.cursor for edge in edges])
+    )
+
+
+def _viewer_role(root: Room, info: Info) -> RoomRole:
+    viewer = info.context.viewer
+    # Every root resolver that returns a Room requires a viewer.
+    assert viewer is not None and viewer.id is not None
+    return role_of(root.doc, viewer.id)
+
+
 @strawberry.type
 class Room:
     id: strawberry.ID
@@ -178,6 +234,14 @@ class Room:
     @strawberry.field
     def member_count(self) -> int:
         return len(self.doc.member_ids)
+
+    viewer_role: RoomRole = strawberry.field(
+        resolver=_viewer_role, description="v1.2. The viewer's role (MEMBER in DIRECT rooms)."
+    )
+    memberships: RoomMembershipConnection = strawberry.field(
+        resolver=_room_memberships,
+        description=("v1.2. Members with their roles, oldest member first (at most 1,000 a page)."),
+    )
 
     @strawberry.field
     async def last_seq(self, info: Info) -> int:

@@ -83,6 +83,9 @@ class LimitName(StrEnum):
     SEARCH_USERS = "search-users"
     REGISTER_PUSH_DEVICE = "register-push-device"
     LEAVE_ROOM = "leave-room"
+    UPDATE_ROOM = "update-room"
+    REMOVE_MEMBER = "remove-member"
+    SET_MEMBER_ROLE = "set-member-role"
     BLOCK_USER = "block-user"
 
 
@@ -105,6 +108,9 @@ _REFUSALS = {
     LimitName.SEARCH_USERS: "too many user searches",
     LimitName.REGISTER_PUSH_DEVICE: "too many push devices registered",
     LimitName.LEAVE_ROOM: "too many rooms left",
+    LimitName.UPDATE_ROOM: "too many rooms renamed",
+    LimitName.REMOVE_MEMBER: "too many members removed",
+    LimitName.SET_MEMBER_ROLE: "too many roles changed",
     LimitName.BLOCK_USER: "too many blocks and unblocks",
 }
 
@@ -159,6 +165,9 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
             s.register_push_device_limit, s.register_push_device_limit_seconds
         ),
         LimitName.LEAVE_ROOM: Limit(s.leave_room_limit, s.leave_room_limit_seconds),
+        LimitName.UPDATE_ROOM: Limit(s.update_room_limit, s.update_room_limit_seconds),
+        LimitName.REMOVE_MEMBER: Limit(s.remove_member_limit, s.remove_member_limit_seconds),
+        LimitName.SET_MEMBER_ROLE: Limit(s.set_member_role_limit, s.set_member_role_limit_seconds),
         LimitName.BLOCK_USER: Limit(s.block_user_limit, s.block_user_limit_seconds),
     }
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from beanie import PydanticObjectId
@@ -14,7 +16,7 @@ from pymongo.results import UpdateResult
 
 from errors import BadUserInput, Forbidden, NotFound
 from models import MembershipDoc, RoomDoc, RoomProgressDoc, UserDoc
-from models.room import RoomKind, new_members_tag
+from models.room import RoomKind, RoomRole, new_members_tag
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, ReadReceipt, RoomAdded, RoomChanged
 from services.blocklist import refuse_if_blocked
@@ -31,6 +33,15 @@ from services.paging import (
     decode_cursor,
     encode_cursor,
 )
+from services.room_roles import (
+    check_removal,
+    heir_of,
+    owner_of,
+    require_group,
+    require_manager,
+    role_of,
+    roles_after,
+)
 from services.sequence import latest_seq, progress_hints
 from services.shown_text import refuse_hidden_characters
 
@@ -41,7 +52,10 @@ CONVERSATION_BLOCKED = (
     "in it until the block is lifted"
 )
 ROOM_CURSOR = "room"
+MEMBERSHIP_CURSOR = "member"
 DEFAULT_MEMBERS_PAGE = 100
+# The contract's most members a page of Room.memberships.
+MAX_MEMBERSHIPS_PAGE = 1_000
 
 
 def _pair_key(first: PydanticObjectId, second: PydanticObjectId) -> str:
@@ -79,10 +93,46 @@ async def _room_with_hint(room_id: PydanticObjectId) -> RoomDoc | None:
     return room
 
 
+def checked_title(title: str) -> str:
+    """A group title as stored: trimmed, 1 to MAX_TITLE_CHARS characters, nothing hidden."""
+    clean_title = title.strip()
+    if not 1 <= len(clean_title) <= MAX_TITLE_CHARS:
+        raise BadUserInput(f"title must be 1 to {MAX_TITLE_CHARS} characters long")
+    refuse_hidden_characters(clean_title, "title", joiners=True)
+    return clean_title
+
+
+def _millis(when: datetime) -> int:
+    return round(as_utc(when).timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMember:
+    """One member of a room: their role, and when they joined."""
+
+    user_id: PydanticObjectId
+    role: RoomRole
+    joined_at: datetime
+
+
+def membership_cursor(member: RoomMember) -> str:
+    """The member, with their join time: a page goes on after them even once they left."""
+    return encode_cursor(MEMBERSHIP_CURSOR, str(member.user_id), str(_millis(member.joined_at)))
+
+
+async def _join_times(
+    room: RoomDoc, user_ids: list[PydanticObjectId]
+) -> dict[PydanticObjectId, datetime]:
+    """When each of the members joined; the room's creation for a member whose
+    membership document is missing (a creation or an invite cut short)."""
+    found = await MembershipDoc.find({"room_id": room.id, "user_id": {"$in": user_ids}}).to_list()
+    joined = {membership.user_id: as_utc(membership.joined_at) for membership in found}
+    return {user_id: joined.get(user_id, as_utc(room.created_at)) for user_id in user_ids}
+
+
 def room_cursor(room: RoomDoc) -> str:
     """Keyset cursor (activity time, id): it stays valid while the list reorders."""
-    millis = round(as_utc(room.last_activity_at).timestamp() * 1000)
-    return encode_cursor(ROOM_CURSOR, str(millis), str(room.id))
+    return encode_cursor(ROOM_CURSOR, str(_millis(room.last_activity_at)), str(room.id))
 
 
 class RoomService:
@@ -182,10 +232,7 @@ class RoomService:
         """A GROUP room with the viewer and the given users."""
         assert viewer.id is not None
         await self._limits.hit(LimitName.CREATE_ROOM, str(viewer.id))
-        clean_title = title.strip()
-        if not 1 <= len(clean_title) <= MAX_TITLE_CHARS:
-            raise BadUserInput(f"title must be 1 to {MAX_TITLE_CHARS} characters long")
-        refuse_hidden_characters(clean_title, "title", joiners=True)
+        clean_title = checked_title(title)
         members = list(dict.fromkeys([viewer.id, *member_ids]))
         if len(members) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
@@ -196,6 +243,7 @@ class RoomService:
             title=clean_title,
             member_ids=members,
             pair_key=f"group:{secrets.token_hex(12)}",
+            owner_id=viewer.id,
         )
         await room.insert()
         await self._joined(room, members)
@@ -252,21 +300,114 @@ class RoomService:
         await self._limits.hit(LimitName.LEAVE_ROOM, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("only a GROUP room can be left")
-        async with self._locks.hold(f"room-members:{room.id}"):  # not lost to an invite
-            await RoomDoc.find_one(RoomDoc.id == room.id).update(
-                {
-                    "$pull": {"member_ids": viewer.id},
-                    "$max": {"last_activity_at": utc_now()},
-                    "$set": {"members_tag": new_members_tag()},
-                }
-            )
-        self._senders.drop(room.id)  # this instance refuses the leaver's next send at once
+        await self.take_out(room.id, viewer.id)
+
+    async def remove_member(
+        self, room: RoomDoc, viewer: UserDoc, user_id: PydanticObjectId
+    ) -> RoomDoc:
+        """Takes another member out of a GROUP room, as the owner or an admin may."""
+        assert viewer.id is not None and room.id is not None
+        await self._limits.hit(LimitName.REMOVE_MEMBER, str(viewer.id))
+        require_group(room)
+        viewer_id = viewer.id
+        return await self.take_out(
+            room.id, user_id, authorize=lambda fresh: check_removal(fresh, viewer_id, user_id)
+        )
+
+    async def take_out(
+        self,
+        room_id: PydanticObjectId,
+        user_id: PydanticObjectId,
+        authorize: Callable[[RoomDoc], None] | None = None,
+    ) -> RoomDoc:
+        """Takes a member out of a room: the one path of a leave and of a removal.
+
+        Under the room's members lock (so that it is not lost to an invite, and
+        ``authorize`` judges the room as it is), the user leaves the members and the
+        admins, the membership tag changes, and if they owned the room, its oldest
+        admin (else its oldest member) owns it. Then this instance's send path
+        forgets the room and a ``MembersChanged`` removing them ends their streams of
+        the room on every instance (``services.room_stream``); a stream that misses
+        the event sees the new tag on the next message. Taking out someone who is
+        no longer in the room changes nothing but publishes again, so a retry after
+        a failure half-way finishes the job.
+        """
+        async with self._locks.hold(f"room-members:{room_id}"):
+            room = await RoomDoc.get(room_id)
+            if room is None:
+                raise NotFound("no such room")
+            if authorize is not None:
+                authorize(room)
+            if user_id in room.member_ids:
+                admins = [admin for admin in room.admin_ids if admin != user_id]
+                owner = room.owner_id
+                if owner_of(room) == user_id:
+                    owner = heir_of(room, user_id)
+                    admins = [admin for admin in admins if admin != owner]
+                await RoomDoc.find_one(RoomDoc.id == room_id).update(
+                    {
+                        "$pull": {"member_ids": user_id},
+                        "$max": {"last_activity_at": utc_now()},
+                        "$set": {
+                            "members_tag": new_members_tag(),
+                            "owner_id": owner,
+                            "admin_ids": admins,
+                        },
+                    }
+                )
+        self._senders.drop(room_id)  # this instance refuses the leaver's next send at once
         await MembershipDoc.find(
-            MembershipDoc.room_id == room.id, MembershipDoc.user_id == viewer.id
+            MembershipDoc.room_id == room_id, MembershipDoc.user_id == user_id
         ).delete()
         await self._publisher.publish(
-            MembersChanged(room_id=str(room.id), added=(), removed=(str(viewer.id),))
+            MembersChanged(room_id=str(room_id), added=(), removed=(str(user_id),))
         )
+        return await self._room_now(room_id)
+
+    async def rename(self, room: RoomDoc, viewer: UserDoc, title: str) -> RoomDoc:
+        """A new title for a GROUP room, as its owner or an admin may give it."""
+        assert viewer.id is not None and room.id is not None
+        await self._limits.hit(LimitName.UPDATE_ROOM, str(viewer.id))
+        require_group(room)
+        clean_title = checked_title(title)
+        async with self._locks.hold(f"room-members:{room.id}"):  # judged as the roles stand
+            fresh = await self._room_now(room.id)
+            require_manager(fresh, viewer.id, "rename it")
+            await RoomDoc.find_one(RoomDoc.id == room.id).update(
+                {"$set": {"title": clean_title}, "$max": {"last_activity_at": utc_now()}}
+            )
+        return await self._changed(room.id)
+
+    async def set_role(
+        self, room: RoomDoc, viewer: UserDoc, user_id: PydanticObjectId, role: RoomRole
+    ) -> RoomDoc:
+        """Gives a member of a GROUP room a role, as its owner alone may; OWNER hands
+        the room over (the old owner becomes an admin)."""
+        assert viewer.id is not None and room.id is not None
+        await self._limits.hit(LimitName.SET_MEMBER_ROLE, str(viewer.id))
+        require_group(room)
+        async with self._locks.hold(f"room-members:{room.id}"):  # judged as the roles stand
+            fresh = await self._room_now(room.id)
+            owner, admins = roles_after(fresh, viewer.id, user_id, role)
+            if role is role_of(fresh, user_id) and fresh.owner_id == owner:
+                return fresh  # nothing changes: nothing to tell
+            await RoomDoc.find_one(RoomDoc.id == room.id).update(
+                {"$set": {"owner_id": owner, "admin_ids": admins}}
+            )
+        return await self._changed(room.id)
+
+    async def _changed(self, room_id: PydanticObjectId) -> RoomDoc:
+        """The room after a change of its title or roles, told to its members (their
+        roomActivity and roomUpdated, on every instance)."""
+        await self._publisher.publish(MembersChanged(room_id=str(room_id), added=(), removed=()))
+        return await self._room_now(room_id)
+
+    @staticmethod
+    async def _room_now(room_id: PydanticObjectId) -> RoomDoc:
+        room = await RoomDoc.get(room_id)
+        if room is None:
+            raise NotFound("no such room")
+        return room
 
     async def _joined(self, room: RoomDoc, user_ids: list[PydanticObjectId]) -> None:
         assert room.id is not None
@@ -345,6 +486,40 @@ class RoomService:
             raise BadUserInput(f"first must be between 1 and {most}")
         # Members are appended as they join, so the list is in joining order.
         return room.member_ids[:first]
+
+    async def memberships(
+        self, room: RoomDoc, first: int | None, after: str | None
+    ) -> Page[RoomMember]:
+        """A page of the room's members with their roles, oldest member first."""
+        size = DEFAULT_MEMBERS_PAGE if first is None else first
+        if not 0 <= size <= MAX_MEMBERSHIPS_PAGE:
+            raise BadUserInput(f"first must be between 0 and {MAX_MEMBERSHIPS_PAGE}")
+        members = room.member_ids
+        start = 0
+        if after is not None:
+            user_part, joined_part = decode_cursor(after, MEMBERSHIP_CURSOR, 2)
+            joined_millis = cursor_number(joined_part)
+            if not PydanticObjectId.is_valid(user_part):
+                raise BadUserInput(INVALID_CURSOR)
+            if (user_id := PydanticObjectId(user_part)) in members:
+                start = members.index(user_id) + 1
+            else:  # they left since: go on with those who joined after them
+                joined = await _join_times(room, members)
+                start = next(
+                    (
+                        at
+                        for at, each in enumerate(members)
+                        if _millis(joined[each]) > joined_millis
+                    ),
+                    len(members),
+                )
+        chosen = members[start : start + size]
+        joined = await _join_times(room, chosen)
+        return Page(
+            [RoomMember(each, role_of(room, each), joined[each]) for each in chosen],
+            has_next_page=start + size < len(members),
+            has_previous_page=start > 0,
+        )
 
     async def mark_read(self, room: RoomDoc, viewer: UserDoc, seq: int) -> None:
         """Moves the viewer's read marker forward to seq (never back); a marker that

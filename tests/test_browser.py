@@ -21,10 +21,18 @@ from tests.support.browser import (
     requested_urls,
     websocket_subprotocols,
 )
-from tests.support.chat import SEND_FRIEND_REQUEST, as_user, direct_room, send
+from tests.support.chat import (
+    HISTORY,
+    SEND_FRIEND_REQUEST,
+    as_user,
+    direct_room,
+    group_room,
+    send,
+)
 from tests.support.clients import (
     active_subscriptions,
     call,
+    error_code,
     http_session,
     sign_up,
     unique_name,
@@ -317,3 +325,77 @@ async def test_a_server_restart_is_resumed_without_gaps(
         await page.window.element("#connection[data-state='live']")
         await send(server, bob, room_id, "after")
         await page.wait_messages([*resumed, (5, "after")])
+
+
+MEMBERS_SCRIPT = (
+    "return [...document.querySelectorAll('#group-members li[data-user-id]')]"
+    ".map(li => [li.querySelector('.handle').textContent, li.querySelector('.role').textContent,"
+    " [...li.querySelectorAll('button')].map(b => b.textContent)])"
+)
+
+
+async def wait_members(page: ChatPage, expected: list[list[object]], what: str) -> None:
+    """Waits until the group panel lists these (handle, role, buttons), oldest first."""
+    await page.window.wait_value(MEMBERS_SCRIPT, lambda shown: shown == expected, what)
+
+
+async def test_the_group_panel_follows_roles_renames_removals_and_a_leave_live(
+    browser: Browser, server_a: ServerProcess, tmp_path: Path
+) -> None:
+    alice = await sign_up(server_a, "alice")
+    bob = await sign_up(server_a, "bob")
+    carol = await sign_up(server_a, "carol")
+    title = unique_name("team")
+    room_id = await group_room(server_a, alice, [bob, carol], title=title)
+    a, b, c = (f"@{user.username}" for user in (alice, bob, carol))
+    owner_buttons = ["remove", "make admin", "make owner"]
+    async with browser.windows(tmp_path) as windows:
+        owner = ChatPage(await windows.open(server_a.base_url))
+        member = ChatPage(await windows.open(server_a.base_url))
+        for page, account in ((owner, alice), (member, bob)):
+            await page.log_in(account.username, PASSWORD)
+            await page.open_room(title)
+            await page.window.click("#group summary")
+        await wait_members(
+            owner,
+            [[a, "OWNER", []], [b, "MEMBER", owner_buttons], [c, "MEMBER", owner_buttons]],
+            "the owner may remove and give roles to both others",
+        )
+        await wait_members(
+            member,
+            [[a, "OWNER", []], [b, "MEMBER", []], [c, "MEMBER", []]],
+            "a member may do nothing to anyone",
+        )
+        assert not await member.window.script(
+            "return !document.getElementById('group-rename').hidden"
+        )
+
+        # Made an admin, Bob may remove Carol (a member) and rename, live.
+        await owner.click_button(f"#group-members li[data-user-id='{bob.id}']", "make admin")
+        await wait_members(
+            member,
+            [[a, "OWNER", []], [b, "ADMIN", []], [c, "MEMBER", ["remove"]]],
+            "an admin may remove members only",
+        )
+        await member.window.type("#group-title", "Crew")
+        await member.window.click("#group-rename button")
+        await owner.window.wait_value(
+            "return document.getElementById('room-title').textContent",
+            lambda shown: shown == "Crew",
+            "the owner sees the new title",
+        )
+        await owner.click_button(f"#group-members li[data-user-id='{carol.id}']", "remove")
+        await wait_members(
+            member, [[a, "OWNER", []], [b, "ADMIN", []]], "the admin sees Carol removed"
+        )
+
+        # Bob leaves: the room goes from his list; Alice sees him gone.
+        await member.click_button("#group", "Leave group")
+        await member.window.wait_value(
+            f"return !document.querySelector(\"#rooms li[data-room-id='{room_id}']\")",
+            bool,
+            "the room left the list",
+        )
+        await wait_members(owner, [[a, "OWNER", []]], "the owner sees Bob gone")
+    async with http_session(server_a, carol.token) as session:
+        assert await error_code(session, HISTORY, r=room_id) == "FORBIDDEN"

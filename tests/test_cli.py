@@ -226,6 +226,9 @@ async def test_help_lists_every_command(tmp_path: Path) -> None:
     commands = ("serve", "signup", "login", "logout", "whoami", "search", "send", "edit")
     for command in (*commands, "delete", "tail", "rooms", "direct", "group"):
         assert f"  {command} " in out
+    group_help = await succeeds(tmp_path, "group", "--help")
+    for command in ("create", "rename", "remove", "role"):
+        assert f"  {command} " in group_help
 
 
 async def both_sign_up(url: str, *users: tuple[Path, str]) -> None:
@@ -443,3 +446,43 @@ async def test_tail_shows_edits_deletes_and_typing_made_with_plop_edit_and_delet
             assert await tail.line() == f"1\t{alice}\t(deleted)"
     refused = await plop(bob_config, "edit", message_id, "mine now")
     assert refused.code == 1 and "FORBIDDEN" in refused.stderr
+
+
+async def test_group_rename_remove_and_role_run_a_group_by_its_roles(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    configs = [tmp_path / name for name in ("owner", "admin", "member")]
+    (owner, owner_id), (admin, admin_id), (member, member_id) = await asyncio.gather(
+        *(signed_up(config, embedded_server, config.name) for config in configs)
+    )
+    owner_config, admin_config, member_config = configs
+    # Creating is still `plop group TITLE [USER_ID]...`, options anywhere.
+    url = embedded_server.http_url
+    room = await succeeds(owner_config, "group", "--url", url, "Team", admin_id, member_id)
+    room = room.strip()
+    assert (await succeeds(owner_config, "group", "rename", room, "Crew")).strip() == "Crew"
+    assert f"{room}\tGROUP\tCrew\t" in await succeeds(member_config, "rooms")
+    made_admin = await succeeds(owner_config, "group", "role", room, admin_id, "admin")
+    assert made_admin.splitlines() == [
+        f"{owner_id}\t{owner}\tOWNER",
+        f"{admin_id}\t{admin}\tADMIN",
+        f"{member_id}\t{member}\tMEMBER",
+    ]
+
+    for config, args in (
+        (member_config, ("remove", room, admin_id)),
+        (member_config, ("rename", room, "Mine")),
+        (admin_config, ("remove", room, owner_id)),
+        (admin_config, ("role", room, member_id, "ADMIN")),
+    ):
+        refused = await plop(config, "group", *args)
+        assert refused.code == 1 and "FORBIDDEN" in refused.stderr, (args, refused.stderr)
+    bad_role = await plop(owner_config, "group", "role", room, member_id, "KING")
+    assert bad_role.code == 2 and "KING" in bad_role.stderr
+
+    left = await succeeds(admin_config, "group", "remove", room, member_id)
+    assert left.splitlines() == [f"{owner_id}\t{owner}\tOWNER", f"{admin_id}\t{admin}\tADMIN"]
+    gone = await plop(member_config, "send", room, "still here?")
+    assert gone.code == 1 and "FORBIDDEN" in gone.stderr
+    handed = await succeeds(owner_config, "group", "role", room, admin_id, "OWNER")
+    assert handed.splitlines() == [f"{owner_id}\t{owner}\tADMIN", f"{admin_id}\t{admin}\tOWNER"]

@@ -45,24 +45,15 @@ CONTRACT = next(
 # "Union|Member".
 NOT_YET_SERVED: frozenset[str] = frozenset(
     {
-        # Groups and accounts: roles, consent, muting, sessions, profile, deletion.
-        "RoomRole",
-        "RoomMembership",
-        "RoomMembershipEdge",
-        "RoomMembershipConnection",
+        # Groups and accounts: consent, muting, sessions, profile, deletion.
         "RoomInvitation",
         "Session",
         "User.avatarUrl",
         "User.deleted",
-        "Room.viewerRole",
-        "Room.memberships",
         "Room.mutedUntil",
         "Query.roomInvitations",
         "Query.sessions",
         "Mutation.respondToRoomInvitation",
-        "Mutation.updateRoom",
-        "Mutation.removeMember",
-        "Mutation.setMemberRole",
         "Mutation.muteRoom",
         "Mutation.unmuteRoom",
         "Mutation.updateProfile",

@@ -20,12 +20,17 @@ const USER = "id username displayName presence { status lastSeenAt }";
 const MESSAGE = "id roomId seq text clientId createdAt editedAt deleted sender { id username displayName }";
 const ACTIVITY = `__typename
   ... on TypingEvent { typing user { id username displayName } }
-  ... on MessageUpdated { message { ${MESSAGE} } }`;
+  ... on MessageUpdated { message { ${MESSAGE} } }
+  ... on MembersChanged { room { id } }`;
 // How often a user who keeps typing says so again (the server re-broadcasts at most
 // every 3 s and forgets a typing after 6 s without one).
 const TYPING_EVERY_MS = 2500;
 const ROOM = `id kind title lastSeq unreadCount members(first: 20) { ${USER} }
   lastMessage { seq text deleted sender { username displayName } }`;
+// A group's settings: who is in it, in what role, and the viewer's own.
+const GROUP = `title viewerRole
+  memberships(first: 100) { edges { node { role user { id username displayName } } } }`;
+const ROLES = ["MEMBER", "ADMIN", "OWNER"];
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -278,6 +283,9 @@ async function openRoom(id) {
   $("messages").replaceChildren();
   $("room-error").textContent = "";
   $("composer").hidden = false;
+  $("group").hidden = state.rooms.get(id).kind !== "GROUP";
+  $("group-error").textContent = "";
+  if (!$("group").hidden) loadGroup(room);
   $("text").focus();
   let page;
   try {
@@ -317,7 +325,9 @@ async function openRoom(id) {
 }
 
 function roomActivity(room, event) {
-  if (event.__typename === "MessageUpdated") {
+  if (event.__typename === "MembersChanged") {
+    loadGroup(room);
+  } else if (event.__typename === "MessageUpdated") {
     const shown = $("messages").querySelector(`li[data-seq="${event.message.seq}"]`);
     if (shown) shown.replaceWith(messageItem(event.message));
   } else if (event.__typename === "TypingEvent" && event.user.id !== state.me.id) {
@@ -325,6 +335,98 @@ function roomActivity(room, event) {
     else room.typing.delete(event.user.id);
     renderTyping(room);
   }
+}
+
+// ---- group settings --------------------------------------------------------------
+
+async function loadGroup(room) {
+  let group;
+  try {
+    group = (await gql(`query($r: ID!) { room(id: $r) { ${GROUP} } }`, { r: room.id })).room;
+  } catch (error) {
+    return showRoomError(error);
+  }
+  if (state.room === room) renderGroup(room, group);
+}
+
+/** The members with their roles, and what the viewer's role lets them do. */
+function renderGroup(room, group) {
+  $("room-title").textContent = group.title;
+  const manager = group.viewerRole !== "MEMBER";
+  $("group-rename").hidden = !manager;
+  if (document.activeElement !== $("group-title")) $("group-title").value = group.title;
+  const list = $("group-members");
+  list.replaceChildren();
+  for (const { node } of group.memberships.edges) {
+    const item = document.createElement("li");
+    item.dataset.userId = node.user.id;
+    item.append(span("name", node.user.displayName), handle(node.user), span("role", node.role));
+    const other = node.user.id !== state.me.id;
+    // The owner removes anyone else, an admin members only; nobody removes the owner.
+    if (other && (group.viewerRole === "OWNER" || (manager && node.role === "MEMBER"))) {
+      item.append(
+        button("remove", () =>
+          changeGroup(room, "mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }", {
+            u: node.user.id,
+          }),
+        ),
+      );
+    }
+    if (other && group.viewerRole === "OWNER") {
+      for (const role of ROLES.filter((each) => each !== node.role)) {
+        item.append(
+          button(`make ${role.toLowerCase()}`, () =>
+            changeGroup(
+              room,
+              "mutation($r: ID!, $u: ID!, $role: RoomRole!) { setMemberRole(roomId: $r, userId: $u, role: $role) { id } }",
+              { u: node.user.id, role },
+            ),
+          ),
+        );
+      }
+    }
+    list.append(item);
+  }
+}
+
+async function changeGroup(room, mutation, variables) {
+  $("group-error").textContent = "";
+  try {
+    await gql(mutation, { r: room.id, ...variables });
+  } catch (error) {
+    $("group-error").textContent = error.message;
+    return;
+  }
+  if (state.room === room) await loadGroup(room);
+}
+
+function renameGroup(event) {
+  event.preventDefault();
+  const room = state.room;
+  if (!room) return;
+  const mutation = "mutation($r: ID!, $t: String!) { updateRoom(roomId: $r, title: $t) { id } }";
+  changeGroup(room, mutation, { t: $("group-title").value });
+}
+
+async function leaveGroup() {
+  const room = state.room;
+  if (!room) return;
+  try {
+    await gql("mutation($r: ID!) { leaveRoom(roomId: $r) }", { r: room.id });
+  } catch (error) {
+    $("group-error").textContent = error.message;
+    return;
+  }
+  room.stop();
+  state.room = null;
+  state.rooms.delete(room.id);
+  state.order = state.order.filter((id) => id !== room.id);
+  renderRooms();
+  $("room-title").textContent = "Pick a room, or find someone to talk to.";
+  $("messages").replaceChildren();
+  $("room-error").textContent = ""; // the room's streams ending FORBIDDEN is no news here
+  $("composer").hidden = true;
+  $("group").hidden = true;
 }
 
 function renderTyping(room) {
@@ -639,6 +741,8 @@ $("log-out").addEventListener("click", signOut);
 $("composer").addEventListener("submit", send);
 $("text").addEventListener("input", typed);
 $("search-form").addEventListener("submit", search);
+$("group-rename").addEventListener("submit", renameGroup);
+$("leave-group").addEventListener("click", leaveGroup);
 $("messages").addEventListener("scroll", () => {
   if ($("messages").scrollTop < 80) loadOlder();
 });
