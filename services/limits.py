@@ -84,6 +84,9 @@ class LimitName(StrEnum):
     REGISTER_PUSH_DEVICE = "register-push-device"
     LEAVE_ROOM = "leave-room"
     BLOCK_USER = "block-user"
+    CHANGE_PASSWORD = "change-password"
+    END_SESSION = "end-session"
+    DELETE_ACCOUNT = "delete-account"
 
 
 # What a refusal says was too much, by limit.
@@ -106,6 +109,9 @@ _REFUSALS = {
     LimitName.REGISTER_PUSH_DEVICE: "too many push devices registered",
     LimitName.LEAVE_ROOM: "too many rooms left",
     LimitName.BLOCK_USER: "too many blocks and unblocks",
+    LimitName.CHANGE_PASSWORD: "too many password changes",
+    LimitName.END_SESSION: "too many sessions ended",
+    LimitName.DELETE_ACCOUNT: "too many account deletions tried",
 }
 
 
@@ -160,6 +166,9 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
         ),
         LimitName.LEAVE_ROOM: Limit(s.leave_room_limit, s.leave_room_limit_seconds),
         LimitName.BLOCK_USER: Limit(s.block_user_limit, s.block_user_limit_seconds),
+        LimitName.CHANGE_PASSWORD: Limit(s.change_password_limit, s.change_password_limit_seconds),
+        LimitName.END_SESSION: Limit(s.end_session_limit, s.end_session_limit_seconds),
+        LimitName.DELETE_ACCOUNT: Limit(s.delete_account_limit, s.delete_account_limit_seconds),
     }
 
 

@@ -246,10 +246,13 @@ class RoomService:
         assert updated is not None
         return updated, new
 
-    async def leave(self, room: RoomDoc, viewer: UserDoc) -> None:
-        """Takes the viewer out of a GROUP room: no more reading, sending or receiving."""
+    async def leave(self, room: RoomDoc, viewer: UserDoc, *, spend_budget: bool = True) -> None:
+        """Takes the viewer out of a GROUP room: no more reading, sending or receiving.
+
+        An account's deletion leaves all its rooms this same way, without the budget."""
         assert viewer.id is not None and room.id is not None
-        await self._limits.hit(LimitName.LEAVE_ROOM, str(viewer.id))
+        if spend_budget:
+            await self._limits.hit(LimitName.LEAVE_ROOM, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("only a GROUP room can be left")
         async with self._locks.hold(f"room-members:{room.id}"):  # not lost to an invite
