@@ -7,7 +7,7 @@ of deleteAccount (while a session is left) or the background pass of any instanc
 (``finish_pending``, once the deletion is older than a grace period) runs the steps
 again. Every step is idempotent, so running them twice, or a step twice, is harmless:
 
-1. every session ends: sockets close on every instance, push devices go;
+1. every session ends: sockets close on every instance; every push device goes;
 2. friendships end (both ways, with their events), friend requests and blocks (both
    directions) go;
 3. every message the user sent is erased as a delete erases it (its seq stays, so
@@ -35,6 +35,7 @@ from models.room import RoomKind
 from models.time import utc_now
 from services.accounts import AccountService
 from services.blocks import BlockService
+from services.devices import DeviceService
 from services.friends import FriendService
 from services.limits import LimitName, RateLimiter
 from services.messages import MessageService
@@ -53,6 +54,7 @@ class AccountDeletion:
     def __init__(
         self,
         accounts: AccountService,
+        devices: DeviceService,
         friends: FriendService,
         blocks: BlockService,
         rooms: RoomService,
@@ -63,6 +65,7 @@ class AccountDeletion:
         interval_seconds: float,
     ) -> None:
         self._accounts = accounts
+        self._devices = devices
         self._friends = friends
         self._blocks = blocks
         self._rooms = rooms
@@ -99,6 +102,7 @@ class AccountDeletion:
         if user is None or user.deleted or user.deletion_started_at is None:
             return
         await self._accounts.end_all_sessions(str(user_id))
+        await self._devices.forget_user(user_id)  # those of no session too
         await self._friends.forget(user_id)
         await self._blocks.forget(user_id)
         await self._messages.erase_sent_by(user)

@@ -121,6 +121,7 @@ class Services:
         )
         deletions = AccountDeletion(
             accounts,
+            devices,
             friends,
             blocks,
             rooms,

@@ -1,4 +1,5 @@
-"""The viewer's sessions: listed, ended one by one, and all others ended by a password change.
+"""The viewer's sessions: listed, ended one by one, and all others ended by a password change;
+the budgets of endSession, changePassword and deleteAccount.
 
 An ended session's sockets close on every instance (graphql-transport-ws with 4401,
 graphql-ws with a ``connection_error``), its push devices go, and its token stops
@@ -11,12 +12,17 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from bson import ObjectId
+from gql.transport.exceptions import TransportQueryError
+from pymongo import AsyncMongoClient
 
 from tests.support.accounts import (
     CHANGE_PASSWORD,
+    DELETE_ACCOUNT,
     END_SESSION,
     LOG_IN,
     PASSWORD,
@@ -323,3 +329,48 @@ async def test_sessions_of_a_user_with_none_left_is_empty(any_server: ServerProc
     await as_user(any_server, account, "mutation { logOut }")
     listed = await sessions(any_server, other)
     assert [each["current"] for each in listed] == [True]
+
+
+async def test_wrong_passwords_at_delete_account_spend_the_failed_log_in_budget(
+    tight_server: ServerProcess,
+) -> None:
+    alice = await sign_up(tight_server)
+    async with client(tight_server, alice.token) as session:
+        codes = [await error_code(session, DELETE_ACCOUNT, p=f"wrong {n}") for n in range(2)]
+        assert codes == ["FORBIDDEN", "FORBIDDEN"]
+        # The account's own budget of deletions tried (two here) is spent.
+        try:
+            await call(session, DELETE_ACCOUNT, p=PASSWORD)
+        except TransportQueryError as exc:
+            assert exc.errors and exc.errors[0]["extensions"]["code"] == "RATE_LIMITED"
+            assert "account deletions" in exc.errors[0]["message"]
+        else:
+            raise AssertionError("a third deleteAccount passed a budget of two")
+    async with client(tight_server) as session:
+        # Two failures were deleteAccount's: one more failed logIn spends the three.
+        assert await error_code(session, LOG_IN, u=alice.username, p="wrong") == "UNAUTHENTICATED"
+        assert await error_code(session, LOG_IN, u=alice.username, p=PASSWORD) == "RATE_LIMITED"
+    assert (await as_user(tight_server, alice, ME))["me"]["id"] == alice.id
+
+
+async def test_a_deleted_account_leaves_no_push_device_and_no_stored_text(
+    tight_server: ServerProcess, server_a: ServerProcess, real_env: dict[str, str]
+) -> None:
+    alice, bob = await sign_up(tight_server), await sign_up(tight_server)
+    phone = await log_in(tight_server, alice)
+    for account in (alice, phone):
+        await as_user(tight_server, account, REGISTER_DEVICE, p="WEBHOOK", t=account.token[:20])
+    room_id = await direct_room(tight_server, alice, bob)
+    await send(tight_server, alice, room_id, "secret words")
+    assert (await as_user(server_a, alice, DELETE_ACCOUNT, p=PASSWORD))["deleteAccount"] is True
+    store: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(real_env["PLOP_MONGO_URL"])
+    try:
+        database = store.get_default_database()
+        assert await database["push_devices"].count_documents({"user_id": ObjectId(alice.id)}) == 0
+        stored = await database["messages"].find({"room_id": ObjectId(room_id)}).to_list()
+        assert [(m["seq"], m["text"], m["deleted"]) for m in stored] == [(1, "", True)]
+        kept = await database["users"].find_one({"_id": ObjectId(alice.id)})
+        assert kept is not None
+        assert (kept["deleted"], kept["password_hash"]) == (True, "")
+    finally:
+        await store.close()
