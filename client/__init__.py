@@ -32,6 +32,7 @@ from client.types import (
     Room,
     RoomActivity,
     RoomKind,
+    Session,
     TypingEvent,
     User,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Room",
     "RoomActivity",
     "RoomKind",
+    "Session",
     "Subprotocol",
     "TypingEvent",
     "User",
