@@ -98,7 +98,8 @@ class FriendService:
         await self._limits.hit(LimitName.SEND_FRIEND_REQUEST, str(viewer.id))
         if to_id == viewer.id:
             raise BadUserInput("you cannot befriend yourself")
-        if await UserDoc.get(to_id) is None:
+        to_user = await UserDoc.get(to_id)
+        if to_user is None or to_user.deletion_started_at is not None:
             raise NotFound("no such user")
         await refuse_if_blocked(viewer.id, [to_id], "you cannot send this user a friend request")
         if await blocks(viewer.id, to_id):

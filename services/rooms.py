@@ -148,7 +148,8 @@ class RoomService:
             raise Forbidden(CONVERSATION_BLOCKED)
 
     async def _require_users(self, user_ids: list[PydanticObjectId]) -> None:
-        found = await UserDoc.find({"_id": {"$in": user_ids}}).count()
+        # A deleted account is no one to add to a room, as if it did not exist.
+        found = await UserDoc.find({"_id": {"$in": user_ids}, "deletion_started_at": None}).count()
         if found != len(user_ids):
             raise NotFound("one or more users do not exist")
 

@@ -27,9 +27,12 @@ from tests.support.accounts import (
     log_in,
 )
 from tests.support.chat import (
+    CREATE_DIRECT,
+    CREATE_GROUP,
     FRIEND_REQUESTS,
     FRIENDS,
     HISTORY,
+    INVITE,
     MESSAGE_FIELDS,
     ROOM,
     SEARCH,
@@ -301,3 +304,24 @@ async def test_history_paging_after_a_deletion_has_no_gaps(any_server: ServerPro
         (5, "", True),
     ]
     assert data["messages"]["pageInfo"]["hasPreviousPage"] is True
+
+
+async def test_a_deleted_account_cannot_be_reached_again(any_server: ServerProcess) -> None:
+    alice, bob, carol = (
+        await sign_up(any_server),
+        await sign_up(any_server),
+        await sign_up(any_server),
+    )
+    await direct_room(any_server, alice, carol)
+    group = await group_room(any_server, bob, [carol])
+    assert await delete_account(any_server, alice) is True
+    async with client(any_server, bob.token) as session:
+        # A new DM, a group, an invitation or a friend request to her: as if she never was.
+        assert await error_code(session, CREATE_DIRECT, u=alice.id) == "NOT_FOUND"
+        assert await error_code(session, CREATE_GROUP, t="g", m=[alice.id, carol.id]) == (
+            "NOT_FOUND"
+        )
+        assert await error_code(session, INVITE, r=group, u=[alice.id]) == "NOT_FOUND"
+        assert await error_code(session, SEND_FRIEND_REQUEST, u=alice.id) == "NOT_FOUND"
+    group_members = (await as_user(any_server, carol, ROOM, r=group))["room"]["members"]
+    assert alice.id not in {member["id"] for member in group_members}
