@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from bson import ObjectId
 from gql.transport.exceptions import TransportError, TransportQueryError
+from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from tests.support.accounts import (
@@ -325,3 +328,44 @@ async def test_a_deleted_account_cannot_be_reached_again(any_server: ServerProce
         assert await error_code(session, SEND_FRIEND_REQUEST, u=alice.id) == "NOT_FOUND"
     group_members = (await as_user(any_server, carol, ROOM, r=group))["room"]["members"]
     assert alice.id not in {member["id"] for member in group_members}
+
+
+async def test_a_deletion_stopped_after_its_first_step_is_finished_by_a_retry(
+    server_a: ServerProcess, server_b: ServerProcess, real_env: dict[str, str]
+) -> None:
+    """The account is left as an instance that died right after the first step
+    leaves it (marked, nothing else done: its sessions still open): logIn and signUp
+    already refuse it, and deleteAccount again from an open session finishes it
+    (this server's own background pass waits a minute: the retry is what finishes)."""
+    alice, bob = await sign_up(server_a), await sign_up(server_a)
+    await befriend(server_a, alice, bob)
+    room_id = await direct_room(server_a, alice, bob)
+    await send(server_a, alice, room_id, "first")
+    store: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(real_env["PLOP_MONGO_URL"])
+    try:
+        users = store.get_default_database()["users"]
+        # What AccountDeletion.begin writes.
+        marked = await users.update_one(
+            {"_id": ObjectId(alice.id), "deletion_started_at": None},
+            {
+                "$set": {
+                    "deletion_started_at": datetime.now(UTC),
+                    "display_name": "Deleted user",
+                    "display_name_key": "",
+                }
+            },
+        )
+        assert marked.modified_count == 1
+    finally:
+        await store.close()
+    async with client(server_b) as session:
+        assert await error_code(session, LOG_IN, u=alice.username, p=PASSWORD) == (
+            "UNAUTHENTICATED"
+        )
+    assert (await as_user(server_b, bob, USER, u=alice.id))["user"]["deleted"] is False
+    async with client(server_b, alice.token) as session:
+        assert await error_code(session, DELETE_ACCOUNT, p="wrong") == "FORBIDDEN"
+        assert (await call(session, DELETE_ACCOUNT, p=PASSWORD))["deleteAccount"] is True
+    assert [m["text"] for m in await history(server_b, bob, room_id)] == [""]
+    assert (await as_user(server_b, bob, FRIENDS))["friends"] == []
+    await assert_deleted(server_b, alice, bob)
