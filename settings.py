@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     relay_interval_seconds: float = 1.0
     relay_grace_seconds: float = 2.0
     relay_idle_interval_seconds: float = 30.0
+    # How often each instance looks for account deletions that began and did not
+    # finish (the instance serving one died), and how old such a deletion must be
+    # before it is taken over, so that one in progress is not run twice at once.
+    account_deletion_interval_seconds: float = 30.0
+    account_deletion_grace_seconds: float = 60.0
     # Every network wait of a backend call is bounded by this.
     backend_timeout_seconds: float = 5.0
     # Connections to Redis; a command waits for a free one (up to the timeout).
@@ -227,6 +232,15 @@ class Settings(BaseSettings):
     # requests and moves the block epoch every instance reads.
     block_user_limit: int = 30
     block_user_limit_seconds: float = 60.0
+    # changePassword and deleteAccount per user: each costs an argon2 check (and a
+    # hash), and a wrong password also spends the failed-logIn budgets.
+    change_password_limit: int = 5
+    change_password_limit_seconds: float = 3_600.0
+    delete_account_limit: int = 5
+    delete_account_limit_seconds: float = 3_600.0
+    # endSession per user: each tells every instance to close the session's sockets.
+    end_session_limit: int = 30
+    end_session_limit_seconds: float = 60.0
     # Peers (IPs or networks, comma-separated) whose X-Forwarded-For names the client:
     # the load balancer's. Anyone else could forge the header, so by default nobody.
     forwarded_allow_ips: str = ""

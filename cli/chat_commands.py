@@ -1,5 +1,6 @@
 """The chat client's commands: sign up or log in, then search users, open rooms, send,
-edit and delete messages, follow a room from a terminal, and run a group."""
+edit and delete messages, follow a room from a terminal, and run a group; list and end
+sessions, change the password, delete the account."""
 
 from __future__ import annotations
 
@@ -93,6 +94,114 @@ async def _end_session(plop: PlopClient) -> None:
     except PlopClientError as error:
         if error.code != "UNAUTHENTICATED":
             raise
+
+
+@click.command(
+    short_help="List your sessions, newest first.",
+    help=(
+        "List your sessions (one per login or signup), newest first: "
+        "SESSION_ID<TAB>CREATED<TAB>LAST_SEEN<TAB>THIS<TAB>USER_AGENT, where THIS is "
+        "`current` for the session this command runs in and `-` for the others; "
+        "`plop end-session SESSION_ID` ends one."
+    ),
+)
+@URL_OPTION
+def sessions(url: str | None) -> None:
+    for session in saved_session(url).run(lambda plop: plop.sessions()):
+        click.echo(
+            "\t".join(
+                (
+                    session.id,
+                    session.created_at.isoformat(),
+                    session.last_seen_at.isoformat(),
+                    "current" if session.current else "-",
+                    one_line(session.user_agent or "-"),
+                )
+            )
+        )
+
+
+@click.command(
+    "end-session",
+    help=(
+        "End your session SESSION_ID (from `plop sessions`): its sockets close and its "
+        "push devices go. Ending the current one logs this terminal out."
+    ),
+)
+@click.argument("session_id")
+@URL_OPTION
+def end_session(session_id: str, url: str | None) -> None:
+    ended_current = saved_session(url).run(lambda plop: _end_one_session(plop, session_id))
+    if ended_current:
+        delete_credentials(config_dir())
+    click.echo(
+        f"Ended session {session_id}" + (" (this one: logged out)." if ended_current else ".")
+    )
+
+
+async def _end_one_session(plop: PlopClient, session_id: str) -> bool:
+    """Ends the session; whether it was the one the client runs in."""
+    current = [session.id for session in await plop.sessions() if session.current]
+    await plop.end_session(session_id)
+    return session_id in current
+
+
+def _stdin_lines(count: int) -> list[str]:
+    lines = [sys.stdin.readline().rstrip("\r\n") for _ in range(count)]
+    if not all(lines):
+        raise click.UsageError(f"--password-stdin: {count} line(s) expected on standard input")
+    return lines
+
+
+@click.command(
+    short_help="Change your password; your other sessions end.",
+    help=(
+        "Change your password (both are prompted, without echo). Every other session "
+        "of yours ends; this one stays logged in."
+    ),
+)
+@URL_OPTION
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the current password, then the new one, from two lines of standard input.",
+)
+def passwd(url: str | None, password_stdin: bool) -> None:
+    session = saved_session(url)  # not logged in: said before asking for passwords
+    if password_stdin:
+        current, new = _stdin_lines(2)
+    else:
+        current = click.prompt("Current password", hide_input=True)
+        new = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    session.run(lambda plop: plop.change_password(current, new))
+    click.echo("Password changed; your other sessions have ended.")
+
+
+@click.command(
+    "delete-account",
+    short_help="Delete your account for good.",
+    help=(
+        "Delete your account for good (the password is prompted): every session ends, "
+        "friendships, requests and blocks go, you leave every group, the text of your "
+        "messages is erased, and your username is never given to anyone again."
+    ),
+)
+@URL_OPTION
+@PASSWORD_STDIN_OPTION
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_account(url: str | None, password_stdin: bool, yes: bool) -> None:
+    session = saved_session(url)
+    credentials = load_credentials(config_dir())
+    assert credentials is not None  # saved_session found them
+    if not yes:
+        click.confirm(
+            f"Delete the account {credentials.username} for good? This cannot be undone",
+            abort=True,
+        )
+    password = _password(password_stdin, confirm=False)
+    session.run(lambda plop: plop.delete_account(password))
+    delete_credentials(config_dir())
+    click.echo(f"Deleted the account {credentials.username}.")
 
 
 @click.command(help="Print who you are logged in as: USERNAME<TAB>USER_ID<TAB>URL.")
@@ -380,6 +489,10 @@ CHAT_COMMANDS = (
     signup,
     login,
     logout,
+    sessions,
+    end_session,
+    passwd,
+    delete_account,
     whoami,
     search,
     send,

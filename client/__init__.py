@@ -34,6 +34,7 @@ from client.types import (
     RoomKind,
     RoomMembership,
     RoomRole,
+    Session,
     TypingEvent,
     User,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "RoomKind",
     "RoomMembership",
     "RoomRole",
+    "Session",
     "Subprotocol",
     "TypingEvent",
     "User",

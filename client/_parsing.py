@@ -19,6 +19,7 @@ from client.types import (
     RoomKind,
     RoomMembership,
     RoomRole,
+    Session,
     TypingEvent,
     User,
 )
@@ -30,6 +31,16 @@ def parse_user(data: Mapping[str, Any]) -> User:
 
 def parse_auth(data: Mapping[str, Any]) -> AuthPayload:
     return AuthPayload(token=data["token"], user=parse_user(data["user"]))
+
+
+def parse_session(data: Mapping[str, Any]) -> Session:
+    return Session(
+        id=data["id"],
+        created_at=datetime.fromisoformat(data["createdAt"]),
+        last_seen_at=datetime.fromisoformat(data["lastSeenAt"]),
+        current=data["current"],
+        user_agent=data["userAgent"],
+    )
 
 
 def _timestamp(value: str | None) -> datetime | None:

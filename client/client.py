@@ -29,6 +29,7 @@ from client._parsing import (
     parse_membership,
     parse_message,
     parse_room,
+    parse_session,
     parse_user,
 )
 from client.errors import (
@@ -46,6 +47,7 @@ from client.types import (
     RoomActivity,
     RoomMembership,
     RoomRole,
+    Session,
     User,
 )
 
@@ -166,6 +168,27 @@ class PlopClient:
     async def log_out(self) -> None:
         """Revokes the session's token on the server and forgets it."""
         await self._execute(documents.LOG_OUT, {})
+        self.token = None
+
+    async def sessions(self) -> list[Session]:
+        """The viewer's sessions, newest first."""
+        data = await self._read(documents.SESSIONS, {})
+        return [parse_session(session) for session in data["sessions"]]
+
+    async def end_session(self, session_id: str) -> None:
+        """Ends one of the viewer's sessions (its sockets close)."""
+        await self._execute(documents.END_SESSION, {"sessionId": session_id})
+
+    async def change_password(self, current_password: str, new_password: str) -> None:
+        """Changes the password; every other session of the viewer ends."""
+        await self._execute(
+            documents.CHANGE_PASSWORD,
+            {"currentPassword": current_password, "newPassword": new_password},
+        )
+
+    async def delete_account(self, password: str) -> None:
+        """Deletes the viewer's account for good; the client forgets its token."""
+        await self._execute(documents.DELETE_ACCOUNT, {"password": password})
         self.token = None
 
     async def me(self) -> User:

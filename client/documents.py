@@ -44,6 +44,18 @@ mutation LogIn($username: String!, $password: String!) {
 )
 LOG_OUT = _with("mutation LogOut { logOut }")
 ME = _with("query Me { me { ...UserFields } }", _USER)
+SESSIONS = _with("query Sessions { sessions { id createdAt lastSeenAt current userAgent } }")
+END_SESSION = _with("mutation EndSession($sessionId: ID!) { endSession(sessionId: $sessionId) }")
+CHANGE_PASSWORD = _with(
+    """
+mutation ChangePassword($currentPassword: String!, $newPassword: String!) {
+  changePassword(currentPassword: $currentPassword, newPassword: $newPassword)
+}
+"""
+)
+DELETE_ACCOUNT = _with(
+    "mutation DeleteAccount($password: String!) { deleteAccount(password: $password) }"
+)
 SEARCH_USERS = _with(
     """
 query SearchUsers($query: String!, $first: Int) {

@@ -36,6 +36,19 @@ class AuthPayload:
 
 
 @dataclass(frozen=True, slots=True)
+class Session:
+    """One of the viewer's sessions (one per logIn or signUp)."""
+
+    id: str
+    created_at: datetime
+    last_seen_at: datetime
+    # The session making the request.
+    current: bool
+    # As the client sent it, at most 200 characters.
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     room_id: str

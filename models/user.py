@@ -12,7 +12,13 @@ from models.time import utc_now
 
 
 class UserDoc(Document):
-    """One account. ``username`` is stored lowercased and is unique by index."""
+    """One account. ``username`` is stored lowercased and is unique by index.
+
+    A deleted account keeps its document, so that its username stays taken and its
+    messages keep a sender: ``deletion_started_at`` is set when its deletion begins
+    (``services.account_deletion`` finishes what a crash left), ``deleted`` when it
+    is done, its profile erased then.
+    """
 
     username: str
     display_name: str
@@ -20,10 +26,14 @@ class UserDoc(Document):
     display_name_key: str
     password_hash: str
     created_at: datetime = Field(default_factory=utc_now)
+    deletion_started_at: datetime | None = None
+    deleted: bool = False
 
     class Settings:
         name = "users"
         indexes = [
             IndexModel([("username", ASCENDING)], unique=True, name="username_unique"),
             IndexModel([("display_name_key", ASCENDING)], name="display_name_key"),
+            # The background pass's question: deletions begun and not finished.
+            IndexModel([("deletion_started_at", ASCENDING)], name="deletion_started"),
         ]

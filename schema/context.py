@@ -24,12 +24,16 @@ class Context(BaseContext):
         token: str | None,
         over_websocket: bool,
         client_address: str = NO_CLIENT,
+        user_agent: str | None = None,
     ) -> None:
         super().__init__()
         self.services = services
         self.token = token
         # Where the request or socket comes from (transport/client_address.py).
         self.client_address = client_address
+        # The client's User-Agent header (a socket's, from its upgrade request): what
+        # the sessions it makes are listed with.
+        self.user_agent = user_agent
         # A socket lives for hours: its token is checked again for every operation,
         # so that logOut ends what it may start at once.
         self.over_websocket = over_websocket

@@ -33,6 +33,7 @@ from schema.types import (
     PushDevice,
     Room,
     RoomConnection,
+    Session,
     User,
 )
 from settings import Settings
@@ -63,6 +64,9 @@ class Query:
     room: Room | None = strawberry.field(
         resolver=room_resolvers.room,
         description="FORBIDDEN unless the viewer is a member; NOT_FOUND if no such room.",
+    )
+    sessions: list[Session] = strawberry.field(
+        resolver=account_resolvers.sessions, description="The viewer's sessions, newest first."
     )
     messages: MessageConnection = strawberry.field(
         resolver=message_resolvers.messages,
@@ -157,6 +161,29 @@ class Mutation:
     mark_read: Room = strawberry.mutation(
         resolver=room_resolvers.mark_read,
         description="Moves the viewer's read marker forward (never back).",
+    )
+    change_password: bool = strawberry.mutation(
+        resolver=account_resolvers.change_password,
+        description=(
+            "Ends every other session of the viewer (their sockets close); this one stays. "
+            "A wrong currentPassword is FORBIDDEN and counts as a failed logIn."
+        ),
+    )
+    end_session: bool = strawberry.mutation(
+        resolver=account_resolvers.end_session,
+        description=(
+            "Ends one of the viewer's sessions; its sockets close and its push devices go. "
+            "NOT_FOUND for any id that is not one of the viewer's live sessions."
+        ),
+    )
+    delete_account: bool = strawberry.mutation(
+        resolver=account_resolvers.delete_account,
+        description=(
+            "Deletes the viewer's account: every session ends, devices, friendships, "
+            "requests and blocks go, the viewer leaves every group, the text of their "
+            "messages is erased (seqs stay), and the username is never given to anyone "
+            "again. A wrong password is FORBIDDEN and counts as a failed logIn."
+        ),
     )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import strawberry
 
+from auth.sessions import SessionRecord
 from models import MessageDoc, PushDeviceDoc, RoomDoc, UserDoc
 from models.friend import FriendRequestStatus
 from models.push import PushPlatform
@@ -82,22 +83,59 @@ async def _user_presence(root: User, info: Info) -> Presence | None:
     return Presence.from_service(found) if found else None
 
 
+async def _user_deleted(root: User, info: Info) -> bool:
+    if root.doc is None:  # made from an event's copy of the user: read the account
+        root.doc = await info.context.loaders.users.load(parse_id(root.id))
+    return root.doc is not None and root.doc.deleted
+
+
 @strawberry.type
 class User:
     id: strawberry.ID
     username: str
     display_name: str
+    doc: strawberry.Private[UserDoc | None] = None
 
     @classmethod
     def from_doc(cls, user: UserDoc) -> User:
         return cls(
-            id=strawberry.ID(str(user.id)), username=user.username, display_name=user.display_name
+            id=strawberry.ID(str(user.id)),
+            username=user.username,
+            display_name=user.display_name,
+            doc=user,
         )
 
     presence: Presence | None = strawberry.field(
         resolver=_user_presence,
         description="Visible to the user themself and to their friends; null for everyone else.",
     )
+    deleted: bool = strawberry.field(
+        resolver=_user_deleted,
+        description='True once the account was deleted (displayName then reads "Deleted user").',
+    )
+
+
+@strawberry.type
+class Session:
+    id: strawberry.ID
+    created_at: datetime
+    last_seen_at: datetime = strawberry.field(
+        description="When it last made a request or held a socket."
+    )
+    current: bool = strawberry.field(description="The session making this request.")
+    user_agent: str | None = strawberry.field(
+        description="As the client sent it, at most 200 characters."
+    )
+
+    @classmethod
+    def from_record(cls, record: SessionRecord, current_id: str) -> Session:
+        return cls(
+            id=strawberry.ID(record.session_id),
+            created_at=record.created_at,
+            last_seen_at=record.last_seen_at,
+            current=record.session_id == current_id,
+            user_agent=record.user_agent,
+        )
 
 
 @strawberry.type

@@ -1,4 +1,9 @@
-"""Accounts and sessions: sign-up, log-in, log-out, and who a token belongs to."""
+"""Accounts and sessions: sign-up, log-in, log-out, who a token belongs to, the
+viewer's sessions (listed and ended one by one), and password changes.
+
+A session that ends, however (logOut, endSession, a password change, the per-user
+cap, the account's deletion), ends the same way (``_ended``): its sockets close on
+every instance and the push devices it registered go."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import re
 import time
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -13,10 +19,11 @@ from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
 from auth.passwords import PasswordHashing
-from auth.sessions import SessionInfo, SessionStore, session_id
-from errors import BadUserInput, Conflict, Unauthenticated
+from auth.sessions import SESSION_ID_PATTERN, SessionInfo, SessionRecord, SessionStore, session_id
+from errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from models import UserDoc
 from pubsub import SessionEnded
+from services.devices import DeviceService
 from services.events import EventPublisher
 from services.fanout import FanoutHub
 from services.fresh_reads import FreshReads
@@ -29,7 +36,8 @@ MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1_024
 MAX_DISPLAY_NAME_CHARS = 64
 # Every request and socket resolves its viewer; the session is checked in Redis each
-# time (logOut must bite at once), the user document is kept a little while.
+# time (logOut must bite at once), the user document is kept a little while (what
+# may change in it later, the password hash and deletion, is always read afresh).
 RECENT_USERS = 10_000
 RECENT_USER_SECONDS = 30.0
 
@@ -79,8 +87,9 @@ def _checked_display_name(display_name: str) -> str:
 class Recent(Generic[T]):
     """Values by key, each kept for a short while, the oldest dropped past capacity.
 
-    Holds user documents: one does not change after sign-up, so a kept one is never
-    stale in what it says; the expiry only bounds how long a removed user lingers.
+    Holds user documents for who is asking: what changes in one after sign-up (its
+    password, its deletion, which first ends all its sessions) is read afresh where
+    it matters; the expiry only bounds how long a removed user lingers.
     """
 
     def __init__(self, capacity: int, seconds: float) -> None:
@@ -111,8 +120,10 @@ class AccountService:
         hub: FanoutHub,
         passwords: PasswordHashing,
         limits: RateLimiter,
+        devices: DeviceService,
     ) -> None:
         self.sessions = sessions
+        self._devices = devices
         self._passwords = passwords
         self._limits = limits
         self._publisher = publisher
@@ -122,7 +133,12 @@ class AccountService:
         self._users: FreshReads[PydanticObjectId, UserDoc] = FreshReads(self.get_many)
 
     async def sign_up(
-        self, username: str, password: str, display_name: str | None, client_address: str
+        self,
+        username: str,
+        password: str,
+        display_name: str | None,
+        client_address: str,
+        user_agent: str | None = None,
     ) -> Session:
         """A new account and its first session; CONFLICT if the username is taken."""
         await self._limits.hit(LimitName.SIGN_UP_PER_ADDRESS, client_address)
@@ -137,15 +153,24 @@ class AccountService:
         try:
             await user.insert()
         except DuplicateKeyError as exc:
+            holder = await UserDoc.find_one(UserDoc.username == name)
+            if holder is not None and holder.deletion_started_at is not None:
+                raise Conflict(
+                    f"username {name!r} belonged to a deleted account: it is never given "
+                    "to anyone again, pick another"
+                ) from exc
             raise Conflict(f"username {name!r} is taken") from exc
-        return await self._new_session(user)
+        return await self._new_session(user, user_agent)
 
-    async def log_in(self, username: str, password: str, client_address: str) -> Session:
+    async def log_in(
+        self, username: str, password: str, client_address: str, user_agent: str | None = None
+    ) -> Session:
         """A new session; UNAUTHENTICATED, saying nothing more, if the pair is wrong.
 
         Failures are counted per username and per client address; past either budget
         every logIn is RATE_LIMITED, the right password too, until it refills.
         Successes have budgets of their own (each costs a hash and a stored session).
+        An account being deleted, or deleted, never logs in.
         """
         name = username.strip().lower()
         failures = (
@@ -163,31 +188,85 @@ class AccountService:
         user = await UserDoc.find_one(UserDoc.username == name) if valid else None
         password_hash = user.password_hash if user else self._passwords.unknown_user_hash
         matches = await self._passwords.verify(password_hash, password[:MAX_PASSWORD_CHARS])
-        if not matches or user is None:
+        if not matches or user is None or user.deletion_started_at is not None:
             await self._limits.spend(*failures)
             raise Unauthenticated("wrong username or password")
         await self._limits.spend(*successes)
-        return await self._new_session(user)
+        return await self._new_session(user, user_agent)
 
-    async def _new_session(self, user: UserDoc) -> Session:
+    async def _new_session(self, user: UserDoc, user_agent: str | None) -> Session:
         """A new session of the user; those it ends past the cap close as at logOut."""
-        created = await self.sessions.create(str(user.id))
-        for ended in created.ended:
-            await self._ended(user, ended)
+        created = await self.sessions.create(str(user.id), user_agent)
+        await self._ended(str(user.id), created.ended)
         return Session(token=created.token, user=user)
 
     async def log_out(self, token: str, user: UserDoc) -> None:
         """Revokes the token at once and closes the session's sockets everywhere."""
         await self.sessions.revoke(token)
-        await self._ended(user, session_id(token))
+        await self._ended(str(user.id), [session_id(token)])
 
-    async def _ended(self, user: UserDoc, ended_id: str) -> None:
-        """Closes the ended session's sockets: this instance's before this returns,
+    async def _ended(self, user_id: str, ended_ids: Iterable[str]) -> None:
+        """Closes the ended sessions' sockets: this instance's before this returns,
         other instances' from the event (or, if the broker is down, from their next
-        session check). Its push devices go at their next push (``DeviceService``)."""
-        ended = SessionEnded(user_id=str(user.id), session_id=ended_id)
-        self._hub.dispatch(ended)
-        await self._publisher.publish(ended)
+        session check); the push devices the sessions registered go."""
+        for ended_id in ended_ids:
+            ended = SessionEnded(user_id=user_id, session_id=ended_id)
+            self._hub.dispatch(ended)
+            await self._publisher.publish(ended)
+            await self._devices.forget_session(ended_id)
+
+    async def sessions_of(self, viewer: UserDoc) -> list[SessionRecord]:
+        """The viewer's live sessions, newest first."""
+        return await self.sessions.listed(str(viewer.id))
+
+    async def end_session(self, viewer: UserDoc, ended_id: str) -> None:
+        """Ends one of the viewer's sessions; NOT_FOUND for any other id, another
+        user's live session too (an id says nothing of whose it is)."""
+        await self._limits.hit(LimitName.END_SESSION, str(viewer.id))
+        if not SESSION_ID_PATTERN.fullmatch(ended_id):
+            raise BadUserInput("sessionId is not a session id")
+        if await self.sessions.owner_of(ended_id) != str(viewer.id):
+            raise NotFound("no such session")
+        await self._ended(str(viewer.id), await self.sessions.end(str(viewer.id), [ended_id]))
+
+    async def end_all_sessions(self, user_id: str, keep: str | None = None) -> None:
+        """Ends every session of the user but ``keep``, as logOut ends one."""
+        await self._ended(user_id, await self.sessions.end_all(user_id, keep))
+
+    async def check_password(self, viewer: UserDoc, password: str, client_address: str) -> UserDoc:
+        """The viewer's account as stored, once ``password`` is found to be its password;
+        FORBIDDEN otherwise. Checked at the hashing cost; a wrong password spends the
+        failed-logIn budgets, and past either every check is RATE_LIMITED."""
+        failures = (
+            (LimitName.FAILED_LOG_IN_PER_USERNAME, viewer.username),
+            (LimitName.FAILED_LOG_IN_PER_ADDRESS, client_address),
+        )
+        await self._limits.check(*failures)
+        stored = await UserDoc.get(viewer.id)  # never the kept copy: the hash may have changed
+        if stored is None:
+            raise Unauthenticated("the session token is invalid, expired or revoked")
+        if not await self._passwords.verify(stored.password_hash, password[:MAX_PASSWORD_CHARS]):
+            await self._limits.spend(*failures)
+            raise Forbidden("the password is wrong")
+        return stored
+
+    async def change_password(
+        self,
+        viewer: UserDoc,
+        current_session: str,
+        current_password: str,
+        new_password: str,
+        client_address: str,
+    ) -> None:
+        """Replaces the viewer's password; every other session of theirs ends."""
+        await self._limits.hit(LimitName.CHANGE_PASSWORD, str(viewer.id))
+        _checked_password(new_password)
+        stored = await self.check_password(viewer, current_password, client_address)
+        new_hash = await self._passwords.hash(new_password)
+        await UserDoc.find_one({"_id": stored.id, "deletion_started_at": None}).update(
+            {"$set": {"password_hash": new_hash}}
+        )
+        await self.end_all_sessions(str(viewer.id), keep=current_session)
 
     async def user_for_token(self, token: str | None) -> UserDoc:
         """The user whose valid session the token is; UNAUTHENTICATED otherwise."""
@@ -196,6 +275,7 @@ class AccountService:
         user_id = await self.sessions.user_id_for(token)
         if not user_id:
             raise Unauthenticated("the session token is invalid, expired or revoked")
+        await self.sessions.seen([session_id(token)])
         return await self._user(user_id)
 
     async def open_session(self, token: str | None) -> tuple[UserDoc, SessionInfo]:
@@ -205,6 +285,7 @@ class AccountService:
         session = await self.sessions.lookup(token)
         if session is None:
             raise Unauthenticated("the session token is invalid, expired or revoked")
+        await self.sessions.seen([session.session_id])
         return await self._user(session.user_id), session
 
     async def _user(self, user_id: str) -> UserDoc:

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 
 from beanie import PydanticObjectId, SortDirection
+from beanie.operators import Or
 from pymongo.errors import DuplicateKeyError
 from redis.asyncio import Redis
 
@@ -81,6 +82,17 @@ class BlockService:
             BlockDoc.blocker_id == viewer.id, BlockDoc.blocked_id == user_id
         ).delete()
         await self._redis.incr(_epoch_key(user_id))
+
+    async def forget(self, user_id: PydanticObjectId) -> None:
+        """Removes every block by or of the user (the deletion of an account)."""
+        blocks = await BlockDoc.find(
+            Or(BlockDoc.blocker_id == user_id, BlockDoc.blocked_id == user_id)
+        ).to_list()
+        if not blocks:
+            return
+        await BlockDoc.find({"_id": {"$in": [block.id for block in blocks]}}).delete()
+        for blocked_id in {block.blocked_id for block in blocks}:
+            await self._redis.incr(_epoch_key(blocked_id))
 
     async def blocked_users(self, viewer: UserDoc) -> list[UserDoc]:
         """The users the viewer blocks, by username."""

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from auth.passwords import PasswordHashing
 from auth.sessions import SessionStore
 from models.push import PushPlatform
+from services.account_deletion import AccountDeletion
 from services.accounts import AccountService
 from services.blocks import BlockService
 from services.devices import DeviceService
@@ -41,6 +42,7 @@ class Services:
 
     settings: Settings
     accounts: AccountService
+    deletions: AccountDeletion
     rooms: RoomService
     messages: MessageService
     relay: MessageRelay
@@ -64,13 +66,9 @@ class Services:
         passwords: PasswordHashing,
     ) -> Services:
         limits = RateLimiter(redis, limits_from_settings(settings))
-        accounts = AccountService(
-            SessionStore(redis, settings.session_ttl_seconds, settings.max_sessions_per_user),
-            publisher,
-            hub,
-            passwords,
-            limits,
-        )
+        sessions = SessionStore(redis, settings.session_ttl_seconds, settings.max_sessions_per_user)
+        devices = DeviceService(push_platforms, sessions, limits)
+        accounts = AccountService(sessions, publisher, hub, passwords, limits, devices)
         friends = FriendService(publisher, limits)
         blocks = BlockService(redis, friends, limits)
         locks = Locks(redis)
@@ -121,9 +119,21 @@ class Services:
             sweep_seconds=settings.typing_sweep_seconds,
             namespace=settings.topic_prefix,
         )
+        deletions = AccountDeletion(
+            accounts,
+            devices,
+            friends,
+            blocks,
+            rooms,
+            messages,
+            limits,
+            grace_seconds=settings.account_deletion_grace_seconds,
+            interval_seconds=settings.account_deletion_interval_seconds,
+        )
         return cls(
             settings=settings,
             accounts=accounts,
+            deletions=deletions,
             rooms=rooms,
             messages=messages,
             relay=relay,
@@ -132,7 +142,7 @@ class Services:
             ),
             friends=friends,
             presence=presence,
-            devices=DeviceService(push_platforms, accounts.sessions, limits),
+            devices=devices,
             blocks=blocks,
             limits=limits,
             sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),

@@ -109,6 +109,10 @@ class DeviceService:
         result = await PushDeviceDoc.find(PushDeviceDoc.session_id == session_id).delete()
         return result.deleted_count if result is not None else 0
 
+    async def forget_user(self, user_id: PydanticObjectId) -> None:
+        """Removes every device of the user, tied to a session or not (a deletion)."""
+        await PushDeviceDoc.find(PushDeviceDoc.user_id == user_id).delete()
+
     async def of_users(self, user_ids: list[PydanticObjectId]) -> list[PushDeviceDoc]:
         """The users' devices whose session is still live; the others are removed."""
         if not user_ids:

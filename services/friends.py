@@ -47,6 +47,7 @@ class FriendService:
             await UserDoc.find(
                 Or({"username": {"$regex": pattern}}, {"display_name_key": {"$regex": pattern}}),
                 {"_id": {"$ne": viewer.id}},
+                {"deletion_started_at": None},  # a deleted account is found by nobody
             )
             .sort([("username", SortDirection.ASCENDING)])
             .limit(size)
@@ -97,7 +98,8 @@ class FriendService:
         await self._limits.hit(LimitName.SEND_FRIEND_REQUEST, str(viewer.id))
         if to_id == viewer.id:
             raise BadUserInput("you cannot befriend yourself")
-        if await UserDoc.get(to_id) is None:
+        to_user = await UserDoc.get(to_id)
+        if to_user is None or to_user.deletion_started_at is not None:
             raise NotFound("no such user")
         await refuse_if_blocked(viewer.id, [to_id], "you cannot send this user a friend request")
         if await blocks(viewer.id, to_id):
@@ -173,6 +175,19 @@ class FriendService:
             )
             if pending is not None:
                 await self._answer(pending, accept=False)
+
+    async def forget(self, user_id: PydanticObjectId) -> None:
+        """Ends every friendship of the user (both ways, as removeFriend does) and
+        removes every friend request from or to them (the deletion of an account)."""
+        sides = await FriendshipDoc.find(
+            Or(FriendshipDoc.owner_id == user_id, FriendshipDoc.friend_id == user_id)
+        ).to_list()
+        others = {side.friend_id if side.owner_id == user_id else side.owner_id for side in sides}
+        for other in others:
+            await self._unfriend(user_id, other)
+        await FriendRequestDoc.find(
+            Or(FriendRequestDoc.from_id == user_id, FriendRequestDoc.to_id == user_id)
+        ).delete()
 
     async def _unfriend(self, first: PydanticObjectId, second: PydanticObjectId) -> None:
         for owner, friend in ((first, second), (second, first)):

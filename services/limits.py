@@ -87,6 +87,9 @@ class LimitName(StrEnum):
     REMOVE_MEMBER = "remove-member"
     SET_MEMBER_ROLE = "set-member-role"
     BLOCK_USER = "block-user"
+    CHANGE_PASSWORD = "change-password"
+    END_SESSION = "end-session"
+    DELETE_ACCOUNT = "delete-account"
 
 
 # What a refusal says was too much, by limit.
@@ -112,6 +115,9 @@ _REFUSALS = {
     LimitName.REMOVE_MEMBER: "too many members removed",
     LimitName.SET_MEMBER_ROLE: "too many roles changed",
     LimitName.BLOCK_USER: "too many blocks and unblocks",
+    LimitName.CHANGE_PASSWORD: "too many password changes",
+    LimitName.END_SESSION: "too many sessions ended",
+    LimitName.DELETE_ACCOUNT: "too many account deletions tried",
 }
 
 
@@ -169,6 +175,9 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
         LimitName.REMOVE_MEMBER: Limit(s.remove_member_limit, s.remove_member_limit_seconds),
         LimitName.SET_MEMBER_ROLE: Limit(s.set_member_role_limit, s.set_member_role_limit_seconds),
         LimitName.BLOCK_USER: Limit(s.block_user_limit, s.block_user_limit_seconds),
+        LimitName.CHANGE_PASSWORD: Limit(s.change_password_limit, s.change_password_limit_seconds),
+        LimitName.END_SESSION: Limit(s.end_session_limit, s.end_session_limit_seconds),
+        LimitName.DELETE_ACCOUNT: Limit(s.delete_account_limit, s.delete_account_limit_seconds),
     }
 
 

@@ -44,6 +44,13 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_CURSOR = "msg"
 DEFAULT_HISTORY_PAGE = 50
+# Messages erased per query when an account is deleted.
+ERASE_BATCH = 200
+
+
+def _deletion() -> dict[str, object]:
+    """The changes a delete makes to a stored message."""
+    return {"text": "", "deleted": True, "updated_at": utc_now()}
 
 
 def message_cursor(message: MessageDoc) -> str:
@@ -135,7 +142,7 @@ class MessageService:
             raise BadUserInput("a deleted message cannot be edited")
         now = utc_now()
         return await self._update(
-            message, room, viewer, {"text": text, "edited_at": now, "updated_at": now}
+            message, room.members_tag, viewer, {"text": text, "edited_at": now, "updated_at": now}
         )
 
     async def delete(self, message_id: PydanticObjectId, viewer: UserDoc) -> MessageDoc:
@@ -145,12 +152,35 @@ class MessageService:
         message, room = await self._own_message(message_id, viewer)
         if message.deleted:
             return message
-        return await self._update(
-            message, room, viewer, {"text": "", "deleted": True, "updated_at": utc_now()}
-        )
+        return await self._update(message, room.members_tag, viewer, _deletion())
+
+    async def erase_sent_by(self, sender: UserDoc) -> int:
+        """Erases every message of the sender as a delete does (the seq stays, the text
+        goes, live viewers get the MessageUpdated); returns how many. Idempotent: the
+        messages erased already are not looked at again."""
+        erased = 0
+        while (
+            batch := await MessageDoc.find({"sender_id": sender.id, "deleted": False})
+            .limit(ERASE_BATCH)
+            .to_list()
+        ):
+            tags = {
+                room.id: room.members_tag
+                for room in await RoomDoc.find(
+                    {"_id": {"$in": list({message.room_id for message in batch})}}
+                ).to_list()
+            }
+            for message in batch:
+                await self._update(message, tags.get(message.room_id), sender, _deletion())
+                erased += 1
+        return erased
 
     async def _update(
-        self, message: MessageDoc, room: RoomDoc, viewer: UserDoc, changes: dict[str, object]
+        self,
+        message: MessageDoc,
+        members_tag: str | None,
+        viewer: UserDoc,
+        changes: dict[str, object],
     ) -> MessageDoc:
         """Stores the changes (left for the relay until published), then publishes them.
 
@@ -172,7 +202,7 @@ class MessageService:
             )
         for field, value in changes.items():
             setattr(current, field, value)
-        await self._relay.publish_update(current, viewer, room.members_tag)
+        await self._relay.publish_update(current, viewer, members_tag)
         return current
 
     async def latest_seq(self, room_id: PydanticObjectId) -> int:

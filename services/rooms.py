@@ -198,7 +198,8 @@ class RoomService:
             raise Forbidden(CONVERSATION_BLOCKED)
 
     async def _require_users(self, user_ids: list[PydanticObjectId]) -> None:
-        found = await UserDoc.find({"_id": {"$in": user_ids}}).count()
+        # A deleted account is no one to add to a room, as if it did not exist.
+        found = await UserDoc.find({"_id": {"$in": user_ids}, "deletion_started_at": None}).count()
         if found != len(user_ids):
             raise NotFound("one or more users do not exist")
 
@@ -294,10 +295,13 @@ class RoomService:
         assert updated is not None
         return updated, new
 
-    async def leave(self, room: RoomDoc, viewer: UserDoc) -> None:
-        """Takes the viewer out of a GROUP room: no more reading, sending or receiving."""
+    async def leave(self, room: RoomDoc, viewer: UserDoc, *, spend_budget: bool = True) -> None:
+        """Takes the viewer out of a GROUP room: no more reading, sending or receiving.
+
+        An account's deletion leaves all its rooms this same way, without the budget."""
         assert viewer.id is not None and room.id is not None
-        await self._limits.hit(LimitName.LEAVE_ROOM, str(viewer.id))
+        if spend_budget:
+            await self._limits.hit(LimitName.LEAVE_ROOM, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("only a GROUP room can be left")
         await self.take_out(room.id, viewer.id)

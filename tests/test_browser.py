@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import RUN_ID
+from tests.support.accounts import log_in
 from tests.support.browser import (
     Browser,
     non_loopback,
@@ -399,3 +400,63 @@ async def test_the_group_panel_follows_roles_renames_removals_and_a_leave_live(
         await wait_members(owner, [[a, "OWNER", []]], "the owner sees Bob gone")
     async with http_session(server_a, carol.token) as session:
         assert await error_code(session, HISTORY, r=room_id) == "FORBIDDEN"
+
+
+# ---- the account panel -----------------------------------------------------------
+
+SESSION_ROWS = (
+    "return [...document.querySelectorAll('#sessions li[data-session-id]')]"
+    ".map(li => [li.dataset.current, li.querySelector('.agent').textContent])"
+)
+
+
+async def test_the_account_panel_ends_a_session_changes_the_password_and_deletes_the_account(
+    browser: Browser, server_a: ServerProcess, tmp_path: Path
+) -> None:
+    alice, bob = await sign_up(server_a, "alice"), await sign_up(server_a, "bob")
+    phone = await log_in(server_a, alice, user_agent="PlopPhone/1.0")
+    new_password = "a new horse battery"
+    async with browser.windows(tmp_path) as windows:
+        page = ChatPage(await windows.open(server_a.base_url))
+        await page.log_in(alice.username, PASSWORD)
+        await page.window.click("#account summary")
+        rows = await page.window.wait_value(
+            SESSION_ROWS, lambda rows: len(rows) == 3, "the three sessions listed"
+        )
+        assert rows[0][0] == "true" and "Chrome" in rows[0][1]  # the page's own, newest
+        assert ["false", "PlopPhone/1.0"] in rows
+
+        await page.window.script(
+            "[...document.querySelectorAll('#sessions li')]"
+            ".find(li => li.querySelector('.agent').textContent === 'PlopPhone/1.0')"
+            ".querySelector('button').click()"
+        )
+        await page.window.wait_value(SESSION_ROWS, lambda rows: len(rows) == 2, "two left")
+        async with http_session(server_a, phone.token) as session:
+            assert await error_code(session, "{ me { id } }") == "UNAUTHENTICATED"
+
+        await page.window.type("#current-password", PASSWORD)
+        await page.window.type("#new-password", new_password)
+        await page.window.click("#change-password")
+        await page.window.wait_value(
+            "return document.getElementById('account-status').textContent",
+            lambda text: text.startswith("Password changed"),
+            "the page says the password changed",
+        )
+        rows = await page.window.wait_value(SESSION_ROWS, lambda rows: len(rows) == 1, "one")
+        assert rows[0][0] == "true"
+        async with http_session(server_a, alice.token) as session:
+            assert await error_code(session, "{ me { id } }") == "UNAUTHENTICATED"
+        await log_in(server_a, alice, password=new_password)
+
+        await page.window.type("#delete-password", new_password)
+        await page.window.click("#delete-confirm")
+        await page.window.click("#delete-account")
+        await page.window.element("#auth")
+        await page.window.wait_value(
+            "return document.getElementById('auth-error').textContent",
+            lambda text: text == "Your account was deleted.",
+            "the page says the account was deleted",
+        )
+    shown = await as_user(server_a, bob, "query($u: ID!) { user(id: $u) { deleted } }", u=alice.id)
+    assert shown["user"]["deleted"] is True

@@ -208,6 +208,10 @@ async def test_commands_need_a_login_first(tmp_path: Path) -> None:
         ("rooms",),
         ("whoami",),
         ("search", "a"),
+        ("sessions",),
+        ("end-session", "0" * 64),
+        ("passwd", "--password-stdin"),
+        ("delete-account", "--yes", "--password-stdin"),
     ):
         ran = await plop(tmp_path / "empty", *args)
         assert ran.code == 1 and "plop login" in ran.stderr, ran.stderr
@@ -224,7 +228,9 @@ async def test_a_url_that_is_not_http_is_refused_before_anything_runs(tmp_path: 
 async def test_help_lists_every_command(tmp_path: Path) -> None:
     out = await succeeds(tmp_path, "--help")
     commands = ("serve", "signup", "login", "logout", "whoami", "search", "send", "edit")
-    for command in (*commands, "delete", "tail", "rooms", "direct", "group"):
+    for command in (*commands, "delete", "tail", "rooms", "direct", "group", "sessions"):
+        assert f"  {command} " in out
+    for command in ("end-session", "passwd", "delete-account"):
         assert f"  {command} " in out
     group_help = await succeeds(tmp_path, "group", "--help")
     for command in ("create", "rename", "remove", "role"):
@@ -486,3 +492,91 @@ async def test_group_rename_remove_and_role_run_a_group_by_its_roles(
     assert gone.code == 1 and "FORBIDDEN" in gone.stderr
     handed = await succeeds(owner_config, "group", "role", room, admin_id, "OWNER")
     assert handed.splitlines() == [f"{owner_id}\t{owner}\tADMIN", f"{admin_id}\t{admin}\tOWNER"]
+
+
+NEW_PASSWORD = "a brand new horse"
+
+
+async def logged_in_again(config: Path, server: ServerProcess, username: str) -> None:
+    """``plop login`` as an existing user, into another config dir."""
+    args = ("login", "--url", server.http_url, "--password-stdin", username)
+    await succeeds(config, *args, stdin=PASSWORD)
+
+
+async def test_sessions_lists_them_and_end_session_ends_another(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    laptop, phone, stranger = tmp_path / "laptop", tmp_path / "phone", tmp_path / "stranger"
+    username, _ = await signed_up(laptop, embedded_server, "sessions")
+    await logged_in_again(phone, embedded_server, username)
+    await signed_up(stranger, embedded_server, "stranger")
+
+    lines = [line.split("\t") for line in (await succeeds(laptop, "sessions")).splitlines()]
+    assert len(lines) == 2 and all(len(line) == 5 for line in lines), lines
+    assert [line[3] for line in lines] == ["-", "current"]  # the phone's is the newer
+    phone_id, laptop_id = lines[0][0], lines[1][0]
+    assert phone_id not in (saved(phone)["token"], saved(laptop)["token"])
+
+    other = await plop(stranger, "end-session", phone_id)
+    assert other.code == 1 and "NOT_FOUND" in other.stderr, other.stderr
+    out = await succeeds(laptop, "end-session", phone_id)
+    assert out == f"Ended session {phone_id}.\n"
+    ended = await plop(phone, "whoami")
+    assert ended.code == 1 and "UNAUTHENTICATED" in ended.stderr, ended.stderr
+    assert [line.split("\t")[0] for line in (await succeeds(laptop, "sessions")).splitlines()] == [
+        laptop_id
+    ]
+    # Its own session: this terminal is logged out.
+    out = await succeeds(laptop, "end-session", laptop_id)
+    assert out == f"Ended session {laptop_id} (this one: logged out).\n"
+    assert not (laptop / "credentials.json").exists()
+
+
+async def test_passwd_changes_the_password_and_ends_the_other_sessions(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+    username, user_id = await signed_up(laptop, embedded_server, "passwd")
+    await logged_in_again(phone, embedded_server, username)
+
+    wrong = await plop(laptop, "passwd", "--password-stdin", stdin=f"not it\n{NEW_PASSWORD}\n")
+    assert wrong.code == 1 and "FORBIDDEN" in wrong.stderr, wrong.stderr
+    short = await plop(laptop, "passwd", "--password-stdin", stdin=f"{PASSWORD}\nshort\n")
+    assert short.code == 1 and "BAD_USER_INPUT" in short.stderr, short.stderr
+    await succeeds(phone, "whoami")  # nothing changed yet
+
+    out = await succeeds(
+        laptop, "passwd", "--password-stdin", stdin=f"{PASSWORD}\n{NEW_PASSWORD}\n"
+    )
+    assert out == "Password changed; your other sessions have ended.\n"
+    assert (await plop(phone, "whoami")).code == 1
+    assert user_id in await succeeds(laptop, "whoami")
+    login = ("login", "--url", embedded_server.http_url, "--password-stdin", username)
+    old = await plop(phone, *login, stdin=PASSWORD)
+    assert old.code == 1 and "UNAUTHENTICATED" in old.stderr
+    await succeeds(phone, *login, stdin=NEW_PASSWORD)
+
+
+async def test_delete_account_asks_first_then_deletes_and_forgets_the_credentials(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    username, user_id = await signed_up(tmp_path, embedded_server, "goner")
+    declined = await plop(tmp_path, "delete-account", stdin="n\n")
+    assert declined.code == 1 and "Aborted" in declined.stderr, declined.stderr
+    wrong = await plop(tmp_path, "delete-account", "--yes", "--password-stdin", stdin="not it\n")
+    assert wrong.code == 1 and "FORBIDDEN" in wrong.stderr, wrong.stderr
+    assert user_id in await succeeds(tmp_path, "whoami")
+
+    # Confirmed at the prompt, the password typed at the next (read without echo).
+    out = await succeeds(tmp_path, "delete-account", stdin=f"y\n{PASSWORD}\n")
+    assert out.endswith(f"Deleted the account {username}.\n"), out
+    assert not (tmp_path / "credentials.json").exists()
+    url = embedded_server.http_url
+    login = await plop(
+        tmp_path, "login", "--url", url, "--password-stdin", username, stdin=PASSWORD
+    )
+    assert login.code == 1 and "UNAUTHENTICATED" in login.stderr
+    again = await plop(
+        tmp_path, "signup", "--url", url, "--password-stdin", username, stdin=PASSWORD
+    )
+    assert again.code == 1 and "CONFLICT" in again.stderr and "deleted account" in again.stderr

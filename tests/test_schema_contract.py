@@ -47,19 +47,13 @@ NOT_YET_SERVED: frozenset[str] = frozenset(
     {
         # Groups and accounts: consent, muting, sessions, profile, deletion.
         "RoomInvitation",
-        "Session",
         "User.avatarUrl",
-        "User.deleted",
         "Room.mutedUntil",
         "Query.roomInvitations",
-        "Query.sessions",
         "Mutation.respondToRoomInvitation",
         "Mutation.muteRoom",
         "Mutation.unmuteRoom",
         "Mutation.updateProfile",
-        "Mutation.changePassword",
-        "Mutation.endSession",
-        "Mutation.deleteAccount",
         # Rich messages: replies, reactions, attachments, mentions, search.
         "ReactionGroup",
         "Attachment",

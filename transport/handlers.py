@@ -75,8 +75,14 @@ class LiveTransport:
 class SocketContext(Context):
     """The context of one socket for its whole life."""
 
-    def __init__(self, services: Any, live: LiveTransport, client_address: str) -> None:
-        super().__init__(services, token=None, over_websocket=True, client_address=client_address)
+    def __init__(
+        self,
+        services: Any,
+        live: LiveTransport,
+        client_address: str,
+        user_agent: str | None = None,
+    ) -> None:
+        super().__init__(services, None, True, client_address, user_agent)
         self.live = live
 
 

@@ -61,11 +61,12 @@ async def context_for(connection: HTTPConnection) -> Context:
     services: Services = connection.app.state.services
     settings = services.settings
     address = client_address(connection, settings.forwarded_allow_ips, settings.ipv6_prefix_length)
+    user_agent = connection.headers.get("user-agent")
     if connection.scope["type"] == "websocket":
         live: LiveTransport = connection.app.state.live
-        return SocketContext(services, live, address)
+        return SocketContext(services, live, address, user_agent)
     token = bearer_token(connection.headers.get("authorization"))
-    return Context(services, token, False, address)
+    return Context(services, token, False, address, user_agent)
 
 
 class PlopGraphQLRouter(GraphQLRouter[Context, None]):

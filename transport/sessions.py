@@ -77,6 +77,7 @@ class SocketSessions:
         if not sockets:
             return 0
         live = await self._sessions.live(socket.session.session_id for socket in sockets)
+        await self._sessions.seen(live)  # a session holding a socket is in use
         ended = [socket for socket in sockets if socket.session.session_id not in live]
         for socket in ended:
             socket.end()

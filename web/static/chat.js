@@ -204,6 +204,7 @@ function signOut() {
   state.rooms.clear();
   state.order = [];
   state.friends.clear();
+  $("account").open = false;
   $("app").hidden = true;
   $("auth").hidden = false;
 }
@@ -689,6 +690,66 @@ async function chatWith(userId) {
 
 // A display name is free text: two people may pick the same one, or one that looks
 // alike. The username is unique, so it goes beside the name wherever a person is shown.
+// ---- account: sessions, password, deletion ----------------------------------------
+
+async function accountAction(work) {
+  $("account-error").textContent = "";
+  $("account-status").textContent = "";
+  try {
+    await work();
+  } catch (error) {
+    $("account-error").textContent = error.message;
+  }
+}
+
+async function loadSessions() {
+  const data = await gql("{ sessions { id createdAt lastSeenAt current userAgent } }");
+  const list = $("sessions");
+  list.replaceChildren();
+  for (const session of data.sessions) {
+    const item = document.createElement("li");
+    item.dataset.sessionId = session.id;
+    item.dataset.current = String(session.current);
+    const when = `since ${new Date(session.createdAt).toLocaleString()}`;
+    item.append(
+      span("name", session.current ? `this browser, ${when}` : when),
+      button(session.current ? "log out" : "end", () => accountAction(() => endSession(session))),
+      span("agent", session.userAgent ?? "unknown client"),
+    );
+    item.title = `last seen ${new Date(session.lastSeenAt).toLocaleString()}`;
+    list.append(item);
+  }
+}
+
+async function endSession(session) {
+  await gql("mutation($s: ID!) { endSession(sessionId: $s) }", { s: session.id });
+  if (session.current) return signOut();
+  await loadSessions();
+}
+
+async function changePassword(event) {
+  event.preventDefault();
+  await accountAction(async () => {
+    await gql("mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }", {
+      c: $("current-password").value,
+      n: $("new-password").value,
+    });
+    $("password-form").reset();
+    $("account-status").textContent = "Password changed; your other sessions have ended.";
+    await loadSessions();
+  });
+}
+
+async function deleteAccount(event) {
+  event.preventDefault();
+  await accountAction(async () => {
+    await gql("mutation($p: String!) { deleteAccount(password: $p) }", { p: $("delete-password").value });
+    $("delete-form").reset();
+    signOut();
+    $("auth-error").textContent = "Your account was deleted.";
+  });
+}
+
 function handle(user) {
   return span("handle", `@${user.username}`);
 }
@@ -743,6 +804,11 @@ $("text").addEventListener("input", typed);
 $("search-form").addEventListener("submit", search);
 $("group-rename").addEventListener("submit", renameGroup);
 $("leave-group").addEventListener("click", leaveGroup);
+$("account").addEventListener("toggle", () => {
+  if ($("account").open) accountAction(loadSessions);
+});
+$("password-form").addEventListener("submit", changePassword);
+$("delete-form").addEventListener("submit", deleteAccount);
 $("messages").addEventListener("scroll", () => {
   if ($("messages").scrollTop < 80) loadOlder();
 });
