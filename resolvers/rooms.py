@@ -1,6 +1,8 @@
-"""Rooms: create, invite, leave, list, read, typing."""
+"""Rooms: create, invite, leave, list, read, mute, typing."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import strawberry
 
@@ -34,6 +36,18 @@ async def leave_room(info: Info, room_id: strawberry.ID) -> bool:
     await info.context.services.rooms.leave(room, viewer)
     await info.context.services.typing.left(room_id, viewer)
     return True
+
+
+async def mute_room(info: Info, room_id: strawberry.ID, until: datetime | None = None) -> Room:
+    viewer, room = await require_member(info, room_id)
+    await info.context.services.mutes.mute(room, viewer, until)
+    return Room.from_doc(room)
+
+
+async def unmute_room(info: Info, room_id: strawberry.ID) -> Room:
+    viewer, room = await require_member(info, room_id)
+    await info.context.services.mutes.unmute(room, viewer)
+    return Room.from_doc(room)
 
 
 async def set_typing(info: Info, room_id: strawberry.ID, typing: bool) -> bool:

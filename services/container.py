@@ -19,11 +19,13 @@ from services.devices import DeviceService
 from services.events import EventPublisher
 from services.fanout import FanoutHub
 from services.friends import FriendService
+from services.invitations import InvitationService
 from services.limits import RateLimiter, limits_from_settings
 from services.locks import Locks
 from services.membership import MembershipCache
 from services.message_store import MongoMessageInserts
 from services.messages import MessageService
+from services.mutes import MuteService
 from services.presence import PresenceService
 from services.relay import MessageRelay
 from services.room_turns import RedisRoomTurns
@@ -49,6 +51,8 @@ class Services:
     presence: PresenceService
     devices: DeviceService
     blocks: BlockService
+    invitations: InvitationService
+    mutes: MuteService
     limits: RateLimiter
     sockets: SocketCaps
     typing: TypingService
@@ -72,7 +76,8 @@ class Services:
             limits,
         )
         friends = FriendService(publisher, limits)
-        blocks = BlockService(redis, friends, limits)
+        invitations = InvitationService(limits, settings.room_invitation_ttl_seconds)
+        blocks = BlockService(redis, friends, invitations, limits)
         locks = Locks(redis)
         rooms = RoomService(
             publisher,
@@ -81,6 +86,8 @@ class Services:
             locks,
             MembershipCache(hub, settings.membership_check_seconds),
             blocks,
+            friends,
+            invitations,
         )
         relay = MessageRelay(
             publisher,
@@ -134,6 +141,8 @@ class Services:
             presence=presence,
             devices=DeviceService(push_platforms, accounts.sessions, limits),
             blocks=blocks,
+            invitations=invitations,
+            mutes=MuteService(limits),
             limits=limits,
             sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),
             typing=typing,

@@ -84,6 +84,9 @@ class LimitName(StrEnum):
     REGISTER_PUSH_DEVICE = "register-push-device"
     LEAVE_ROOM = "leave-room"
     BLOCK_USER = "block-user"
+    ROOM_INVITATION = "room-invitation"
+    ROOM_INVITATION_COOLDOWN = "room-invitation-cooldown"
+    MUTE_ROOM = "mute-room"
 
 
 # What a refusal says was too much, by limit.
@@ -106,6 +109,11 @@ _REFUSALS = {
     LimitName.REGISTER_PUSH_DEVICE: "too many push devices registered",
     LimitName.LEAVE_ROOM: "too many rooms left",
     LimitName.BLOCK_USER: "too many blocks and unblocks",
+    LimitName.ROOM_INVITATION: "too many group invitations sent",
+    LimitName.ROOM_INVITATION_COOLDOWN: (
+        "one or more of these users declined an invitation of yours recently"
+    ),
+    LimitName.MUTE_ROOM: "too many mutes and unmutes",
 }
 
 
@@ -160,6 +168,9 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
         ),
         LimitName.LEAVE_ROOM: Limit(s.leave_room_limit, s.leave_room_limit_seconds),
         LimitName.BLOCK_USER: Limit(s.block_user_limit, s.block_user_limit_seconds),
+        LimitName.ROOM_INVITATION: Limit(s.room_invitation_limit, s.room_invitation_limit_seconds),
+        LimitName.ROOM_INVITATION_COOLDOWN: Limit(1, s.room_invitation_cooldown_seconds),
+        LimitName.MUTE_ROOM: Limit(s.mute_room_limit, s.mute_room_limit_seconds),
     }
 
 
