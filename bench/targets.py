@@ -28,6 +28,11 @@ CREATE_GROUP = (
     "mutation Group($title: String!, $memberIds: [ID!]!) "
     "{ createGroupRoom(title: $title, memberIds: $memberIds) { id } }"
 )
+SEND_FRIEND_REQUEST = "mutation Ask($userId: ID!) { sendFriendRequest(userId: $userId) { id } }"
+ACCEPT_FRIEND_REQUEST = (
+    "mutation Accept($requestId: ID!) "
+    "{ respondToFriendRequest(requestId: $requestId, accept: true) { id } }"
+)
 SEND_MESSAGE = (
     "mutation Send($roomId: ID!, $text: String!, $clientId: String) "
     "{ sendMessage(roomId: $roomId, text: $text, clientId: $clientId) { id seq } }"
@@ -189,6 +194,13 @@ class Target:
         try:
             room_ids = []
             owner, others = accounts[0], [account.id for account in accounts[1:]]
+            # Friends of the owner, so that its groups add them rather than invite them.
+            for account in accounts[1:]:
+                asked = await self._call(
+                    connection, SEND_FRIEND_REQUEST, {"userId": owner.id}, account.token
+                )
+                request = {"requestId": asked["sendFriendRequest"]["id"]}
+                await self._call(connection, ACCEPT_FRIEND_REQUEST, request, owner.token)
             for index in range(rooms):
                 data = await self._call(
                     connection,

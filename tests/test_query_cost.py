@@ -11,7 +11,15 @@ from graphql import get_introspection_query, parse
 
 from schema.cost import query_cost
 from schema.root import build_schema
-from tests.support.chat import CREATE_GROUP, ROOMS, SEND, as_user, befriend, group_room
+from tests.support.chat import (
+    CREATE_GROUP,
+    ROOMS,
+    SEND,
+    accept_invitations,
+    as_user,
+    befriend,
+    group_room,
+)
 from tests.support.clients import Account, call, error_code, http_session, sign_up
 from tests.support.server import ServerProcess
 
@@ -139,6 +147,8 @@ async def test_a_page_of_rooms_takes_the_same_round_trips_for_5_or_40_rooms(
             ]["id"]
             for i in range(40)
         ]
+    # Not the viewer's friend: the stranger was invited, and joins by accepting.
+    assert sorted(await accept_invitations(server_a, stranger)) == sorted(rooms)
     async with http_session(server_a, stranger.token) as session:
         for room_id in rooms:
             await call(session, SEND, r=room_id, t=f"in {room_id}", c=None)
