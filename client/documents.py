@@ -141,13 +141,21 @@ mutation CreateGroupRoom($title: String!, $memberIds: [ID!]!) {
     _MESSAGE,
     _USER,
 )
+# The first members of each room only: a full list of invitations, each with every
+# member, would pass the server's query cost limit.
 ROOM_INVITATIONS = _with(
     """
 query RoomInvitations {
-  roomInvitations { id createdAt inviter { ...UserFields } room { ...RoomFields } }
+  roomInvitations {
+    id createdAt inviter { ...UserFields }
+    room {
+      id kind title createdAt lastSeq lastReadSeq unreadCount mutedUntil
+      members(first: 20) { ...UserFields }
+      lastMessage { ...MessageFields }
+    }
+  }
 }
 """,
-    _ROOM,
     _MESSAGE,
     _USER,
 )

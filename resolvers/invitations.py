@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from models import RoomInvitationDoc
+from models.time import as_utc
 from resolvers.access import require_viewer
 from schema.context import Info
 from schema.types import Room, RoomInvitation, User
@@ -20,7 +21,7 @@ async def _invitation(info: Info, invitation: RoomInvitationDoc) -> RoomInvitati
         id=strawberry.ID(str(invitation.id)),
         room=Room.from_doc(room, preview=True),
         inviter=User.from_doc(inviter),
-        created_at=invitation.created_at,
+        created_at=as_utc(invitation.created_at),
     )
 
 

@@ -24,12 +24,13 @@ from pymongo.errors import DuplicateKeyError
 
 from errors import NotFound
 from models import RoomInvitationDoc
-from models.time import utc_now
+from models.time import as_utc, utc_now
 from services.limits import Budget, LimitName, RateLimiter
 
 NO_SUCH_INVITATION = "no such invitation"
-# The most pending invitations one list shows: far more than a person answers.
-MAX_LISTED_INVITATIONS = 200
+# The most pending invitations one list shows: far more than a person answers, and a
+# full page, as the query cost weighs a list without a page size (schema/cost.py).
+MAX_LISTED_INVITATIONS = 100
 
 
 def _cooldown(inviter_id: PydanticObjectId, invitee_id: PydanticObjectId) -> Budget:
@@ -96,7 +97,7 @@ class InvitationService:
         """The user's live invitation; NOT_FOUND for a dead one, another user's, or none
         (another user's invitation is not told apart from one that does not exist)."""
         found = await RoomInvitationDoc.get(invitation_id)
-        if found is None or found.invitee_id != invitee_id or found.expires_at <= utc_now():
+        if found is None or found.invitee_id != invitee_id or as_utc(found.expires_at) <= utc_now():
             raise NotFound(NO_SUCH_INVITATION)
         return found
 
