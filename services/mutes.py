@@ -25,6 +25,15 @@ MUTED_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 MAX_MUTE = timedelta(days=366)
 
 
+def _in_utc(moment: datetime) -> datetime:
+    """A client's time in UTC; BAD_USER_INPUT for one past the ends of the calendar
+    once its offset is applied (0001-01-01T00:00+01:00)."""
+    try:
+        return as_utc(moment)
+    except OverflowError as exc:
+        raise BadUserInput("until is not a time the server can hold") from exc
+
+
 class MuteService:
     """The rules of muting; the push worker asks ``muted_among``."""
 
@@ -39,7 +48,7 @@ class MuteService:
         now = utc_now()
         if until is None:
             until = MUTED_FOREVER
-        elif (until := as_utc(until)) <= now:
+        elif (until := _in_utc(until)) <= now:
             raise BadUserInput("until must be in the future")
         elif until > now + MAX_MUTE:
             raise BadUserInput(

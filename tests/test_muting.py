@@ -72,7 +72,12 @@ async def test_mute_rules_and_mutes_are_each_members_own(any_server: ServerProce
     room_id = await group_room(any_server, alice, [bob])
     now = datetime.now(UTC)
     async with http_session(any_server, bob.token) as session:
-        for until in (iso(now - timedelta(minutes=1)), iso(now + timedelta(days=400))):
+        for until in (
+            iso(now - timedelta(minutes=1)),
+            iso(now + timedelta(days=400)),
+            "0001-01-01T00:00:00+14:00",  # before the calendar's start in UTC
+            "9999-12-31T23:59:59-14:00",  # after its end
+        ):
             assert await error_code(session, MUTE, r=room_id, until=until) == "BAD_USER_INPUT"
         assert await error_code(session, MUTE, r=room_id, until="tomorrow") == "BAD_USER_INPUT"
         assert await error_code(session, MUTE, r="nope", until=None) == "BAD_USER_INPUT"
