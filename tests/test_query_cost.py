@@ -18,6 +18,7 @@ from tests.support.chat import (
     accept_invitations,
     as_user,
     befriend,
+    befriend_all,
     group_room,
 )
 from tests.support.clients import Account, call, error_code, http_session, sign_up
@@ -48,6 +49,7 @@ async def test_members_are_paged_oldest_first_and_counted(any_server: ServerProc
     first_members: list[Account] = [await sign_up(any_server) for _ in range(3)]
     room_id = await group_room(any_server, owner, first_members)
     late = await sign_up(any_server)
+    await befriend_all(any_server, owner, [late])  # a friend is added at once
     await as_user(any_server, owner, INVITE_IDS, r=room_id, u=[late.id])
     joined = [owner.id, *(member.id for member in first_members), late.id]
 
