@@ -82,9 +82,16 @@ async def _room_with_hint(room_id: PydanticObjectId) -> RoomDoc | None:
     return room
 
 
-async def _hidden_rooms(viewer: UserDoc) -> dict[PydanticObjectId, datetime]:
-    """The rooms the viewer hid, with when."""
-    found = await MembershipDoc.find({"user_id": viewer.id, "hidden_at": {"$ne": None}}).to_list()
+async def _hidden_rooms(
+    viewer: UserDoc, room_ids: list[PydanticObjectId]
+) -> dict[PydanticObjectId, datetime]:
+    """Those of the viewer's rooms they hid, with when (by room and user: the
+    memberships' unique index answers it)."""
+    if not room_ids:
+        return {}
+    found = await MembershipDoc.find(
+        {"room_id": {"$in": room_ids}, "user_id": viewer.id, "hidden_at": {"$ne": None}}
+    ).to_list()
     return {
         membership.room_id: as_utc(membership.hidden_at)
         for membership in found
@@ -172,10 +179,10 @@ class RoomService:
     async def require_open(self, room: RoomDoc | SendingRoom, viewer: UserDoc) -> None:
         """FORBIDDEN in a DIRECT room where either user blocks the other.
 
-        A DIRECT room cannot be left (only hidden), so a block closes it instead: its history stays
-        readable, nothing new goes in, and unblocking opens it again. The block is read
-        through its epoch in Redis (``services.blocks``), so it bites at once on every
-        instance, whatever the send path keeps of the room.
+        A DIRECT room cannot be left (only hidden), so a block closes it instead: its
+        history stays readable, nothing new goes in, and unblocking opens it again. The
+        block is read through its epoch in Redis (``services.blocks``), so it bites at
+        once on every instance, whatever the send path keeps of the room.
         """
         if room.kind is not RoomKind.DIRECT:
             return
@@ -405,7 +412,7 @@ class RoomService:
                 raise BadUserInput(INVALID_CURSOR) from exc
         rooms = await RoomDoc.find({"member_ids": viewer.id}).project(_RoomActivity).to_list()
         messages_at = await _message_activity([room.id for room in rooms])
-        hidden = await _hidden_rooms(viewer)
+        hidden = await _hidden_rooms(viewer, [room.id for room in rooms])
         # A hidden room shows again once a message newer than its hiding arrived. It
         # is left out before the page is cut, so pages and cursors skip it alike.
         shown = [
