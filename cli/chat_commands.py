@@ -248,7 +248,12 @@ def direct(user_id: str, url: str | None) -> None:
     click.echo(saved_session(url).run(lambda plop: plop.create_direct_room(user_id)).id)
 
 
-@click.command(help="Create a group room TITLE with the given members; print its id.")
+@click.command(
+    help=(
+        "Create a group room TITLE with the given members; print its id. Your friends "
+        "join at once; anyone else gets an invitation (`plop invitations`)."
+    )
+)
 @click.argument("title")
 @click.argument("member_ids", nargs=-1, metavar="[USER_ID]...")
 @URL_OPTION
