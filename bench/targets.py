@@ -28,10 +28,9 @@ CREATE_GROUP = (
     "mutation Group($title: String!, $memberIds: [ID!]!) "
     "{ createGroupRoom(title: $title, memberIds: $memberIds) { id } }"
 )
-SEND_FRIEND_REQUEST = "mutation Ask($userId: ID!) { sendFriendRequest(userId: $userId) { id } }"
-ACCEPT_FRIEND_REQUEST = (
-    "mutation Accept($requestId: ID!) "
-    "{ respondToFriendRequest(requestId: $requestId, accept: true) { id } }"
+ROOM_INVITATIONS = "query Invitations { roomInvitations { id } }"
+ACCEPT_INVITATION = (
+    "mutation Accept($id: ID!) { respondToRoomInvitation(invitationId: $id, accept: true) { id } }"
 )
 SEND_MESSAGE = (
     "mutation Send($roomId: ID!, $text: String!, $clientId: String) "
@@ -194,13 +193,6 @@ class Target:
         try:
             room_ids = []
             owner, others = accounts[0], [account.id for account in accounts[1:]]
-            # Friends of the owner, so that its groups add them rather than invite them.
-            for account in accounts[1:]:
-                asked = await self._call(
-                    connection, SEND_FRIEND_REQUEST, {"userId": owner.id}, account.token
-                )
-                request = {"requestId": asked["sendFriendRequest"]["id"]}
-                await self._call(connection, ACCEPT_FRIEND_REQUEST, request, owner.token)
             for index in range(rooms):
                 data = await self._call(
                     connection,
@@ -209,6 +201,15 @@ class Target:
                     owner.token,
                 )
                 room_ids.append(data["createGroupRoom"]["id"])
+            # Not the owner's friends (no presence between them): each joins by accepting.
+            # A list holds at most 100 invitations: ask again until none is left.
+            for account in accounts[1:]:
+                while pending := (
+                    await self._call(connection, ROOM_INVITATIONS, {}, account.token)
+                )["roomInvitations"]:
+                    for invitation in pending:
+                        accept = {"id": invitation["id"]}
+                        await self._call(connection, ACCEPT_INVITATION, accept, account.token)
         finally:
             await connection.close()
         return Population(accounts, room_ids)
