@@ -120,24 +120,25 @@ def bodies(receiver: PushReceiver, device: str) -> list[str]:
 
 
 async def test_a_muted_member_gets_no_push_while_an_unmuted_one_does(
-    pusher: ServerProcess, receiver: PushReceiver
+    pusher: ServerProcess, receiver: PushReceiver, server_a: ServerProcess, server_b: ServerProcess
 ) -> None:
+    # Muted on one instance, sent on another, pushed by a third (the services are shared).
     alice, muted, unmuted = [await sign_up(pusher) for _ in range(3)]
     room_id = await group_room(pusher, alice, [muted, unmuted])
     muted_device, unmuted_device = (
         await with_device(pusher, muted),
         await with_device(pusher, unmuted),
     )
-    await as_user(pusher, muted, MUTE, r=room_id, until=None)
-    await send(pusher, alice, room_id, "one")
+    await as_user(server_a, muted, MUTE, r=room_id, until=None)
+    await send(server_b, alice, room_id, "one")
     await receiver.wait_for(1, unmuted_device)
     # A room's messages are pushed in order, each to all its devices before the next.
-    await send(pusher, alice, room_id, "two")
+    await send(server_b, alice, room_id, "two")
     await receiver.wait_for(2, unmuted_device)
     assert bodies(receiver, muted_device) == []
 
-    await as_user(pusher, muted, UNMUTE, r=room_id)
-    await send(pusher, alice, room_id, "three")
+    await as_user(server_a, muted, UNMUTE, r=room_id)
+    await send(server_b, alice, room_id, "three")
     await receiver.wait_for(1, muted_device)
     assert bodies(receiver, muted_device) == ["three"]
 
