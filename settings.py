@@ -183,6 +183,18 @@ class Settings(BaseSettings):
     create_room_limit_seconds: float = 60.0
     invite_members_limit: int = 60
     invite_members_limit_seconds: float = 60.0
+    # Group invitations (createGroupRoom and inviteMembers naming a user who is not a
+    # friend), per inviter, one per invited user: each lands in a stranger's list.
+    room_invitation_limit: int = 50
+    room_invitation_limit_seconds: float = 3_600.0
+    # How long an invitation waits for an answer before it is dead.
+    room_invitation_ttl_seconds: float = Field(default=7 * 24 * 3_600.0, gt=0)
+    # After a decline (or a block of the inviter), how long before the same inviter may
+    # invite the same user again, to any room.
+    room_invitation_cooldown_seconds: float = 7 * 24 * 3_600.0
+    # muteRoom and unmuteRoom together, per user.
+    mute_room_limit: int = 30
+    mute_room_limit_seconds: float = 60.0
     send_friend_request_limit: int = 30
     send_friend_request_limit_seconds: float = 3_600.0
     # After a decline, how long before the same user may ask the same user again.

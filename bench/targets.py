@@ -28,6 +28,10 @@ CREATE_GROUP = (
     "mutation Group($title: String!, $memberIds: [ID!]!) "
     "{ createGroupRoom(title: $title, memberIds: $memberIds) { id } }"
 )
+ROOM_INVITATIONS = "query Invitations { roomInvitations { id } }"
+ACCEPT_INVITATION = (
+    "mutation Accept($id: ID!) { respondToRoomInvitation(invitationId: $id, accept: true) { id } }"
+)
 SEND_MESSAGE = (
     "mutation Send($roomId: ID!, $text: String!, $clientId: String) "
     "{ sendMessage(roomId: $roomId, text: $text, clientId: $clientId) { id seq } }"
@@ -197,6 +201,15 @@ class Target:
                     owner.token,
                 )
                 room_ids.append(data["createGroupRoom"]["id"])
+            # Not the owner's friends (no presence between them): each joins by accepting.
+            # A list holds at most 100 invitations: ask again until none is left.
+            for account in accounts[1:]:
+                while pending := (
+                    await self._call(connection, ROOM_INVITATIONS, {}, account.token)
+                )["roomInvitations"]:
+                    for invitation in pending:
+                        accept = {"id": invitation["id"]}
+                        await self._call(connection, ACCEPT_INVITATION, accept, account.token)
         finally:
             await connection.close()
         return Population(accounts, room_ids)

@@ -1,6 +1,7 @@
-"""The chat client's commands: sign up or log in, then search users, open rooms, send,
-edit and delete messages, follow a room from a terminal, and run a group; list and end
-sessions, change the password, delete the account."""
+"""The chat client's commands: sign up or log in, then search users, open rooms, answer
+group invitations, mute rooms, send, edit and delete messages, follow a room from a
+terminal, and run a group; list and end sessions, change the password, delete the
+account."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable
 from contextlib import aclosing
+from datetime import datetime
 
 import click
 
@@ -22,6 +24,7 @@ from client import (
     PlopClient,
     PlopClientError,
     Room,
+    RoomInvitation,
     RoomMembership,
     RoomRole,
     TypingEvent,
@@ -387,7 +390,11 @@ def group() -> None:
 
 
 @group.command(
-    name="create", help="Create a group room TITLE with the given members; print its id."
+    name="create",
+    help=(
+        "Create a group room TITLE with the given members; print its id. Your friends "
+        "join at once; anyone else gets an invitation (`plop invitations`)."
+    ),
 )
 @click.argument("title")
 @click.argument("member_ids", nargs=-1, metavar="[USER_ID]...")
@@ -458,7 +465,98 @@ def _echo_members(members: list[RoomMembership]) -> None:
         click.echo("\t".join((member.user.id, member.user.username, member.role.value)))
 
 
+@click.group(
+    invoke_without_command=True,
+    short_help="List your group invitations; accept or decline one.",
+    help=(
+        "With no subcommand, list the group invitations waiting for your answer, newest "
+        "first: ID<TAB>ROOM_ID<TAB>TITLE<TAB>INVITER."
+    ),
+)
+@URL_OPTION
+@click.pass_context
+def invitations(context: click.Context, url: str | None) -> None:
+    context.obj = url  # the subcommands' --url, given before them
+    if context.invoked_subcommand is not None:
+        return
+    pending = saved_session(url).run(lambda plop: plop.room_invitations())
+    if not pending:
+        click.echo("no invitations", err=True)  # on stderr: the listing itself stays empty
+    for invitation in pending:
+        click.echo(invitation_line(invitation))
+
+
+@invitations.command(help="Accept invitation ID: join its room; print the room's id.")
+@click.argument("invitation_id")
+@click.pass_obj
+def accept(url: str | None, invitation_id: str) -> None:
+    room = saved_session(url).run(
+        lambda plop: plop.respond_to_room_invitation(invitation_id, accept=True)
+    )
+    assert room is not None  # accepting returns the room joined
+    click.echo(room.id)
+
+
+@invitations.command(help="Decline invitation ID.")
+@click.argument("invitation_id")
+@click.pass_obj
+def decline(url: str | None, invitation_id: str) -> None:
+    saved_session(url).run(
+        lambda plop: plop.respond_to_room_invitation(invitation_id, accept=False)
+    )
+    click.echo("declined", err=True)
+
+
+def _mute_end(
+    context: click.Context, parameter: click.Parameter, value: str | None
+) -> datetime | None:
+    """--until as an ISO 8601 time; one without a zone is in the terminal's time zone."""
+    if value is None:
+        return None
+    try:
+        until = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is not a time like 2030-01-31T18:00 or 2030-01-31T18:00+01:00",
+            context,
+            parameter,
+        ) from exc
+    return until if until.tzinfo is not None else until.astimezone()
+
+
+@click.command(
+    short_help="No push for ROOM_ID until a time (or until unmuted).",
+    help="No push for ROOM_ID until --until (ISO 8601), or until `plop unmute ROOM_ID`.",
+)
+@click.argument("room_id")
+@click.option(
+    "--until",
+    default=None,
+    metavar="TIME",
+    callback=_mute_end,
+    help="When the mute ends, e.g. 2030-01-31T18:00 (local time) [default: never].",
+)
+@URL_OPTION
+def mute(room_id: str, until: datetime | None, url: str | None) -> None:
+    room = saved_session(url).run(lambda plop: plop.mute_room(room_id, until))
+    click.echo(f"muted until {room.muted_until.isoformat() if room.muted_until else 'unmuted'}")
+
+
+@click.command(help="Pushes for ROOM_ID again.")
+@click.argument("room_id")
+@URL_OPTION
+def unmute(room_id: str, url: str | None) -> None:
+    saved_session(url).run(lambda plop: plop.unmute_room(room_id))
+    click.echo("unmuted", err=True)
+
+
 # --- a terminal's lines ---------------------------------------------------------------
+
+
+def invitation_line(invitation: RoomInvitation) -> str:
+    """ID<TAB>ROOM_ID<TAB>TITLE<TAB>INVITER (the inviter's username)."""
+    title = one_line(invitation.room.title or "")
+    return "\t".join((invitation.id, invitation.room.id, title, invitation.inviter.username))
 
 
 def one_line(text: str) -> str:
@@ -502,4 +600,7 @@ CHAT_COMMANDS = (
     rooms,
     direct,
     group,
+    invitations,
+    mute,
+    unmute,
 )

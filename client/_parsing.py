@@ -16,6 +16,7 @@ from client.types import (
     ReadReceipt,
     Room,
     RoomActivity,
+    RoomInvitation,
     RoomKind,
     RoomMembership,
     RoomRole,
@@ -73,6 +74,20 @@ def parse_room(data: Mapping[str, Any]) -> Room:
         last_message=parse_message(last_message) if last_message else None,
         last_read_seq=data["lastReadSeq"],
         unread_count=data["unreadCount"],
+        muted_until=_time(data["mutedUntil"]),
+    )
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def parse_invitation(data: Mapping[str, Any]) -> RoomInvitation:
+    return RoomInvitation(
+        id=data["id"],
+        room=parse_room(data["room"]),
+        inviter=parse_user(data["inviter"]),
+        created_at=datetime.fromisoformat(data["createdAt"]),
     )
 
 

@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +27,7 @@ from client import documents
 from client._parsing import (
     parse_activity,
     parse_auth,
+    parse_invitation,
     parse_membership,
     parse_message,
     parse_room,
@@ -45,6 +47,7 @@ from client.types import (
     Message,
     Room,
     RoomActivity,
+    RoomInvitation,
     RoomMembership,
     RoomRole,
     Session,
@@ -214,6 +217,31 @@ class PlopClient:
             documents.CREATE_GROUP_ROOM, {"title": title, "memberIds": list(member_ids)}
         )
         return parse_room(data["createGroupRoom"])
+
+    async def room_invitations(self) -> list[RoomInvitation]:
+        """Group invitations waiting for the viewer's answer, newest first."""
+        data = await self._read(documents.ROOM_INVITATIONS, {})
+        return [parse_invitation(invitation) for invitation in data["roomInvitations"]]
+
+    async def respond_to_room_invitation(self, invitation_id: str, accept: bool) -> Room | None:
+        """Accepting joins the room (returned); declining returns None."""
+        data = await self._execute(
+            documents.RESPOND_TO_ROOM_INVITATION,
+            {"invitationId": invitation_id, "accept": accept},
+        )
+        joined = data["respondToRoomInvitation"]
+        return parse_room(joined) if joined is not None else None
+
+    async def mute_room(self, room_id: str, until: datetime | None = None) -> Room:
+        """No push of the room until ``until`` (None: until unmuted)."""
+        variables = {"roomId": room_id, "until": until.isoformat() if until else None}
+        data = await self._execute(documents.MUTE_ROOM, variables)
+        return parse_room(data["muteRoom"])
+
+    async def unmute_room(self, room_id: str) -> Room:
+        """Pushes of the room again."""
+        data = await self._execute(documents.UNMUTE_ROOM, {"roomId": room_id})
+        return parse_room(data["unmuteRoom"])
 
     async def room(self, room_id: str) -> Room:
         """One room the viewer is in (FORBIDDEN otherwise, NOT_FOUND if there is none)."""

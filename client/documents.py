@@ -12,7 +12,7 @@ fragment MessageFields on Message {
 """
 _ROOM = """
 fragment RoomFields on Room {
-  id kind title createdAt lastSeq lastReadSeq unreadCount
+  id kind title createdAt lastSeq lastReadSeq unreadCount mutedUntil
   members { ...UserFields }
   lastMessage { ...MessageFields }
 }
@@ -149,6 +149,50 @@ mutation CreateGroupRoom($title: String!, $memberIds: [ID!]!) {
   createGroupRoom(title: $title, memberIds: $memberIds) { ...RoomFields }
 }
 """,
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
+# The first members of each room only: a full list of invitations, each with every
+# member, would pass the server's query cost limit.
+ROOM_INVITATIONS = _with(
+    """
+query RoomInvitations {
+  roomInvitations {
+    id createdAt inviter { ...UserFields }
+    room {
+      id kind title createdAt lastSeq lastReadSeq unreadCount mutedUntil
+      members(first: 20) { ...UserFields }
+      lastMessage { ...MessageFields }
+    }
+  }
+}
+""",
+    _MESSAGE,
+    _USER,
+)
+RESPOND_TO_ROOM_INVITATION = _with(
+    """
+mutation RespondToRoomInvitation($invitationId: ID!, $accept: Boolean!) {
+  respondToRoomInvitation(invitationId: $invitationId, accept: $accept) { ...RoomFields }
+}
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
+MUTE_ROOM = _with(
+    """
+mutation MuteRoom($roomId: ID!, $until: DateTime) {
+  muteRoom(roomId: $roomId, until: $until) { ...RoomFields }
+}
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
+UNMUTE_ROOM = _with(
+    "mutation UnmuteRoom($roomId: ID!) { unmuteRoom(roomId: $roomId) { ...RoomFields } }",
     _ROOM,
     _MESSAGE,
     _USER,

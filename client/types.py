@@ -76,6 +76,18 @@ class Room:
     last_message: Message | None
     last_read_seq: int
     unread_count: int
+    # No push of the room before then; None when not muted.
+    muted_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInvitation:
+    """An invitation into a group room; ``room`` shows its title and members only."""
+
+    id: str
+    room: Room
+    inviter: User
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

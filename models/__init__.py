@@ -6,6 +6,7 @@ from beanie import Document
 
 from models.block import BlockDoc
 from models.friend import FriendRequestDoc, FriendshipDoc
+from models.invitation import RoomInvitationDoc
 from models.message import MessageDoc
 from models.push import PushDeviceDoc
 from models.room import MembershipDoc, RoomDoc, RoomProgressDoc
@@ -21,6 +22,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     FriendshipDoc,
     PushDeviceDoc,
     BlockDoc,
+    RoomInvitationDoc,
 ]
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "MessageDoc",
     "PushDeviceDoc",
     "RoomDoc",
+    "RoomInvitationDoc",
     "RoomProgressDoc",
     "UserDoc",
 ]

@@ -94,12 +94,17 @@ class RoomProgressDoc(Document):
 
 
 class MembershipDoc(Document):
-    """One member's read marker in one room."""
+    """One member's own view of one room: read marker, hiding and muting."""
 
     room_id: PydanticObjectId
     user_id: PydanticObjectId
     last_read_seq: int = 0
     joined_at: datetime = Field(default_factory=utc_now)
+    # A DIRECT room the member left: out of their room list until a message newer
+    # than this arrives. The member stays in the room.
+    hidden_at: datetime | None = None
+    # No push of the room's messages to the member before this time.
+    muted_until: datetime | None = None
 
     class Settings:
         name = "memberships"

@@ -2,8 +2,9 @@
 pushed once in total however many instances run.
 
 For each new message it pushes to every device of every member except the sender who
-is OFFLINE at that moment. A push is keyed by (room, seq, device): the key is
-recorded in Redis once the provider accepted it, and a redelivered event (a
+is OFFLINE at that moment and has not muted the room. A push is keyed by (room, seq,
+device): the key is recorded in Redis once the provider accepted it, and a
+redelivered event (a
 restart, a rebalance) skips the keys already recorded. The event's offset is
 committed only when every push of it was sent or given up for good, so a provider
 outage delays pushes but loses none. A worker killed between a provider's answer and
@@ -34,6 +35,7 @@ from push.providers import Notification, Outcome, PushProvider, RetryLater
 from services.blocks import BlockService
 from services.devices import DeviceService
 from services.ids import parse_id
+from services.mutes import muted_among
 from services.presence import ONLINE, PresenceService
 from services.shown_text import without_hidden_characters
 
@@ -140,11 +142,16 @@ class PushWorker:
                     logger.warning("push commit failed", exc_info=True)
 
     async def handle(self, message: MessageData) -> None:
-        """Pushes one message to the devices of the offline members who do not block the sender."""
+        """Pushes one message to the devices of the offline members who do not block the
+        sender and have not muted the room."""
         room = await RoomDoc.get(parse_id(message.room_id))
         if room is None:
             return
         recipients = [member for member in room.member_ids if str(member) != message.sender_id]
+        # Members who muted the room get no push of it. (When mentions land, a muted
+        # member mentioned by the message stays a recipient here.)
+        muted = await muted_among(room.id, recipients) if room.id is not None else set()
+        recipients = [member for member in recipients if member not in muted]
         offline = [
             member
             for member in recipients

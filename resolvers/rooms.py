@@ -1,6 +1,8 @@
-"""Rooms: create, invite, leave, rename, remove, roles, list, read, typing."""
+"""Rooms: create, invite, leave, rename, remove, roles, list, read, mute, typing."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import strawberry
 
@@ -57,6 +59,18 @@ async def set_member_role(
     viewer, room = await require_member(info, room_id)
     member = parse_id(user_id, "userId")
     return Room.from_doc(await info.context.services.rooms.set_role(room, viewer, member, role))
+
+
+async def mute_room(info: Info, room_id: strawberry.ID, until: datetime | None = None) -> Room:
+    viewer, room = await require_member(info, room_id)
+    await info.context.services.mutes.mute(room, viewer, until)
+    return Room.from_doc(room)
+
+
+async def unmute_room(info: Info, room_id: strawberry.ID) -> Room:
+    viewer, room = await require_member(info, room_id)
+    await info.context.services.mutes.unmute(room, viewer)
+    return Room.from_doc(room)
 
 
 async def set_typing(info: Info, room_id: strawberry.ID, typing: bool) -> bool:

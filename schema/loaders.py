@@ -15,7 +15,9 @@ fetches afresh, together with the loads made alongside it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
 
 from beanie import PydanticObjectId
 from strawberry.dataloader import DataLoader
@@ -26,6 +28,23 @@ from services.presence import Presence
 from services.sequence import latest_seqs, messages_at
 
 RoomKey = tuple[PydanticObjectId, PydanticObjectId]  # (room, viewer)
+T = TypeVar("T")
+
+
+async def _per_viewer(
+    keys: Sequence[RoomKey],
+    fetch: Callable[
+        [PydanticObjectId, list[PydanticObjectId]], Awaitable[dict[PydanticObjectId, T]]
+    ],
+) -> list[T]:
+    """Each (room, viewer)'s value, fetched with one call per viewer."""
+    by_viewer: dict[PydanticObjectId, list[PydanticObjectId]] = defaultdict(list)
+    for room_id, viewer_id in keys:
+        by_viewer[viewer_id].append(room_id)
+    found = {
+        viewer_id: await fetch(viewer_id, room_ids) for viewer_id, room_ids in by_viewer.items()
+    }
+    return [found[viewer_id][room_id] for room_id, viewer_id in keys]
 
 
 class Loaders:
@@ -46,6 +65,8 @@ class Loaders:
         )
         # (room, viewer) -> the viewer's read marker.
         self.read_markers = DataLoader[RoomKey, int](self._read_markers, cache=False)
+        # (room, viewer) -> when the viewer's mute of the room ends (None: not muted).
+        self.mutes = DataLoader[RoomKey, datetime | None](self._mutes, cache=False)
         # (room, viewer, read marker) -> messages after the marker not sent by the viewer.
         self.unread_counts = DataLoader[tuple[PydanticObjectId, PydanticObjectId, int], int](
             self._unread_counts, cache=False
@@ -80,15 +101,10 @@ class Loaders:
         return [found.get(key) for key in keys]
 
     async def _read_markers(self, keys: Sequence[RoomKey]) -> list[int]:
-        by_viewer: dict[PydanticObjectId, list[PydanticObjectId]] = defaultdict(list)
-        for room_id, viewer_id in keys:
-            by_viewer[viewer_id].append(room_id)
-        rooms = self._services.rooms
-        markers = {
-            viewer_id: await rooms.read_markers(viewer_id, room_ids)
-            for viewer_id, room_ids in by_viewer.items()
-        }
-        return [markers[viewer_id][room_id] for room_id, viewer_id in keys]
+        return await _per_viewer(keys, self._services.rooms.read_markers)
+
+    async def _mutes(self, keys: Sequence[RoomKey]) -> list[datetime | None]:
+        return await _per_viewer(keys, self._services.mutes.muted_until)
 
     async def _unread_counts(
         self, keys: Sequence[tuple[PydanticObjectId, PydanticObjectId, int]]

@@ -17,6 +17,7 @@ from observability.logs import LogFields
 from resolvers import accounts as account_resolvers
 from resolvers import blocks as block_resolvers
 from resolvers import friends as friend_resolvers
+from resolvers import invitations as invitation_resolvers
 from resolvers import messages as message_resolvers
 from resolvers import push as push_resolvers
 from resolvers import rooms as room_resolvers
@@ -33,6 +34,7 @@ from schema.types import (
     PushDevice,
     Room,
     RoomConnection,
+    RoomInvitation,
     Session,
     User,
 )
@@ -76,6 +78,10 @@ class Query:
             "Page size at most 100."
         ),
     )
+    room_invitations: list[RoomInvitation] = strawberry.field(
+        resolver=invitation_resolvers.room_invitations,
+        description="v1.2. Group invitations waiting for the viewer's answer.",
+    )
 
 
 @strawberry.type
@@ -114,9 +120,31 @@ class Mutation:
     create_group_room: Room = strawberry.mutation(resolver=room_resolvers.create_group_room)
     invite_members: Room = strawberry.mutation(
         resolver=room_resolvers.invite_members,
-        description="Any member of a GROUP room may invite; invitees get roomAdded.",
+        description=(
+            "Any member of a GROUP room may invite; invitees get roomAdded. v1.2: an invitee "
+            "who is not a friend of the inviter gets a RoomInvitation instead (same for "
+            "createGroupRoom's memberIds) and joins only by accepting it."
+        ),
     )
-    leave_room: bool = strawberry.mutation(resolver=room_resolvers.leave_room)
+    leave_room: bool = strawberry.mutation(
+        resolver=room_resolvers.leave_room,
+        description=(
+            "v1.2: in a DIRECT room it hides the room from the viewer's lists until a new "
+            "message arrives."
+        ),
+    )
+    respond_to_room_invitation: Room | None = strawberry.mutation(
+        resolver=invitation_resolvers.respond_to_room_invitation,
+        description="v1.2. Accepting joins the room (returns it); declining returns null.",
+    )
+    mute_room: Room = strawberry.mutation(
+        resolver=room_resolvers.mute_room,
+        description=(
+            "v1.2. No push for the room until `until` (null: until unmuted); mentions still "
+            "push. BAD_USER_INPUT for a time not in the future or more than 366 days ahead."
+        ),
+    )
+    unmute_room: Room = strawberry.mutation(resolver=room_resolvers.unmute_room)
     update_room: Room = strawberry.mutation(
         resolver=room_resolvers.update_room, description="v1.2. OWNER or ADMIN of a GROUP room."
     )

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
+from beanie import PydanticObjectId
 
 from auth.sessions import SessionRecord
 from models import MessageDoc, PushDeviceDoc, RoomDoc, UserDoc
@@ -246,6 +247,12 @@ def _viewer_role(root: Room, info: Info) -> RoomRole:
     return role_of(root.doc, viewer.id)
 
 
+async def _room_muted_until(root: Room, info: Info) -> datetime | None:
+    if root.preview:
+        return None
+    return await info.context.loaders.mutes.load(root.key(info))
+
+
 @strawberry.type
 class Room:
     id: strawberry.ID
@@ -253,20 +260,31 @@ class Room:
     title: str | None = strawberry.field(description="Group title; null for DIRECT rooms.")
     created_at: datetime
     doc: strawberry.Private[RoomDoc]
+    # The room as an invitation shows it to a user who is not in it: its title and
+    # members, never its messages (lastSeq 0, no lastMessage, nothing unread).
+    preview: strawberry.Private[bool] = False
 
     @classmethod
-    def from_doc(cls, room: RoomDoc) -> Room:
+    def from_doc(cls, room: RoomDoc, preview: bool = False) -> Room:
         return cls(
             id=strawberry.ID(str(room.id)),
             kind=room.kind,
             title=room.title,
             created_at=as_utc(room.created_at),
             doc=room,
+            preview=preview,
         )
 
     members: list[User] = strawberry.field(
         resolver=_room_members,
         description="The first `first` members (at most 1,000), oldest member first.",
+    )
+    muted_until: datetime | None = strawberry.field(
+        resolver=_room_muted_until,
+        description=(
+            "v1.2. No push for this room until then (mentions of the viewer still push); "
+            "null when not muted. A mute with no end reads 9999-12-31T00:00:00Z."
+        ),
     )
 
     @strawberry.field
@@ -284,11 +302,15 @@ class Room:
     @strawberry.field
     async def last_seq(self, info: Info) -> int:
         assert self.doc.id is not None
+        if self.preview:
+            return 0
         return await info.context.loaders.latest_seqs.load((self.doc.id, self.doc.seq_hint))
 
     @strawberry.field
     async def last_message(self, info: Info) -> Message | None:
         assert self.doc.id is not None
+        if self.preview:
+            return None
         loaders = info.context.loaders
         seq = await loaders.latest_seqs.load((self.doc.id, self.doc.seq_hint))
         newest = await loaders.messages_at.load((self.doc.id, seq)) if seq else None
@@ -302,16 +324,32 @@ class Room:
 
     @strawberry.field
     async def unread_count(self, info: Info) -> int:
+        if self.preview:
+            return 0
         viewer = info.context.viewer
         assert viewer is not None and viewer.id is not None and self.doc.id is not None
         marker = await self._read_marker(info)
         return await info.context.loaders.unread_counts.load((self.doc.id, viewer.id, marker))
 
     async def _read_marker(self, info: Info) -> int:
+        if self.preview:
+            return 0
+        return await info.context.loaders.read_markers.load(self.key(info))
+
+    def key(self, info: Info) -> tuple[PydanticObjectId, PydanticObjectId]:
+        """(room, viewer): the key of the viewer's own view of the room."""
         viewer = info.context.viewer
         # Every root resolver that returns a Room requires a viewer.
         assert viewer is not None and viewer.id is not None and self.doc.id is not None
-        return await info.context.loaders.read_markers.load((self.doc.id, viewer.id))
+        return self.doc.id, viewer.id
+
+
+@strawberry.type(description="v1.2.")
+class RoomInvitation:
+    id: strawberry.ID
+    room: Room
+    inviter: User
+    created_at: datetime
 
 
 @strawberry.type

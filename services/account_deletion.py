@@ -9,11 +9,11 @@ again. Every step is idempotent, so running them twice, or a step twice, is harm
 
 1. every session ends: sockets close on every instance; every push device goes;
 2. friendships end (both ways, with their events), friend requests and blocks (both
-   directions) go;
+   directions) go, and so do the group invitations the user sent or got;
 3. every message the user sent is erased as a delete erases it (its seq stays, so
    history has no gap) and published as a ``MessageUpdated``;
 4. the user leaves every GROUP room through the rooms' own leave, so that a group's
-   rules on a leave hold here too; in a DIRECT room they stay a member, so that the
+   rules on a leave hold here too (ownership passes on); in a DIRECT room they stay a member, so that the
    other member keeps the room and its history;
 5. the password hash goes and the account is marked ``deleted``.
 
@@ -37,6 +37,7 @@ from services.accounts import AccountService
 from services.blocks import BlockService
 from services.devices import DeviceService
 from services.friends import FriendService
+from services.invitations import InvitationService
 from services.limits import LimitName, RateLimiter
 from services.messages import MessageService
 from services.rooms import RoomService
@@ -57,6 +58,7 @@ class AccountDeletion:
         devices: DeviceService,
         friends: FriendService,
         blocks: BlockService,
+        invitations: InvitationService,
         rooms: RoomService,
         messages: MessageService,
         limits: RateLimiter,
@@ -68,6 +70,7 @@ class AccountDeletion:
         self._devices = devices
         self._friends = friends
         self._blocks = blocks
+        self._invitations = invitations
         self._rooms = rooms
         self._messages = messages
         self._limits = limits
@@ -105,6 +108,7 @@ class AccountDeletion:
         await self._devices.forget_user(user_id)  # those of no session too
         await self._friends.forget(user_id)
         await self._blocks.forget(user_id)
+        await self._invitations.forget(user_id)
         await self._messages.erase_sent_by(user)
         for room in await RoomDoc.find({"member_ids": user_id, "kind": RoomKind.GROUP}).to_list():
             await self._rooms.leave(room, user, spend_budget=False)

@@ -1,9 +1,11 @@
 """Blocking: a user stops another from reaching them.
 
 A block ends the friendship of the two (so presence stops both ways, through the
-friendship events ``FriendService`` publishes) and declines the pending friend
-requests between them. From then on the blocked user cannot open a DIRECT room
-with the blocker, add or invite them to a group, or send them a friend request
+friendship events ``FriendService`` publishes), declines the pending friend
+requests between them, and drops the blocked user's group invitations of the
+blocker (who may not be invited by them again for a cooldown, even once
+unblocked). From then on the blocked user cannot open a DIRECT room with the
+blocker, add or invite them to a group, or send them a friend request
 (``services.blocklist`` says so to the other services). A DIRECT room of the two
 that already exists is closed (``RoomService.require_open`` asks
 ``blocked_between``); in a GROUP they share, the blocker gets no push, typing or
@@ -31,6 +33,7 @@ from errors import BadUserInput, NotFound
 from models import BlockDoc, UserDoc
 from services.accounts import Recent
 from services.friends import FriendService
+from services.invitations import InvitationService
 from services.limits import LimitName, RateLimiter
 
 BLOCK_EPOCH_PREFIX = "plop:blocks:epoch:"
@@ -47,9 +50,16 @@ def _epoch_key(blocked_id: PydanticObjectId) -> str:
 class BlockService:
     """The rules of blocking."""
 
-    def __init__(self, redis: Redis, friends: FriendService, limits: RateLimiter) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        friends: FriendService,
+        invitations: InvitationService,
+        limits: RateLimiter,
+    ) -> None:
         self._redis = redis
         self._friends = friends
+        self._invitations = invitations
         self._limits = limits
         self._kept: Recent[tuple[str, frozenset[PydanticObjectId]]] = Recent(
             KEPT_SENDERS, KEPT_SENDER_SECONDS
@@ -73,6 +83,7 @@ class BlockService:
         await self._redis.incr(_epoch_key(user_id))
         # Again on a repeat too: a request sent in a race with the first block goes.
         await self._friends.sever(viewer.id, user_id)
+        await self._invitations.inviter_blocked(viewer.id, user_id)
 
     async def unblock(self, viewer: UserDoc, user_id: PydanticObjectId) -> None:
         """Lifts the viewer's block of the user, if there is one (idempotent)."""

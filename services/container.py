@@ -20,11 +20,13 @@ from services.devices import DeviceService
 from services.events import EventPublisher
 from services.fanout import FanoutHub
 from services.friends import FriendService
+from services.invitations import InvitationService
 from services.limits import RateLimiter, limits_from_settings
 from services.locks import Locks
 from services.membership import MembershipCache
 from services.message_store import MongoMessageInserts
 from services.messages import MessageService
+from services.mutes import MuteService
 from services.presence import PresenceService
 from services.relay import MessageRelay
 from services.room_turns import RedisRoomTurns
@@ -51,6 +53,8 @@ class Services:
     presence: PresenceService
     devices: DeviceService
     blocks: BlockService
+    invitations: InvitationService
+    mutes: MuteService
     limits: RateLimiter
     sockets: SocketCaps
     typing: TypingService
@@ -70,7 +74,8 @@ class Services:
         devices = DeviceService(push_platforms, sessions, limits)
         accounts = AccountService(sessions, publisher, hub, passwords, limits, devices)
         friends = FriendService(publisher, limits)
-        blocks = BlockService(redis, friends, limits)
+        invitations = InvitationService(limits, settings.room_invitation_ttl_seconds)
+        blocks = BlockService(redis, friends, invitations, limits)
         locks = Locks(redis)
         rooms = RoomService(
             publisher,
@@ -79,6 +84,8 @@ class Services:
             locks,
             MembershipCache(hub, settings.membership_check_seconds),
             blocks,
+            friends,
+            invitations,
         )
         relay = MessageRelay(
             publisher,
@@ -124,6 +131,7 @@ class Services:
             devices,
             friends,
             blocks,
+            invitations,
             rooms,
             messages,
             limits,
@@ -144,6 +152,8 @@ class Services:
             presence=presence,
             devices=devices,
             blocks=blocks,
+            invitations=invitations,
+            mutes=MuteService(limits),
             limits=limits,
             sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),
             typing=typing,

@@ -71,6 +71,17 @@ class FriendService:
         )
         return users
 
+    async def friends_among(
+        self, user_id: PydanticObjectId, candidates: list[PydanticObjectId]
+    ) -> set[PydanticObjectId]:
+        """Those of the candidates who are the user's friends, in one query."""
+        if not candidates:
+            return set()
+        found = await FriendshipDoc.find(
+            {"owner_id": user_id, "friend_id": {"$in": candidates}}
+        ).to_list()
+        return {friendship.friend_id for friendship in found}
+
     async def are_friends(self, user_id: PydanticObjectId, other_id: PydanticObjectId) -> bool:
         return (
             await FriendshipDoc.find_one(

@@ -90,6 +90,9 @@ class LimitName(StrEnum):
     CHANGE_PASSWORD = "change-password"
     END_SESSION = "end-session"
     DELETE_ACCOUNT = "delete-account"
+    ROOM_INVITATION = "room-invitation"
+    ROOM_INVITATION_COOLDOWN = "room-invitation-cooldown"
+    MUTE_ROOM = "mute-room"
 
 
 # What a refusal says was too much, by limit.
@@ -118,6 +121,11 @@ _REFUSALS = {
     LimitName.CHANGE_PASSWORD: "too many password changes",
     LimitName.END_SESSION: "too many sessions ended",
     LimitName.DELETE_ACCOUNT: "too many account deletions tried",
+    LimitName.ROOM_INVITATION: "too many group invitations sent",
+    LimitName.ROOM_INVITATION_COOLDOWN: (
+        "one or more of these users declined an invitation of yours recently"
+    ),
+    LimitName.MUTE_ROOM: "too many mutes and unmutes",
 }
 
 
@@ -178,6 +186,9 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
         LimitName.CHANGE_PASSWORD: Limit(s.change_password_limit, s.change_password_limit_seconds),
         LimitName.END_SESSION: Limit(s.end_session_limit, s.end_session_limit_seconds),
         LimitName.DELETE_ACCOUNT: Limit(s.delete_account_limit, s.delete_account_limit_seconds),
+        LimitName.ROOM_INVITATION: Limit(s.room_invitation_limit, s.room_invitation_limit_seconds),
+        LimitName.ROOM_INVITATION_COOLDOWN: Limit(1, s.room_invitation_cooldown_seconds),
+        LimitName.MUTE_ROOM: Limit(s.mute_room_limit, s.mute_room_limit_seconds),
     }
 
 

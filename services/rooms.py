@@ -1,4 +1,5 @@
-"""Rooms: creating them, membership, the room list, and read markers."""
+"""Rooms: creating them, membership (with consent: ``services.invitations``), the
+room list, hidden DIRECT rooms, and read markers."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from pubsub import MembersChanged, ReadReceipt, RoomAdded, RoomChanged
 from services.blocklist import refuse_if_blocked
 from services.blocks import BlockService
 from services.events import EventPublisher
+from services.friends import FriendService
+from services.invitations import InvitationService
 from services.limits import LimitName, RateLimiter
 from services.locks import Locks
 from services.membership import MembershipCache, SendingRoom
@@ -130,6 +133,39 @@ async def _join_times(
     return {user_id: joined.get(user_id, as_utc(room.created_at)) for user_id in user_ids}
 
 
+async def _hidden_rooms(
+    viewer: UserDoc, room_ids: list[PydanticObjectId]
+) -> dict[PydanticObjectId, datetime]:
+    """Those of the viewer's rooms they hid, with when (by room and user: the
+    memberships' unique index answers it)."""
+    if not room_ids:
+        return {}
+    found = await MembershipDoc.find(
+        {"room_id": {"$in": room_ids}, "user_id": viewer.id, "hidden_at": {"$ne": None}}
+    ).to_list()
+    return {
+        membership.room_id: as_utc(membership.hidden_at)
+        for membership in found
+        if membership.hidden_at is not None
+    }
+
+
+async def set_own_view(
+    room_id: PydanticObjectId, user_id: PydanticObjectId, **fields: datetime | None
+) -> None:
+    """Sets fields of the member's own view of the room (``MembershipDoc``); a member
+    of a room stored before membership documents gets one."""
+    changed = await MembershipDoc.find({"room_id": room_id, "user_id": user_id}).update_many(
+        {"$set": fields}
+    )
+    if isinstance(changed, UpdateResult) and changed.matched_count == 0:
+        with suppress(DuplicateKeyError):  # made by a concurrent call: set it there
+            await MembershipDoc(room_id=room_id, user_id=user_id).insert()
+        await MembershipDoc.find({"room_id": room_id, "user_id": user_id}).update_many(
+            {"$set": fields}
+        )
+
+
 def room_cursor(room: RoomDoc) -> str:
     """Keyset cursor (activity time, id): it stays valid while the list reorders."""
     return encode_cursor(ROOM_CURSOR, str(_millis(room.last_activity_at)), str(room.id))
@@ -146,13 +182,21 @@ class RoomService:
         locks: Locks,
         senders: MembershipCache,
         blocks: BlockService,
+        friends: FriendService,
+        invitations: InvitationService,
     ) -> None:
         self._publisher = publisher
         self._blocks = blocks
+        self._friends = friends
+        self._invitations = invitations
         self._max_group_members = max_group_members
         self._limits = limits
         self._locks = locks
         self._senders = senders
+
+    async def room(self, room_id: PydanticObjectId) -> RoomDoc | None:
+        """The room, whoever asks: for what a non-member may see of it (an invitation)."""
+        return await RoomDoc.get(room_id)
 
     async def require_member(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
         """The room; NOT_FOUND if there is none, FORBIDDEN if the viewer is not in it."""
@@ -185,10 +229,10 @@ class RoomService:
     async def require_open(self, room: RoomDoc | SendingRoom, viewer: UserDoc) -> None:
         """FORBIDDEN in a DIRECT room where either user blocks the other.
 
-        A DIRECT room cannot be left, so a block closes it instead: its history stays
-        readable, nothing new goes in, and unblocking opens it again. The block is read
-        through its epoch in Redis (``services.blocks``), so it bites at once on every
-        instance, whatever the send path keeps of the room.
+        A DIRECT room cannot be left (only hidden), so a block closes it instead: its
+        history stays readable, nothing new goes in, and unblocking opens it again. The
+        block is read through its epoch in Redis (``services.blocks``), so it bites at
+        once on every instance, whatever the send path keeps of the room.
         """
         if room.kind is not RoomKind.DIRECT:
             return
@@ -215,6 +259,8 @@ class RoomService:
         )
         key = _pair_key(viewer.id, other_id)
         if existing := await RoomDoc.find_one(RoomDoc.pair_key == key):
+            assert existing.id is not None
+            await set_own_view(existing.id, viewer.id, hidden_at=None)  # opened again: shown
             return existing
         room = RoomDoc(kind=RoomKind.DIRECT, member_ids=[viewer.id, other_id], pair_key=key)
         try:
@@ -237,42 +283,90 @@ class RoomService:
         members = list(dict.fromkeys([viewer.id, *member_ids]))
         if len(members) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
-        await self._require_users(members)
-        await refuse_if_blocked(viewer.id, members, "you cannot add one or more of these users")
+        added, invited = await self._consent(
+            viewer.id, members[1:], "you cannot add one or more of these users"
+        )
         room = RoomDoc(
             kind=RoomKind.GROUP,
             title=clean_title,
-            member_ids=members,
+            member_ids=[viewer.id, *added],
             pair_key=f"group:{secrets.token_hex(12)}",
             owner_id=viewer.id,
         )
         await room.insert()
-        await self._joined(room, members)
+        assert room.id is not None
+        await self._joined(room, room.member_ids)
+        await self._invitations.invite(room.id, viewer.id, invited)
         return room
+
+    async def _consent(
+        self, viewer_id: PydanticObjectId, user_ids: list[PydanticObjectId], refusal: str
+    ) -> tuple[list[PydanticObjectId], list[PydanticObjectId]]:
+        """Which of the users the viewer adds to a group at once (their friends) and
+        which get an invitation instead (everyone else), refusing the whole call if
+        any of them does not exist, blocks the viewer (FORBIDDEN, with the refusal),
+        or may not be invited by the viewer now (RATE_LIMITED)."""
+        await self._require_users(user_ids)
+        await refuse_if_blocked(viewer_id, user_ids, refusal)
+        friends = await self._friends.friends_among(viewer_id, user_ids)
+        invited = [user_id for user_id in user_ids if user_id not in friends]
+        await self._invitations.may_invite(viewer_id, invited)
+        return [user_id for user_id in user_ids if user_id in friends], invited
 
     async def invite(
         self, room: RoomDoc, viewer: UserDoc, user_ids: list[PydanticObjectId]
     ) -> RoomDoc:
-        """Adds users to a GROUP room; users already in it are left as they are.
+        """Adds the viewer's friends to a GROUP room and invites everyone else; users
+        already in it are left as they are. The room as it is now is returned: the
+        invited are not among its members until they accept.
 
         Concurrent invites to one room take turns (a lock in Redis), each checking the
         cap against the members as they are, so that together they never pass it.
         """
-        assert viewer.id is not None
+        assert viewer.id is not None and room.id is not None
         await self._limits.hit(LimitName.INVITE_MEMBERS, str(viewer.id))
         if room.kind is not RoomKind.GROUP:
             raise BadUserInput("members can only be invited to a GROUP room")
+        asked = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in room.member_ids]
+        if len(room.member_ids) + len(asked) > self._max_group_members:
+            raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
+        added, invited = await self._consent(
+            viewer.id, asked, "you cannot invite one or more of these users"
+        )
+        updated = await self._add(room, added)
+        await self._invitations.invite(room.id, viewer.id, invited)
+        return updated
+
+    async def respond_to_invitation(
+        self, viewer: UserDoc, invitation_id: PydanticObjectId, accept: bool
+    ) -> RoomDoc | None:
+        """Accepting joins the viewer to the room (returned) as an invite of a friend
+        would; declining returns None and holds the inviter back (a cooldown)."""
+        assert viewer.id is not None
+        invitation = await self._invitations.pending(viewer.id, invitation_id)
+        if not accept:
+            await self._invitations.declined(invitation)
+            return None
+        room = await RoomDoc.get(invitation.room_id)
+        assert room is not None  # rooms are never removed
+        # Joined before the invitation goes: a join that fails (a full room) keeps it.
+        updated = await self._add(room, [viewer.id])
+        with suppress(NotFound):  # a second accept raced this one: joining is idempotent
+            await self._invitations.answered(invitation)
+        return updated
+
+    async def _add(self, room: RoomDoc, user_ids: list[PydanticObjectId]) -> RoomDoc:
+        """The room with the users in it; those new to it join (events and all)."""
+        assert room.id is not None
         async with self._locks.hold(f"room-members:{room.id}"):
-            updated, new = await self._add_members(room, viewer.id, user_ids)
+            updated, new = await self._add_members(room, user_ids)
         if new:
-            assert room.id is not None
             self._senders.drop(room.id)
-        if new:  # the events wait for the broker: not while holding the lock
-            await self._joined(updated, new)
+            await self._joined(updated, new)  # the events wait for the broker: not under the lock
         return updated
 
     async def _add_members(
-        self, room: RoomDoc, viewer_id: PydanticObjectId, user_ids: list[PydanticObjectId]
+        self, room: RoomDoc, user_ids: list[PydanticObjectId]
     ) -> tuple[RoomDoc, list[PydanticObjectId]]:
         """The room with the users in it, and which of them are new (under the lock)."""
         assert room.id is not None
@@ -282,8 +376,6 @@ class RoomService:
             return room, []
         if len(room.member_ids) + len(new) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
-        await self._require_users(new)
-        await refuse_if_blocked(viewer_id, new, "you cannot invite one or more of these users")
         await RoomDoc.find_one(RoomDoc.id == room.id).update(
             {
                 "$addToSet": {"member_ids": {"$each": new}},
@@ -298,12 +390,17 @@ class RoomService:
     async def leave(self, room: RoomDoc, viewer: UserDoc, *, spend_budget: bool = True) -> None:
         """Takes the viewer out of a GROUP room: no more reading, sending or receiving.
 
-        An account's deletion leaves all its rooms this same way, without the budget."""
+        A DIRECT room is hidden instead: out of the viewer's room list until a new
+        message arrives in it. The viewer stays a member (history, messages and pushes
+        stay theirs) and the other user sees no change. An account's deletion leaves
+        all its groups this same way, without the budget.
+        """
         assert viewer.id is not None and room.id is not None
         if spend_budget:
             await self._limits.hit(LimitName.LEAVE_ROOM, str(viewer.id))
-        if room.kind is not RoomKind.GROUP:
-            raise BadUserInput("only a GROUP room can be left")
+        if room.kind is RoomKind.DIRECT:
+            await set_own_view(room.id, viewer.id, hidden_at=utc_now())
+            return
         await self.take_out(room.id, viewer.id)
 
     async def remove_member(
@@ -418,6 +515,7 @@ class RoomService:
         for user_id in user_ids:
             with suppress(DuplicateKeyError):  # already a member: joining again changes nothing
                 await MembershipDoc(room_id=room.id, user_id=user_id).insert()
+        await self._invitations.joined(room.id, user_ids)
         await self._publisher.publish(
             MembersChanged(room_id=str(room.id), added=tuple(map(str, user_ids)), removed=())
         )
@@ -458,10 +556,18 @@ class RoomService:
                 raise BadUserInput(INVALID_CURSOR) from exc
         rooms = await RoomDoc.find({"member_ids": viewer.id}).project(_RoomActivity).to_list()
         messages_at = await _message_activity([room.id for room in rooms])
+        hidden = await _hidden_rooms(viewer, [room.id for room in rooms])
+        # A hidden room shows again once a message newer than its hiding arrived. It
+        # is left out before the page is cut, so pages and cursors skip it alike.
+        shown = [
+            room
+            for room in rooms
+            if room.id not in hidden or messages_at.get(room.id, _NEVER) > hidden[room.id]
+        ]
         order = sorted(
             (
                 (max(as_utc(room.last_activity_at), messages_at.get(room.id, _NEVER)), room.id)
-                for room in rooms
+                for room in shown
             ),
             reverse=True,
         )

@@ -44,6 +44,7 @@ from tests.support.chat import (
     befriend,
     direct_room,
     group_room,
+    invitations,
     send,
 )
 from tests.support.clients import SUBPROTOCOLS, Account, call, error_code, sign_up
@@ -201,6 +202,17 @@ async def test_delete_account_with_a_wrong_password_changes_nothing(
     assert (shown["displayName"], shown["deleted"]) == (alice.display_name, False)
     assert [m["text"] for m in await history(any_server, bob, room_id)] == ["still here"]
     await log_in(any_server, alice)
+
+
+async def test_the_group_invitations_a_deleted_account_sent_go(
+    any_server: ServerProcess,
+) -> None:
+    alice, bob = await sign_up(any_server), await sign_up(any_server)
+    async with client(any_server, alice.token) as session:  # a stranger gets an invitation
+        await call(session, CREATE_GROUP, t="alice's", m=[bob.id])
+    assert len(await invitations(any_server, bob)) == 1
+    assert await delete_account(any_server, alice)
+    assert await invitations(any_server, bob) == []
 
 
 async def test_delete_account_twice_at_once_and_again_after(any_server: ServerProcess) -> None:

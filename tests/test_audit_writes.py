@@ -11,7 +11,16 @@ from bson import ObjectId
 from gql.transport.exceptions import TransportQueryError
 from pymongo import AsyncMongoClient
 
-from tests.support.chat import INVITE, LEAVE, ROOM, SEND, direct_room, group_room, history_seqs
+from tests.support.chat import (
+    INVITE,
+    LEAVE,
+    ROOM,
+    SEND,
+    befriend_all,
+    direct_room,
+    group_room,
+    history_seqs,
+)
 from tests.support.clients import Account, call, error_code, http_session, sign_up
 from tests.support.server import ServerProcess
 
@@ -30,6 +39,7 @@ async def test_sends_racing_leaves_and_invites_on_two_instances_never_undo_them(
     leavers = [await sign_up(server_a) for _ in range(LEAVERS)]
     invitees = [await sign_up(server_a) for _ in range(INVITEES)]
     room_id = await group_room(server_a, owner, senders + leavers)
+    await befriend_all(server_a, owner, invitees)  # invited friends join at once
     sent = 0
     progress = asyncio.Condition()
 

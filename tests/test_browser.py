@@ -23,11 +23,14 @@ from tests.support.browser import (
     websocket_subprotocols,
 )
 from tests.support.chat import (
+    CREATE_GROUP,
     HISTORY,
+    ROOM,
     SEND_FRIEND_REQUEST,
     as_user,
     direct_room,
     group_room,
+    invitations,
     send,
 )
 from tests.support.clients import (
@@ -254,6 +257,41 @@ async def test_two_people_chat_live_and_a_reload_shows_the_history(
         await bob.open_room(alice_name)
         await bob.wait_messages([(1, "hello bob"), (2, "are you there now?")])
         assert await browser.run(browser.console_errors) == []
+
+
+async def test_a_group_invitation_is_joined_or_declined_from_the_chat_page(
+    browser: Browser, server_a: ServerProcess, tmp_path: Path
+) -> None:
+    bob, alice, carol = [await sign_up(server_a, name) for name in ("bob", "alice", "carol")]
+    club = await as_user(server_a, alice, CREATE_GROUP, t="Book club", m=[bob.id])
+    club_id = club["createGroupRoom"]["id"]
+    await send(server_a, alice, club_id, "welcome")
+    await as_user(server_a, carol, CREATE_GROUP, t="Spam", m=[bob.id])
+    pending = {item["room"]["title"]: item["id"] for item in await invitations(server_a, bob)}
+    names = "return [...document.querySelectorAll('#invitations li .name')].map(e => e.textContent)"
+    async with browser.windows(tmp_path) as windows:
+        page = ChatPage(await windows.open(server_a.base_url))
+        await page.log_in(bob.username, PASSWORD)
+        await page.window.wait_value(
+            names, lambda shown: shown == ["Spam", "Book club"], "both invitations, newest first"
+        )
+        assert await page.window.texts("#rooms li[data-room-id]") == []
+        invitation = "#invitations li[data-invitation-id='{}']"
+        await page.click_button(invitation.format(pending["Spam"]), "Decline")
+        await page.click_button(invitation.format(pending["Book club"]), "Join")
+        await page.window.wait_value(
+            "return document.getElementById('invitations-title').hidden",
+            bool,
+            "no invitation left",
+        )
+        await page.open_room("Book club")
+        await page.wait_messages([(1, "welcome")])
+    assert await invitations(server_a, bob) == []
+    room = (await as_user(server_a, bob, ROOM, r=club_id))["room"]
+    assert {member["id"] for member in room["members"]} == {alice.id, bob.id}
+    async with http_session(server_a, carol.token) as session:  # declined: held back
+        code = await error_code(session, CREATE_GROUP, t="Spam again", m=[bob.id])
+    assert code == "RATE_LIMITED"
 
 
 async def edit_last_message(server: ServerProcess, username: str, text: str) -> None:

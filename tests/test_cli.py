@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cli.config import migrate_credentials
@@ -228,7 +229,8 @@ async def test_a_url_that_is_not_http_is_refused_before_anything_runs(tmp_path: 
 async def test_help_lists_every_command(tmp_path: Path) -> None:
     out = await succeeds(tmp_path, "--help")
     commands = ("serve", "signup", "login", "logout", "whoami", "search", "send", "edit")
-    for command in (*commands, "delete", "tail", "rooms", "direct", "group", "sessions"):
+    more = ("delete", "tail", "rooms", "direct", "group", "invitations", "mute", "unmute")
+    for command in (*commands, *more, "sessions"):
         assert f"  {command} " in out
     for command in ("end-session", "passwd", "delete-account"):
         assert f"  {command} " in out
@@ -580,3 +582,47 @@ async def test_delete_account_asks_first_then_deletes_and_forgets_the_credential
         tmp_path, "signup", "--url", url, "--password-stdin", username, stdin=PASSWORD
     )
     assert again.code == 1 and "CONFLICT" in again.stderr and "deleted account" in again.stderr
+
+
+async def test_invitations_are_listed_accepted_and_declined_and_rooms_muted_from_the_terminal(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    url = embedded_server.http_url
+    alice_config, bob_config = tmp_path / "alice", tmp_path / "bob"
+    alice, bob = unique_name("alice"), unique_name("bob")
+    await both_sign_up(url, (alice_config, alice), (bob_config, bob))
+    bob_id = saved(bob_config)["user_id"]
+    # Not alice's friend: bob is invited, not added.
+    room = (await succeeds(alice_config, "group", "Team", bob_id)).strip()
+    other = (await succeeds(alice_config, "group", "Other", bob_id)).strip()
+    listed = (await succeeds(bob_config, "invitations")).splitlines()
+    assert [line.split("\t")[1:] for line in listed] == [
+        [other, "Other", alice],
+        [room, "Team", alice],
+    ]
+    ids = {line.split("\t")[1]: line.split("\t")[0] for line in listed}
+    assert (await succeeds(bob_config, "invitations", "accept", ids[room])).strip() == room
+    declined = await plop(bob_config, "invitations", "decline", ids[other])
+    assert (declined.code, declined.stdout, declined.stderr) == (0, "", "declined\n")
+    empty = await plop(bob_config, "invitations")
+    assert (empty.code, empty.stdout, empty.stderr) == (0, "", "no invitations\n")
+    again = await plop(bob_config, "invitations", "accept", ids[room])
+    assert again.code == 1 and "NOT_FOUND" in again.stderr, again.stderr
+    assert [line.split("\t")[0] for line in (await succeeds(bob_config, "rooms")).splitlines()] == [
+        room
+    ]
+
+    assert (await succeeds(bob_config, "mute", room)).strip() == (
+        "muted until 9999-12-31T00:00:00+00:00"
+    )
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    muted = await succeeds(bob_config, "mute", room, "--until", tomorrow.isoformat())
+    assert abs(datetime.fromisoformat(muted.split()[-1]) - tomorrow) < timedelta(milliseconds=1)
+    past = await plop(bob_config, "mute", room, "--until", "2001-01-01T00:00")
+    assert past.code == 1 and "BAD_USER_INPUT" in past.stderr, past.stderr
+    garbage = await plop(bob_config, "mute", room, "--until", "soon")
+    assert garbage.code == 2 and "is not a time" in garbage.stderr, garbage.stderr
+    unmuted = await plop(bob_config, "unmute", room)
+    assert (unmuted.code, unmuted.stderr) == (0, "unmuted\n")
+    async with PlopClient(url, saved(bob_config)["token"]) as client:
+        assert (await client.room(room)).muted_until is None

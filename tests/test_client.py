@@ -186,6 +186,10 @@ async def test_live_messages_with_after_seq_replay_then_follow(any_server: Serve
         bob = await signed_up(stack, any_server, LEGACY_WS)
         author = await alice.me()
         room = await alice.create_group_room("replay", [(await bob.me()).id])
+        # Not alice's friend: bob joins by accepting the invitation.
+        (invitation,) = await bob.room_invitations()
+        assert (invitation.room.id, invitation.inviter) == (room.id, author)
+        await bob.respond_to_room_invitation(invitation.id, accept=True)
         await send_texts(alice, room.id, ["one", "two", "three"])
         received = await stack.enter_async_context(live(bob.messages(room.id, after_seq=1)))
         seen = await received.take(2)

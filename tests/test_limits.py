@@ -39,11 +39,13 @@ from tests.support.chat import (
     ROOMS,
     SEND,
     SEND_FRIEND_REQUEST,
+    befriend_all,
 )
 from tests.support.clients import (
     SIGN_UP,
     SUBPROTOCOLS,
     TRANSPORT_WS,
+    Account,
     active_subscriptions,
     metric,
     unique_name,
@@ -180,6 +182,11 @@ async def new_user(server: ServerProcess) -> User:
     )
 
 
+def account(user: User) -> Account:
+    """The user as the shared helpers take them."""
+    return Account(user.token, user.id, user.username, user.username)
+
+
 async def new_users(server: ServerProcess, count: int) -> list[User]:
     """Fresh users, signed up a few at a time (within the hashing queue)."""
     users: list[User] = []
@@ -240,6 +247,7 @@ async def test_room_creation_of_both_kinds_shares_one_budget(limited: ServerProc
 
 async def test_invites_past_the_budget_are_refused_and_add_no_one(limited: ServerProcess) -> None:
     alice, bob, carol = await new_users(limited, 3)
+    await befriend_all(limited, account(alice), [account(bob), account(carol)])  # added at once
     created = await ok(limited, CREATE_GROUP, alice.token, t="g", m=[bob.id])
     room_id = created["createGroupRoom"]["id"]
     # Inviting a member again changes nothing, but counts.
@@ -374,6 +382,7 @@ async def test_concurrent_invites_never_push_a_group_past_the_member_cap(
     limited: ServerProcess,
 ) -> None:
     alice, bob, *invitees = await new_users(limited, 12)
+    await befriend_all(limited, account(alice), [account(user) for user in (bob, *invitees)])
     created = await ok(limited, CREATE_GROUP, alice.token, t="capped", m=[bob.id])
     room_id = created["createGroupRoom"]["id"]
     replies = await asyncio.gather(

@@ -11,7 +11,16 @@ from graphql import get_introspection_query, parse
 
 from schema.cost import query_cost
 from schema.root import build_schema
-from tests.support.chat import CREATE_GROUP, ROOMS, SEND, as_user, befriend, group_room
+from tests.support.chat import (
+    CREATE_GROUP,
+    ROOMS,
+    SEND,
+    accept_invitations,
+    as_user,
+    befriend,
+    befriend_all,
+    group_room,
+)
 from tests.support.clients import Account, call, error_code, http_session, sign_up
 from tests.support.server import ServerProcess
 
@@ -40,6 +49,7 @@ async def test_members_are_paged_oldest_first_and_counted(any_server: ServerProc
     first_members: list[Account] = [await sign_up(any_server) for _ in range(3)]
     room_id = await group_room(any_server, owner, first_members)
     late = await sign_up(any_server)
+    await befriend_all(any_server, owner, [late])  # a friend is added at once
     await as_user(any_server, owner, INVITE_IDS, r=room_id, u=[late.id])
     joined = [owner.id, *(member.id for member in first_members), late.id]
 
@@ -142,6 +152,8 @@ async def test_a_page_of_rooms_takes_the_same_round_trips_for_5_or_40_rooms(
             ]["id"]
             for i in range(40)
         ]
+    # Not the viewer's friend: the stranger was invited, and joins by accepting.
+    assert sorted(await accept_invitations(server_a, stranger)) == sorted(rooms)
     async with http_session(server_a, stranger.token) as session:
         for room_id in rooms:
             await call(session, SEND, r=room_id, t=f"in {room_id}", c=None)

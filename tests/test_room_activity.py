@@ -25,6 +25,7 @@ from tests.support.chat import (
     ROOM,
     ROOM_UPDATED,
     as_user,
+    befriend_all,
     direct_room,
     group_room,
     send,
@@ -375,6 +376,7 @@ async def test_members_changed_on_invite_and_leave_and_the_leaver_is_cut_off(
 ) -> None:
     alice, bob, carol = [await sign_up(any_server) for _ in range(3)]
     room_id = await group_room(any_server, alice, [bob])
+    await befriend_all(any_server, alice, [carol])  # a friend is added at once
     async with (
         ws_session(any_server, subprotocol, alice.token) as alice_socket,
         subscribed(any_server, alice_socket, ROOM_ACTIVITY, r=room_id) as watching,

@@ -45,14 +45,8 @@ CONTRACT = next(
 # "Union|Member".
 NOT_YET_SERVED: frozenset[str] = frozenset(
     {
-        # Groups and accounts: consent, muting, sessions, profile, deletion.
-        "RoomInvitation",
+        # Groups and accounts: profile.
         "User.avatarUrl",
-        "Room.mutedUntil",
-        "Query.roomInvitations",
-        "Mutation.respondToRoomInvitation",
-        "Mutation.muteRoom",
-        "Mutation.unmuteRoom",
         "Mutation.updateProfile",
         # Rich messages: replies, reactions, attachments, mentions, search.
         "ReactionGroup",

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from schema.root import build_schema
-from tests.support.chat import MESSAGE_ADDED, befriend, group_room, send, send_many
+from tests.support.chat import (
+    INVITE,
+    MESSAGE_ADDED,
+    accept_invitations,
+    as_user,
+    group_room,
+    send,
+    send_many,
+)
 from tests.support.clients import (
     EVENT_TIMEOUT_SECONDS,
     LEGACY_WS,
@@ -82,8 +90,9 @@ async def test_a_selection_that_reads_the_viewer_is_rendered_per_viewer(
     # presence is visible to the user and their friends only: sharing one rendering
     # between a friend and a stranger would leak it.
     alice, friend, stranger = [await sign_up(server_a) for _ in range(3)]
-    await befriend(server_a, alice, friend)
-    room_id = await group_room(server_a, alice, [friend, stranger])
+    room_id = await group_room(server_a, alice, [friend])
+    await as_user(server_a, alice, INVITE, r=room_id, u=[stranger.id])
+    await accept_invitations(server_a, stranger)  # no friend of alice's: joins by accepting
     async with AsyncExitStack() as stack:
         lives: dict[str, Subscription] = {}
         for account in (alice, friend, stranger):

@@ -11,9 +11,11 @@ import pytest
 import pytest_asyncio
 import websockets
 
+from tests.support.chat import group_room
 from tests.support.clients import (
     SUBPROTOCOLS,
     TRANSPORT_WS,
+    Account,
     call,
     http_session,
     sign_up,
@@ -23,18 +25,11 @@ from tests.support.clients import (
 from tests.support.server import ServerProcess
 
 ROOM_ADDED = "subscription { roomAdded { id title members { id } } }"
-CREATE_GROUP = """
-mutation($title: String!, $ids: [ID!]!) { createGroupRoom(title: $title, memberIds: $ids) { id } }
-"""
 
 
-async def _group_with(server: ServerProcess, member_id: str, title: str) -> str:
-    creator = await sign_up(server)
-    async with http_session(server, creator.token) as session:
-        room: str = (await call(session, CREATE_GROUP, title=title, ids=[member_id]))[
-            "createGroupRoom"
-        ]["id"]
-    return room
+async def _group_with(server: ServerProcess, member: Account, title: str) -> str:
+    """A group of a new user with the member in it (a friend, so added at once)."""
+    return await group_room(server, await sign_up(server), [member], title)
 
 
 @pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
@@ -52,7 +47,7 @@ async def test_valid_token_in_connection_init_serves_subscriptions(
         ws_session(any_server, subprotocol, init_payload=payload) as session,
         subscribed(any_server, session, ROOM_ADDED) as added,
     ):
-        room_id = await _group_with(any_server, viewer.id, "hello")
+        room_id = await _group_with(any_server, viewer, "hello")
         event = await added.next()
     assert event["roomAdded"]["id"] == room_id
     assert viewer.id in {member["id"] for member in event["roomAdded"]["members"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.support.clients import Account, call, http_session
@@ -10,6 +11,8 @@ from tests.support.server import ServerProcess
 MESSAGE_FIELDS = (
     "id roomId seq text clientId createdAt editedAt deleted sender { id username displayName }"
 )
+# Friend requests in flight at once when a test befriends many users.
+BEFRIEND_AT_ONCE = 16
 ROOM_FIELDS = "id kind title createdAt lastSeq members { id } lastMessage { seq text }"
 
 CREATE_DIRECT = f"mutation($u: ID!) {{ createDirectRoom(userId: $u) {{ {ROOM_FIELDS} }} }}"
@@ -70,6 +73,9 @@ async def direct_room(server: ServerProcess, me: Account, other: Account) -> str
 async def group_room(
     server: ServerProcess, me: Account, members: list[Account], title: str = "g"
 ) -> str:
+    """A GROUP room of ``me`` and the members, all in it at once: the members are made
+    friends of ``me`` first (a stranger would get an invitation instead)."""
+    await befriend_all(server, me, members)
     data = await as_user(server, me, CREATE_GROUP, t=title, m=[member.id for member in members])
     room_id: str = data["createGroupRoom"]["id"]
     return room_id
@@ -130,6 +136,41 @@ async def befriend(server: ServerProcess, first: Account, second: Account) -> No
     """Makes the two users friends: one asks, the other accepts."""
     request = (await as_user(server, first, SEND_FRIEND_REQUEST, u=second.id))["sendFriendRequest"]
     await as_user(server, second, RESPOND, r=request["id"], a=True)
+
+
+async def befriend_all(server: ServerProcess, me: Account, others: list[Account]) -> None:
+    """Makes each of the others a friend of ``me`` (those who are not yet): each of
+    them asks, ``me`` accepts, so that each spends their own friend-request budget."""
+    friends = {user["id"] for user in (await as_user(server, me, FRIENDS))["friends"]}
+    strangers = list({other.id: other for other in others if other.id not in friends}.values())
+    for start in range(0, len(strangers), BEFRIEND_AT_ONCE):
+        batch = strangers[start : start + BEFRIEND_AT_ONCE]
+        await asyncio.gather(*(befriend(server, other, me) for other in batch if other.id != me.id))
+
+
+INVITATION_FIELDS = "id createdAt inviter { id } room { id title memberCount lastSeq }"
+INVITATIONS = f"{{ roomInvitations {{ {INVITATION_FIELDS} }} }}"
+RESPOND_INVITATION = f"""
+mutation($i: ID!, $a: Boolean!) {{
+  respondToRoomInvitation(invitationId: $i, accept: $a) {{ {ROOM_FIELDS} }}
+}}
+"""
+
+
+async def invitations(server: ServerProcess, account: Account) -> list[dict[str, Any]]:
+    """The user's pending group invitations, newest first."""
+    found: list[dict[str, Any]] = (await as_user(server, account, INVITATIONS))["roomInvitations"]
+    return found
+
+
+async def accept_invitations(server: ServerProcess, account: Account) -> list[str]:
+    """Accepts every pending invitation of the user; returns the rooms joined."""
+    joined: list[str] = []
+    async with http_session(server, account.token) as session:
+        for invitation in (await call(session, INVITATIONS))["roomInvitations"]:
+            room = await call(session, RESPOND_INVITATION, i=invitation["id"], a=True)
+            joined.append(room["respondToRoomInvitation"]["id"])
+    return joined
 
 
 REGISTER_DEVICE = """

@@ -149,7 +149,9 @@ function live(query, variables, onData) {
 
 /** What roomUpdated and presenceChanged missed while the socket was down. */
 async function catchUp() {
-  await Promise.all([loadRooms(), loadFriends(), loadRequests()]).catch(showRoomError);
+  await Promise.all([loadRooms(), loadFriends(), loadRequests(), loadInvitations()]).catch(
+    showRoomError,
+  );
 }
 
 // ---- session ---------------------------------------------------------------------
@@ -632,6 +634,37 @@ async function respond(requestId, accept) {
     { id: requestId, a: accept },
   ).catch((error) => showRoomError(error.message));
   await Promise.all([loadRequests(), loadFriends()]).catch(showRoomError);
+}
+
+// Invitations are loaded with the rest on every catch-up (no live feed of them yet).
+async function loadInvitations() {
+  const data = await gql(
+    `{ roomInvitations { id room { id title memberCount } inviter { ${USER} } } }`,
+  );
+  const list = $("invitations");
+  list.replaceChildren();
+  $("invitations-title").hidden = !data.roomInvitations.length;
+  for (const invitation of data.roomInvitations) {
+    const item = document.createElement("li");
+    item.dataset.invitationId = invitation.id;
+    item.append(
+      span("name", invitation.room.title),
+      span("preview", `from ${named(invitation.inviter)}, ${invitation.room.memberCount} in it`),
+    );
+    item.append(
+      button("Join", () => answerInvitation(invitation.id, true)),
+      button("Decline", () => answerInvitation(invitation.id, false)),
+    );
+    list.append(item);
+  }
+}
+
+async function answerInvitation(invitationId, accept) {
+  await gql(
+    "mutation($id: ID!, $a: Boolean!) { respondToRoomInvitation(invitationId: $id, accept: $a) { id } }",
+    { id: invitationId, a: accept },
+  ).catch((error) => showRoomError(error.message));
+  await Promise.all([loadInvitations(), loadRooms()]).catch(showRoomError);
 }
 
 async function search(event) {
