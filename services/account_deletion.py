@@ -13,8 +13,8 @@ again. Every step is idempotent, so running them twice, or a step twice, is harm
 3. every message the user sent is erased as a delete erases it (its seq stays, so
    history has no gap) and published as a ``MessageUpdated``;
 4. the user leaves every GROUP room through the rooms' own leave, so that a group's
-   rules on a leave hold here too (ownership passes on); in a DIRECT room they stay a member, so that the
-   other member keeps the room and its history;
+   rules on a leave hold here too (ownership passes on); in a DIRECT room they stay
+   a member, so that the other member keeps the room and its history;
 5. the password hash goes and the account is marked ``deleted``.
 
 The document itself stays: its username stays taken (the unique index), so that

@@ -468,6 +468,9 @@ async def test_group_rename_remove_and_role_run_a_group_by_its_roles(
     url = embedded_server.http_url
     room = await succeeds(owner_config, "group", "--url", url, "Team", admin_id, member_id)
     room = room.strip()
+    for config in (admin_config, member_config):  # strangers to the owner: invited first
+        (invitation,) = (await succeeds(config, "invitations")).splitlines()
+        await succeeds(config, "invitations", "accept", invitation.split("\t")[0])
     assert (await succeeds(owner_config, "group", "rename", room, "Crew")).strip() == "Crew"
     assert f"{room}\tGROUP\tCrew\t" in await succeeds(member_config, "rooms")
     made_admin = await succeeds(owner_config, "group", "role", room, admin_id, "admin")

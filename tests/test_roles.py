@@ -34,6 +34,7 @@ from tests.support.chat import (
     ROOM_UPDATED,
     SEND,
     as_user,
+    befriend_all,
     direct_room,
     group_room,
     send,
@@ -147,8 +148,9 @@ async def test_memberships_page_oldest_first_and_go_on_after_a_member_who_left(
     any_server: ServerProcess,
 ) -> None:
     alice, bob, carol, dan = [await sign_up(any_server) for _ in range(4)]
+    await befriend_all(any_server, alice, [carol, dan])  # added at once, not invited
     room_id = await group_room(any_server, alice, [bob])
-    # Invited one by one: each joins after the one before.
+    # Added one by one: each joins after the one before.
     await as_user(any_server, alice, INVITE, r=room_id, u=[carol.id])
     await as_user(any_server, alice, INVITE, r=room_id, u=[dan.id])
     first = (await as_user(any_server, alice, MEMBERSHIPS, r=room_id, first=2))["room"]
