@@ -3,6 +3,7 @@ that do not grow with the number of rooms a page shows."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -146,17 +147,16 @@ async def test_a_page_of_rooms_takes_the_same_round_trips_for_5_or_40_rooms(
     viewer, friend, stranger = [await sign_up(server_a) for _ in range(3)]
     await befriend(server_a, viewer, friend)
     async with http_session(server_a, viewer.token) as session:
-        rooms = [
-            (await call(session, CREATE_GROUP, t=f"r{i}", m=[friend.id, stranger.id]))[
-                "createGroupRoom"
-            ]["id"]
-            for i in range(40)
-        ]
+        created = await asyncio.gather(
+            *(call(session, CREATE_GROUP, t=f"r{i}", m=[friend.id, stranger.id]) for i in range(40))
+        )
+    rooms = [each["createGroupRoom"]["id"] for each in created]
     # Not the viewer's friend: the stranger was invited, and joins by accepting.
     assert sorted(await accept_invitations(server_a, stranger)) == sorted(rooms)
     async with http_session(server_a, stranger.token) as session:
-        for room_id in rooms:
-            await call(session, SEND, r=room_id, t=f"in {room_id}", c=None)
+        await asyncio.gather(
+            *(call(session, SEND, r=room_id, t=f"in {room_id}", c=None) for room_id in rooms)
+        )
 
     small, large = [await page_round_trips(server_a, viewer, first) for first in (5, 40)]
     assert (large["mongo"], large["redis"]) == (small["mongo"], small["redis"])

@@ -165,12 +165,12 @@ async def invitations(server: ServerProcess, account: Account) -> list[dict[str,
 
 async def accept_invitations(server: ServerProcess, account: Account) -> list[str]:
     """Accepts every pending invitation of the user; returns the rooms joined."""
-    joined: list[str] = []
     async with http_session(server, account.token) as session:
-        for invitation in (await call(session, INVITATIONS))["roomInvitations"]:
-            room = await call(session, RESPOND_INVITATION, i=invitation["id"], a=True)
-            joined.append(room["respondToRoomInvitation"]["id"])
-    return joined
+        pending = (await call(session, INVITATIONS))["roomInvitations"]
+        answers = await asyncio.gather(
+            *(call(session, RESPOND_INVITATION, i=each["id"], a=True) for each in pending)
+        )
+    return [answer["respondToRoomInvitation"]["id"] for answer in answers]
 
 
 REGISTER_DEVICE = """
