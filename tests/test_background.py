@@ -1,5 +1,5 @@
 """The background helper, with no server: passes that fail go on, a first wait is
-kept, the wait follows a pass's outcome, and a stop is bounded."""
+kept, the relay's interval follows its outcome, and a stop is bounded."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
+from redis.asyncio import Redis
 
 from app.background import open_background
+from pubsub.memory import MemoryBroker
+from services.events import EventPublisher
+from services.locks import Locks
+from services.relay import MessageRelay
 
 TICK = 0.01
 
@@ -81,6 +86,22 @@ async def test_the_wait_after_a_pass_follows_its_outcome() -> None:
         background.every("counted", one_pass, wait_after)
         await asyncio.wait_for(third_wait.wait(), 5.0)
     assert seen == [3, 0, None]  # a failed pass is None
+
+
+def test_the_relay_looks_often_while_busy_and_seldom_when_idle() -> None:
+    relay = MessageRelay(
+        EventPublisher(MemoryBroker(), {}, 1.0),
+        Locks(Redis()),
+        grace_seconds=1.0,
+        interval_seconds=0.5,
+        idle_interval_seconds=30.0,
+    )
+    relay.last_failure = time.monotonic() - 60  # no recent publish failure
+    assert relay.wait_after(0) == 30.0
+    assert relay.wait_after(2) == 0.5  # it relayed something: more may be left
+    assert relay.wait_after(None) == 0.5  # the pass failed: try again soon
+    relay.last_failure = time.monotonic()  # a publish just failed here
+    assert relay.wait_after(0) == 0.5
 
 
 async def test_a_stop_cancels_every_task_within_the_bound() -> None:
