@@ -143,7 +143,11 @@ class PushWorker:
         recipients = [member for member in room.member_ids if str(member) != message.sender_id]
         # Members who muted the room get no push of it. (When mentions land, a muted
         # member mentioned by the message stays a recipient here.)
-        muted = await muted_among(room.id, recipients) if room.id is not None else set()
+        muted = (
+            await muted_among(room.id, recipients, message.created_at)
+            if room.id is not None
+            else set()
+        )
         recipients = [member for member in recipients if member not in muted]
         offline = [
             member

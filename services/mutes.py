@@ -81,13 +81,18 @@ class MuteService:
 
 
 async def muted_among(
-    room_id: PydanticObjectId, user_ids: Iterable[PydanticObjectId]
+    room_id: PydanticObjectId, user_ids: Iterable[PydanticObjectId], sent_at: datetime
 ) -> set[PydanticObjectId]:
-    """Those of the room's members who have it muted now."""
+    """Those of the room's members whose mute covers a message sent at ``sent_at``.
+
+    The message's time decides, not the time its push is decided: a push worker that
+    is behind must not push what was sent while the member had the room muted, and a
+    mute set since then covers it too (it is still unread news the member silenced).
+    """
     candidates = list(set(user_ids))
     if not candidates:
         return set()
     found = await MembershipDoc.find(
-        {"room_id": room_id, "user_id": {"$in": candidates}, "muted_until": {"$gt": utc_now()}}
+        {"room_id": room_id, "user_id": {"$in": candidates}, "muted_until": {"$gt": sent_at}}
     ).to_list()
     return {membership.user_id for membership in found}
