@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     # Push notifications. The worker runs inside every instance by default (the
     # instances share one consumer group); `plop push-worker` runs it on its own.
     push_worker_enabled: bool = True
+    # The push workers' Kafka consumer group; by default the topic prefix's ("<prefix>.push"),
+    # shared by every instance and `plop push-worker` of a deployment. A second, separate
+    # set of workers on the same topics names its own: a new group starts at the newest
+    # events, where a known one first works through everything since it was last left.
+    push_group: str | None = None
     push_fcm_service_account_file: str | None = None
     push_fcm_base_url: str = "https://fcm.googleapis.com"
     push_webhook_url: str | None = None

@@ -42,7 +42,7 @@ def push_worker(
     return PushWorker(
         broker,
         topic=settings.topic(ROOM_EVENTS),
-        group=settings.topic("push"),
+        group=settings.push_group or settings.topic("push"),
         redis=redis,
         presence=presence,
         devices=devices,

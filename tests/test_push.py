@@ -15,6 +15,7 @@ import json
 import os
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -70,6 +71,9 @@ def push_env(real_env: dict[str, str], receiver: PushReceiver) -> dict[str, str]
         "PLOP_PUSH_FCM_BASE_URL": receiver.base_url,
         "PLOP_PUSH_WEBHOOK_URL": f"{receiver.base_url}/webhook",
         "PLOP_PUSH_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        # Its own group, new: it starts at the newest events, not at the backlog left
+        # since the run's last push worker (tests/support/push_receiver.py).
+        "PLOP_PUSH_GROUP": f"push-tests-{uuid.uuid4().hex[:8]}.push",
         "PLOP_PUSH_BACKOFF_BASE_SECONDS": "0.2",
         "PLOP_PUSH_BACKOFF_MAX_SECONDS": "1",
         "PLOP_PUSH_MAX_ATTEMPTS": "5",

@@ -16,6 +16,7 @@ import hmac
 import json
 import secrets
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -249,6 +250,9 @@ async def webhook_pusher(
         {
             **env,
             "PLOP_INSTANCE_ID": name,
+            # A group of its own starts at the newest events: the run's shared group
+            # would first work through every message sent since its last worker left.
+            "PLOP_PUSH_GROUP": f"{name}-{uuid.uuid4().hex[:8]}.push",
             "PLOP_PUSH_WEBHOOK_URL": f"{receiver.base_url}/webhook",
             "PLOP_PUSH_WEBHOOK_SECRET": WEBHOOK_SECRET,
         },
