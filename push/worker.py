@@ -111,9 +111,16 @@ class PushWorker:
         self._providers = providers
         self._retry = retry
 
-    async def run(self, joined: asyncio.Future[None]) -> None:
-        """Joins the push group, sets ``joined`` (events from then on are pushed), and
-        consumes until cancelled."""
+    async def start(self) -> asyncio.Task[None]:
+        """Joins the push group (events from then on are pushed) and consumes in a task."""
+        joined = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._run(joined))
+        done, _ = await asyncio.wait({joined, task}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # raises why the worker could not start
+        return task
+
+    async def _run(self, joined: asyncio.Future[None]) -> None:
         async with self._broker.consume(self._topic, self._group) as deliveries:
             joined.set_result(None)
             async for delivery in deliveries:

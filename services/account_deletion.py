@@ -24,6 +24,7 @@ sender that reads "Deleted user".
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -74,7 +75,7 @@ class AccountDeletion:
         self._messages = messages
         self._limits = limits
         self._grace = timedelta(seconds=grace_seconds)
-        self.interval_seconds = interval_seconds
+        self._interval = interval_seconds
 
     async def delete(self, viewer: UserDoc, password: str, client_address: str) -> None:
         """Deletes the viewer's account; FORBIDDEN for a wrong password (which spends
@@ -117,8 +118,7 @@ class AccountDeletion:
         logger.info("account deleted", extra={"user": str(user_id)})
 
     async def finish_pending(self) -> int:
-        """Finishes deletions begun more than the grace period ago (what crashed
-        instances left; due once per ``interval_seconds``); returns how many."""
+        """Finishes deletions begun more than the grace period ago; returns how many."""
         cutoff = utc_now() - self._grace
         pending = (
             await UserDoc.find({"deletion_started_at": {"$lt": cutoff}, "deleted": {"$ne": True}})
@@ -129,3 +129,12 @@ class AccountDeletion:
             assert user.id is not None
             await self.finish(user.id)
         return len(pending)
+
+    async def finish_forever(self) -> None:
+        """Finishes what crashed instances left, until cancelled."""
+        while True:
+            try:
+                await self.finish_pending()
+            except Exception:
+                logger.exception("finishing account deletions failed; retrying")
+            await asyncio.sleep(self._interval)

@@ -153,9 +153,9 @@ class PresenceService:
         self._hub = hub
         self._friends = friends
         self._ttl = ttl_seconds
-        self.heartbeat_seconds = heartbeat_seconds
+        self._heartbeat = heartbeat_seconds
         self._grace = grace_seconds
-        self.sweep_seconds = sweep_seconds
+        self._sweep = sweep_seconds
         self._connect_script = redis.register_script(_CONNECT)
         self._disconnect_script = redis.register_script(_DISCONNECT)
         self._sweep_script = redis.register_script(_SWEEP)
@@ -201,25 +201,31 @@ class PresenceService:
             [connection, now, now + self._grace, user_id],
         )
 
-    async def heartbeat(self) -> int:
-        """Refreshes this instance's sockets so that they do not expire (due once per
-        ``heartbeat_seconds``); returns how many failed."""
-        # All at once: the refreshes share pipelines (one per batch, not per socket).
-        refreshes = [
-            self._register(user_id, connection)
-            for user_id, sockets in list(self._local.items())
-            for connection in tuple(sockets)
-        ]
-        failed = 0
-        for outcome in await asyncio.gather(*refreshes, return_exceptions=True):
-            if isinstance(outcome, Exception):
-                failed += 1
-                logger.error("presence heartbeat failed", exc_info=outcome)
-        return failed
+    async def heartbeat_forever(self) -> None:
+        """Refreshes this instance's sockets so that they do not expire."""
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            # All at once: the refreshes share pipelines (one per batch, not per socket).
+            refreshes = [
+                self._register(user_id, connection)
+                for user_id, sockets in list(self._local.items())
+                for connection in tuple(sockets)
+            ]
+            for outcome in await asyncio.gather(*refreshes, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    logger.error("presence heartbeat failed", exc_info=outcome)
+
+    async def sweep_forever(self) -> None:
+        """Publishes OFFLINE for users whose last connection closed or expired."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("presence sweep failed")
+            await asyncio.sleep(self._sweep)
 
     async def sweep(self) -> int:
-        """Publishes OFFLINE for users whose last connection closed or expired (due once
-        per ``sweep_seconds``); returns how many went OFFLINE."""
+        """One sweep; returns how many users went OFFLINE."""
         result = await self._sweep_script(
             keys=[self._due], args=[time.time(), SWEEP_BATCH, self._prefix]
         )

@@ -9,6 +9,7 @@ and push drops it by its delivery keys, so a message published twice is harmless
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import AbstractAsyncContextManager
@@ -80,6 +81,14 @@ class PublishedMarks:
             raise
         held_positions = set(taken)
         self._ids.extend(i for position, i in enumerate(ids) if position not in held_positions)
+
+    async def flush_forever(self, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("marking messages published failed; retrying")
 
 
 class MessageRelay:
@@ -188,14 +197,19 @@ class MessageRelay:
         }
         return senders, tags
 
-    def wait_after(self, relayed: int | None) -> float:
-        """How long to wait after a relay pass that relayed this many (None: it failed):
-        short while this instance's publishes fail (until the grace after the last
-        failure has passed and a pass found nothing), long otherwise (what a crashed
-        instance left behind)."""
+    async def relay_forever(self) -> None:
+        """Relays until cancelled: often while this instance's publishes fail (until
+        the grace after the last failure has passed and a pass found nothing),
+        seldom otherwise (what a crashed instance left behind)."""
         # A failure keeps the relay looking often until its message is surely taken.
         busy_for = self._grace.total_seconds() + 2 * self._interval
-        recent_failure = time.monotonic() - self.last_failure < busy_for
-        if relayed is None or relayed or recent_failure:
-            return self._interval
-        return self._idle_interval
+        while True:
+            try:
+                relayed = await self.relay_unpublished()
+            except Exception:
+                logger.exception("relay pass failed; retrying")
+                relayed = 1
+            recent_failure = time.monotonic() - self.last_failure < busy_for
+            await asyncio.sleep(
+                self._interval if relayed or recent_failure else self._idle_interval
+            )

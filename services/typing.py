@@ -12,6 +12,8 @@ one publishes ``typing: false``. Delivery is best-effort, like any typing indica
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -24,6 +26,8 @@ from services.accounts import AccountService
 from services.events import EventPublisher
 from services.limits import LimitName, RateLimiter
 from services.message_data import UNKNOWN_SENDER_NAME
+
+logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
 
@@ -92,7 +96,7 @@ class TypingService:
         self._limits = limits
         self._expiry = expiry_seconds
         self._rebroadcast = rebroadcast_seconds
-        self.sweep_seconds = sweep_seconds
+        self._sweep_seconds = sweep_seconds
         self._start_script = redis.register_script(_START)
         self._stop_script = redis.register_script(_STOP)
         self._sweep_script = redis.register_script(_SWEEP)
@@ -159,8 +163,7 @@ class TypingService:
         )
 
     async def sweep(self) -> int:
-        """Ends the typing that expired (once, whichever instance sweeps; due once per
-        ``sweep_seconds``); returns how many."""
+        """Ends the typing that expired (once, whichever instance sweeps); returns how many."""
         ended = [
             _text(member)
             for member in await self._sweep_script(
@@ -179,6 +182,15 @@ class TypingService:
         for room_id, user_id in pairs:
             await self._publish(room_id, by_id.get(user_id), False, None, user_id)
         return len(pairs)
+
+    async def sweep_forever(self) -> None:
+        """Sweeps expired typing until cancelled."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("typing sweep failed")
+            await asyncio.sleep(self._sweep_seconds)
 
 
 def _text(value: bytes | str) -> str:

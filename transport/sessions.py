@@ -13,11 +13,14 @@ ends (``SocketSessions.watch``'s ``end`` callback: 4401 on graphql-transport-ws,
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from auth.sessions import SessionInfo, SessionStore
 from pubsub import Event, SessionEnded, user_route
 from services.fanout import FanoutHub
+
+logger = logging.getLogger(__name__)
 
 
 class WatchedSocket:
@@ -79,3 +82,11 @@ class SocketSessions:
         for socket in ended:
             socket.end()
         return len(ended)
+
+    async def check_forever(self, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await self.check()
+            except Exception:
+                logger.exception("session check failed; retrying")
