@@ -13,6 +13,8 @@ const PAGE_SIZE = 30;
 // that the clients of a restarted server do not all come back in the same instant.
 const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 4000;
+// How long after leaving a room its late roomUpdated events are ignored.
+const LEFT_ROOM_GRACE_MS = 10000;
 // Close codes meaning the session is gone: 4401 session ended, 4403 token refused.
 const SESSION_GONE_CODES = new Set([4401, 4403]);
 
@@ -39,6 +41,7 @@ const state = {
   ws: null,
   everConnected: false,
   rooms: new Map(), // id -> room
+  left: new Map(), // id -> when this page left that room
   order: [], // room ids, most recent activity first
   friends: new Map(), // id -> user
   room: null, // the open room: { id, lastSeq, startCursor, hasPrevious, loading, stop }
@@ -225,6 +228,9 @@ async function loadRooms() {
 }
 
 function roomUpdated(room) {
+  // A roomUpdated rendered before this page left the room may still be on its way:
+  // it must not bring the room back (a later re-add shows on the next catch-up).
+  if (Date.now() - (state.left.get(room.id) ?? -Infinity) < LEFT_ROOM_GRACE_MS) return;
   state.rooms.set(room.id, room);
   state.order = [room.id, ...state.order.filter((id) => id !== room.id)];
   renderRooms();
@@ -422,6 +428,7 @@ async function leaveGroup() {
   }
   room.stop();
   state.room = null;
+  state.left.set(room.id, Date.now());
   state.rooms.delete(room.id);
   state.order = state.order.filter((id) => id !== room.id);
   renderRooms();
