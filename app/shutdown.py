@@ -38,6 +38,7 @@ from typing import Any
 from starlette.datastructures import State
 
 from observability.health import start_draining
+from observability.stacks import still_running
 from transport.draining import OpenSockets
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class GracefulStop:
             self._uvicorn[number](number, frame)  # a second signal: no more waiting
             return
         self._signalled = True
-        _start_watchdog(self._shutdown_seconds)
+        _start_watchdog(self._shutdown_seconds, self._loop)
         # A fresh context: the signal may land while a request's context is current.
         self._loop.call_soon_threadsafe(self._begin, number, context=contextvars.Context())
 
@@ -127,11 +128,14 @@ class GracefulStop:
         logger.info("stopping: sockets closed", extra={"sockets": closed})
 
 
-def _start_watchdog(seconds: float) -> None:
+def _start_watchdog(seconds: float, loop: asyncio.AbstractEventLoop) -> None:
     """Ends the process ``seconds`` from now, even if its event loop is stuck."""
 
     def expire() -> None:
-        logger.error("stop took too long; exiting", extra={"shutdown_seconds": seconds})
+        logger.error(
+            "stop took too long; exiting",
+            extra={"shutdown_seconds": seconds, "still_running": still_running(loop)},
+        )
         logging.shutdown()
         os._exit(WATCHDOG_EXIT_STATUS)
 

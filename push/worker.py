@@ -36,6 +36,7 @@ from services.blocks import BlockService
 from services.devices import DeviceService
 from services.ids import parse_id
 from services.mutes import muted_among
+from services.periodic import pause
 from services.presence import ONLINE, PresenceService
 from services.shown_text import without_hidden_characters
 
@@ -133,7 +134,7 @@ class PushWorker:
                             # A backend hiccup (database, Redis): retry the same event,
                             # never skip it.
                             logger.exception("push handling failed; retrying")
-                            await asyncio.sleep(1.0)
+                            await pause(1.0)
                 try:
                     await delivery.commit()
                 except Exception:

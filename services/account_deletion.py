@@ -24,7 +24,6 @@ sender that reads "Deleted user".
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -40,6 +39,7 @@ from services.friends import FriendService
 from services.invitations import InvitationService
 from services.limits import LimitName, RateLimiter
 from services.messages import MessageService
+from services.periodic import every
 from services.rooms import RoomService
 
 logger = logging.getLogger(__name__)
@@ -132,9 +132,4 @@ class AccountDeletion:
 
     async def finish_forever(self) -> None:
         """Finishes what crashed instances left, until cancelled."""
-        while True:
-            try:
-                await self.finish_pending()
-            except Exception:
-                logger.exception("finishing account deletions failed; retrying")
-            await asyncio.sleep(self._interval)
+        await every(self._interval, self.finish_pending, "finishing account deletions failed")

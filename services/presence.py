@@ -36,6 +36,7 @@ from pubsub import FriendshipChanged, PresenceChanged, presence_route, user_rout
 from services.events import EventPublisher
 from services.fanout import LAGGED, FanoutHub, Inbox
 from services.friends import FriendService
+from services.periodic import every, pause
 from services.script_batches import ScriptBatches
 
 logger = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ class PresenceService:
     async def heartbeat_forever(self) -> None:
         """Refreshes this instance's sockets so that they do not expire."""
         while True:
-            await asyncio.sleep(self._heartbeat)
+            await pause(self._heartbeat)
             # All at once: the refreshes share pipelines (one per batch, not per socket).
             refreshes = [
                 self._register(user_id, connection)
@@ -217,12 +218,7 @@ class PresenceService:
 
     async def sweep_forever(self) -> None:
         """Publishes OFFLINE for users whose last connection closed or expired."""
-        while True:
-            try:
-                await self.sweep()
-            except Exception:
-                logger.exception("presence sweep failed")
-            await asyncio.sleep(self._sweep)
+        await every(self._sweep, self.sweep, "presence sweep failed")
 
     async def sweep(self) -> int:
         """One sweep; returns how many users went OFFLINE."""

@@ -9,7 +9,6 @@ and push drops it by its delivery keys, so a message published twice is harmless
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from contextlib import AbstractAsyncContextManager
@@ -25,6 +24,7 @@ from pubsub import MessageAdded, MessageUpdated
 from services.events import EventPublisher
 from services.locks import Locks
 from services.message_data import message_data
+from services.periodic import every, pause
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +83,9 @@ class PublishedMarks:
         self._ids.extend(i for position, i in enumerate(ids) if position not in held_positions)
 
     async def flush_forever(self, interval_seconds: float) -> None:
-        while True:
-            await asyncio.sleep(interval_seconds)
-            try:
-                await self.flush()
-            except Exception:
-                logger.exception("marking messages published failed; retrying")
+        await every(
+            interval_seconds, self.flush, "marking messages published failed", pause_first=True
+        )
 
 
 class MessageRelay:
@@ -210,6 +207,4 @@ class MessageRelay:
                 logger.exception("relay pass failed; retrying")
                 relayed = 1
             recent_failure = time.monotonic() - self.last_failure < busy_for
-            await asyncio.sleep(
-                self._interval if relayed or recent_failure else self._idle_interval
-            )
+            await pause(self._interval if relayed or recent_failure else self._idle_interval)

@@ -12,7 +12,6 @@ one publishes ``typing: false``. Delivery is best-effort, like any typing indica
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from services.accounts import AccountService
 from services.events import EventPublisher
 from services.limits import LimitName, RateLimiter
 from services.message_data import UNKNOWN_SENDER_NAME
+from services.periodic import every
 
 logger = logging.getLogger(__name__)
 
@@ -185,12 +185,7 @@ class TypingService:
 
     async def sweep_forever(self) -> None:
         """Sweeps expired typing until cancelled."""
-        while True:
-            try:
-                await self.sweep()
-            except Exception:
-                logger.exception("typing sweep failed")
-            await asyncio.sleep(self._sweep_seconds)
+        await every(self._sweep_seconds, self.sweep, "typing sweep failed")
 
 
 def _text(value: bytes | str) -> str:

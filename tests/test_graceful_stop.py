@@ -18,6 +18,7 @@ import websockets
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
 
 from app.shutdown import WATCHDOG_EXIT_STATUS
+from observability.stacks import still_running
 from tests.conftest import RUN_ID
 from tests.support.chat import MESSAGE_ADDED, direct_room, send
 from tests.support.clients import SUBPROTOCOLS, sign_up
@@ -230,3 +231,25 @@ async def test_a_second_sigterm_stops_without_waiting_out_the_drain() -> None:
     assert status in (0, -signal.SIGTERM), f"exit status {status}"
     # The rest of the notice is skipped: what is left is uvicorn's stop and the lifespan's.
     assert took < notice / 2
+
+
+async def test_a_stop_cut_short_logs_where_each_task_waits() -> None:
+    """The watchdog's last line names each task's await chain, innermost first."""
+
+    async def waits_inside() -> None:
+        await asyncio.Event().wait()
+
+    async def waits_outside() -> None:
+        await waits_inside()
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(waits_outside(), name="held-up")
+    await asyncio.sleep(0)  # the task starts and waits
+    try:
+        dump = await asyncio.to_thread(still_running, loop)
+    finally:
+        task.cancel()
+    line = next(line for line in dump.splitlines() if line.startswith("task held-up:"))
+    assert "waits_inside <- " in line
+    assert line.index("waits_inside") < line.index("waits_outside")
+    assert dump.startswith("loop thread: ")

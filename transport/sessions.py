@@ -19,6 +19,7 @@ from collections.abc import Callable
 from auth.sessions import SessionInfo, SessionStore
 from pubsub import Event, SessionEnded, user_route
 from services.fanout import FanoutHub
+from services.periodic import every
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +85,4 @@ class SocketSessions:
         return len(ended)
 
     async def check_forever(self, interval_seconds: float) -> None:
-        while True:
-            await asyncio.sleep(interval_seconds)
-            try:
-                await self.check()
-            except Exception:
-                logger.exception("session check failed; retrying")
+        await every(interval_seconds, self.check, "session check failed", pause_first=True)
