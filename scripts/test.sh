@@ -2,7 +2,7 @@
 # The whole test suite on a fresh machine: sets up the virtualenv, installs and
 # starts the real services (Redis, Kafka, FerretDB), installs Debian's Chromium for
 # the browser tests, checks lint and types, runs pytest.
-# Extra arguments go to pytest, e.g. `scripts/test.sh -k delivery -x`.
+# With arguments, one pytest run with just those, e.g. `scripts/test.sh -k delivery -x`.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,4 +36,12 @@ echo "== mypy"
 .venv/bin/mypy
 
 echo "== pytest"
-exec .venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+# Most tests spend their time waiting on servers and services, so two workers (each
+# with its own servers, database and topics) share the cores well. The tests that stop
+# and start the shared Kafka cannot run beside others: they run after, on their own.
+.venv/bin/python -m pytest -n "${PLOP_TEST_WORKERS:-2}" --dist loadfile --durations=20 \
+  -m "not restarts_kafka"
+exec .venv/bin/python -m pytest -m restarts_kafka

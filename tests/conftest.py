@@ -7,6 +7,7 @@ not see each other's data.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 
@@ -19,6 +20,11 @@ from tests.support.server import ServerProcess
 from tests.support.services import RealServices, start_real_services
 
 RUN_ID = secrets.token_hex(4)
+# pytest-xdist runs the suite in several worker processes, each a run of its own (its
+# own RUN_ID, servers, database and topics); they share the services.
+WORKER_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+# The same for every worker of one run: the workers' Redis databases differ by index.
+RUN_SEED = int(os.environ.get("PYTEST_XDIST_TESTRUNUID", RUN_ID)[:8], 16)
 # Presence timings of the real-service servers, short so that tests of expiry are quick.
 PRESENCE_TIMING = {
     "PLOP_PRESENCE_TTL_SECONDS": "4",
@@ -40,7 +46,7 @@ def redis_url_for_run(url: str) -> str:
     the other run's instances, whose OFFLINE goes to the other run's topics.
     """
     base, _, _ = url.rpartition("/")
-    return f"{base}/{1 + int(RUN_ID, 16) % (REDIS_DATABASES - 1)}"
+    return f"{base}/{1 + (RUN_SEED + WORKER_INDEX) % (REDIS_DATABASES - 1)}"
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +133,16 @@ async def kafka_outage(
     return SharedOutage(outcomes)
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k deselected what they do
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that observe the shared Kafka outage run last: a broker that has just
-    come back is slow for a while, and no other test should wait on it."""
+    come back is slow for a while, and no other test should wait on it. Beside another
+    worker's tests they cannot run at all: scripts/test.sh runs them on their own."""
+    if "PYTEST_XDIST_WORKER" in os.environ and any(
+        item.get_closest_marker("restarts_kafka") for item in items
+    ):
+        raise pytest.UsageError(
+            "restarts_kafka tests stop the shared Kafka under the other workers' tests: "
+            'run them without -n, or deselect them with -m "not restarts_kafka"'
+        )
     items.sort(key=lambda item: item.get_closest_marker("restarts_kafka") is not None)
