@@ -1,28 +1,27 @@
 """One process's runtime: opens the backends, builds the services and the live
 transport, runs the background work, and undoes it all on exit.
 
-Everything that runs in the background lives in one task group: the fan-out
-consumer's pumps are the broker's, the rest is here (published marks, the relay,
-presence heartbeat and sweep, the typing sweep, session checks, unfinished account
-deletions, the push worker). Leaving the block
-cancels that group and waits for it, bounded, so a stop always finishes even if a
-backend call refuses to give way.
+Every service exposes one pass of its periodic work; ``app.background`` repeats
+each in the process's one task group: the published marks' flush, the relay (its
+interval chosen by ``MessageRelay.wait_after``), the presence heartbeat and sweep,
+the typing sweep, the session check, unfinished account deletions, and the push
+worker when a provider is configured. The fan-out consumer's pumps are its own
+(``services.fanout``). Leaving the block cancels that group and waits for it,
+bounded, so a stop always finishes even if a backend call refuses to give way.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
+from app.background import open_background
 from auth.passwords import PasswordHashing
 from backends.mongo import open_database
 from backends.redis import open_redis
 from observability.health import Backends
-from observability.stacks import awaiting
 from pubsub import ALL_TOPICS, broker_from_url
 from push.setup import providers_from_settings, push_worker
 from services import Services
@@ -51,47 +50,6 @@ class Runtime:
     services: Services
     live: LiveTransport
     backends: Backends
-
-
-class Background:
-    """The process's background tasks; ``close`` cancels them and waits, bounded."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def run(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        task = asyncio.create_task(self._guarded(name, work), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def adopt(self, task: asyncio.Task[None]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _guarded(name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        try:
-            await work()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("background task failed", extra={"task": name})
-
-    async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if not tasks:
-            return
-        _, stuck = await asyncio.wait(tasks, timeout=STOP_SECONDS)
-        for task in stuck:
-            logger.error(
-                "background task did not stop in time",
-                extra={
-                    "task": task.get_name(),
-                    "waiting_at": " <- ".join(awaiting(task.get_coro())),
-                },
-            )
 
 
 @asynccontextmanager
@@ -144,19 +102,36 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         sockets = SocketSessions(hub, services.accounts.sessions)
 
         stack.push_async_callback(services.relay.marks.flush)
-        background = Background()
-        stack.push_async_callback(background.close)
-        jobs: dict[str, Callable[[], Awaitable[None]]] = {
-            "published-marks": lambda: services.relay.marks.flush_forever(PUBLISHED_MARKS_SECONDS),
-            "relay": services.relay.relay_forever,
-            "presence-heartbeat": services.presence.heartbeat_forever,
-            "presence-sweep": services.presence.sweep_forever,
-            "typing-sweep": services.typing.sweep_forever,
-            "session-check": lambda: sockets.check_forever(settings.presence_heartbeat_seconds),
-            "account-deletions": services.deletions.finish_forever,
-        }
-        for name, job in jobs.items():
-            background.run(name, job)  # type: ignore[arg-type]
+        background = await stack.enter_async_context(open_background(STOP_SECONDS))
+        marks, presence = services.relay.marks, services.presence
+        # Each first pass of these waits its interval: there is nothing to mark,
+        # refresh or check before the process has served anything.
+        background.every(
+            "published-marks",
+            marks.flush,
+            PUBLISHED_MARKS_SECONDS,
+            first_after=PUBLISHED_MARKS_SECONDS,
+        )
+        background.every(
+            "presence-heartbeat",
+            presence.heartbeat,
+            presence.heartbeat_seconds,
+            first_after=presence.heartbeat_seconds,
+        )
+        background.every(
+            "session-check",
+            sockets.check,
+            settings.presence_heartbeat_seconds,
+            first_after=settings.presence_heartbeat_seconds,
+        )
+        background.every("relay", services.relay.relay_unpublished, services.relay.wait_after)
+        background.every("presence-sweep", presence.sweep, presence.sweep_seconds)
+        background.every("typing-sweep", services.typing.sweep, services.typing.sweep_seconds)
+        background.every(
+            "account-deletions",
+            services.deletions.finish_pending,
+            services.deletions.interval_seconds,
+        )
         if settings.push_worker_enabled and providers:
             worker = push_worker(
                 settings,
@@ -167,5 +142,5 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 services.blocks,
                 providers,
             )
-            background.adopt(await worker.start())
+            await background.start("push-worker", worker.run)
         yield Runtime(services, LiveTransport(feeds, sockets), Backends(redis, broker))

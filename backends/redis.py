@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.asyncio.retry import Retry
 
 from errors import BackendUnreachable, ConfigError, describe
 from observability.backend_commands import CountedRedisConnection

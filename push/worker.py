@@ -36,7 +36,6 @@ from services.blocks import BlockService
 from services.devices import DeviceService
 from services.ids import parse_id
 from services.mutes import muted_among
-from services.periodic import pause
 from services.presence import ONLINE, PresenceService
 from services.shown_text import without_hidden_characters
 
@@ -112,16 +111,9 @@ class PushWorker:
         self._providers = providers
         self._retry = retry
 
-    async def start(self) -> asyncio.Task[None]:
-        """Joins the push group (events from then on are pushed) and consumes in a task."""
-        joined = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self._run(joined))
-        done, _ = await asyncio.wait({joined, task}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            task.result()  # raises why the worker could not start
-        return task
-
-    async def _run(self, joined: asyncio.Future[None]) -> None:
+    async def run(self, joined: asyncio.Future[None]) -> None:
+        """Joins the push group, sets ``joined`` (events from then on are pushed), and
+        consumes until cancelled."""
         async with self._broker.consume(self._topic, self._group) as deliveries:
             joined.set_result(None)
             async for delivery in deliveries:
@@ -134,7 +126,7 @@ class PushWorker:
                             # A backend hiccup (database, Redis): retry the same event,
                             # never skip it.
                             logger.exception("push handling failed; retrying")
-                            await pause(1.0)
+                            await asyncio.sleep(1.0)
                 try:
                     await delivery.commit()
                 except Exception:

@@ -39,7 +39,6 @@ from services.friends import FriendService
 from services.invitations import InvitationService
 from services.limits import LimitName, RateLimiter
 from services.messages import MessageService
-from services.periodic import every
 from services.rooms import RoomService
 
 logger = logging.getLogger(__name__)
@@ -75,7 +74,7 @@ class AccountDeletion:
         self._messages = messages
         self._limits = limits
         self._grace = timedelta(seconds=grace_seconds)
-        self._interval = interval_seconds
+        self.interval_seconds = interval_seconds
 
     async def delete(self, viewer: UserDoc, password: str, client_address: str) -> None:
         """Deletes the viewer's account; FORBIDDEN for a wrong password (which spends
@@ -118,7 +117,8 @@ class AccountDeletion:
         logger.info("account deleted", extra={"user": str(user_id)})
 
     async def finish_pending(self) -> int:
-        """Finishes deletions begun more than the grace period ago; returns how many."""
+        """Finishes deletions begun more than the grace period ago (what crashed
+        instances left; due once per ``interval_seconds``); returns how many."""
         cutoff = utc_now() - self._grace
         pending = (
             await UserDoc.find({"deletion_started_at": {"$lt": cutoff}, "deleted": {"$ne": True}})
@@ -129,7 +129,3 @@ class AccountDeletion:
             assert user.id is not None
             await self.finish(user.id)
         return len(pending)
-
-    async def finish_forever(self) -> None:
-        """Finishes what crashed instances left, until cancelled."""
-        await every(self._interval, self.finish_pending, "finishing account deletions failed")

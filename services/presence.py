@@ -36,7 +36,6 @@ from pubsub import FriendshipChanged, PresenceChanged, presence_route, user_rout
 from services.events import EventPublisher
 from services.fanout import LAGGED, FanoutHub, Inbox
 from services.friends import FriendService
-from services.periodic import every, pause
 from services.script_batches import ScriptBatches
 
 logger = logging.getLogger(__name__)
@@ -154,9 +153,9 @@ class PresenceService:
         self._hub = hub
         self._friends = friends
         self._ttl = ttl_seconds
-        self._heartbeat = heartbeat_seconds
+        self.heartbeat_seconds = heartbeat_seconds
         self._grace = grace_seconds
-        self._sweep = sweep_seconds
+        self.sweep_seconds = sweep_seconds
         self._connect_script = redis.register_script(_CONNECT)
         self._disconnect_script = redis.register_script(_DISCONNECT)
         self._sweep_script = redis.register_script(_SWEEP)
@@ -202,26 +201,25 @@ class PresenceService:
             [connection, now, now + self._grace, user_id],
         )
 
-    async def heartbeat_forever(self) -> None:
-        """Refreshes this instance's sockets so that they do not expire."""
-        while True:
-            await pause(self._heartbeat)
-            # All at once: the refreshes share pipelines (one per batch, not per socket).
-            refreshes = [
-                self._register(user_id, connection)
-                for user_id, sockets in list(self._local.items())
-                for connection in tuple(sockets)
-            ]
-            for outcome in await asyncio.gather(*refreshes, return_exceptions=True):
-                if isinstance(outcome, Exception):
-                    logger.error("presence heartbeat failed", exc_info=outcome)
-
-    async def sweep_forever(self) -> None:
-        """Publishes OFFLINE for users whose last connection closed or expired."""
-        await every(self._sweep, self.sweep, "presence sweep failed")
+    async def heartbeat(self) -> int:
+        """Refreshes this instance's sockets so that they do not expire (due once per
+        ``heartbeat_seconds``); returns how many failed."""
+        # All at once: the refreshes share pipelines (one per batch, not per socket).
+        refreshes = [
+            self._register(user_id, connection)
+            for user_id, sockets in list(self._local.items())
+            for connection in tuple(sockets)
+        ]
+        failed = 0
+        for outcome in await asyncio.gather(*refreshes, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                failed += 1
+                logger.error("presence heartbeat failed", exc_info=outcome)
+        return failed
 
     async def sweep(self) -> int:
-        """One sweep; returns how many users went OFFLINE."""
+        """Publishes OFFLINE for users whose last connection closed or expired (due once
+        per ``sweep_seconds``); returns how many went OFFLINE."""
         result = await self._sweep_script(
             keys=[self._due], args=[time.time(), SWEEP_BATCH, self._prefix]
         )

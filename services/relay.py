@@ -24,7 +24,6 @@ from pubsub import MessageAdded, MessageUpdated
 from services.events import EventPublisher
 from services.locks import Locks
 from services.message_data import message_data
-from services.periodic import every, pause
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +80,6 @@ class PublishedMarks:
             raise
         held_positions = set(taken)
         self._ids.extend(i for position, i in enumerate(ids) if position not in held_positions)
-
-    async def flush_forever(self, interval_seconds: float) -> None:
-        await every(
-            interval_seconds, self.flush, "marking messages published failed", pause_first=True
-        )
 
 
 class MessageRelay:
@@ -194,17 +188,14 @@ class MessageRelay:
         }
         return senders, tags
 
-    async def relay_forever(self) -> None:
-        """Relays until cancelled: often while this instance's publishes fail (until
-        the grace after the last failure has passed and a pass found nothing),
-        seldom otherwise (what a crashed instance left behind)."""
+    def wait_after(self, relayed: int | None) -> float:
+        """How long to wait after a relay pass that relayed this many (None: it failed):
+        short while this instance's publishes fail (until the grace after the last
+        failure has passed and a pass found nothing), long otherwise (what a crashed
+        instance left behind)."""
         # A failure keeps the relay looking often until its message is surely taken.
         busy_for = self._grace.total_seconds() + 2 * self._interval
-        while True:
-            try:
-                relayed = await self.relay_unpublished()
-            except Exception:
-                logger.exception("relay pass failed; retrying")
-                relayed = 1
-            recent_failure = time.monotonic() - self.last_failure < busy_for
-            await pause(self._interval if relayed or recent_failure else self._idle_interval)
+        recent_failure = time.monotonic() - self.last_failure < busy_for
+        if relayed is None or relayed or recent_failure:
+            return self._interval
+        return self._idle_interval

@@ -12,7 +12,6 @@ one publishes ``typing: false``. Delivery is best-effort, like any typing indica
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -25,9 +24,6 @@ from services.accounts import AccountService
 from services.events import EventPublisher
 from services.limits import LimitName, RateLimiter
 from services.message_data import UNKNOWN_SENDER_NAME
-from services.periodic import every
-
-logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
 
@@ -96,7 +92,7 @@ class TypingService:
         self._limits = limits
         self._expiry = expiry_seconds
         self._rebroadcast = rebroadcast_seconds
-        self._sweep_seconds = sweep_seconds
+        self.sweep_seconds = sweep_seconds
         self._start_script = redis.register_script(_START)
         self._stop_script = redis.register_script(_STOP)
         self._sweep_script = redis.register_script(_SWEEP)
@@ -163,7 +159,8 @@ class TypingService:
         )
 
     async def sweep(self) -> int:
-        """Ends the typing that expired (once, whichever instance sweeps); returns how many."""
+        """Ends the typing that expired (once, whichever instance sweeps; due once per
+        ``sweep_seconds``); returns how many."""
         ended = [
             _text(member)
             for member in await self._sweep_script(
@@ -182,10 +179,6 @@ class TypingService:
         for room_id, user_id in pairs:
             await self._publish(room_id, by_id.get(user_id), False, None, user_id)
         return len(pairs)
-
-    async def sweep_forever(self) -> None:
-        """Sweeps expired typing until cancelled."""
-        await every(self._sweep_seconds, self.sweep, "typing sweep failed")
 
 
 def _text(value: bytes | str) -> str:

@@ -13,15 +13,11 @@ ends (``SocketSessions.watch``'s ``end`` callback: 4401 on graphql-transport-ws,
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 
 from auth.sessions import SessionInfo, SessionStore
 from pubsub import Event, SessionEnded, user_route
 from services.fanout import FanoutHub
-from services.periodic import every
-
-logger = logging.getLogger(__name__)
 
 
 class WatchedSocket:
@@ -83,6 +79,3 @@ class SocketSessions:
         for socket in ended:
             socket.end()
         return len(ended)
-
-    async def check_forever(self, interval_seconds: float) -> None:
-        await every(interval_seconds, self.check, "session check failed", pause_first=True)
