@@ -331,6 +331,14 @@ async def _room_muted_until(root: Room, info: Info) -> datetime | None:
     return await info.context.loaders.mutes.load(root.key(info))
 
 
+async def _room_mention_count(root: Room, info: Info) -> int:
+    if root.preview:
+        return 0
+    room_id, viewer_id = root.key(info)
+    marker = await root._read_marker(info)
+    return await info.context.loaders.mention_counts.load((room_id, viewer_id, marker))
+
+
 @strawberry.type
 class Room:
     id: strawberry.ID
@@ -356,6 +364,10 @@ class Room:
     members: list[User] = strawberry.field(
         resolver=_room_members,
         description="The first `first` members (at most 1,000), oldest member first.",
+    )
+    mention_count: int = strawberry.field(
+        resolver=_room_mention_count,
+        description="v1.2. Messages after the viewer's read marker that mention the viewer.",
     )
     muted_until: datetime | None = strawberry.field(
         resolver=_room_muted_until,
@@ -408,15 +420,6 @@ class Room:
         assert viewer is not None and viewer.id is not None and self.doc.id is not None
         marker = await self._read_marker(info)
         return await info.context.loaders.unread_counts.load((self.doc.id, viewer.id, marker))
-
-    @strawberry.field
-    async def mention_count(self, info: Info) -> int:
-        """v1.2. Messages after the viewer's read marker that mention the viewer."""
-        if self.preview:
-            return 0
-        room_id, viewer_id = self.key(info)
-        marker = await self._read_marker(info)
-        return await info.context.loaders.mention_counts.load((room_id, viewer_id, marker))
 
     async def _read_marker(self, info: Info) -> int:
         if self.preview:
