@@ -27,6 +27,7 @@ from tests.support.rich_messages import (
     REACTION_ACTIVITY,
     REMOVE_REACTION,
     counts,
+    next_activity,
     rich_history,
 )
 from tests.support.server import ServerProcess
@@ -78,7 +79,7 @@ async def test_concurrent_identical_reactions_on_two_instances_count_once(
         assert stored["reactions"][0]["users"] == [{"id": bob.id}]
         assert stored["reactions"][0]["reactedByViewer"] is False  # carol's view
 
-        added = (await activity.next())["roomActivity"]
+        added = await next_activity(activity)
         assert (added["__typename"], added["emoji"], added["added"]) == (
             "ReactionChanged",
             "❤️",
@@ -87,7 +88,7 @@ async def test_concurrent_identical_reactions_on_two_instances_count_once(
         assert added["user"] == {"id": bob.id}
         # The next event is the removal: the twenty adds published one event.
         await call(on_a, REMOVE_REACTION, m=message["id"], e="❤")
-        removed = (await activity.next())["roomActivity"]
+        removed = await next_activity(activity)
         assert (removed["emoji"], removed["added"]) == ("❤️", False)
         assert removed["message"]["reactions"] == []
 
@@ -104,7 +105,7 @@ async def test_reaction_changed_reaches_room_activity_on_the_other_instance(
         subscribed(server_b, watcher, REACTION_ACTIVITY, r=room_id) as activity,
     ):
         await react(server_a, bob, message["id"], "👍")
-        event = (await activity.next())["roomActivity"]
+        event = await next_activity(activity)
         assert event["__typename"] == "ReactionChanged"
         assert (event["emoji"], event["added"], event["user"]) == ("👍", True, {"id": bob.id})
         assert event["message"]["id"] == message["id"]
@@ -112,7 +113,7 @@ async def test_reaction_changed_reaches_room_activity_on_the_other_instance(
             {"emoji": "👍", "count": 1, "reactedByViewer": False, "users": [{"id": bob.id}]}
         ]
         await react(server_a, alice, message["id"], "👍")
-        event = (await activity.next())["roomActivity"]
+        event = await next_activity(activity)
         assert event["user"] == {"id": alice.id}
         (group,) = event["message"]["reactions"]
         assert (group["count"], group["reactedByViewer"]) == (2, True)  # alice's view
@@ -242,7 +243,7 @@ async def test_a_deleted_message_takes_and_shows_no_reactions(
         subscribed(server_b, watcher, REACTION_ACTIVITY, r=room_id) as activity,
     ):
         await as_user(server_a, alice, DELETE, m=message["id"])
-        updated = (await activity.next())["roomActivity"]
+        updated = await next_activity(activity)
         assert updated["message"] == {"id": message["id"], "deleted": True, "reactions": []}
     (stored,) = await rich_history(server_a, bob, room_id)
     assert stored["deleted"] is True and stored["reactions"] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.chat import MESSAGE_FIELDS, as_user
-from tests.support.clients import Account
+from tests.support.clients import Account, Subscription
 from tests.support.server import ServerProcess
 
 REACTIONS = "reactions { emoji count reactedByViewer users { id } }"
@@ -64,3 +64,12 @@ async def rich_history(
 def counts(message: dict[str, Any]) -> list[tuple[str, int]]:
     """A message's reaction groups as (emoji, count), in the order served."""
     return [(group["emoji"], group["count"]) for group in message["reactions"]]
+
+
+async def next_activity(activity: Subscription) -> dict[str, Any]:
+    """The next roomActivity event but a MembersChanged: the room's creation is
+    published before the test subscribes, and over Kafka it may be consumed after."""
+    while True:
+        event: dict[str, Any] = (await activity.next())["roomActivity"]
+        if event["__typename"] != "MembersChanged":
+            return event
