@@ -18,6 +18,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 MEMORY_URL = "memory://"
 MIN_SECRET_CHARS = 16
 
+# The most distinct emoji a message may carry, whatever the setting: the query cost
+# weighs Message.reactions by it (schema/cost.py), so it must be a real bound.
+MAX_REACTION_GROUPS = 20
+
 
 def _checked_origin(origin: str) -> str:
     """An origin as browsers send it (``https://app.example.com[:port]``), or ``*``."""
@@ -89,6 +93,10 @@ class Settings(BaseSettings):
     max_group_members: int = 1_000
     max_message_chars: int = 4_000
     max_client_id_chars: int = 64
+    # Reactions: the distinct emoji one message may carry (a row of chips a client can
+    # still show) and the emoji one member may put on one message.
+    max_reaction_emoji_per_message: int = Field(default=20, ge=1, le=MAX_REACTION_GROUPS)
+    max_reactions_per_user_per_message: int = Field(default=10, ge=1)
     # Sends to one room that one instance holds at once (queued behind the room's
     # writer or being stored by it, services.room_writer) before it answers
     # RATE_LIMITED: a room's writer stores a few thousand messages a second, so a
@@ -200,6 +208,10 @@ class Settings(BaseSettings):
     # muteRoom and unmuteRoom together, per user.
     mute_room_limit: int = 30
     mute_room_limit_seconds: float = 60.0
+    # addReaction and removeReaction together, per user: each one is an event to
+    # every member's open roomActivity, so a flood costs the whole room.
+    react_limit: int = 60
+    react_limit_seconds: float = 60.0
     send_friend_request_limit: int = 30
     send_friend_request_limit_seconds: float = 3_600.0
     # After a decline, how long before the same user may ask the same user again.

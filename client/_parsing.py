@@ -13,6 +13,8 @@ from client.types import (
     MembersChanged,
     Message,
     MessageUpdated,
+    ReactionChanged,
+    ReactionGroup,
     ReadReceipt,
     Room,
     RoomActivity,
@@ -59,6 +61,11 @@ def parse_message(data: Mapping[str, Any]) -> Message:
         created_at=datetime.fromisoformat(data["createdAt"]),
         edited_at=_timestamp(data["editedAt"]),
         deleted=data["deleted"],
+        reply_to_id=data["replyTo"]["id"] if data["replyTo"] else None,
+        reactions=tuple(
+            ReactionGroup(group["emoji"], group["count"], group["reactedByViewer"])
+            for group in data["reactions"]
+        ),
     )
 
 
@@ -109,4 +116,8 @@ def parse_activity(data: Mapping[str, Any]) -> RoomActivity:
         return MessageUpdated(parse_message(data["message"]))
     if kind == "MembersChanged":
         return MembersChanged(parse_room(data["room"]))
+    if kind == "ReactionChanged":
+        return ReactionChanged(
+            parse_message(data["message"]), parse_user(data["user"]), data["emoji"], data["added"]
+        )
     raise ValueError(f"unknown room activity {kind!r}")

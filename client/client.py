@@ -302,14 +302,26 @@ class PlopClient:
 
     # --- messages -------------------------------------------------------------------
 
-    async def send_message(self, room_id: str, text: str, client_id: str | None = None) -> Message:
-        """Sends text to a room; returns the stored message.
+    async def send_message(
+        self,
+        room_id: str,
+        text: str,
+        client_id: str | None = None,
+        reply_to_id: str | None = None,
+    ) -> Message:
+        """Sends text to a room, as a reply to ``reply_to_id`` (a message of the same
+        room) if given; returns the stored message.
 
         Without a ``client_id`` one is made up, so that every send is idempotent: a
         network error leaves it unknown whether the message was stored, and the retry
         with the same clientId returns the stored one instead of storing a second.
         """
-        variables = {"roomId": room_id, "text": text, "clientId": client_id or new_client_id()}
+        variables = {
+            "roomId": room_id,
+            "text": text,
+            "clientId": client_id or new_client_id(),
+            "replyToId": reply_to_id,
+        }
         data = await self._retrying(
             lambda: self._execute(documents.SEND_MESSAGE, variables), self.send_attempts
         )
@@ -330,6 +342,23 @@ class PlopClient:
             lambda: self._execute(documents.DELETE_MESSAGE, variables), self.send_attempts
         )
         return parse_message(data["deleteMessage"])
+
+    async def add_reaction(self, message_id: str, emoji: str) -> Message:
+        """Puts one emoji on a message (again: no change); returns the message as it
+        stands, its reactions included."""
+        variables = {"messageId": message_id, "emoji": emoji}
+        data = await self._retrying(
+            lambda: self._execute(documents.ADD_REACTION, variables), self.send_attempts
+        )
+        return parse_message(data["addReaction"])
+
+    async def remove_reaction(self, message_id: str, emoji: str) -> Message:
+        """Takes the viewer's emoji off a message (if there); returns the message."""
+        variables = {"messageId": message_id, "emoji": emoji}
+        data = await self._retrying(
+            lambda: self._execute(documents.REMOVE_REACTION, variables), self.send_attempts
+        )
+        return parse_message(data["removeReaction"])
 
     async def set_typing(self, room_id: str, typing: bool = True) -> None:
         """Says the viewer is typing in the room (or stopped); a start expires unless
@@ -411,7 +440,7 @@ class PlopClient:
         self, room_id: str, *, max_attempts: int | None = None
     ) -> AsyncGenerator[RoomActivity, None]:
         """The room's activity from now on, forever: edits and deletes
-        (``MessageUpdated``), typing, read receipts and membership changes.
+        (``MessageUpdated``), reactions, typing, read receipts and membership changes.
 
         Reconnects like ``messages()`` (same errors end it), but live only: what
         happened while the socket was down is not replayed; ``history`` shows edits.

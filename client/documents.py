@@ -8,6 +8,7 @@ _USER = "fragment UserFields on User { id username displayName }"
 _MESSAGE = """
 fragment MessageFields on Message {
   id roomId seq text clientId createdAt editedAt deleted sender { ...UserFields }
+  replyTo { id } reactions { emoji count reactedByViewer }
 }
 """
 _ROOM = """
@@ -67,8 +68,10 @@ query SearchUsers($query: String!, $first: Int) {
 
 SEND_MESSAGE = _with(
     """
-mutation SendMessage($roomId: ID!, $text: String!, $clientId: String) {
-  sendMessage(roomId: $roomId, text: $text, clientId: $clientId) { ...MessageFields }
+mutation SendMessage($roomId: ID!, $text: String!, $clientId: String, $replyToId: ID) {
+  sendMessage(roomId: $roomId, text: $text, clientId: $clientId, replyToId: $replyToId) {
+    ...MessageFields
+  }
 }
 """,
     _MESSAGE,
@@ -113,6 +116,24 @@ mutation DeleteMessage($messageId: ID!) {
     _MESSAGE,
     _USER,
 )
+ADD_REACTION = _with(
+    """
+mutation AddReaction($messageId: ID!, $emoji: String!) {
+  addReaction(messageId: $messageId, emoji: $emoji) { ...MessageFields }
+}
+""",
+    _MESSAGE,
+    _USER,
+)
+REMOVE_REACTION = _with(
+    """
+mutation RemoveReaction($messageId: ID!, $emoji: String!) {
+  removeReaction(messageId: $messageId, emoji: $emoji) { ...MessageFields }
+}
+""",
+    _MESSAGE,
+    _USER,
+)
 SET_TYPING = _with(
     """
 mutation SetTyping($roomId: ID!, $typing: Boolean!) { setTyping(roomId: $roomId, typing: $typing) }
@@ -127,6 +148,7 @@ subscription RoomActivity($roomId: ID!) {
     ... on ReadReceipt { roomId lastReadSeq user { ...UserFields } }
     ... on MessageUpdated { message { ...MessageFields } }
     ... on MembersChanged { room { ...RoomFields } }
+    ... on ReactionChanged { emoji added user { ...UserFields } message { ...MessageFields } }
   }
 }
 """,

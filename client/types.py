@@ -49,6 +49,15 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class ReactionGroup:
+    """The reactions with one emoji on a message."""
+
+    emoji: str
+    count: int
+    reacted_by_viewer: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     room_id: str
@@ -61,6 +70,10 @@ class Message:
     created_at: datetime
     edited_at: datetime | None
     deleted: bool
+    # The message this one answers, if any.
+    reply_to_id: str | None = None
+    # One group per emoji, most used first; empty once deleted.
+    reactions: tuple[ReactionGroup, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,4 +144,15 @@ class MembersChanged:
     room: Room
 
 
-RoomActivity = TypingEvent | ReadReceipt | MessageUpdated | MembersChanged
+@dataclass(frozen=True, slots=True)
+class ReactionChanged:
+    """A member added (``added``) or removed an emoji; ``message`` shows the reactions
+    as they now stand."""
+
+    message: Message
+    user: User
+    emoji: str
+    added: bool
+
+
+RoomActivity = TypingEvent | ReadReceipt | MessageUpdated | MembersChanged | ReactionChanged

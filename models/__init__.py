@@ -9,6 +9,7 @@ from models.friend import FriendRequestDoc, FriendshipDoc
 from models.invitation import RoomInvitationDoc
 from models.message import MessageDoc
 from models.push import PushDeviceDoc
+from models.reaction import ReactionDoc
 from models.room import MembershipDoc, RoomDoc, RoomProgressDoc
 from models.user import UserDoc
 
@@ -23,6 +24,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     PushDeviceDoc,
     BlockDoc,
     RoomInvitationDoc,
+    ReactionDoc,
 ]
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "MembershipDoc",
     "MessageDoc",
     "PushDeviceDoc",
+    "ReactionDoc",
     "RoomDoc",
     "RoomInvitationDoc",
     "RoomProgressDoc",

@@ -19,7 +19,8 @@ class MessageDoc(Document):
     ``published`` stays false until the message's event reached the broker; the relay
     publishes what a failed send left behind. An edit or a delete sets ``updated_at``
     and clears ``update_published`` the same way, until its ``MessageUpdated`` event
-    reached the broker.
+    reached the broker. ``reply_to_id`` names a message of the same room;
+    ``mention_ids`` the members named as ``@username`` in the text (a delete clears them).
     """
 
     room_id: PydanticObjectId
@@ -34,6 +35,8 @@ class MessageDoc(Document):
     published: bool = False
     updated_at: datetime | None = None
     update_published: bool = True
+    reply_to_id: PydanticObjectId | None = None
+    mention_ids: list[PydanticObjectId] = Field(default_factory=list)
 
     class Settings:
         name = "messages"

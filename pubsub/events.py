@@ -34,6 +34,9 @@ class MessageData:
     created_at: datetime  # UTC; ISO-8601 on the wire
     edited_at: datetime | None
     deleted: bool
+    # The message this one answers, and the members its text names (@username).
+    reply_to_id: str | None = None
+    mention_ids: tuple[str, ...] = ()
 
 
 def room_route(room_id: str) -> str:
@@ -105,6 +108,27 @@ class MessageUpdated:
     @property
     def route(self) -> str:
         return room_route(self.message.room_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionChanged:
+    """A member added or removed one emoji on a message (stored first; the event
+    carries who and what, and readers show the message's reactions as they stand)."""
+
+    room_id: str
+    message_id: str
+    seq: int  # the message's
+    user_id: str
+    username: str
+    display_name: str
+    emoji: str
+    added: bool
+    members_tag: str | None = None
+    type = "reaction.changed"
+
+    @property
+    def route(self) -> str:
+        return room_route(self.room_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +240,7 @@ class SessionEnded:
 Event = (
     MessageAdded
     | MessageUpdated
+    | ReactionChanged
     | TypingChanged
     | ReadReceipt
     | MembersChanged
@@ -229,13 +254,18 @@ Event = (
 # Events that change who may see what: a stream never drops them (services.fanout).
 CONTROL_EVENTS = (MembersChanged, RoomAdded, FriendshipChanged, SessionEnded)
 # What happens in a room besides new messages (roomActivity), MembersChanged aside.
-ACTIVITY_EVENTS = (MessageUpdated, TypingChanged, ReadReceipt)
+ACTIVITY_EVENTS = (MessageUpdated, ReactionChanged, TypingChanged, ReadReceipt)
 
 
 def _message_to_wire(message: MessageData) -> dict[str, Any]:
     body = asdict(message)
     body["created_at"] = message.created_at.isoformat()
     body["edited_at"] = message.edited_at.isoformat() if message.edited_at else None
+    # Left out when empty, so that a plain message reads the same to an instance that
+    # predates replies and mentions (a rolling upgrade).
+    for field in ("reply_to_id", "mention_ids"):
+        if not body[field]:
+            del body[field]
     return body
 
 
@@ -246,6 +276,7 @@ def _message_from_wire(body: dict[str, Any]) -> MessageData:
             **body,
             "created_at": datetime.fromisoformat(body["created_at"]),
             "edited_at": datetime.fromisoformat(edited) if edited else None,
+            "mention_ids": tuple(body.get("mention_ids") or ()),
         }
     )
 
@@ -281,6 +312,8 @@ def decode_event(raw: bytes) -> Event | None:
             return MessageUpdated(
                 message=_message_from_wire(body["message"]), members_tag=body.get("members_tag")
             )
+        if kind == ReactionChanged.type:
+            return ReactionChanged(**body)
         if kind == TypingChanged.type:
             return TypingChanged(**body)
         if kind == ReadReceipt.type:

@@ -1,7 +1,7 @@
 """Plop's topics, named without the deployment's prefix (see ``Settings.topic``).
 
-ROOM_EVENTS carries everything that happens in a room (key: room id, so one room's
-events stay in one partition, in order). USER_EVENTS carries what one user's own
+ROOM_EVENTS carries everything that happens in a room, reactions included (key: room
+id, so one room's events stay in one partition, in order). USER_EVENTS carries what one user's own
 view must learn: rooms added, read markers, friendships, ended sessions (key: user
 id). PRESENCE
 carries users going online and offline (key: user id).
@@ -16,6 +16,7 @@ from pubsub.events import (
     MessageAdded,
     MessageUpdated,
     PresenceChanged,
+    ReactionChanged,
     ReadReceipt,
     RoomAdded,
     RoomChanged,
@@ -32,7 +33,13 @@ ALL_TOPICS = (ROOM_EVENTS, USER_EVENTS, PRESENCE)
 def topic_and_key(event: Event) -> tuple[str, str]:
     """The topic (unprefixed) and partition key an event is published with."""
     if isinstance(
-        event, MessageAdded | MessageUpdated | TypingChanged | ReadReceipt | MembersChanged
+        event,
+        MessageAdded
+        | MessageUpdated
+        | ReactionChanged
+        | TypingChanged
+        | ReadReceipt
+        | MembersChanged,
     ):
         return ROOM_EVENTS, event.room_id
     if isinstance(event, RoomAdded | RoomChanged | FriendshipChanged | SessionEnded):

@@ -136,19 +136,21 @@ class PushWorker:
 
     async def handle(self, message: MessageData) -> None:
         """Pushes one message to the devices of the offline members who do not block the
-        sender and have not muted the room."""
+        sender and have not muted the room (a mention pushes even so)."""
         room = await RoomDoc.get(parse_id(message.room_id))
         if room is None:
             return
         recipients = [member for member in room.member_ids if str(member) != message.sender_id]
-        # Members who muted the room get no push of it. (When mentions land, a muted
-        # member mentioned by the message stays a recipient here.)
+        # Members who muted the room get no push of it, unless the message mentions them.
+        mentioned = set(message.mention_ids)
         muted = (
             await muted_among(room.id, recipients, message.created_at)
             if room.id is not None
             else set()
         )
-        recipients = [member for member in recipients if member not in muted]
+        recipients = [
+            member for member in recipients if member not in muted or str(member) in mentioned
+        ]
         offline = [
             member
             for member in recipients

@@ -12,11 +12,16 @@ from services.messages import message_cursor
 
 
 async def send_message(
-    info: Info, room_id: strawberry.ID, text: str, client_id: str | None = None
+    info: Info,
+    room_id: strawberry.ID,
+    text: str,
+    client_id: str | None = None,
+    reply_to_id: strawberry.ID | None = None,
 ) -> Message:
     viewer = await require_viewer(info)
     room = await info.context.services.rooms.require_sender(parse_id(room_id, "roomId"), viewer)
-    sent = await info.context.services.messages.send(room, viewer, text, client_id)
+    reply_to = parse_id(reply_to_id, "replyToId") if reply_to_id is not None else None
+    sent = await info.context.services.messages.send(room, viewer, text, client_id, reply_to)
     return Message.from_doc(sent, viewer)
 
 

@@ -9,6 +9,8 @@ a list multiplies what it holds by the number of items it may have:
 - its own ``first``/``last`` (``members(first: 5)``), or that argument's default;
 - below a paged connection (``rooms(first: 20)``), the connection's page size for
   its ``edges``;
+- a list the server itself bounds (``BOUNDED_LISTS``: a message's reaction groups
+  and mentions), that bound;
 - otherwise ``DEFAULT_LIST_SIZE``, a full page.
 
 Arguments given as variables are read from the request's variables, so the cost
@@ -43,6 +45,9 @@ from graphql import (
 )
 from graphql.pyutils import Undefined
 
+from services.mentions import MAX_MENTIONS
+from settings import MAX_REACTION_GROUPS
+
 # The items a list may hold when the query does not say: a full page (the most a
 # page of rooms or history may hold).
 DEFAULT_LIST_SIZE = 100
@@ -50,6 +55,11 @@ DEFAULT_LIST_SIZE = 100
 # its own message, so here it weighs like any value that is not a number.
 MAX_INT = 2**31 - 1
 PAGE_ARGUMENTS = ("first", "last")
+# Lists with no paging argument whose length the server bounds, by (type, field).
+BOUNDED_LISTS = {
+    ("Message", "reactions"): MAX_REACTION_GROUPS,
+    ("Message", "mentions"): MAX_MENTIONS,
+}
 
 
 class _CostWalk:
@@ -101,7 +111,10 @@ class _CostWalk:
         own_page = self._page_size(node, field)
         items, below = 1, own_page
         if isinstance(get_nullable_type(field.type), GraphQLList):
-            items = next(size for size in (own_page, page, DEFAULT_LIST_SIZE) if size is not None)
+            bound = BOUNDED_LISTS.get((parent.name, node.name.value)) if parent else None
+            items = next(
+                size for size in (own_page, page, bound, DEFAULT_LIST_SIZE) if size is not None
+            )
             below = None
         inner = get_named_type(field.type)
         return items * (1 + self.selections(node.selection_set, inner, below))

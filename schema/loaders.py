@@ -22,9 +22,12 @@ from typing import TypeVar
 from beanie import PydanticObjectId
 from strawberry.dataloader import DataLoader
 
-from models import MessageDoc, UserDoc
+from models import MessageDoc, ReactionDoc, UserDoc
 from services import Services
+from services.mentions import mention_counts
 from services.presence import Presence
+from services.reactions import reactions_of
+from services.replies import messages_by_id
 from services.sequence import latest_seqs, messages_at
 
 RoomKey = tuple[PydanticObjectId, PydanticObjectId]  # (room, viewer)
@@ -67,6 +70,16 @@ class Loaders:
         self.read_markers = DataLoader[RoomKey, int](self._read_markers, cache=False)
         # (room, viewer) -> when the viewer's mute of the room ends (None: not muted).
         self.mutes = DataLoader[RoomKey, datetime | None](self._mutes, cache=False)
+        # message -> the message (the originals of a page's replies).
+        self.messages = DataLoader[PydanticObjectId, MessageDoc | None](self._messages, cache=False)
+        # message -> its reactions, oldest first.
+        self.reactions = DataLoader[PydanticObjectId, list[ReactionDoc]](
+            self._reactions, cache=False
+        )
+        # (room, viewer, read marker) -> messages after the marker mentioning the viewer.
+        self.mention_counts = DataLoader[tuple[PydanticObjectId, PydanticObjectId, int], int](
+            self._mention_counts, cache=False
+        )
         # (room, viewer, read marker) -> messages after the marker not sent by the viewer.
         self.unread_counts = DataLoader[tuple[PydanticObjectId, PydanticObjectId, int], int](
             self._unread_counts, cache=False
@@ -115,6 +128,26 @@ class Loaders:
         messages = self._services.messages
         counts = {
             viewer_id: await messages.unread_counts(viewer_id, markers)
+            for viewer_id, markers in by_viewer.items()
+        }
+        return [counts[viewer_id][room_id] for room_id, viewer_id, _ in keys]
+
+    async def _messages(self, keys: Sequence[PydanticObjectId]) -> list[MessageDoc | None]:
+        found = await messages_by_id(keys)
+        return [found.get(key) for key in keys]
+
+    async def _reactions(self, keys: Sequence[PydanticObjectId]) -> list[list[ReactionDoc]]:
+        found = await reactions_of(keys)
+        return [found[key] for key in keys]
+
+    async def _mention_counts(
+        self, keys: Sequence[tuple[PydanticObjectId, PydanticObjectId, int]]
+    ) -> list[int]:
+        by_viewer: dict[PydanticObjectId, dict[PydanticObjectId, int]] = defaultdict(dict)
+        for room_id, viewer_id, marker in keys:
+            by_viewer[viewer_id][room_id] = marker
+        counts = {
+            viewer_id: await mention_counts(viewer_id, markers)
             for viewer_id, markers in by_viewer.items()
         }
         return [counts[viewer_id][room_id] for room_id, viewer_id, _ in keys]

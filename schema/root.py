@@ -20,6 +20,7 @@ from resolvers import friends as friend_resolvers
 from resolvers import invitations as invitation_resolvers
 from resolvers import messages as message_resolvers
 from resolvers import push as push_resolvers
+from resolvers import reactions as reaction_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import subscriptions as subscription_resolvers
 from schema.documents import DocumentRules
@@ -167,7 +168,7 @@ class Mutation:
         resolver=message_resolvers.send_message,
         description=(
             "Idempotent per (viewer, clientId): a retry returns the first Message, "
-            "never a second one."
+            "never a second one. v1.2: replyToId names a message of the same room."
         ),
     )
     edit_message: Message = strawberry.mutation(
@@ -177,6 +178,11 @@ class Mutation:
         resolver=message_resolvers.delete_message,
         description="Sender only; keeps the seq, clears the text.",
     )
+    add_reaction: Message = strawberry.mutation(
+        resolver=reaction_resolvers.add_reaction,
+        description="v1.2. Exactly one emoji. Idempotent: a second identical reaction counts once.",
+    )
+    remove_reaction: Message = strawberry.mutation(resolver=reaction_resolvers.remove_reaction)
     set_typing: bool = strawberry.mutation(
         resolver=room_resolvers.set_typing, description="Ephemeral: fanned out, never stored."
     )

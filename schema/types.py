@@ -9,6 +9,7 @@ import strawberry
 from beanie import PydanticObjectId
 
 from auth.sessions import SessionRecord
+from errors import BadUserInput, NotFound
 from models import MessageDoc, PushDeviceDoc, RoomDoc, UserDoc
 from models.friend import FriendRequestStatus
 from models.push import PushPlatform
@@ -17,6 +18,7 @@ from models.time import as_utc
 from pubsub import MembersChanged as MembersChangedEvent
 from pubsub import MessageData, TypingChanged
 from pubsub import MessageUpdated as MessageUpdatedEvent
+from pubsub import ReactionChanged as ReactionChangedEvent
 from pubsub import ReadReceipt as ReadReceiptEvent
 from schema.context import Info
 from services.ids import parse_id
@@ -24,6 +26,7 @@ from services.message_data import message_data
 from services.paging import Page
 from services.presence import Presence as PresenceView
 from services.presence import PresenceStatus
+from services.reactions import ReactionGroupView, grouped
 from services.room_roles import role_of
 from services.room_stream import RoomActivity as RoomActivityEvent
 from services.rooms import membership_cursor
@@ -156,6 +159,61 @@ class AuthPayload:
     user: User
 
 
+async def _group_users(root: ReactionGroup, info: Info, first: int | None = 3) -> list[User]:
+    if first is None or first < 0:
+        raise BadUserInput("first must be 0 or more")
+    users = await info.context.loaders.users.load_many(list(root.user_ids[:first]))
+    return [User.from_doc(user) for user in users if user is not None]
+
+
+@strawberry.type(description="v1.2.")
+class ReactionGroup:
+    emoji: str
+    count: int
+    reacted_by_viewer: bool
+    user_ids: strawberry.Private[tuple[PydanticObjectId, ...]]
+
+    users: list[User] = strawberry.field(
+        resolver=_group_users, description="The first reactors, oldest first."
+    )
+
+    @classmethod
+    def from_view(cls, view: ReactionGroupView) -> ReactionGroup:
+        return cls(
+            emoji=view.emoji,
+            count=view.count,
+            reacted_by_viewer=view.reacted_by_viewer,
+            user_ids=view.user_ids,
+        )
+
+
+async def _message_reply_to(root: Message, info: Info) -> Message | None:
+    if root.reply_to_id is None:
+        return None
+    loaders = info.context.loaders
+    original = await loaders.messages.load(parse_id(root.reply_to_id))
+    if original is None:
+        return None
+    return Message.from_doc(original, await loaders.users.load(original.sender_id))
+
+
+async def _message_reactions(root: Message, info: Info) -> list[ReactionGroup]:
+    viewer = info.context.viewer
+    if root.deleted or viewer is None or viewer.id is None:
+        return []
+    reactions = await info.context.loaders.reactions.load(parse_id(root.id))
+    return [ReactionGroup.from_view(view) for view in grouped(reactions, viewer.id)]
+
+
+async def _message_mentions(root: Message, info: Info) -> list[User]:
+    if root.deleted or not root.mention_ids:
+        return []
+    users = await info.context.loaders.users.load_many(
+        [parse_id(each) for each in root.mention_ids]
+    )
+    return [User.from_doc(user) for user in users if user is not None]
+
+
 @strawberry.type
 class Message:
     id: strawberry.ID
@@ -171,6 +229,24 @@ class Message:
     created_at: datetime
     edited_at: datetime | None
     deleted: bool
+    reply_to_id: strawberry.Private[str | None] = None
+    mention_ids: strawberry.Private[tuple[str, ...]] = ()
+
+    reply_to: Message | None = strawberry.field(
+        resolver=_message_reply_to,
+        description=(
+            "v1.2. The message this one answers; null if none. A deleted original reads "
+            'deleted: true, text "".'
+        ),
+    )
+    reactions: list[ReactionGroup] = strawberry.field(
+        resolver=_message_reactions,
+        description="v1.2. One group per emoji, most used first; empty once deleted.",
+    )
+    mentions: list[User] = strawberry.field(
+        resolver=_message_mentions,
+        description="v1.2. Members of the room named as @username in the text.",
+    )
 
     @classmethod
     def from_data(cls, data: MessageData) -> Message:
@@ -188,6 +264,8 @@ class Message:
             created_at=data.created_at,
             edited_at=data.edited_at,
             deleted=data.deleted,
+            reply_to_id=data.reply_to_id,
+            mention_ids=data.mention_ids,
         )
 
     @classmethod
@@ -253,6 +331,14 @@ async def _room_muted_until(root: Room, info: Info) -> datetime | None:
     return await info.context.loaders.mutes.load(root.key(info))
 
 
+async def _room_mention_count(root: Room, info: Info) -> int:
+    if root.preview:
+        return 0
+    room_id, viewer_id = root.key(info)
+    marker = await root._read_marker(info)
+    return await info.context.loaders.mention_counts.load((room_id, viewer_id, marker))
+
+
 @strawberry.type
 class Room:
     id: strawberry.ID
@@ -278,6 +364,10 @@ class Room:
     members: list[User] = strawberry.field(
         resolver=_room_members,
         description="The first `first` members (at most 1,000), oldest member first.",
+    )
+    mention_count: int = strawberry.field(
+        resolver=_room_mention_count,
+        description="v1.2. Messages after the viewer's read marker that mention the viewer.",
     )
     muted_until: datetime | None = strawberry.field(
         resolver=_room_muted_until,
@@ -449,8 +539,40 @@ class MembersChanged:
         return cls(room_id=event.room_id)
 
 
+@strawberry.type(
+    description=(
+        "v1.2. Someone added or removed a reaction; `message` shows the reactions as they "
+        "now stand."
+    )
+)
+class ReactionChanged:
+    user: User
+    emoji: str
+    added: bool
+    message_id: strawberry.Private[str]
+
+    @strawberry.field
+    async def message(self, info: Info) -> Message:
+        """The message as it stands now, its reactions included."""
+        loaders = info.context.loaders
+        found = await loaders.messages.load(parse_id(self.message_id))
+        if found is None:  # messages are never removed, only emptied
+            raise NotFound("no such message")
+        return Message.from_doc(found, await loaders.users.load(found.sender_id))
+
+    @classmethod
+    def from_event(cls, event: ReactionChangedEvent) -> ReactionChanged:
+        return cls(
+            user=_event_user(event.user_id, event.username, event.display_name),
+            emoji=event.emoji,
+            added=event.added,
+            message_id=event.message_id,
+        )
+
+
 RoomActivity = Annotated[
-    TypingEvent | ReadReceipt | MessageUpdated | MembersChanged, strawberry.union("RoomActivity")
+    TypingEvent | ReadReceipt | MessageUpdated | MembersChanged | ReactionChanged,
+    strawberry.union("RoomActivity"),
 ]
 
 
@@ -462,4 +584,6 @@ def activity_of(event: RoomActivityEvent) -> RoomActivity:
         return ReadReceipt.from_event(event)
     if isinstance(event, MessageUpdatedEvent):
         return MessageUpdated.from_event(event)
+    if isinstance(event, ReactionChangedEvent):
+        return ReactionChanged.from_event(event)
     return MembersChanged.from_event(event)

@@ -28,6 +28,7 @@ from services.message_store import MongoMessageInserts
 from services.messages import MessageService
 from services.mutes import MuteService
 from services.presence import PresenceService
+from services.reactions import ReactionService
 from services.relay import MessageRelay
 from services.room_turns import RedisRoomTurns
 from services.room_writer import RoomWriters
@@ -55,6 +56,7 @@ class Services:
     blocks: BlockService
     invitations: InvitationService
     mutes: MuteService
+    reactions: ReactionService
     limits: RateLimiter
     sockets: SocketCaps
     typing: TypingService
@@ -154,6 +156,13 @@ class Services:
             blocks=blocks,
             invitations=invitations,
             mutes=MuteService(limits),
+            reactions=ReactionService(
+                rooms,
+                publisher,
+                limits,
+                max_emoji_per_message=settings.max_reaction_emoji_per_message,
+                max_per_user_per_message=settings.max_reactions_per_user_per_message,
+            ),
             limits=limits,
             sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),
             typing=typing,

@@ -93,6 +93,7 @@ class LimitName(StrEnum):
     ROOM_INVITATION = "room-invitation"
     ROOM_INVITATION_COOLDOWN = "room-invitation-cooldown"
     MUTE_ROOM = "mute-room"
+    REACT = "react"
 
 
 # What a refusal says was too much, by limit.
@@ -126,6 +127,7 @@ _REFUSALS = {
         "one or more of these users declined an invitation of yours recently"
     ),
     LimitName.MUTE_ROOM: "too many mutes and unmutes",
+    LimitName.REACT: "too many reactions added or removed",
 }
 
 
@@ -189,6 +191,7 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
         LimitName.ROOM_INVITATION: Limit(s.room_invitation_limit, s.room_invitation_limit_seconds),
         LimitName.ROOM_INVITATION_COOLDOWN: Limit(1, s.room_invitation_cooldown_seconds),
         LimitName.MUTE_ROOM: Limit(s.mute_room_limit, s.mute_room_limit_seconds),
+        LimitName.REACT: Limit(s.react_limit, s.react_limit_seconds),
     }
 
 

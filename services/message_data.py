@@ -25,4 +25,6 @@ def message_data(message: MessageDoc, sender: UserDoc | None) -> MessageData:
         created_at=as_utc(message.created_at),
         edited_at=as_utc(message.edited_at) if message.edited_at else None,
         deleted=message.deleted,
+        reply_to_id=str(message.reply_to_id) if message.reply_to_id else None,
+        mention_ids=() if message.deleted else tuple(map(str, message.mention_ids)),
     )

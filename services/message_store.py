@@ -36,6 +36,8 @@ def new_message(
     text: str,
     client_id: str | None,
     idempotency_key: str,
+    reply_to_id: PydanticObjectId | None = None,
+    mention_ids: list[PydanticObjectId] | None = None,
 ) -> MessageDoc:
     """A message not stored yet, with its id already chosen (as a driver would)."""
     message: MessageDoc = MessageDoc.model_construct(
@@ -47,6 +49,8 @@ def new_message(
         client_id=client_id,
         idempotency_key=idempotency_key,
         created_at=utc_now(),
+        reply_to_id=reply_to_id,
+        mention_ids=mention_ids or [],
     )
     return message
 

@@ -27,6 +27,7 @@ from observability.metrics import MESSAGES_SENT
 from services import sequence
 from services.limits import LimitName, RateLimiter
 from services.membership import SendingRoom
+from services.mentions import mentioned_members
 from services.message_store import new_message
 from services.paging import (
     Page,
@@ -36,6 +37,7 @@ from services.paging import (
     encode_cursor,
 )
 from services.relay import MessageRelay
+from services.replies import reply_target
 from services.room_writer import Outcome, RoomWriters
 from services.rooms import RoomService
 
@@ -49,8 +51,8 @@ ERASE_BATCH = 200
 
 
 def _deletion() -> dict[str, object]:
-    """The changes a delete makes to a stored message."""
-    return {"text": "", "deleted": True, "updated_at": utc_now()}
+    """The changes a delete makes to a stored message (with its text, its mentions go)."""
+    return {"text": "", "deleted": True, "updated_at": utc_now(), "mention_ids": []}
 
 
 def message_cursor(message: MessageDoc) -> str:
@@ -90,17 +92,27 @@ class MessageService:
             raise BadUserInput(f"clientId must be 1 to {self._max_client_id_chars} characters long")
 
     async def send(
-        self, room: SendingRoom, sender: UserDoc, text: str, client_id: str | None
+        self,
+        room: SendingRoom,
+        sender: UserDoc,
+        text: str,
+        client_id: str | None,
+        reply_to_id: PydanticObjectId | None = None,
     ) -> MessageDoc:
-        """Stores and publishes a message; a retried clientId returns the first one."""
+        """Stores and publishes a message; a retried clientId returns the first one.
+        ``reply_to_id`` must name a message of the same room."""
         assert sender.id is not None
         await self._limits.hit(LimitName.SEND_MESSAGE, str(sender.id))
         self._check(text, client_id)
+        if reply_to_id is not None:
+            await reply_target(room.id, reply_to_id)
+        mentions = await mentioned_members(text, room.member_ids)
         key = f"{sender.id}:{client_id}" if client_id else f"{sender.id}:~{secrets.token_hex(12)}"
         # The room's writer gives it the next free seq (services.room_writer); a
         # retried clientId is found when its insert hits the unique idempotency key.
         stored = await self._writers.store(
-            new_message(room.id, 0, sender.id, text, client_id, key), room.seq_hint
+            new_message(room.id, 0, sender.id, text, client_id, key, reply_to_id, mentions),
+            room.seq_hint,
         )
         if stored.outcome is Outcome.EARLIER:
             return await self._earlier_send(stored.message, room)
@@ -141,8 +153,12 @@ class MessageService:
         if message.deleted:
             raise BadUserInput("a deleted message cannot be edited")
         now = utc_now()
+        mentions = await mentioned_members(text, room.member_ids)
         return await self._update(
-            message, room.members_tag, viewer, {"text": text, "edited_at": now, "updated_at": now}
+            message,
+            room.members_tag,
+            viewer,
+            {"text": text, "edited_at": now, "updated_at": now, "mention_ids": mentions},
         )
 
     async def delete(self, message_id: PydanticObjectId, viewer: UserDoc) -> MessageDoc:

@@ -21,7 +21,7 @@ Readers get ``Access`` steps, each before any message it concerns, and messages.
 A reader ends (FORBIDDEN) every viewer an ``Access`` does not allow.
 
 The same stream also yields the room's activity events (``RoomActivity``: edits and
-deletes, typing, read receipts, membership changes) in the order they were
+deletes, reactions, typing, read receipts, membership changes) in the order they were
 consumed, each after the ``Access`` steps that concern it, under the same rules:
 an event whose author's authorization read another membership tag is preceded by
 a fresh ``Access``. Message readers skip them (a shared feed only forgets its
@@ -47,6 +47,7 @@ from pubsub import (
     MessageAdded,
     MessageData,
     MessageUpdated,
+    ReactionChanged,
     ReadReceipt,
     TypingChanged,
     room_route,
@@ -103,7 +104,7 @@ class Access:
         return self.members is None or viewer_id in self.members
 
 
-RoomActivity = MessageUpdated | TypingChanged | ReadReceipt | MembersChanged
+RoomActivity = MessageUpdated | ReactionChanged | TypingChanged | ReadReceipt | MembersChanged
 Step = MessageData | Access | RoomActivity
 
 

@@ -33,7 +33,7 @@ from beanie import PydanticObjectId
 
 from errors import Forbidden, Unavailable
 from observability.metrics import ACTIVE_SUBSCRIPTIONS, DELIVERIES, FEED_RENDERINGS, ROOM_FEEDS
-from pubsub import MessageData, MessageUpdated
+from pubsub import MessageData, MessageUpdated, ReactionChanged
 from services.fanout import raise_if_stopped
 from services.room_stream import Access, RoomActivity
 from services.streams import NO_LONGER_A_MEMBER, REPLAY_BATCH, StreamService, checked_after_seq
@@ -170,6 +170,8 @@ class RoomFeed(_FeedTask):
                         await self._publish(step)
                     elif isinstance(step, MessageUpdated):
                         self._forget_rendering(step.message.seq)
+                    elif isinstance(step, ReactionChanged):
+                        self._forget_rendering(step.seq)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -19,11 +19,16 @@ const LEFT_ROOM_GRACE_MS = 10000;
 const SESSION_GONE_CODES = new Set([4401, 4403]);
 
 const USER = "id username displayName presence { status lastSeenAt }";
-const MESSAGE = "id roomId seq text clientId createdAt editedAt deleted sender { id username displayName }";
+const REACTIONS = "reactions { emoji count reactedByViewer }";
+const MESSAGE = `id roomId seq text clientId createdAt editedAt deleted sender { id username displayName }
+  replyTo { id seq text deleted sender { username displayName } } ${REACTIONS} mentions { id }`;
 const ACTIVITY = `__typename
   ... on TypingEvent { typing user { id username displayName } }
   ... on MessageUpdated { message { ${MESSAGE} } }
+  ... on ReactionChanged { message { seq deleted ${REACTIONS} } }
   ... on MembersChanged { room { id } }`;
+// The emoji the page offers under a message; any other one comes from others' reactions.
+const QUICK_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
 // How often a user who keeps typing says so again (the server re-broadcasts at most
 // every 3 s and forgets a typing after 6 s without one).
 const TYPING_EVERY_MS = 2500;
@@ -47,6 +52,7 @@ const state = {
   room: null, // the open room: { id, lastSeq, startCursor, hasPrevious, loading, stop }
   stopLive: [],
   pending: null, // { clientId, text } of a send not yet confirmed
+  replyTo: null, // the message the next send answers
 };
 
 // ---- HTTP ------------------------------------------------------------------------
@@ -286,6 +292,7 @@ async function openRoom(id) {
   room.stop = () => {};
   state.room = room;
   state.pending = null;
+  setReplyTo(null);
   renderRooms();
   const peer = roomPeer(state.rooms.get(id));
   $("room-title").replaceChildren(roomName(state.rooms.get(id)), ...(peer ? [" ", handle(peer)] : []));
@@ -339,6 +346,8 @@ function roomActivity(room, event) {
   } else if (event.__typename === "MessageUpdated") {
     const shown = $("messages").querySelector(`li[data-seq="${event.message.seq}"]`);
     if (shown) shown.replaceWith(messageItem(event.message));
+  } else if (event.__typename === "ReactionChanged") {
+    showReactions(event.message);
   } else if (event.__typename === "TypingEvent" && event.user.id !== state.me.id) {
     if (event.typing) room.typing.set(event.user.id, named(event.user));
     else room.typing.delete(event.user.id);
@@ -538,6 +547,7 @@ function appendMessage(message) {
 function messageItem(message) {
   const item = document.createElement("li");
   item.dataset.seq = String(message.seq);
+  item.dataset.messageId = message.id;
   item.classList.toggle("mine", message.sender.id === state.me.id);
   const text = message.deleted ? span("text deleted", "message deleted") : span("text", message.text);
   const time = document.createElement("time");
@@ -546,8 +556,11 @@ function messageItem(message) {
     hour: "2-digit",
     minute: "2-digit",
   });
+  if (message.replyTo) item.append(quote(message.replyTo));
   item.append(span("who", message.sender.displayName), handle(message.sender), text, time);
   if (message.editedAt && !message.deleted) item.append(span("edited", "(edited)"));
+  item.classList.toggle("mentions-me", message.mentions.some((user) => user.id === state.me.id));
+  if (!message.deleted) item.append(reactionBar(message), messageActions(message));
   return item;
 }
 
@@ -563,11 +576,14 @@ async function send(event) {
   $("room-error").textContent = "";
   try {
     await gql(
-      "mutation($r: ID!, $t: String!, $c: String) { sendMessage(roomId: $r, text: $t, clientId: $c) { seq } }",
-      { r: room.id, t: text, c: clientId },
+      `mutation($r: ID!, $t: String!, $c: String, $to: ID) {
+        sendMessage(roomId: $r, text: $t, clientId: $c, replyToId: $to) { seq }
+      }`,
+      { r: room.id, t: text, c: clientId, to: state.replyTo?.id ?? null },
     );
     // The message itself arrives through messageAdded, in seq order.
     if ($("text").value.trim() === text) $("text").value = "";
+    setReplyTo(null);
     room.typingSentAt = 0;
     gql("mutation($r: ID!) { setTyping(roomId: $r, typing: false) }", { r: room.id }).catch(() => {});
   } catch (error) {
@@ -587,6 +603,155 @@ const atEnd = () => {
 const scrollToEnd = () => {
   $("messages").scrollTop = $("messages").scrollHeight;
 };
+
+// ---- replies, reactions, mentions ------------------------------------------------
+
+/** The original a reply answers, as it stands now; a click shows it in the room. */
+function quote(original) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.className = "quote";
+  element.dataset.replyTo = String(original.seq);
+  const said = original.deleted ? span("quoted deleted", "message deleted") : span("quoted", original.text);
+  element.append(span("quoted-who", original.sender.displayName), said);
+  element.addEventListener("click", () => jumpTo(original.seq));
+  return element;
+}
+
+/** Scrolls to the message with this seq, loading older pages until it is shown. */
+async function jumpTo(seq) {
+  const room = state.room;
+  let shown = $("messages").querySelector(`li[data-seq="${seq}"]`);
+  while (!shown && state.room === room && room.hasPrevious) {
+    if (room.loading) await new Promise((resolve) => setTimeout(resolve, 50));
+    else await loadOlder();
+    shown = $("messages").querySelector(`li[data-seq="${seq}"]`);
+  }
+  if (!shown) return;
+  shown.scrollIntoView({ block: "center" });
+  shown.classList.remove("highlight");
+  void shown.offsetWidth; // restarts the highlight's animation
+  shown.classList.add("highlight");
+}
+
+/** One button per emoji (count, and whether the viewer's own is among them). */
+function reactionBar(message) {
+  const bar = document.createElement("span");
+  bar.className = "reactions";
+  for (const group of message.reactions) {
+    const chip = button(`${group.emoji} ${group.count}`, () => react(message, group.emoji, !group.reactedByViewer));
+    chip.classList.add("reaction");
+    chip.classList.toggle("own", group.reactedByViewer);
+    chip.dataset.emoji = group.emoji;
+    chip.dataset.count = String(group.count);
+    bar.append(chip);
+  }
+  return bar;
+}
+
+function showReactions(message) {
+  const shown = $("messages").querySelector(`li[data-seq="${message.seq}"]`);
+  const bar = shown?.querySelector(".reactions");
+  if (!bar) return;
+  if (message.deleted) bar.replaceChildren();
+  else bar.replaceWith(reactionBar({ ...message, id: shown.dataset.messageId }));
+}
+
+/** Reply and react: the actions offered under a message. */
+function messageActions(message) {
+  const actions = document.createElement("span");
+  actions.className = "actions";
+  const picker = document.createElement("span");
+  picker.className = "picker";
+  picker.hidden = true;
+  for (const emoji of QUICK_EMOJI) {
+    const choice = button(emoji, () => {
+      picker.hidden = true;
+      react(message, emoji, true);
+    });
+    choice.dataset.emoji = emoji;
+    picker.append(choice);
+  }
+  actions.append(
+    button("Reply", () => setReplyTo(message)),
+    button("React", () => {
+      picker.hidden = !picker.hidden;
+    }),
+    picker,
+  );
+  return actions;
+}
+
+async function react(message, emoji, add) {
+  const mutation = add ? "addReaction" : "removeReaction";
+  try {
+    const data = await gql(
+      `mutation($m: ID!, $e: String!) { ${mutation}(messageId: $m, emoji: $e) { seq deleted ${REACTIONS} } }`,
+      { m: message.id, e: emoji },
+    );
+    showReactions(data[mutation]);
+  } catch (error) {
+    showRoomError(error.message);
+  }
+}
+
+function setReplyTo(message) {
+  state.replyTo = message;
+  $("replying").hidden = !message;
+  if (message) {
+    $("replying-to").textContent = `Replying to ${named(message.sender)}: ${message.text}`;
+    $("text").focus();
+  }
+}
+
+/** The "@name" being typed just before the cursor, if any. */
+function mentionAt(input) {
+  const before = input.value.slice(0, input.selectionStart);
+  const match = /(?:^|\s)@([a-z0-9_.]*)$/i.exec(before);
+  return match ? { prefix: match[1].toLowerCase(), start: before.length - match[1].length - 1 } : null;
+}
+
+/** Offers the room's members whose username starts with what follows the "@". */
+function completeMention() {
+  const choices = $("mention-choices");
+  const room = state.rooms.get(state.room?.id);
+  const typed = mentionAt($("text"));
+  const members = typed && room ? room.members.filter((user) => user.id !== state.me.id && user.username.startsWith(typed.prefix)) : [];
+  choices.replaceChildren(
+    ...members.slice(0, 8).map((user) => {
+      const item = document.createElement("li");
+      item.dataset.username = user.username;
+      item.append(span("name", user.displayName), handle(user));
+      item.addEventListener("mousedown", (event) => {
+        event.preventDefault(); // keeps the focus in the input
+        pickMention(user.username);
+      });
+      return item;
+    }),
+  );
+  choices.hidden = members.length === 0;
+}
+
+function pickMention(username) {
+  const input = $("text");
+  const typed = mentionAt(input);
+  if (!typed) return;
+  const after = input.value.slice(input.selectionStart);
+  input.value = `${input.value.slice(0, typed.start)}@${username} ${after}`;
+  const cursor = typed.start + username.length + 2;
+  input.setSelectionRange(cursor, cursor);
+  $("mention-choices").hidden = true;
+}
+
+function mentionKeys(event) {
+  const first = $("mention-choices").querySelector("li");
+  if ((event.key === "Tab" || event.key === "Enter") && first && !$("mention-choices").hidden) {
+    event.preventDefault();
+    pickMention(first.dataset.username);
+  } else if (event.key === "Escape") {
+    $("mention-choices").hidden = true;
+  }
+}
 
 // ---- people ----------------------------------------------------------------------
 
@@ -841,6 +1006,9 @@ $("auth-form").addEventListener("submit", authenticate);
 $("log-out").addEventListener("click", signOut);
 $("composer").addEventListener("submit", send);
 $("text").addEventListener("input", typed);
+$("text").addEventListener("input", completeMention);
+$("text").addEventListener("keydown", mentionKeys);
+$("cancel-reply").addEventListener("click", () => setReplyTo(null));
 $("search-form").addEventListener("submit", search);
 $("group-rename").addEventListener("submit", renameGroup);
 $("leave-group").addEventListener("click", leaveGroup);
