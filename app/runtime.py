@@ -4,7 +4,7 @@ transport, runs the background work, and undoes it all on exit.
 Everything that runs in the background lives in one task group: the fan-out
 consumer's pumps are the broker's, the rest is here (published marks, the relay,
 presence heartbeat and sweep, the typing sweep, session checks, unfinished account
-deletions, the push worker). Leaving the block
+deletions, unused uploads, the push worker). Leaving the block
 cancels that group and waits for it, bounded, so a stop always finishes even if a
 backend call refuses to give way.
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 from auth.passwords import PasswordHashing
 from backends.mongo import open_database
+from backends.object_storage import storage_from_url
 from backends.redis import open_redis
 from observability.health import Backends
 from pubsub import ALL_TOPICS, broker_from_url
@@ -128,7 +129,18 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             settings.password_hash_memory_kib,
         )
         stack.callback(passwords.close)
-        services = Services.build(settings, redis, publisher, hub, frozenset(providers), passwords)
+        storage = storage_from_url(
+            settings.storage_url,
+            settings.data_dir,
+            settings.public_url or f"http://{settings.host}:{settings.port}",
+            settings.storage_signing_secret,
+            settings.backend_timeout_seconds,
+        )
+        await storage.start()
+        stack.push_async_callback(storage.close)
+        services = Services.build(
+            settings, redis, publisher, hub, frozenset(providers), passwords, storage
+        )
         feeds = RoomFeeds(services.streams)
         stack.push_async_callback(feeds.close)
         sockets = SocketSessions(hub, services.accounts.sessions)
@@ -144,6 +156,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             "typing-sweep": services.typing.sweep_forever,
             "session-check": lambda: sockets.check_forever(settings.presence_heartbeat_seconds),
             "account-deletions": services.deletions.finish_forever,
+            "upload-cleanup": services.uploads.clean_forever,
         }
         for name, job in jobs.items():
             background.run(name, job)  # type: ignore[arg-type]

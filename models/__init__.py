@@ -10,6 +10,7 @@ from models.invitation import RoomInvitationDoc
 from models.message import MessageDoc
 from models.push import PushDeviceDoc
 from models.room import MembershipDoc, RoomDoc, RoomProgressDoc
+from models.upload import UploadDoc
 from models.user import UserDoc
 
 DOCUMENT_MODELS: list[type[Document]] = [
@@ -23,6 +24,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     PushDeviceDoc,
     BlockDoc,
     RoomInvitationDoc,
+    UploadDoc,
 ]
 
 __all__ = [
@@ -36,5 +38,6 @@ __all__ = [
     "RoomDoc",
     "RoomInvitationDoc",
     "RoomProgressDoc",
+    "UploadDoc",
     "UserDoc",
 ]

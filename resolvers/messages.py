@@ -12,11 +12,16 @@ from services.messages import message_cursor
 
 
 async def send_message(
-    info: Info, room_id: strawberry.ID, text: str, client_id: str | None = None
+    info: Info,
+    room_id: strawberry.ID,
+    text: str,
+    client_id: str | None = None,
+    attachment_ids: list[strawberry.ID] | None = None,
 ) -> Message:
     viewer = await require_viewer(info)
     room = await info.context.services.rooms.require_sender(parse_id(room_id, "roomId"), viewer)
-    sent = await info.context.services.messages.send(room, viewer, text, client_id)
+    files = [parse_id(value, "attachmentIds") for value in attachment_ids or ()]
+    sent = await info.context.services.messages.send(room, viewer, text, client_id, files)
     return Message.from_doc(sent, viewer)
 
 

@@ -9,6 +9,7 @@ a list multiplies what it holds by the number of items it may have:
 - its own ``first``/``last`` (``members(first: 5)``), or that argument's default;
 - below a paged connection (``rooms(first: 20)``), the connection's page size for
   its ``edges``;
+- a list the server itself keeps short (``BOUNDED_LISTS``): its bound;
 - otherwise ``DEFAULT_LIST_SIZE``, a full page.
 
 Arguments given as variables are read from the request's variables, so the cost
@@ -43,6 +44,8 @@ from graphql import (
 )
 from graphql.pyutils import Undefined
 
+from services.uploads import MAX_ATTACHMENTS_PER_MESSAGE
+
 # The items a list may hold when the query does not say: a full page (the most a
 # page of rooms or history may hold).
 DEFAULT_LIST_SIZE = 100
@@ -50,6 +53,10 @@ DEFAULT_LIST_SIZE = 100
 # its own message, so here it weighs like any value that is not a number.
 MAX_INT = 2**31 - 1
 PAGE_ARGUMENTS = ("first", "last")
+# Lists with no page argument whose length the server bounds, by (type, field).
+BOUNDED_LISTS: dict[tuple[str, str], int] = {
+    ("Message", "attachments"): MAX_ATTACHMENTS_PER_MESSAGE,
+}
 
 
 class _CostWalk:
@@ -101,7 +108,10 @@ class _CostWalk:
         own_page = self._page_size(node, field)
         items, below = 1, own_page
         if isinstance(get_nullable_type(field.type), GraphQLList):
-            items = next(size for size in (own_page, page, DEFAULT_LIST_SIZE) if size is not None)
+            bound = BOUNDED_LISTS.get((parent.name, node.name.value)) if parent else None
+            items = next(
+                size for size in (own_page, bound, page, DEFAULT_LIST_SIZE) if size is not None
+            )
             below = None
         inner = get_named_type(field.type)
         return items * (1 + self.selections(node.selection_set, inner, below))

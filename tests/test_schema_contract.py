@@ -45,27 +45,18 @@ CONTRACT = next(
 # "Union|Member".
 NOT_YET_SERVED: frozenset[str] = frozenset(
     {
-        # Groups and accounts: profile.
-        "User.avatarUrl",
-        "Mutation.updateProfile",
         # Rich messages: replies, reactions, attachments, mentions, search.
         "ReactionGroup",
-        "Attachment",
-        "UploadTicket",
-        "UploadField",
         "ReactionChanged",
         "RoomActivity|ReactionChanged",
         "Room.mentionCount",
         "Message.replyTo",
         "Message.reactions",
-        "Message.attachments",
         "Message.mentions",
         "Query.searchMessages",
         "Mutation.sendMessage(replyToId)",
-        "Mutation.sendMessage(attachmentIds)",
         "Mutation.addReaction",
         "Mutation.removeReaction",
-        "Mutation.createUpload",
         # One stream for the whole account.
         "SyncResult",
         "RoomSync",
