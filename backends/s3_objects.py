@@ -1,8 +1,12 @@
 """The ``s3://`` storage backend: any S3-compatible server, through aiobotocore.
 
 ``s3://KEY:SECRET@host:port/bucket`` speaks plain HTTP to the server (``s3+https://``
-speaks HTTPS). Uploads are presigned PUTs (SigV4) that sign the content type and
-length, so storage itself refuses a body that is not what createUpload announced;
+speaks HTTPS). ``?public=http://files.example.com:7070`` names the address clients
+reach the server at when it differs from Plop's (a container network): the URLs
+handed to clients are signed for that host, since SigV4 signs the host.
+
+Uploads are presigned PUTs (SigV4) that sign the content type and length, so storage
+itself refuses a body that is not what createUpload announced;
 downloads are presigned GETs. Path-style addressing, because a self-hosted server
 has no wildcard DNS for virtual-host buckets; checksums only when an operation
 requires them, because botocore >= 1.36 otherwise sends CRC32 headers that not
@@ -15,7 +19,7 @@ import asyncio
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -31,6 +35,17 @@ if TYPE_CHECKING:
 # SigV4 needs a region; self-hosted servers take any, and this is botocore's default.
 REGION = "us-east-1"
 _MISSING = ("404", "NoSuchKey", "NotFound")
+
+
+def _public_endpoint(url: str) -> str | None:
+    """The ``public`` query parameter: where clients reach the server, if elsewhere."""
+    found = parse_qs(urlsplit(url).query).get("public")
+    if not found:
+        return None
+    public = urlsplit(found[0])
+    if public.scheme not in ("http", "https") or not public.hostname:
+        raise ConfigError("PLOP_STORAGE_URL: public= must be an http(s):// address")
+    return found[0].rstrip("/")
 
 
 def _parts(url: str) -> tuple[str, str, str, str]:
@@ -54,14 +69,31 @@ class S3ObjectStorage:
         self._url = url
         self._endpoint, self._access_key, self._secret_key, self.bucket = _parts(url)
         self._timeout = timeout_seconds
+        self._public_endpoint = _public_endpoint(url)
         self._stack = AsyncExitStack()
         self._client: S3Client | None = None
+        # Signs the URLs clients use; the same client unless they reach storage elsewhere.
+        self._signer: S3Client | None = None
 
     @property
     def client(self) -> S3Client:
         if self._client is None:
             raise RuntimeError("the storage client is not started")
         return self._client
+
+    @property
+    def signer(self) -> S3Client:
+        return self._signer or self.client
+
+    def _new_client(self, endpoint: str, config: AioConfig) -> Any:
+        return get_session().create_client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id=self._access_key,
+            aws_secret_access_key=self._secret_key,
+            config=config,
+        )
 
     async def start(self) -> None:
         config = AioConfig(
@@ -73,15 +105,13 @@ class S3ObjectStorage:
             read_timeout=self._timeout,
             retries={"max_attempts": 2, "mode": "standard"},
         )
-        client = get_session().create_client(
-            "s3",
-            endpoint_url=self._endpoint,
-            region_name=REGION,
-            aws_access_key_id=self._access_key,
-            aws_secret_access_key=self._secret_key,
-            config=config,
+        self._client = await self._stack.enter_async_context(
+            self._new_client(self._endpoint, config)
         )
-        self._client = await self._stack.enter_async_context(client)
+        if self._public_endpoint is not None:
+            self._signer = await self._stack.enter_async_context(
+                self._new_client(self._public_endpoint, config)
+            )
         try:
             await asyncio.wait_for(self._ensure_bucket(), self._timeout * 2)
         except (BotoCoreError, ClientError, TimeoutError, OSError) as exc:
@@ -107,12 +137,12 @@ class S3ObjectStorage:
 
     async def close(self) -> None:
         await self._stack.aclose()
-        self._client = None
+        self._client = self._signer = None
 
     async def grant_upload(
         self, key: str, content_type: str, size: int, expires_seconds: float
     ) -> UploadGrant:
-        url = await self.client.generate_presigned_url(
+        url = await self.signer.generate_presigned_url(
             "put_object",
             Params={
                 "Bucket": self.bucket,
@@ -130,7 +160,7 @@ class S3ObjectStorage:
         )
 
     async def download_url(self, key: str, expires_seconds: float) -> str:
-        return await self.client.generate_presigned_url(
+        return await self.signer.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": key},
             ExpiresIn=int(expires_seconds),

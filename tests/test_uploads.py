@@ -10,16 +10,20 @@ file said to be gone is really gone from storage, not only from the API.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import pytest_asyncio
 from gql.transport.exceptions import TransportQueryError
 
 from backends.object_storage import ObjectStorage
+from backends.s3_objects import S3ObjectStorage
 from devtools.processes import LOAD_TEST_LIMITS
 from tests.conftest import RUN_ID
 from tests.support.accounts import DELETE_ACCOUNT
@@ -36,6 +40,7 @@ from tests.support.clients import (
     ws_session,
 )
 from tests.support.server import ServerProcess
+from tests.support.services import RealServices
 from tests.support.uploads import (
     ATTACHMENT_FIELDS,
     CREATE_UPLOAD,
@@ -466,3 +471,30 @@ async def test_an_upload_never_attached_is_deleted(short_files: FileServer) -> N
     unused = await uploaded(short_files.server, alice, room_id, b"draft", "text/plain", "d.txt")
     await _gone(short_files, unused)
     assert await _code(short_files, alice, SEND_FILES, r=room_id, t="", a=[unused]) == "NOT_FOUND"
+
+
+async def test_urls_are_signed_for_the_address_clients_reach_storage_at(
+    real_services: RealServices,
+) -> None:
+    """Behind a container network Plop reaches storage at one host and clients at
+    another: ``public=`` signs for the clients' host (SigV4 signs the host)."""
+    parts = urlsplit(real_services.storage_url)
+    public = f"http://localhost:{parts.port}"
+    storage = S3ObjectStorage(f"{real_services.storage_url}?public={public}", 5.0)
+    await storage.start()
+    try:
+        key = f"uploads/{secrets.token_hex(12)}"
+        grant = await storage.grant_upload(key, "text/plain", 5, 60)
+        assert grant.url.startswith(f"{public}/")
+        async with httpx.AsyncClient(timeout=30) as client:
+            sent = await client.put(grant.url, content=b"hello", headers=dict(grant.fields))
+            assert sent.status_code == 200
+            url = await storage.download_url(key, 60)
+            assert url.startswith(f"{public}/")
+            assert (await client.get(url)).content == b"hello"
+            # Signed for the public host, the URL does not pass at another one.
+            elsewhere = url.replace(public, f"http://127.0.0.1:{parts.port}")
+            assert (await client.get(elsewhere)).status_code == 403
+        await storage.delete(key)
+    finally:
+        await storage.close()
