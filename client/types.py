@@ -49,6 +49,20 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message; ``url`` is a short-lived download link."""
+
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    url: str
+    # Pixels, for images whose size the server read.
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     room_id: str
@@ -61,6 +75,8 @@ class Message:
     created_at: datetime
     edited_at: datetime | None
     deleted: bool
+    # Only documents that ask for them fill these in (sending a file does).
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
