@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app.runtime import open_runtime
 from app.shutdown import GracefulStop
 from backends.disk_objects import FILES_PATH
+from backends.object_storage import storage_origin
 from observability.admin import add_operator_endpoints
 from observability.logs import RequestLog
 from observability.metrics import INSTANCE
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Plop", lifespan=lifespan, docs_url=None, redoc_url=None)
     schema = build_schema(config)
     app.include_router(graphql_router(schema, config), prefix="/graphql")
-    mount_web(app)
+    mount_web(app, storage_origin(config.storage_url))
     mount_file_routes(app)
     add_operator_endpoints(app, config.admin_port)
     app.add_middleware(RefuseWhileDraining)

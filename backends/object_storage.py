@@ -62,6 +62,17 @@ class ObjectStorage(Protocol):
         """Removes the object; a missing one is not an error."""
 
 
+def storage_origin(url: str) -> str | None:
+    """The origin browsers fetch and send files at; None when Plop serves them itself."""
+    scheme = urlsplit(url).scheme
+    if scheme not in ("s3", "s3+https"):
+        return None
+    from backends.s3_objects import client_endpoint
+
+    parts = urlsplit(client_endpoint(url))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def storage_from_url(
     url: str, data_dir: str, public_url: str, signing_secret: str, timeout_seconds: float
 ) -> ObjectStorage:

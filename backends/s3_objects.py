@@ -48,6 +48,11 @@ def _public_endpoint(url: str) -> str | None:
     return found[0].rstrip("/")
 
 
+def client_endpoint(url: str) -> str:
+    """Where clients reach the server: ``public=``, else the URL's own host."""
+    return _public_endpoint(url) or _parts(url)[0]
+
+
 def _parts(url: str) -> tuple[str, str, str, str]:
     """(endpoint, access key, secret key, bucket) of an ``s3://`` URL."""
     parts = urlsplit(url)

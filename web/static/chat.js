@@ -19,7 +19,9 @@ const LEFT_ROOM_GRACE_MS = 10000;
 const SESSION_GONE_CODES = new Set([4401, 4403]);
 
 const USER = "id username displayName presence { status lastSeenAt }";
-const MESSAGE = "id roomId seq text clientId createdAt editedAt deleted sender { id username displayName }";
+const ATTACHMENT = "id filename contentType size url width height";
+const MESSAGE = `id roomId seq text clientId createdAt editedAt deleted
+  sender { id username displayName avatarUrl } attachments { ${ATTACHMENT} }`;
 const ACTIVITY = `__typename
   ... on TypingEvent { typing user { id username displayName } }
   ... on MessageUpdated { message { ${MESSAGE} } }
@@ -546,8 +548,10 @@ function messageItem(message) {
     hour: "2-digit",
     minute: "2-digit",
   });
+  if (message.sender.avatarUrl) item.append(avatar(message.sender.avatarUrl));
   item.append(span("who", message.sender.displayName), handle(message.sender), text, time);
   if (message.editedAt && !message.deleted) item.append(span("edited", "(edited)"));
+  for (const attachment of message.attachments ?? []) item.append(attachmentView(attachment));
   return item;
 }
 
@@ -555,19 +559,25 @@ async function send(event) {
   event.preventDefault();
   const room = state.room;
   const text = $("text").value.trim();
-  if (!room || !text) return;
+  const file = $("attach").files[0];
+  if (!room || (!text && !file)) return;
   // A retry of the same text after a failure reuses its clientId: the server then
   // returns the first copy instead of storing a second one.
-  if (state.pending?.text !== text) state.pending = { clientId: newClientId(), text };
+  if (state.pending?.text !== text || state.pending?.file !== file) {
+    state.pending = { clientId: newClientId(), text, file };
+  }
   const { clientId } = state.pending;
   $("room-error").textContent = "";
   try {
+    const files = file ? [await uploadFile(room.id, file)] : null;
     await gql(
-      "mutation($r: ID!, $t: String!, $c: String) { sendMessage(roomId: $r, text: $t, clientId: $c) { seq } }",
-      { r: room.id, t: text, c: clientId },
+      `mutation($r: ID!, $t: String!, $c: String, $a: [ID!]) {
+        sendMessage(roomId: $r, text: $t, clientId: $c, attachmentIds: $a) { seq } }`,
+      { r: room.id, t: text, c: clientId, a: files },
     );
     // The message itself arrives through messageAdded, in seq order.
     if ($("text").value.trim() === text) $("text").value = "";
+    if ($("attach").files[0] === file) clearAttachment();
     room.typingSentAt = 0;
     gql("mutation($r: ID!) { setTyping(roomId: $r, typing: false) }", { r: room.id }).catch(() => {});
   } catch (error) {
@@ -587,6 +597,94 @@ const atEnd = () => {
 const scrollToEnd = () => {
   $("messages").scrollTop = $("messages").scrollHeight;
 };
+
+// ---- files -----------------------------------------------------------------------
+// Bytes go straight to storage: createUpload signs a ticket, the page sends the file
+// where it says, then a message (or the profile) names the upload.
+
+/** Sends the file to storage per a fresh ticket; returns the upload's id. */
+async function uploadFile(roomId, file) {
+  const { createUpload: ticket } = await gql(
+    `mutation($r: ID!, $f: String!, $t: String!, $s: Int!) {
+      createUpload(roomId: $r, filename: $f, contentType: $t, size: $s) {
+        attachmentId method url fields { name value } } }`,
+    { r: roomId, f: file.name, t: file.type || "application/octet-stream", s: file.size },
+  );
+  const headers = Object.fromEntries(ticket.fields.map((field) => [field.name, field.value]));
+  const sent = await fetch(ticket.url, { method: ticket.method, headers, body: file });
+  if (!sent.ok) throw new Error(`file storage refused ${file.name} (${sent.status})`);
+  return ticket.attachmentId;
+}
+
+/** An image shown inline at its size, or a link that downloads the file. */
+function attachmentView(attachment) {
+  if (attachment.contentType.startsWith("image/") && attachment.width) {
+    const image = document.createElement("img");
+    image.className = "attachment";
+    image.src = attachment.url;
+    image.alt = attachment.filename;
+    image.width = Math.min(attachment.width, 320);
+    image.height = Math.round((image.width * attachment.height) / attachment.width);
+    return image;
+  }
+  const link = document.createElement("a");
+  link.className = "attachment";
+  link.href = attachment.url;
+  link.download = attachment.filename;
+  link.rel = "noopener";
+  link.textContent = `${attachment.filename} (${Math.max(1, Math.round(attachment.size / 1024))} KiB)`;
+  return link;
+}
+
+function avatar(url) {
+  const image = document.createElement("img");
+  image.className = "avatar";
+  image.src = url;
+  image.alt = "";
+  return image;
+}
+
+function attachmentChosen() {
+  const file = $("attach").files[0];
+  $("attached").textContent = file ? file.name : "";
+}
+
+function clearAttachment() {
+  $("attach").value = "";
+  attachmentChosen();
+}
+
+/** The chosen image becomes the viewer's profile picture (an upload into a room of
+ * theirs: the open one, else the most recent). */
+async function setAvatar(event) {
+  event.preventDefault();
+  const file = $("avatar-file").files[0];
+  const roomId = state.room?.id ?? state.order[0];
+  if (!file) return;
+  if (!roomId) {
+    $("account-error").textContent = "Open a room first: a picture is uploaded through one.";
+    return;
+  }
+  await accountAction(async () => {
+    const attachmentId = await uploadFile(roomId, file);
+    const { updateProfile } = await gql(
+      "mutation($a: ID) { updateProfile(avatarUploadId: $a) { avatarUrl } }",
+      { a: attachmentId },
+    );
+    showMyAvatar(updateProfile.avatarUrl);
+    $("avatar-file").value = "";
+    $("account-status").textContent = "Profile picture changed.";
+  });
+}
+
+async function loadMyAvatar() {
+  showMyAvatar((await gql("query { me { avatarUrl } }")).me.avatarUrl);
+}
+
+function showMyAvatar(url) {
+  $("my-avatar").hidden = !url;
+  if (url) $("my-avatar").src = url;
+}
 
 // ---- people ----------------------------------------------------------------------
 
@@ -846,8 +944,11 @@ $("group-rename").addEventListener("submit", renameGroup);
 $("leave-group").addEventListener("click", leaveGroup);
 $("account").addEventListener("toggle", () => {
   if ($("account").open) accountAction(loadSessions);
+  if ($("account").open) accountAction(loadMyAvatar);
 });
 $("password-form").addEventListener("submit", changePassword);
+$("avatar-form").addEventListener("submit", setAvatar);
+$("attach").addEventListener("change", attachmentChosen);
 $("delete-form").addEventListener("submit", deleteAccount);
 $("messages").addEventListener("scroll", () => {
   if ($("messages").scrollTop < 80) loadOlder();
