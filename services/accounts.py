@@ -297,6 +297,11 @@ class AccountService:
             self._recent_users.keep(user_id, user)
         return user
 
+    def remember(self, user: UserDoc) -> None:
+        """Keeps the account as it now stands for who is asking (after a profile change
+        on this instance; other instances read it afresh within RECENT_USER_SECONDS)."""
+        self._recent_users.keep(str(user.id), user)
+
     async def get(self, user_id: PydanticObjectId) -> UserDoc | None:
         return await UserDoc.get(user_id)
 

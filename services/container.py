@@ -167,7 +167,7 @@ class Services:
             sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),
             typing=typing,
             uploads=uploads,
-            profiles=ProfileService(uploads, limits),
+            profiles=ProfileService(accounts, uploads, limits),
         )
 
 

@@ -6,7 +6,7 @@ from beanie import PydanticObjectId
 
 from errors import BadUserInput
 from models import UserDoc
-from services.accounts import checked_display_name
+from services.accounts import AccountService, checked_display_name
 from services.limits import LimitName, RateLimiter
 from services.uploads import UploadService
 
@@ -14,7 +14,10 @@ from services.uploads import UploadService
 class ProfileService:
     """The rules of profile changes; the picture's own rules are the uploads'."""
 
-    def __init__(self, uploads: UploadService, limits: RateLimiter) -> None:
+    def __init__(
+        self, accounts: AccountService, uploads: UploadService, limits: RateLimiter
+    ) -> None:
+        self._accounts = accounts
         self._uploads = uploads
         self._limits = limits
 
@@ -46,4 +49,5 @@ class ProfileService:
             await self._uploads.discard(replaced)
         for field, value in changes.items():
             setattr(stored, field, value)
+        self._accounts.remember(stored)
         return stored

@@ -429,6 +429,8 @@ async def test_a_profile_picture_is_shown_replaced_and_checked(files: FileServer
         "updateProfile"
     ]
     assert updated["displayName"] == "Alice A."
+    me = await as_user(files.server, alice, "query { me { displayName } }")
+    assert me["me"]["displayName"] == "Alice A."
     seen_by_bob = (await as_user(files.server, bob, USER_AVATAR, u=alice.id))["user"]["avatarUrl"]
     assert (await download(seen_by_bob)).content == first_picture
     second_picture = png(24, 24, "green")
