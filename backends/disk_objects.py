@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from backends.object_storage import StoredObject, UploadGrant
-from errors import BadUserInput, Forbidden
+from errors import BadUserInput, Conflict, Forbidden
 from models.time import utc_now
 
 # Where Plop serves the files (see transport/file_routes.py).
@@ -76,7 +76,7 @@ class DiskObjectStorage:
         return UploadGrant(
             method="PUT",
             url=self._url(key, query),
-            fields=(("Content-Type", content_type),),
+            fields=(("Content-Type", content_type), ("If-None-Match", "*")),
             expires_at=utc_now() + timedelta(seconds=int(expires_seconds)),
         )
 
@@ -105,8 +105,11 @@ class DiskObjectStorage:
         self, key: str, content_type: str, size: int, chunks: AsyncIterator[bytes]
     ) -> None:
         """Writes exactly ``size`` bytes (BAD_USER_INPUT otherwise); the file appears
-        whole or not at all."""
+        whole or not at all, and once: a second upload to the key is a Conflict, so the
+        bytes cannot change after they were checked."""
         path = self._path(key)
+        if await asyncio.to_thread(path.exists):
+            raise Conflict("this file was uploaded already")
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
         received = 0
@@ -126,7 +129,13 @@ class DiskObjectStorage:
         handle.close()
         meta = json.dumps({"content_type": content_type, "size": size})
         await asyncio.to_thread(path.with_name(path.name + _META_SUFFIX).write_text, meta)
-        await asyncio.to_thread(os.replace, partial, path)
+        try:
+            # A link is made only where no file is: of two uploads at once, one wins.
+            await asyncio.to_thread(os.link, partial, path)
+        except FileExistsError as exc:
+            raise Conflict("this file was uploaded already") from exc
+        finally:
+            await asyncio.to_thread(partial.unlink, True)
 
     def file_of(self, key: str) -> tuple[Path, StoredObject] | None:
         """The file and what it holds, for serving it; None if missing."""

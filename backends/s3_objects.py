@@ -5,12 +5,12 @@ speaks HTTPS). ``?public=http://files.example.com:7070`` names the address clien
 reach the server at when it differs from Plop's (a container network): the URLs
 handed to clients are signed for that host, since SigV4 signs the host.
 
-Uploads are presigned PUTs (SigV4) that sign the content type and length, so storage
-itself refuses a body that is not what createUpload announced;
-downloads are presigned GETs. Path-style addressing, because a self-hosted server
-has no wildcard DNS for virtual-host buckets; checksums only when an operation
-requires them, because botocore >= 1.36 otherwise sends CRC32 headers that not
-every S3-compatible server takes.
+Uploads are presigned PUTs (SigV4) that sign the content type, the length and
+``If-None-Match: *`` (write once), so storage itself refuses a body that is not what
+createUpload announced, or a second one; downloads are presigned GETs. Path-style
+addressing, because a self-hosted server has no wildcard DNS for virtual-host
+buckets; checksums only when an operation requires them, because botocore >= 1.36
+otherwise sends CRC32 headers that not every S3-compatible server takes.
 """
 
 from __future__ import annotations
@@ -154,13 +154,16 @@ class S3ObjectStorage:
                 "Key": key,
                 "ContentType": content_type,
                 "ContentLength": size,
+                # Write once: a second PUT with the ticket cannot swap the bytes after
+                # they were checked (412 PreconditionFailed).
+                "IfNoneMatch": "*",
             },
             ExpiresIn=int(expires_seconds),
         )
         return UploadGrant(
             method="PUT",
             url=url,
-            fields=(("Content-Type", content_type),),
+            fields=(("Content-Type", content_type), ("If-None-Match", "*")),
             expires_at=utc_now() + timedelta(seconds=int(expires_seconds)),
         )
 

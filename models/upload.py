@@ -14,11 +14,14 @@ from models.time import utc_now
 
 class UploadState(StrEnum):
     """PENDING: reserved by createUpload, not used yet (deleted once older than the
-    orphan time). ATTACHED: named by a message (``message_id``). AVATAR: its owner's
-    profile picture. DISCARDED: its message or account went, or another picture
-    replaced it; the object is deleted, and the document with it once that worked."""
+    orphan time). ATTACHING: taken by a send whose message (``message_id``) is being
+    stored; ATTACHED once it is (the clean-up settles one a crash left, by whether
+    the message exists). AVATAR: its owner's profile picture. DISCARDED: its message
+    or account went, or another picture replaced it; the object is deleted, and the
+    document with it once that worked."""
 
     PENDING = "PENDING"
+    ATTACHING = "ATTACHING"
     ATTACHED = "ATTACHED"
     AVATAR = "AVATAR"
     DISCARDED = "DISCARDED"

@@ -128,6 +128,7 @@ class MessageService:
             return await self._earlier_send(stored.message, room)
         if stored.outcome is Outcome.SHARED:
             return stored.message  # the send it shared is publishing it
+        await self._uploads.confirm(attached)
         MESSAGES_SENT.inc()
         await self._relay.publish(stored.message, sender, room.members_tag)
         return stored.message

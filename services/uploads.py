@@ -23,7 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from beanie import PydanticObjectId
 from PIL import Image, UnidentifiedImageError
@@ -31,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from backends.mongo import aggregate_rows
 from backends.object_storage import ObjectStorage, UploadGrant
 from errors import BadUserInput, NotFound
-from models import RoomDoc, UploadDoc, UserDoc
+from models import MessageDoc, RoomDoc, UploadDoc, UserDoc
 from models.time import utc_now
 from models.upload import UploadState
 from services.limits import LimitName, RateLimiter
@@ -49,6 +49,10 @@ CLEANUP_BATCH = 100
 # Pillow refuses to decode past this many pixels; the header alone is read here, but
 # a size above it is no photo anyone sends.
 MAX_IMAGE_PIXELS = 200_000_000
+
+
+# The states of an upload a message holds (or is being stored with).
+_TAKEN = (UploadState.ATTACHING, UploadState.ATTACHED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +203,7 @@ class UploadService:
             upload = await self._own_pending(upload_id, sender)
             if upload.room_id != room_id:
                 raise BadUserInput(f"upload {upload_id} was made for another room")
-            if upload.state is UploadState.ATTACHED and upload.message_key == message_key:
+            if upload.state in _TAKEN and upload.message_key == message_key:
                 continue  # attached by an earlier try of this same send
             if upload.state is not UploadState.PENDING:
                 raise BadUserInput(f"upload {upload_id} is already used")
@@ -215,7 +219,7 @@ class UploadService:
                     await UploadDoc.find_one({"_id": upload.id}).update(
                         {
                             "$set": {
-                                "state": UploadState.ATTACHED.value,
+                                "state": UploadState.ATTACHING.value,
                                 "message_id": message_id,
                                 "message_key": message_key,
                                 "width": upload.width,
@@ -230,12 +234,19 @@ class UploadService:
             raise
         return attached
 
+    async def confirm(self, upload_ids: Sequence[PydanticObjectId]) -> None:
+        """The message the uploads were claimed for is stored: they are attached."""
+        if upload_ids:
+            await UploadDoc.find(
+                {"_id": {"$in": list(upload_ids)}, "state": UploadState.ATTACHING.value}
+            ).update_many({"$set": {"state": UploadState.ATTACHED.value}})
+
     async def release(self, upload_ids: Sequence[PydanticObjectId]) -> None:
         """Gives back uploads a send claimed but did not store a message with."""
         for upload_id in upload_ids:
             async with self._locks.hold(f"upload:{upload_id}"):
                 await UploadDoc.find_one(
-                    {"_id": upload_id, "state": UploadState.ATTACHED.value}
+                    {"_id": upload_id, "state": UploadState.ATTACHING.value}
                 ).update(
                     {
                         "$set": {
@@ -252,7 +263,10 @@ class UploadService:
         """Each message's attachments, oldest upload first, in one query."""
         found = (
             await UploadDoc.find(
-                {"message_id": {"$in": list(set(message_ids))}, "state": UploadState.ATTACHED.value}
+                {
+                    "message_id": {"$in": list(set(message_ids))},
+                    "state": {"$in": [state.value for state in _TAKEN]},
+                }
             ).to_list()
             if message_ids
             else []
@@ -349,6 +363,7 @@ class UploadService:
         """One pass: uploads never used within the orphan time are discarded, and the
         objects of discarded uploads deleted. Returns how many uploads went."""
         cutoff = utc_now() - timedelta(seconds=self.rules.orphan_seconds)
+        await self._settle_claims(cutoff)
         await UploadDoc.find(
             {"state": UploadState.PENDING.value, "changed_at": {"$lt": cutoff}}
         ).update_many({"$set": {"state": UploadState.DISCARDED.value, "changed_at": utc_now()}})
@@ -356,6 +371,31 @@ class UploadService:
         while (deleted := await self._delete_discarded({})) > 0:
             gone += deleted
         return gone
+
+    async def _settle_claims(self, cutoff: datetime) -> None:
+        """Claims a send left (its instance died between claim and confirm): attached
+        if its message was stored, else discarded."""
+        stale = (
+            await UploadDoc.find(
+                {"state": UploadState.ATTACHING.value, "changed_at": {"$lt": cutoff}}
+            )
+            .limit(CLEANUP_BATCH)
+            .to_list()
+        )
+        if not stale:
+            return
+        stored = {
+            message.id
+            for message in await MessageDoc.find(
+                {"_id": {"$in": [upload.message_id for upload in stale]}}
+            ).to_list()
+        }
+        for upload in stale:
+            assert upload.id is not None
+            if upload.message_id in stored:
+                await self.confirm([upload.id])
+            else:
+                await self.discard(upload.id)
 
     async def clean_forever(self) -> None:
         """``clean_once`` every interval, for the process's background task group."""

@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import pytest_asyncio
+from bson import ObjectId
 from gql.transport.exceptions import TransportQueryError
+from pymongo import AsyncMongoClient
 
 from backends.object_storage import ObjectStorage
 from backends.s3_objects import S3ObjectStorage
@@ -319,6 +321,19 @@ async def test_storage_must_hold_exactly_what_was_announced(files: FileServer) -
     assert await _code(files, alice, SEND_FILES, r=room_id, t="", a=[fake_id]) == "BAD_USER_INPUT"
 
 
+async def test_a_ticket_writes_once_so_checked_bytes_cannot_be_swapped(
+    files: FileServer,
+) -> None:
+    alice, _, room_id = await _pair(files)
+    photo = png(10, 10, "white")
+    upload = await ticket(files.server, alice, room_id, photo)
+    assert (await put(upload, photo)).status_code == 200
+    sent = await _send(files, alice, room_id, [upload["attachmentId"]])
+    swapped = photo[:-1] + bytes([photo[-1] ^ 1])  # the same size and type, other bytes
+    assert (await put(upload, swapped)).status_code == 412
+    assert (await download(sent["attachments"][0]["url"])).content == photo
+
+
 async def test_an_upload_of_another_user_or_room_is_refused(files: FileServer) -> None:
     alice, bob, room_id = await _pair(files)
     carol = await sign_up(files.server)
@@ -500,3 +515,47 @@ async def test_urls_are_signed_for_the_address_clients_reach_storage_at(
         await storage.delete(key)
     finally:
         await storage.close()
+
+
+async def _state(uploads: Any, upload_id: str) -> str | None:
+    found = await uploads.find_one({"_id": ObjectId(upload_id)})
+    return None if found is None else str(found["state"])
+
+
+async def test_a_send_a_dead_instance_left_half_done_is_settled_by_the_clean_up(
+    real_short_files: FileServer, real_env: dict[str, str]
+) -> None:
+    """An instance that died between taking an upload for a send and storing the
+    message leaves the upload ATTACHING: the clean-up attaches it if the message was
+    stored, and deletes it if not."""
+    files = real_short_files
+    alice, bob, room_id = await _pair(files)
+    stored_id = await uploaded(files.server, alice, room_id, png(8, 8))
+    sent = await _send(files, alice, room_id, [stored_id])
+    lost_id = await uploaded(files.server, alice, room_id, png(9, 9))
+    store: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(real_env["PLOP_MONGO_URL"])
+    try:
+        uploads = store.get_default_database()["uploads"]
+        # What UploadService.claim writes, for a message stored and for one that never was.
+        for upload_id, message_id in ((stored_id, sent["id"]), (lost_id, str(ObjectId()))):
+            left = await uploads.update_one(
+                {"_id": ObjectId(upload_id)},
+                {
+                    "$set": {
+                        "state": "ATTACHING",
+                        "message_id": ObjectId(message_id),
+                        "message_key": f"{alice.id}:lost",
+                    }
+                },
+            )
+            assert left.modified_count == 1
+        await _gone(files, lost_id)
+        async with asyncio.timeout(EVENT_TIMEOUT_SECONDS):
+            # The clean-up runs in the server's own time; its result is in the store.
+            while await _state(uploads, stored_id) != "ATTACHED":  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+    finally:
+        await store.close()
+    assert await files.holds(stored_id)
+    history = (await as_user(files.server, bob, HISTORY_FILES, r=room_id))["messages"]["edges"]
+    assert [a["id"] for a in history[0]["node"]["attachments"]] == [stored_id]

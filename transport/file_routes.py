@@ -31,7 +31,7 @@ def _refusal(status: int, error: PlopError) -> Response:
     )
 
 
-STATUS_OF = {"FORBIDDEN": 403, "BAD_USER_INPUT": 400, "NOT_FOUND": 404}
+STATUS_OF = {"FORBIDDEN": 403, "BAD_USER_INPUT": 400, "NOT_FOUND": 404, "CONFLICT": 412}
 
 
 @router.put(FILES_PATH + "/{kind}/{name}")
