@@ -29,7 +29,7 @@ from backends.s3_objects import S3ObjectStorage
 from devtools.processes import LOAD_TEST_LIMITS
 from tests.conftest import RUN_ID
 from tests.support.accounts import DELETE_ACCOUNT
-from tests.support.chat import as_user, direct_room, group_room
+from tests.support.chat import REGISTER_DEVICE, as_user, direct_room, group_room
 from tests.support.clients import (
     EVENT_TIMEOUT_SECONDS,
     SUBPROTOCOLS,
@@ -41,6 +41,7 @@ from tests.support.clients import (
     subscribed,
     ws_session,
 )
+from tests.support.push_receiver import PushReceiver, running_push_receiver, webhook_pusher
 from tests.support.server import ServerProcess
 from tests.support.services import RealServices
 from tests.support.uploads import (
@@ -559,3 +560,28 @@ async def test_a_send_a_dead_instance_left_half_done_is_settled_by_the_clean_up(
     assert await files.holds(stored_id)
     history = (await as_user(files.server, bob, HISTORY_FILES, r=room_id))["messages"]["edges"]
     assert [a["id"] for a in history[0]["node"]["attachments"]] == [stored_id]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def receiver(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PushReceiver]:
+    async with running_push_receiver(tmp_path_factory.mktemp("files-push")) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pusher(real_env: dict[str, str], receiver: PushReceiver) -> AsyncIterator[ServerProcess]:
+    async with webhook_pusher(f"{RUN_ID}-files-push", real_env, receiver) as server:
+        yield server
+
+
+async def test_a_photo_sent_alone_is_pushed_as_a_file(
+    pusher: ServerProcess, receiver: PushReceiver
+) -> None:
+    alice, bob = await sign_up(pusher), await sign_up(pusher)
+    room_id = await direct_room(pusher, alice, bob)
+    device = f"device-{bob.id}"
+    await as_user(pusher, bob, REGISTER_DEVICE, p="WEBHOOK", t=device)
+    attachment_id = await uploaded(pusher, alice, room_id, png(8, 8))
+    await as_user(pusher, alice, SEND_FILES, r=room_id, t="", a=[attachment_id])
+    (push,) = await receiver.wait_for(1, device)
+    assert push.body == "sent a file"
