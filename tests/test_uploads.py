@@ -65,7 +65,10 @@ MAX_BYTES = 200_000
 # Room for two of the largest uploads, not three.
 QUOTA_BYTES = 500_000
 UPLOADS_PER_HOUR = 8
+PROFILE_CHANGES_PER_HOUR = 6
 UPLOAD_SETTINGS = {
+    "PLOP_UPDATE_PROFILE_LIMIT": str(PROFILE_CHANGES_PER_HOUR),
+    "PLOP_UPDATE_PROFILE_LIMIT_SECONDS": "3600",
     "PLOP_UPLOAD_MAX_BYTES": str(MAX_BYTES),
     "PLOP_UPLOAD_QUOTA_BYTES": str(QUOTA_BYTES),
     "PLOP_CREATE_UPLOAD_LIMIT": str(UPLOADS_PER_HOUR),
@@ -376,7 +379,9 @@ async def test_sizes_types_names_and_ill_typed_values_are_refused(files: FileSer
     assert await _code(files, alice, UPDATE_PROFILE) == "BAD_USER_INPUT"
 
 
-async def test_an_upload_flood_is_rate_limited_and_a_quota_holds(files: FileServer) -> None:
+async def test_upload_and_profile_floods_are_rate_limited_and_a_quota_holds(
+    files: FileServer,
+) -> None:
     flooder, quota_user = await sign_up(files.server), await sign_up(files.server)
     room_id = await direct_room(files.server, flooder, quota_user)
     async with http_session(files.server, flooder.token) as session:
@@ -387,6 +392,10 @@ async def test_an_upload_flood_is_rate_limited_and_a_quota_holds(files: FileServ
     (error,) = refused.value.errors or []
     assert error["extensions"]["code"] == "RATE_LIMITED"
     assert error["extensions"]["retryAfter"] > 0
+    async with http_session(files.server, flooder.token) as session:
+        for number in range(PROFILE_CHANGES_PER_HOUR):
+            await call(session, UPDATE_PROFILE, d=f"name {number}")
+        assert await error_code(session, UPDATE_PROFILE, d="one more") == "RATE_LIMITED"
     async with http_session(files.server, quota_user.token) as session:
         for _ in range(QUOTA_BYTES // MAX_BYTES):
             await call(session, CREATE_UPLOAD, r=room_id, f="a.txt", t="text/plain", s=MAX_BYTES)
