@@ -122,13 +122,15 @@ class MessageService:
         except BaseException:
             await self._uploads.release(attached)
             raise
-        if stored.outcome is not Outcome.STORED and attached:
-            await self._uploads.release(attached)  # the message they were claimed for is not
+        assert stored.message.id is not None
+        # The files go with the message stored under this send's key, which may be a
+        # copy an earlier try (whose answer was lost) or a send of the same clientId
+        # at the same moment stored.
+        await self._uploads.confirm(attached, stored.message.id)
         if stored.outcome is Outcome.EARLIER:
             return await self._earlier_send(stored.message, room)
         if stored.outcome is Outcome.SHARED:
             return stored.message  # the send it shared is publishing it
-        await self._uploads.confirm(attached)
         MESSAGES_SENT.inc()
         await self._relay.publish(stored.message, sender, room.members_tag)
         return stored.message

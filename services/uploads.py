@@ -234,12 +234,16 @@ class UploadService:
             raise
         return attached
 
-    async def confirm(self, upload_ids: Sequence[PydanticObjectId]) -> None:
-        """The message the uploads were claimed for is stored: they are attached."""
+    async def confirm(
+        self, upload_ids: Sequence[PydanticObjectId], message_id: PydanticObjectId
+    ) -> None:
+        """The message the uploads were claimed for is stored (as ``message_id``: a
+        concurrent send of the same clientId may have stored its own copy instead):
+        they are attached to it."""
         if upload_ids:
             await UploadDoc.find(
                 {"_id": {"$in": list(upload_ids)}, "state": UploadState.ATTACHING.value}
-            ).update_many({"$set": {"state": UploadState.ATTACHED.value}})
+            ).update_many({"$set": {"state": UploadState.ATTACHED.value, "message_id": message_id}})
 
     async def release(self, upload_ids: Sequence[PydanticObjectId]) -> None:
         """Gives back uploads a send claimed but did not store a message with."""
@@ -393,7 +397,8 @@ class UploadService:
         for upload in stale:
             assert upload.id is not None
             if upload.message_id in stored:
-                await self.confirm([upload.id])
+                assert upload.message_id is not None
+                await self.confirm([upload.id], upload.message_id)
             else:
                 await self.discard(upload.id)
 

@@ -294,6 +294,41 @@ async def test_an_upload_is_attached_once_and_a_retry_returns_the_first_message(
     assert sum(len(edge["node"]["attachments"]) for edge in history) == 2
 
 
+# Rounds of sends racing under one clientId: the interleaving that loses a file (the
+# copy that names the upload stored second) is not the first one every time.
+SAME_SEND_ROUNDS = 6
+
+
+async def test_one_send_made_at_once_many_times_keeps_its_files(files: FileServer) -> None:
+    """A client resending before the first answer came: whichever copy of the send is
+    stored, the message it becomes holds the file every copy named."""
+    alice, bob, room_id = await _pair(files)
+    named: list[str] = []
+    async with http_session(files.server, alice.token) as session:
+        for number in range(SAME_SEND_ROUNDS):
+            attachment_id = await uploaded(files.server, alice, room_id, png(8, 8 + number))
+            named.append(attachment_id)
+            outcomes = await asyncio.gather(
+                *(
+                    call(
+                        session, SEND_FILES, r=room_id, t="", a=[attachment_id], c=f"same-{number}"
+                    )
+                    for _ in range(3)
+                ),
+                return_exceptions=True,
+            )
+            won = [outcome for outcome in outcomes if isinstance(outcome, dict)]
+            assert won and len({sent["sendMessage"]["id"] for sent in won}) == 1, outcomes
+            for lost in outcomes:
+                if isinstance(lost, TransportQueryError):
+                    assert lost.errors and lost.errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+                else:
+                    assert isinstance(lost, dict), lost
+    history = (await as_user(files.server, bob, HISTORY_FILES, r=room_id))["messages"]["edges"]
+    held = [[a["id"] for a in edge["node"]["attachments"]] for edge in history]
+    assert sorted(held) == sorted([attachment_id] for attachment_id in named)
+
+
 async def test_storage_must_hold_exactly_what_was_announced(files: FileServer) -> None:
     alice, _, room_id = await _pair(files)
     body = png(10, 10)
