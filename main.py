@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from app.runtime import open_runtime
 from app.shutdown import GracefulStop
+from backends.disk_objects import FILES_PATH
+from backends.object_storage import storage_origin
 from observability.admin import add_operator_endpoints
 from observability.logs import RequestLog
 from observability.metrics import INSTANCE
@@ -18,6 +20,7 @@ from schema.root import build_schema
 from settings import Settings
 from transport.cors import add_cors
 from transport.draining import RefuseWhileDraining
+from transport.file_routes import mount_file_routes
 from transport.limits import BodySizeLimit
 from transport.router import graphql_router
 from transport.socket_wire import KeepSocketWire
@@ -48,10 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Plop", lifespan=lifespan, docs_url=None, redoc_url=None)
     schema = build_schema(config)
     app.include_router(graphql_router(schema, config), prefix="/graphql")
-    mount_web(app)
+    mount_web(app, storage_origin(config.storage_url))
+    mount_file_routes(app)
     add_operator_endpoints(app, config.admin_port)
     app.add_middleware(RefuseWhileDraining)
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_request_bytes)
+    # An upload's body is bounded by its signed size instead (transport/file_routes.py).
+    app.add_middleware(
+        BodySizeLimit, max_bytes=config.max_request_bytes, unlimited_prefix=FILES_PATH + "/"
+    )
     add_cors(app, config.cors_origins)
     app.add_middleware(RequestLog)  # every answer is logged, with its id
     app.add_middleware(StartupFailureLine)

@@ -8,7 +8,9 @@ The three URLs pick the backends: ``memory://`` is the embedded, in-process stan
 from __future__ import annotations
 
 import json
+import os
 import secrets
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MEMORY_URL = "memory://"
+DISK_STORAGE_URL = "file://"
 MIN_SECRET_CHARS = 16
 
 # The most distinct emoji a message may carry, whatever the setting: the query cost
@@ -39,6 +42,37 @@ def _checked_origin(origin: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
+def _default_data_dir() -> str:
+    """Where the embedded default keeps files: the user's data directory (XDG)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "plop")
+
+
+# Office documents people send each other, by the types browsers give them.
+_OFFICE_TYPES = (
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+)
+# Images a browser shows inline (SVG is left out: it may carry scripts), PDF, plain
+# text and office documents.
+DEFAULT_UPLOAD_CONTENT_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    *_OFFICE_TYPES,
+)
+
+
 class Settings(BaseSettings):
     """Everything an operator can set; nothing else in Plop reads the environment."""
 
@@ -47,6 +81,18 @@ class Settings(BaseSettings):
     mongo_url: str = MEMORY_URL
     broker_url: str = MEMORY_URL
     redis_url: str = MEMORY_URL
+    # Where attachments and profile pictures are kept: ``s3://KEY:SECRET@host:port/bucket``
+    # (any S3-compatible server: presigned SigV4 URLs, path-style), or ``file://`` (the
+    # embedded default: files under data_dir, served by Plop itself at HMAC-signed URLs).
+    storage_url: str = DISK_STORAGE_URL
+    # The embedded default's files; a path of its own per instance.
+    data_dir: str = Field(default_factory=_default_data_dir)
+    # The address clients reach this server at, for the URLs Plop signs itself (the
+    # embedded storage's). Unset: http://HOST:PORT as served.
+    public_url: str | None = None
+    # Signs the embedded storage's URLs. Unset: a random one per process (its URLs
+    # then die with it; they are short-lived anyway).
+    storage_signing_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -212,6 +258,26 @@ class Settings(BaseSettings):
     # every member's open roomActivity, so a flood costs the whole room.
     react_limit: int = 60
     react_limit_seconds: float = 60.0
+    # Uploads: createUpload per user (each may store up to upload_max_bytes), the
+    # largest file, the bytes one user may keep stored (attachments and profile
+    # pictures), and the content types taken (a comma-separated or JSON list).
+    create_upload_limit: int = 60
+    create_upload_limit_seconds: float = 3_600.0
+    upload_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    upload_quota_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
+    upload_content_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_UPLOAD_CONTENT_TYPES)
+    )
+    # How long an upload ticket may be used, and a download URL stays good.
+    upload_ticket_seconds: float = Field(default=600.0, gt=0)
+    download_url_seconds: float = Field(default=900.0, gt=0)
+    # An upload neither attached to a message nor made a profile picture within this
+    # is deleted, with its object; the clean-up looks every interval.
+    upload_orphan_seconds: float = Field(default=24 * 3_600.0, gt=0)
+    upload_cleanup_interval_seconds: float = Field(default=300.0, gt=0)
+    # updateProfile per user: a new picture replaces (and deletes) the last one.
+    update_profile_limit: int = 30
+    update_profile_limit_seconds: float = 3_600.0
     send_friend_request_limit: int = 30
     send_friend_request_limit_seconds: float = 3_600.0
     # After a decline, how long before the same user may ask the same user again.
@@ -315,6 +381,15 @@ class Settings(BaseSettings):
             value = [str(item).strip() for item in parsed if str(item).strip()]
         if isinstance(value, list):
             return [_checked_origin(str(origin)) for origin in value]
+        return value
+
+    @field_validator("upload_content_types", mode="before")
+    @classmethod
+    def _content_types_from_a_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            parsed = json.loads(text) if text.startswith("[") else text.split(",")
+            value = [str(item).strip().lower() for item in parsed if str(item).strip()]
         return value
 
     @model_validator(mode="after")

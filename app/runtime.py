@@ -4,10 +4,11 @@ transport, runs the background work, and undoes it all on exit.
 Every service exposes one pass of its periodic work; ``app.background`` repeats
 each in the process's one task group: the published marks' flush, the relay (its
 interval chosen by ``MessageRelay.wait_after``), the presence heartbeat and sweep,
-the typing sweep, the session check, unfinished account deletions, and the push
-worker when a provider is configured. The fan-out consumer's pumps are its own
-(``services.fanout``). Leaving the block cancels that group and waits for it,
-bounded, so a stop always finishes even if a backend call refuses to give way.
+the typing sweep, the session check, unfinished account deletions, the clean-up of
+unused uploads, and the push worker when a provider is configured. The fan-out
+consumer's pumps are its own (``services.fanout``). Leaving the block cancels that
+group and waits for it, bounded, so a stop always finishes even if a backend call
+refuses to give way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from app.background import open_background
 from auth.passwords import PasswordHashing
 from backends.mongo import open_database
+from backends.object_storage import storage_from_url
 from backends.redis import open_redis
 from observability.health import Backends
 from pubsub import ALL_TOPICS, broker_from_url
@@ -96,7 +98,18 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             settings.password_hash_memory_kib,
         )
         stack.callback(passwords.close)
-        services = Services.build(settings, redis, publisher, hub, frozenset(providers), passwords)
+        storage = storage_from_url(
+            settings.storage_url,
+            settings.data_dir,
+            settings.public_url or f"http://{settings.host}:{settings.port}",
+            settings.storage_signing_secret,
+            settings.backend_timeout_seconds,
+        )
+        await storage.start()
+        stack.push_async_callback(storage.close)
+        services = Services.build(
+            settings, redis, publisher, hub, frozenset(providers), passwords, storage
+        )
         feeds = RoomFeeds(services.streams)
         stack.push_async_callback(feeds.close)
         sockets = SocketSessions(hub, services.accounts.sessions)
@@ -131,6 +144,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             "account-deletions",
             services.deletions.finish_pending,
             services.deletions.interval_seconds,
+        )
+        background.every(
+            "upload-cleanup",
+            services.uploads.clean,
+            services.uploads.rules.cleanup_interval_seconds,
         )
         if settings.push_worker_enabled and providers:
             worker = push_worker(

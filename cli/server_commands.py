@@ -99,6 +99,8 @@ def serve(
         os.environ["PLOP_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     host = host or settings.host
     port = port if port is not None else settings.port
+    # The address served, for the URLs Plop signs itself (PLOP_PUBLIC_URL unset).
+    settings.host, settings.port = host, port
     if workers > 1 and reload:
         raise click.UsageError("--reload serves one process: leave out --workers")
     if workers > 1 and (embedded := settings.embedded_backends):

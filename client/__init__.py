@@ -24,6 +24,7 @@ from client.credentials import Credentials, delete_credentials, load_credentials
 from client.errors import PlopClientError, PlopTransportError
 from client.retry import Backoff
 from client.types import (
+    Attachment,
     AuthPayload,
     MembersChanged,
     Message,
@@ -47,6 +48,7 @@ __all__ = [
     "LEGACY_WS",
     "SUBPROTOCOLS",
     "TRANSPORT_WS",
+    "Attachment",
     "AuthPayload",
     "Backoff",
     "Credentials",

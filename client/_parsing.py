@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from client.types import (
+    Attachment,
     AuthPayload,
     MembersChanged,
     Message,
@@ -66,6 +67,19 @@ def parse_message(data: Mapping[str, Any]) -> Message:
             ReactionGroup(group["emoji"], group["count"], group["reactedByViewer"])
             for group in data["reactions"]
         ),
+        attachments=tuple(parse_attachment(item) for item in data.get("attachments", ())),
+    )
+
+
+def parse_attachment(data: Mapping[str, Any]) -> Attachment:
+    return Attachment(
+        id=data["id"],
+        filename=data["filename"],
+        content_type=data["contentType"],
+        size=data["size"],
+        url=data["url"],
+        width=data["width"],
+        height=data["height"],
     )
 
 

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -53,6 +54,7 @@ from client.types import (
     Session,
     User,
 )
+from client.uploads import guessed_type, send_to_storage
 
 logger = logging.getLogger(__name__)
 
@@ -308,24 +310,52 @@ class PlopClient:
         text: str,
         client_id: str | None = None,
         reply_to_id: str | None = None,
+        attachment_ids: Sequence[str] = (),
     ) -> Message:
         """Sends text to a room, as a reply to ``reply_to_id`` (a message of the same
-        room) if given; returns the stored message.
+        room) if given, with uploads (see ``upload``) if given; returns the stored
+        message.
 
         Without a ``client_id`` one is made up, so that every send is idempotent: a
         network error leaves it unknown whether the message was stored, and the retry
         with the same clientId returns the stored one instead of storing a second.
         """
-        variables = {
+        variables: dict[str, object] = {
             "roomId": room_id,
             "text": text,
             "clientId": client_id or new_client_id(),
             "replyToId": reply_to_id,
         }
-        data = await self._retrying(
-            lambda: self._execute(documents.SEND_MESSAGE, variables), self.send_attempts
-        )
+        document = documents.SEND_MESSAGE
+        if attachment_ids:
+            variables["attachmentIds"] = list(attachment_ids)
+            document = documents.SEND_FILES
+        data = await self._retrying(lambda: self._execute(document, variables), self.send_attempts)
         return parse_message(data["sendMessage"])
+
+    async def upload(self, room_id: str, body: bytes, filename: str, content_type: str) -> str:
+        """Reserves an upload into the room and sends the bytes straight to storage;
+        returns the id to name in ``send_message(attachment_ids=...)``."""
+        variables = {
+            "roomId": room_id,
+            "filename": filename,
+            "contentType": content_type,
+            "size": len(body),
+        }
+        ticket = (await self._execute(documents.CREATE_UPLOAD, variables))["createUpload"]
+        await send_to_storage(ticket, body, self._timeout)
+        attachment_id: str = ticket["attachmentId"]
+        return attachment_id
+
+    async def send_file(
+        self, room_id: str, path: Path, text: str = "", content_type: str | None = None
+    ) -> Message:
+        """Uploads the file and sends it to the room (with ``text``, which may be "")."""
+        body = await asyncio.to_thread(path.read_bytes)
+        attachment_id = await self.upload(
+            room_id, body, path.name, content_type or guessed_type(path)
+        )
+        return await self.send_message(room_id, text, attachment_ids=[attachment_id])
 
     async def edit_message(self, message_id: str, text: str) -> Message:
         """Replaces the text of one of the viewer's messages; returns it as edited."""

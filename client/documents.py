@@ -77,6 +77,31 @@ mutation SendMessage($roomId: ID!, $text: String!, $clientId: String, $replyToId
     _MESSAGE,
     _USER,
 )
+SEND_FILES = _with(
+    """
+mutation SendFiles(
+  $roomId: ID!, $text: String!, $clientId: String, $replyToId: ID, $attachmentIds: [ID!]
+) {
+  sendMessage(
+    roomId: $roomId, text: $text, clientId: $clientId, replyToId: $replyToId,
+    attachmentIds: $attachmentIds
+  ) {
+    ...MessageFields attachments { id filename contentType size url width height }
+  }
+}
+""",
+    _MESSAGE,
+    _USER,
+)
+CREATE_UPLOAD = _with(
+    """
+mutation CreateUpload($roomId: ID!, $filename: String!, $contentType: String!, $size: Int!) {
+  createUpload(roomId: $roomId, filename: $filename, contentType: $contentType, size: $size) {
+    attachmentId method url fields { name value } expiresAt
+  }
+}
+"""
+)
 HISTORY_PAGE = _with(
     """
 query History($roomId: ID!, $first: Int!, $after: String) {

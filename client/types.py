@@ -58,6 +58,20 @@ class ReactionGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message; ``url`` is a short-lived download link."""
+
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    url: str
+    # Pixels, for images whose size the server read.
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     room_id: str
@@ -74,6 +88,8 @@ class Message:
     reply_to_id: str | None = None
     # One group per emoji, most used first; empty once deleted.
     reactions: tuple[ReactionGroup, ...] = ()
+    # Only documents that ask for them fill these in (sending a file does).
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The real services (Redis, Kafka, FerretDB), started through ``scripts/services.sh``.
+"""The real services (Redis, Kafka, FerretDB, versitygw), started through ``scripts/services.sh``.
 
 The tests and the benchmark start them the same way, once per run; ``start`` is a
 no-op for a service already running, and a service that cannot start fails loudly.
@@ -22,6 +22,8 @@ class RealServices:
     mongo_url: str
     broker_url: str
     redis_url: str
+    # The S3-compatible object storage (versitygw): s3://KEY:SECRET@host:port/bucket.
+    storage_url: str
 
     def mongo_url_for(self, database: str) -> str:
         """The MongoDB URL of another database on the same server."""
@@ -48,11 +50,16 @@ def services_script(*args: str, timeout: float = 120.0) -> str:
 
 
 def start_real_services() -> RealServices:
-    """Installs (once) and starts Redis, Kafka and FerretDB (a no-op for those already
-    running); fails loudly if one cannot start."""
+    """Installs (once) and starts Redis, Kafka, FerretDB and versitygw (a no-op for those
+    already running); fails loudly if one cannot start."""
     services_script("start", timeout=SERVICES_START_TIMEOUT_SECONDS)
     urls: dict[str, str] = {}
     for line in services_script("env").splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
         urls[name.strip()] = value.strip().strip("'\"")
-    return RealServices(urls["PLOP_MONGO_URL"], urls["PLOP_BROKER_URL"], urls["PLOP_REDIS_URL"])
+    return RealServices(
+        urls["PLOP_MONGO_URL"],
+        urls["PLOP_BROKER_URL"],
+        urls["PLOP_REDIS_URL"],
+        urls["PLOP_STORAGE_URL"],
+    )

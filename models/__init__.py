@@ -11,6 +11,7 @@ from models.message import MessageDoc
 from models.push import PushDeviceDoc
 from models.reaction import ReactionDoc
 from models.room import MembershipDoc, RoomDoc, RoomProgressDoc
+from models.upload import UploadDoc
 from models.user import UserDoc
 
 DOCUMENT_MODELS: list[type[Document]] = [
@@ -25,6 +26,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     BlockDoc,
     RoomInvitationDoc,
     ReactionDoc,
+    UploadDoc,
 ]
 
 __all__ = [
@@ -39,5 +41,6 @@ __all__ = [
     "RoomDoc",
     "RoomInvitationDoc",
     "RoomProgressDoc",
+    "UploadDoc",
     "UserDoc",
 ]

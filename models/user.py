@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from beanie import Document
+from beanie import Document, PydanticObjectId
 from pydantic import Field
 from pymongo import ASCENDING, IndexModel
 
@@ -28,6 +28,8 @@ class UserDoc(Document):
     created_at: datetime = Field(default_factory=utc_now)
     deletion_started_at: datetime | None = None
     deleted: bool = False
+    # The upload shown as the profile picture (services.uploads), if any.
+    avatar_upload_id: PydanticObjectId | None = None
 
     class Settings:
         name = "users"

@@ -72,16 +72,20 @@ def sender_label(message: MessageData) -> str:
     return f"{message.sender_display_name} (@{message.sender_username})"
 
 
+# The body of a push of a message sent with files and no text.
+FILES_ONLY_BODY = "sent a file"
+
+
 def notification_for(message: MessageData, room: RoomDoc) -> Notification:
     """The push of a message. Its title is made of names, which may predate the rule
     that refuses hidden characters in them: they are dropped, so that a bidi override
     cannot turn the title around on a lock screen. The body is the message's text,
-    bidi marks and all."""
+    bidi marks and all; a message of files alone (its text empty) says so."""
     sender = sender_label(message)
     title = f"{sender} in {room.title}" if room.kind is RoomKind.GROUP and room.title else sender
     return Notification(
         title=without_hidden_characters(title),
-        body=message.text[:MAX_BODY_CHARS],
+        body=message.text[:MAX_BODY_CHARS] or FILES_ONLY_BODY,
         data={"roomId": message.room_id, "seq": str(message.seq), "messageId": message.id},
     )
 

@@ -17,11 +17,15 @@ async def send_message(
     text: str,
     client_id: str | None = None,
     reply_to_id: strawberry.ID | None = None,
+    attachment_ids: list[strawberry.ID] | None = None,
 ) -> Message:
     viewer = await require_viewer(info)
     room = await info.context.services.rooms.require_sender(parse_id(room_id, "roomId"), viewer)
     reply_to = parse_id(reply_to_id, "replyToId") if reply_to_id is not None else None
-    sent = await info.context.services.messages.send(room, viewer, text, client_id, reply_to)
+    files = [parse_id(value, "attachmentIds") for value in attachment_ids or ()]
+    sent = await info.context.services.messages.send(
+        room, viewer, text, client_id, reply_to_id=reply_to, attachment_ids=files
+    )
     return Message.from_doc(sent, viewer)
 
 

@@ -9,8 +9,8 @@ a list multiplies what it holds by the number of items it may have:
 - its own ``first``/``last`` (``members(first: 5)``), or that argument's default;
 - below a paged connection (``rooms(first: 20)``), the connection's page size for
   its ``edges``;
-- a list the server itself bounds (``BOUNDED_LISTS``: a message's reaction groups
-  and mentions), that bound;
+- a list the server itself bounds (``BOUNDED_LISTS``: a message's reaction groups,
+  mentions and attachments), that bound;
 - otherwise ``DEFAULT_LIST_SIZE``, a full page.
 
 Arguments given as variables are read from the request's variables, so the cost
@@ -46,6 +46,7 @@ from graphql import (
 from graphql.pyutils import Undefined
 
 from services.mentions import MAX_MENTIONS
+from services.uploads import MAX_ATTACHMENTS_PER_MESSAGE
 from settings import MAX_REACTION_GROUPS
 
 # The items a list may hold when the query does not say: a full page (the most a
@@ -56,9 +57,10 @@ DEFAULT_LIST_SIZE = 100
 MAX_INT = 2**31 - 1
 PAGE_ARGUMENTS = ("first", "last")
 # Lists with no paging argument whose length the server bounds, by (type, field).
-BOUNDED_LISTS = {
+BOUNDED_LISTS: dict[tuple[str, str], int] = {
     ("Message", "reactions"): MAX_REACTION_GROUPS,
     ("Message", "mentions"): MAX_MENTIONS,
+    ("Message", "attachments"): MAX_ATTACHMENTS_PER_MESSAGE,
 }
 
 
@@ -113,7 +115,7 @@ class _CostWalk:
         if isinstance(get_nullable_type(field.type), GraphQLList):
             bound = BOUNDED_LISTS.get((parent.name, node.name.value)) if parent else None
             items = next(
-                size for size in (own_page, page, bound, DEFAULT_LIST_SIZE) if size is not None
+                size for size in (own_page, bound, page, DEFAULT_LIST_SIZE) if size is not None
             )
             below = None
         inner = get_named_type(field.type)

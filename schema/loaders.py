@@ -22,7 +22,7 @@ from typing import TypeVar
 from beanie import PydanticObjectId
 from strawberry.dataloader import DataLoader
 
-from models import MessageDoc, ReactionDoc, UserDoc
+from models import MessageDoc, ReactionDoc, UploadDoc, UserDoc
 from services import Services
 from services.mentions import mention_counts
 from services.presence import Presence
@@ -84,6 +84,19 @@ class Loaders:
         self.unread_counts = DataLoader[tuple[PydanticObjectId, PydanticObjectId, int], int](
             self._unread_counts, cache=False
         )
+        # message -> its attached uploads; upload id -> the upload (profile pictures).
+        self.attachments = DataLoader[PydanticObjectId, list[UploadDoc]](
+            self._attachments, cache=False
+        )
+        self.uploads = DataLoader[PydanticObjectId, UploadDoc | None](self._uploads, cache=False)
+
+    async def _attachments(self, keys: Sequence[PydanticObjectId]) -> list[list[UploadDoc]]:
+        found = await self._services.uploads.of_messages(list(keys))
+        return [found.get(key, []) for key in keys]
+
+    async def _uploads(self, keys: Sequence[PydanticObjectId]) -> list[UploadDoc | None]:
+        found = await self._services.uploads.of_ids(list(keys))
+        return [found.get(key) for key in keys]
 
     async def _users(self, keys: Sequence[PydanticObjectId]) -> list[UserDoc | None]:
         found = await self._services.accounts.get_many(list(keys))

@@ -23,9 +23,11 @@ from resolvers import push as push_resolvers
 from resolvers import reactions as reaction_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import subscriptions as subscription_resolvers
+from resolvers import uploads as upload_resolvers
 from schema.documents import DocumentRules
 from schema.errors import ErrorCodes, with_code
 from schema.execution import PlopExecutionContext, has_lone_surrogate
+from schema.files import UploadTicket
 from schema.operation_metrics import OperationMetrics, RoundTripScope
 from schema.types import (
     AuthPayload,
@@ -168,8 +170,22 @@ class Mutation:
         resolver=message_resolvers.send_message,
         description=(
             "Idempotent per (viewer, clientId): a retry returns the first Message, "
-            "never a second one. v1.2: replyToId names a message of the same room."
+            "never a second one. v1.2: replyToId names a message of the same room; "
+            "attachmentIds name uploads of the viewer (createUpload) that reached storage; "
+            'text may be "" when attachments are given.'
         ),
+    )
+    create_upload: UploadTicket = strawberry.mutation(
+        resolver=upload_resolvers.create_upload,
+        description=(
+            "v1.2. Reserves an upload into a room the viewer is in; BAD_USER_INPUT over the "
+            "size limit or for a content type the server does not take. The ticket expires "
+            "in minutes."
+        ),
+    )
+    update_profile: User = strawberry.mutation(
+        resolver=upload_resolvers.update_profile,
+        description="v1.2. avatarUploadId: an image upload of the viewer's that reached storage.",
     )
     edit_message: Message = strawberry.mutation(
         resolver=message_resolvers.edit_message, description="Sender only."

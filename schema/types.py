@@ -15,12 +15,14 @@ from models.friend import FriendRequestStatus
 from models.push import PushPlatform
 from models.room import RoomKind, RoomRole
 from models.time import as_utc
+from models.upload import UploadState
 from pubsub import MembersChanged as MembersChangedEvent
 from pubsub import MessageData, TypingChanged
 from pubsub import MessageUpdated as MessageUpdatedEvent
 from pubsub import ReactionChanged as ReactionChangedEvent
 from pubsub import ReadReceipt as ReadReceiptEvent
 from schema.context import Info
+from schema.files import Attachment
 from services.ids import parse_id
 from services.message_data import message_data
 from services.paging import Page
@@ -93,6 +95,17 @@ async def _user_deleted(root: User, info: Info) -> bool:
     return root.doc is not None and root.doc.deleted
 
 
+async def _user_avatar_url(root: User, info: Info) -> str | None:
+    # Read afresh: the viewer's own document may be a kept copy from before a change.
+    user = await info.context.loaders.users.load(parse_id(root.id))
+    if user is None or user.deleted or user.avatar_upload_id is None:
+        return None
+    upload = await info.context.loaders.uploads.load(user.avatar_upload_id)
+    if upload is None or upload.state is not UploadState.AVATAR:
+        return None
+    return await info.context.services.uploads.download_url(upload)
+
+
 @strawberry.type
 class User:
     id: strawberry.ID
@@ -116,6 +129,10 @@ class User:
     deleted: bool = strawberry.field(
         resolver=_user_deleted,
         description='True once the account was deleted (displayName then reads "Deleted user").',
+    )
+    avatar_url: str | None = strawberry.field(
+        resolver=_user_avatar_url,
+        description="v1.2. A short-lived download URL of the profile picture; null when none.",
     )
 
 
@@ -214,6 +231,15 @@ async def _message_mentions(root: Message, info: Info) -> list[User]:
     return [User.from_doc(user) for user in users if user is not None]
 
 
+async def _message_attachments(root: Message, info: Info) -> list[Attachment]:
+    # A Message reaches only members of its room (every query, mutation and stream
+    # that yields one checked that), so its files' URLs do too.
+    if root.deleted:
+        return []
+    uploads = await info.context.loaders.attachments.load(parse_id(root.id))
+    return [await Attachment.of(upload, info) for upload in uploads]
+
+
 @strawberry.type
 class Message:
     id: strawberry.ID
@@ -246,6 +272,10 @@ class Message:
     mentions: list[User] = strawberry.field(
         resolver=_message_mentions,
         description="v1.2. Members of the room named as @username in the text.",
+    )
+    attachments: list[Attachment] = strawberry.field(
+        resolver=_message_attachments,
+        description="v1.2. Files sent with the message; empty once deleted.",
     )
 
     @classmethod

@@ -5,13 +5,16 @@
 #   mongo  FerretDB 1.x, built from scripts/ferretdb, on its own PostgreSQL
 #          cluster (Debian's postgresql package); PLOP_FERRETDB_BACKEND=sqlite
 #          selects FerretDB's SQLite backend instead
+#   storage  Versity S3 Gateway (versitygw), built with `go install`, over a directory
 #
-# Usage: scripts/services.sh {install|start|stop|restart|status|env} [redis] [kafka] [mongo]
-#        (no service names = all three). See docs/services.md.
+# Usage: scripts/services.sh {install|start|stop|restart|status|env} [redis] [kafka] [mongo] [storage]
+#        (no service names = all four). See docs/services.md.
 #
 # Environment:
 #   PLOP_REDIS_PORT (6379)  PLOP_KAFKA_PORT (9092)  PLOP_KAFKA_CONTROLLER_PORT (9093)
 #   PLOP_MONGO_PORT (27017) PLOP_MONGO_DEBUG_PORT (28088) PLOP_POSTGRES_PORT (15432)
+#   PLOP_STORAGE_PORT (7070) PLOP_STORAGE_BUCKET (plop)
+#   PLOP_STORAGE_ACCESS_KEY, PLOP_STORAGE_SECRET_KEY  the storage server's root keys
 #   PLOP_FERRETDB_BACKEND   postgresql (default) or sqlite
 #   PLOP_SERVICES_DIR       run state (data, logs, pid files); default <repo>/.services
 #   PLOP_SERVICES_TIMEOUT   readiness timeout in seconds for `start` (default per service)
@@ -36,20 +39,23 @@ source "$SERVICES_PARTS/kafka.sh"
 source "$SERVICES_PARTS/postgres.sh"
 # shellcheck source=services/mongo.sh
 source "$SERVICES_PARTS/mongo.sh"
+# shellcheck source=services/storage.sh
+source "$SERVICES_PARTS/storage.sh"
 
-ALL_SERVICES=(redis kafka mongo)
+ALL_SERVICES=(redis kafka mongo storage)
 
 usage() {
   cat >&2 <<'EOF'
-usage: scripts/services.sh {install|start|stop|restart|status|env} [redis] [kafka] [mongo]
+usage: scripts/services.sh {install|start|stop|restart|status|env} [redis] [kafka] [mongo] [storage]
   install  install what is missing (idempotent; per-user cache ~/.cache/plop)
   start    install if needed, start, wait until ready (idempotent)
   stop     TERM, wait up to 30 s, then KILL (idempotent; data is kept)
   restart  stop then start
   status   one line per service; exit 0 only if all named services are running
-  env      print export lines for PLOP_REDIS_URL, PLOP_BROKER_URL, PLOP_MONGO_URL
-No service names means all three. "mongo" is FerretDB (and, with the default
-PostgreSQL backend, the PostgreSQL cluster under it).
+  env      print export lines for PLOP_REDIS_URL, PLOP_BROKER_URL, PLOP_MONGO_URL,
+           PLOP_STORAGE_URL
+No service names means all four. "mongo" is FerretDB (and, with the default
+PostgreSQL backend, the PostgreSQL cluster under it); "storage" is versitygw.
 EOF
 }
 
@@ -82,7 +88,7 @@ cmd_status() { # svcs...: one line each; 1 unless all run and answer
   return "$rc"
 }
 
-cmd_env() { # always all three URLs
+cmd_env() { # always every URL
   local svc
   for svc in "${ALL_SERVICES[@]}"; do "${svc}_env"; done
 }
@@ -95,13 +101,13 @@ main() {
   for svc in "${ALL_SERVICES[@]}"; do "${svc}_check_config"; done
   for svc in "$@"; do
     case $svc in
-      redis | kafka | mongo | ferretdb)
+      redis | kafka | mongo | ferretdb | storage)
         [[ $svc == ferretdb ]] && svc=mongo
         [[ " ${svcs[*]} " == *" $svc "* ]] || svcs+=("$svc")
         ;;
       *)
         usage
-        error "unknown service '$svc' (expected redis, kafka or mongo)"
+        error "unknown service '$svc' (expected redis, kafka, mongo or storage)"
         exit 2
         ;;
     esac

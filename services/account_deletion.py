@@ -11,7 +11,8 @@ again. Every step is idempotent, so running them twice, or a step twice, is harm
 2. friendships end (both ways, with their events), friend requests and blocks (both
    directions) go, and so do the group invitations the user sent or got;
 3. every message the user sent is erased as a delete erases it (its seq stays, so
-   history has no gap) and published as a ``MessageUpdated``;
+   history has no gap) and published as a ``MessageUpdated``; every file the user
+   uploaded (attachments, profile pictures, unused uploads) is deleted from storage;
 4. the user leaves every GROUP room through the rooms' own leave, so that a group's
    rules on a leave hold here too (ownership passes on); in a DIRECT room they stay
    a member, so that the other member keeps the room and its history;
@@ -40,6 +41,7 @@ from services.invitations import InvitationService
 from services.limits import LimitName, RateLimiter
 from services.messages import MessageService
 from services.rooms import RoomService
+from services.uploads import UploadService
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class AccountDeletion:
         rooms: RoomService,
         messages: MessageService,
         limits: RateLimiter,
+        uploads: UploadService,
         *,
         grace_seconds: float,
         interval_seconds: float,
@@ -72,6 +75,7 @@ class AccountDeletion:
         self._invitations = invitations
         self._rooms = rooms
         self._messages = messages
+        self._uploads = uploads
         self._limits = limits
         self._grace = timedelta(seconds=grace_seconds)
         self.interval_seconds = interval_seconds
@@ -109,6 +113,8 @@ class AccountDeletion:
         await self._blocks.forget(user_id)
         await self._invitations.forget(user_id)
         await self._messages.erase_sent_by(user)
+        await self._uploads.discard_of_owner(user_id)
+        await UserDoc.find_one({"_id": user_id}).update({"$set": {"avatar_upload_id": None}})
         for room in await RoomDoc.find({"member_ids": user_id, "kind": RoomKind.GROUP}).to_list():
             await self._rooms.leave(room, user, spend_budget=False)
         await UserDoc.find_one({"_id": user_id}).update(

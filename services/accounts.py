@@ -68,7 +68,7 @@ def _checked_password(password: str) -> str:
     return password
 
 
-def _checked_display_name(display_name: str) -> str:
+def checked_display_name(display_name: str) -> str:
     """The name as shown: NFKC-normalised, runs of spaces made one, 1-64 characters.
 
     NFKC folds look-alike forms (fullwidth letters, ligatures, odd spaces) into one
@@ -143,7 +143,7 @@ class AccountService:
         """A new account and its first session; CONFLICT if the username is taken."""
         await self._limits.hit(LimitName.SIGN_UP_PER_ADDRESS, client_address)
         name = normalize_username(username)
-        shown = _checked_display_name(display_name if display_name is not None else name)
+        shown = checked_display_name(display_name if display_name is not None else name)
         user = UserDoc(
             username=name,
             display_name=shown,
@@ -296,6 +296,11 @@ class AccountService:
                 raise Unauthenticated("the session token is invalid, expired or revoked")
             self._recent_users.keep(user_id, user)
         return user
+
+    def remember(self, user: UserDoc) -> None:
+        """Keeps the account as it now stands for who is asking (after a profile change
+        on this instance; other instances read it afresh within RECENT_USER_SECONDS)."""
+        self._recent_users.keep(str(user.id), user)
 
     async def get(self, user_id: PydanticObjectId) -> UserDoc | None:
         return await UserDoc.get(user_id)

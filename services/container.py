@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from auth.passwords import PasswordHashing
 from auth.sessions import SessionStore
+from backends.object_storage import ObjectStorage
 from models.push import PushPlatform
 from services.account_deletion import AccountDeletion
 from services.accounts import AccountService
@@ -28,6 +29,7 @@ from services.message_store import MongoMessageInserts
 from services.messages import MessageService
 from services.mutes import MuteService
 from services.presence import PresenceService
+from services.profiles import ProfileService
 from services.reactions import ReactionService
 from services.relay import MessageRelay
 from services.room_turns import RedisRoomTurns
@@ -36,6 +38,7 @@ from services.rooms import RoomService
 from services.socket_caps import SocketCaps
 from services.streams import StreamService
 from services.typing import TypingService
+from services.uploads import UploadRules, UploadService
 from settings import Settings
 
 
@@ -60,6 +63,8 @@ class Services:
     limits: RateLimiter
     sockets: SocketCaps
     typing: TypingService
+    uploads: UploadService
+    profiles: ProfileService
 
     @classmethod
     def build(
@@ -70,6 +75,7 @@ class Services:
         hub: FanoutHub,
         push_platforms: frozenset[PushPlatform],
         passwords: PasswordHashing,
+        storage: ObjectStorage,
     ) -> Services:
         limits = RateLimiter(redis, limits_from_settings(settings))
         sessions = SessionStore(redis, settings.session_ttl_seconds, settings.max_sessions_per_user)
@@ -89,6 +95,7 @@ class Services:
             friends,
             invitations,
         )
+        uploads = UploadService(storage, limits, locks, _upload_rules(settings))
         relay = MessageRelay(
             publisher,
             locks,
@@ -105,6 +112,7 @@ class Services:
             RoomWriters(
                 MongoMessageInserts(rooms), RedisRoomTurns(redis), settings.room_send_queue
             ),
+            uploads,
         )
         presence = PresenceService(
             redis,
@@ -137,6 +145,7 @@ class Services:
             rooms,
             messages,
             limits,
+            uploads,
             grace_seconds=settings.account_deletion_grace_seconds,
             interval_seconds=settings.account_deletion_interval_seconds,
         )
@@ -166,4 +175,18 @@ class Services:
             limits=limits,
             sockets=SocketCaps(settings.max_sockets_per_user, settings.max_sockets_per_address),
             typing=typing,
+            uploads=uploads,
+            profiles=ProfileService(accounts, uploads, limits),
         )
+
+
+def _upload_rules(settings: Settings) -> UploadRules:
+    return UploadRules(
+        max_bytes=settings.upload_max_bytes,
+        quota_bytes=settings.upload_quota_bytes,
+        content_types=frozenset(settings.upload_content_types),
+        ticket_seconds=settings.upload_ticket_seconds,
+        download_seconds=settings.download_url_seconds,
+        orphan_seconds=settings.upload_orphan_seconds,
+        cleanup_interval_seconds=settings.upload_cleanup_interval_seconds,
+    )

@@ -94,6 +94,8 @@ class LimitName(StrEnum):
     ROOM_INVITATION_COOLDOWN = "room-invitation-cooldown"
     MUTE_ROOM = "mute-room"
     REACT = "react"
+    CREATE_UPLOAD = "create-upload"
+    UPDATE_PROFILE = "update-profile"
 
 
 # What a refusal says was too much, by limit.
@@ -128,6 +130,8 @@ _REFUSALS = {
     ),
     LimitName.MUTE_ROOM: "too many mutes and unmutes",
     LimitName.REACT: "too many reactions added or removed",
+    LimitName.CREATE_UPLOAD: "too many uploads",
+    LimitName.UPDATE_PROFILE: "too many profile changes",
 }
 
 
@@ -192,6 +196,8 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
         LimitName.ROOM_INVITATION_COOLDOWN: Limit(1, s.room_invitation_cooldown_seconds),
         LimitName.MUTE_ROOM: Limit(s.mute_room_limit, s.mute_room_limit_seconds),
         LimitName.REACT: Limit(s.react_limit, s.react_limit_seconds),
+        LimitName.CREATE_UPLOAD: Limit(s.create_upload_limit, s.create_upload_limit_seconds),
+        LimitName.UPDATE_PROFILE: Limit(s.update_profile_limit, s.update_profile_limit_seconds),
     }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from beanie import PydanticObjectId, SortDirection
 
@@ -40,6 +40,7 @@ from services.relay import MessageRelay
 from services.replies import reply_target
 from services.room_writer import Outcome, RoomWriters
 from services.rooms import RoomService
+from services.uploads import UploadService
 
 logger = logging.getLogger(__name__)
 
@@ -75,17 +76,21 @@ class MessageService:
         max_client_id_chars: int,
         limits: RateLimiter,
         writers: RoomWriters,
+        uploads: UploadService,
     ) -> None:
         self._writers = writers
+        self._uploads = uploads
         self._relay = relay
         self._limits = limits
         self._rooms = rooms
         self._max_text_chars = max_text_chars
         self._max_client_id_chars = max_client_id_chars
 
-    def _check(self, text: str, client_id: str | None) -> None:
-        if not text.strip():
-            raise BadUserInput("text must contain a non-whitespace character")
+    def _check(self, text: str, client_id: str | None, with_files: bool = False) -> None:
+        if not text.strip() and not (with_files and text == ""):
+            raise BadUserInput(
+                "text must contain a non-whitespace character (or be empty, with attachments)"
+            )
         if len(text) > self._max_text_chars:
             raise BadUserInput(f"text must be at most {self._max_text_chars} characters long")
         if client_id is not None and not 1 <= len(client_id) <= self._max_client_id_chars:
@@ -97,23 +102,39 @@ class MessageService:
         sender: UserDoc,
         text: str,
         client_id: str | None,
+        *,
         reply_to_id: PydanticObjectId | None = None,
+        attachment_ids: Sequence[PydanticObjectId] = (),
     ) -> MessageDoc:
         """Stores and publishes a message; a retried clientId returns the first one.
-        ``reply_to_id`` must name a message of the same room."""
+        ``reply_to_id`` must name a message of the same room; named uploads are checked
+        and attached before it is stored (services.uploads)."""
         assert sender.id is not None
         await self._limits.hit(LimitName.SEND_MESSAGE, str(sender.id))
-        self._check(text, client_id)
+        self._check(text, client_id, with_files=bool(attachment_ids))
         if reply_to_id is not None:
             await reply_target(room.id, reply_to_id)
         mentions = await mentioned_members(text, room.member_ids)
         key = f"{sender.id}:{client_id}" if client_id else f"{sender.id}:~{secrets.token_hex(12)}"
+        message = new_message(room.id, 0, sender.id, text, client_id, key, reply_to_id, mentions)
+        assert message.id is not None  # chosen when made, as a driver would
+        attached = (
+            await self._uploads.claim(attachment_ids, sender, room.id, message.id, key)
+            if attachment_ids
+            else []
+        )
         # The room's writer gives it the next free seq (services.room_writer); a
         # retried clientId is found when its insert hits the unique idempotency key.
-        stored = await self._writers.store(
-            new_message(room.id, 0, sender.id, text, client_id, key, reply_to_id, mentions),
-            room.seq_hint,
-        )
+        try:
+            stored = await self._writers.store(message, room.seq_hint)
+        except BaseException:
+            await self._uploads.release(attached)
+            raise
+        assert stored.message.id is not None
+        # The files go with the message stored under this send's key, which may be a
+        # copy an earlier try (whose answer was lost) or a send of the same clientId
+        # at the same moment stored.
+        await self._uploads.confirm(attached, stored.message.id)
         if stored.outcome is Outcome.EARLIER:
             return await self._earlier_send(stored.message, room)
         if stored.outcome is Outcome.SHARED:
@@ -168,7 +189,9 @@ class MessageService:
         message, room = await self._own_message(message_id, viewer)
         if message.deleted:
             return message
-        return await self._update(message, room.members_tag, viewer, _deletion())
+        deleted = await self._update(message, room.members_tag, viewer, _deletion())
+        await self._uploads.discard_of_messages([message_id])
+        return deleted
 
     async def erase_sent_by(self, sender: UserDoc) -> int:
         """Erases every message of the sender as a delete does (the seq stays, the text
@@ -189,6 +212,7 @@ class MessageService:
             for message in batch:
                 await self._update(message, tags.get(message.room_id), sender, _deletion())
                 erased += 1
+            await self._uploads.discard_of_messages([m.id for m in batch if m.id is not None])
         return erased
 
     async def _update(

@@ -51,7 +51,7 @@ def redis_url_for_run(url: str) -> str:
 
 @pytest.fixture(scope="session")
 def real_services() -> RealServices:
-    """Redis, Kafka and FerretDB, installed and started by scripts/services.sh."""
+    """Redis, Kafka, FerretDB and versitygw, installed and started by scripts/services.sh."""
     return start_real_services()
 
 
@@ -62,6 +62,7 @@ def real_env(real_services: RealServices) -> dict[str, str]:
         "PLOP_MONGO_URL": real_services.mongo_url_for(f"plop_test_{RUN_ID}"),
         "PLOP_BROKER_URL": real_services.broker_url,
         "PLOP_REDIS_URL": redis_url_for_run(real_services.redis_url),
+        "PLOP_STORAGE_URL": real_services.storage_url,
         "PLOP_TOPIC_PREFIX": f"plop-test-{RUN_ID}",
         "PLOP_RELAY_INTERVAL_SECONDS": "0.5",
         "PLOP_RELAY_GRACE_SECONDS": "1",

@@ -8,7 +8,7 @@ import shlex
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from xml.etree import ElementTree
 
 import yaml
@@ -25,7 +25,7 @@ PROMETHEUS_FILE = DOCKER / "prometheus.yml"
 GRAFANA_DIR = DOCKER / "grafana"
 DASHBOARD_FILE = GRAFANA_DIR / "dashboards" / "plop.json"
 
-BACKENDS = ("mongo", "kafka", "redis")
+BACKENDS = ("mongo", "kafka", "redis", "storage")
 REPLICAS = ("plop-a", "plop-b")
 APP_PORT = 8000
 # The replicas' admin port (PLOP_ADMIN_PORT): /metrics and /readyz, never published.
@@ -35,6 +35,7 @@ BACKEND_URLS = {
     "PLOP_MONGO_URL": ("mongodb", "mongo"),
     "PLOP_BROKER_URL": ("kafka", "kafka"),
     "PLOP_REDIS_URL": ("redis", "redis"),
+    "PLOP_STORAGE_URL": ("s3", "storage"),
 }
 DASHBOARD_METRICS = (
     metrics.OPERATIONS,
@@ -513,3 +514,17 @@ def test_grafana_is_provisioned_with_the_datasource_and_dashboard() -> None:
         assert mounts.get(path) == DASHBOARD_FILE.parent.resolve(), (
             f"dashboards are read from {path}, where compose mounts {mounts}"
         )
+
+
+def test_storage_image_builds_the_versitygw_the_local_services_run() -> None:
+    script = (REPO / "scripts" / "services" / "storage.sh").read_text()
+    pinned = re.search(r"^VERSITYGW_VERSION=(\d+\.\d+\.\d+)$", script, re.M)
+    assert pinned, "scripts/services/storage.sh pins no versitygw version"
+    dockerfile = (REPO / "docker" / "storage.Dockerfile").read_text()
+    assert f"ARG VERSITYGW_VERSION={pinned.group(1)}" in dockerfile
+    storage = services()["storage"]
+    assert storage["build"]["dockerfile"] == "docker/storage.Dockerfile"
+    assert any(volume.endswith(":/data") for volume in storage.get("volumes", []))
+    for name, service in plop_services().items():
+        public = parse_qs(urlsplit(environment(service)["PLOP_STORAGE_URL"]).query)["public"]
+        assert public == ["http://127.0.0.1:7070"], f"{name} signs URLs clients cannot reach"

@@ -45,17 +45,8 @@ CONTRACT = next(
 # "Union|Member".
 NOT_YET_SERVED: frozenset[str] = frozenset(
     {
-        # Groups and accounts: profile.
-        "User.avatarUrl",
-        "Mutation.updateProfile",
-        # Rich messages: attachments, search.
-        "Attachment",
-        "UploadTicket",
-        "UploadField",
-        "Message.attachments",
+        # Rich messages: search.
         "Query.searchMessages",
-        "Mutation.sendMessage(attachmentIds)",
-        "Mutation.createUpload",
         # One stream for the whole account.
         "SyncResult",
         "RoomSync",

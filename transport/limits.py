@@ -15,12 +15,15 @@ def _error_body(message: str) -> bytes:
 class BodySizeLimit:
     """Answers 413 with a GraphQL-shaped error when an HTTP body exceeds ``max_bytes``."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, unlimited_prefix: str | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.unlimited_prefix = unlimited_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (
+            self.unlimited_prefix and str(scope.get("path", "")).startswith(self.unlimited_prefix)
+        ):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

@@ -43,12 +43,17 @@ def _page(name: str) -> str:
     return (PAGES_DIR / name).read_text(encoding="utf-8")
 
 
-def page_response(name: str) -> HTMLResponse:
-    """One of the pages, with the policy that keeps the browser on this server."""
+def page_response(name: str, file_origin: str | None = None) -> HTMLResponse:
+    """One of the pages, with the policy that keeps the browser on this server (and,
+    for the chat page, the file storage's origin: its photos and uploads)."""
+    policy = CONTENT_SECURITY_POLICY
+    if file_origin:
+        policy = policy.replace("img-src 'self'", f"img-src 'self' {file_origin}")
+        policy = policy.replace("connect-src 'self'", f"connect-src 'self' {file_origin}")
     return HTMLResponse(
         _page(name),
         headers={
-            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "Content-Security-Policy": policy,
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "same-origin",
         },
@@ -60,10 +65,11 @@ def graphiql_response() -> HTMLResponse:
     return page_response("graphiql.html")
 
 
-def mount_web(app: FastAPI) -> None:
-    """Serves the chat page at ``/`` and the pages' files under ``/web``."""
+def mount_web(app: FastAPI, file_origin: str | None = None) -> None:
+    """Serves the chat page at ``/`` and the pages' files under ``/web``; ``file_origin``
+    is the object storage's, when files are not served by this server."""
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="web")
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> HTMLResponse:
-        return page_response("chat.html")
+        return page_response("chat.html", file_origin)

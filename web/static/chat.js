@@ -20,7 +20,9 @@ const SESSION_GONE_CODES = new Set([4401, 4403]);
 
 const USER = "id username displayName presence { status lastSeenAt }";
 const REACTIONS = "reactions { emoji count reactedByViewer }";
-const MESSAGE = `id roomId seq text clientId createdAt editedAt deleted sender { id username displayName }
+const ATTACHMENT = "id filename contentType size url width height";
+const MESSAGE = `id roomId seq text clientId createdAt editedAt deleted
+  sender { id username displayName avatarUrl } attachments { ${ATTACHMENT} }
   replyTo { id seq text deleted sender { username displayName } } ${REACTIONS} mentions { id }`;
 const ACTIVITY = `__typename
   ... on TypingEvent { typing user { id username displayName } }
@@ -557,8 +559,10 @@ function messageItem(message) {
     minute: "2-digit",
   });
   if (message.replyTo) item.append(quote(message.replyTo));
+  if (message.sender.avatarUrl) item.append(avatar(message.sender.avatarUrl));
   item.append(span("who", message.sender.displayName), handle(message.sender), text, time);
   if (message.editedAt && !message.deleted) item.append(span("edited", "(edited)"));
+  for (const attachment of message.attachments ?? []) item.append(attachmentView(attachment));
   item.classList.toggle("mentions-me", message.mentions.some((user) => user.id === state.me.id));
   if (!message.deleted) item.append(reactionBar(message), messageActions(message));
   return item;
@@ -568,22 +572,27 @@ async function send(event) {
   event.preventDefault();
   const room = state.room;
   const text = $("text").value.trim();
-  if (!room || !text) return;
+  const file = $("attach").files[0];
+  if (!room || (!text && !file)) return;
   // A retry of the same text after a failure reuses its clientId: the server then
   // returns the first copy instead of storing a second one.
-  if (state.pending?.text !== text) state.pending = { clientId: newClientId(), text };
+  if (state.pending?.text !== text || state.pending?.file !== file) {
+    state.pending = { clientId: newClientId(), text, file };
+  }
   const { clientId } = state.pending;
   $("room-error").textContent = "";
   try {
+    const files = file ? [await uploadFile(room.id, file)] : null;
     await gql(
-      `mutation($r: ID!, $t: String!, $c: String, $to: ID) {
-        sendMessage(roomId: $r, text: $t, clientId: $c, replyToId: $to) { seq }
+      `mutation($r: ID!, $t: String!, $c: String, $to: ID, $a: [ID!]) {
+        sendMessage(roomId: $r, text: $t, clientId: $c, replyToId: $to, attachmentIds: $a) { seq }
       }`,
-      { r: room.id, t: text, c: clientId, to: state.replyTo?.id ?? null },
+      { r: room.id, t: text, c: clientId, to: state.replyTo?.id ?? null, a: files },
     );
     // The message itself arrives through messageAdded, in seq order.
     if ($("text").value.trim() === text) $("text").value = "";
     setReplyTo(null);
+    if ($("attach").files[0] === file) clearAttachment();
     room.typingSentAt = 0;
     gql("mutation($r: ID!) { setTyping(roomId: $r, typing: false) }", { r: room.id }).catch(() => {});
   } catch (error) {
@@ -751,6 +760,94 @@ function mentionKeys(event) {
   } else if (event.key === "Escape") {
     $("mention-choices").hidden = true;
   }
+}
+
+// ---- files -----------------------------------------------------------------------
+// Bytes go straight to storage: createUpload signs a ticket, the page sends the file
+// where it says, then a message (or the profile) names the upload.
+
+/** Sends the file to storage per a fresh ticket; returns the upload's id. */
+async function uploadFile(roomId, file) {
+  const { createUpload: ticket } = await gql(
+    `mutation($r: ID!, $f: String!, $t: String!, $s: Int!) {
+      createUpload(roomId: $r, filename: $f, contentType: $t, size: $s) {
+        attachmentId method url fields { name value } } }`,
+    { r: roomId, f: file.name, t: file.type || "application/octet-stream", s: file.size },
+  );
+  const headers = Object.fromEntries(ticket.fields.map((field) => [field.name, field.value]));
+  const sent = await fetch(ticket.url, { method: ticket.method, headers, body: file });
+  if (!sent.ok) throw new Error(`file storage refused ${file.name} (${sent.status})`);
+  return ticket.attachmentId;
+}
+
+/** An image shown inline at its size, or a link that downloads the file. */
+function attachmentView(attachment) {
+  if (attachment.contentType.startsWith("image/") && attachment.width) {
+    const image = document.createElement("img");
+    image.className = "attachment";
+    image.src = attachment.url;
+    image.alt = attachment.filename;
+    image.width = Math.min(attachment.width, 320);
+    image.height = Math.round((image.width * attachment.height) / attachment.width);
+    return image;
+  }
+  const link = document.createElement("a");
+  link.className = "attachment";
+  link.href = attachment.url;
+  link.download = attachment.filename;
+  link.rel = "noopener";
+  link.textContent = `${attachment.filename} (${Math.max(1, Math.round(attachment.size / 1024))} KiB)`;
+  return link;
+}
+
+function avatar(url) {
+  const image = document.createElement("img");
+  image.className = "avatar";
+  image.src = url;
+  image.alt = "";
+  return image;
+}
+
+function attachmentChosen() {
+  const file = $("attach").files[0];
+  $("attached").textContent = file ? file.name : "";
+}
+
+function clearAttachment() {
+  $("attach").value = "";
+  attachmentChosen();
+}
+
+/** The chosen image becomes the viewer's profile picture (an upload into a room of
+ * theirs: the open one, else the most recent). */
+async function setAvatar(event) {
+  event.preventDefault();
+  const file = $("avatar-file").files[0];
+  const roomId = state.room?.id ?? state.order[0];
+  if (!file) return;
+  if (!roomId) {
+    $("account-error").textContent = "Open a room first: a picture is uploaded through one.";
+    return;
+  }
+  await accountAction(async () => {
+    const attachmentId = await uploadFile(roomId, file);
+    const { updateProfile } = await gql(
+      "mutation($a: ID) { updateProfile(avatarUploadId: $a) { avatarUrl } }",
+      { a: attachmentId },
+    );
+    showMyAvatar(updateProfile.avatarUrl);
+    $("avatar-file").value = "";
+    $("account-status").textContent = "Profile picture changed.";
+  });
+}
+
+async function loadMyAvatar() {
+  showMyAvatar((await gql("query { me { avatarUrl } }")).me.avatarUrl);
+}
+
+function showMyAvatar(url) {
+  $("my-avatar").hidden = !url;
+  if (url) $("my-avatar").src = url;
 }
 
 // ---- people ----------------------------------------------------------------------
@@ -1014,8 +1111,11 @@ $("group-rename").addEventListener("submit", renameGroup);
 $("leave-group").addEventListener("click", leaveGroup);
 $("account").addEventListener("toggle", () => {
   if ($("account").open) accountAction(loadSessions);
+  if ($("account").open) accountAction(loadMyAvatar);
 });
 $("password-form").addEventListener("submit", changePassword);
+$("avatar-form").addEventListener("submit", setAvatar);
+$("attach").addEventListener("change", attachmentChosen);
 $("delete-form").addEventListener("submit", deleteAccount);
 $("messages").addEventListener("scroll", () => {
   if ($("messages").scrollTop < 80) loadOlder();
