@@ -4,9 +4,9 @@ transport, runs the background work, and undoes it all on exit.
 Everything that runs in the background lives in one task group: the fan-out
 consumer's pumps are the broker's, the rest is here (published marks, the relay,
 presence heartbeat and sweep, the typing sweep, session checks, unfinished account
-deletions, the push worker). Leaving the block
-cancels that group and waits for it, bounded, so a stop always finishes even if a
-backend call refuses to give way.
+deletions, the push worker, and once at start the message search's index and
+backfill). Leaving the block cancels that group and waits for it, bounded, so a stop
+always finishes even if a backend call refuses to give way.
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             "typing-sweep": services.typing.sweep_forever,
             "session-check": lambda: sockets.check_forever(settings.presence_heartbeat_seconds),
             "account-deletions": services.deletions.finish_forever,
+            "search-backfill": services.search.start_up,
         }
         for name, job in jobs.items():
             background.run(name, job)  # type: ignore[arg-type]

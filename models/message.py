@@ -20,6 +20,10 @@ class MessageDoc(Document):
     publishes what a failed send left behind. An edit or a delete sets ``updated_at``
     and clears ``update_published`` the same way, until its ``MessageUpdated`` event
     reached the broker.
+
+    ``search_tokens`` are the words of the text as message search looks them up
+    (``services.search_tokens``); empty once deleted, and missing on messages stored
+    before search, until the start-up backfill (``services.message_search``) adds them.
     """
 
     room_id: PydanticObjectId
@@ -34,6 +38,7 @@ class MessageDoc(Document):
     published: bool = False
     updated_at: datetime | None = None
     update_published: bool = True
+    search_tokens: list[str] | None = None
 
     class Settings:
         name = "messages"

@@ -18,6 +18,7 @@ from models import MessageDoc
 from models.time import utc_now
 from services import sequence
 from services.rooms import RoomService
+from services.search_tokens import text_tokens
 
 # The server's code for a write refused by a unique index.
 DUPLICATE_KEY = 11_000
@@ -47,6 +48,7 @@ def new_message(
         client_id=client_id,
         idempotency_key=idempotency_key,
         created_at=utc_now(),
+        search_tokens=text_tokens(text),
     )
     return message
 

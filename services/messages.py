@@ -38,6 +38,7 @@ from services.paging import (
 from services.relay import MessageRelay
 from services.room_writer import Outcome, RoomWriters
 from services.rooms import RoomService
+from services.search_tokens import text_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ ERASE_BATCH = 200
 
 def _deletion() -> dict[str, object]:
     """The changes a delete makes to a stored message."""
-    return {"text": "", "deleted": True, "updated_at": utc_now()}
+    return {"text": "", "deleted": True, "updated_at": utc_now(), "search_tokens": []}
 
 
 def message_cursor(message: MessageDoc) -> str:
@@ -141,9 +142,15 @@ class MessageService:
         if message.deleted:
             raise BadUserInput("a deleted message cannot be edited")
         now = utc_now()
-        return await self._update(
-            message, room.members_tag, viewer, {"text": text, "edited_at": now, "updated_at": now}
-        )
+        # The edit's tokens replace the old ones: an edited message is found by its
+        # new text only.
+        changes = {
+            "text": text,
+            "edited_at": now,
+            "updated_at": now,
+            "search_tokens": text_tokens(text),
+        }
+        return await self._update(message, room.members_tag, viewer, changes)
 
     async def delete(self, message_id: PydanticObjectId, viewer: UserDoc) -> MessageDoc:
         """Deletes the viewer's own message: its seq stays, its stored text is cleared.

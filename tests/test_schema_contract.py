@@ -60,7 +60,6 @@ NOT_YET_SERVED: frozenset[str] = frozenset(
         "Message.reactions",
         "Message.attachments",
         "Message.mentions",
-        "Query.searchMessages",
         "Mutation.sendMessage(replyToId)",
         "Mutation.sendMessage(attachmentIds)",
         "Mutation.addReaction",
