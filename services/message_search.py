@@ -86,6 +86,36 @@ def _after_in_rooms(cursor: str) -> dict[str, Any]:
     return {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": before_id}}]}
 
 
+Order = list[tuple[str, SortDirection]]
+
+
+def search_query(
+    tokens: list[str],
+    room_id: PydanticObjectId | None,
+    room_ids: list[PydanticObjectId] | None,
+    after: str | None,
+) -> tuple[dict[str, Any], Order]:
+    """The filter and order of a search for ``tokens`` in one room, or (``room_id``
+    None) in ``room_ids``, after a cursor: the shape the module's doc explains."""
+    lead = max(tokens, key=len)  # the likeliest to be rare
+    rest = [token for token in tokens if token != lead]
+    conditions: list[dict[str, Any]] = [{"search_tokens": {"$all": rest}}] if rest else []
+    if room_id is not None:
+        if after is not None:
+            conditions.append(_after_in_room(after))
+        where: dict[str, Any] = {"room_id": room_id}
+        order = [("seq", SortDirection.DESCENDING)]
+    else:
+        if after is not None:
+            conditions.append(_after_in_rooms(after))
+        where = {"room_id": {"$in": room_ids or []}}
+        order = [("created_at", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
+    where |= {"search_tokens": lead, "deleted": False}
+    if conditions:
+        where["$and"] = conditions
+    return where, order
+
+
 class _RoomId(BaseModel):
     """Projection: a room's id alone."""
 
@@ -125,25 +155,11 @@ class MessageSearch:
         await self._limits.hit(LimitName.SEARCH_MESSAGES, str(viewer.id))
         size = checked_page_size(first, "first", DEFAULT_SEARCH_PAGE)
         tokens = self._tokens(query)
-        lead = max(tokens, key=len)  # the likeliest to be rare: see the module's doc
-        rest = [token for token in tokens if token != lead]
-        conditions: list[dict[str, Any]] = [{"search_tokens": {"$all": rest}}] if rest else []
         if room is not None:
-            if after is not None:
-                conditions.append(_after_in_room(after))
-            where: dict[str, Any] = {"room_id": room.id}
-            order = [("seq", SortDirection.DESCENDING)]
+            assert room.id is not None
+            where, order = search_query(tokens, room.id, None, after)
         else:
-            if after is not None:
-                conditions.append(_after_in_rooms(after))
-            where = {"room_id": {"$in": await self._rooms_of(viewer.id)}}
-            order = [
-                ("created_at", SortDirection.DESCENDING),
-                ("_id", SortDirection.DESCENDING),
-            ]
-        where |= {"search_tokens": lead, "deleted": False}
-        if conditions:
-            where["$and"] = conditions
+            where, order = search_query(tokens, None, await self._rooms_of(viewer.id), after)
         rows = await MessageDoc.find(where).sort(order).limit(size + 1).to_list()
         return Page(
             rows[:size], has_next_page=len(rows) > size, has_previous_page=after is not None
