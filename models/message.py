@@ -22,8 +22,10 @@ class MessageDoc(Document):
     reached the broker.
 
     ``search_tokens`` are the words of the text as message search looks them up
-    (``services.search_tokens``); empty once deleted, and missing on messages stored
-    before search, until the start-up backfill (``services.message_search``) adds them.
+    (``services.search_tokens``), ``search_keys`` the same with the time windows of
+    ``created_at`` (``services.search_windows``); both empty once deleted, and missing
+    on messages stored before search until the start-up backfill
+    (``services.message_search``) adds them.
     """
 
     room_id: PydanticObjectId
@@ -39,6 +41,7 @@ class MessageDoc(Document):
     updated_at: datetime | None = None
     update_published: bool = True
     search_tokens: list[str] | None = None
+    search_keys: list[str] | None = None
 
     class Settings:
         name = "messages"

@@ -26,7 +26,7 @@ async def search_messages(
     senders = await services.accounts.get_many([message.sender_id for message in page.items])
     edges = [
         MessageEdge(
-            cursor=search_cursor(message, in_one_room=room is not None),
+            cursor=search_cursor(message),
             node=Message.from_doc(message, senders.get(message.sender_id)),
         )
         for message in page.items

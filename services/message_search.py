@@ -1,19 +1,22 @@
 """Message search: the messages holding every word of a query, newest first.
 
 Each message stores its text's tokens (``MessageDoc.search_tokens``, made by
-``services.search_tokens`` when it is sent or edited, emptied when it is deleted),
-so a search is one query on the messages: the room (or the viewer's rooms), one
-token as an equality, the others as ``$all``, not deleted.
+``services.search_tokens`` when it is sent or edited, emptied when it is deleted)
+and those tokens with the windows of its send time (``search_keys``,
+``services.search_windows``). Results are ordered by send time, then id, in one room
+as across rooms, so that one cursor kind and one window walk serve both.
 
-The query shape is the one both servers serve best. FerretDB 1.24 on PostgreSQL has
+The query shape is the one each server serves best. FerretDB 1.24 on PostgreSQL has
 no ``$text`` and answers every filter with a sequential scan of the collection: it
-pushes a top-level equality down to PostgreSQL (``_jsonb->'field' @> value``, which
-its btree indexes cannot serve), checks ``$all``, ``$in`` and ranges itself, and
-sorts and limits in its own process. So the longest token, the likeliest to be
-rare, is the top-level equality that PostgreSQL filters on, with the room and
-``deleted``. An index on the token arrays would not help it, and would refuse a
-long message (a btree row holds at most 8 KiB): it is created only on MongoDB
-(``{room_id, search_tokens, seq}``, multikey), where it serves both shapes.
+pushes top-level equalities down to PostgreSQL (``_jsonb->'field' @> value``, which
+its btree indexes cannot serve), checks ``$all``, ``$in``, ranges and ``$or`` itself,
+and sorts and limits in its own process. So the longest token, the likeliest to be
+rare, is the top-level equality, in its newest time window first (then wider ones,
+then all time: ``search_windows``), with the room and ``deleted``; the other tokens
+go in ``$all``. An index on the token arrays would serve nothing there and would
+refuse a long message (a btree row holds at most 8 KiB). On MongoDB the index
+``{room_id, search_tokens, created_at, _id}`` (multikey) serves one query for both
+shapes, without windows.
 
 Messages stored before search have no tokens: ``backfill`` gives them theirs, in
 batches, once at every start (``app.runtime`` runs it in the background).
@@ -22,15 +25,18 @@ batches, once at every start (``app.runtime`` runs it in the background).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from beanie import PydanticObjectId, SortDirection
+from bson.errors import InvalidId
 from pydantic import BaseModel, Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from errors import BadUserInput
 from models import MessageDoc, RoomDoc, UserDoc
+from models.time import utc_now
 from services.limits import LimitName, RateLimiter
 from services.paging import (
     INVALID_CURSOR,
@@ -41,7 +47,8 @@ from services.paging import (
     encode_cursor,
 )
 from services.relay import MessageRelay
-from services.search_tokens import query_tokens, text_tokens
+from services.search_tokens import query_tokens
+from services.search_windows import WINDOW_BITS, search_fields, window_key, window_start
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +56,16 @@ DEFAULT_SEARCH_PAGE = 20
 # Messages given their tokens per query of the backfill.
 BACKFILL_BATCH = 200
 SEARCH_INDEX = IndexModel(
-    [("room_id", ASCENDING), ("search_tokens", ASCENDING), ("seq", DESCENDING)],
-    name="room_tokens_seq",
+    [
+        ("room_id", ASCENDING),
+        ("search_tokens", ASCENDING),
+        ("created_at", DESCENDING),
+        ("_id", DESCENDING),
+    ],
+    name="room_tokens_time",
 )
-# Cursors of a search in one room (by seq) and in every room (by time, then id).
-ROOM_CURSOR = "find"
-ROOMS_CURSOR = "findall"
+SEARCH_CURSOR = "found"
+ORDER = [("created_at", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -64,56 +75,71 @@ def _micros(moment: datetime) -> int:
     return (aware - _EPOCH) // _MICROSECOND
 
 
-def search_cursor(message: MessageDoc, in_one_room: bool) -> str:
-    """Where a result stands in its search's order."""
-    if in_one_room:
-        return encode_cursor(ROOM_CURSOR, str(message.seq))
-    return encode_cursor(ROOMS_CURSOR, str(_micros(message.created_at)), str(message.id))
+def search_cursor(message: MessageDoc) -> str:
+    """Where a result stands in the search order: its send time, then its id."""
+    return encode_cursor(SEARCH_CURSOR, str(_micros(message.created_at)), str(message.id))
 
 
-def _after_in_room(cursor: str) -> dict[str, Any]:
-    (seq,) = decode_cursor(cursor, ROOM_CURSOR, 1)
-    return {"seq": {"$lt": cursor_number(seq)}}
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a page starts: before this send time (and, at that time, this id)."""
+
+    sent_at: datetime
+    message_id: PydanticObjectId | None = None
 
 
-def _after_in_rooms(cursor: str) -> dict[str, Any]:
-    micros, message_id = decode_cursor(cursor, ROOMS_CURSOR, 2)
+def _position(cursor: str | None) -> Position | None:
+    if cursor is None:
+        return None
+    micros, message_id = decode_cursor(cursor, SEARCH_CURSOR, 2)
     try:
-        at = _EPOCH + cursor_number(micros) * _MICROSECOND
-        before_id = PydanticObjectId(message_id)
-    except (OverflowError, ValueError) as exc:  # bson's InvalidId is a ValueError
+        return Position(_EPOCH + cursor_number(micros) * _MICROSECOND, PydanticObjectId(message_id))
+    except (OverflowError, InvalidId, TypeError) as exc:
         raise BadUserInput(INVALID_CURSOR) from exc
-    return {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": before_id}}]}
 
 
-Order = list[tuple[str, SortDirection]]
+def _before(position: Position) -> dict[str, Any]:
+    if position.message_id is None:
+        return {"created_at": {"$lt": position.sent_at}}
+    at = position.sent_at
+    return {
+        "$or": [
+            {"created_at": {"$lt": at}},
+            {"created_at": at, "_id": {"$lt": position.message_id}},
+        ]
+    }
 
 
-def search_query(
+def search_steps(
     tokens: list[str],
-    room_id: PydanticObjectId | None,
-    room_ids: list[PydanticObjectId] | None,
-    after: str | None,
-) -> tuple[dict[str, Any], Order]:
-    """The filter and order of a search for ``tokens`` in one room, or (``room_id``
-    None) in ``room_ids``, after a cursor: the shape the module's doc explains."""
+    rooms: PydanticObjectId | list[PydanticObjectId],
+    after: Position | None,
+    windowed: bool,
+) -> list[dict[str, Any]]:
+    """The filters a search runs, in order, until its page is full: one (all time)
+    without windows; with them, the newest window of each size, then all time, each
+    only before the one asked before it. Their results follow each other in ORDER."""
     lead = max(tokens, key=len)  # the likeliest to be rare
     rest = [token for token in tokens if token != lead]
-    conditions: list[dict[str, Any]] = [{"search_tokens": {"$all": rest}}] if rest else []
-    if room_id is not None:
-        if after is not None:
-            conditions.append(_after_in_room(after))
-        where: dict[str, Any] = {"room_id": room_id}
-        order = [("seq", SortDirection.DESCENDING)]
-    else:
-        if after is not None:
-            conditions.append(_after_in_rooms(after))
-        where = {"room_id": {"$in": room_ids or []}}
-        order = [("created_at", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
-    where |= {"search_tokens": lead, "deleted": False}
-    if conditions:
-        where["$and"] = conditions
-    return where, order
+    base: dict[str, Any] = {"room_id": rooms if not isinstance(rooms, list) else {"$in": rooms}}
+    base["deleted"] = False
+    both: list[dict[str, Any]] = [{"search_tokens": {"$all": rest}}] if rest else []
+    steps: list[tuple[str, str, Position | None]] = []
+    bound = after
+    if windowed:
+        at = after.sent_at if after is not None else utc_now()
+        for bits in WINDOW_BITS:
+            steps.append(("search_keys", window_key(lead, bits, at), bound))
+            bound = Position(window_start(bits, at))
+    steps.append(("search_tokens", lead, bound))
+    filters = []
+    for field, value, before in steps:
+        conditions = both + ([_before(before)] if before is not None else [])
+        where = {**base, field: value}
+        if conditions:
+            where["$and"] = conditions
+        filters.append(where)
+    return filters
 
 
 class _RoomId(BaseModel):
@@ -129,6 +155,8 @@ class MessageSearch:
         self, relay: MessageRelay, limits: RateLimiter, max_query_chars: int, real_store: bool
     ) -> None:
         self._real_store = real_store
+        # Windows until the server is known to be MongoDB (see the module's doc).
+        self._windowed = True
         self._relay = relay
         self._limits = limits
         self._max_query_chars = max_query_chars
@@ -155,12 +183,19 @@ class MessageSearch:
         await self._limits.hit(LimitName.SEARCH_MESSAGES, str(viewer.id))
         size = checked_page_size(first, "first", DEFAULT_SEARCH_PAGE)
         tokens = self._tokens(query)
-        if room is not None:
-            assert room.id is not None
-            where, order = search_query(tokens, room.id, None, after)
-        else:
-            where, order = search_query(tokens, None, await self._rooms_of(viewer.id), after)
-        rows = await MessageDoc.find(where).sort(order).limit(size + 1).to_list()
+        rooms = room.id if room is not None and room.id is not None else None
+        steps = search_steps(
+            tokens,
+            rooms if rooms is not None else await self._rooms_of(viewer.id),
+            _position(after),
+            self._windowed,
+        )
+        rows: list[MessageDoc] = []
+        for where in steps:
+            wanted = size + 1 - len(rows)
+            if wanted <= 0:
+                break
+            rows += await MessageDoc.find(where).sort(ORDER).limit(wanted).to_list()
         return Page(
             rows[:size], has_next_page=len(rows) > size, has_previous_page=after is not None
         )
@@ -176,16 +211,16 @@ class MessageSearch:
             await self._prepare_index()
         await self.backfill()
 
-    @staticmethod
-    async def _prepare_index() -> None:
-        """Creates the search index where the server can use it: on MongoDB, not on
-        FerretDB (see the module's doc)."""
+    async def _prepare_index(self) -> None:
+        """On MongoDB, creates the search index and searches without windows; on
+        FerretDB, keeps the windows and no index (see the module's doc)."""
         collection = MessageDoc.get_pymongo_collection()
         info = await collection.database.command("buildInfo")
         if "ferretdbVersion" in info:
-            logger.info("message search runs without a token index on FerretDB")
+            logger.info("message search walks time windows on FerretDB")
             return
         await collection.create_indexes([SEARCH_INDEX])
+        self._windowed = False
 
     async def backfill(self) -> int:
         """Gives every message stored without tokens its tokens; returns how many.
@@ -220,6 +255,6 @@ class MessageSearch:
             if current is None or current.search_tokens is not None:
                 return 0
             await MessageDoc.find_one({"_id": message_id}).update(
-                {"$set": {"search_tokens": text_tokens(current.text)}}
+                {"$set": search_fields(current.text, current.created_at)}
             )
             return 1

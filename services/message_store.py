@@ -18,7 +18,7 @@ from models import MessageDoc
 from models.time import utc_now
 from services import sequence
 from services.rooms import RoomService
-from services.search_tokens import text_tokens
+from services.search_windows import search_fields
 
 # The server's code for a write refused by a unique index.
 DUPLICATE_KEY = 11_000
@@ -39,6 +39,7 @@ def new_message(
     idempotency_key: str,
 ) -> MessageDoc:
     """A message not stored yet, with its id already chosen (as a driver would)."""
+    created_at = utc_now()
     message: MessageDoc = MessageDoc.model_construct(
         id=PydanticObjectId(),
         room_id=room_id,
@@ -47,8 +48,8 @@ def new_message(
         text=text,
         client_id=client_id,
         idempotency_key=idempotency_key,
-        created_at=utc_now(),
-        search_tokens=text_tokens(text),
+        created_at=created_at,
+        **search_fields(text, created_at),
     )
     return message
 

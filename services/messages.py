@@ -38,7 +38,7 @@ from services.paging import (
 from services.relay import MessageRelay
 from services.room_writer import Outcome, RoomWriters
 from services.rooms import RoomService
-from services.search_tokens import text_tokens
+from services.search_windows import search_fields
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,13 @@ ERASE_BATCH = 200
 
 def _deletion() -> dict[str, object]:
     """The changes a delete makes to a stored message."""
-    return {"text": "", "deleted": True, "updated_at": utc_now(), "search_tokens": []}
+    return {
+        "text": "",
+        "deleted": True,
+        "updated_at": utc_now(),
+        "search_tokens": [],
+        "search_keys": [],
+    }
 
 
 def message_cursor(message: MessageDoc) -> str:
@@ -143,12 +149,12 @@ class MessageService:
             raise BadUserInput("a deleted message cannot be edited")
         now = utc_now()
         # The edit's tokens replace the old ones: an edited message is found by its
-        # new text only.
-        changes = {
+        # new text only (in the windows of its first sending).
+        changes: dict[str, object] = {
             "text": text,
             "edited_at": now,
             "updated_at": now,
-            "search_tokens": text_tokens(text),
+            **search_fields(text, message.created_at),
         }
         return await self._update(message, room.members_tag, viewer, changes)
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest_asyncio
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
+from services.search_windows import search_fields
 from tests.support.chat import LEAVE, as_user, direct_room, group_room, send
 from tests.support.clients import (
     TRANSPORT_WS,
@@ -217,7 +219,6 @@ async def test_refusals_are_bad_user_input(any_server: ServerProcess) -> None:
     longest = f"{word} " + "x" * (MAX_QUERY_CHARS - len(word) - 1)
     assert await texts(any_server, alice, longest) == []
     in_room = await search(any_server, alice, word, room_id, first=1)
-    across = await search(any_server, alice, word, first=1)
     async with http_session(any_server, alice.token) as session:
         for query in ("", "   ", "?! … -- __", longest + "x"):
             assert await error_code(session, SEARCH, q=query) == "BAD_USER_INPUT", query
@@ -226,15 +227,15 @@ async def test_refusals_are_bad_user_input(any_server: ServerProcess) -> None:
         for cursor in (
             "nope",
             "x" * 300,
-            across["pageInfo"]["endCursor"],  # of a search in every room
             "bXNnOjE",  # a history cursor
+            "Zm91bmQ6MTp4",  # a time, then no id
+            # a time past the calendar's end
+            "Zm91bmQ6OTk5OTk5OTk5OTk5OTk5OTk5OjZiMTY1Y2ZjMzk5M2EwNWQ3ZmVhZmU1Zg",
         ):
-            assert await error_code(session, SEARCH, q=word, r=room_id, after=cursor) == (
-                "BAD_USER_INPUT"
-            )
-        assert await error_code(
-            session, SEARCH, q=word, after=in_room["pageInfo"]["endCursor"]
-        ) == ("BAD_USER_INPUT")
+            for room in (room_id, None):
+                assert await error_code(session, SEARCH, q=word, r=room, after=cursor) == (
+                    "BAD_USER_INPUT"
+                )
         # Ill-typed variables.
         for variables in (
             {"q": 5},
@@ -244,7 +245,7 @@ async def test_refusals_are_bad_user_input(any_server: ServerProcess) -> None:
             {"q": ["a"]},
         ):
             assert await error_code(session, SEARCH, **variables) == "BAD_USER_INPUT", variables
-    # A room's cursor is a place in seq order: in another room it finds what is older.
+    # A cursor is a place in time: in another room it finds what is older there.
     page = await search(any_server, alice, word, other_room, after=in_room["pageInfo"]["endCursor"])
     assert page["edges"] == []
 
@@ -323,7 +324,7 @@ async def test_messages_stored_before_search_are_found_after_a_restart(
     gone = await send(server_a, alice, room_id, f"old deleted {word}")
     await as_user(server_a, alice, DELETE, m=gone["id"])
     erased = await store.messages.update_many(
-        {"room_id": ObjectId(room_id)}, {"$unset": {"search_tokens": ""}}
+        {"room_id": ObjectId(room_id)}, {"$unset": {"search_tokens": "", "search_keys": ""}}
     )
     assert erased.modified_count == 3
     assert await texts(server_a, bob, word) == []  # not found without their tokens
@@ -351,3 +352,46 @@ async def test_messages_stored_before_search_are_found_after_a_restart(
         assert await texts(restarted, bob, f"deleted {word}") == []  # bob's budget is his own
     finally:
         await restarted.stop()
+
+
+# Ages of messages, newest first: within the newest windows of both sizes, across
+# their edges, and older than the widest.
+AGES = [
+    timedelta(minutes=1),
+    timedelta(hours=3),
+    timedelta(hours=7),
+    timedelta(days=2),
+    timedelta(days=20),
+    timedelta(days=40),
+    timedelta(days=400),
+]
+
+
+async def test_paging_across_time_windows(server_a: ServerProcess, store: Any) -> None:
+    """Messages sent over months are found newest first, page after page, however the
+    pages fall on the time windows a search walks (services/search_windows.py)."""
+    alice, bob = await sign_up(server_a), await sign_up(server_a)
+    room_id = await direct_room(server_a, alice, bob)
+    other_room = await direct_room(server_a, alice, await sign_up(server_a))
+    word = marker()
+    sent = [
+        await send(server_a, alice, room_id if index % 2 else other_room, f"{word} aged {index}")
+        for index in range(len(AGES))
+    ]
+    now = datetime.now(UTC)
+    # Sent long ago, as far as the store can tell: the time and the windows it implies.
+    for message, age in zip(sent, AGES, strict=True):
+        sent_at = now - age
+        moved = await store.messages.update_one(
+            {"_id": ObjectId(message["id"])},
+            {"$set": {"created_at": sent_at, **search_fields(message["text"], sent_at)}},
+        )
+        assert moved.modified_count == 1
+    newest_first = [message["id"] for message in sent]
+    for size in (1, 2, 3, 100):
+        found = await every_page(server_a, alice, f"AGED {word}", None, size)
+        assert [message["id"] for message in found] == newest_first, size
+    in_room = [message["id"] for message in sent if message["roomId"] == room_id]
+    for size in (1, 2):
+        found = await every_page(server_a, bob, word, room_id, size)
+        assert [message["id"] for message in found] == in_room, size
