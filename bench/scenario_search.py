@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from pymongo import AsyncMongoClient
 
 from bench.common import Options, plop_target
-from bench.rawhttp import HttpConnection
+from bench.rawhttp import HttpConnection, HttpError
 from bench.report import Plot, Report, Table, latency_summary, summed
 from bench.targets import Account, Target
 from devtools.services import start_real_services
@@ -162,12 +162,22 @@ def _plan(explained: dict[str, Any]) -> str:
     MongoDB's winning plan)."""
     planner = explained.get("queryPlanner", {})
     if "Plan" in planner:
-        plan = planner["Plan"]
         pushed = [
             f"{name}={explained.get(name)}"
             for name in ("filterPushdown", "sortPushdown", "limitPushdown")
         ]
-        return f"{plan.get('Node Type')} filter {plan.get('Filter', '-')} ({', '.join(pushed)})"
+        # PostgreSQL's nodes, top down (a Gather runs a parallel scan beneath it).
+        nodes = []
+        node: dict[str, Any] = planner["Plan"]
+        while node:
+            relation = f" on {node['Relation Name']}" if "Relation Name" in node else ""
+            scan = f"{node.get('Node Type')}{relation}"
+            if "Filter" in node:
+                scan += f" filter {node['Filter']}"
+            nodes.append(scan)
+            children = node.get("Plans") or [{}]
+            node = children[0]
+        return f"{' <- '.join(nodes)} ({', '.join(pushed)})"
     stages = []
     stage = planner.get("winningPlan", {})
     while stage:
@@ -219,7 +229,8 @@ async def _measure(
             answer = await connection.post_json(
                 "/graphql", {"query": SEARCH, "variables": variables}, account.token
             )
-        except OSError as exc:
+        except (OSError, HttpError) as exc:
+            # A search over the client's timeout is an error of the run, not its end.
             errors.append(repr(exc))
             continue
         latencies.append(time.perf_counter() - started)
