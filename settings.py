@@ -309,6 +309,13 @@ class Settings(BaseSettings):
     # searchUsers per user: each is an index scan; a client searches as one types.
     search_users_limit: int = 30
     search_users_limit_seconds: float = 30.0
+    # searchMessages per user: each reads the rooms' matching messages; a client
+    # searches as one types, a few a second at most.
+    search_messages_limit: int = 30
+    search_messages_limit_seconds: float = 30.0
+    # The longest searchMessages query: a few sentences, which every message must hold
+    # word for word.
+    max_search_query_chars: int = Field(default=200, ge=1)
     # registerPushDevice per user: a device registers once per session or token change.
     register_push_device_limit: int = 10
     register_push_device_limit_seconds: float = 600.0

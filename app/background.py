@@ -64,6 +64,11 @@ class Background:
         (and ``first_after`` before the first)."""
         self._spawn(name, _repeat(name, one_pass, wait, first_after))
 
+    def once(self, name: str, work: Callable[[], Awaitable[object]]) -> None:
+        """Runs ``work`` once in the group (work a start leaves for later, such as a
+        backfill); its failure is logged under its name, the process goes on."""
+        self._spawn(name, _run_once(name, work))
+
     async def start(
         self, name: str, work: Callable[[asyncio.Future[None]], Awaitable[None]]
     ) -> None:
@@ -107,6 +112,13 @@ async def pause(seconds: float) -> None:
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
     await asyncio.sleep(seconds)
+
+
+async def _run_once(name: str, work: Callable[[], Awaitable[object]]) -> None:
+    try:
+        await work()
+    except Exception:
+        logger.exception("background task failed", extra={"task": name})
 
 
 async def _run_worker(

@@ -5,7 +5,8 @@ Every service exposes one pass of its periodic work; ``app.background`` repeats
 each in the process's one task group: the published marks' flush, the relay (its
 interval chosen by ``MessageRelay.wait_after``), the presence heartbeat and sweep,
 the typing sweep, the session check, unfinished account deletions, the clean-up of
-unused uploads, and the push worker when a provider is configured. The fan-out
+unused uploads, the push worker when a provider is configured, and once at start
+the message search's index and backfill. The fan-out
 consumer's pumps are its own (``services.fanout``). Leaving the block cancels that
 group and waits for it, bounded, so a stop always finishes even if a backend call
 refuses to give way.
@@ -150,6 +151,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             services.uploads.clean,
             services.uploads.rules.cleanup_interval_seconds,
         )
+        background.once("search-start-up", services.search.start_up)
         if settings.push_worker_enabled and providers:
             worker = push_worker(
                 settings,

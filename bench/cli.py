@@ -1,7 +1,8 @@
 """``python -m bench SCENARIO``: run one benchmark scenario and write its results;
 ``python -m bench all``: every scenario behind the README's table, then the table.
 
-Scenarios: send, hot, fanout, memory, reconnect, stored (see each ``bench/scenario_*.py``).
+Scenarios: send, hot, fanout, memory, reconnect, stored, search (see each
+``bench/scenario_*.py``).
 Every scenario starts the servers it measures (Plop, and the raw baseline in the same run),
 drives them from other processes over loopback, stops by itself within its bounds,
 and writes ``<scenario>.json``, ``<scenario>.md`` and PNG plots to ``--out``.
@@ -26,6 +27,7 @@ from bench import (
     scenario_hot,
     scenario_memory,
     scenario_reconnect,
+    scenario_search,
     scenario_send,
     scenario_stored,
 )
@@ -43,6 +45,7 @@ SCENARIOS: dict[str, Callable[[Options], Coroutine[Any, Any, Report]]] = {
     "memory": scenario_memory.run,
     "reconnect": scenario_reconnect.run,
     "stored": scenario_stored.run,
+    "search": scenario_search.run,
 }
 
 # Per scenario: the full-size defaults, then the smoke ones.
@@ -125,6 +128,12 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     # messages: stored in the full room; max_requests: sends measured per room.
     "stored": ({"messages": 10_000, "max_requests": 200}, {"messages": 30, "max_requests": 10}),
+    # messages: in the big room; rooms of room_messages each beside it; max_requests:
+    # searches per query and scope.
+    "search": (
+        {"messages": 100_000, "rooms": 200, "room_messages": 500, "max_requests": 50},
+        {"messages": 300, "rooms": 3, "room_messages": 40, "max_requests": 3},
+    ),
 }
 
 
@@ -149,7 +158,8 @@ def parser() -> argparse.ArgumentParser:
         choices=["embedded", "real", "both"],
         default=None,
         help="Plop's backends: the embedded default, the real services "
-        "(scripts/services.sh), or both [send: both; others: embedded; --smoke: embedded].",
+        "(scripts/services.sh), or both [send: both; search: real (only); others: "
+        "embedded; --smoke: embedded].",
     )
     parse.add_argument(
         "--instances",
@@ -175,6 +185,7 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="Rooms the subscribers are spread over (fanout: 1 runs the one-room layout only).",
     )
+    parse.add_argument("--room-messages", type=int, help="search: messages in each other room.")
     parse.add_argument("--users", type=int, help="Users signed up (they share sockets).")
     parse.add_argument("--workers", type=int, default=0, help="Load processes [auto].")
     parse.add_argument(
@@ -231,11 +242,13 @@ def options_from(argv: list[str]) -> Options:
         "down_seconds",
         "max_seconds",
         "deliveries",
+        "room_messages",
     ):
         given = getattr(args, name)
         if given is not None:
             values[name] = given
-    backend = args.backend or ("both" if args.scenario == "send" and not args.smoke else "embedded")
+    default_backend = {"send": "embedded" if args.smoke else "both", "search": "real"}
+    backend = args.backend or default_backend.get(args.scenario, "embedded")
     backends = ["embedded", "real"] if backend == "both" else [backend]
     if any(count > 1 for count in args.instances) and "real" not in backends:
         parser().error("--instances above 1 needs --backend real or both")

@@ -46,6 +46,7 @@ class Options:
     down_seconds: float = 0.0
     max_seconds: float = 0.0
     deliveries: int = 0
+    room_messages: int = 0
     # Other servers run beside Plop in the same run (fanout, memory): "centrifugo".
     peers: list[str] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))

@@ -411,6 +411,18 @@ class PlopClient:
                 return
             after = page["pageInfo"]["endCursor"]
 
+    async def search_messages(
+        self, query: str, room_id: str | None = None, page_size: int = 20
+    ) -> AsyncGenerator[Message, None]:
+        """Messages holding every word of ``query`` (any case, any accents), newest
+        first, in one room or (None) in every room the viewer is in, a page at a time."""
+        variables = {"query": query, "roomId": room_id, "first": page_size}
+        pages = self._nodes(
+            documents.SEARCH_MESSAGES, variables, lambda data: data["searchMessages"]
+        )
+        async for node in pages:
+            yield parse_message(node)
+
     async def last_seq(self, room_id: str) -> int:
         """The seq of the room's newest message; 0 for an empty room."""
         data = await self._read(documents.ROOM_LAST_SEQ, {"id": room_id})

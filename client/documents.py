@@ -114,6 +114,18 @@ query History($roomId: ID!, $first: Int!, $after: String) {
     _MESSAGE,
     _USER,
 )
+SEARCH_MESSAGES = _with(
+    """
+query SearchMessages($query: String!, $roomId: ID, $first: Int!, $after: String) {
+  searchMessages(query: $query, roomId: $roomId, first: $first, after: $after) {
+    edges { node { ...MessageFields } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+""",
+    _MESSAGE,
+    _USER,
+)
 MESSAGE_ADDED = _with(
     """
 subscription MessageAdded($roomId: ID!, $afterSeq: Int) {

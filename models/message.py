@@ -21,6 +21,12 @@ class MessageDoc(Document):
     and clears ``update_published`` the same way, until its ``MessageUpdated`` event
     reached the broker. ``reply_to_id`` names a message of the same room;
     ``mention_ids`` the members named as ``@username`` in the text (a delete clears them).
+
+    ``search_tokens`` are the words of the text as message search looks them up
+    (``services.search_tokens``), ``search_keys`` the same with the time windows of
+    ``created_at`` (``services.search_windows``); both empty once deleted, and missing
+    on messages stored before search until the start-up backfill
+    (``services.message_search``) adds them.
     """
 
     room_id: PydanticObjectId
@@ -37,6 +43,8 @@ class MessageDoc(Document):
     update_published: bool = True
     reply_to_id: PydanticObjectId | None = None
     mention_ids: list[PydanticObjectId] = Field(default_factory=list)
+    search_tokens: list[str] | None = None
+    search_keys: list[str] | None = None
 
     class Settings:
         name = "messages"

@@ -22,6 +22,7 @@ from resolvers import messages as message_resolvers
 from resolvers import push as push_resolvers
 from resolvers import reactions as reaction_resolvers
 from resolvers import rooms as room_resolvers
+from resolvers import searches as search_resolvers
 from resolvers import subscriptions as subscription_resolvers
 from resolvers import uploads as upload_resolvers
 from schema.documents import DocumentRules
@@ -79,6 +80,14 @@ class Query:
             "History, Relay-style, edges in ascending seq order. With no paging arguments: "
             "the newest 50. `last`+`before` pages back, `first`+`after` pages forward. "
             "Page size at most 100."
+        ),
+    )
+    search_messages: MessageConnection = strawberry.field(
+        resolver=search_resolvers.search_messages,
+        description=(
+            "v1.2. Messages containing every word of `query` (case- and accent-insensitive), "
+            "newest first, in one room or (roomId null) in every room the viewer is in. "
+            "Deleted messages never match; a room the viewer is not in is FORBIDDEN."
         ),
     )
     room_invitations: list[RoomInvitation] = strawberry.field(

@@ -25,6 +25,7 @@ from services.invitations import InvitationService
 from services.limits import RateLimiter, limits_from_settings
 from services.locks import Locks
 from services.membership import MembershipCache
+from services.message_search import MessageSearch
 from services.message_store import MongoMessageInserts
 from services.messages import MessageService
 from services.mutes import MuteService
@@ -51,6 +52,7 @@ class Services:
     deletions: AccountDeletion
     rooms: RoomService
     messages: MessageService
+    search: MessageSearch
     relay: MessageRelay
     streams: StreamService
     friends: FriendService
@@ -155,6 +157,12 @@ class Services:
             deletions=deletions,
             rooms=rooms,
             messages=messages,
+            search=MessageSearch(
+                relay,
+                limits,
+                settings.max_search_query_chars,
+                real_store="PLOP_MONGO_URL" not in settings.embedded_backends,
+            ),
             relay=relay,
             streams=StreamService(
                 hub, messages, accounts, blocks, settings.membership_check_seconds

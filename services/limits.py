@@ -81,6 +81,7 @@ class LimitName(StrEnum):
     DELETE_MESSAGE = "delete-message"
     MARK_READ = "mark-read"
     SEARCH_USERS = "search-users"
+    SEARCH_MESSAGES = "search-messages"
     REGISTER_PUSH_DEVICE = "register-push-device"
     LEAVE_ROOM = "leave-room"
     UPDATE_ROOM = "update-room"
@@ -115,6 +116,7 @@ _REFUSALS = {
     LimitName.DELETE_MESSAGE: "too many messages deleted",
     LimitName.MARK_READ: "too many read markers set",
     LimitName.SEARCH_USERS: "too many user searches",
+    LimitName.SEARCH_MESSAGES: "too many message searches",
     LimitName.REGISTER_PUSH_DEVICE: "too many push devices registered",
     LimitName.LEAVE_ROOM: "too many rooms left",
     LimitName.UPDATE_ROOM: "too many rooms renamed",
@@ -181,6 +183,7 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
         LimitName.DELETE_MESSAGE: Limit(s.delete_message_limit, s.delete_message_limit_seconds),
         LimitName.MARK_READ: Limit(s.mark_read_limit, s.mark_read_limit_seconds),
         LimitName.SEARCH_USERS: Limit(s.search_users_limit, s.search_users_limit_seconds),
+        LimitName.SEARCH_MESSAGES: Limit(s.search_messages_limit, s.search_messages_limit_seconds),
         LimitName.REGISTER_PUSH_DEVICE: Limit(
             s.register_push_device_limit, s.register_push_device_limit_seconds
         ),

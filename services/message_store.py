@@ -18,6 +18,7 @@ from models import MessageDoc
 from models.time import utc_now
 from services import sequence
 from services.rooms import RoomService
+from services.search_windows import search_fields
 
 # The server's code for a write refused by a unique index.
 DUPLICATE_KEY = 11_000
@@ -40,6 +41,7 @@ def new_message(
     mention_ids: list[PydanticObjectId] | None = None,
 ) -> MessageDoc:
     """A message not stored yet, with its id already chosen (as a driver would)."""
+    created_at = utc_now()
     message: MessageDoc = MessageDoc.model_construct(
         id=PydanticObjectId(),
         room_id=room_id,
@@ -48,9 +50,10 @@ def new_message(
         text=text,
         client_id=client_id,
         idempotency_key=idempotency_key,
-        created_at=utc_now(),
+        created_at=created_at,
         reply_to_id=reply_to_id,
         mention_ids=mention_ids or [],
+        **search_fields(text, created_at),
     )
     return message
 

@@ -40,6 +40,7 @@ from services.relay import MessageRelay
 from services.replies import reply_target
 from services.room_writer import Outcome, RoomWriters
 from services.rooms import RoomService
+from services.search_windows import search_fields
 from services.uploads import UploadService
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,16 @@ ERASE_BATCH = 200
 
 
 def _deletion() -> dict[str, object]:
-    """The changes a delete makes to a stored message (with its text, its mentions go)."""
-    return {"text": "", "deleted": True, "updated_at": utc_now(), "mention_ids": []}
+    """The changes a delete makes to a stored message (with its text go its mentions
+    and its search words)."""
+    return {
+        "text": "",
+        "deleted": True,
+        "updated_at": utc_now(),
+        "mention_ids": [],
+        "search_tokens": [],
+        "search_keys": [],
+    }
 
 
 def message_cursor(message: MessageDoc) -> str:
@@ -175,12 +184,16 @@ class MessageService:
             raise BadUserInput("a deleted message cannot be edited")
         now = utc_now()
         mentions = await mentioned_members(text, room.member_ids)
-        return await self._update(
-            message,
-            room.members_tag,
-            viewer,
-            {"text": text, "edited_at": now, "updated_at": now, "mention_ids": mentions},
-        )
+        # The edit's tokens replace the old ones: an edited message is found by its
+        # new text only (in the windows of its first sending).
+        changes: dict[str, object] = {
+            "text": text,
+            "edited_at": now,
+            "updated_at": now,
+            "mention_ids": mentions,
+            **search_fields(text, message.created_at),
+        }
+        return await self._update(message, room.members_tag, viewer, changes)
 
     async def delete(self, message_id: PydanticObjectId, viewer: UserDoc) -> MessageDoc:
         """Deletes the viewer's own message: its seq stays, its stored text is cleared.

@@ -191,3 +191,29 @@ async def test_a_worker_that_fails_to_start_raises_from_start() -> None:
         with pytest.raises(ConnectionError, match="no broker"):
             await background.start("refusing", refusing)
         assert background.running == []
+
+
+async def test_work_run_once_ends_by_itself_and_a_failure_only_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    done = asyncio.Event()
+
+    async def backfill() -> int:
+        done.set()
+        return 3
+
+    async def broken() -> None:
+        raise RuntimeError("store down")
+
+    async def idle() -> None:
+        pass
+
+    async with open_background(stop_seconds=1.0) as background:
+        background.once("backfill", backfill)
+        background.once("broken", broken)
+        background.every("pass", idle, 3600.0)  # the group goes on
+        await asyncio.wait_for(done.wait(), 5.0)
+        while background.running != ["pass"]:
+            await asyncio.sleep(TICK)
+    failures = [r for r in caplog.records if r.message == "background task failed"]
+    assert [getattr(r, "task", None) for r in failures] == ["broken"]

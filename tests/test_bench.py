@@ -174,6 +174,24 @@ def test_stored(tmp_path: Path, backend: str) -> None:
     assert row["ratio_p50"] is not None
 
 
+def test_search(tmp_path: Path) -> None:
+    document = run_bench(tmp_path, "search", "--messages", "120", "--rooms", "2")
+    rows = document["results"]["rows"]
+    assert {(row["query"], row["scope"]) for row in rows} == {
+        (query, scope)
+        for query in ("rare word", "common word", "two words")
+        for scope in ("one room", "every room")
+    }
+    for row in rows:
+        # Every search answered, each first page the one the written texts give.
+        assert row["answered"] == row["requests"] > 0
+        assert row["errors"] == 0
+        assert row["wrong_results"] == 0
+        assert row["count"] == row["requests"]
+    assert any(row["matching"] > 0 for row in rows)
+    assert set(document["results"]["plans"]) == {"one room", "every room"}
+
+
 def test_hot(tmp_path: Path) -> None:
     document = run_bench(tmp_path, "hot", "--backend", "embedded")
     rows = document["results"]["rows"]

@@ -7,6 +7,7 @@ session) and, when it fails, leaves a screenshot of each under its tmp_path.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -498,3 +499,56 @@ async def test_the_account_panel_ends_a_session_changes_the_password_and_deletes
         )
     shown = await as_user(server_a, bob, "query($u: ID!) { user(id: $u) { deleted } }", u=alice.id)
     assert shown["user"]["deleted"] is True
+
+
+RESULTS = (
+    "return [...document.querySelectorAll('#message-results li[data-message-id]')]"
+    ".map(li => [li.dataset.roomId, li.querySelector('.text').textContent])"
+)
+
+
+async def test_the_search_box_lists_matches_and_a_click_opens_the_messages_room(
+    browser: Browser, server_a: ServerProcess, tmp_path: Path
+) -> None:
+    alice = await sign_up(server_a, "alice")
+    bob = await sign_up(server_a, "bob", display_name="Bob")
+    carol = await sign_up(server_a, "carol", display_name="Carol")
+    with_bob = await direct_room(server_a, alice, bob)
+    with_carol = await direct_room(server_a, alice, carol)
+    word = f"w{secrets.token_hex(4)}"
+    await send(server_a, carol, with_carol, f"Déjà vu {word}")
+    for index in range(HISTORY_MESSAGES):  # the match is older than the first page
+        await send(server_a, carol, with_carol, f"filler {index}")
+    await send(server_a, bob, with_bob, f"deja VU again {word}")
+    async with browser.windows(tmp_path) as windows:
+        page = ChatPage(await windows.open(server_a.base_url))
+        await page.log_in(alice.username, PASSWORD)
+        await page.window.type("#message-search", f"DEJA {word}\n")
+        found = await page.window.wait_value(RESULTS, lambda rows: len(rows) == 2, "2 results")
+        assert found == [[with_bob, f"deja VU again {word}"], [with_carol, f"Déjà vu {word}"]]
+        await page.window.script(
+            "document.querySelector('#message-results li[data-message-id]').click()"
+        )
+        await page.window.element("#messages li.found[data-seq='1']")
+        assert await page.window.texts("#room-title .handle") == [f"@{bob.username}"]
+        await page.window.script(
+            "document.querySelectorAll('#message-results li[data-message-id]')[1].click()"
+        )
+        # Carol's room opens at its newest messages; older pages load until the
+        # match, its first message, shows.
+        await page.window.element("#messages li.found[data-seq='1']")
+        assert await page.window.texts("#room-title .handle") == [f"@{carol.username}"]
+        assert await page.window.texts("#messages li.found .text") == [f"Déjà vu {word}"]
+
+        await page.window.type("#message-search", f"nothing {word}\n")
+        await page.window.wait_value(
+            "return document.getElementById('message-results').textContent",
+            lambda text: text == "No message has all of these words.",
+            "the page says nothing matched",
+        )
+        await page.window.type("#message-search", "?!\n")
+        await page.window.wait_value(
+            "return document.getElementById('message-results').textContent",
+            lambda text: text.startswith("query must contain a word"),
+            "the page shows the server's refusal",
+        )

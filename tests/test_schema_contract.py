@@ -45,8 +45,6 @@ CONTRACT = next(
 # "Union|Member".
 NOT_YET_SERVED: frozenset[str] = frozenset(
     {
-        # Rich messages: search.
-        "Query.searchMessages",
         # One stream for the whole account.
         "SyncResult",
         "RoomSync",

@@ -485,22 +485,28 @@ async function history(roomId, paging) {
 
 async function loadOlder() {
   const room = state.room;
+  // One older page at a time: a caller arriving meanwhile waits for the same one.
+  if (room?.older) return room.older;
   if (!room || room.loading || !room.hasPrevious) return;
   room.loading = true;
-  try {
-    const page = await history(room.id, { last: PAGE_SIZE, before: room.startCursor });
-    if (state.room !== room) return;
-    const list = $("messages");
-    const heightBefore = list.scrollHeight;
-    list.prepend(...page.edges.map(({ node }) => messageItem(node)));
-    // Keep the messages in view where they were.
-    list.scrollTop += list.scrollHeight - heightBefore;
-  } catch (error) {
-    showRoomError(error.message);
-  } finally {
-    room.loading = false;
-  }
-  fillView();
+  room.older = (async () => {
+    try {
+      const page = await history(room.id, { last: PAGE_SIZE, before: room.startCursor });
+      if (state.room !== room) return;
+      const list = $("messages");
+      const heightBefore = list.scrollHeight;
+      list.prepend(...page.edges.map(({ node }) => messageItem(node)));
+      // Keep the messages in view where they were.
+      list.scrollTop += list.scrollHeight - heightBefore;
+    } catch (error) {
+      showRoomError(error.message);
+    } finally {
+      room.loading = false;
+      room.older = null;
+    }
+    fillView();
+  })();
+  return room.older;
 }
 
 /** Loads older pages until the list can scroll (no scroll event fires before). */
@@ -988,6 +994,87 @@ async function chatWith(userId) {
   }
 }
 
+// ---- message search ----------------------------------------------------------------
+
+const SEARCH_PAGE = 10;
+// A result older than this many pages of history opens its room at the newest.
+const JUMP_PAGES = 20;
+
+async function searchMessages(event) {
+  event.preventDefault();
+  const query = $("message-search").value.trim();
+  $("message-results").replaceChildren();
+  if (query) await moreResults(query, null);
+}
+
+/** Appends a page of results after the cursor, with a button for the next page. */
+async function moreResults(query, after) {
+  const list = $("message-results");
+  list.querySelector("li.more")?.remove();
+  let page;
+  try {
+    const data = await gql(
+      `query($q: String!, $first: Int, $after: String) {
+        searchMessages(query: $q, first: $first, after: $after) {
+          edges { node { ${MESSAGE} } } pageInfo { hasNextPage endCursor }
+        }
+      }`,
+      { q: query, first: SEARCH_PAGE, after },
+    );
+    page = data.searchMessages;
+  } catch (error) {
+    list.append(emptyItem(error.message));
+    return;
+  }
+  if (!after && !page.edges.length) list.append(emptyItem("No message has all of these words."));
+  for (const { node } of page.edges) list.append(resultItem(node));
+  if (page.pageInfo.hasNextPage) {
+    const more = emptyItem("");
+    more.classList.add("more");
+    more.append(button("More results", () => moreResults(query, page.pageInfo.endCursor)));
+    list.append(more);
+  }
+}
+
+function resultItem(message) {
+  const item = document.createElement("li");
+  item.dataset.messageId = message.id;
+  item.dataset.roomId = message.roomId;
+  item.dataset.seq = String(message.seq);
+  const room = state.rooms.get(message.roomId);
+  item.append(
+    span("room", room ? roomName(room) : ""),
+    handle(message.sender),
+    span("text", message.text),
+  );
+  item.addEventListener("click", () => jumpTo(message));
+  return item;
+}
+
+/** Opens the message's room and, when it is among the messages shown, points at it. */
+async function jumpTo(message) {
+  try {
+    if (!state.rooms.has(message.roomId)) {
+      // A room the list does not show (a DIRECT room this page left): read it first.
+      const data = await gql(`query($r: ID!) { room(id: $r) { ${ROOM} } }`, { r: message.roomId });
+      roomUpdated(data.room);
+      if (!state.rooms.has(message.roomId)) return showRoomError("This room was just left.");
+    }
+    await openRoom(message.roomId);
+  } catch (error) {
+    return showRoomError(error.message);
+  }
+  const room = state.room;
+  const shown = () => document.querySelector(`#messages li[data-seq="${message.seq}"]`);
+  // Older pages until the message shows, as scrolling up would load them.
+  for (let pages = 0; !shown() && room.hasPrevious && pages < JUMP_PAGES; pages++) {
+    await loadOlder();
+    if (state.room !== room) return;
+  }
+  shown()?.classList.add("found");
+  shown()?.scrollIntoView({ block: "center" });
+}
+
 // ---- small DOM helpers -----------------------------------------------------------
 
 // A display name is free text: two people may pick the same one, or one that looks
@@ -1107,6 +1194,7 @@ $("text").addEventListener("input", completeMention);
 $("text").addEventListener("keydown", mentionKeys);
 $("cancel-reply").addEventListener("click", () => setReplyTo(null));
 $("search-form").addEventListener("submit", search);
+$("message-search-form").addEventListener("submit", searchMessages);
 $("group-rename").addEventListener("submit", renameGroup);
 $("leave-group").addEventListener("click", leaveGroup);
 $("account").addEventListener("toggle", () => {
