@@ -629,24 +629,8 @@ function quote(original) {
   element.dataset.replyTo = String(original.seq);
   const said = original.deleted ? span("quoted deleted", "message deleted") : span("quoted", original.text);
   element.append(span("quoted-who", original.sender.displayName), said);
-  element.addEventListener("click", () => jumpTo(original.seq));
+  element.addEventListener("click", () => showMessage(state.room.id, original.seq, "highlight"));
   return element;
-}
-
-/** Scrolls to the message with this seq, loading older pages until it is shown. */
-async function jumpTo(seq) {
-  const room = state.room;
-  let shown = $("messages").querySelector(`li[data-seq="${seq}"]`);
-  while (!shown && state.room === room && room.hasPrevious) {
-    if (room.loading) await new Promise((resolve) => setTimeout(resolve, 50));
-    else await loadOlder();
-    shown = $("messages").querySelector(`li[data-seq="${seq}"]`);
-  }
-  if (!shown) return;
-  shown.scrollIntoView({ block: "center" });
-  shown.classList.remove("highlight");
-  void shown.offsetWidth; // restarts the highlight's animation
-  shown.classList.add("highlight");
 }
 
 /** One button per emoji (count, and whether the viewer's own is among them). */
@@ -1047,32 +1031,43 @@ function resultItem(message) {
     handle(message.sender),
     span("text", message.text),
   );
-  item.addEventListener("click", () => jumpTo(message));
+  item.addEventListener("click", () => showMessage(message.roomId, message.seq, "found"));
   return item;
 }
 
-/** Opens the message's room and, when it is among the messages shown, points at it. */
-async function jumpTo(message) {
-  try {
-    if (!state.rooms.has(message.roomId)) {
-      // A room the list does not show (a DIRECT room this page left): read it first.
-      const data = await gql(`query($r: ID!) { room(id: $r) { ${ROOM} } }`, { r: message.roomId });
-      roomUpdated(data.room);
-      if (!state.rooms.has(message.roomId)) return showRoomError("This room was just left.");
+/** Opens the room (unless it is open), loads older pages until the message with this
+ * seq shows, as scrolling up would, and points at it with the class `mark`. */
+async function showMessage(roomId, seq, mark) {
+  if (state.room?.id !== roomId) {
+    try {
+      if (!state.rooms.has(roomId)) {
+        // A room the list does not show (a DIRECT room this page left): read it first.
+        const data = await gql(`query($r: ID!) { room(id: $r) { ${ROOM} } }`, { r: roomId });
+        roomUpdated(data.room);
+        if (!state.rooms.has(roomId)) return showRoomError("This room was just left.");
+      }
+      await openRoom(roomId);
+    } catch (error) {
+      return showRoomError(error.message);
     }
-    await openRoom(message.roomId);
-  } catch (error) {
-    return showRoomError(error.message);
   }
   const room = state.room;
-  const shown = () => document.querySelector(`#messages li[data-seq="${message.seq}"]`);
-  // Older pages until the message shows, as scrolling up would load them.
-  for (let pages = 0; !shown() && room.hasPrevious && pages < JUMP_PAGES; pages++) {
-    await loadOlder();
+  const shown = () => document.querySelector(`#messages li[data-seq="${seq}"]`);
+  for (let pages = 0; !shown() && room.hasPrevious && pages < JUMP_PAGES; ) {
+    if (room.loading && !room.older) {
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the first page is on its way
+    } else {
+      await loadOlder();
+      pages++;
+    }
     if (state.room !== room) return;
   }
-  shown()?.classList.add("found");
-  shown()?.scrollIntoView({ block: "center" });
+  const item = shown();
+  if (!item) return;
+  item.scrollIntoView({ block: "center" });
+  item.classList.remove(mark);
+  void item.offsetWidth; // restarts the mark's animation, if it has one
+  item.classList.add(mark);
 }
 
 // ---- small DOM helpers -----------------------------------------------------------
