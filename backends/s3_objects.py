@@ -5,6 +5,11 @@ speaks HTTPS). ``?public=http://files.example.com:7070`` names the address clien
 reach the server at when it differs from Plop's (a container network): the URLs
 handed to clients are signed for that host, since SigV4 signs the host.
 
+A bucket with no CORS rules is given one at start-up that lets a page on any origin
+PUT, GET and HEAD with the presigned URLs (the URL is the credential: it names one
+object, one method and an expiry), so the chat page and other web apps upload and
+show files straight from storage; a bucket that has rules keeps them untouched.
+
 Uploads are presigned PUTs (SigV4) that sign the content type, the length and
 ``If-None-Match: *`` (write once), so storage itself refuses a body that is not what
 createUpload announced, or a second one; downloads are presigned GETs. Path-style
@@ -31,10 +36,19 @@ from models.time import utc_now
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import CORSRuleTypeDef
 
 # SigV4 needs a region; self-hosted servers take any, and this is botocore's default.
 REGION = "us-east-1"
 _MISSING = ("404", "NoSuchKey", "NotFound")
+# What a page needs to send and show files with presigned URLs, from any origin.
+BROWSER_CORS_RULE: CORSRuleTypeDef = {
+    "AllowedOrigins": ["*"],
+    "AllowedMethods": ["GET", "HEAD", "PUT"],
+    "AllowedHeaders": ["*"],
+    "ExposeHeaders": ["ETag"],
+    "MaxAgeSeconds": 3600,
+}
 
 
 def _public_endpoint(url: str) -> str | None:
@@ -119,6 +133,7 @@ class S3ObjectStorage:
             )
         try:
             await asyncio.wait_for(self._ensure_bucket(), self._timeout * 2)
+            await asyncio.wait_for(self._ensure_browser_cors(), self._timeout * 2)
         except (BotoCoreError, ClientError, TimeoutError, OSError) as exc:
             await self.close()
             raise BackendUnreachable("object storage", self._url, describe(exc)) from exc
@@ -139,6 +154,18 @@ class S3ObjectStorage:
             # Another instance starting at the same time made it first.
             if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
+
+    async def _ensure_browser_cors(self) -> None:
+        """Gives the bucket ``BROWSER_CORS_RULE`` if it has no CORS rules at all."""
+        try:
+            await self.client.get_bucket_cors(Bucket=self.bucket)
+            return  # the operator's own rules stand
+        except ClientError as exc:
+            if _code(exc) != "NoSuchCORSConfiguration":
+                raise
+        await self.client.put_bucket_cors(
+            Bucket=self.bucket, CORSConfiguration={"CORSRules": [BROWSER_CORS_RULE]}
+        )
 
     async def close(self) -> None:
         await self._stack.aclose()
