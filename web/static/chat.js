@@ -224,8 +224,21 @@ function signOut() {
 
 // ---- rooms -----------------------------------------------------------------------
 
+// Loads of one list may overlap (each answer to an invitation loads both lists again)
+// and their answers may arrive out of order: a load shows its answer only if no later
+// load of that list was asked since, so an older list never replaces a newer one.
+const loadsAsked = new Map();
+
+function newestLoad(list) {
+  const asked = (loadsAsked.get(list) ?? 0) + 1;
+  loadsAsked.set(list, asked);
+  return () => loadsAsked.get(list) === asked;
+}
+
 async function loadRooms() {
+  const stillNewest = newestLoad("rooms");
   const data = await gql(`{ rooms(first: 50) { edges { node { ${ROOM} } } } }`);
+  if (!stillNewest()) return;
   state.rooms.clear();
   state.order = [];
   for (const { node } of data.rooms.edges) {
@@ -897,9 +910,11 @@ async function respond(requestId, accept) {
 
 // Invitations are loaded with the rest on every catch-up (no live feed of them yet).
 async function loadInvitations() {
+  const stillNewest = newestLoad("invitations");
   const data = await gql(
     `{ roomInvitations { id room { id title memberCount } inviter { ${USER} } } }`,
   );
+  if (!stillNewest()) return;
   const list = $("invitations");
   list.replaceChildren();
   $("invitations-title").hidden = !data.roomInvitations.length;
