@@ -18,10 +18,10 @@ from observability.metrics import INSTANCE
 from observability.startup import StartupFailureLine
 from schema.root import build_schema
 from settings import Settings
+from transport.body_size import BodySizeLimit
 from transport.cors import add_cors
 from transport.draining import RefuseWhileDraining
 from transport.file_routes import mount_file_routes
-from transport.limits import BodySizeLimit
 from transport.router import graphql_router
 from transport.socket_wire import KeepSocketWire
 from web import mount_web

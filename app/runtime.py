@@ -28,12 +28,12 @@ from observability.health import Backends
 from pubsub import ALL_TOPICS, broker_from_url
 from push.setup import providers_from_settings, push_worker
 from services import Services
-from services.events import EventPublisher
 from services.fanout import FanoutConsumer, FanoutHub
+from services.publisher import EventPublisher
 from settings import Settings
 from transport.feeds import RoomFeeds
 from transport.handlers import LiveTransport
-from transport.sessions import SocketSessions
+from transport.socket_sessions import SocketSessions
 
 logger = logging.getLogger(__name__)
 

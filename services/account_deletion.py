@@ -38,8 +38,8 @@ from services.blocks import BlockService
 from services.devices import DeviceService
 from services.friends import FriendService
 from services.invitations import InvitationService
-from services.limits import LimitName, RateLimiter
 from services.messages import MessageService
+from services.rate_limits import LimitName, RateLimiter
 from services.rooms import RoomService
 from services.uploads import UploadService
 

@@ -24,10 +24,10 @@ from errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from models import UserDoc
 from pubsub import SessionEnded
 from services.devices import DeviceService
-from services.events import EventPublisher
 from services.fanout import FanoutHub
 from services.fresh_reads import FreshReads
-from services.limits import LimitName, RateLimiter
+from services.publisher import EventPublisher
+from services.rate_limits import LimitName, RateLimiter
 from services.shown_text import refuse_hidden_characters
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9_.]{3,32}")

@@ -34,7 +34,7 @@ from models import BlockDoc, UserDoc
 from services.accounts import Recent
 from services.friends import FriendService
 from services.invitations import InvitationService
-from services.limits import LimitName, RateLimiter
+from services.rate_limits import LimitName, RateLimiter
 
 BLOCK_EPOCH_PREFIX = "plop:blocks:epoch:"
 # Senders whose blockers the push worker keeps, and for how long at most: the epoch

@@ -18,26 +18,26 @@ from services.account_deletion import AccountDeletion
 from services.accounts import AccountService
 from services.blocks import BlockService
 from services.devices import DeviceService
-from services.events import EventPublisher
 from services.fanout import FanoutHub
 from services.friends import FriendService
 from services.invitations import InvitationService
-from services.limits import RateLimiter, limits_from_settings
 from services.locks import Locks
-from services.membership import MembershipCache
+from services.membership_cache import MembershipCache
 from services.message_search import MessageSearch
 from services.message_store import MongoMessageInserts
 from services.messages import MessageService
 from services.mutes import MuteService
 from services.presence import PresenceService
 from services.profiles import ProfileService
+from services.publisher import EventPublisher
+from services.rate_limits import RateLimiter, limits_from_settings
 from services.reactions import ReactionService
 from services.relay import MessageRelay
 from services.room_turns import RedisRoomTurns
 from services.room_writer import RoomWriters
 from services.rooms import RoomService
 from services.socket_caps import SocketCaps
-from services.streams import StreamService
+from services.subscription_streams import StreamService
 from services.typing import TypingService
 from services.uploads import UploadRules, UploadService
 from settings import Settings

@@ -19,7 +19,7 @@ from errors import BadUserInput
 from models import PushDeviceDoc, UserDoc
 from models.push import PushPlatform
 from models.time import utc_now
-from services.limits import LimitName, RateLimiter
+from services.rate_limits import LimitName, RateLimiter
 
 logger = logging.getLogger(__name__)
 

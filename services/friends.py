@@ -15,8 +15,8 @@ from models.friend import FriendRequestStatus
 from models.time import utc_now
 from pubsub import FriendshipChanged
 from services.blocklist import blocks, refuse_if_blocked
-from services.events import EventPublisher
-from services.limits import LimitName, RateLimiter
+from services.publisher import EventPublisher
+from services.rate_limits import LimitName, RateLimiter
 
 MAX_SEARCH_RESULTS = 50
 MAX_QUERY_CHARS = 64

@@ -25,7 +25,7 @@ from pymongo.errors import DuplicateKeyError
 from errors import NotFound
 from models import RoomInvitationDoc
 from models.time import as_utc, utc_now
-from services.limits import Budget, LimitName, RateLimiter
+from services.rate_limits import Budget, LimitName, RateLimiter
 
 NO_SUCH_INVITATION = "no such invitation"
 # The most pending invitations one list shows: far more than a person answers, and a

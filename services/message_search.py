@@ -37,7 +37,6 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from errors import BadUserInput
 from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
-from services.limits import LimitName, RateLimiter
 from services.paging import (
     INVALID_CURSOR,
     Page,
@@ -46,6 +45,7 @@ from services.paging import (
     decode_cursor,
     encode_cursor,
 )
+from services.rate_limits import LimitName, RateLimiter
 from services.relay import MessageRelay
 from services.search_tokens import query_tokens
 from services.search_windows import WINDOW_BITS, search_fields, window_key, window_start

@@ -25,8 +25,7 @@ from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
 from observability.metrics import MESSAGES_SENT
 from services import sequence
-from services.limits import LimitName, RateLimiter
-from services.membership import SendingRoom
+from services.membership_cache import SendingRoom
 from services.mentions import mentioned_members
 from services.message_store import new_message
 from services.paging import (
@@ -36,6 +35,7 @@ from services.paging import (
     decode_cursor,
     encode_cursor,
 )
+from services.rate_limits import LimitName, RateLimiter
 from services.relay import MessageRelay
 from services.replies import reply_target
 from services.room_writer import Outcome, RoomWriters

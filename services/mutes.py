@@ -14,7 +14,7 @@ from beanie import PydanticObjectId
 from errors import BadUserInput
 from models import MembershipDoc, RoomDoc, UserDoc
 from models.time import as_utc, utc_now
-from services.limits import LimitName, RateLimiter
+from services.rate_limits import LimitName, RateLimiter
 from services.rooms import set_own_view
 
 # A mute with no end (``until`` null) is stored as the last day datetimes hold, so

@@ -33,9 +33,9 @@ from redis.asyncio import Redis
 
 from models import UserDoc
 from pubsub import FriendshipChanged, PresenceChanged, presence_route, user_route
-from services.events import EventPublisher
 from services.fanout import LAGGED, FanoutHub, Inbox
 from services.friends import FriendService
+from services.publisher import EventPublisher
 from services.script_batches import ScriptBatches
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from beanie import PydanticObjectId
 from errors import BadUserInput
 from models import UserDoc
 from services.accounts import AccountService, checked_display_name
-from services.limits import LimitName, RateLimiter
+from services.rate_limits import LimitName, RateLimiter
 from services.uploads import UploadService
 
 

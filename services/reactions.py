@@ -24,8 +24,8 @@ from backends.mongo import aggregate_rows
 from errors import BadUserInput, NotFound
 from models import MessageDoc, ReactionDoc, RoomDoc, UserDoc
 from pubsub import ReactionChanged
-from services.events import EventPublisher
-from services.limits import LimitName, RateLimiter
+from services.publisher import EventPublisher
+from services.rate_limits import LimitName, RateLimiter
 from services.reaction_emoji import one_emoji
 from services.rooms import RoomService
 

@@ -21,9 +21,9 @@ from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
 from observability.metrics import RELAY_BACKLOG
 from pubsub import MessageAdded, MessageUpdated
-from services.events import EventPublisher
 from services.locks import Locks
 from services.message_data import message_data
+from services.publisher import EventPublisher
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A ``RoomStream`` turns one room's events (from the hub) and its stored messages into
 the sequence its readers may see. Both readers of a room use it: a single
-subscriber (``services.streams``) and a shared feed of many (``transport.feeds``).
+subscriber (``services.subscription_streams``) and a shared feed of many (``transport.feeds``).
 
 - It watches the room BEFORE it reads where the room stands and who is in it, so a
   message stored or a member removed after those reads also arrives as an event.

@@ -22,12 +22,10 @@ from models.time import as_utc, utc_now
 from pubsub import MembersChanged, ReadReceipt, RoomAdded, RoomChanged
 from services.blocklist import refuse_if_blocked
 from services.blocks import BlockService
-from services.events import EventPublisher
 from services.friends import FriendService
 from services.invitations import InvitationService
-from services.limits import LimitName, RateLimiter
 from services.locks import Locks
-from services.membership import MembershipCache, SendingRoom
+from services.membership_cache import MembershipCache, SendingRoom
 from services.paging import (
     INVALID_CURSOR,
     Page,
@@ -36,6 +34,8 @@ from services.paging import (
     decode_cursor,
     encode_cursor,
 )
+from services.publisher import EventPublisher
+from services.rate_limits import LimitName, RateLimiter
 from services.room_roles import (
     check_removal,
     heir_of,
@@ -209,7 +209,7 @@ class RoomService:
 
     async def require_sender(self, room_id: PydanticObjectId, viewer: UserDoc) -> SendingRoom:
         """``require_member`` for the send path: the room as a sender needs it, kept
-        a short while and dropped on its membership events (``services.membership``)."""
+        a short while and dropped on its membership events (``services.membership_cache``)."""
         assert viewer.id is not None
         room = await self._senders.room(room_id, viewer.id, _room_with_hint)
         if room is None:

@@ -21,9 +21,9 @@ from redis.asyncio import Redis
 from models import RoomDoc, UserDoc
 from pubsub import TypingChanged
 from services.accounts import AccountService
-from services.events import EventPublisher
-from services.limits import LimitName, RateLimiter
 from services.message_data import UNKNOWN_SENDER_NAME
+from services.publisher import EventPublisher
+from services.rate_limits import LimitName, RateLimiter
 
 SWEEP_BATCH = 200
 

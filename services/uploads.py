@@ -34,8 +34,8 @@ from errors import BadUserInput, NotFound
 from models import MessageDoc, RoomDoc, UploadDoc, UserDoc
 from models.time import utc_now
 from models.upload import UploadState
-from services.limits import LimitName, RateLimiter
 from services.locks import Locks
+from services.rate_limits import LimitName, RateLimiter
 
 logger = logging.getLogger(__name__)
 

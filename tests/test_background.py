@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 
 from app.background import open_background
 from pubsub.memory import MemoryBroker
-from services.events import EventPublisher
 from services.locks import Locks
+from services.publisher import EventPublisher
 from services.relay import MessageRelay
 
 TICK = 0.01

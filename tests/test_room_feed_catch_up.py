@@ -12,7 +12,7 @@ from beanie import PydanticObjectId
 
 from errors import Unavailable
 from pubsub import MessageData
-from services.streams import StreamService
+from services.subscription_streams import StreamService
 from transport.feeds import CATCH_UP_PAGE, Follower, RoomFeed
 
 

@@ -36,7 +36,12 @@ from observability.metrics import ACTIVE_SUBSCRIPTIONS, DELIVERIES, FEED_RENDERI
 from pubsub import MessageData, MessageUpdated, ReactionChanged
 from services.fanout import raise_if_stopped
 from services.room_stream import Access, RoomActivity
-from services.streams import NO_LONGER_A_MEMBER, REPLAY_BATCH, StreamService, checked_after_seq
+from services.subscription_streams import (
+    NO_LONGER_A_MEMBER,
+    REPLAY_BATCH,
+    StreamService,
+    checked_after_seq,
+)
 
 logger = logging.getLogger(__name__)
 

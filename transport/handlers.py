@@ -4,7 +4,7 @@ Both protocols: frames go through a ``QueuedWebSocket``; open sockets and active
 operations are counted for /metrics; each operation runs with a
 ``transport.sharing.SocketOperation`` as its root value, so a subscription that
 shares its rendering with others writes pre-encoded frames; once connection_init is
-accepted the socket is watched under its session (``transport.sessions``) and
+accepted the socket is watched under its session (``transport.socket_sessions``) and
 closes when the session ends (4401 on graphql-transport-ws, ``connection_error``
 then a close on graphql-ws), with nothing more delivered. A socket counts against
 its client address's cap from the moment it opens (``transport.socket_limits``). The
@@ -45,9 +45,9 @@ from schema.context import Context
 from schema.live import FollowedBySocket
 from transport.draining import OpenSockets
 from transport.feeds import RoomFeeds
-from transport.sessions import SocketSessions, WatchedSocket
 from transport.sharing import SocketOperation, error_payload
 from transport.socket_limits import REFUSED_CODE, close_reason, open_socket_slot
+from transport.socket_sessions import SocketSessions, WatchedSocket
 from transport.socket_wire import encoded_text_frame
 from transport.socket_writer import QueuedWebSocket
 

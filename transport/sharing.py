@@ -50,7 +50,7 @@ from schema.errors import with_code
 from schema.execution import PlopExecutionContext
 from schema.live import FollowedBySocket
 from schema.types import Message, activity_of
-from services.streams import checked_after_seq
+from services.subscription_streams import checked_after_seq
 from transport.feeds import PayloadSink, RoomFeeds
 
 DOCUMENT_ANALYSES = 1_024
