@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     topic_prefix: str = "plop"
     # Partitions of each topic created at start-up (a room or user stays in one).
     topic_partitions: int = 8
+    # Copies of each partition of the topics Plop creates, and how many of them must
+    # hold a write before it counts (min.insync.replicas; unset: the broker's default).
+    # 1 for one broker; 3 and 2 on a production cluster, so that one broker's loss
+    # loses nothing and stops nothing. Existing topics are never altered: a difference
+    # is logged at start-up.
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1)
 
     session_ttl_seconds: int = 30 * 24 * 3600
     # Live sessions per user: each holds a 30-day token (and its push devices); past

@@ -26,6 +26,7 @@ from backends.object_storage import storage_from_url
 from backends.redis import open_redis
 from observability.health import Backends
 from pubsub import ALL_TOPICS, broker_from_url
+from pubsub.kafka import TopicReplication
 from push.setup import providers_from_settings, push_worker
 from services import Services
 from services.fanout import FanoutConsumer, FanoutHub
@@ -79,7 +80,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 settings.redis_url, settings.backend_timeout_seconds, settings.redis_max_connections
             )
         )
-        broker = broker_from_url(settings.broker_url, f"plop-{settings.instance_id}")
+        broker = broker_from_url(
+            settings.broker_url,
+            f"plop-{settings.instance_id}",
+            TopicReplication(settings.kafka_replication_factor, settings.kafka_min_insync_replicas),
+        )
         await broker.start({topic: settings.topic_partitions for topic in topics.values()})
         stack.push_async_callback(broker.close)
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from errors import ConfigError
 from pubsub.events import Delivery, Event
-from pubsub.kafka import KafkaBroker
+from pubsub.kafka import KafkaBroker, TopicReplication
 from pubsub.memory import MemoryBroker
 
 
@@ -42,12 +42,15 @@ class Broker(Protocol):
         """Flush and disconnect."""
 
 
-def broker_from_url(url: str, client_id: str) -> Broker:
-    """The broker backend the URL's scheme names."""
-    backends: dict[str, Callable[[str, str], Broker]] = {
-        "memory": MemoryBroker,
-        "kafka": KafkaBroker,
+def broker_from_url(
+    url: str, client_id: str, replication: TopicReplication | None = None
+) -> Broker:
+    """The broker backend the URL's scheme names; ``replication`` is how a Kafka
+    cluster copies the topics Plop creates (in memory there is one copy)."""
+    backends: dict[str, Callable[[], Broker]] = {
+        "memory": lambda: MemoryBroker(url, client_id),
+        "kafka": lambda: KafkaBroker(url, client_id, replication),
     }
     if (backend := backends.get(urlsplit(url).scheme)) is None:
         raise ConfigError(f"PLOP_BROKER_URL has an unsupported scheme: {url!r}")
-    return backend(url, client_id)
+    return backend()

@@ -6,6 +6,12 @@ consumer group per instance would leave a group behind in the broker each time a
 instance stops for good. Nothing is lost by starting at the end: a subscriber that
 joins later reads what came before from the database (``afterSeq``), and a message
 whose publish failed is republished by the relay.
+
+Topics Plop creates get ``TopicReplication``: one copy of each partition by default
+(one broker), three with ``min.insync.replicas`` 2 on a production cluster. A topic
+that already exists is never altered: where its partitions, copies or
+``min.insync.replicas`` differ from the settings, the start logs a warning naming
+what it has and what the settings ask, for the operator to decide.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
@@ -36,6 +44,34 @@ _METADATA_WAIT_SECONDS = 30.0
 LAG_REFRESH_SECONDS = 1.0
 
 
+# The topic setting that decides how many copies must have a write before it counts.
+MIN_INSYNC_REPLICAS = "min.insync.replicas"
+
+
+@dataclass(frozen=True)
+class TopicReplication:
+    """How the topics Plop creates are copied: ``factor`` copies of each partition, and
+    ``min_insync`` of them holding a write before it counts (None: the broker's own
+    default). The producer writes with ``acks=all``, so both decide what a broker's
+    loss can cost."""
+
+    factor: int = 1
+    min_insync: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.factor < 1 or (self.min_insync is not None and self.min_insync < 1):
+            raise ConfigError("Kafka replication settings must be 1 or more")
+        if self.min_insync is not None and self.min_insync > self.factor:
+            # Every write would be refused (NOT_ENOUGH_REPLICAS): say so at start.
+            raise ConfigError(
+                f"PLOP_KAFKA_MIN_INSYNC_REPLICAS ({self.min_insync}) is more than "
+                f"PLOP_KAFKA_REPLICATION_FACTOR ({self.factor})"
+            )
+
+    def topic_configs(self) -> dict[str, str]:
+        return {} if self.min_insync is None else {MIN_INSYNC_REPLICAS: str(self.min_insync)}
+
+
 def bootstrap_servers(url: str) -> str:
     """``kafka://h1:9092,h2:9092`` -> ``h1:9092,h2:9092``."""
     servers = urlsplit(url).netloc
@@ -47,10 +83,13 @@ def bootstrap_servers(url: str) -> str:
 class KafkaBroker:
     """Publishes with an idempotent producer; subscribes by assigning all partitions."""
 
-    def __init__(self, url: str, client_id: str) -> None:
+    def __init__(
+        self, url: str, client_id: str, replication: TopicReplication | None = None
+    ) -> None:
         self._url = url
         self._servers = bootstrap_servers(url)
         self._client_id = client_id
+        self._replication = replication or TopicReplication()
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self, topics: dict[str, int]) -> None:
@@ -86,10 +125,18 @@ class KafkaBroker:
         try:
             existing = set(await admin.list_topics())
             missing = [
-                NewTopic(name, num_partitions=partitions, replication_factor=1)
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=self._replication.factor,
+                    topic_configs=self._replication.topic_configs(),
+                )
                 for name, partitions in topics.items()
                 if name not in existing
             ]
+            await self._report_differences(
+                admin, {name: wanted for name, wanted in topics.items() if name in existing}
+            )
             if missing:
                 response = await admin.create_topics(missing)
                 for name, code, *_ in response.topic_errors:
@@ -102,6 +149,51 @@ class KafkaBroker:
                     await asyncio.sleep(0.1)
         finally:
             await admin.close()
+
+    async def _report_differences(
+        self, admin: AIOKafkaAdminClient, topics: dict[str, int]
+    ) -> list[tuple[str, str, str, str]]:
+        """Logs (and returns) each setting of an existing topic that differs from what
+        Plop would create: (topic, setting, what it has, what the settings ask)."""
+        if not topics:
+            return []
+        found: list[tuple[str, str, str, str]] = []
+        for described in await admin.describe_topics(list(topics)):
+            name, partitions = described["topic"], described["partitions"]
+            copies = len(partitions[0]["replicas"]) if partitions else 0
+            if len(partitions) != topics[name]:
+                found.append((name, "partitions", str(len(partitions)), str(topics[name])))
+            if copies != self._replication.factor:
+                found.append(
+                    (name, "replication factor", str(copies), str(self._replication.factor))
+                )
+        if self._replication.min_insync is not None:
+            wanted = str(self._replication.min_insync)
+            resources = [
+                ConfigResource(ConfigResourceType.TOPIC, name, configs={MIN_INSYNC_REPLICAS: None})
+                for name in topics
+            ]
+            for response in await admin.describe_configs(resources):
+                for resource in response.to_object()["resources"]:
+                    for entry in resource["config_entries"]:
+                        if (
+                            entry["config_names"] == MIN_INSYNC_REPLICAS
+                            and entry["config_value"] != wanted
+                        ):
+                            found.append(
+                                (
+                                    resource["resource_name"],
+                                    MIN_INSYNC_REPLICAS,
+                                    entry["config_value"],
+                                    wanted,
+                                )
+                            )
+        for topic, setting, has, wants in found:
+            logger.warning(
+                "Kafka topic differs from the settings; left as it is",
+                extra={"topic": topic, "setting": setting, "has": has, "settings_ask": wants},
+            )
+        return found
 
     async def publish(self, topic: str, key: str, event: Event) -> None:
         if self._producer is None:
