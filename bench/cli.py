@@ -25,6 +25,7 @@ import uvloop
 from bench import (
     scenario_fanout,
     scenario_hot,
+    scenario_keys,
     scenario_memory,
     scenario_reconnect,
     scenario_search,
@@ -46,6 +47,7 @@ SCENARIOS: dict[str, Callable[[Options], Coroutine[Any, Any, Report]]] = {
     "reconnect": scenario_reconnect.run,
     "stored": scenario_stored.run,
     "search": scenario_search.run,
+    "keys": scenario_keys.run,
 }
 
 # Per scenario: the full-size defaults, then the smoke ones.
@@ -134,6 +136,8 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"messages": 100_000, "rooms": 200, "room_messages": 500, "max_requests": 50},
         {"messages": 300, "rooms": 3, "room_messages": 40, "max_requests": 3},
     ),
+    # messages: consumed per run (dropped, decoded, served).
+    "keys": ({"messages": 50_000}, {"messages": 200}),
 }
 
 
@@ -247,7 +251,11 @@ def options_from(argv: list[str]) -> Options:
         given = getattr(args, name)
         if given is not None:
             values[name] = given
-    default_backend = {"send": "embedded" if args.smoke else "both", "search": "real"}
+    default_backend = {
+        "send": "embedded" if args.smoke else "both",
+        "search": "real",
+        "keys": "real",
+    }
     backend = args.backend or default_backend.get(args.scenario, "embedded")
     backends = ["embedded", "real"] if backend == "both" else [backend]
     if any(count > 1 for count in args.instances) and "real" not in backends:

@@ -8,7 +8,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from errors import ConfigError
-from pubsub.events import Delivery, Event
+from pubsub.events import Delivery, Event, KeyFilter
 from pubsub.kafka import KafkaBroker, TopicReplication
 from pubsub.memory import MemoryBroker
 
@@ -26,8 +26,11 @@ class Broker(Protocol):
     async def publish(self, topic: str, key: str, event: Event) -> None:
         """Send the event; returns once the broker has it."""
 
-    def subscribe(self, topic: str) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
-        """Every event of the topic published from now on, in per-key order."""
+    def subscribe(
+        self, topic: str, wanted: KeyFilter | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
+        """Every event of the topic published from now on, in per-key order; with
+        ``wanted``, only those whose key it takes, the others dropped undecoded."""
 
     def consume(
         self, topic: str, group: str

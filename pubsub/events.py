@@ -39,6 +39,11 @@ class MessageData:
     mention_ids: tuple[str, ...] = ()
 
 
+# Which keys a subscriber wants (see ``Broker.subscribe``): an instance drops the
+# events of rooms and users nobody follows on it before decoding them.
+KeyFilter = Callable[[str], bool]
+
+
 def room_route(room_id: str) -> str:
     """Where a room's events go in an instance (see services.fanout)."""
     return f"room:{room_id}"

@@ -32,7 +32,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from errors import BackendUnreachable, ConfigError, describe
 from observability.metrics import KAFKA_CONSUMER_LAG
-from pubsub.events import Delivery, Event, decode_event, encode_event
+from pubsub.events import Delivery, Event, KeyFilter, decode_event, encode_event
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,9 @@ class KafkaBroker:
         await self._producer.send_and_wait(topic, encode_event(event), key=key.encode())
 
     @asynccontextmanager
-    async def subscribe(self, topic: str) -> AsyncIterator[AsyncIterator[Event]]:
+    async def subscribe(
+        self, topic: str, wanted: KeyFilter | None = None
+    ) -> AsyncIterator[AsyncIterator[Event]]:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._servers,
             client_id=self._client_id,
@@ -227,7 +229,17 @@ class KafkaBroker:
                     await lag.refresh()
                     for records in batches.values():
                         for record in records:
-                            if record.value is not None and (event := decode_event(record.value)):
+                            if record.value is None:
+                                continue
+                            # Keyed by room or user: one dict lookup instead of a decode
+                            # for an event nobody follows on this instance.
+                            if (
+                                wanted is not None
+                                and record.key is not None
+                                and not wanted(record.key.decode())
+                            ):
+                                continue
+                            if event := decode_event(record.value):
                                 yield event
 
             yield events()

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from pubsub.events import Delivery, Event, decode_event, encode_event
+from pubsub.events import Delivery, Event, KeyFilter, decode_event, encode_event
 
 
 class MemoryBroker:
@@ -18,7 +18,7 @@ class MemoryBroker:
     """
 
     def __init__(self, url: str = "memory://", client_id: str = "") -> None:
-        self._queues: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
+        self._queues: dict[str, set[asyncio.Queue[tuple[str, bytes]]]] = defaultdict(set)
 
     async def start(self, topics: dict[str, int]) -> None:
         return None
@@ -26,18 +26,23 @@ class MemoryBroker:
     async def publish(self, topic: str, key: str, event: Event) -> None:
         raw = encode_event(event)
         for queue in self._queues[topic]:
-            queue.put_nowait(raw)
+            queue.put_nowait((key, raw))
 
     @asynccontextmanager
-    async def subscribe(self, topic: str) -> AsyncIterator[AsyncIterator[Event]]:
+    async def subscribe(
+        self, topic: str, wanted: KeyFilter | None = None
+    ) -> AsyncIterator[AsyncIterator[Event]]:
         # Unbounded: the one consumer per topic is the instance's dispatcher, which
         # never blocks on a subscriber (see services.fanout).
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._queues[topic].add(queue)
 
         async def events() -> AsyncIterator[Event]:
             while True:
-                event = decode_event(await queue.get())
+                key, raw = await queue.get()
+                if wanted is not None and not wanted(key):
+                    continue
+                event = decode_event(raw)
                 if event is not None:
                     yield event
 

@@ -9,6 +9,8 @@ carries users going online and offline (key: user id).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pubsub.events import (
     Event,
     FriendshipChanged,
@@ -22,12 +24,23 @@ from pubsub.events import (
     RoomChanged,
     SessionEnded,
     TypingChanged,
+    presence_route,
+    room_route,
+    user_route,
 )
 
 ROOM_EVENTS = "room-events"
 USER_EVENTS = "user-events"
 PRESENCE = "presence"
 ALL_TOPICS = (ROOM_EVENTS, USER_EVENTS, PRESENCE)
+
+# Each topic's partition key names the route its events go to (``Event.route``), so
+# that an instance can tell from the key alone whether anyone follows an event.
+ROUTE_OF_KEY: dict[str, Callable[[str], str]] = {
+    ROOM_EVENTS: room_route,
+    USER_EVENTS: user_route,
+    PRESENCE: presence_route,
+}
 
 
 def topic_and_key(event: Event) -> tuple[str, str]:

@@ -22,6 +22,8 @@ from typing import Final, Protocol
 
 from observability.metrics import ACTIVE_SUBSCRIPTIONS
 from pubsub import ALL_TOPICS, CONTROL_EVENTS, Broker, Event
+from pubsub.events import KeyFilter
+from pubsub.topics import ROUTE_OF_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +155,12 @@ class FanoutHub:
             if not watchers:
                 del self._by_route[route]
 
+    def followed_keys(self, topic: str) -> KeyFilter:
+        """Whether anything on this instance watches the route an event of the
+        (unprefixed) topic with this key goes to."""
+        route_of, by_route = ROUTE_OF_KEY[topic], self._by_route
+        return lambda key: route_of(key) in by_route
+
     def dispatch(self, event: Event) -> None:
         """Hands the event to every local watcher of its route."""
         for watcher in tuple(self._by_route.get(event.route, ())):
@@ -172,8 +180,11 @@ class FanoutConsumer:
     async def start(self) -> None:
         """Subscribes to every topic; events published after this returns are seen."""
         for name in ALL_TOPICS:
+            # An event nobody here follows is dropped by its key, before its decode:
+            # every instance consumes every event, most of them about rooms it does
+            # not serve. Dropping one now is what dispatching it to nobody would do.
             events = await self._stack.enter_async_context(
-                self._broker.subscribe(self._topics[name])
+                self._broker.subscribe(self._topics[name], self._hub.followed_keys(name))
             )
             self._tasks.append(asyncio.create_task(self._pump(name, events)))
 

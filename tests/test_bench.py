@@ -192,6 +192,18 @@ def test_search(tmp_path: Path) -> None:
     assert set(document["results"]["plans"]) == {"one room", "every room"}
 
 
+def test_keys(tmp_path: Path) -> None:
+    document = run_bench(tmp_path, "keys")
+    rows = {row["mode"]: row for row in document["results"]["rows"]}
+    assert set(rows) == {"dropped", "decoded", "served"}
+    for row in rows.values():
+        # The followed room's events arrived once each, in order, and nothing else.
+        assert row["arrived_in_order_once"] is True
+        assert row["events"] == 200
+        assert row["cpu_us_per_event"] > 0
+    assert document["checks"]["every_run_in_order_once"] is True
+
+
 def test_hot(tmp_path: Path) -> None:
     document = run_bench(tmp_path, "hot", "--backend", "embedded")
     rows = document["results"]["rows"]
