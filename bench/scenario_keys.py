@@ -30,7 +30,6 @@ import secrets
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -38,8 +37,9 @@ from matplotlib.figure import Figure
 
 from bench.common import Options
 from bench.report import Plot, Report, Table
+from devtools.sample_events import room_message
 from devtools.services import start_real_services
-from pubsub import ALL_TOPICS, ROOM_EVENTS, MessageAdded, MessageData, room_route
+from pubsub import ALL_TOPICS, ROOM_EVENTS, MessageAdded, room_route
 from pubsub.events import KeyFilter, encode_event
 from pubsub.kafka import KafkaBroker, bootstrap_servers
 from services.fanout import FanoutConsumer, FanoutHub
@@ -55,25 +55,6 @@ class _EveryKeyHub(FanoutHub):
 
     def followed_keys(self, topic: str) -> KeyFilter:
         return lambda key: True
-
-
-def room_message(room_id: str, seq: int) -> MessageAdded:
-    """A message event of an ordinary size, as the consumer would read one."""
-    return MessageAdded(
-        MessageData(
-            id=f"{room_id}-{seq}",
-            room_id=room_id,
-            seq=seq,
-            sender_id="bench",
-            sender_username="bench",
-            sender_display_name="Bench",
-            text="a message of an ordinary length, as a chat sends them",
-            client_id=None,
-            created_at=datetime.now(UTC),
-            edited_at=None,
-            deleted=False,
-        )
-    )
 
 
 def _records(mode: str, followed: str, count: int) -> list[tuple[str, bytes]]:

@@ -18,7 +18,7 @@ import pytest
 
 import pubsub.kafka
 import pubsub.memory
-from bench.scenario_keys import room_message
+from devtools.sample_events import room_message
 from pubsub import ALL_TOPICS, Broker, Event, MessageAdded, room_route, topic_and_key
 from pubsub import events as event_types
 from pubsub.kafka import KafkaBroker
