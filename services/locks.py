@@ -27,8 +27,11 @@ KEY_PREFIX = "lock"
 # Longer than any step held under a lock takes (a few database round trips), short
 # enough that a crashed holder blocks others only briefly.
 HOLD_MS = 10_000
-# How long a caller waits for a held lock before giving up as UNAVAILABLE.
-WAIT_SECONDS = 5.0
+# How long a caller waits for a held lock before giving up as UNAVAILABLE: as long as
+# a crashed holder's lock can last, so that only a holder stuck past its own hold
+# turns a change away (5 s turned deletes away on a loaded machine while a flush of
+# published marks held their messages' locks).
+WAIT_SECONDS = HOLD_MS / 1000
 # First pause between attempts; it doubles, jittered, up to the maximum.
 FIRST_PAUSE_SECONDS = 0.005
 MAX_PAUSE_SECONDS = 0.1
