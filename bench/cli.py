@@ -1,5 +1,5 @@
 """``python -m bench SCENARIO``: run one benchmark scenario and write its results;
-``python -m bench all``: every scenario behind the README's table, then the table.
+``python -m bench all``: every scenario behind the benchmark table, then the tables.
 
 Scenarios: send, hot, fanout, memory, reconnect, stored, search (see each
 ``bench/scenario_*.py``).
@@ -301,7 +301,7 @@ def passed(checks: dict[str, Any]) -> bool:
 
 def main(argv: list[str]) -> int:
     """Runs the scenario named in ``argv`` (or, for ``all``, every scenario of the
-    README's table: ``bench/regenerate.py``); 0 if its bookkeeping holds."""
+    benchmark table: ``bench/regenerate.py``); 0 if its bookkeeping holds."""
     if argv[:1] == ["all"]:
         from bench import regenerate
 

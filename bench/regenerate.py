@@ -1,11 +1,12 @@
-"""``plop bench all``: every scenario of the README's table, ``--runs`` times, then the
+"""``plop bench all``: every scenario of the benchmark table, ``--runs`` times, then the
 table itself.
 
 Each run writes its scenarios' files into a folder of its own under
 ``bench/results/.runs``; at the end the last run's files replace ``bench/results``
 (the latest run only), ``summary.json`` and ``summary.md`` give each headline figure
-as a median with its spread over the runs (``bench/summary.py``), and the README's
-table between its summary markers is rewritten. Each scenario runs as its own
+as a median with its spread over the runs (``bench/summary.py``), the full table in
+docs/benchmarks.md and the README's ten-row headline table are rewritten between
+their markers. Each scenario runs as its own
 ``python -m bench`` process, as a user would run it.
 """
 
@@ -23,17 +24,21 @@ from pathlib import Path
 from bench.report import compact_json, machine
 from bench.server import REPO
 from bench.summary import (
+    HEADLINE_MARKERS,
+    SUMMARY_MARKERS,
     carried_over,
+    headline_rows,
     load_documents,
     markdown_table,
-    replace_in_readme,
+    replace_between,
     summarise,
 )
 
 RESULTS = REPO / "bench" / "results"
 README = REPO / "README.md"
+BENCHMARKS_DOC = REPO / "docs" / "benchmarks.md"
 
-# The scenarios behind the README's table, as ``python -m bench`` arguments: what is
+# The scenarios behind the benchmark table, as ``python -m bench`` arguments: what is
 # measured (backends, instances), then the sizes and the Centrifugo peer, left out by
 # ``--smoke`` (the suite never builds Centrifugo: that takes minutes on a new machine).
 PLAN: dict[str, tuple[list[str], list[str]]] = {
@@ -68,7 +73,7 @@ def arguments(name: str, smoke: bool) -> list[str]:
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(
         prog="python -m bench all",
-        description="Run every scenario of the README's table and regenerate the table.",
+        description="Run every scenario of the benchmark table and regenerate the tables.",
     )
     parse.add_argument(
         "--runs",
@@ -84,7 +89,9 @@ def parser() -> argparse.ArgumentParser:
     )
     parse.add_argument("--out", type=Path, default=RESULTS, help=f"[default: {RESULTS}]")
     parse.add_argument(
-        "--no-readme", action="store_true", help="Write the summary, leave README.md alone."
+        "--no-readme",
+        action="store_true",
+        help="Write the summary, leave README.md and docs/benchmarks.md alone.",
     )
     parse.add_argument(
         "--smoke", action="store_true", help="Tiny sizes, to try the command (implies --no-readme)."
@@ -162,7 +169,8 @@ def main(argv: list[str]) -> int:
         f"# Headline figures\n\nMeasured {when} by `{summary['command']}`.\n\n{table}"
     )
     if not (args.no_readme or args.smoke):
-        replace_in_readme(README, table)
+        replace_between(BENCHMARKS_DOC, SUMMARY_MARKERS, table)
+        replace_between(README, HEADLINE_MARKERS, markdown_table(headline_rows(rows)))
     sys.stdout.write(table)
     if failed:
         sys.stdout.write("bookkeeping failed: " + "; ".join(failed) + "\n")

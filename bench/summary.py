@@ -1,4 +1,4 @@
-"""The headline figures of ``plop bench all``: each target of the README's table, read
+"""The headline figures of ``plop bench all``: each target of the benchmark table, read
 from the scenarios' JSON documents of every run, as a median with its spread.
 
 A ``Headline`` names one figure: where it is in a scenario's document, what it is
@@ -22,8 +22,22 @@ from bench.scenario_hot import HOT_FANOUT_SENDERS, MAX_P99_RATIO, MIN_STORED_RAT
 Document = dict[str, Any]
 RAW = "raw FastAPI"
 ONE_ROOM = "one room"
-README_START = "<!-- bench:summary:start -->"
-README_END = "<!-- bench:summary:end -->"
+# The full table's place in docs/benchmarks.md, and the headline table's in the README.
+SUMMARY_MARKERS = ("<!-- bench:summary:start -->", "<!-- bench:summary:end -->")
+HEADLINE_MARKERS = ("<!-- bench:headline:start -->", "<!-- bench:headline:end -->")
+# The README's ten rows, in this order: one per target a newcomer asks about first.
+HEADLINE_KEYS = (
+    "send_per_second_c64_real",
+    "send_cpu_ms_c64_real",
+    "send_per_second_c16_embedded",
+    "stored_latency_ratio_embedded",
+    "open_seconds_5000_real",
+    "reconnect_caught_up_real",
+    "fanout_deliveries_5000_real",
+    "fanout_cpu_5000_centrifugo",
+    "fanout_p99_1000_paced",
+    "idle_kib_per_connection",
+)
 
 
 @dataclass(frozen=True)
@@ -522,8 +536,14 @@ def _figure(spread: dict[str, Any] | None, digits: int) -> str:
     return text
 
 
+def headline_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of ``HEADLINE_KEYS``, in its order (those measured)."""
+    by_key = {row["key"]: row for row in rows}
+    return [by_key[key] for key in HEADLINE_KEYS if key in by_key]
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The README's table: each figure's median over its runs, min-max in brackets."""
+    """A table of headline rows: each figure's median over its runs, min-max in brackets."""
     lines = [
         "Each figure is the median of its runs, (min-max) over them; each ratio is "
         "taken within a run, between figures measured side by side.",
@@ -565,14 +585,15 @@ def carried_over(
     ]
 
 
-def replace_in_readme(readme: Path, table: str) -> None:
-    """Puts ``table`` between the README's summary markers (which must be there)."""
-    text = readme.read_text()
-    start, end = text.find(README_START), text.find(README_END)
+def replace_between(path: Path, markers: tuple[str, str], table: str) -> None:
+    """Puts ``table`` between the file's markers (which must be there)."""
+    start_marker, end_marker = markers
+    text = path.read_text()
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"{readme} has no {README_START} ... {README_END} block")
-    head = text[: start + len(README_START)]
-    readme.write_text(head + "\n" + table + text[end:])
+        raise ValueError(f"{path} has no {start_marker} ... {end_marker} block")
+    head = text[: start + len(start_marker)]
+    path.write_text(head + "\n" + table + text[end:])
 
 
 def load_documents(folder: Path) -> dict[str, Document]:

@@ -1,5 +1,6 @@
-"""The README's benchmark table: medians and spreads over runs (``bench/summary.py``),
-and the table in the README being the one ``bench/results/summary.json`` gives."""
+"""The benchmark tables: medians and spreads over runs (``bench/summary.py``), and the
+full table in docs/benchmarks.md and the README's ten-row headline being the ones
+``bench/results/summary.json`` gives."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import pytest
 
 from bench.report import compact_json
 from bench.summary import (
-    README_END,
-    README_START,
+    HEADLINE_KEYS,
+    HEADLINE_MARKERS,
+    SUMMARY_MARKERS,
     carried_over,
+    headline_rows,
     markdown_table,
-    replace_in_readme,
+    replace_between,
     summarise,
 )
 from tests.support.services import REPO
@@ -81,21 +84,30 @@ def test_a_target_met_on_the_median_says_yes() -> None:
 
 
 def test_the_table_goes_between_the_markers_and_nowhere_else(tmp_path: Path) -> None:
+    start, end = SUMMARY_MARKERS
     readme = tmp_path / "README.md"
-    readme.write_text(f"# T\n\nbefore\n{README_START}\nold table\n{README_END}\nafter\n")
-    replace_in_readme(readme, "| new |\n")
-    assert readme.read_text() == f"# T\n\nbefore\n{README_START}\n| new |\n{README_END}\nafter\n"
+    readme.write_text(f"# T\n\nbefore\n{start}\nold table\n{end}\nafter\n")
+    replace_between(readme, SUMMARY_MARKERS, "| new |\n")
+    assert readme.read_text() == f"# T\n\nbefore\n{start}\n| new |\n{end}\nafter\n"
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="no <!-- bench:summary:start -->"):
-        replace_in_readme(readme, "| new |\n")
+        replace_between(readme, SUMMARY_MARKERS, "| new |\n")
 
 
-def test_the_readme_shows_the_table_of_the_latest_summary() -> None:
-    summary = json.loads((REPO / "bench" / "results" / "summary.json").read_text())
-    table = markdown_table(summary["headlines"])
+def _between(text: str, markers: tuple[str, str]) -> str:
+    start, end = markers
+    return text[text.index(start) + len(start) : text.index(end)].strip()
+
+
+def test_the_docs_and_the_readme_show_the_tables_of_the_latest_summary() -> None:
+    rows = json.loads((REPO / "bench" / "results" / "summary.json").read_text())["headlines"]
+    docs = (REPO / "docs" / "benchmarks.md").read_text()
+    assert _between(docs, SUMMARY_MARKERS) == markdown_table(rows).strip()
     readme = (REPO / "README.md").read_text()
-    block = readme[readme.index(README_START) + len(README_START) : readme.index(README_END)]
-    assert block.strip() == table.strip()
+    assert _between(readme, HEADLINE_MARKERS) == markdown_table(headline_rows(rows)).strip()
+    # Ten rows, each a target of the full table.
+    assert len(headline_rows(rows)) == len(HEADLINE_KEYS) == 10
+    assert {row["key"] for row in rows} >= set(HEADLINE_KEYS)
 
 
 def test_results_files_stay_short() -> None:
