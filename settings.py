@@ -234,6 +234,10 @@ class Settings(BaseSettings):
     # The longest a provider's Retry-After may hold a push back; pushes wait in line
     # per partition, so an unbounded hint would stall all of them.
     push_retry_after_max_seconds: float = 300.0
+    # A message older than this when its push is decided is not pushed: a worker that
+    # comes back after an outage does not wake a phone for what is hours old (the app
+    # shows it from history when opened).
+    push_max_age_seconds: float = Field(default=3_600.0, gt=0)
 
     # Abuse limits: each is "COUNT calls at once, refilled evenly over SECONDS", per
     # subject, kept in Redis and so shared by every instance. Far above what a person

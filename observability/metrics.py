@@ -43,6 +43,11 @@ PUSHES = Counter(
     "Pushes by provider and final result (after retries).",
     ["provider", "result"],
 )
+PUSHES_TOO_OLD = Counter(
+    "plop_push_too_old_total",
+    "Messages not pushed because they were older than PLOP_PUSH_MAX_AGE_SECONDS when "
+    "their push was decided (a push worker catching up after an outage).",
+)
 RELAY_BACKLOG = Gauge(
     "plop_relay_backlog",
     "Unpublished messages past their grace period seen by the last relay pass (at most one batch).",

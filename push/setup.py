@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from redis.asyncio import Redis
 
 from models.push import PushPlatform
@@ -54,4 +56,5 @@ def push_worker(
             max_seconds=settings.push_backoff_max_seconds,
             max_retry_after_seconds=settings.push_retry_after_max_seconds,
         ),
+        max_age=timedelta(seconds=settings.push_max_age_seconds),
     )

@@ -22,13 +22,15 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from redis.asyncio import Redis
 
 from models import PushDeviceDoc, RoomDoc
 from models.push import PushPlatform
 from models.room import RoomKind
-from observability.metrics import PUSHES
+from models.time import utc_now
+from observability.metrics import PUSHES, PUSHES_TOO_OLD
 from pubsub import Broker, MessageAdded
 from pubsub.events import MessageData
 from push.providers import Notification, Outcome, PushProvider, RetryLater
@@ -44,6 +46,8 @@ logger = logging.getLogger(__name__)
 MAX_BODY_CHARS = 200
 SENT_KEY_TTL_SECONDS = 7 * 24 * 3600
 SENT_KEY_PREFIX = "plop:push:sent:"
+# Older messages are not pushed (``Settings.push_max_age_seconds``).
+DEFAULT_MAX_AGE = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +108,10 @@ class PushWorker:
         blocks: BlockService,
         providers: Mapping[PushPlatform, PushProvider],
         retry: RetryPolicy,
+        max_age: timedelta = DEFAULT_MAX_AGE,
     ) -> None:
         self._broker = broker
+        self._max_age = max_age
         self._topic = topic
         self._group = group
         self._redis = redis
@@ -140,7 +146,12 @@ class PushWorker:
 
     async def handle(self, message: MessageData) -> None:
         """Pushes one message to the devices of the offline members who do not block the
-        sender and have not muted the room (a mention pushes even so)."""
+        sender and have not muted the room (a mention pushes even so). A message older
+        than the worker's ``max_age`` (a worker catching up after an outage) is not
+        pushed at all."""
+        if utc_now() - message.created_at > self._max_age:
+            PUSHES_TOO_OLD.inc()
+            return
         room = await RoomDoc.get(parse_id(message.room_id))
         if room is None:
             return
