@@ -120,20 +120,32 @@ class FanoutHub:
 
         Routes added later with ``watch`` are removed when the block ends as well.
         ``subscription=False`` for an inbox that serves many subscriptions (a room
-        feed), which counts its subscribers itself.
+        feed), which counts its subscribers itself, or for a subscription that adds
+        routes before it is live (it counts itself with ``counted`` from then on).
         """
         inbox = self.new_inbox()
         for route in routes:
             self.watch(inbox, route)
-        if subscription:
-            ACTIVE_SUBSCRIPTIONS.inc()
         try:
-            yield inbox
-        finally:
             if subscription:
-                ACTIVE_SUBSCRIPTIONS.dec()
+                with self.counted():
+                    yield inbox
+            else:
+                yield inbox
+        finally:
             for route in tuple(inbox.routes):
                 self.unwatch(inbox, route)
+
+    @staticmethod
+    @contextmanager
+    def counted() -> Iterator[None]:
+        """Counts one active subscription inside the block: one whose events from now
+        on are delivered (the count clients and tests wait on)."""
+        ACTIVE_SUBSCRIPTIONS.inc()
+        try:
+            yield
+        finally:
+            ACTIVE_SUBSCRIPTIONS.dec()
 
     def watch(self, inbox: Inbox, route: str) -> None:
         """Adds a route to an inbox opened with ``watching``."""

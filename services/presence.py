@@ -273,29 +273,32 @@ class PresenceService:
         """Presence changes of the viewer's friends, following friendships as they change."""
         assert viewer.id is not None
         viewer_key = str(viewer.id)
-        with self._hub.watching(user_route(viewer_key)) as inbox:
+        # Active (counted) once it follows its friends' routes, not before: a change
+        # made after the count rose must reach it.
+        with self._hub.watching(user_route(viewer_key), subscription=False) as inbox:
             friends: set[str] = set()
             await self._follow_friends(inbox, viewer.id, friends)
-            while True:
-                event = await inbox.get()
-                if event is LAGGED:
-                    # A dropped event may have been a friendship ending or starting, or
-                    # a friend's change: follow exactly the friends the store knows
-                    # now, and say where each of them stands.
-                    await self._follow_friends(inbox, viewer.id, friends)
-                    for friend in sorted(friends):
-                        yield await self.current(friend)
-                elif isinstance(event, PresenceChanged) and event.user_id in friends:
-                    yield Presence.from_event(event)
-                elif isinstance(event, FriendshipChanged) and event.user_id == viewer_key:
-                    if event.added and event.friend_id not in friends:
-                        friends.add(event.friend_id)
-                        self._hub.watch(inbox, presence_route(event.friend_id))
-                        # A new friend's presence shows at once, not at their next change.
-                        yield await self.current(event.friend_id)
-                    elif not event.added and event.friend_id in friends:
-                        friends.discard(event.friend_id)
-                        self._hub.unwatch(inbox, presence_route(event.friend_id))
+            with self._hub.counted():
+                while True:
+                    event = await inbox.get()
+                    if event is LAGGED:
+                        # A dropped event may have been a friendship ending or starting, or
+                        # a friend's change: follow exactly the friends the store knows
+                        # now, and say where each of them stands.
+                        await self._follow_friends(inbox, viewer.id, friends)
+                        for friend in sorted(friends):
+                            yield await self.current(friend)
+                    elif isinstance(event, PresenceChanged) and event.user_id in friends:
+                        yield Presence.from_event(event)
+                    elif isinstance(event, FriendshipChanged) and event.user_id == viewer_key:
+                        if event.added and event.friend_id not in friends:
+                            friends.add(event.friend_id)
+                            self._hub.watch(inbox, presence_route(event.friend_id))
+                            # A new friend's presence shows at once, not at their next change.
+                            yield await self.current(event.friend_id)
+                        elif not event.added and event.friend_id in friends:
+                            friends.discard(event.friend_id)
+                            self._hub.unwatch(inbox, presence_route(event.friend_id))
 
     async def _follow_friends(
         self, inbox: Inbox, viewer_id: PydanticObjectId, friends: set[str]

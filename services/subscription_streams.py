@@ -212,26 +212,30 @@ class StreamService:
     async def room_updated(self, viewer: UserDoc) -> AsyncGenerator[RoomDoc, None]:
         """The viewer's rooms as they change: messages, members, read marker."""
         viewer_key = str(viewer.id)
-        with self.hub.watching(user_route(viewer_key)) as inbox:
+        # Active (counted) once it watches the viewer's rooms: a change made after the
+        # count rose must reach it.
+        with self.hub.watching(user_route(viewer_key), subscription=False) as inbox:
             await self._watch_joined_rooms(inbox, viewer)
-            while True:
-                event = await inbox.get()
-                if event is LAGGED:
-                    # What was dropped may have been a join or a leave: watch again
-                    # exactly the rooms the viewer is in now. Clients refetch the list.
-                    await self._watch_joined_rooms(inbox, viewer)
-                    continue
-                if isinstance(event, RoomAdded):
-                    self.hub.watch(inbox, room_route(event.room_id))
-                if isinstance(event, MembersChanged) and viewer_key in event.removed:
-                    self.hub.unwatch(inbox, room_route(event.room_id))
-                    continue
-                if isinstance(event, MessageUpdated) and not await self._is_last(event):
-                    continue
-                if isinstance(
-                    event, MessageAdded | MessageUpdated | MembersChanged | RoomAdded | RoomChanged
-                ) and (room := await self._room_of_member(event.room_id, viewer)):
-                    yield room
+            with self.hub.counted():
+                while True:
+                    event = await inbox.get()
+                    if event is LAGGED:
+                        # What was dropped may have been a join or a leave: watch again
+                        # exactly the rooms the viewer is in now. Clients refetch the list.
+                        await self._watch_joined_rooms(inbox, viewer)
+                        continue
+                    if isinstance(event, RoomAdded):
+                        self.hub.watch(inbox, room_route(event.room_id))
+                    if isinstance(event, MembersChanged) and viewer_key in event.removed:
+                        self.hub.unwatch(inbox, room_route(event.room_id))
+                        continue
+                    if isinstance(event, MessageUpdated) and not await self._is_last(event):
+                        continue
+                    if isinstance(
+                        event,
+                        MessageAdded | MessageUpdated | MembersChanged | RoomAdded | RoomChanged,
+                    ) and (room := await self._room_of_member(event.room_id, viewer)):
+                        yield room
 
     async def _is_last(self, event: MessageUpdated) -> bool:
         """Whether an edited or deleted message is its room's lastMessage."""
