@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import strawberry
 
+from models import MessageDoc
 from resolvers.access import require_member, require_viewer
 from schema.context import Info
 from schema.types import Message, MessageConnection, MessageEdge, PageInfo
 from services.ids import parse_id
 from services.messages import message_cursor
+from services.paging import Page
 
 
 async def send_message(
@@ -52,17 +56,23 @@ async def messages(
     before: str | None = None,
 ) -> MessageConnection:
     _, room = await require_member(info, room_id)
-    services = info.context.services
-    page = await services.messages.history(room, first, after, last, before)
-    senders = await services.accounts.get_many([message.sender_id for message in page.items])
+    page = await info.context.services.messages.history(room, first, after, last, before)
+    return await message_connection(info, page, message_cursor)
+
+
+async def message_connection(
+    info: Info, page: Page[MessageDoc], cursor_of: Callable[[MessageDoc], str]
+) -> MessageConnection:
+    """A page of messages as a connection, each with its sender (read in one batch)
+    and the cursor ``cursor_of`` gives it (history's seq, search's time)."""
+    senders = await info.context.services.accounts.get_many(
+        [message.sender_id for message in page.items]
+    )
     edges = [
         MessageEdge(
-            cursor=message_cursor(message),
+            cursor=cursor_of(message),
             node=Message.from_doc(message, senders.get(message.sender_id)),
         )
         for message in page.items
     ]
-    return MessageConnection(
-        edges=edges,
-        page_info=PageInfo.of(page, [edge.cursor for edge in edges]),
-    )
+    return MessageConnection(edges=edges, page_info=PageInfo.of(page, [e.cursor for e in edges]))

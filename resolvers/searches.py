@@ -5,8 +5,9 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.access import require_member, require_viewer
+from resolvers.messages import message_connection
 from schema.context import Info
-from schema.types import Message, MessageConnection, MessageEdge, PageInfo
+from schema.types import MessageConnection
 from services.message_search import search_cursor
 
 
@@ -21,14 +22,5 @@ async def search_messages(
         viewer, room = await require_viewer(info), None
     else:
         viewer, room = await require_member(info, room_id)
-    services = info.context.services
-    page = await services.search.search(viewer, query, room, first, after)
-    senders = await services.accounts.get_many([message.sender_id for message in page.items])
-    edges = [
-        MessageEdge(
-            cursor=search_cursor(message),
-            node=Message.from_doc(message, senders.get(message.sender_id)),
-        )
-        for message in page.items
-    ]
-    return MessageConnection(edges=edges, page_info=PageInfo.of(page, [e.cursor for e in edges]))
+    page = await info.context.services.search.search(viewer, query, room, first, after)
+    return await message_connection(info, page, search_cursor)
