@@ -259,6 +259,13 @@ class Settings(BaseSettings):
     room_invitation_limit_seconds: float = 3_600.0
     # How long an invitation waits for an answer before it is dead.
     room_invitation_ttl_seconds: float = Field(default=7 * 24 * 3_600.0, gt=0)
+    # How long a sync token (a sync's nextToken, an account event's token) stays good:
+    # the room event log is kept this long, and an older token answers
+    # SYNC_TOKEN_EXPIRED (the client starts over with sync). At least a day.
+    sync_retention_seconds: float = Field(default=7 * 24 * 3_600.0, ge=24 * 3_600.0)
+    # Events one catch-up of the account stream replays at most: a token further
+    # behind than this is expired too (sync gives the rooms as they stand instead).
+    sync_max_replay_events: int = Field(default=10_000, ge=100)
     # After a decline (or a block of the inviter), how long before the same inviter may
     # invite the same user again, to any room.
     room_invitation_cooldown_seconds: float = 7 * 24 * 3_600.0

@@ -11,6 +11,7 @@ from models.message import MessageDoc
 from models.push import PushDeviceDoc
 from models.reaction import ReactionDoc
 from models.room import MembershipDoc, RoomDoc, RoomProgressDoc
+from models.room_event import RoomEventDoc, RoomEventKind
 from models.upload import UploadDoc
 from models.user import UserDoc
 
@@ -27,6 +28,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     RoomInvitationDoc,
     ReactionDoc,
     UploadDoc,
+    RoomEventDoc,
 ]
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "PushDeviceDoc",
     "ReactionDoc",
     "RoomDoc",
+    "RoomEventDoc",
+    "RoomEventKind",
     "RoomInvitationDoc",
     "RoomProgressDoc",
     "UploadDoc",

@@ -45,6 +45,11 @@ class MessageDoc(Document):
     mention_ids: list[PydanticObjectId] = Field(default_factory=list)
     search_tokens: list[str] | None = None
     search_keys: list[str] | None = None
+    # Its place among all room events (``services.event_positions``), taken by its
+    # room's writer; the position of its newest edit or delete in ``update_pos``.
+    # None on messages stored before positions.
+    pos: int | None = None
+    update_pos: int | None = None
 
     class Settings:
         name = "messages"
@@ -53,6 +58,7 @@ class MessageDoc(Document):
                 [("room_id", ASCENDING), ("seq", DESCENDING)], unique=True, name="room_seq_unique"
             ),
             IndexModel([("idempotency_key", ASCENDING)], unique=True, name="idempotency_unique"),
+            IndexModel([("room_id", ASCENDING), ("pos", ASCENDING)], name="room_pos"),
             IndexModel([("published", ASCENDING), ("created_at", ASCENDING)], name="unpublished"),
             IndexModel(
                 [("update_published", ASCENDING), ("updated_at", ASCENDING)],

@@ -37,6 +37,9 @@ class MessageData:
     # The message this one answers, and the members its text names (@username).
     reply_to_id: str | None = None
     mention_ids: tuple[str, ...] = ()
+    # Where the message stands among all room events (``services.event_positions``);
+    # None for messages stored before positions.
+    pos: int | None = None
 
 
 # Which keys a subscriber wants (see ``Broker.subscribe``): an instance drops the
@@ -88,6 +91,7 @@ class MembersChanged:
     room_id: str
     added: tuple[str, ...]
     removed: tuple[str, ...]
+    pos: int | None = None
     type = "members.changed"
 
     @property
@@ -104,6 +108,7 @@ class MessageUpdated:
 
     message: MessageData
     members_tag: str | None = None
+    pos: int | None = None  # of this edit or delete among room events
     type = "message.updated"
 
     @property
@@ -129,6 +134,7 @@ class ReactionChanged:
     emoji: str
     added: bool
     members_tag: str | None = None
+    pos: int | None = None
     type = "reaction.changed"
 
     @property
@@ -164,6 +170,7 @@ class ReadReceipt:
     display_name: str
     last_read_seq: int
     members_tag: str | None = None
+    pos: int | None = None
     type = "read.receipt"
 
     @property
@@ -177,6 +184,7 @@ class RoomAdded:
 
     user_id: str
     room_id: str
+    pos: int | None = None
     type = "room.added"
 
     @property
@@ -191,6 +199,21 @@ class RoomChanged:
     user_id: str
     room_id: str
     type = "room.changed"
+
+    @property
+    def route(self) -> str:
+        return user_route(self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationReceived:
+    """A user was invited to a group and joins only by accepting (``RoomInvitation``)."""
+
+    user_id: str
+    room_id: str
+    invitation_id: str
+    pos: int | None = None
+    type = "invitation.received"
 
     @property
     def route(self) -> str:
@@ -251,13 +274,14 @@ Event = (
     | MembersChanged
     | RoomAdded
     | RoomChanged
+    | InvitationReceived
     | FriendshipChanged
     | PresenceChanged
     | SessionEnded
 )
 
 # Events that change who may see what: a stream never drops them (services.fanout).
-CONTROL_EVENTS = (MembersChanged, RoomAdded, FriendshipChanged, SessionEnded)
+CONTROL_EVENTS = (MembersChanged, RoomAdded, InvitationReceived, FriendshipChanged, SessionEnded)
 # What happens in a room besides new messages (roomActivity), MembersChanged aside.
 ACTIVITY_EVENTS = (MessageUpdated, ReactionChanged, TypingChanged, ReadReceipt)
 
@@ -268,7 +292,7 @@ def _message_to_wire(message: MessageData) -> dict[str, Any]:
     body["edited_at"] = message.edited_at.isoformat() if message.edited_at else None
     # Left out when empty, so that a plain message reads the same to an instance that
     # predates replies and mentions (a rolling upgrade).
-    for field in ("reply_to_id", "mention_ids"):
+    for field in ("reply_to_id", "mention_ids", "pos"):
         if not body[field]:
             del body[field]
     return body
@@ -315,7 +339,9 @@ def decode_event(raw: bytes) -> Event | None:
             )
         if kind == MessageUpdated.type:
             return MessageUpdated(
-                message=_message_from_wire(body["message"]), members_tag=body.get("members_tag")
+                message=_message_from_wire(body["message"]),
+                members_tag=body.get("members_tag"),
+                pos=body.get("pos"),
             )
         if kind == ReactionChanged.type:
             return ReactionChanged(**body)
@@ -328,11 +354,14 @@ def decode_event(raw: bytes) -> Event | None:
                 room_id=body["room_id"],
                 added=tuple(body["added"]),
                 removed=tuple(body["removed"]),
+                pos=body.get("pos"),
             )
         if kind == RoomAdded.type:
             return RoomAdded(**body)
         if kind == RoomChanged.type:
             return RoomChanged(**body)
+        if kind == InvitationReceived.type:
+            return InvitationReceived(**body)
         if kind == FriendshipChanged.type:
             return FriendshipChanged(**body)
         if kind == PresenceChanged.type:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pubsub.events import (
     Event,
     FriendshipChanged,
+    InvitationReceived,
     MembersChanged,
     MessageAdded,
     MessageUpdated,
@@ -55,7 +56,9 @@ def topic_and_key(event: Event) -> tuple[str, str]:
         | MembersChanged,
     ):
         return ROOM_EVENTS, event.room_id
-    if isinstance(event, RoomAdded | RoomChanged | FriendshipChanged | SessionEnded):
+    if isinstance(
+        event, RoomAdded | RoomChanged | InvitationReceived | FriendshipChanged | SessionEnded
+    ):
         return USER_EVENTS, event.user_id
     if isinstance(event, PresenceChanged):
         return PRESENCE, event.user_id

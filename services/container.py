@@ -18,6 +18,7 @@ from services.account_deletion import AccountDeletion
 from services.accounts import AccountService
 from services.blocks import BlockService
 from services.devices import DeviceService
+from services.event_positions import EventPositions
 from services.fanout import FanoutHub
 from services.friends import FriendService
 from services.invitations import InvitationService
@@ -33,6 +34,7 @@ from services.publisher import EventPublisher
 from services.rate_limits import RateLimiter, limits_from_settings
 from services.reactions import ReactionService
 from services.relay import MessageRelay
+from services.room_event_log import RoomEventLog
 from services.room_turns import RedisRoomTurns
 from services.room_writer import RoomWriters
 from services.rooms import RoomService
@@ -67,6 +69,7 @@ class Services:
     typing: TypingService
     uploads: UploadService
     profiles: ProfileService
+    event_log: RoomEventLog
 
     @classmethod
     def build(
@@ -87,6 +90,7 @@ class Services:
         invitations = InvitationService(limits, settings.room_invitation_ttl_seconds)
         blocks = BlockService(redis, friends, invitations, limits)
         locks = Locks(redis)
+        event_log = RoomEventLog(EventPositions(redis), settings.sync_retention_seconds)
         rooms = RoomService(
             publisher,
             settings.max_group_members,
@@ -112,7 +116,10 @@ class Services:
             settings.max_client_id_chars,
             limits,
             RoomWriters(
-                MongoMessageInserts(rooms), RedisRoomTurns(redis), settings.room_send_queue
+                MongoMessageInserts(rooms),
+                RedisRoomTurns(redis),
+                settings.room_send_queue,
+                event_log.positions,
             ),
             uploads,
         )
@@ -185,6 +192,7 @@ class Services:
             typing=typing,
             uploads=uploads,
             profiles=ProfileService(accounts, uploads, limits),
+            event_log=event_log,
         )
 
 

@@ -27,4 +27,5 @@ def message_data(message: MessageDoc, sender: UserDoc | None) -> MessageData:
         deleted=message.deleted,
         reply_to_id=str(message.reply_to_id) if message.reply_to_id else None,
         mention_ids=() if message.deleted else tuple(map(str, message.mention_ids)),
+        pos=message.pos,
     )

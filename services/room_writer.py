@@ -44,6 +44,7 @@ from beanie import PydanticObjectId
 
 from errors import RateLimited, Unavailable
 from models import MessageDoc
+from services.event_positions import PositionTaker
 
 logger = logging.getLogger(__name__)
 
@@ -135,9 +136,16 @@ class _Room:
 class RoomWriters:
     """The writers of this instance's busy rooms."""
 
-    def __init__(self, store: MessageInserts, turns: RoomTurns, queue_limit: int) -> None:
+    def __init__(
+        self,
+        store: MessageInserts,
+        turns: RoomTurns,
+        queue_limit: int,
+        positions: PositionTaker,
+    ) -> None:
         self._store = store
         self._turns = turns
+        self._positions = positions
         self._queue_limit = queue_limit
         self._rooms: dict[PydanticObjectId, _Room] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -199,9 +207,16 @@ class RoomWriters:
         for _ in range(MAX_ROUNDS):
             room.next_seq = max(room.next_seq, await self._turns.wait_turn(room_id))
             first = room.next_seq
+            # Positions follow seqs within a batch, and stay in flight until the
+            # insert has answered (services.event_positions).
+            first_pos = await self._positions.take(len(sends))
             for offset, send in enumerate(sends):
                 send.message.seq = first + offset
-            refused = await self._store.insert_ordered([send.message for send in sends])
+                send.message.pos = first_pos + offset
+            try:
+                refused = await self._store.insert_ordered([send.message for send in sends])
+            finally:
+                await self._positions.done(first_pos)
             stored = sends if refused is None else sends[:refused]
             for send in stored:
                 send.done.set_result(Stored(send.message, Outcome.STORED))

@@ -129,8 +129,27 @@ class Turns:
             self.shared.freed.set()
 
 
-def writers_of(store: Store, queue_limit: int = 100) -> RoomWriters:
-    return RoomWriters(store, Turns(), queue_limit=queue_limit)
+class Positions:
+    """Event positions (``PositionTaker``): a counter, and what is still in flight."""
+
+    def __init__(self) -> None:
+        self.last = 0
+        self.in_flight: set[int] = set()
+
+    async def take(self, count: int = 1) -> int:
+        first = self.last + 1
+        self.last += count
+        self.in_flight.add(first)
+        return first
+
+    async def done(self, first: int) -> None:
+        self.in_flight.remove(first)
+
+
+def writers_of(
+    store: Store, queue_limit: int = 100, positions: Positions | None = None
+) -> RoomWriters:
+    return RoomWriters(store, Turns(), queue_limit=queue_limit, positions=positions or Positions())
 
 
 async def send_all(writers: RoomWriters, messages: list[MessageDoc], hint: int = 0) -> list[Stored]:
@@ -147,6 +166,17 @@ async def test_concurrent_sends_take_every_seq_once_in_few_inserts() -> None:
     assert len(store.inserts) <= 4  # batches, not one insert per send
     assert store.moved_to[ROOM] == 300
     assert writers.queued(ROOM) == 0  # the writer is gone once idle
+
+
+async def test_stored_messages_have_positions_in_seq_order_none_left_in_flight() -> None:
+    store = Store()
+    positions = Positions()
+    writers = writers_of(store, queue_limit=1_000, positions=positions)
+    stored = await send_all(writers, [message(f"k{n}") for n in range(200)])
+    by_seq = sorted((s.message.seq, s.message.pos) for s in stored)
+    given = [pos for _, pos in by_seq]
+    assert None not in given and given == sorted(given) and len(set(given)) == 200
+    assert positions.in_flight == set()
 
 
 async def test_sends_keep_their_arrival_order_within_a_batch() -> None:
@@ -245,8 +275,8 @@ async def test_store_failure_fails_the_batch_and_the_next_send_goes_on() -> None
 async def test_a_writer_on_another_instance_starts_where_the_room_stands() -> None:
     store = Store()
     shared = SharedTurns()
-    here = RoomWriters(store, Turns(shared, "a"), queue_limit=100)
-    there = RoomWriters(store, Turns(shared, "b"), queue_limit=100)
+    here = RoomWriters(store, Turns(shared, "a"), queue_limit=100, positions=Positions())
+    there = RoomWriters(store, Turns(shared, "b"), queue_limit=100, positions=Positions())
     await send_all(here, [message(f"k{n}") for n in range(5)])
     # Its hint is stale (0), yet it stores at 6 without losing an insert to "a".
     stored = await send_all(there, [message("there")])
@@ -259,8 +289,8 @@ async def test_a_writer_that_lost_a_range_stores_before_the_other_instance_again
     store = Store()
     shared = SharedTurns()
     here_turns, there_turns = Turns(shared, "a"), Turns(shared, "b")
-    here = RoomWriters(store, here_turns, queue_limit=100)
-    there = RoomWriters(store, there_turns, queue_limit=100)
+    here = RoomWriters(store, here_turns, queue_limit=100, positions=Positions())
+    there = RoomWriters(store, there_turns, queue_limit=100, positions=Positions())
     # "b" loses seq 1 to a third writer, claims the turn and looks the room up.
     store.foreign_at = [1]
     looking = store.newest_gate = asyncio.Event()
@@ -302,7 +332,7 @@ async def test_a_writer_that_lost_a_range_goes_on_from_where_the_winner_said_it_
     store = Store()
     shared = SharedTurns()
     store.foreign_turns = shared  # the winner records its next seq, as Redis keeps it
-    there = RoomWriters(store, Turns(shared, "b"), queue_limit=100)
+    there = RoomWriters(store, Turns(shared, "b"), queue_limit=100, positions=Positions())
     store.foreign_at = [1]
     stored = await send_all(there, [message("lost once"), message("then")])
     assert [s.message.seq for s in stored] == [2, 3]
