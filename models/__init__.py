@@ -11,7 +11,7 @@ from models.message import MessageDoc
 from models.push import PushDeviceDoc
 from models.reaction import ReactionDoc
 from models.room import MembershipDoc, RoomDoc, RoomProgressDoc
-from models.room_event import RoomEventDoc, RoomEventKind
+from models.room_event import RoomEventDoc
 from models.upload import UploadDoc
 from models.user import UserDoc
 
@@ -42,7 +42,6 @@ __all__ = [
     "ReactionDoc",
     "RoomDoc",
     "RoomEventDoc",
-    "RoomEventKind",
     "RoomInvitationDoc",
     "RoomProgressDoc",
     "UploadDoc",

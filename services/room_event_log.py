@@ -2,12 +2,12 @@
 
 Every stored room event gets a position (``services.event_positions``): a message
 in its own document (its room's writer takes the positions of a batch), any other
-change (an edit, a reaction, a read marker, a membership change, an invitation) as
-a ``RoomEventDoc`` written by ``record`` BEFORE the change is made, its position in
-flight until the change is made. So a reader up to the watermark never meets a
-logged change that is not made yet, and a change whose maker crashed half-way is
-replayed as the store stands (each kind is rendered from the store, not from the
-log).
+change (an edit or a delete, a reaction, a read marker, a membership change, an
+invitation) as a ``RoomEventDoc`` that ``record`` writes BEFORE the change is made,
+its position in flight until the change is made or failed. So a reader up to the
+watermark never meets a logged change that is not made yet; a change that fails
+takes its entry back; only a maker that crashed half-way leaves an entry for a
+change it may not have made.
 
 The log is kept ``retention_seconds`` (``PLOP_SYNC_RETENTION_SECONDS``): ``clean``
 deletes older entries, and tokens older than that are refused as expired.
@@ -15,19 +15,27 @@ deletes older entries, and tokens older than that are refused as expired.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import TypeVar
 
 from beanie import PydanticObjectId
 
-from models import RoomEventDoc, RoomEventKind
+from models import RoomEventDoc
 from models.time import utc_now
+from pubsub import Event, encode_event
 from services.event_positions import EventPositions
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
 
 
 class RoomEventLog:
-    """Takes a position for a change and logs it; cleans up what is past retention."""
+    """Takes a position for a change and logs its event; cleans up past retention."""
 
     def __init__(self, positions: EventPositions, retention_seconds: float) -> None:
         self.positions = positions
@@ -36,37 +44,41 @@ class RoomEventLog:
     @asynccontextmanager
     async def record(
         self,
-        kind: RoomEventKind,
         room_id: PydanticObjectId,
-        *,
-        user_ids: tuple[PydanticObjectId | None, ...] = (None,),
-        message_id: PydanticObjectId | None = None,
-        invitation_id: PydanticObjectId | None = None,
-    ) -> AsyncIterator[int]:
-        """Logs the change (one entry per user of ``user_ids``, consecutive positions)
-        and yields the first position; make the change inside the block. The
-        positions count as stored when the block ends, made or not."""
-        first = await self.positions.take(len(user_ids))
+        build: Callable[[int], E],
+        about: Iterable[PydanticObjectId] = (),
+    ) -> AsyncIterator[E]:
+        """The event ``build`` makes with its new position, logged; make the change
+        inside the block, and publish the event (inside or after). ``about``: the
+        users it concerns personally (see ``RoomEventDoc.user_ids``). If the block
+        raises, the entry is taken back."""
+        pos = await self.positions.take()
         try:
-            await RoomEventDoc.insert_many(
-                [
-                    RoomEventDoc(
-                        pos=first + offset,
-                        kind=kind,
-                        room_id=room_id,
-                        user_id=user_id,
-                        message_id=message_id,
-                        invitation_id=invitation_id,
-                    )
-                    for offset, user_id in enumerate(user_ids)
-                ]
+            event = build(pos)
+            entry = RoomEventDoc(
+                pos=pos,
+                room_id=room_id,
+                user_ids=list(about),
+                event=json.loads(encode_event(event)),
             )
-            yield first
+            await entry.insert()
+            try:
+                yield event
+            except BaseException:
+                await _take_back(entry)
+                raise
         finally:
-            await self.positions.done(first)
+            await self.positions.done(pos)
 
     async def clean(self) -> int:
         """Deletes log entries past retention; how many."""
         cutoff = utc_now() - timedelta(seconds=self.retention_seconds)
         result = await RoomEventDoc.find(RoomEventDoc.at < cutoff).delete()
         return result.deleted_count if result is not None else 0
+
+
+async def _take_back(entry: RoomEventDoc) -> None:
+    try:
+        await entry.delete()
+    except Exception:  # the replay then shows a change that failed, as a crash would
+        logger.warning("taking back a logged room event failed", exc_info=True)
