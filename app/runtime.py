@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 # How long a sent message's published flag may trail its publish (see PublishedMarks).
 PUBLISHED_MARKS_SECONDS = 0.5
+# Room event log entries are kept days (PLOP_SYNC_RETENTION_SECONDS); deleting the
+# old ones hourly keeps the log within an hour of its retention.
+EVENT_LOG_CLEAN_SECONDS = 3_600.0
 # How long a stop waits for the background work to finish cancelling. A cancelled
 # task ends within a turn or two of the loop; one that has not after this is stuck,
 # and is logged with where it waits rather than waited on, so that closing the
@@ -155,6 +158,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             "upload-cleanup",
             services.uploads.clean,
             services.uploads.rules.cleanup_interval_seconds,
+        )
+        background.every(
+            "room-event-log-cleanup",
+            services.event_log.clean,
+            EVENT_LOG_CLEAN_SECONDS,
+            first_after=EVENT_LOG_CLEAN_SECONDS,
         )
         background.once("search-start-up", services.search.start_up)
         if settings.push_worker_enabled and providers:

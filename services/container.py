@@ -40,6 +40,7 @@ from services.room_writer import RoomWriters
 from services.rooms import RoomService
 from services.socket_caps import SocketCaps
 from services.subscription_streams import StreamService
+from services.sync_tokens import SyncTokens
 from services.typing import TypingService
 from services.uploads import UploadRules, UploadService
 from settings import Settings
@@ -70,6 +71,7 @@ class Services:
     uploads: UploadService
     profiles: ProfileService
     event_log: RoomEventLog
+    sync_tokens: SyncTokens
 
     @classmethod
     def build(
@@ -193,6 +195,7 @@ class Services:
             uploads=uploads,
             profiles=ProfileService(accounts, uploads, limits),
             event_log=event_log,
+            sync_tokens=SyncTokens(redis, settings.sync_retention_seconds),
         )
 
 
