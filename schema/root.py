@@ -14,6 +14,7 @@ from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from observability.logs import LogFields
+from resolvers import account_events as account_event_resolvers
 from resolvers import accounts as account_resolvers
 from resolvers import blocks as block_resolvers
 from resolvers import friends as friend_resolvers
@@ -271,6 +272,16 @@ class Subscription:
     room_activity = strawberry.subscription(
         resolver=subscription_resolvers.room_activity,
         description="Typing, read receipts, edits/deletes and membership changes in one room.",
+    )
+    events = strawberry.subscription(
+        resolver=account_event_resolvers.events,
+        description=(
+            "v1.2. The viewer's whole account on one subscription: messages, edits, deletes, "
+            "reactions, typing, receipts and membership changes of every room the viewer is "
+            "in, rooms joined and left, invitations. Given `since` (a sync's nextToken or an "
+            "event's token), it first sends what happened after it, then goes live: each "
+            "message exactly once, in seq order per room. Typing is live only."
+        ),
     )
 
 

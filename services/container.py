@@ -15,6 +15,7 @@ from auth.sessions import SessionStore
 from backends.object_storage import ObjectStorage
 from models.push import PushPlatform
 from services.account_deletion import AccountDeletion
+from services.account_history import AccountStreams, StoredAccountHistory
 from services.accounts import AccountService
 from services.blocks import BlockService
 from services.devices import DeviceService
@@ -72,6 +73,7 @@ class Services:
     profiles: ProfileService
     event_log: RoomEventLog
     sync_tokens: SyncTokens
+    account_streams: AccountStreams
 
     @classmethod
     def build(
@@ -160,6 +162,7 @@ class Services:
             grace_seconds=settings.account_deletion_grace_seconds,
             interval_seconds=settings.account_deletion_interval_seconds,
         )
+        streams = StreamService(hub, messages, accounts, blocks, settings.membership_check_seconds)
         return cls(
             settings=settings,
             accounts=accounts,
@@ -173,9 +176,7 @@ class Services:
                 real_store="PLOP_MONGO_URL" not in settings.embedded_backends,
             ),
             relay=relay,
-            streams=StreamService(
-                hub, messages, accounts, blocks, settings.membership_check_seconds
-            ),
+            streams=streams,
             friends=friends,
             presence=presence,
             devices=devices,
@@ -196,6 +197,12 @@ class Services:
             profiles=ProfileService(accounts, uploads, limits),
             event_log=event_log,
             sync_tokens=SyncTokens(redis, settings.sync_retention_seconds),
+            account_streams=AccountStreams(
+                hub,
+                StoredAccountHistory(event_log.positions, accounts, streams),
+                settings.membership_check_seconds,
+                settings.sync_max_replay_events,
+            ),
         )
 
 

@@ -29,9 +29,12 @@ from errors import BadUserInput, Forbidden
 KEY_NAME = "{event-positions}:token-key"
 PREFIX = "s1."
 MAX_TOKEN_CHARS = 512
-# Positions given above ``upto`` a token may carry; with ids, times and the
-# signature this stays well under MAX_TOKEN_CHARS.
+# Positions given above ``upto`` a token may carry: with ids, times and the
+# signature, 40 of up to six hex digits above ``upto`` stay under MAX_TOKEN_CHARS.
+# The account stream catches up (moving ``upto``) once it holds ``ALSO_SOFT_LIMIT``,
+# so it comes near the hard limit only while a stalled write holds the watermark.
 MAX_ALSO = 40
+ALSO_SOFT_LIMIT = 24
 _MAC_BYTES = 12
 
 

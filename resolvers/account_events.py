@@ -1,0 +1,61 @@
+"""events(since): the viewer's whole account on one subscription.
+
+The rules are ``services.account_stream``'s; this renders what it gives, each with
+its token. Authorization: the token must be the viewer's (``SyncTokens.decode``),
+and the stream gives only events of rooms the viewer is in (or their own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+import strawberry
+from beanie import PydanticObjectId
+
+from models import RoomInvitationDoc
+from pubsub import InvitationReceived, MessageData, RoomAdded
+from resolvers.access import require_viewer
+from resolvers.invitations import shown_invitation
+from schema.account_events import (
+    AccountEvent,
+    AccountEventPayload,
+    MessageAdded,
+    RoomInvited,
+    RoomJoined,
+    RoomLeft,
+)
+from schema.context import Info
+from schema.types import Message, Room, activity_of
+from services.account_stream import AccountItem, LeftRoom
+
+
+async def events(info: Info, since: str | None = None) -> AsyncGenerator[AccountEvent, None]:
+    viewer = await require_viewer(info)
+    services = info.context.services
+    viewer_id = str(viewer.id)
+    cursor = None if since is None else await services.sync_tokens.decode(viewer_id, since)
+    stream = services.account_streams.open(viewer_id, cursor)
+    async with aclosing(stream.items()) as items:
+        async for given in items:
+            payload = await _payload(info, given.item)
+            if payload is not None:
+                token = await services.sync_tokens.encode(viewer_id, given.cursor)
+                yield AccountEvent(token=token, payload=payload)
+
+
+async def _payload(info: Info, item: AccountItem) -> AccountEventPayload | None:
+    """The item as the contract shows it; None when there is nothing left to show
+    (a room or an invitation gone since)."""
+    if isinstance(item, MessageData):
+        return MessageAdded(message=Message.from_data(item))
+    if isinstance(item, LeftRoom):
+        return RoomLeft(room_id=strawberry.ID(item.room_id))
+    if isinstance(item, RoomAdded):
+        room = await info.context.services.rooms.room(PydanticObjectId(item.room_id))
+        return None if room is None else RoomJoined(room=Room.from_doc(room))
+    if isinstance(item, InvitationReceived):
+        found = await RoomInvitationDoc.get(PydanticObjectId(item.invitation_id))
+        shown = None if found is None else await shown_invitation(info, found)
+        return None if shown is None else RoomInvited(invitation=shown)
+    return activity_of(item)

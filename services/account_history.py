@@ -1,0 +1,190 @@
+"""What an account stream reads: the watermark, the viewer's rooms, and replays.
+
+The store side of ``services.account_stream`` (its ``AccountHistory``). A replay
+page is two queries whatever the number of rooms: the messages of the rooms by
+``(room_id, pos)`` and the room event log (``models.room_event``), merged by
+position; the senders of the page's messages are read in one batch.
+"""
+
+from __future__ import annotations
+
+import json
+
+from beanie import PydanticObjectId
+from beanie.odm.enums import SortDirection
+from pydantic import BaseModel, Field
+
+from models import MessageDoc, RoomDoc, RoomEventDoc
+from pubsub import (
+    InvitationReceived,
+    MembersChanged,
+    MessageData,
+    MessageUpdated,
+    ReactionChanged,
+    ReadReceipt,
+    RoomAdded,
+    TypingChanged,
+    decode_event,
+)
+from services.account_stream import AccountHistory, AccountStream, Stored
+from services.accounts import AccountService
+from services.event_positions import EventPositions
+from services.fanout import FanoutHub
+from services.message_data import message_data
+from services.room_stream import Membership
+from services.subscription_streams import StreamService
+from services.sync_tokens import Cursor
+
+# Messages one read of a room's messages by seq gives at most (a gap, a join).
+MESSAGES_READ = 500
+_REPLAYED = (
+    MessageUpdated,
+    ReactionChanged,
+    ReadReceipt,
+    MembersChanged,
+    RoomAdded,
+    InvitationReceived,
+)
+
+
+class _RoomId(BaseModel):
+    """Projection: a room's id alone."""
+
+    id: PydanticObjectId = Field(alias="_id")
+
+
+class StoredAccountHistory:
+    """``AccountHistory`` on the store, Redis and the room streams' shared reads."""
+
+    def __init__(
+        self, positions: EventPositions, accounts: AccountService, streams: StreamService
+    ) -> None:
+        self._positions = positions
+        self._accounts = accounts
+        self._streams = streams
+
+    async def watermark(self) -> int:
+        return await self._positions.watermark()
+
+    async def rooms_of(self, viewer_id: str) -> set[str]:
+        found = (
+            await RoomDoc.find({"member_ids": PydanticObjectId(viewer_id)})
+            .project(_RoomId)
+            .to_list()
+        )
+        return {str(room.id) for room in found}
+
+    async def replay(
+        self, viewer_id: str, rooms: set[str], after: int, upto: int, limit: int
+    ) -> tuple[list[Stored], int]:
+        room_ids = [PydanticObjectId(each) for each in rooms]
+        span = {"$gt": after, "$lte": upto}
+        messages = (
+            await MessageDoc.find({"room_id": {"$in": room_ids}, "pos": span})
+            .sort(("pos", SortDirection.ASCENDING))
+            .limit(limit)
+            .to_list()
+            if room_ids
+            else []
+        )
+        logged = (
+            await RoomEventDoc.find(
+                {
+                    "pos": span,
+                    "$or": [
+                        {"room_id": {"$in": room_ids}},
+                        {"user_ids": PydanticObjectId(viewer_id)},
+                    ],
+                }
+            )
+            .sort(("pos", SortDirection.ASCENDING))
+            .limit(limit)
+            .to_list()
+        )
+        # Each list is complete up to its last position when it was cut at the limit.
+        reached = upto
+        for found in (messages, logged):
+            if len(found) == limit:
+                last = found[-1].pos
+                assert last is not None
+                reached = min(reached, last)
+        stored = [
+            Stored(message.pos, data)
+            for message, data in zip(messages, await self._data(messages), strict=True)
+            if message.pos is not None and message.pos <= reached
+        ]
+        for entry in logged:
+            if entry.pos <= reached and (event := _logged_event(entry)) is not None:
+                stored.append(Stored(entry.pos, event))
+        stored.sort(key=lambda each: each.pos)
+        return stored, reached
+
+    async def messages(
+        self, room_id: str, after_seq: int, before_seq: int | None, above_pos: int
+    ) -> list[MessageData]:
+        seqs: dict[str, int] = {"$gt": after_seq}
+        if before_seq is not None:
+            seqs["$lt"] = before_seq
+        found = (
+            await MessageDoc.find(
+                {"room_id": PydanticObjectId(room_id), "seq": seqs, "pos": {"$gt": above_pos}}
+            )
+            .sort(("seq", SortDirection.ASCENDING))
+            .limit(MESSAGES_READ)
+            .to_list()
+        )
+        return await self._data(found)
+
+    async def membership(self, room_id: str) -> Membership:
+        return await self._streams.membership(PydanticObjectId(room_id))
+
+    async def hidden_from_viewer(self, event: TypingChanged | ReadReceipt, viewer_id: str) -> bool:
+        return bool(await self._streams.hidden_from(event, [viewer_id]))
+
+    async def _data(self, messages: list[MessageDoc]) -> list[MessageData]:
+        if not messages:
+            return []
+        senders = await self._accounts.get_many([message.sender_id for message in messages])
+        return [message_data(message, senders.get(message.sender_id)) for message in messages]
+
+
+def _logged_event(
+    entry: RoomEventDoc,
+) -> (
+    MessageUpdated
+    | ReactionChanged
+    | ReadReceipt
+    | MembersChanged
+    | RoomAdded
+    | InvitationReceived
+    | None
+):
+    event = decode_event(json.dumps(entry.event).encode())
+    return event if isinstance(event, _REPLAYED) else None
+
+
+class AccountStreams:
+    """Opens the account streams of this instance (``Services.account_streams``)."""
+
+    def __init__(
+        self,
+        hub: FanoutHub,
+        history: AccountHistory,
+        recheck_seconds: float,
+        max_replay: int,
+    ) -> None:
+        self._hub = hub
+        self._history = history
+        self._recheck_seconds = recheck_seconds
+        self._max_replay = max_replay
+
+    def open(self, viewer_id: str, since: Cursor | None) -> AccountStream:
+        """The viewer's stream from the cursor (None: from now)."""
+        return AccountStream(
+            self._hub,
+            self._history,
+            viewer_id,
+            since,
+            recheck_seconds=self._recheck_seconds,
+            max_replay=self._max_replay,
+        )
