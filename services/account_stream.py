@@ -183,6 +183,9 @@ class AccountStream:
         self._rooms: dict[str, _Room] = {}
         self._cursor = _Cursor(upto=0, at=0.0)
         self._inbox: Inbox | None = None
+        # Set once every route the stream needs is watched: events published from
+        # then on reach it.
+        self.watching = asyncio.Event()
 
     @property
     def followed(self) -> frozenset[str]:
@@ -207,6 +210,7 @@ class AccountStream:
                 self._follow(room_id, floor=self._cursor.upto)
             # Counted active once every route it needs is watched.
             stack.enter_context(self._hub.counted())
+            self.watching.set()
             if self._since is not None:
                 async for given in self._catch_up(from_token=True):
                     yield given
@@ -227,8 +231,12 @@ class AccountStream:
         if self._rooms.pop(room_id, None) is not None and self._inbox is not None:
             self._hub.unwatch(self._inbox, room_route(room_id))
 
-    def _give(self, item: AccountItem, pos: int | None) -> Given:
-        if pos is not None and pos > self._cursor.upto:
+    def _give(self, item: AccountItem, pos: int | None, replayed: bool = False) -> Given:
+        """The item with the cursor that includes it. A replayed item moves ``upto``
+        to its position: a replay gives, in order, everything of the account below."""
+        if replayed and pos is not None:
+            self._move_upto(pos)
+        elif pos is not None and pos > self._cursor.upto:
             self._cursor.also.add(pos)
         return Given(item, self._cursor.frozen())
 
@@ -293,32 +301,36 @@ class AccountStream:
                 return []
             # Not in the room before this: nothing of it before the join.
             self._follow(item.room_id, floor=stored.pos).floor = stored.pos
-            return [self._give(item, stored.pos)]
+            return [self._give(item, stored.pos, replayed=True)]
         if isinstance(item, InvitationReceived):
-            return [self._give(item, stored.pos)] if item.user_id == self._viewer else []
+            return (
+                [self._give(item, stored.pos, replayed=True)]
+                if item.user_id == self._viewer
+                else []
+            )
         room = self._rooms.get(item.room_id)
         if room is None or stored.pos <= room.floor:
             return []
         if isinstance(item, MessageData):
-            return self._message(room, item)
+            return self._message(room, item, replayed=True)
         if isinstance(item, MembersChanged):
             room.tag = None
             if self._viewer in item.removed:
                 self._unfollow(item.room_id)
-                return [self._give(LeftRoom(item.room_id), stored.pos)]
+                return [self._give(LeftRoom(item.room_id), stored.pos, replayed=True)]
         elif isinstance(item, ReadReceipt) and await self._history.hidden_from_viewer(
             item, self._viewer
         ):
             return []
-        return [self._give(item, stored.pos)]
+        return [self._give(item, stored.pos, replayed=True)]
 
-    def _message(self, room: _Room, message: MessageData) -> list[Given]:
+    def _message(self, room: _Room, message: MessageData, replayed: bool = False) -> list[Given]:
         if (message.pos is not None and self._cursor.given(message.pos)) or (
             room.last_seq is not None and message.seq <= room.last_seq
         ):
             return []
         room.last_seq = message.seq
-        return [self._give(message, message.pos)]
+        return [self._give(message, message.pos, replayed)]
 
     # -- live
 
