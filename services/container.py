@@ -124,6 +124,7 @@ class Services:
                 event_log.positions,
             ),
             uploads,
+            event_log,
         )
         presence = PresenceService(
             redis,
