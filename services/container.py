@@ -187,6 +187,7 @@ class Services:
                 rooms,
                 publisher,
                 limits,
+                event_log,
                 max_emoji_per_message=settings.max_reaction_emoji_per_message,
                 max_per_user_per_message=settings.max_reactions_per_user_per_message,
             ),
