@@ -89,10 +89,12 @@ class Services:
         devices = DeviceService(push_platforms, sessions, limits)
         accounts = AccountService(sessions, publisher, hub, passwords, limits, devices)
         friends = FriendService(publisher, limits)
-        invitations = InvitationService(limits, settings.room_invitation_ttl_seconds)
+        event_log = RoomEventLog(EventPositions(redis), settings.sync_retention_seconds)
+        invitations = InvitationService(
+            limits, settings.room_invitation_ttl_seconds, publisher, event_log
+        )
         blocks = BlockService(redis, friends, invitations, limits)
         locks = Locks(redis)
-        event_log = RoomEventLog(EventPositions(redis), settings.sync_retention_seconds)
         rooms = RoomService(
             publisher,
             settings.max_group_members,
@@ -102,6 +104,7 @@ class Services:
             blocks,
             friends,
             invitations,
+            event_log,
         )
         uploads = UploadService(storage, limits, locks, _upload_rules(settings))
         relay = MessageRelay(
