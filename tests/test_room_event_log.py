@@ -55,7 +55,7 @@ from tests.support.clients import (
 )
 from tests.support.rich_messages import ADD_REACTION, REMOVE_REACTION
 from tests.support.server import ServerProcess
-from tests.test_roles import REMOVE, RENAME
+from tests.test_roles import REMOVE, RENAME, SET_ROLE
 from tests.test_room_activity import DELETE, EDIT, next_activity
 
 RESPOND_INVITATION = """
@@ -224,6 +224,8 @@ async def test_membership_changes_log_one_entry_per_event_about_who_they_concern
     await as_user(server_a, carol, RESPOND_INVITATION, i=invitation["id"], a=True)
     await as_user(server_a, alice, INVITE, r=room_id, u=[dave.id, erin.id])  # a friend, not
     await as_user(server_a, alice, RENAME, r=room_id, t="new plans")
+    await as_user(server_a, alice, SET_ROLE, r=room_id, u=dave.id, role="ADMIN")
+    await as_user(server_a, alice, SET_ROLE, r=room_id, u=dave.id, role="ADMIN")  # no change
     await as_user(server_a, bob, LEAVE, r=room_id)
     await as_user(server_a, alice, REMOVE, r=room_id, u=carol.id)
     later = await event_log.after(room_id, log)
@@ -234,16 +236,32 @@ async def test_membership_changes_log_one_entry_per_event_about_who_they_concern
         "room.added",
         "invitation.received",  # erin is invited
         "members.changed",  # the rename
+        "members.changed",  # dave made an admin (once: the second changes nothing)
         "members.changed",  # bob left
         "members.changed",  # carol was removed
     ]
-    accepted, carol_added, dave_joined, dave_added, erin_invited, renamed, left, removed = later
+    (
+        accepted,
+        carol_added,
+        dave_joined,
+        dave_added,
+        erin_invited,
+        renamed,
+        promoted,
+        left,
+        removed,
+    ) = later
     assert accepted["event"]["added"] == [carol.id] and about(carol_added) == [carol.id]
     assert dave_joined["event"]["added"] == [dave.id] and about(dave_added) == [dave.id]
     assert about(erin_invited) == [erin.id] and erin_invited["event"]["user_id"] == erin.id
     (erin_invitation,) = await invitations(server_a, erin)
     assert erin_invited["event"]["invitation_id"] == erin_invitation["id"]
-    assert (renamed["event"]["added"], renamed["event"]["removed"], about(renamed)) == ([], [], [])
+    for changed in (renamed, promoted):
+        assert (changed["event"]["added"], changed["event"]["removed"], about(changed)) == (
+            [],
+            [],
+            [],
+        )
     assert (left["event"]["removed"], about(left)) == ([bob.id], [bob.id])
     assert (removed["event"]["removed"], about(removed)) == ([carol.id], [carol.id])
     positions([*log, *later])
