@@ -91,10 +91,12 @@ class Services:
         devices = DeviceService(push_platforms, sessions, limits)
         accounts = AccountService(sessions, publisher, hub, passwords, limits, devices)
         friends = FriendService(publisher, limits)
-        invitations = InvitationService(limits, settings.room_invitation_ttl_seconds)
+        event_log = RoomEventLog(EventPositions(redis), settings.sync_retention_seconds)
+        invitations = InvitationService(
+            limits, settings.room_invitation_ttl_seconds, publisher, event_log
+        )
         blocks = BlockService(redis, friends, invitations, limits)
         locks = Locks(redis)
-        event_log = RoomEventLog(EventPositions(redis), settings.sync_retention_seconds)
         rooms = RoomService(
             publisher,
             settings.max_group_members,
@@ -104,6 +106,7 @@ class Services:
             blocks,
             friends,
             invitations,
+            event_log,
         )
         uploads = UploadService(storage, limits, locks, _upload_rules(settings))
         relay = MessageRelay(
@@ -126,6 +129,7 @@ class Services:
                 event_log.positions,
             ),
             uploads,
+            event_log,
         )
         presence = PresenceService(
             redis,
@@ -187,6 +191,7 @@ class Services:
                 rooms,
                 publisher,
                 limits,
+                event_log,
                 max_emoji_per_message=settings.max_reaction_emoji_per_message,
                 max_per_user_per_message=settings.max_reactions_per_user_per_message,
             ),

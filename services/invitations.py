@@ -6,8 +6,8 @@ joins only by accepting it (``RoomService.respond_to_invitation``). Until then t
 are no member, so they read and receive nothing of the room: every read, stream and
 push asks the room's members.
 
-Invitations are created in one place, ``InvitationService.invite``: the account
-stream's ``RoomInvited`` (the ``events`` subscription) is to be published there.
+Invitations are created in one place, ``InvitationService.invite``, which logs each
+(``services.room_event_log``) and publishes it as an ``InvitationReceived``.
 
 An invitation dies after its time to live; a declined inviter, and one the invitee
 blocked, may not invite that user again (to any room) before a cooldown ends; each
@@ -17,15 +17,20 @@ invitation spends one of the inviter's budget.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from contextlib import AbstractAsyncContextManager, suppress
+from datetime import datetime, timedelta
 
 from beanie import PydanticObjectId, SortDirection
 from pymongo.errors import DuplicateKeyError
+from pymongo.results import UpdateResult
 
 from errors import NotFound
 from models import RoomInvitationDoc
 from models.time import as_utc, utc_now
+from pubsub import InvitationReceived
+from services.publisher import EventPublisher
 from services.rate_limits import Budget, LimitName, RateLimiter
+from services.room_event_log import NothingChanged, RoomEventLog
 
 NO_SUCH_INVITATION = "no such invitation"
 # The most pending invitations one list shows: far more than a person answers, and a
@@ -40,8 +45,16 @@ def _cooldown(inviter_id: PydanticObjectId, invitee_id: PydanticObjectId) -> Bud
 class InvitationService:
     """Creates, lists and ends invitations; joining is the room service's."""
 
-    def __init__(self, limits: RateLimiter, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        limits: RateLimiter,
+        ttl_seconds: float,
+        publisher: EventPublisher,
+        event_log: RoomEventLog,
+    ) -> None:
         self._limits = limits
+        self._publisher = publisher
+        self._event_log = event_log
         self._ttl = timedelta(seconds=ttl_seconds)
 
     async def may_invite(
@@ -64,7 +77,8 @@ class InvitationService:
         invitee_ids: Sequence[PydanticObjectId],
     ) -> None:
         """An invitation for each invitee into the room; a pending one stays as it is,
-        a dead one is replaced. (The account stream's ``RoomInvited`` goes out here.)"""
+        a dead one is replaced. Each new or renewed one is logged and published as an
+        ``InvitationReceived`` on the invitee's route."""
         now = utc_now()
         for invitee_id in invitee_ids:
             fresh = {
@@ -72,13 +86,59 @@ class InvitationService:
                 "created_at": now,
                 "expires_at": now + self._ttl,
             }
+            # The id is chosen first: the event, logged before the insert, names it.
+            invitation_id = PydanticObjectId()
             try:
-                await RoomInvitationDoc(room_id=room_id, invitee_id=invitee_id, **fresh).insert()
+                async with self._record(room_id, invitee_id, invitation_id) as event:
+                    await RoomInvitationDoc(
+                        id=invitation_id, room_id=room_id, invitee_id=invitee_id, **fresh
+                    ).insert()
             except DuplicateKeyError:
-                # One is there already: only a dead one is renewed.
-                await RoomInvitationDoc.find(
-                    {"room_id": room_id, "invitee_id": invitee_id, "expires_at": {"$lte": now}}
-                ).update_many({"$set": fresh})
+                # One is there already (its entry is taken back): only a dead one is renewed.
+                await self._renew_dead(room_id, invitee_id, fresh, now)
+                continue
+            await self._publisher.publish(event)
+
+    async def _renew_dead(
+        self,
+        room_id: PydanticObjectId,
+        invitee_id: PydanticObjectId,
+        fresh: dict[str, object],
+        now: datetime,
+    ) -> None:
+        """Renews the invitee's dead invitation into the room, which is news to them as a
+        new one is; a pending one stays as it is, and nothing is logged or told."""
+        dead = {"room_id": room_id, "invitee_id": invitee_id, "expires_at": {"$lte": now}}
+        found = await RoomInvitationDoc.find_one(dead)
+        if found is None or found.id is None:
+            return
+        with suppress(NothingChanged):
+            async with self._record(room_id, invitee_id, found.id) as event:
+                renewed = await RoomInvitationDoc.find({"_id": found.id, **dead}).update_many(
+                    {"$set": fresh}
+                )
+                if not isinstance(renewed, UpdateResult) or not renewed.modified_count:
+                    raise NothingChanged  # renewed or answered meanwhile
+            await self._publisher.publish(event)
+
+    def _record(
+        self,
+        room_id: PydanticObjectId,
+        invitee_id: PydanticObjectId,
+        invitation_id: PydanticObjectId,
+    ) -> AbstractAsyncContextManager[InvitationReceived]:
+        """The invitation's event, logged with its position, about the invitee (they
+        get it though they are no member); the invitation is written in the block."""
+        return self._event_log.record(
+            room_id,
+            lambda pos: InvitationReceived(
+                user_id=str(invitee_id),
+                room_id=str(room_id),
+                invitation_id=str(invitation_id),
+                pos=pos,
+            ),
+            about=[invitee_id],
+        )
 
     async def pending_for(self, invitee_id: PydanticObjectId) -> list[RoomInvitationDoc]:
         """The user's live invitations, newest first."""

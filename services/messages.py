@@ -9,6 +9,8 @@ they are not). Only then is the message published.
 An edit or a delete changes the stored message in place (its seq, sender, clientId
 and createdAt stay; a delete really clears the stored text) and is then published
 as a ``MessageUpdated`` through the relay, with the same store-then-relay guarantee.
+The ``MessageUpdated`` is logged with its position (``services.room_event_log``)
+before the message changes, and the message keeps that position in ``update_pos``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from errors import BadUserInput, Conflict, Forbidden, NotFound
 from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
 from observability.metrics import MESSAGES_SENT
+from pubsub import MessageUpdated
 from services import sequence
 from services.membership_cache import SendingRoom
 from services.mentions import mentioned_members
+from services.message_data import message_data
 from services.message_store import new_message
 from services.paging import (
     Page,
@@ -38,6 +42,7 @@ from services.paging import (
 from services.rate_limits import LimitName, RateLimiter
 from services.relay import MessageRelay
 from services.replies import reply_target
+from services.room_event_log import RoomEventLog
 from services.room_writer import Outcome, RoomWriters
 from services.rooms import RoomService
 from services.search_windows import search_fields
@@ -86,7 +91,9 @@ class MessageService:
         limits: RateLimiter,
         writers: RoomWriters,
         uploads: UploadService,
+        event_log: RoomEventLog,
     ) -> None:
+        self._event_log = event_log
         self._writers = writers
         self._uploads = uploads
         self._relay = relay
@@ -250,11 +257,18 @@ class MessageService:
                 if changes.get("deleted"):
                     return current  # deleted meanwhile: deleting again returns it as it is
                 raise BadUserInput("a deleted message cannot be edited")
-            await MessageDoc.find_one({"_id": message.id, "deleted": False}).update(
-                {"$set": changes}
-            )
-        for field, value in changes.items():
-            setattr(current, field, value)
+            for field, value in changes.items():
+                setattr(current, field, value)
+            # Logged as it will be published, before the message changes: the update
+            # keeps the event's position, so a republish by the relay is the same event.
+            async with self._event_log.record(
+                current.room_id,
+                lambda pos: MessageUpdated(message_data(current, viewer), members_tag, pos=pos),
+            ) as event:
+                await MessageDoc.find_one({"_id": message.id, "deleted": False}).update(
+                    {"$set": {**changes, "update_pos": event.pos}}
+                )
+            current.update_pos = event.pos
         await self._relay.publish_update(current, viewer, members_tag)
         return current
 

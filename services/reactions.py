@@ -5,7 +5,8 @@ same reaction added twice, on one instance or on several at once, is stored once
 and only the add that stored it is published. The caps (distinct emoji on a
 message, emoji of one member on a message) are read before the insert, so two adds
 racing past a cap may both land: they bound what a client can pile up, they are not
-an invariant. The ``ReactionChanged`` event is published once the change is stored;
+an invariant. The ``ReactionChanged`` event is logged with its position before the
+change is stored (``services.room_event_log``) and published once it is stored;
 a reader shows the message's reactions as they stand when it renders, so an event
 lost with the broker down leaves nothing stale behind the next one.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 
 from beanie import PydanticObjectId, SortDirection
@@ -27,6 +29,7 @@ from pubsub import ReactionChanged
 from services.publisher import EventPublisher
 from services.rate_limits import LimitName, RateLimiter
 from services.reaction_emoji import one_emoji
+from services.room_event_log import NothingChanged, RoomEventLog
 from services.rooms import RoomService
 
 DELETED_MESSAGE = "a deleted message has no reactions"
@@ -95,9 +98,11 @@ class ReactionService:
         rooms: RoomService,
         publisher: EventPublisher,
         limits: RateLimiter,
+        event_log: RoomEventLog,
         max_emoji_per_message: int,
         max_per_user_per_message: int,
     ) -> None:
+        self._event_log = event_log
         self._rooms = rooms
         self._publisher = publisher
         self._limits = limits
@@ -139,12 +144,13 @@ class ReactionService:
             )
         await self._check_new_emoji(message.id, emoji)
         try:
-            await ReactionDoc(
-                message_id=message.id, room_id=message.room_id, user_id=viewer.id, emoji=emoji
-            ).insert()
+            async with self._record(message, room, viewer, emoji, added=True) as event:
+                await ReactionDoc(
+                    message_id=message.id, room_id=message.room_id, user_id=viewer.id, emoji=emoji
+                ).insert()
         except DuplicateKeyError:
             return message  # the same reaction, stored meanwhile by a concurrent add
-        await self._publish(message, room, viewer, emoji, added=True)
+        await self._publisher.publish(event)
         return message
 
     async def _check_new_emoji(self, message_id: PydanticObjectId, emoji: str) -> None:
@@ -165,18 +171,24 @@ class ReactionService:
         await self._limits.hit(LimitName.REACT, str(viewer.id))
         emoji = one_emoji(emoji)
         message, room = await self._reactable(message_id, viewer)
-        removed = await ReactionDoc.find_one(
-            {"message_id": message.id, "user_id": viewer.id, "emoji": emoji}
-        ).delete()
-        if removed is not None and removed.deleted_count:
-            await self._publish(message, room, viewer, emoji, added=False)
+        mine = {"message_id": message.id, "user_id": viewer.id, "emoji": emoji}
+        if await ReactionDoc.find_one(mine) is None:
+            return message  # nothing to take off: nothing logged or told
+        with suppress(NothingChanged):
+            async with self._record(message, room, viewer, emoji, added=False) as event:
+                removed = await ReactionDoc.find_one(mine).delete()
+                if removed is None or not removed.deleted_count:
+                    raise NothingChanged  # a concurrent remove took it off first
+            await self._publisher.publish(event)
         return message
 
-    async def _publish(
+    def _record(
         self, message: MessageDoc, room: RoomDoc, viewer: UserDoc, emoji: str, added: bool
-    ) -> None:
-        await self._publisher.publish(
-            ReactionChanged(
+    ) -> AbstractAsyncContextManager[ReactionChanged]:
+        """The change's event, logged with its position; the change is made in the block."""
+        return self._event_log.record(
+            message.room_id,
+            lambda pos: ReactionChanged(
                 room_id=str(message.room_id),
                 message_id=str(message.id),
                 seq=message.seq,
@@ -186,5 +198,6 @@ class ReactionService:
                 emoji=emoji,
                 added=added,
                 members_tag=room.members_tag,
-            )
+                pos=pos,
+            ),
         )

@@ -124,8 +124,9 @@ class MessageRelay:
     async def publish_update(
         self, message: MessageDoc, sender: UserDoc | None, members_tag: str | None = None
     ) -> None:
-        """Publishes a stored edit or delete; on failure it is left to the relay."""
-        event = MessageUpdated(message_data(message, sender), members_tag)
+        """Publishes a stored edit or delete; on failure it is left to the relay. The
+        event carries the update's logged position, so a republish is the same event."""
+        event = MessageUpdated(message_data(message, sender), members_tag, pos=message.update_pos)
         if await self._publisher.publish(event):
             # Only this very update: a later one that raced it stays for the relay.
             async with self.writing(message.id):

@@ -34,6 +34,12 @@ logger = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
 
 
+class NothingChanged(Exception):
+    """Raised in a ``record`` block whose write turned out to change nothing (a
+    concurrent change came first): the entry is taken back, and there is nothing to
+    publish. Callers catch it around the block."""
+
+
 class RoomEventLog:
     """Takes a position for a change and logs its event; cleans up past retention."""
 

@@ -26,6 +26,7 @@ from services.friends import FriendService
 from services.invitations import InvitationService
 from services.locks import Locks
 from services.membership_cache import MembershipCache, SendingRoom
+from services.membership_events import logging_joins, logging_removal, logging_room_change
 from services.paging import (
     INVALID_CURSOR,
     Page,
@@ -36,6 +37,7 @@ from services.paging import (
 )
 from services.publisher import EventPublisher
 from services.rate_limits import LimitName, RateLimiter
+from services.room_event_log import NothingChanged, RoomEventLog
 from services.room_roles import (
     check_removal,
     heir_of,
@@ -184,7 +186,9 @@ class RoomService:
         blocks: BlockService,
         friends: FriendService,
         invitations: InvitationService,
+        event_log: RoomEventLog,
     ) -> None:
+        self._event_log = event_log
         self._publisher = publisher
         self._blocks = blocks
         self._friends = friends
@@ -262,15 +266,19 @@ class RoomService:
             assert existing.id is not None
             await set_own_view(existing.id, viewer.id, hidden_at=None)  # opened again: shown
             return existing
-        room = RoomDoc(kind=RoomKind.DIRECT, member_ids=[viewer.id, other_id], pair_key=key)
+        members = [viewer.id, other_id]
+        room = RoomDoc(kind=RoomKind.DIRECT, member_ids=members, pair_key=key)
+        room.id = PydanticObjectId()  # chosen first: the logged events name the room
         try:
-            await room.insert()
+            async with logging_joins(self._event_log, room.id, members) as events:
+                await room.insert()
         except DuplicateKeyError:
-            # Another request created it first; the unique index decided.
+            # Another request created it first; the unique index decided (and the
+            # events logged for this one are taken back).
             winner = await RoomDoc.find_one(RoomDoc.pair_key == key)
             assert winner is not None
             return winner
-        await self._joined(room, [viewer.id, other_id])
+        await self._joined(room, members, events)
         return room
 
     async def create_group(
@@ -293,9 +301,10 @@ class RoomService:
             pair_key=f"group:{secrets.token_hex(12)}",
             owner_id=viewer.id,
         )
-        await room.insert()
-        assert room.id is not None
-        await self._joined(room, room.member_ids)
+        room.id = PydanticObjectId()  # chosen first: the logged events name the room
+        async with logging_joins(self._event_log, room.id, room.member_ids) as events:
+            await room.insert()
+        await self._joined(room, room.member_ids, events)
         await self._invitations.invite(room.id, viewer.id, invited)
         return room
 
@@ -359,33 +368,37 @@ class RoomService:
         """The room with the users in it; those new to it join (events and all)."""
         assert room.id is not None
         async with self._locks.hold(f"room-members:{room.id}"):
-            updated, new = await self._add_members(room, user_ids)
+            updated, new, events = await self._add_members(room, user_ids)
         if new:
             self._senders.drop(room.id)
-            await self._joined(updated, new)  # the events wait for the broker: not under the lock
+            # The events wait for the broker: not under the lock.
+            await self._joined(updated, new, events)
         return updated
 
     async def _add_members(
         self, room: RoomDoc, user_ids: list[PydanticObjectId]
-    ) -> tuple[RoomDoc, list[PydanticObjectId]]:
-        """The room with the users in it, and which of them are new (under the lock)."""
+    ) -> tuple[RoomDoc, list[PydanticObjectId], list[MembersChanged | RoomAdded]]:
+        """The room with the users in it, which of them are new, and the logged events
+        of their joining (under the lock)."""
         assert room.id is not None
         room = await RoomDoc.get(room.id) or room  # the members as they are now
         new = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in room.member_ids]
         if not new:
-            return room, []
+            return room, [], []
         if len(room.member_ids) + len(new) > self._max_group_members:
             raise BadUserInput(f"a group room holds at most {self._max_group_members} members")
-        await RoomDoc.find_one(RoomDoc.id == room.id).update(
-            {
-                "$addToSet": {"member_ids": {"$each": new}},
-                "$max": {"last_activity_at": utc_now()},
-                "$set": {"members_tag": new_members_tag()},
-            }
-        )
+        assert room.id is not None
+        async with logging_joins(self._event_log, room.id, new) as events:
+            await RoomDoc.find_one(RoomDoc.id == room.id).update(
+                {
+                    "$addToSet": {"member_ids": {"$each": new}},
+                    "$max": {"last_activity_at": utc_now()},
+                    "$set": {"members_tag": new_members_tag()},
+                }
+            )
         updated = await RoomDoc.get(room.id)
         assert updated is not None
-        return updated, new
+        return updated, new, events
 
     async def leave(self, room: RoomDoc, viewer: UserDoc, *, spend_budget: bool = True) -> None:
         """Takes the viewer out of a GROUP room: no more reading, sending or receiving.
@@ -430,9 +443,10 @@ class RoomService:
         forgets the room and a ``MembersChanged`` removing them ends their streams of
         the room on every instance (``services.room_stream``); a stream that misses
         the event sees the new tag on the next message. Taking out someone who is
-        no longer in the room changes nothing but publishes again, so a retry after
-        a failure half-way finishes the job.
+        no longer in the room changes nothing (and logs nothing) but publishes again
+        (without a position), so a retry after a failure half-way finishes the job.
         """
+        removal = MembersChanged(room_id=str(room_id), added=(), removed=(str(user_id),))
         async with self._locks.hold(f"room-members:{room_id}"):
             room = await RoomDoc.get(room_id)
             if room is None:
@@ -445,24 +459,23 @@ class RoomService:
                 if owner_of(room) == user_id:
                     owner = heir_of(room, user_id)
                     admins = [admin for admin in admins if admin != owner]
-                await RoomDoc.find_one(RoomDoc.id == room_id).update(
-                    {
-                        "$pull": {"member_ids": user_id},
-                        "$max": {"last_activity_at": utc_now()},
-                        "$set": {
-                            "members_tag": new_members_tag(),
-                            "owner_id": owner,
-                            "admin_ids": admins,
-                        },
-                    }
-                )
+                async with logging_removal(self._event_log, room_id, user_id) as removal:
+                    await RoomDoc.find_one(RoomDoc.id == room_id).update(
+                        {
+                            "$pull": {"member_ids": user_id},
+                            "$max": {"last_activity_at": utc_now()},
+                            "$set": {
+                                "members_tag": new_members_tag(),
+                                "owner_id": owner,
+                                "admin_ids": admins,
+                            },
+                        }
+                    )
         self._senders.drop(room_id)  # this instance refuses the leaver's next send at once
         await MembershipDoc.find(
             MembershipDoc.room_id == room_id, MembershipDoc.user_id == user_id
         ).delete()
-        await self._publisher.publish(
-            MembersChanged(room_id=str(room_id), added=(), removed=(str(user_id),))
-        )
+        await self._publisher.publish(removal)
         return await self._room_now(room_id)
 
     async def rename(self, room: RoomDoc, viewer: UserDoc, title: str) -> RoomDoc:
@@ -474,10 +487,11 @@ class RoomService:
         async with self._locks.hold(f"room-members:{room.id}"):  # judged as the roles stand
             fresh = await self._room_now(room.id)
             require_manager(fresh, viewer.id, "rename it")
-            await RoomDoc.find_one(RoomDoc.id == room.id).update(
-                {"$set": {"title": clean_title}, "$max": {"last_activity_at": utc_now()}}
-            )
-        return await self._changed(room.id)
+            async with logging_room_change(self._event_log, room.id) as changed:
+                await RoomDoc.find_one(RoomDoc.id == room.id).update(
+                    {"$set": {"title": clean_title}, "$max": {"last_activity_at": utc_now()}}
+                )
+        return await self._changed(room.id, changed)
 
     async def set_role(
         self, room: RoomDoc, viewer: UserDoc, user_id: PydanticObjectId, role: RoomRole
@@ -492,15 +506,16 @@ class RoomService:
             owner, admins = roles_after(fresh, viewer.id, user_id, role)
             if role is role_of(fresh, user_id) and fresh.owner_id == owner:
                 return fresh  # nothing changes: nothing to tell
-            await RoomDoc.find_one(RoomDoc.id == room.id).update(
-                {"$set": {"owner_id": owner, "admin_ids": admins}}
-            )
-        return await self._changed(room.id)
+            async with logging_room_change(self._event_log, room.id) as changed:
+                await RoomDoc.find_one(RoomDoc.id == room.id).update(
+                    {"$set": {"owner_id": owner, "admin_ids": admins}}
+                )
+        return await self._changed(room.id, changed)
 
-    async def _changed(self, room_id: PydanticObjectId) -> RoomDoc:
+    async def _changed(self, room_id: PydanticObjectId, event: MembersChanged) -> RoomDoc:
         """The room after a change of its title or roles, told to its members (their
-        roomActivity and roomUpdated, on every instance)."""
-        await self._publisher.publish(MembersChanged(room_id=str(room_id), added=(), removed=()))
+        roomActivity and roomUpdated, on every instance) by its logged event."""
+        await self._publisher.publish(event)
         return await self._room_now(room_id)
 
     @staticmethod
@@ -510,17 +525,21 @@ class RoomService:
             raise NotFound("no such room")
         return room
 
-    async def _joined(self, room: RoomDoc, user_ids: list[PydanticObjectId]) -> None:
+    async def _joined(
+        self,
+        room: RoomDoc,
+        user_ids: list[PydanticObjectId],
+        events: list[MembersChanged | RoomAdded],
+    ) -> None:
+        """The users' own views of the room, and the logged events of their joining
+        (``services.membership_events``) published."""
         assert room.id is not None
         for user_id in user_ids:
             with suppress(DuplicateKeyError):  # already a member: joining again changes nothing
                 await MembershipDoc(room_id=room.id, user_id=user_id).insert()
         await self._invitations.joined(room.id, user_ids)
-        await self._publisher.publish(
-            MembersChanged(room_id=str(room.id), added=tuple(map(str, user_ids)), removed=())
-        )
-        for user_id in user_ids:
-            await self._publisher.publish(RoomAdded(user_id=str(user_id), room_id=str(room.id)))
+        for event in events:
+            await self._publisher.publish(event)
 
     async def stored_message(self, room_id: PydanticObjectId, seq: int, when: datetime) -> None:
         """Moves the room's seq hint and message activity forward (never back), in its
@@ -640,20 +659,30 @@ class RoomService:
         # A marker past the newest message would count messages not sent yet as read.
         assert room.id is not None
         seq = min(seq, await latest_seq(room.id))
-        moved = await MembershipDoc.find(
-            {"room_id": room.id, "user_id": viewer.id, "last_read_seq": {"$lt": seq}}
-        ).update_many({"$max": {"last_read_seq": seq}})
-        if isinstance(moved, UpdateResult) and moved.modified_count:
-            # Only a marker that moved forward is news, to the viewer and to the room.
-            await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room.id)))
-            receipt = ReadReceipt(
-                str(room.id),
-                str(viewer.id),
-                viewer.username,
-                viewer.display_name,
-                seq,
-                room.members_tag,
-            )
+        behind = {"room_id": room.id, "user_id": viewer.id, "last_read_seq": {"$lt": seq}}
+        if await MembershipDoc.find_one(behind) is None:
+            return  # the marker would not move: nothing logged or told
+        room_id = room.id
+        # Only a marker that moved forward is news, to the viewer and to the room.
+        with suppress(NothingChanged):
+            async with self._event_log.record(
+                room_id,
+                lambda pos: ReadReceipt(
+                    str(room_id),
+                    str(viewer.id),
+                    viewer.username,
+                    viewer.display_name,
+                    seq,
+                    room.members_tag,
+                    pos,
+                ),
+            ) as receipt:
+                moved = await MembershipDoc.find(behind).update_many(
+                    {"$max": {"last_read_seq": seq}}
+                )
+                if not (isinstance(moved, UpdateResult) and moved.modified_count):
+                    raise NothingChanged  # a concurrent mark moved it as far first
+            await self._publisher.publish(RoomChanged(user_id=str(viewer.id), room_id=str(room_id)))
             await self._publisher.publish(receipt)
 
     async def read_markers(
