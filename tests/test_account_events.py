@@ -40,6 +40,12 @@ from tests.support.clients import (
     subscribed,
     ws_session,
 )
+from tests.support.kafka_outage import (
+    SHARED_OUTAGE_TEST_SECONDS,
+    KafkaOutage,
+    OutageServers,
+    SharedOutage,
+)
 from tests.support.rich_messages import ADD_REACTION
 from tests.support.server import ServerProcess
 
@@ -364,3 +370,48 @@ async def _subscribe_error_of(session: Any, since: str) -> dict[str, Any]:
         error: dict[str, Any] = exc.errors[0]
         return error
     raise AssertionError("the subscription ended without an error")
+
+
+# Once Kafka is back (its stop and start are bounded in tests/support/kafka_outage.py):
+# the relay publishing the outage's messages, or a catch-up of the stream reading them.
+OUTAGE_CATCH_UP_SECONDS = 60.0
+
+
+async def account_stream_across_a_kafka_outage(servers: OutageServers, outage: KafkaOutage) -> None:
+    server_a, server_b = servers.a, servers.b
+    viewer, sender = await sign_up(server_a, "v"), await sign_up(server_a, "s")
+    rooms = [await group_room(server_a, sender, [viewer], f"r{n}") for n in range(2)]
+    async with (
+        ws_session(server_b, SUBPROTOCOLS[0], viewer.token) as session_b,
+        subscribed(server_b, session_b, EVENTS, s=None) as on_b,
+        ws_session(server_a, SUBPROTOCOLS[1], viewer.token) as session_a,
+        subscribed(server_a, session_a, EVENTS, s=None) as on_a,
+    ):
+        await send(server_a, sender, rooms[0], "before")
+        received_b = messages_of(await take_messages(on_b, 1))
+        received_a = messages_of(await take_messages(on_a, 1))
+        async with outage.down():
+            for n in range(4):  # stored although the broker is down
+                await send(server_a, sender, rooms[n % 2], f"during {n}")
+        received_b += messages_of(
+            await asyncio.wait_for(take_messages(on_b, 4), OUTAGE_CATCH_UP_SECONDS)
+        )
+        received_a += messages_of(
+            await asyncio.wait_for(take_messages(on_a, 4), OUTAGE_CATCH_UP_SECONDS)
+        )
+        await send(server_b, sender, rooms[1], "after")
+        received_b += messages_of(await take_messages(on_b, 1))
+        received_a += messages_of(await take_messages(on_a, 1))
+    for received in (received_a, received_b):
+        assert_each_once_in_order(received)
+        assert sorted(m["text"] for m in received) == sorted(
+            ["before", "after", *(f"during {n}" for n in range(4))]
+        )
+
+
+@pytest.mark.restarts_kafka(scenario=account_stream_across_a_kafka_outage)
+@pytest.mark.timeout(SHARED_OUTAGE_TEST_SECONDS)
+async def test_the_account_stream_gets_every_message_once_across_a_kafka_outage(
+    kafka_outage: SharedOutage,
+) -> None:
+    kafka_outage.check(account_stream_across_a_kafka_outage)
