@@ -40,6 +40,7 @@ from services.room_writer import RoomWriters
 from services.rooms import RoomService
 from services.socket_caps import SocketCaps
 from services.subscription_streams import StreamService
+from services.sync import SyncService
 from services.sync_tokens import SyncTokens
 from services.typing import TypingService
 from services.uploads import UploadRules, UploadService
@@ -72,6 +73,7 @@ class Services:
     profiles: ProfileService
     event_log: RoomEventLog
     sync_tokens: SyncTokens
+    sync: SyncService
 
     @classmethod
     def build(
@@ -93,6 +95,7 @@ class Services:
         blocks = BlockService(redis, friends, invitations, limits)
         locks = Locks(redis)
         event_log = RoomEventLog(EventPositions(redis), settings.sync_retention_seconds)
+        sync_tokens = SyncTokens(redis, settings.sync_retention_seconds)
         rooms = RoomService(
             publisher,
             settings.max_group_members,
@@ -195,7 +198,14 @@ class Services:
             uploads=uploads,
             profiles=ProfileService(accounts, uploads, limits),
             event_log=event_log,
-            sync_tokens=SyncTokens(redis, settings.sync_retention_seconds),
+            sync_tokens=sync_tokens,
+            sync=SyncService(
+                event_log.positions,
+                sync_tokens,
+                invitations,
+                limits,
+                settings.sync_max_replay_events,
+            ),
         )
 
 

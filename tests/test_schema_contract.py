@@ -46,15 +46,12 @@ CONTRACT = next(
 NOT_YET_SERVED: frozenset[str] = frozenset(
     {
         # One stream for the whole account.
-        "SyncResult",
-        "RoomSync",
         "AccountEvent",
         "MessageAdded",
         "RoomJoined",
         "RoomLeft",
         "RoomInvited",
         "AccountEventPayload",
-        "Query.sync",
         "Subscription.events",
     }
 )
