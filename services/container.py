@@ -95,7 +95,6 @@ class Services:
         blocks = BlockService(redis, friends, invitations, limits)
         locks = Locks(redis)
         event_log = RoomEventLog(EventPositions(redis), settings.sync_retention_seconds)
-        sync_tokens = SyncTokens(redis, settings.sync_retention_seconds)
         rooms = RoomService(
             publisher,
             settings.max_group_members,
@@ -163,6 +162,7 @@ class Services:
             grace_seconds=settings.account_deletion_grace_seconds,
             interval_seconds=settings.account_deletion_interval_seconds,
         )
+        sync_tokens = SyncTokens(redis, settings.sync_retention_seconds)
         return cls(
             settings=settings,
             accounts=accounts,
