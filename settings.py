@@ -331,6 +331,10 @@ class Settings(BaseSettings):
     # searches as one types, a few a second at most.
     search_messages_limit: int = 30
     search_messages_limit_seconds: float = 30.0
+    # sync per user: each reads every room of the account; an app syncs as it starts
+    # or comes back online, a few times a minute at most.
+    sync_limit: int = 30
+    sync_limit_seconds: float = 60.0
     # The longest searchMessages query: a few sentences, which every message must hold
     # word for word.
     max_search_query_chars: int = Field(default=200, ge=1)

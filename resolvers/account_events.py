@@ -16,7 +16,7 @@ from beanie import PydanticObjectId
 from models import RoomInvitationDoc
 from pubsub import InvitationReceived, MessageData, RoomAdded
 from resolvers.access import require_viewer
-from resolvers.invitations import shown_invitation
+from resolvers.invitations import room_invitation
 from schema.account_events import (
     AccountEvent,
     AccountEventPayload,
@@ -56,6 +56,6 @@ async def _payload(info: Info, item: AccountItem) -> AccountEventPayload | None:
         return None if room is None else RoomJoined(room=Room.from_doc(room))
     if isinstance(item, InvitationReceived):
         found = await RoomInvitationDoc.get(PydanticObjectId(item.invitation_id))
-        shown = None if found is None else await shown_invitation(info, found)
+        shown = None if found is None else await room_invitation(info, found)
         return None if shown is None else RoomInvited(invitation=shown)
     return activity_of(item)

@@ -12,7 +12,7 @@ from schema.types import Room, RoomInvitation, User
 from services.ids import parse_id
 
 
-async def shown_invitation(info: Info, invitation: RoomInvitationDoc) -> RoomInvitation | None:
+async def room_invitation(info: Info, invitation: RoomInvitationDoc) -> RoomInvitation | None:
     room = await info.context.services.rooms.room(invitation.room_id)
     inviter = await info.context.loaders.users.load(invitation.inviter_id)
     if room is None or inviter is None:
@@ -29,7 +29,7 @@ async def room_invitations(info: Info) -> list[RoomInvitation]:
     viewer = await require_viewer(info)
     assert viewer.id is not None
     pending = await info.context.services.invitations.pending_for(viewer.id)
-    shown = [await shown_invitation(info, invitation) for invitation in pending]
+    shown = [await room_invitation(info, invitation) for invitation in pending]
     return [invitation for invitation in shown if invitation is not None]
 
 

@@ -9,6 +9,8 @@ a list multiplies what it holds by the number of items it may have:
 - its own ``first``/``last`` (``members(first: 5)``), or that argument's default;
 - below a paged connection (``rooms(first: 20)``), the connection's page size for
   its ``edges``;
+- a list sized by an argument of a field above it (``ARGUMENT_SIZED_LISTS``: sync's
+  ``rooms`` and ``messagesPerRoom``), that argument;
 - a list the server itself bounds (``BOUNDED_LISTS``: a message's reaction groups,
   mentions and attachments), that bound;
 - otherwise ``DEFAULT_LIST_SIZE``, a full page.
@@ -63,6 +65,15 @@ BOUNDED_LISTS: dict[tuple[str, str], int] = {
     ("Message", "attachments"): MAX_ATTACHMENTS_PER_MESSAGE,
 }
 
+# Lists whose length an argument of a field above them bounds: the field, and which
+# of its arguments sizes which list below it, by (type, field).
+ARGUMENT_SIZED_LISTS: dict[tuple[str, str], dict[tuple[str, str], str]] = {
+    ("Query", "sync"): {
+        ("SyncResult", "rooms"): "rooms",
+        ("RoomSync", "messages"): "messagesPerRoom",
+    },
+}
+
 
 class _CostWalk:
     """Walks one operation, with its fragments and variables."""
@@ -76,6 +87,8 @@ class _CostWalk:
         self._schema = schema
         self._fragments = fragments
         self._variables = variables
+        # The lists below the field being walked that its arguments size.
+        self._sized: dict[tuple[str, str], int] = {}
 
     def selections(
         self,
@@ -112,37 +125,52 @@ class _CostWalk:
             return 1
         own_page = self._page_size(node, field)
         items, below = 1, own_page
+        key = (parent.name, node.name.value) if parent else ("", "")
         if isinstance(get_nullable_type(field.type), GraphQLList):
-            bound = BOUNDED_LISTS.get((parent.name, node.name.value)) if parent else None
+            bound = self._sized.get(key, BOUNDED_LISTS.get(key))
             items = next(
                 size for size in (own_page, bound, page, DEFAULT_LIST_SIZE) if size is not None
             )
             below = None
         inner = get_named_type(field.type)
-        return items * (1 + self.selections(node.selection_set, inner, below))
+        outer = self._sized
+        self._sized = dict(outer)
+        for sized, argument in ARGUMENT_SIZED_LISTS.get(key, {}).items():
+            size = self._argument_size(node, field, argument)
+            self._sized[sized] = DEFAULT_LIST_SIZE if size is None else size
+        try:
+            return items * (1 + self.selections(node.selection_set, inner, below))
+        finally:
+            self._sized = outer
 
     def _page_size(self, node: FieldNode, field: GraphQLField) -> int | None:
         """The page size the field's first/last ask for; None if it has no such argument."""
         if not any(name in field.args for name in PAGE_ARGUMENTS):
             return None
-        given = {argument.name.value: argument.value for argument in node.arguments or ()}
-        sizes: list[int] = []
-        for name in PAGE_ARGUMENTS:
-            if name not in field.args:
-                continue
-            value: Any = None
-            if (value_node := given.get(name)) is not None:
-                if isinstance(value_node, VariableNode):
-                    value = self._variables.get(value_node.name.value)
-                else:
-                    value = value_from_ast_untyped(value_node)
-            if value is None:  # not given, or null: the argument's default applies
-                value = field.args[name].default_value
-            if isinstance(value, int) and not isinstance(value, bool) and value <= MAX_INT:
-                sizes.append(max(value, 0))
-            elif value is not None and value is not Undefined:
-                sizes.append(DEFAULT_LIST_SIZE)  # not a number: refused later, weighed fully
+        sizes = [
+            size
+            for name in PAGE_ARGUMENTS
+            if name in field.args and (size := self._argument_size(node, field, name)) is not None
+        ]
         return max(sizes) if sizes else DEFAULT_LIST_SIZE
+
+    def _argument_size(self, node: FieldNode, field: GraphQLField, name: str) -> int | None:
+        """The number the field's argument asks for (its default if not given); None if
+        neither gives one."""
+        given = {argument.name.value: argument.value for argument in node.arguments or ()}
+        value: Any = None
+        if (value_node := given.get(name)) is not None:
+            if isinstance(value_node, VariableNode):
+                value = self._variables.get(value_node.name.value)
+            else:
+                value = value_from_ast_untyped(value_node)
+        if value is None and name in field.args:  # not given, or null: the default applies
+            value = field.args[name].default_value
+        if isinstance(value, int) and not isinstance(value, bool) and value <= MAX_INT:
+            return max(value, 0)
+        if value is not None and value is not Undefined:
+            return DEFAULT_LIST_SIZE  # not a number: refused later, weighed fully
+        return None
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:

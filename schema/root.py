@@ -25,12 +25,14 @@ from resolvers import reactions as reaction_resolvers
 from resolvers import rooms as room_resolvers
 from resolvers import searches as search_resolvers
 from resolvers import subscriptions as subscription_resolvers
+from resolvers import sync as sync_resolvers
 from resolvers import uploads as upload_resolvers
 from schema.documents import DocumentRules
 from schema.errors import ErrorCodes, with_code
 from schema.execution import PlopExecutionContext, has_lone_surrogate
 from schema.files import UploadTicket
 from schema.operation_metrics import OperationMetrics, RoundTripScope
+from schema.sync_types import SyncResult
 from schema.types import (
     AuthPayload,
     FriendRequest,
@@ -94,6 +96,15 @@ class Query:
     room_invitations: list[RoomInvitation] = strawberry.field(
         resolver=invitation_resolvers.room_invitations,
         description="v1.2. Group invitations waiting for the viewer's answer.",
+    )
+    sync: SyncResult = strawberry.field(
+        resolver=sync_resolvers.sync,
+        description=(
+            "v1.2. Everything that happened in the viewer's rooms after `since`, in one call "
+            "(with no `since`: the viewer's rooms with their newest messages). Rooms most "
+            "recent first, at most `rooms` (1-200); messages per room at most "
+            "`messagesPerRoom` (0-100)."
+        ),
     )
 
 

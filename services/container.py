@@ -41,6 +41,7 @@ from services.room_writer import RoomWriters
 from services.rooms import RoomService
 from services.socket_caps import SocketCaps
 from services.subscription_streams import StreamService
+from services.sync import SyncService
 from services.sync_tokens import SyncTokens
 from services.typing import TypingService
 from services.uploads import UploadRules, UploadService
@@ -74,6 +75,7 @@ class Services:
     event_log: RoomEventLog
     sync_tokens: SyncTokens
     account_streams: AccountStreams
+    sync: SyncService
 
     @classmethod
     def build(
@@ -167,6 +169,7 @@ class Services:
             interval_seconds=settings.account_deletion_interval_seconds,
         )
         streams = StreamService(hub, messages, accounts, blocks, settings.membership_check_seconds)
+        sync_tokens = SyncTokens(redis, settings.sync_retention_seconds)
         return cls(
             settings=settings,
             accounts=accounts,
@@ -201,11 +204,18 @@ class Services:
             uploads=uploads,
             profiles=ProfileService(accounts, uploads, limits),
             event_log=event_log,
-            sync_tokens=SyncTokens(redis, settings.sync_retention_seconds),
+            sync_tokens=sync_tokens,
             account_streams=AccountStreams(
                 hub,
                 StoredAccountHistory(event_log.positions, accounts, streams),
                 settings.membership_check_seconds,
+                settings.sync_max_replay_events,
+            ),
+            sync=SyncService(
+                event_log.positions,
+                sync_tokens,
+                invitations,
+                limits,
                 settings.sync_max_replay_events,
             ),
         )

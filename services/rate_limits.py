@@ -82,6 +82,7 @@ class LimitName(StrEnum):
     MARK_READ = "mark-read"
     SEARCH_USERS = "search-users"
     SEARCH_MESSAGES = "search-messages"
+    SYNC = "sync"
     REGISTER_PUSH_DEVICE = "register-push-device"
     LEAVE_ROOM = "leave-room"
     UPDATE_ROOM = "update-room"
@@ -117,6 +118,7 @@ _REFUSALS = {
     LimitName.MARK_READ: "too many read markers set",
     LimitName.SEARCH_USERS: "too many user searches",
     LimitName.SEARCH_MESSAGES: "too many message searches",
+    LimitName.SYNC: "too many syncs",
     LimitName.REGISTER_PUSH_DEVICE: "too many push devices registered",
     LimitName.LEAVE_ROOM: "too many rooms left",
     LimitName.UPDATE_ROOM: "too many rooms renamed",
@@ -184,6 +186,7 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
         LimitName.MARK_READ: Limit(s.mark_read_limit, s.mark_read_limit_seconds),
         LimitName.SEARCH_USERS: Limit(s.search_users_limit, s.search_users_limit_seconds),
         LimitName.SEARCH_MESSAGES: Limit(s.search_messages_limit, s.search_messages_limit_seconds),
+        LimitName.SYNC: Limit(s.sync_limit, s.sync_limit_seconds),
         LimitName.REGISTER_PUSH_DEVICE: Limit(
             s.register_push_device_limit, s.register_push_device_limit_seconds
         ),
