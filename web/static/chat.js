@@ -2,21 +2,31 @@
 // one WebSocket (graphql-transport-ws, the vendored graphql-ws client). Each tab keeps
 // its own session (sessionStorage), so two tabs can be two users.
 //
-// Resuming: every subscription is started again after a dropped socket with fresh
-// variables; messageAdded asks for afterSeq = the last seq shown, so the server replays
-// what was missed, and a seq already shown is dropped. roomUpdated and presenceChanged
-// do not replay, so the room list and friends are fetched again on reconnect.
+// Live: `sync` on load gives the room list (unread counts, each room's newest
+// message), the pending invitations and a token; ONE `events` subscription from that
+// token then gives everything of the account after it, once and in order per room:
+// messages, edits, reactions, typing, read receipts, joins, leaves and invitations.
+// Each event carries the token to resume from: after a dropped socket or a server
+// restart the page subscribes again from the last one and the server replays what it
+// missed; a token the server no longer honours (SYNC_TOKEN_EXPIRED) means a new sync
+// from scratch. Friends' presence is not an account event: presenceChanged follows
+// it, and a reconnect reloads the friends and the friend requests.
 
 const TOKEN_KEY = "plop.token";
 const PAGE_SIZE = 30;
+// The rooms a sync lists (the most recently active first).
+const SYNC_ROOMS = 50;
 // Resubscribe backoff: doubles from the first delay up to the cap, plus jitter, so
 // that the clients of a restarted server do not all come back in the same instant.
 const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 4000;
-// How long after leaving a room its late roomUpdated events are ignored.
-const LEFT_ROOM_GRACE_MS = 10000;
 // Close codes meaning the session is gone: 4401 session ended, 4403 token refused.
 const SESSION_GONE_CODES = new Set([4401, 4403]);
+// Why the server refuses a token that is too old or too far behind.
+const TOKEN_EXPIRED = "SYNC_TOKEN_EXPIRED";
+// Refusals of the events subscription about its token (expired, edited, another
+// user's): the only input the page gives it, so a new sync is the way on.
+const TOKEN_REFUSED_CODES = new Set(["BAD_USER_INPUT", "FORBIDDEN"]);
 
 const USER = "id username displayName presence { status lastSeenAt }";
 const REACTIONS = "reactions { emoji count reactedByViewer }";
@@ -24,18 +34,41 @@ const ATTACHMENT = "id filename contentType size url width height";
 const MESSAGE = `id roomId seq text clientId createdAt editedAt deleted
   sender { id username displayName avatarUrl } attachments { ${ATTACHMENT} }
   replyTo { id seq text deleted sender { username displayName } } ${REACTIONS} mentions { id }`;
-const ACTIVITY = `__typename
-  ... on TypingEvent { typing user { id username displayName } }
-  ... on MessageUpdated { message { ${MESSAGE} } }
-  ... on ReactionChanged { message { seq deleted ${REACTIONS} } }
-  ... on MembersChanged { room { id } }`;
 // The emoji the page offers under a message; any other one comes from others' reactions.
 const QUICK_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
 // How often a user who keeps typing says so again (the server re-broadcasts at most
 // every 3 s and forgets a typing after 6 s without one).
 const TYPING_EVERY_MS = 2500;
-const ROOM = `id kind title lastSeq unreadCount members(first: 20) { ${USER} }
-  lastMessage { seq text deleted sender { username displayName } }`;
+// What the room list shows of a message: its preview.
+const PREVIEW = "seq text deleted sender { id username displayName }";
+// A room as the list shows it; its last message comes from a sync or with the room.
+const LISTED_ROOM = `id kind title lastSeq unreadCount members(first: 20) { ${USER} }`;
+const ROOM = `${LISTED_ROOM} lastMessage { ${PREVIEW} }`;
+const INVITATION = `id createdAt room { id title memberCount } inviter { ${USER} }`;
+const SYNC = `query($rooms: Int) {
+  sync(rooms: $rooms, messagesPerRoom: 1) {
+    rooms { room { ${LISTED_ROOM} } messages { ${PREVIEW} } }
+    invitations { ${INVITATION} }
+    nextToken
+  }
+}`;
+const EVENTS = `subscription($since: String) {
+  events(since: $since) {
+    token
+    payload {
+      __typename
+      ... on MessageAdded { message { ${MESSAGE} } }
+      ... on MessageUpdated { message { ${MESSAGE} } }
+      ... on ReactionChanged { message { roomId seq deleted ${REACTIONS} } }
+      ... on TypingEvent { roomId typing user { id username displayName } }
+      ... on ReadReceipt { roomId lastReadSeq user { id } }
+      ... on MembersChanged { room { ${LISTED_ROOM} } }
+      ... on RoomJoined { room { ${ROOM} } }
+      ... on RoomLeft { roomId }
+      ... on RoomInvited { invitation { ${INVITATION} } }
+    }
+  }
+}`;
 // A group's settings: who is in it, in what role, and the viewer's own.
 const GROUP = `title viewerRole
   memberships(first: 100) { edges { node { role user { id username displayName } } } }`;
@@ -48,10 +81,16 @@ const state = {
   ws: null,
   everConnected: false,
   rooms: new Map(), // id -> room
-  left: new Map(), // id -> when this page left that room
   order: [], // room ids, most recent activity first
+  // Rooms this page left whose RoomLeft has not come yet: their earlier events are
+  // still on the way and must not bring them back.
+  leaving: new Set(),
+  fetching: new Set(), // ids of rooms not in the list being read (a message came)
+  invitations: new Map(), // id -> pending group invitation
   friends: new Map(), // id -> user
-  room: null, // the open room: { id, lastSeq, startCursor, hasPrevious, loading, stop }
+  room: null, // the open room: { id, lastSeq, startCursor, hasPrevious, loading, early }
+  account: null, // the events subscription: { since (the last token), stop }
+  startOvers: 0, // syncs from scratch since the last event
   stopLive: [],
   pending: null, // { clientId, text } of a send not yet confirmed
   replyTo: null, // the message the next send answers
@@ -98,7 +137,7 @@ function openSocket() {
   state.ws = graphqlWs.createClient({
     url: url.toString(),
     // Retries are ours (live() below): the library would resubscribe with the first
-    // variables, and messageAdded must resume from the last seq shown instead.
+    // variables, and events must resume from the last token instead.
     retryAttempts: 0,
     connectionParams: () => ({ authToken: state.token }),
     on: {
@@ -118,11 +157,20 @@ function setConnection(value) {
   $("connection").title = value;
 }
 
-/** Keeps one subscription running across dropped sockets; returns its stop function. */
-function live(query, variables, onData) {
+/** Keeps one subscription running across dropped sockets; returns its stop function.
+ * `refused(errors)` may take over an answer with errors (true: this one stops). */
+function live(query, variables, onData, refused = () => false) {
   let stopped = false;
   let dispose = () => {};
   let attempt = 0;
+  const failed = (errors) => {
+    if (refused(errors)) {
+      stopped = true;
+      dispose();
+      return;
+    }
+    showRoomError(errors[0]?.message ?? "failed");
+  };
   const start = () => {
     if (stopped) return;
     dispose = state.ws.subscribe(
@@ -131,11 +179,11 @@ function live(query, variables, onData) {
         next: (result) => {
           attempt = 0;
           if (result.data) onData(result.data);
-          if (result.errors) showRoomError(result.errors[0].message);
+          if (result.errors) failed(result.errors);
         },
         error: (error) => {
           if (stopped) return;
-          if (Array.isArray(error)) return showRoomError(error[0]?.message ?? "failed");
+          if (Array.isArray(error)) return failed(error);
           if (SESSION_GONE_CODES.has(error?.code)) return signOut();
           retry();
         },
@@ -146,11 +194,7 @@ function live(query, variables, onData) {
       },
     );
   };
-  const retry = () => {
-    const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempt);
-    attempt += 1;
-    setTimeout(start, delay + Math.random() * RETRY_FIRST_MS);
-  };
+  const retry = () => setTimeout(start, backoff(attempt++));
   start();
   return () => {
     stopped = true;
@@ -158,11 +202,222 @@ function live(query, variables, onData) {
   };
 }
 
-/** What roomUpdated and presenceChanged missed while the socket was down. */
+/** The wait before retry number `attempt` (from 0): doubling, capped, jittered. */
+function backoff(attempt) {
+  return Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempt) + Math.random() * RETRY_FIRST_MS;
+}
+
+/** What the account's events do not carry, missed while the socket was down: the
+ * friends' presence and the friend requests. Typing shown then may have ended. */
 async function catchUp() {
-  await Promise.all([loadRooms(), loadFriends(), loadRequests(), loadInvitations()]).catch(
-    showRoomError,
+  if (state.room) {
+    state.room.typing.clear();
+    renderTyping(state.room);
+  }
+  await Promise.all([loadFriends(), loadRequests()]).catch(showRoomError);
+}
+
+// ---- the account: one sync, then one events subscription -----------------------
+
+/** The room list and the invitations as they stand, and the token that follows them. */
+async function syncAccount() {
+  const { sync } = await gql(SYNC, { rooms: SYNC_ROOMS });
+  state.rooms.clear();
+  state.order = [];
+  for (const { room, messages } of sync.rooms) {
+    room.lastMessage = messages.at(-1) ?? null;
+    state.rooms.set(room.id, room);
+    state.order.push(room.id);
+  }
+  state.invitations = new Map(sync.invitations.map((invitation) => [invitation.id, invitation]));
+  renderRooms();
+  renderInvitations();
+  return sync.nextToken;
+}
+
+/** Follows the account from `since` on one subscription, resuming from the last
+ * event's token after a dropped socket. */
+function followAccount(since) {
+  state.account?.stop();
+  const account = { since };
+  state.account = account;
+  account.stop = live(
+    EVENTS,
+    () => ({ since: account.since }),
+    (data) => {
+      if (state.account !== account) return;
+      accountEvent(data.events.payload);
+      account.since = data.events.token;
+      state.startOvers = 0;
+    },
+    (errors) => state.account === account && tokenRefused(errors),
   );
+}
+
+/** An expired (or otherwise refused) token: start over with a sync from scratch. */
+function tokenRefused(errors) {
+  const aboutToken = errors.some(
+    (error) =>
+      error.extensions?.reason === TOKEN_EXPIRED || TOKEN_REFUSED_CODES.has(error.extensions?.code),
+  );
+  if (aboutToken) startOver();
+  return aboutToken;
+}
+
+/** A new sync, then the events from its token; the open room is read again if the
+ * sync shows it moved on (its events in between are lost with the old token). A
+ * sync that fails, or a start over that follows another with no event between
+ * (a fresh token refused again), waits a backoff first. */
+async function startOver() {
+  state.account = null;
+  for (let done = false; !done && state.token; ) {
+    const again = state.startOvers++;
+    if (again) await new Promise((resolve) => setTimeout(resolve, backoff(again - 1)));
+    try {
+      followAccount(await syncAccount());
+      done = true;
+    } catch (error) {
+      showRoomError(error);
+    }
+  }
+  const open = state.room;
+  if (!open || !state.token) return;
+  const synced = state.rooms.get(open.id);
+  if (!synced) closeRoom();
+  else if (synced.lastSeq > open.lastSeq) openRoom(open.id);
+}
+
+const ACCOUNT_EVENTS = {
+  MessageAdded: (event) => messageArrived(event.message),
+  MessageUpdated: (event) => messageUpdated(event.message),
+  ReactionChanged: (event) => {
+    if (state.room?.id === event.message.roomId) showReactions(event.message);
+  },
+  TypingEvent: typingChanged,
+  ReadReceipt: receiptArrived,
+  MembersChanged: (event) => membersChanged(event.room),
+  RoomJoined: (event) => roomJoined(event.room),
+  RoomLeft: (event) => roomLeft(event.roomId),
+  RoomInvited: (event) => invited(event.invitation),
+};
+
+function accountEvent(payload) {
+  ACCOUNT_EVENTS[payload.__typename]?.(payload);
+}
+
+/** A new message: the room list learns of it, and the open room shows it. */
+function messageArrived(message) {
+  listMessage(message);
+  const open = state.room;
+  if (open?.id !== message.roomId) return;
+  // The first page of the room is on its way: shown after it, if it is not in it.
+  if (open.early) return open.early.push(message);
+  const nearEnd = atEnd();
+  if (appendMessage(message) && nearEnd) scrollToEnd();
+  markRead();
+}
+
+/** Moves the message's room to the top with its preview and unread count. A seq the
+ * list already counts (a replay after a resume) changes nothing. */
+function listMessage(message) {
+  const room = state.rooms.get(message.roomId);
+  if (!room) return fetchRoom(message.roomId);
+  if (message.seq <= room.lastSeq) return;
+  room.lastSeq = message.seq;
+  room.lastMessage = message;
+  if (message.sender.id !== state.me.id) room.unreadCount += 1;
+  putRoom(room);
+}
+
+/** A room the list does not show (past the synced ones, or hidden): read it once. */
+async function fetchRoom(roomId) {
+  if (state.leaving.has(roomId) || state.fetching.has(roomId)) return;
+  state.fetching.add(roomId);
+  try {
+    const data = await gql(`query($r: ID!) { room(id: $r) { ${ROOM} } }`, { r: roomId });
+    if (!state.rooms.has(roomId) && !state.leaving.has(roomId)) putRoom(data.room);
+  } catch {
+    // Not a room of the viewer's any more: its RoomLeft is on the way.
+  } finally {
+    state.fetching.delete(roomId);
+  }
+}
+
+function messageUpdated(message) {
+  const room = state.rooms.get(message.roomId);
+  if (room?.lastMessage?.seq === message.seq) {
+    room.lastMessage = message;
+    renderRooms();
+  }
+  if (state.room?.id !== message.roomId) return;
+  const shown = $("messages").querySelector(`li[data-seq="${message.seq}"]`);
+  if (shown) shown.replaceWith(messageItem(message));
+}
+
+function typingChanged(event) {
+  const room = state.room;
+  if (room?.id !== event.roomId || event.user.id === state.me.id) return;
+  if (event.typing) room.typing.set(event.user.id, named(event.user));
+  else room.typing.delete(event.user.id);
+  renderTyping(room);
+}
+
+/** The viewer's own read marker moved (here or in another window): all read, or
+ * read the count again when only part is. Others' receipts are not shown. */
+function receiptArrived(receipt) {
+  const room = state.rooms.get(receipt.roomId);
+  if (!room || receipt.user.id !== state.me.id) return;
+  if (receipt.lastReadSeq >= room.lastSeq) {
+    room.unreadCount = 0;
+    renderRooms();
+  } else {
+    refreshUnread(room.id);
+  }
+}
+
+async function refreshUnread(roomId) {
+  try {
+    const data = await gql("query($r: ID!) { room(id: $r) { unreadCount } }", { r: roomId });
+    const room = state.rooms.get(roomId);
+    if (room) {
+      room.unreadCount = data.room.unreadCount;
+      renderRooms();
+    }
+  } catch {
+    // The next message or receipt counts again.
+  }
+}
+
+/** A rename, a member in or out, a role: the list shows the room as it now stands. */
+function membersChanged(changed) {
+  const room = state.rooms.get(changed.id);
+  if (!room) return;
+  Object.assign(room, { kind: changed.kind, title: changed.title, members: changed.members });
+  renderRooms();
+  if (state.room?.id === room.id && room.kind === "GROUP") loadGroup(state.room);
+}
+
+/** A room the viewer was put in goes on top; one the list shows already (this page
+ * joined it itself) is shown as it now stands, where it is. */
+function roomJoined(room) {
+  state.leaving.delete(room.id);
+  if (!state.rooms.has(room.id)) return putRoom(room);
+  state.rooms.set(room.id, room);
+  renderRooms();
+}
+
+/** Nothing of the room follows its RoomLeft: it leaves the list (and the view). */
+function roomLeft(roomId) {
+  state.leaving.delete(roomId);
+  state.rooms.delete(roomId);
+  state.order = state.order.filter((id) => id !== roomId);
+  renderRooms();
+  if (state.room?.id === roomId) closeRoom();
+}
+
+function invited(invitation) {
+  state.invitations.set(invitation.id, invitation);
+  renderInvitations();
 }
 
 // ---- session ---------------------------------------------------------------------
@@ -196,26 +451,30 @@ async function start() {
   $("me").dataset.userId = state.me.id;
   openSocket();
   state.stopLive = [
-    live(`subscription { roomUpdated { ${ROOM} } }`, () => ({}), (d) => roomUpdated(d.roomUpdated)),
     live(
       "subscription { presenceChanged { userId status lastSeenAt } }",
       () => ({}),
       (d) => presenceChanged(d.presenceChanged),
     ),
   ];
-  await catchUp();
+  await Promise.all([startOver(), catchUp()]);
 }
 
 function signOut() {
   if (state.token) gql("mutation { logOut }").catch(() => {});
   sessionStorage.removeItem(TOKEN_KEY);
   Object.assign(state, { token: null, me: null, room: null, pending: null });
+  state.account?.stop();
+  state.account = null;
+  state.startOvers = 0;
   for (const stop of state.stopLive) stop();
   state.stopLive = [];
   state.ws?.dispose();
   state.ws = null;
   state.rooms.clear();
   state.order = [];
+  state.leaving.clear();
+  state.invitations.clear();
   state.friends.clear();
   $("account").open = false;
   $("app").hidden = true;
@@ -224,39 +483,11 @@ function signOut() {
 
 // ---- rooms -----------------------------------------------------------------------
 
-// Loads of one list may overlap (each answer to an invitation loads both lists again)
-// and their answers may arrive out of order: a load shows its answer only if no later
-// load of that list was asked since, so an older list never replaces a newer one.
-const loadsAsked = new Map();
-
-function newestLoad(list) {
-  const asked = (loadsAsked.get(list) ?? 0) + 1;
-  loadsAsked.set(list, asked);
-  return () => loadsAsked.get(list) === asked;
-}
-
-async function loadRooms() {
-  const stillNewest = newestLoad("rooms");
-  const data = await gql(`{ rooms(first: 50) { edges { node { ${ROOM} } } } }`);
-  if (!stillNewest()) return;
-  state.rooms.clear();
-  state.order = [];
-  for (const { node } of data.rooms.edges) {
-    state.rooms.set(node.id, node);
-    state.order.push(node.id);
-  }
-  renderRooms();
-}
-
-function roomUpdated(room) {
-  // A roomUpdated rendered before this page left the room may still be on its way:
-  // it must not bring the room back (a later re-add shows on the next catch-up).
-  if (Date.now() - (state.left.get(room.id) ?? -Infinity) < LEFT_ROOM_GRACE_MS) return;
+/** Shows the room at the top of the list (added, or moved by new activity). */
+function putRoom(room) {
   state.rooms.set(room.id, room);
   state.order = [room.id, ...state.order.filter((id) => id !== room.id)];
   renderRooms();
-  const open = state.room;
-  if (open?.id === room.id && room.unreadCount > 0 && room.lastSeq <= open.lastSeq) markRead();
 }
 
 function others(room) {
@@ -299,12 +530,12 @@ function renderRooms() {
   }
 }
 
+/** Shows the room's newest page; its new messages come by the account's events, those
+ * arriving before the page are held (`early`) and shown after it. */
 async function openRoom(id) {
-  state.room?.stop();
-  const room = { id, lastSeq: 0, startCursor: null, hasPrevious: false, loading: true };
+  const room = { id, lastSeq: 0, startCursor: null, hasPrevious: false, loading: true, early: [] };
   room.typing = new Map(); // user id -> name and username, of those typing now
   $("typing").textContent = "";
-  room.stop = () => {};
   state.room = room;
   state.pending = null;
   setReplyTo(null);
@@ -326,48 +557,24 @@ async function openRoom(id) {
   }
   if (state.room !== room) return;
   for (const { node } of page.edges) appendMessage(node);
+  for (const message of room.early) appendMessage(message); // a seq already shown is dropped
+  room.early = null;
   room.loading = false;
   scrollToEnd();
   fillView();
-  // Live from just after the history shown: nothing missed, nothing twice.
-  const stopMessages = live(
-    `subscription($r: ID!, $after: Int) { messageAdded(roomId: $r, afterSeq: $after) { ${MESSAGE} } }`,
-    () => ({ r: id, after: room.lastSeq }),
-    (d) => {
-      if (state.room !== room) return;
-      const nearEnd = atEnd();
-      if (appendMessage(d.messageAdded) && nearEnd) scrollToEnd();
-      markRead();
-    },
-  );
-  // Edits, deletes and who is typing: live only, nothing to replay.
-  const stopActivity = live(
-    `subscription($r: ID!) { roomActivity(roomId: $r) { ${ACTIVITY} } }`,
-    () => ({ r: id }),
-    (d) => {
-      if (state.room === room) roomActivity(room, d.roomActivity);
-    },
-  );
-  room.stop = () => {
-    stopMessages();
-    stopActivity();
-  };
   markRead();
 }
 
-function roomActivity(room, event) {
-  if (event.__typename === "MembersChanged") {
-    loadGroup(room);
-  } else if (event.__typename === "MessageUpdated") {
-    const shown = $("messages").querySelector(`li[data-seq="${event.message.seq}"]`);
-    if (shown) shown.replaceWith(messageItem(event.message));
-  } else if (event.__typename === "ReactionChanged") {
-    showReactions(event.message);
-  } else if (event.__typename === "TypingEvent" && event.user.id !== state.me.id) {
-    if (event.typing) room.typing.set(event.user.id, named(event.user));
-    else room.typing.delete(event.user.id);
-    renderTyping(room);
-  }
+/** No room open (the viewer left the open one). */
+function closeRoom() {
+  state.room = null;
+  renderRooms();
+  $("room-title").textContent = "Pick a room, or find someone to talk to.";
+  $("messages").replaceChildren();
+  $("typing").textContent = "";
+  $("room-error").textContent = "";
+  $("composer").hidden = true;
+  $("group").hidden = true;
 }
 
 // ---- group settings --------------------------------------------------------------
@@ -450,17 +657,12 @@ async function leaveGroup() {
     $("group-error").textContent = error.message;
     return;
   }
-  room.stop();
-  state.room = null;
-  state.left.set(room.id, Date.now());
+  // Its events up to the RoomLeft may still come: they must not bring it back.
+  state.leaving.add(room.id);
   state.rooms.delete(room.id);
   state.order = state.order.filter((id) => id !== room.id);
-  renderRooms();
-  $("room-title").textContent = "Pick a room, or find someone to talk to.";
-  $("messages").replaceChildren();
-  $("room-error").textContent = ""; // the room's streams ending FORBIDDEN is no news here
-  $("composer").hidden = true;
-  $("group").hidden = true;
+  if (state.room === room) closeRoom();
+  else renderRooms();
 }
 
 function renderTyping(room) {
@@ -536,7 +738,9 @@ function markRead() {
   // One markRead for a burst of messages.
   setTimeout(async () => {
     markReadQueued = false;
-    if (state.room !== room) return;
+    // What the room showed is read, even if another room opened meanwhile: that
+    // one is marked next.
+    if (state.room !== room) markRead();
     try {
       const data = await gql(
         "mutation($r: ID!, $s: Int!) { markRead(roomId: $r, seq: $s) { id unreadCount } }",
@@ -608,7 +812,7 @@ async function send(event) {
       }`,
       { r: room.id, t: text, c: clientId, to: state.replyTo?.id ?? null, a: files },
     );
-    // The message itself arrives through messageAdded, in seq order.
+    // The message itself arrives through the account's events, in seq order.
     if ($("text").value.trim() === text) $("text").value = "";
     setReplyTo(null);
     if ($("attach").files[0] === file) clearAttachment();
@@ -908,17 +1112,13 @@ async function respond(requestId, accept) {
   await Promise.all([loadRequests(), loadFriends()]).catch(showRoomError);
 }
 
-// Invitations are loaded with the rest on every catch-up (no live feed of them yet).
-async function loadInvitations() {
-  const stillNewest = newestLoad("invitations");
-  const data = await gql(
-    `{ roomInvitations { id room { id title memberCount } inviter { ${USER} } } }`,
-  );
-  if (!stillNewest()) return;
+/** The pending invitations (from the sync, then RoomInvited events), newest first. */
+function renderInvitations() {
+  const pending = [...state.invitations.values()].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   const list = $("invitations");
   list.replaceChildren();
-  $("invitations-title").hidden = !data.roomInvitations.length;
-  for (const invitation of data.roomInvitations) {
+  $("invitations-title").hidden = !pending.length;
+  for (const invitation of pending) {
     const item = document.createElement("li");
     item.dataset.invitationId = invitation.id;
     item.append(
@@ -933,12 +1133,20 @@ async function loadInvitations() {
   }
 }
 
+/** Joins (the room shows at once; its RoomJoined event follows) or declines. */
 async function answerInvitation(invitationId, accept) {
-  await gql(
-    "mutation($id: ID!, $a: Boolean!) { respondToRoomInvitation(invitationId: $id, accept: $a) { id } }",
-    { id: invitationId, a: accept },
-  ).catch((error) => showRoomError(error.message));
-  await Promise.all([loadInvitations(), loadRooms()]).catch(showRoomError);
+  try {
+    const data = await gql(
+      `mutation($id: ID!, $a: Boolean!) { respondToRoomInvitation(invitationId: $id, accept: $a) { ${ROOM} } }`,
+      { id: invitationId, a: accept },
+    );
+    if (data.respondToRoomInvitation) putRoom(data.respondToRoomInvitation);
+  } catch (error) {
+    showRoomError(error.message);
+    if (error.code !== "NOT_FOUND") return; // still pending: it may be answered again
+  }
+  state.invitations.delete(invitationId);
+  renderInvitations();
 }
 
 async function search(event) {
@@ -984,7 +1192,7 @@ async function chatWith(userId) {
       u: userId,
     });
     const room = data.createDirectRoom;
-    if (!state.rooms.has(room.id)) roomUpdated(room);
+    if (!state.rooms.has(room.id)) putRoom(room);
     $("search-results").replaceChildren();
     $("search").value = "";
     await openRoom(room.id);
@@ -1056,10 +1264,10 @@ async function showMessage(roomId, seq, mark) {
   if (state.room?.id !== roomId) {
     try {
       if (!state.rooms.has(roomId)) {
-        // A room the list does not show (a DIRECT room this page left): read it first.
+        // A room the list does not show (past the synced ones, or hidden): read it first.
         const data = await gql(`query($r: ID!) { room(id: $r) { ${ROOM} } }`, { r: roomId });
-        roomUpdated(data.room);
-        if (!state.rooms.has(roomId)) return showRoomError("This room was just left.");
+        if (state.leaving.has(roomId)) return showRoomError("This room was just left.");
+        putRoom(data.room);
       }
       await openRoom(roomId);
     } catch (error) {
