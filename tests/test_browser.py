@@ -221,7 +221,7 @@ async def test_two_people_chat_live_and_a_reload_shows_the_history(
         await alice.send("hello bob")
         await alice.wait_messages([(1, "hello bob")])
 
-        # Bob's room list learnt of the new room and its unread message by roomUpdated.
+        # Bob's room list learnt of the new room and its unread message by his events.
         await bob.wait_unread(alice_name, 1)
         await bob.open_room(alice_name)
         await bob.wait_messages([(1, "hello bob")])
@@ -234,7 +234,7 @@ async def test_two_people_chat_live_and_a_reload_shows_the_history(
         )
         assert time.monotonic() - sent_at < LIVE_WITHIN_SECONDS
 
-        # Typing and edits reach the other window live, through roomActivity.
+        # Typing and edits reach the other window live, through its events.
         await alice.window.type("#text", "one moment")
         await bob.window.wait_value(
             "return document.getElementById('typing').textContent",
@@ -354,8 +354,8 @@ async def test_a_server_restart_is_resumed_without_gaps(
 
         await server.stop()
         await page.window.element("#connection[data-state='reconnecting']")
-        # Sent through another instance while this one is down: only a resume with
-        # afterSeq can bring these to the page.
+        # Sent through another instance while this one is down: only a resume from
+        # the page's last event token can bring these to the page.
         await send(server_b, bob, room_id, "while down 1")
         await send(server_b, bob, room_id, "while down 2")
         await server.start()
