@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from tests.conftest import RUN_ID
 from tests.support.browser import Browser
-from tests.support.chat import direct_room, group_room, send, send_many
+from tests.support.chat import CREATE_GROUP, as_user, direct_room, group_room, send, send_many
 from tests.support.clients import (
     EVENT_TIMEOUT_SECONDS,
     Account,
@@ -276,3 +276,56 @@ async def test_an_expired_token_starts_over_with_a_new_sync(
         events = await browser.run(browser.network_events)
     # One sync on load, one more when the old token was refused.
     assert sync_requests(events) == 2
+
+
+EDIT = "mutation($m: ID!, $t: String!) { editMessage(messageId: $m, text: $t) { id } }"
+RENAME = "mutation($r: ID!, $t: String!) { updateRoom(roomId: $r, title: $t) { id } }"
+REMOVE = "mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }"
+ROOM_NAMES = (
+    "return [...document.querySelectorAll('#rooms li[data-room-id] .name')].map(e => e.textContent)"
+)
+INVITATION_NAMES = (
+    "return [...document.querySelectorAll('#invitations li .name')].map(e => e.textContent)"
+)
+
+
+async def test_the_page_follows_an_invitation_an_edit_a_rename_and_a_removal_live(
+    browser: Browser, page_server: ServerProcess, tmp_path: Path
+) -> None:
+    server = page_server
+    alice, carol, dave = [await sign_up(server, name) for name in ("alice", "carol", "dave")]
+    crew = await group_room(server, carol, [alice], title="Crew")
+    first = await send(server, carol, crew, "hello crew")
+    async with browser.windows(tmp_path) as windows:
+        page = await signed_in_page(browser, windows, server, alice)
+        await page.open_room("Crew")
+        await page.wait_messages([(1, "hello crew")])
+
+        # Dave is no friend of Alice's: his group is an invitation, shown live.
+        created = await as_user(server, dave, CREATE_GROUP, t="Club", m=[alice.id])
+        club = created["createGroupRoom"]["id"]
+        await page.window.wait_value(INVITATION_NAMES, lambda names: names == ["Club"], "Club")
+
+        await as_user(server, carol, EDIT, m=first["id"], t="hello crew!")
+        await page.wait_messages([(1, "hello crew!")])
+        await wait_room_list(page, [(crew, 0, said(carol, "hello crew!"))])
+        await as_user(server, carol, RENAME, r=crew, t="Crew 2")
+        await page.window.wait_value(ROOM_NAMES, lambda names: names == ["Crew 2"], "renamed")
+
+        await page.click_button("#invitations", "Join")
+        await page.window.wait_value(
+            ROOM_NAMES, lambda names: names == ["Club", "Crew 2"], "Club joined, on top"
+        )
+        await page.window.wait_value(INVITATION_NAMES, lambda names: names == [], "none left")
+
+        # Taken out of the open room: it leaves the list and the view, and what is
+        # said there after does not bring it back.
+        await as_user(server, carol, REMOVE, r=crew, u=alice.id)
+        await page.window.wait_value(ROOM_NAMES, lambda names: names == ["Club"], "Crew gone")
+        await page.window.wait_value(
+            "return document.getElementById('composer').hidden", bool, "the room closed"
+        )
+        await send(server, carol, crew, "without alice")
+        await send(server, dave, club, "club news")
+        await wait_room_list(page, [(club, 1, said(dave, "club news"))])
+        assert await page.messages() == []
