@@ -15,6 +15,7 @@ from client import (
     MessageAdded,
     MessageUpdated,
     PlopClient,
+    PlopSyncTokenExpired,
     ReactionChanged,
     ReadReceipt,
     Room,
@@ -38,6 +39,11 @@ async def follow_account(plop: PlopClient, since: str | None) -> None:
                 if line is not None:
                     click.echo(line)
                 token = event.token
+    except PlopSyncTokenExpired as expired:
+        raise click.ClickException(
+            "the server no longer keeps what followed that token: "
+            "run `plop tail --all` without --since"
+        ) from expired
     except asyncio.CancelledError:
         if token is not None:
             click.echo(f"To carry on from here: plop tail --all --since {token}", err=True)

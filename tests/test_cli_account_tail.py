@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from redis.asyncio import Redis
+
 from client import Credentials, save_credentials
+from services.sync_tokens import Cursor, SyncTokens
+from settings import Settings
 from tests.support.chat import group_room, send
 from tests.support.clients import (
     EVENT_TIMEOUT_SECONDS,
@@ -23,6 +28,7 @@ from tests.support.server import ServerProcess
 from tests.test_cli import PLOP, Tail, plop, plop_env
 from tests.test_client import settled
 
+RETENTION_SECONDS = Settings().sync_retention_seconds
 RESUME_HINT = re.compile(r"^To carry on from here: plop tail --all --since (\S+)$")
 
 
@@ -127,5 +133,23 @@ async def test_tail_takes_a_room_or_all_never_both(
         ran = await plop(tmp_path, "tail", *args)
         assert ran.code == 2, (args, ran.stderr)
         assert "--all" in ran.stderr or "--since" in ran.stderr, ran.stderr
-    expired = await plop(tmp_path, "tail", "--all", "--since", "nonsense")
-    assert expired.code == 1 and "BAD_USER_INPUT" in expired.stderr, expired.stderr
+    garbage = await plop(tmp_path, "tail", "--all", "--since", "nonsense")
+    assert garbage.code == 1 and "BAD_USER_INPUT" in garbage.stderr, garbage.stderr
+
+
+async def test_tail_all_since_an_expired_token_says_to_start_over(
+    server_a: ServerProcess, real_env: dict[str, str], tmp_path: Path
+) -> None:
+    viewer = await sign_up(server_a, "v")
+    logged_in(tmp_path, server_a, viewer)
+    redis = Redis.from_url(real_env["PLOP_REDIS_URL"], decode_responses=True)
+    try:
+        tokens = SyncTokens(redis, retention_seconds=24 * 3_600)
+        expired = await tokens.encode(
+            viewer.id, Cursor(upto=1, at=time.time() - RETENTION_SECONDS - 60)
+        )
+    finally:
+        await redis.aclose()
+    ran = await plop(tmp_path, "tail", "--all", "--since", expired)
+    assert ran.code == 1, ran.stderr
+    assert "run `plop tail --all` without --since" in ran.stderr, ran.stderr
