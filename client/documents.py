@@ -314,3 +314,38 @@ query Rooms($first: Int!, $after: String) {
     _MESSAGE,
     _USER,
 )
+# The viewer's whole account: an invitation's room shows its first members only, as
+# ROOM_INVITATIONS does.
+EVENTS = _with(
+    """
+subscription Events($since: String) {
+  events(since: $since) {
+    token
+    payload {
+      __typename
+      ... on MessageAdded { message { ...MessageFields } }
+      ... on MessageUpdated { message { ...MessageFields } }
+      ... on ReactionChanged { emoji added user { ...UserFields } message { ...MessageFields } }
+      ... on TypingEvent { roomId typing user { ...UserFields } }
+      ... on ReadReceipt { roomId lastReadSeq user { ...UserFields } }
+      ... on MembersChanged { room { ...RoomFields } }
+      ... on RoomJoined { room { ...RoomFields } }
+      ... on RoomLeft { roomId }
+      ... on RoomInvited {
+        invitation {
+          id createdAt inviter { ...UserFields }
+          room {
+            id kind title createdAt lastSeq lastReadSeq unreadCount mutedUntil
+            members(first: 20) { ...UserFields }
+            lastMessage { ...MessageFields }
+          }
+        }
+      }
+    }
+  }
+}
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
