@@ -517,6 +517,13 @@ class PlopClient:
             )
             await asyncio.sleep(delay)
 
+    async def sync_token(self) -> str:
+        """A token of the account as it stands now (``sync``'s ``nextToken``): the
+        events after it are what ``events(since=token)`` gives."""
+        data = await self._read(documents.SYNC_TOKEN, {})
+        token: str = data["sync"]["nextToken"]
+        return token
+
     async def events(
         self, since: str | None = None, *, max_attempts: int | None = None
     ) -> AsyncGenerator[AccountEvent, None]:
@@ -530,11 +537,11 @@ class PlopClient:
         same backoff, the same errors end it) and resumes from the token of the last
         event it yielded, so nothing is missed and nothing comes twice (a message at or
         below a seq already yielded for its room is dropped, should the server send it
-        again). Before the first event there is no token to resume from: a reconnect
-        then starts from now (or from ``since``) again. A token the server no longer
-        holds raises ``PlopSyncTokenExpired``: start over without one.
+        again). Without ``since`` it starts from a ``sync`` token read first, so that a
+        reconnect before the first event misses nothing either. A token the server no
+        longer holds raises ``PlopSyncTokenExpired``: start over without one.
         """
-        token = since
+        token = since if since is not None else await self.sync_token()
         # The last seq yielded per room (seqs only grow, through leaving and rejoining).
         last_seqs: dict[str, int] = {}
         failures = 0

@@ -301,6 +301,8 @@ query Memberships($id: ID!, $first: Int!, $after: String) {
 )
 ROOM = _with("query Room($id: ID!) { room(id: $id) { ...RoomFields } }", _ROOM, _MESSAGE, _USER)
 ROOM_LAST_SEQ = _with("query RoomLastSeq($id: ID!) { room(id: $id) { lastSeq } }")
+# Where the account stands now: a token for events(since) with nothing before it.
+SYNC_TOKEN = _with("query SyncToken { sync(rooms: 1, messagesPerRoom: 0) { nextToken } }")
 ROOMS_PAGE = _with(
     """
 query Rooms($first: Int!, $after: String) {
