@@ -117,9 +117,13 @@ class Followed:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def opened(store: Store, since: Cursor | None) -> tuple[FanoutHub, Followed]:
+async def opened(
+    store: Store, since: Cursor | None, recheck_seconds: float = 3_600
+) -> tuple[FanoutHub, Followed]:
     hub = FanoutHub(inbox_capacity=100)
-    stream = AccountStream(hub, store, VIEWER, since, recheck_seconds=3_600, replay_page=3)
+    stream = AccountStream(
+        hub, store, VIEWER, since, recheck_seconds=recheck_seconds, replay_page=3
+    )
     followed = Followed(stream)
     async with asyncio.timeout(5):
         await stream.watching.wait()
@@ -239,4 +243,13 @@ async def test_typing_and_receipts_of_a_blocked_user_are_not_given() -> None:
         )
     (typing,) = await take(items, 1)
     assert isinstance(typing.item, TypingChanged) and typing.item.user_id == "friend"
+    await items.aclose()
+
+
+async def test_a_removal_whose_event_was_lost_ends_the_room_at_the_next_look() -> None:
+    store = Store()
+    _, items = await opened(store, None, recheck_seconds=0.05)
+    store.members[ROOM].discard(VIEWER)  # its MembersChanged never reaches the stream
+    (left,) = await take(items, 1)
+    assert left.item == LeftRoom(ROOM)
     await items.aclose()
