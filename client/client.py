@@ -474,14 +474,13 @@ class PlopClient:
                     raise
                 error = exc
             failures += 1
-            if max_attempts is not None and failures >= max_attempts:
-                raise error
-            delay = self.backoff.delay(failures - 1)
-            logger.warning(
+            await self._pause_to_resume(
+                error,
+                failures,
+                max_attempts,
                 "live messages interrupted; resuming",
-                extra={"room_id": room_id, "after_seq": last, "code": error.code, "delay": delay},
+                {"room_id": room_id, "after_seq": last},
             )
-            await asyncio.sleep(delay)
 
     async def activity(
         self, room_id: str, *, max_attempts: int | None = None
@@ -508,14 +507,13 @@ class PlopClient:
                     raise
                 error = exc
             failures += 1
-            if max_attempts is not None and failures >= max_attempts:
-                raise error
-            delay = self.backoff.delay(failures - 1)
-            logger.warning(
+            await self._pause_to_resume(
+                error,
+                failures,
+                max_attempts,
                 "room activity interrupted; resuming",
-                extra={"room_id": room_id, "code": error.code, "delay": delay},
+                {"room_id": room_id},
             )
-            await asyncio.sleep(delay)
 
     async def sync_token(self) -> str:
         """A token of the account as it stands now (``sync``'s ``nextToken``): the
@@ -567,14 +565,29 @@ class PlopClient:
                     raise
                 error = exc
             failures += 1
-            if max_attempts is not None and failures >= max_attempts:
-                raise error
-            delay = self.backoff.delay(failures - 1)
-            logger.warning(
+            await self._pause_to_resume(
+                error,
+                failures,
+                max_attempts,
                 "account events interrupted; resuming",
-                extra={"code": error.code, "delay": delay, "resumable": token is not None},
+                {"resumable": token is not None},
             )
-            await asyncio.sleep(delay)
+
+    async def _pause_to_resume(
+        self,
+        error: PlopClientError,
+        failures: int,
+        max_attempts: int | None,
+        what: str,
+        extra: dict[str, object],
+    ) -> None:
+        """Raises ``error`` once ``max_attempts`` consecutive attempts failed; else logs
+        the interruption and waits the backoff's delay before the next attempt."""
+        if max_attempts is not None and failures >= max_attempts:
+            raise error
+        delay = self.backoff.delay(failures - 1)
+        logger.warning(what, extra={**extra, "code": error.code, "delay": delay})
+        await asyncio.sleep(delay)
 
     async def _message_added(self, room_id: str, after_seq: int) -> AsyncGenerator[Message, None]:
         """One messageAdded subscription on a socket of its own, until it ends or fails."""
