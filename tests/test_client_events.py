@@ -56,6 +56,7 @@ from tests.support.clients import (
     sign_up,
     wait_active_subscriptions,
 )
+from tests.support.iterated import Iterated
 from tests.support.server import ServerProcess, free_port
 from tests.support.tcp_proxy import TcpProxy
 
@@ -68,27 +69,8 @@ REMOVE = "mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id
 TYPING = "mutation($r: ID!) { setTyping(roomId: $r, typing: true) }"
 
 
-class Following:
+class Following(Iterated[AccountEvent]):
     """Iterates ``events()`` in a task; the test awaits what it yields."""
-
-    def __init__(self, stream: AsyncGenerator[AccountEvent, None]) -> None:
-        self._items: asyncio.Queue[AccountEvent | BaseException] = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(stream))
-
-    async def _run(self, stream: AsyncGenerator[AccountEvent, None]) -> None:
-        try:
-            async with aclosing(stream):
-                async for event in stream:
-                    self._items.put_nowait(event)
-        except Exception as exc:
-            self._items.put_nowait(exc)
-
-    async def next(self, within: float = EVENT_TIMEOUT_SECONDS) -> AccountEvent:
-        async with asyncio.timeout(within):
-            item = await self._items.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
 
     async def until_messages(
         self, count: int, within: float = EVENT_TIMEOUT_SECONDS
@@ -101,23 +83,12 @@ class Following:
                 taken.append(await self.next(within))
         return taken
 
-    async def failure(self, within: float = EVENT_TIMEOUT_SECONDS) -> BaseException:
-        """What the iterator ended with (it must end, and yield nothing before)."""
-        async with asyncio.timeout(within):
-            item = await self._items.get()
-        assert isinstance(item, BaseException), f"expected an error, got {item!r}"
-        return item
-
     def assert_no_message_waiting(self) -> None:
         """No message arrived beyond those awaited (checked after the last one sent)."""
         while not self._items.empty():
             item = self._items.get_nowait()
             assert isinstance(item, AccountEvent), item
             assert not isinstance(item.payload, MessageAdded), f"extra message {item!r}"
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
