@@ -271,17 +271,34 @@ def delete(message_id: str, url: str | None) -> None:
 
 
 @click.command(
-    short_help="Print ROOM's messages as they arrive, across restarts.",
+    short_help="Print ROOM's messages (or the whole account's) as they arrive.",
     help=(
         "Print ROOM's messages as they arrive, one line each: SEQ<TAB>USERNAME<TAB>TEXT "
         "(newlines and tabs in TEXT escaped as \\n and \\t; an edited text ends with "
         '" (edited)", a deleted one reads "(deleted)"). Edits and deletes print the '
         'message\'s line again, and "USERNAME is typing…" when someone starts typing. '
         "Keeps going across dropped connections and server restarts without gaps or "
-        "repeats (edits and typing made while it reconnects are not replayed)."
+        "repeats (edits and typing made while it reconnects are not replayed). "
+        "With --all instead of ROOM, follows every room of the account, each line "
+        "starting with ROOM_ID<TAB>, and rooms joined and left and invitations too; "
+        "from its first event on, nothing is missed across reconnects, and Ctrl+C "
+        "prints the --since TOKEN that carries on from there (a token older than the "
+        "server keeps events for is refused: start again without it)."
     ),
 )
-@click.argument("room")
+@click.argument("room", required=False)
+@click.option(
+    "--all",
+    "whole_account",
+    is_flag=True,
+    help="Follow every room of the account instead of one ROOM.",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="TOKEN",
+    help="With --all: print what followed the event of this token first [default: from now].",
+)
 @click.option(
     "--after-seq",
     type=click.IntRange(min=0),
@@ -296,9 +313,28 @@ def delete(message_id: str, url: str | None) -> None:
     help="WebSocket subprotocol.",
 )
 @URL_OPTION
-def tail(room: str, after_seq: int | None, subprotocol: str, url: str | None) -> None:
+def tail(
+    room: str | None,
+    whole_account: bool,
+    since: str | None,
+    after_seq: int | None,
+    subprotocol: str,
+    url: str | None,
+) -> None:
+    if (room is None) == (not whole_account):
+        raise click.UsageError("name a ROOM or give --all (not both)")
+    if whole_account and after_seq is not None:
+        raise click.UsageError("--after-seq follows one ROOM; with --all use --since")
+    if room is not None and since is not None:
+        raise click.UsageError("--since goes with --all; to replay a ROOM use --after-seq")
     session = saved_session(url, subprotocol_named(subprotocol))
-    session.run(lambda plop: _follow(plop, room, after_seq))
+    if room is None:
+        # Imported here: cli.account_tail prints with this module's line helpers.
+        from cli.account_tail import follow_account
+
+        session.run(lambda plop: follow_account(plop, since))
+    else:
+        session.run(lambda plop: _follow(plop, room, after_seq))
 
 
 async def _follow(plop: PlopClient, room: str, after_seq: int | None) -> None:

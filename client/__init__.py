@@ -5,6 +5,8 @@ async with PlopClient("http://127.0.0.1:8000/graphql") as plop:
     sent = await plop.send_message(room_id, "hi")
     async for message in plop.messages(room_id, after_seq=sent.seq - 1):
         ...
+    async for event in plop.events(since=saved_token):  # every room of the account
+        saved_token = event.token
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from client.client import (
     websocket_url,
 )
 from client.credentials import Credentials, delete_credentials, load_credentials, save_credentials
-from client.errors import PlopClientError, PlopTransportError
+from client.errors import PlopClientError, PlopSyncTokenExpired, PlopTransportError
 from client.retry import Backoff
 from client.types import (
+    AccountEvent,
+    AccountEventPayload,
     Attachment,
     AuthPayload,
     MembersChanged,
     Message,
+    MessageAdded,
     MessageUpdated,
     ReactionChanged,
     ReactionGroup,
@@ -35,7 +40,10 @@ from client.types import (
     Room,
     RoomActivity,
     RoomInvitation,
+    RoomInvited,
+    RoomJoined,
     RoomKind,
+    RoomLeft,
     RoomMembership,
     RoomRole,
     Session,
@@ -48,15 +56,19 @@ __all__ = [
     "LEGACY_WS",
     "SUBPROTOCOLS",
     "TRANSPORT_WS",
+    "AccountEvent",
+    "AccountEventPayload",
     "Attachment",
     "AuthPayload",
     "Backoff",
     "Credentials",
     "MembersChanged",
     "Message",
+    "MessageAdded",
     "MessageUpdated",
     "PlopClient",
     "PlopClientError",
+    "PlopSyncTokenExpired",
     "PlopTransportError",
     "ReactionChanged",
     "ReactionGroup",
@@ -64,7 +76,10 @@ __all__ = [
     "Room",
     "RoomActivity",
     "RoomInvitation",
+    "RoomInvited",
+    "RoomJoined",
     "RoomKind",
+    "RoomLeft",
     "RoomMembership",
     "RoomRole",
     "Session",

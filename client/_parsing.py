@@ -9,10 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from client.types import (
+    AccountEvent,
+    AccountEventPayload,
     Attachment,
     AuthPayload,
     MembersChanged,
     Message,
+    MessageAdded,
     MessageUpdated,
     ReactionChanged,
     ReactionGroup,
@@ -20,7 +23,10 @@ from client.types import (
     Room,
     RoomActivity,
     RoomInvitation,
+    RoomInvited,
+    RoomJoined,
     RoomKind,
+    RoomLeft,
     RoomMembership,
     RoomRole,
     Session,
@@ -135,3 +141,20 @@ def parse_activity(data: Mapping[str, Any]) -> RoomActivity:
             parse_message(data["message"]), parse_user(data["user"]), data["emoji"], data["added"]
         )
     raise ValueError(f"unknown room activity {kind!r}")
+
+
+def parse_account_event(data: Mapping[str, Any]) -> AccountEvent:
+    return AccountEvent(token=data["token"], payload=_account_payload(data["payload"]))
+
+
+def _account_payload(data: Mapping[str, Any]) -> AccountEventPayload:
+    kind = data["__typename"]
+    if kind == "MessageAdded":
+        return MessageAdded(parse_message(data["message"]))
+    if kind == "RoomJoined":
+        return RoomJoined(parse_room(data["room"]))
+    if kind == "RoomLeft":
+        return RoomLeft(data["roomId"])
+    if kind == "RoomInvited":
+        return RoomInvited(parse_invitation(data["invitation"]))
+    return parse_activity(data)

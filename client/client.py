@@ -4,7 +4,9 @@ Calls go over HTTP; ``messages()`` opens a WebSocket of its own (either subproto
 and keeps it going across dropped sockets and server restarts, resuming with
 ``afterSeq`` so that each message is yielded once, in seq order, none skipped.
 ``activity()`` follows a room's edits, deletes, typing, receipts and membership the
-same way, live only: what happens while it reconnects is not replayed.
+same way, live only: what happens while it reconnects is not replayed. ``events()``
+follows the whole account on one socket and resumes from the token of the last event
+it yielded, so nothing is missed across reconnects either.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from gql.transport.websockets import WebsocketsTransport
 
 from client import documents
 from client._parsing import (
+    parse_account_event,
     parse_activity,
     parse_auth,
     parse_invitation,
@@ -44,8 +47,10 @@ from client.errors import (
 )
 from client.retry import Backoff
 from client.types import (
+    AccountEvent,
     AuthPayload,
     Message,
+    MessageAdded,
     Room,
     RoomActivity,
     RoomInvitation,
@@ -469,14 +474,13 @@ class PlopClient:
                     raise
                 error = exc
             failures += 1
-            if max_attempts is not None and failures >= max_attempts:
-                raise error
-            delay = self.backoff.delay(failures - 1)
-            logger.warning(
+            await self._pause_to_resume(
+                error,
+                failures,
+                max_attempts,
                 "live messages interrupted; resuming",
-                extra={"room_id": room_id, "after_seq": last, "code": error.code, "delay": delay},
+                {"room_id": room_id, "after_seq": last},
             )
-            await asyncio.sleep(delay)
 
     async def activity(
         self, room_id: str, *, max_attempts: int | None = None
@@ -503,14 +507,87 @@ class PlopClient:
                     raise
                 error = exc
             failures += 1
-            if max_attempts is not None and failures >= max_attempts:
-                raise error
-            delay = self.backoff.delay(failures - 1)
-            logger.warning(
+            await self._pause_to_resume(
+                error,
+                failures,
+                max_attempts,
                 "room activity interrupted; resuming",
-                extra={"room_id": room_id, "code": error.code, "delay": delay},
+                {"room_id": room_id},
             )
-            await asyncio.sleep(delay)
+
+    async def sync_token(self) -> str:
+        """A token of the account as it stands now (``sync``'s ``nextToken``): the
+        events after it are what ``events(since=token)`` gives."""
+        data = await self._read(documents.SYNC_TOKEN, {})
+        token: str = data["sync"]["nextToken"]
+        return token
+
+    async def events(
+        self, since: str | None = None, *, max_attempts: int | None = None
+    ) -> AsyncGenerator[AccountEvent, None]:
+        """The viewer's whole account, forever: every room's messages, edits, deletes,
+        reactions, typing, receipts and membership, rooms joined and left, invitations.
+
+        With ``since`` (an event's ``token``, kept by the app), what followed that event
+        comes first, then live events; without it, from now. Each event carries its
+        token: keep the last one to carry on later where the app stopped. When the
+        socket drops or the server restarts, it reconnects as ``messages()`` does (the
+        same backoff, the same errors end it) and resumes from the token of the last
+        event it yielded, so nothing is missed and nothing comes twice (a message at or
+        below a seq already yielded for its room is dropped, should the server send it
+        again). Without ``since`` it starts from a ``sync`` token read first, so that a
+        reconnect before the first event misses nothing either. A token the server no
+        longer holds raises ``PlopSyncTokenExpired``: start over without one.
+        """
+        token = since if since is not None else await self.sync_token()
+        # The last seq yielded per room (seqs only grow, through leaving and rejoining).
+        last_seqs: dict[str, int] = {}
+        failures = 0
+        while True:
+            error: PlopClientError
+            try:
+                stream = self._subscription(documents.EVENTS, {"since": token})
+                async with aclosing(stream) as events:
+                    async for data in events:
+                        event = parse_account_event(data["events"])
+                        payload = event.payload
+                        if isinstance(payload, MessageAdded):
+                            message = payload.message
+                            if message.seq <= last_seqs.get(message.room_id, 0):
+                                continue  # yielded already
+                            last_seqs[message.room_id] = message.seq
+                        token = event.token
+                        failures = 0
+                        yield event
+                error = PlopTransportError("the server ended the subscription")
+            except PlopClientError as exc:
+                if not exc.retryable:
+                    raise
+                error = exc
+            failures += 1
+            await self._pause_to_resume(
+                error,
+                failures,
+                max_attempts,
+                "account events interrupted; resuming",
+                {"resumable": token is not None},
+            )
+
+    async def _pause_to_resume(
+        self,
+        error: PlopClientError,
+        failures: int,
+        max_attempts: int | None,
+        what: str,
+        extra: dict[str, object],
+    ) -> None:
+        """Raises ``error`` once ``max_attempts`` consecutive attempts failed; else logs
+        the interruption and waits the backoff's delay before the next attempt."""
+        if max_attempts is not None and failures >= max_attempts:
+            raise error
+        delay = self.backoff.delay(failures - 1)
+        logger.warning(what, extra={**extra, "code": error.code, "delay": delay})
+        await asyncio.sleep(delay)
 
     async def _message_added(self, room_id: str, after_seq: int) -> AsyncGenerator[Message, None]:
         """One messageAdded subscription on a socket of its own, until it ends or fails."""

@@ -301,12 +301,49 @@ query Memberships($id: ID!, $first: Int!, $after: String) {
 )
 ROOM = _with("query Room($id: ID!) { room(id: $id) { ...RoomFields } }", _ROOM, _MESSAGE, _USER)
 ROOM_LAST_SEQ = _with("query RoomLastSeq($id: ID!) { room(id: $id) { lastSeq } }")
+# Where the account stands now: a token for events(since) with nothing before it.
+SYNC_TOKEN = _with("query SyncToken { sync(rooms: 1, messagesPerRoom: 0) { nextToken } }")
 ROOMS_PAGE = _with(
     """
 query Rooms($first: Int!, $after: String) {
   rooms(first: $first, after: $after) {
     edges { node { ...RoomFields } }
     pageInfo { hasNextPage endCursor }
+  }
+}
+""",
+    _ROOM,
+    _MESSAGE,
+    _USER,
+)
+# The viewer's whole account: an invitation's room shows its first members only, as
+# ROOM_INVITATIONS does.
+EVENTS = _with(
+    """
+subscription Events($since: String) {
+  events(since: $since) {
+    token
+    payload {
+      __typename
+      ... on MessageAdded { message { ...MessageFields } }
+      ... on MessageUpdated { message { ...MessageFields } }
+      ... on ReactionChanged { emoji added user { ...UserFields } message { ...MessageFields } }
+      ... on TypingEvent { roomId typing user { ...UserFields } }
+      ... on ReadReceipt { roomId lastReadSeq user { ...UserFields } }
+      ... on MembersChanged { room { ...RoomFields } }
+      ... on RoomJoined { room { ...RoomFields } }
+      ... on RoomLeft { roomId }
+      ... on RoomInvited {
+        invitation {
+          id createdAt inviter { ...UserFields }
+          room {
+            id kind title createdAt lastSeq lastReadSeq unreadCount mutedUntil
+            members(first: 20) { ...UserFields }
+            lastMessage { ...MessageFields }
+          }
+        }
+      }
+    }
   }
 }
 """,

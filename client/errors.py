@@ -3,6 +3,9 @@
 PlopClientError      code = the server's extensions.code (UNAUTHENTICATED, FORBIDDEN,
 │                    NOT_FOUND, BAD_USER_INPUT, CONFLICT, RATE_LIMITED, UNAVAILABLE,
 │                    INTERNAL); ``retryable`` for UNAVAILABLE and RATE_LIMITED
+├── PlopSyncTokenExpired code = BAD_USER_INPUT with extensions.reason
+│                        SYNC_TOKEN_EXPIRED: the server no longer holds what followed
+│                        the token; the app starts over without one
 └── PlopTransportError   code = TRANSPORT: the server could not be reached ("cannot
                          reach URL: connection refused"), or answered outside GraphQL;
                          retryable unless it was an HTTP 4xx
@@ -33,6 +36,7 @@ PROTOCOL_VIOLATION_CLOSE_CODES = frozenset({4400, 4401, 4409})
 # HTTP statuses that say "later", not "never".
 RETRYABLE_HTTP_STATUSES = frozenset({408, 429})
 _CONNECTION_ERROR_PREFIX = "Server error: "
+SYNC_TOKEN_EXPIRED = "SYNC_TOKEN_EXPIRED"
 
 E = TypeVar("E", bound=BaseException)
 
@@ -45,6 +49,15 @@ class PlopClientError(Exception):
         self.code = code
         self.message = message
         self.retryable = code in RETRYABLE_CODES if retryable is None else retryable
+
+
+class PlopSyncTokenExpired(PlopClientError):
+    """The sync token is older than the server keeps events for: nothing can resume
+    from it, so the app drops what it derived from the stream and starts over."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("BAD_USER_INPUT", message, retryable=False)
+        self.reason = SYNC_TOKEN_EXPIRED
 
 
 class PlopTransportError(PlopClientError):
@@ -80,6 +93,9 @@ def error_from_graphql(errors: Sequence[object] | None, fallback: str) -> PlopCl
     extensions = first.get("extensions")
     code = extensions.get("code") if isinstance(extensions, dict) else None
     message = first.get("message")
+    reason = extensions.get("reason") if isinstance(extensions, dict) else None
+    if code == "BAD_USER_INPUT" and reason == SYNC_TOKEN_EXPIRED:
+        return PlopSyncTokenExpired(message if isinstance(message, str) else fallback)
     return PlopClientError(
         code if isinstance(code, str) else "INTERNAL",
         message if isinstance(message, str) else fallback,

@@ -172,3 +172,56 @@ class ReactionChanged:
 
 
 RoomActivity = TypingEvent | ReadReceipt | MessageUpdated | MembersChanged | ReactionChanged
+
+
+# --- the account stream (``PlopClient.events``) ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAdded:
+    """A new message in one of the viewer's rooms."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class RoomJoined:
+    """The viewer is in a room now (created with them, or an invitation accepted)."""
+
+    room: Room
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLeft:
+    """The viewer left the room or was removed: nothing of it follows."""
+
+    room_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInvited:
+    """Someone invited the viewer into a group room."""
+
+    invitation: RoomInvitation
+
+
+AccountEventPayload = (
+    MessageAdded
+    | MessageUpdated
+    | ReactionChanged
+    | TypingEvent
+    | ReadReceipt
+    | MembersChanged
+    | RoomJoined
+    | RoomLeft
+    | RoomInvited
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """One event of the viewer's account; ``token``, passed back as ``since``, resumes
+    right after it (keep the last one to carry on where an app stopped)."""
+
+    token: str
+    payload: AccountEventPayload

@@ -342,8 +342,15 @@ class AccountStream:
                 async with asyncio.timeout_at(next_check):
                     event = await inbox.get()
             except TimeoutError:
-                event = LAGGED  # a look at the store, as after a lag
                 next_check = loop.time() + self._recheck_seconds
+                # Only when a membership change went unseen, or positions were given
+                # above upto, is the store read further.
+                if self._cursor.also or await self._history.rooms_of(self._viewer) != set(
+                    self._rooms
+                ):
+                    async for given in self._catch_up():
+                        yield given
+                continue
             if event is LAGGED:
                 async for given in self._catch_up():
                     yield given

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 
 from pubsub import (
@@ -19,6 +18,7 @@ from services.account_stream import AccountStream, Given, LeftRoom, Stored
 from services.fanout import FanoutHub
 from services.room_stream import Membership
 from services.sync_tokens import ALSO_SOFT_LIMIT, Cursor
+from tests.support.iterated import Iterated
 
 VIEWER = "viewer"
 ROOM, OTHER = "room-1", "room-2"
@@ -101,34 +101,21 @@ class Store:
         return event.user_id == "blocked"
 
 
-class Followed:
-    """An account stream read in the background, from the moment it watches."""
-
-    def __init__(self, stream: AccountStream) -> None:
-        self.given: asyncio.Queue[Given] = asyncio.Queue()
-        self._task = asyncio.create_task(self._read(stream.items()))
-
-    async def _read(self, items: AsyncGenerator[Given, None]) -> None:
-        async for given in items:
-            self.given.put_nowait(given)
-
-    async def aclose(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-
-async def opened(store: Store, since: Cursor | None) -> tuple[FanoutHub, Followed]:
+async def opened(
+    store: Store, since: Cursor | None, recheck_seconds: float = 3_600
+) -> tuple[FanoutHub, Iterated[Given]]:
     hub = FanoutHub(inbox_capacity=100)
-    stream = AccountStream(hub, store, VIEWER, since, recheck_seconds=3_600, replay_page=3)
-    followed = Followed(stream)
+    stream = AccountStream(
+        hub, store, VIEWER, since, recheck_seconds=recheck_seconds, replay_page=3
+    )
+    followed = Iterated(stream.items())
     async with asyncio.timeout(5):
         await stream.watching.wait()
     return hub, followed
 
 
-async def take(items: Followed, count: int) -> list[Given]:
-    async with asyncio.timeout(5):
-        return [await items.given.get() for _ in range(count)]
+async def take(items: Iterated[Given], count: int) -> list[Given]:
+    return await items.take(count, within=5)
 
 
 def texts(given: list[Given]) -> list[str]:
@@ -145,7 +132,7 @@ async def test_a_replay_gives_what_followed_the_token_in_order_and_moves_the_cur
     assert texts(given) == [f"{OTHER} #1", f"{ROOM} #2", f"{ROOM} #3"]
     assert [each.cursor.upto for each in given] == [2, 3, 4]
     assert all(not each.cursor.also for each in given)
-    await items.aclose()
+    await items.close()
 
 
 async def test_live_events_already_replayed_or_given_are_dropped() -> None:
@@ -166,7 +153,7 @@ async def test_live_events_already_replayed_or_given_are_dropped() -> None:
     assert texts([replayed, *given]) == [f"{ROOM} #1", f"{ROOM} #2", f"{ROOM} #3"]
     # Given live above upto: the cursor says so.
     assert given[-1].cursor.also == frozenset({2, 3})
-    await items.aclose()
+    await items.close()
 
 
 async def test_a_missed_message_is_read_from_the_store_before_the_one_after_it() -> None:
@@ -178,7 +165,7 @@ async def test_a_missed_message_is_read_from_the_store_before_the_one_after_it()
     hub.dispatch(MessageAdded(message(ROOM, 3, 3)))  # 2 was lost
     given = await take(items, 3)
     assert texts(given) == [f"{ROOM} #1", f"{ROOM} #2", f"{ROOM} #3"]
-    await items.aclose()
+    await items.close()
 
 
 async def test_nothing_of_a_room_comes_after_its_room_left() -> None:
@@ -192,7 +179,7 @@ async def test_nothing_of_a_room_comes_after_its_room_left() -> None:
     given = await take(items, 2)
     assert given[0].item == LeftRoom(ROOM)
     assert texts(given[1:]) == [f"{OTHER} #1"]
-    await items.aclose()
+    await items.close()
 
 
 async def test_a_room_joined_live_streams_at_once_from_its_join() -> None:
@@ -212,7 +199,7 @@ async def test_a_room_joined_live_streams_at_once_from_its_join() -> None:
     hub.dispatch(MessageAdded(message("room-3", 3, 4)))
     store.store(message("room-3", 3, 4))
     assert texts(await take(items, 1)) == ["room-3 #3"]
-    await items.aclose()
+    await items.close()
 
 
 async def test_the_cursor_stays_small_however_much_is_given_live() -> None:
@@ -227,7 +214,7 @@ async def test_the_cursor_stays_small_however_much_is_given_live() -> None:
         range(1, count + 1)
     )
     assert max(len(each.cursor.also) for each in given) <= ALSO_SOFT_LIMIT
-    await items.aclose()
+    await items.close()
 
 
 async def test_typing_and_receipts_of_a_blocked_user_are_not_given() -> None:
@@ -239,4 +226,13 @@ async def test_typing_and_receipts_of_a_blocked_user_are_not_given() -> None:
         )
     (typing,) = await take(items, 1)
     assert isinstance(typing.item, TypingChanged) and typing.item.user_id == "friend"
-    await items.aclose()
+    await items.close()
+
+
+async def test_a_removal_whose_event_was_lost_ends_the_room_at_the_next_look() -> None:
+    store = Store()
+    _, items = await opened(store, None, recheck_seconds=0.05)
+    store.members[ROOM].discard(VIEWER)  # its MembersChanged never reaches the stream
+    (left,) = await take(items, 1)
+    assert left.item == LeftRoom(ROOM)
+    await items.close()

@@ -35,6 +35,7 @@ from tests.support.clients import (
     unique_name,
     wait_active_subscriptions,
 )
+from tests.support.iterated import Iterated
 from tests.support.server import ServerProcess, free_port
 
 PASSWORD = "correct horse battery"
@@ -53,49 +54,8 @@ async def signed_up(
     return plop
 
 
-class Live:
-    """Iterates a client's live messages in a task; the test awaits what it yields."""
-
-    def __init__(self, stream: AsyncGenerator[Message, None]) -> None:
-        self._items: asyncio.Queue[Message | BaseException] = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(stream))
-
-    async def _run(self, stream: AsyncGenerator[Message, None]) -> None:
-        try:
-            async with aclosing(stream):
-                async for message in stream:
-                    self._items.put_nowait(message)
-        except Exception as exc:
-            self._items.put_nowait(exc)
-
-    async def take(self, count: int, within: float = EVENT_TIMEOUT_SECONDS) -> list[Message]:
-        """The next ``count`` messages; raises what the iterator ended with."""
-        taken: list[Message] = []
-        async with asyncio.timeout(within):
-            while len(taken) < count:
-                item = await self._items.get()
-                if isinstance(item, BaseException):
-                    raise item
-                taken.append(item)
-        return taken
-
-    async def failure(self, within: float = EVENT_TIMEOUT_SECONDS) -> BaseException:
-        """What the iterator ended with (it must end, and yield nothing before)."""
-        async with asyncio.timeout(within):
-            item = await self._items.get()
-        assert isinstance(item, BaseException), f"expected an error, got {item!r}"
-        return item
-
-    def assert_idle(self) -> None:
-        assert self._items.empty(), f"unexpected extra item: {self._items.get_nowait()!r}"
-
-    @property
-    def running(self) -> bool:
-        return not self._task.done()
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+# Iterates a client's live messages in a task; the test awaits what it yields.
+Live = Iterated[Message]
 
 
 @contextlib.asynccontextmanager
