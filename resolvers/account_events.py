@@ -1,7 +1,7 @@
 """events(since): the viewer's whole account on one subscription.
 
 The rules are ``services.account_stream``'s; this renders what it gives, each with
-its token. Authorization: the token must be the viewer's (``SyncTokens.decode``),
+its token. Authorization: the token must be the viewer's (``AccountStreams.open``),
 and the stream gives only events of rooms the viewer is in (or their own).
 """
 
@@ -34,14 +34,13 @@ async def events(info: Info, since: str | None = None) -> AsyncGenerator[Account
     viewer = await require_viewer(info)
     services = info.context.services
     viewer_id = str(viewer.id)
-    cursor = None if since is None else await services.sync_tokens.decode(viewer_id, since)
-    stream = services.account_streams.open(viewer_id, cursor)
+    streams = services.account_streams
+    stream = await streams.open(viewer_id, since)
     async with aclosing(stream.items()) as items:
         async for given in items:
             payload = await _payload(info, given.item)
             if payload is not None:
-                token = await services.sync_tokens.encode(viewer_id, given.cursor)
-                yield AccountEvent(token=token, payload=payload)
+                yield AccountEvent(token=await streams.token(viewer_id, given), payload=payload)
 
 
 async def _payload(info: Info, item: AccountItem) -> AccountEventPayload | None:

@@ -26,14 +26,15 @@ from pubsub import (
     TypingChanged,
     decode_event,
 )
-from services.account_stream import AccountHistory, AccountStream, Stored
+from services.account_stream import AccountHistory, AccountStream, Given, Stored
 from services.accounts import AccountService
 from services.event_positions import EventPositions
 from services.fanout import FanoutHub
 from services.message_data import message_data
+from services.rate_limits import LimitName, RateLimiter
 from services.room_stream import Membership
 from services.subscription_streams import StreamService
-from services.sync_tokens import Cursor
+from services.sync_tokens import SyncTokens
 
 # Messages one read of a room's messages by seq gives at most (a gap, a join).
 MESSAGES_READ = 500
@@ -170,21 +171,35 @@ class AccountStreams:
         self,
         hub: FanoutHub,
         history: AccountHistory,
+        tokens: SyncTokens,
+        limits: RateLimiter,
         recheck_seconds: float,
         max_replay: int,
     ) -> None:
         self._hub = hub
         self._history = history
+        self._tokens = tokens
+        self._limits = limits
         self._recheck_seconds = recheck_seconds
         self._max_replay = max_replay
 
-    def open(self, viewer_id: str, since: Cursor | None) -> AccountStream:
-        """The viewer's stream from the cursor (None: from now)."""
+    async def open(self, viewer_id: str, since: str | None) -> AccountStream:
+        """The viewer's stream after the token (None: from now). A token is checked
+        (``SyncTokens.decode``), and resuming from one counts as a sync against the
+        viewer's budget: its replay reads what a sync would."""
+        cursor = None
+        if since is not None:
+            cursor = await self._tokens.decode(viewer_id, since)
+            await self._limits.hit(LimitName.SYNC, viewer_id)
         return AccountStream(
             self._hub,
             self._history,
             viewer_id,
-            since,
+            cursor,
             recheck_seconds=self._recheck_seconds,
             max_replay=self._max_replay,
         )
+
+    async def token(self, viewer_id: str, given: Given) -> str:
+        """The token of what was given up to and including this item."""
+        return await self._tokens.encode(viewer_id, given.cursor)

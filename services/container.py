@@ -208,6 +208,8 @@ class Services:
             account_streams=AccountStreams(
                 hub,
                 StoredAccountHistory(event_log.positions, accounts, streams),
+                sync_tokens,
+                limits,
                 settings.membership_check_seconds,
                 settings.sync_max_replay_events,
             ),

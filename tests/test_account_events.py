@@ -415,3 +415,33 @@ async def test_the_account_stream_gets_every_message_once_across_a_kafka_outage(
     kafka_outage: SharedOutage,
 ) -> None:
     kafka_outage.check(account_stream_across_a_kafka_outage)
+
+
+async def test_resuming_from_tokens_counts_against_the_sync_budget(
+    server_a: ServerProcess,
+) -> None:
+    viewer, sender = await sign_up(server_a, "v"), await sign_up(server_a, "s")
+    room = await group_room(server_a, sender, [viewer])
+    async with (
+        ws_session(server_a, SUBPROTOCOLS[0], viewer.token) as session,
+        subscribed(server_a, session, EVENTS, s=None) as events,
+    ):
+        await send(server_a, sender, room, "first")
+        (first,) = await take_messages(events, 1)
+    await send(server_a, sender, room, "replayed")
+    budget = Settings().sync_limit
+    codes: list[str] = []
+    async with ws_session(server_a, SUBPROTOCOLS[0], viewer.token) as session:
+        # The budget refills as time passes: past it, a resume is refused soon.
+        while "RATE_LIMITED" not in codes and len(codes) < 2 * budget:
+            request = GraphQLRequest(EVENTS, variable_values={"s": first["token"]})
+            try:
+                async for result in session.subscribe(request):
+                    assert result["events"]["payload"]["message"]["text"] == "replayed"
+                    codes.append("REPLAYED")
+                    break
+            except TransportQueryError as exc:
+                assert exc.errors
+                codes.append(exc.errors[0]["extensions"]["code"])
+    assert codes[-1] == "RATE_LIMITED"
+    assert codes[:-1] == ["REPLAYED"] * (len(codes) - 1) and len(codes) > budget
