@@ -42,6 +42,8 @@ fi
 # Most tests spend their time waiting on servers and services, so two workers (each
 # with its own servers, database and topics) share the cores well. The tests that stop
 # and start the shared Kafka cannot run beside others: they run after, on their own.
-.venv/bin/python -m pytest -n "${PLOP_TEST_WORKERS:-2}" --dist loadfile --durations=20 \
-  -m "not restarts_kafka"
+# The files go to the workers longest first (tests/conftest.py, tests/support/file_order.py),
+# not in xdist's order of most tests first, so that both workers end together.
+.venv/bin/python -m pytest -n "${PLOP_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder \
+  --durations=20 -m "not restarts_kafka"
 exec .venv/bin/python -m pytest -m restarts_kafka

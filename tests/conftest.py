@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from devtools.processes import LOAD_TEST_LIMITS
+from tests.support.file_order import longest_files_first
 from tests.support.kafka_outage import OutageServers, Scenario, SharedOutage, run_shared_outage
 from tests.support.server import ServerProcess
 from tests.support.services import RealServices, start_real_services
@@ -146,4 +147,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "restarts_kafka tests stop the shared Kafka under the other workers' tests: "
             'run them without -n, or deselect them with -m "not restarts_kafka"'
         )
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        longest_files_first(items)  # the workers' queue: tests/support/file_order.py
     items.sort(key=lambda item: item.get_closest_marker("restarts_kafka") is not None)
