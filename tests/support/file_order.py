@@ -1,10 +1,10 @@
 """The order in which pytest-xdist hands the test files to its workers.
 
-scripts/test.sh runs the suite on two workers a whole file at a time (``--dist
+scripts/test.sh runs the suite on several workers a whole file at a time (``--dist
 loadfile``): a worker about to run out takes the next file of the queue. xdist's own
 queue puts the files with the most tests first, so files of few but long tests (the
 benchmark smokes, the terminal client, delivery under load) could come last and keep
-one worker busy minutes after the other had nothing left. Handed out longest first,
+one worker busy minutes after the others had nothing left. Handed out longest first,
 the last files are short ones and the workers end within seconds of each other.
 """
 
