@@ -15,7 +15,9 @@ import pytest
 import pytest_asyncio
 
 from devtools.processes import LOAD_TEST_LIMITS
+from tests.support.file_order import longest_files_first
 from tests.support.kafka_outage import OutageServers, Scenario, SharedOutage, run_shared_outage
+from tests.support.run_leftovers import RunData, remove_run_data
 from tests.support.server import ServerProcess
 from tests.support.services import RealServices, start_real_services
 
@@ -55,15 +57,24 @@ def real_services() -> RealServices:
     return start_real_services()
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def run_data(real_services: RealServices) -> AsyncIterator[RunData]:
+    """The run's topic prefix and database, removed when the run ends (after every
+    server that used them has stopped: those all depend on this through ``real_env``)."""
+    data = RunData(f"plop-test-{RUN_ID}", real_services.mongo_url_for(f"plop_test_{RUN_ID}"))
+    yield data
+    await remove_run_data(real_services.broker_url, data)
+
+
 @pytest.fixture(scope="session")
-def real_env(real_services: RealServices) -> dict[str, str]:
+def real_env(real_services: RealServices, run_data: RunData) -> dict[str, str]:
     """Settings that point a server at the real services, for this run."""
     return {
-        "PLOP_MONGO_URL": real_services.mongo_url_for(f"plop_test_{RUN_ID}"),
+        "PLOP_MONGO_URL": run_data.mongo_url,
         "PLOP_BROKER_URL": real_services.broker_url,
         "PLOP_REDIS_URL": redis_url_for_run(real_services.redis_url),
         "PLOP_STORAGE_URL": real_services.storage_url,
-        "PLOP_TOPIC_PREFIX": f"plop-test-{RUN_ID}",
+        "PLOP_TOPIC_PREFIX": run_data.topic_prefix,
         "PLOP_RELAY_INTERVAL_SECONDS": "0.5",
         "PLOP_RELAY_GRACE_SECONDS": "1",
         "PLOP_RELAY_IDLE_INTERVAL_SECONDS": "2",
@@ -146,4 +157,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "restarts_kafka tests stop the shared Kafka under the other workers' tests: "
             'run them without -n, or deselect them with -m "not restarts_kafka"'
         )
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        longest_files_first(items)  # the workers' queue: tests/support/file_order.py
     items.sort(key=lambda item: item.get_closest_marker("restarts_kafka") is not None)

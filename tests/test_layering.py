@@ -4,6 +4,7 @@ transport, push delivery or the process's composition."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -11,16 +12,20 @@ REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN_IN_SERVICES = ("strawberry", "graphql", "push", "transport", "schema", "resolvers", "app")
 
 
-def imported_modules(path: Path) -> set[str]:
+# Each file is parsed once: the walks from the many files of services/ meet the same
+# modules over and over, and parsing them again each time took most of a minute.
+@functools.cache
+def imported_modules(path: Path) -> frozenset[str]:
     modules: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             modules.add(node.module)
-    return modules
+    return frozenset(modules)
 
 
+@functools.cache
 def module_file(module: str) -> Path | None:
     """The repository's file of a module, if it is one of Plop's."""
     base = REPO.joinpath(*module.split("."))
