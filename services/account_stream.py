@@ -23,8 +23,9 @@ was given up to and including it. It rests on positions (``services.event_positi
   join and the watch is lost; a room the viewer is taken out of (``MembersChanged``
   removing them) gives ``LeftRoom`` and nothing of it after. A message, edit or
   activity carrying a membership tag the stream has not seen re-reads the room's
-  members first, and every ``recheck_seconds`` the viewer's rooms are read again,
-  so a change whose event was lost still takes effect.
+  members first (so no event of a room is given after a removal the stream did not
+  hear of), and every ``recheck_seconds`` the viewer's rooms are read again, so a
+  join or a leave whose event was lost is told all the same.
 - Typing has no position: it is given live only, with the cursor as it stands.
 """
 
@@ -212,7 +213,7 @@ class AccountStream:
             stack.enter_context(self._hub.counted())
             self.watching.set()
             if self._since is not None:
-                async for given in self._catch_up(from_token=True):
+                async for given in self._catch_up(rooms, from_token=True):
                     yield given
             async for given in self._live(inbox):
                 yield given
@@ -247,12 +248,14 @@ class AccountStream:
 
     # -- catching up from the store
 
-    async def _catch_up(self, from_token: bool = False) -> AsyncIterator[Given]:
+    async def _catch_up(
+        self, known: set[str] | None = None, from_token: bool = False
+    ) -> AsyncIterator[Given]:
         """Gives what is stored in (upto, watermark] and not given yet, then moves
-        ``upto`` to the watermark. From a token, more than ``max_replay`` events
-        behind is an expired token."""
+        ``upto`` to the watermark; with ``known`` (the viewer's rooms as just read),
+        also the joins and leaves no event told of. From a token, more than
+        ``max_replay`` events behind is an expired token."""
         watermark = await self._history.watermark()
-        known = await self._history.rooms_of(self._viewer)
         before = set(self._rooms)
         joined: set[str] = set()
         replayed = 0
@@ -282,6 +285,8 @@ class AccountStream:
             for message in await self._history.messages(room_id, 0, None, watermark):
                 for given in self._message(room, message):
                     yield given
+        if known is None:
+            return
         for room_id in known - set(self._rooms) - before:
             # Put in a room whose RoomAdded is neither logged nor seen.
             self._follow(room_id, floor=watermark)
@@ -345,14 +350,15 @@ class AccountStream:
                 next_check = loop.time() + self._recheck_seconds
                 # Only when a membership change went unseen, or positions were given
                 # above upto, is the store read further.
-                if self._cursor.also or await self._history.rooms_of(self._viewer) != set(
-                    self._rooms
-                ):
-                    async for given in self._catch_up():
+                known = await self._history.rooms_of(self._viewer)
+                if self._cursor.also or known != set(self._rooms):
+                    async for given in self._catch_up(known):
                         yield given
                 continue
             if event is LAGGED:
-                async for given in self._catch_up():
+                # What was dropped may have been a join or a leave.
+                known = await self._history.rooms_of(self._viewer)
+                async for given in self._catch_up(known):
                     yield given
                 continue
             pos = _position(event)

@@ -47,6 +47,9 @@ from services.typing import TypingService
 from services.uploads import UploadRules, UploadService
 from settings import Settings
 
+# Membership checks per look of an account stream at its viewer's rooms.
+ACCOUNT_LOOK_FACTOR = 6
+
 
 @dataclass(frozen=True, slots=True)
 class Services:
@@ -210,7 +213,10 @@ class Services:
                 StoredAccountHistory(event_log.positions, accounts, streams),
                 sync_tokens,
                 limits,
-                settings.membership_check_seconds,
+                # A look at each viewer's rooms, for joins and leaves whose events
+                # were lost: every message is authorized by its membership tag
+                # anyway, so the look can be rarer than a room stream's recheck.
+                ACCOUNT_LOOK_FACTOR * settings.membership_check_seconds,
                 settings.sync_max_replay_events,
             ),
             sync=SyncService(

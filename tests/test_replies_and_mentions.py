@@ -4,6 +4,7 @@ mentions name members only, count until read, and push even in a muted room."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 
 import pytest
@@ -158,15 +159,21 @@ async def test_an_edit_that_adds_a_mention_counts_it(any_server: ServerProcess) 
 async def page_round_trips(
     server: ServerProcess, reader: Account, room_id: str, last: int
 ) -> float:
-    await as_user(server, reader, "{ me { id } }")  # the viewer's document, read fresh
-    before = await round_trips(server, "messages")
-    page = (await as_user(server, reader, RICH_HISTORY, r=room_id, last=last))["messages"]
-    after = await round_trips(server, "messages")
-    assert len(page["edges"]) == last
-    for edge in page["edges"]:
-        node = edge["node"]
-        assert node["replyTo"]["seq"] == 1 and node["reactions"][0]["count"] == 1
-    return after["mongo"] - before["mongo"]
+    """The fewest store round trips of three reads of the page: the counts are the
+    server's, and a background pass (the relay's, say) landing in one measurement can
+    only add to it."""
+    fewest = math.inf
+    for _ in range(3):
+        await as_user(server, reader, "{ me { id } }")  # the viewer's document, read fresh
+        before = await round_trips(server, "messages")
+        page = (await as_user(server, reader, RICH_HISTORY, r=room_id, last=last))["messages"]
+        after = await round_trips(server, "messages")
+        assert len(page["edges"]) == last
+        for edge in page["edges"]:
+            node = edge["node"]
+            assert node["replyTo"]["seq"] == 1 and node["reactions"][0]["count"] == 1
+        fewest = min(fewest, after["mongo"] - before["mongo"])
+    return fewest
 
 
 async def test_a_page_of_replies_reactions_and_mentions_takes_the_same_round_trips(

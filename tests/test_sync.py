@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import httpx
 from gql.transport.exceptions import TransportQueryError
@@ -67,6 +68,8 @@ CONCURRENT_SENDERS = 3
 CONCURRENT_MESSAGES = 40
 # Messages sent between two of its syncs (the rate limit allows 30 syncs at once).
 SYNC_EVERY = 12
+
+T = TypeVar("T")
 
 
 def sync_variables(
@@ -435,13 +438,33 @@ PER_ROOM_BATCHED_READS = 3
 async def sync_round_trips(
     server: ServerProcess, viewer: Account, document: str, since: str | None, rooms: int
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    # The viewer's document is kept for a while (services/accounts.py): read it just
-    # before, so that its expiry is not counted in one sync and not another.
-    await as_user(server, viewer, "{ me { id } }")
-    before = await round_trips(server)
-    answer = await as_user(server, viewer, document, **sync_variables(since, rooms, per=2))
-    after = await round_trips(server)
-    return answer["sync"], {backend: after[backend] - before[backend] for backend in before}
+    """A sync's answer, and the fewest round trips per backend of three of them: the
+    counts are the server's, and a background pass (the relay's, say) landing in one
+    measurement can only add to it."""
+    fewest: dict[str, float] = {}
+    for _ in range(3):
+        # The viewer's document is kept for a while (services/accounts.py): read it just
+        # before, so that its expiry is not counted in one sync and not another.
+        await as_user(server, viewer, "{ me { id } }")
+        before = await round_trips(server)
+        answer = await as_user(server, viewer, document, **sync_variables(since, rooms, per=2))
+        after = await round_trips(server)
+        for backend in before:
+            taken = after[backend] - before[backend]
+            fewest[backend] = min(fewest.get(backend, taken), taken)
+    return answer["sync"], fewest
+
+
+async def gather_bounded(calls: list[Coroutine[Any, Any, T]], at_once: int = 16) -> list[T]:
+    """The calls' results, at most ``at_once`` in flight: hundreds at once wait past the
+    HTTP client's pool timeout on a loaded machine."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def gated(call: Coroutine[Any, Any, T]) -> T:
+        async with gate:
+            return await call
+
+    return list(await asyncio.gather(*(gated(each) for each in calls)))
 
 
 async def test_a_sync_takes_the_same_round_trips_for_5_or_200_rooms(
@@ -450,17 +473,17 @@ async def test_a_sync_takes_the_same_round_trips_for_5_or_200_rooms(
     viewer, friend = await sign_up(server_a), await sign_up(server_a)
     await befriend(server_a, viewer, friend)
     async with http_session(server_a, viewer.token) as session:
-        created = await asyncio.gather(
-            *(call(session, CREATE_GROUP, t=f"r{i}", m=[friend.id]) for i in range(200))
+        created = await gather_bounded(
+            [call(session, CREATE_GROUP, t=f"r{i}", m=[friend.id]) for i in range(200)]
         )
     rooms = [each["createGroupRoom"]["id"] for each in created]
     async with http_session(server_a, friend.token) as session:
-        await asyncio.gather(*(call(session, SEND, r=room_id, t="a", c=None) for room_id in rooms))
+        await gather_bounded([call(session, SEND, r=room_id, t="a", c=None) for room_id in rooms])
     token = (await sync(server_a, viewer))["nextToken"]  # the first reads the token key
     async with http_session(server_a, friend.token) as session:
         for text in ("b", "c"):
-            await asyncio.gather(
-                *(call(session, SEND, r=room_id, t=text, c=None) for room_id in rooms)
+            await gather_bounded(
+                [call(session, SEND, r=room_id, t=text, c=None) for room_id in rooms]
             )
 
     for since in (None, token):
