@@ -3,8 +3,10 @@ subscription of an account in one room, and of an account in many rooms.
 
 On a Plop process that has only set up its users and rooms (so that nothing an
 earlier part freed hides what these sockets take), ``memory_sockets`` sockets of each
-kind are opened in steps, the server's RSS read after each step settles, as
-``scenario_memory`` does; the
+kind are opened in steps (a quarter as many of the wide account's: each of its
+streams re-reads the account's rooms every ``PLOP_MEMBERSHIP_CHECK_SECONDS``, and a
+few hundred of them keep the embedded store busy), the server's RSS read after each
+step settles, as ``scenario_memory`` does; the
 least-squares slope is the memory per socket. Every socket stays open while the next
 kind opens. The extra per followed room is the difference between the two ``events``
 kinds, over the rooms between them. Then one message into the narrow account's room
@@ -31,6 +33,8 @@ OPEN_ATTEMPTS = 5
 CONNECT_CONCURRENCY = 50
 STEP_TIMEOUT_SECONDS = 60.0
 VERIFY_TIMEOUT_SECONDS = 120.0
+IDLE_WINDOW_SECONDS = 10.0
+SMOKE_IDLE_WINDOW_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,18 @@ class Kind:
     # Subscriptions the server counts per socket.
     subscriptions: int
     followed_rooms: int
+    sockets: int
+
+
+async def idle_cpu_percent(target: Target, options: Options) -> float:
+    """The server's CPU, in % of one core, over a window with nothing sent: what the
+    open sockets cost by themselves (an account stream re-reads its rooms every
+    ``PLOP_MEMBERSHIP_CHECK_SECONDS``, 10 s by default: the window spans one period)."""
+    window = SMOKE_IDLE_WINDOW_SECONDS if options.smoke else IDLE_WINDOW_SECONDS
+    before = target.server.cpu_seconds()
+    # The cost of a stretch of time: there is no event to wait for.
+    await asyncio.sleep(window)
+    return round((target.server.cpu_seconds() - before) / window * 100, 1)
 
 
 def slope(points: list[tuple[int, int]]) -> float:
@@ -67,7 +83,7 @@ async def _settled_rss(target: Target, options: Options) -> int:
 async def _open_kind(
     target: Target, pool: LoadPool, kind: Kind, options: Options, last_seq: dict[str, int]
 ) -> dict[str, Any]:
-    total = options.memory_sockets
+    total = kind.sockets
     steps = SMOKE_STEPS if options.smoke else STEPS
     base_subscriptions = await target.subscriptions()
     points = [(0, await _settled_rss(target, options))]
@@ -114,10 +130,11 @@ async def measure(
     (narrow_room,) = await account_layout.own_rooms(target, narrow, 1)
     wide_rooms = await account_layout.own_rooms(target, wide, options.followed_rooms)
     checked_wide = [wide_rooms[0], wide_rooms[-1]]
+    sockets = options.memory_sockets
     kinds = [
-        Kind("idle socket, no subscription", "none", narrow, [narrow_room], 0, 0),
-        Kind("one messageAdded", "rooms", narrow, [narrow_room], 1, 1),
-        Kind("one events, account in 1 room", "account", narrow, [narrow_room], 1, 1),
+        Kind("idle socket, no subscription", "none", narrow, [narrow_room], 0, 0, sockets),
+        Kind("one messageAdded", "rooms", narrow, [narrow_room], 1, 1, sockets),
+        Kind("one events, account in 1 room", "account", narrow, [narrow_room], 1, 1, sockets),
         Kind(
             f"one events, account in {len(wide_rooms):,} rooms",
             "account",
@@ -125,6 +142,7 @@ async def measure(
             checked_wide,
             1,
             len(wide_rooms),
+            max(1, sockets // 4),
         ),
     ]
     senders = [Sender(target, narrow, [narrow_room]), Sender(target, wide, checked_wide)]
@@ -134,6 +152,7 @@ async def measure(
     pool = LoadPool(1)
     try:
         rows = [await _open_kind(target, pool, kind, options, last_seq) for kind in kinds]
+        idle_cpu = await idle_cpu_percent(target, options)
         await pool.all("round")
         await asyncio.gather(*(sender.wave() for sender in senders))
         expected = {room: seq for sender in senders for room, seq in sender.last_seq.items()}
@@ -151,15 +170,19 @@ async def measure(
     return {
         "target": target.label,
         "sockets_per_kind": options.memory_sockets,
+        "wide_sockets": kinds[-1].sockets,
         "followed_rooms": len(wide_rooms),
         "kinds": rows,
         "kib_per_socket_following": wide_events["kib_per_socket"],
+        # With every socket of every kind open and nothing sent.
+        "idle_cpu_percent": idle_cpu,
         "bytes_per_followed_room": round(per_room / extra_rooms) if extra_rooms else None,
         "verify": {
             "subscribers": merged["subscribers"],
             # One message in each room a subscribed socket keeps books of.
-            "expected_deliveries": options.memory_sockets
-            * sum(len(kind.rooms) for kind in kinds if kind.stream != "none"),
+            "expected_deliveries": sum(
+                kind.sockets * len(kind.rooms) for kind in kinds if kind.stream != "none"
+            ),
             "deliveries": merged["deliveries"],
             "lost": merged["lost"],
             "duplicates": merged["duplicates"],

@@ -141,7 +141,8 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # messages: consumed per run (dropped, decoded, served).
     "keys": ({"messages": 50_000}, {"messages": 200}),
     # subscribers: sockets per layout; users: followers, each in per_socket of the rooms;
-    # memory_sockets of each kind, one kind's account in followed_rooms rooms.
+    # memory_sockets of each kind (a quarter as many of the account in followed_rooms
+    # rooms).
     "account": (
         {
             "subscribers": [2_000],
@@ -160,7 +161,7 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "per_socket": 2,
             "messages": 3,
             "paced_messages": 2,
-            "memory_sockets": 4,
+            "memory_sockets": 8,
             "followed_rooms": 10,
         },
     ),

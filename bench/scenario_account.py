@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 
 from bench import account_layout, account_memory
 from bench.account_layout import AccountLayout
+from bench.account_memory import idle_cpu_percent
 from bench.common import SOCKET_SEND_QUEUE_FRAMES, Options, Sender, plop_target
 from bench.load import BUCKET_SECONDS, LoadPool, Stream, merge_rounds
 from bench.report import Plot, Report, Table, latency_summary, ratio
@@ -151,6 +152,7 @@ async def _run_layout(
             target.ws_urls, plans, per_socket=per_socket, attempts=OPEN_ATTEMPTS, stream=stream
         )
         held, settled = await target.wait_subscriptions(before + subscriptions)
+        idle_cpu = await idle_cpu_percent(target, options)
         # Each message of a room is due once on each (socket, room) pair of the room.
         pairs = len(plans)
         warm_up = await _round(target, pool, sender, pairs, 1, 0.0)
@@ -187,6 +189,7 @@ async def _run_layout(
         "seq_gaps": sender.seq_gaps,
         "slow_consumers_closed": target.server.log_count(SLOW_CONSUMER_LOG) - slow_before,
         "rss_mb_after": round(rss_after / 2**20, 1),
+        "idle_cpu_percent": idle_cpu,
         "warm_up": warm_up,
         "burst": burst,
         "paced": paced,
@@ -337,6 +340,24 @@ def _tables(report: Report, rows: list[dict[str, Any]], memories: list[dict[str,
         )
     report.tables.append(
         Table(
+            "Set-up, and the server's CPU with every socket open and nothing sent",
+            ["server", "layout", "sockets", "subscriptions", "open s", "idle CPU %", "RSS MB"],
+            [
+                [
+                    row["target"],
+                    row["layout"],
+                    row["sockets"],
+                    row["subscriptions"],
+                    row["open_seconds"],
+                    row["idle_cpu_percent"],
+                    row["rss_mb_after"],
+                ]
+                for row in rows
+            ],
+        )
+    )
+    report.tables.append(
+        Table(
             "Memory per socket (RSS slope over the sockets of each kind, all kept open)",
             ["server", "socket", "rooms followed", "sockets", "KiB per socket", "RSS MB points"],
             [
@@ -356,13 +377,23 @@ def _tables(report: Report, rows: list[dict[str, Any]], memories: list[dict[str,
     report.tables.append(
         Table(
             "One socket following many rooms on one events subscription",
-            ["server", "rooms", "KiB per socket", "bytes per followed room", "delivered check"],
+            [
+                "server",
+                "rooms",
+                "sockets",
+                "KiB per socket",
+                "bytes per followed room",
+                "idle CPU % with every kind open",
+                "delivered check",
+            ],
             [
                 [
                     memory["target"],
                     memory["followed_rooms"],
+                    memory["wide_sockets"],
                     memory["kib_per_socket_following"],
                     memory["bytes_per_followed_room"],
+                    memory["idle_cpu_percent"],
                     f"{memory['verify']['deliveries']:,}/"
                     f"{memory['verify']['expected_deliveries']:,}",
                 ]
@@ -399,7 +430,11 @@ def _notes(options: Options, followers: int, per_user: int) -> list[str]:
         "sockets open in steps (all of one kind stay open while the next opens), the "
         "server's RSS read after each settles; "
         "KiB per socket is the least-squares slope. The extra per followed room is the "
-        "difference between the two events kinds over the rooms between them.",
+        "difference between the two events kinds over the rooms between them. The wide "
+        "account has a quarter as many sockets as the other kinds: each of its streams "
+        "re-reads the account's rooms every PLOP_MEMBERSHIP_CHECK_SECONDS.",
+        "Idle CPU: the server's CPU in % of one core over 10 s with the sockets open and "
+        "nothing sent (one period of the account streams' re-reading of their rooms).",
         f"The server's per-socket send queue is raised to {SOCKET_SEND_QUEUE_FRAMES:,} "
         "frames so that a burst never closes a socket as a slow consumer.",
     ]
