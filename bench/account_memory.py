@@ -3,7 +3,7 @@ subscription of an account in one room, and of an account in many rooms.
 
 On a Plop process that has only set up its users and rooms (so that nothing an
 earlier part freed hides what these sockets take), ``memory_sockets`` sockets of each
-kind are opened in steps (a quarter as many of the wide account's: each of its
+kind are opened in steps (an eighth as many of the wide account's: each of its
 streams re-reads the account's rooms every ``PLOP_MEMBERSHIP_CHECK_SECONDS``, and a
 few hundred of them keep the embedded store busy), the server's RSS read after each
 step settles, as ``scenario_memory`` does; the
@@ -142,7 +142,7 @@ async def measure(
             checked_wide,
             1,
             len(wide_rooms),
-            max(1, sockets // 4),
+            max(1, sockets // 8),
         ),
     ]
     senders = [Sender(target, narrow, [narrow_room]), Sender(target, wide, checked_wide)]

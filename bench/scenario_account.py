@@ -431,7 +431,7 @@ def _notes(options: Options, followers: int, per_user: int) -> list[str]:
         "server's RSS read after each settles; "
         "KiB per socket is the least-squares slope. The extra per followed room is the "
         "difference between the two events kinds over the rooms between them. The wide "
-        "account has a quarter as many sockets as the other kinds: each of its streams "
+        "account has an eighth as many sockets as the other kinds: each of its streams "
         "re-reads the account's rooms every PLOP_MEMBERSHIP_CHECK_SECONDS.",
         "Idle CPU: the server's CPU in % of one core over 10 s with the sockets open and "
         "nothing sent (one period of the account streams' re-reading of their rooms).",
