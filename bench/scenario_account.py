@@ -174,6 +174,8 @@ async def _run_layout(
         "rooms": len(layout.rooms),
         "followers": len(layout.followers),
         "rooms_per_socket": per_socket,
+        # How many sockets each message reaches: one figure if every room holds as many.
+        "sockets_per_room": sorted(set(layout.sockets_in(sockets).values())),
         "pairs": len(plans),
         "opened": opened["opened"],
         "subscriptions": subscriptions,

@@ -28,6 +28,8 @@ def test_account_smoke_measures_both_layouts_and_their_books(tmp_path: Any) -> N
     ]
     for row in rows:
         assert row["opened"] == row["pairs"] == sockets * per_follower
+        (per_room,) = row["sockets_per_room"]  # every room reaches as many sockets
+        assert per_room * parameters["rooms"] == row["pairs"]
         assert row["failed_sockets"] == row["send_errors"] == row["seq_gaps"] == 0
         for phase in ("warm_up", "burst", "paced"):
             figures = row[phase]
