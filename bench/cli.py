@@ -1,7 +1,7 @@
 """``python -m bench SCENARIO``: run one benchmark scenario and write its results;
 ``python -m bench all``: every scenario behind the benchmark table, then the tables.
 
-Scenarios: send, hot, fanout, memory, reconnect, stored, search (see each
+Scenarios: send, hot, fanout, memory, reconnect, stored, search, keys, account (see each
 ``bench/scenario_*.py``).
 Every scenario starts the servers it measures (Plop, and the raw baseline in the same run),
 drives them from other processes over loopback, stops by itself within its bounds,
@@ -23,6 +23,7 @@ from typing import Any
 import uvloop
 
 from bench import (
+    scenario_account,
     scenario_fanout,
     scenario_hot,
     scenario_keys,
@@ -48,6 +49,7 @@ SCENARIOS: dict[str, Callable[[Options], Coroutine[Any, Any, Report]]] = {
     "stored": scenario_stored.run,
     "search": scenario_search.run,
     "keys": scenario_keys.run,
+    "account": scenario_account.run,
 }
 
 # Per scenario: the full-size defaults, then the smoke ones.
@@ -138,6 +140,32 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     # messages: consumed per run (dropped, decoded, served).
     "keys": ({"messages": 50_000}, {"messages": 200}),
+    # subscribers: sockets per layout; users: followers, each in per_socket of the rooms;
+    # memory_sockets of each kind (an eighth as many of the account in followed_rooms
+    # rooms). 2,000 events sockets do not all become active on the embedded default
+    # on 2 cores (docs/benchmarks.md): 500 do.
+    "account": (
+        {
+            "subscribers": [500],
+            "rooms": 200,
+            "users": 100,
+            "per_socket": 10,
+            "messages": 3,
+            "paced_messages": 2,
+            "memory_sockets": 120,
+            "followed_rooms": 1_000,
+        },
+        {
+            "subscribers": [8],
+            "rooms": 4,
+            "users": 4,
+            "per_socket": 2,
+            "messages": 3,
+            "paced_messages": 2,
+            "memory_sockets": 16,
+            "followed_rooms": 10,
+        },
+    ),
 }
 
 
@@ -197,7 +225,15 @@ def parser() -> argparse.ArgumentParser:
     )
     parse.add_argument("--max-requests", type=int, help="send: requests per level at most.")
     parse.add_argument("--max-subscriptions", type=int, help="memory: the ramp stops at this many.")
-    parse.add_argument("--per-socket", type=int, help="memory: subscriptions per ramp socket.")
+    parse.add_argument(
+        "--per-socket",
+        type=int,
+        help="memory: subscriptions per ramp socket; account: rooms per follower.",
+    )
+    parse.add_argument("--memory-sockets", type=int, help="account: sockets per memory kind.")
+    parse.add_argument(
+        "--followed-rooms", type=int, help="account: rooms of the wide account's one socket."
+    )
     parse.add_argument("--step", type=int, help="memory: subscriptions added per ramp step.")
     parse.add_argument(
         "--rate",
@@ -247,6 +283,8 @@ def options_from(argv: list[str]) -> Options:
         "max_seconds",
         "deliveries",
         "room_messages",
+        "memory_sockets",
+        "followed_rooms",
     ):
         given = getattr(args, name)
         if given is not None:
@@ -255,6 +293,7 @@ def options_from(argv: list[str]) -> Options:
         "send": "embedded" if args.smoke else "both",
         "search": "real",
         "keys": "real",
+        "account": "embedded" if args.smoke else "both",
     }
     backend = args.backend or default_backend.get(args.scenario, "embedded")
     backends = ["embedded", "real"] if backend == "both" else [backend]

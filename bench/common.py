@@ -47,6 +47,10 @@ class Options:
     max_seconds: float = 0.0
     deliveries: int = 0
     room_messages: int = 0
+    # account: sockets of each kind measured for memory, and the rooms of the account
+    # whose one events subscription is measured.
+    memory_sockets: int = 0
+    followed_rooms: int = 0
     # Other servers run beside Plop in the same run (fanout, memory): "centrifugo".
     peers: list[str] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))

@@ -15,6 +15,11 @@ pipes (``LoadPool``); each worker keeps the books of its subscribers:
   deliveries per 100 ms for the plots;
 - for a reconnect: when each subscriber got its first message sent after it
   resubscribed, i.e. when it had caught up.
+
+A graphql-transport-ws socket's plans are its subscriptions (``rooms``: one
+``messageAdded`` per plan), the rooms its one ``events`` subscription must carry
+(``account``: ``bench.account_wire``; the books stay per room), or nothing to
+subscribe to (``none``: an idle socket, only authenticated).
 """
 
 from __future__ import annotations
@@ -29,14 +34,14 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal
 
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from bench import centrifugo_wire
+from bench import account_wire, centrifugo_wire
 from bench.server import raise_open_files
 from bench.targets import CENTRIFUGO_JSON, GRAPHQL_TRANSPORT_WS, MESSAGE_ADDED, WireProtocol
 
@@ -46,6 +51,8 @@ CONNECT_CONCURRENCY = 200
 RECONNECT_ATTEMPTS = 5
 BUCKET_SECONDS = 0.1
 MAX_ERRORS_KEPT = 20
+
+Stream = Literal["rooms", "account", "none"]
 
 
 @dataclass(frozen=True)
@@ -120,12 +127,15 @@ class Socket:
         token: str,
         subscribers: list[Subscriber],
         protocol: WireProtocol = GRAPHQL_TRANSPORT_WS,
+        stream: Stream = "rooms",
     ):
         self._worker = worker
         self._url = url
         self._token = token
         self._protocol = protocol
+        self._stream = stream
         self.operations = {str(index + 1): sub for index, sub in enumerate(subscribers)}
+        self._by_room = {sub.room: sub for sub in subscribers} if stream == "account" else {}
         self._by_channel: dict[str, Subscriber] = {}
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -164,6 +174,15 @@ class Socket:
         ack = json.loads(await ws.recv())
         if ack.get("type") != "connection_ack":
             raise RuntimeError(f"no connection_ack: {ack!r}"[:300])
+        if self._stream == "none":
+            return
+        if self._stream == "account":
+            if resume:
+                raise RuntimeError("account sockets do not resume (the load keeps no token)")
+            await ws.send(account_wire.subscribe_frame())
+            for sub in self.operations.values():
+                sub.open = True
+            return
         for operation, sub in self.operations.items():
             after = sub.contiguous() if resume else sub.base
             variables = {"roomId": sub.room, "afterSeq": after}
@@ -240,7 +259,10 @@ class Socket:
                 now = time.time()
                 frame = json.loads(raw)
                 kind = frame.get("type")
-                if kind == "next":
+                if kind == "next" and self._stream == "account":
+                    data = (frame.get("payload") or {}).get("data")
+                    self._deliver_account(data or {}, now, len(raw))
+                elif kind == "next":
                     sub = self.operations.get(frame.get("id"))
                     data = (frame.get("payload") or {}).get("data")
                     if sub is None or not data:
@@ -256,6 +278,20 @@ class Socket:
             if not self._aborted:
                 code = closed.rcvd.code if closed.rcvd is not None else 1006
                 worker.closed_by_server[code] += 1
+
+    def _deliver_account(self, data: dict[str, Any], now: float, size: int) -> None:
+        worker = self._worker
+        read = account_wire.read_event(data)
+        if isinstance(read, str):
+            worker.other_events[read] += 1
+            return
+        sub = self._by_room.get(read.room)
+        if sub is None:
+            worker.error(f"a message of a room the socket does not follow: {read.room}")
+        elif read.seq <= sub.base:
+            worker.error(f"a message from before the subscription: {read.room} {read.seq}")
+        else:
+            worker.deliver(sub, read.seq, read.text, now, size)
 
     def abort(self) -> None:
         """Drops the connection at once, as a network failure would (no close handshake)."""
@@ -282,6 +318,8 @@ class Worker:
         self.sockets: list[Socket] = []
         self.subscribers: list[Subscriber] = []
         self.closed_by_server: Counter[int] = Counter()
+        # Account events other than messages, by kind (none is expected in a run).
+        self.other_events: Counter[str] = Counter()
         self.errors: list[str] = []
         self.error_count = 0
         # Opening handshakes that failed and were tried again (not errors unless the
@@ -355,6 +393,7 @@ class Worker:
         concurrency: int = CONNECT_CONCURRENCY,
         attempts: int = 1,
         protocol: WireProtocol = GRAPHQL_TRANSPORT_WS,
+        stream: Stream = "rooms",
     ) -> dict[str, Any]:
         """Opens sockets for ``plans``, ``per_socket`` subscriptions each (same token);
         of several URLs (instances of one server), the sockets take turns."""
@@ -366,7 +405,8 @@ class Worker:
             group = plans[first : first + per_socket]
             subs = [Subscriber(plan.room, plan.after_seq) for plan in group]
             self.subscribers.extend(subs)
-            new.append(Socket(self, urls[len(new) % len(urls)], group[0].token, subs, protocol))
+            url_of = urls[len(new) % len(urls)]
+            new.append(Socket(self, url_of, group[0].token, subs, protocol, stream))
         failed = await self._open_all(new, concurrency, resume=False, attempts=attempts)
         self.sockets.extend(new)
         return {
@@ -448,6 +488,7 @@ class Worker:
             "latencies": self.latencies.tobytes(),
             "buckets": dict(self.buckets),
             "closed_by_server": dict(self.closed_by_server),
+            "other_events": dict(self.other_events),
             "error_count": self.error_count,
             "errors": self.errors[:5],
             "retried_opens": self.retried_opens,
@@ -573,9 +614,11 @@ class LoadPool:
         concurrency: int = 0,
         attempts: int = 1,
         protocol: WireProtocol = GRAPHQL_TRANSPORT_WS,
+        stream: Stream = "rooms",
     ) -> dict[str, Any]:
         """Opens the subscribers, whole sockets round-robin over the workers, speaking
-        ``protocol`` (graphql-transport-ws for Plop and the baseline)."""
+        ``protocol`` (graphql-transport-ws for Plop and the baseline), subscribing as
+        ``stream`` says."""
         shares: list[list[Plan]] = [[] for _ in range(self.size)]
         for number, first in enumerate(range(0, len(plans), per_socket)):
             shares[number % self.size].extend(plans[first : first + per_socket])
@@ -590,6 +633,7 @@ class LoadPool:
                     "concurrency": gate,
                     "attempts": attempts,
                     "protocol": protocol,
+                    "stream": stream,
                 }
                 for share in shares
             ],
@@ -620,10 +664,12 @@ def merge_rounds(replies: list[dict[str, Any]]) -> dict[str, Any]:
     latencies = array("d")
     buckets: Counter[int] = Counter()
     closed: Counter[int] = Counter()
+    others: Counter[str] = Counter()
     for reply in replies:
         latencies.frombytes(reply["latencies"])
         buckets.update(reply["buckets"])
         closed.update(reply["closed_by_server"])
+        others.update(reply["other_events"])
     firsts = [reply["first_receive"] for reply in replies if reply["first_receive"]]
     lasts = [reply["last_receive"] for reply in replies if reply["last_receive"]]
     return {
@@ -640,6 +686,7 @@ def merge_rounds(replies: list[dict[str, Any]]) -> dict[str, Any]:
         "latencies": latencies,
         "buckets": buckets,
         "closed_by_server": dict(closed),
+        "other_events": dict(others),
         "error_count": sum(reply["error_count"] for reply in replies),
         "errors": [error for reply in replies for error in reply["errors"]][:5],
         "retried_opens": sum(reply["retried_opens"] for reply in replies),

@@ -214,6 +214,20 @@ class Target:
             await connection.close()
         return Population(accounts, room_ids)
 
+    async def sign_up(self, users: int) -> list[Account]:
+        """``users`` fresh accounts, signed up through the API."""
+        return await self._sign_up(users)
+
+    async def call(
+        self,
+        connection: HttpConnection,
+        query: str,
+        variables: dict[str, object],
+        token: str | None = None,
+    ) -> Any:
+        """One GraphQL operation over ``connection``: its data (its errors raise)."""
+        return await self._call(connection, query, variables, token)
+
     async def _sign_up(self, users: int) -> list[Account]:
         prefix = f"b{secrets.token_hex(4)}"
         accounts: list[Account | None] = [None] * users
