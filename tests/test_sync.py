@@ -438,9 +438,9 @@ PER_ROOM_BATCHED_READS = 3
 async def sync_round_trips(
     server: ServerProcess, viewer: Account, document: str, since: str | None, rooms: int
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """A sync's answer, and the fewest round trips per backend of three of them: the
-    counts are the server's, and a background pass (the relay's, say) landing in one
-    measurement can only add to it."""
+    """A sync's answer, and the fewest round trips per backend of three of them: a
+    document the server keeps a moment (a user's, services/accounts.py) may be read in
+    one and found kept in the next; the fewest is the sync's own reads."""
     fewest: dict[str, float] = {}
     for _ in range(3):
         # The viewer's document is kept for a while (services/accounts.py): read it just
