@@ -416,7 +416,9 @@ function roomLeft(roomId) {
 }
 
 function invited(invitation) {
-  state.invitations.set(invitation.id, invitation);
+  // The newest first, as the sync gives them (the server's order, not the clocks').
+  const others = [...state.invitations].filter(([id]) => id !== invitation.id);
+  state.invitations = new Map([[invitation.id, invitation], ...others]);
   renderInvitations();
 }
 
@@ -1114,7 +1116,7 @@ async function respond(requestId, accept) {
 
 /** The pending invitations (from the sync, then RoomInvited events), newest first. */
 function renderInvitations() {
-  const pending = [...state.invitations.values()].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  const pending = [...state.invitations.values()];
   const list = $("invitations");
   list.replaceChildren();
   $("invitations-title").hidden = !pending.length;
