@@ -12,9 +12,8 @@ import json
 
 from beanie import PydanticObjectId
 from beanie.odm.enums import SortDirection
-from pydantic import BaseModel, Field
 
-from models import MessageDoc, RoomDoc, RoomEventDoc
+from models import MessageDoc, RoomEventDoc
 from pubsub import (
     InvitationReceived,
     MembersChanged,
@@ -30,6 +29,7 @@ from services.account_stream import AccountHistory, AccountStream, Given, Stored
 from services.accounts import AccountService
 from services.event_positions import EventPositions
 from services.fanout import FanoutHub
+from services.joined_rooms import joined_room_ids
 from services.message_data import message_data
 from services.rate_limits import LimitName, RateLimiter
 from services.room_stream import Membership
@@ -48,12 +48,6 @@ _REPLAYED = (
 )
 
 
-class _RoomId(BaseModel):
-    """Projection: a room's id alone."""
-
-    id: PydanticObjectId = Field(alias="_id")
-
-
 class StoredAccountHistory:
     """``AccountHistory`` on the store, Redis and the room streams' shared reads."""
 
@@ -68,12 +62,7 @@ class StoredAccountHistory:
         return await self._positions.watermark()
 
     async def rooms_of(self, viewer_id: str) -> set[str]:
-        found = (
-            await RoomDoc.find({"member_ids": PydanticObjectId(viewer_id)})
-            .project(_RoomId)
-            .to_list()
-        )
-        return {str(room.id) for room in found}
+        return set(map(str, await joined_room_ids(PydanticObjectId(viewer_id))))
 
     async def replay(
         self, viewer_id: str, rooms: set[str], after: int, upto: int, limit: int

@@ -31,12 +31,12 @@ from typing import Any
 
 from beanie import PydanticObjectId, SortDirection
 from bson.errors import InvalidId
-from pydantic import BaseModel, Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from errors import BadUserInput
 from models import MessageDoc, RoomDoc, UserDoc
 from models.time import utc_now
+from services.joined_rooms import joined_room_ids
 from services.paging import (
     INVALID_CURSOR,
     Page,
@@ -142,12 +142,6 @@ def search_steps(
     return filters
 
 
-class _RoomId(BaseModel):
-    """Projection: a room's id alone."""
-
-    id: PydanticObjectId = Field(alias="_id")
-
-
 class MessageSearch:
     """The rules of searchMessages; rooms are authorized by the caller."""
 
@@ -186,7 +180,7 @@ class MessageSearch:
         rooms = room.id if room is not None and room.id is not None else None
         steps = search_steps(
             tokens,
-            rooms if rooms is not None else await self._rooms_of(viewer.id),
+            rooms if rooms is not None else await joined_room_ids(viewer.id),
             _position(after),
             self._windowed,
         )
@@ -199,11 +193,6 @@ class MessageSearch:
         return Page(
             rows[:size], has_next_page=len(rows) > size, has_previous_page=after is not None
         )
-
-    @staticmethod
-    async def _rooms_of(viewer_id: PydanticObjectId) -> list[PydanticObjectId]:
-        rooms = await RoomDoc.find({"member_ids": viewer_id}).project(_RoomId).to_list()
-        return [room.id for room in rooms]
 
     async def start_up(self) -> None:
         """Makes the store ready for search: its index, then the backfill."""

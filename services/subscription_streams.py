@@ -31,18 +31,13 @@ from services.accounts import AccountService
 from services.blocks import BlockService
 from services.fanout import LAGGED, FanoutHub, Inbox
 from services.fresh_reads import FreshReads
+from services.joined_rooms import joined_room_ids
 from services.message_data import message_data
 from services.messages import MessageService
 from services.room_stream import Access, Membership, RoomActivity, RoomStream
 
 REPLAY_BATCH = 100
 NO_LONGER_A_MEMBER = "you are no longer a member of this room"
-
-
-class _RoomId(BaseModel):
-    """Projection: a room's id alone."""
-
-    id: PydanticObjectId = Field(alias="_id")
 
 
 class _Members(BaseModel):
@@ -244,8 +239,9 @@ class StreamService:
 
     async def _watch_joined_rooms(self, inbox: Inbox, viewer: UserDoc) -> None:
         """Makes the inbox watch the viewer's own route and exactly the rooms they are in."""
-        joined = await RoomDoc.find({"member_ids": viewer.id}).project(_RoomId).to_list()
-        wanted = {user_route(str(viewer.id))} | {room_route(str(each.id)) for each in joined}
+        assert viewer.id is not None
+        joined = await joined_room_ids(viewer.id)
+        wanted = {user_route(str(viewer.id))} | {room_route(str(each)) for each in joined}
         for route in inbox.routes - wanted:
             self.hub.unwatch(inbox, route)
         for route in wanted - inbox.routes:
