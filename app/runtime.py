@@ -7,7 +7,7 @@ interval chosen by ``MessageRelay.wait_after``), the presence heartbeat and swee
 the typing sweep, the session check, unfinished account deletions, the clean-up of
 unused uploads, the push worker when a provider is configured, and once at start
 the message search's index and backfill. The fan-out
-consumer's pumps are its own (``services.fanout``). Leaving the block cancels that
+consumer's pumps are its own (``live.hub``). Leaving the block cancels that
 group and waits for it, bounded, so a stop always finishes even if a backend call
 refuses to give way.
 """
@@ -24,15 +24,15 @@ from auth.passwords import PasswordHashing
 from backends.mongo import open_database
 from backends.object_storage import storage_from_url
 from backends.redis import open_redis
+from live.hub import FanoutConsumer, FanoutHub
+from live.room_feeds import FeedSource, RoomFeeds
 from observability.health import Backends
 from pubsub import ALL_TOPICS, broker_from_url
 from pubsub.kafka import TopicReplication
 from push.setup import providers_from_settings, push_worker
 from services import Services
-from services.fanout import FanoutConsumer, FanoutHub
 from services.publisher import EventPublisher
 from settings import Settings
-from transport.feeds import RoomFeeds
 from transport.handlers import LiveTransport
 from transport.socket_sessions import SocketSessions
 
@@ -119,7 +119,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         services = Services.build(
             settings, redis, publisher, hub, frozenset(providers), passwords, storage
         )
-        feeds = RoomFeeds(services.streams)
+        feeds = RoomFeeds(FeedSource(hub, services.room_history, settings.membership_check_seconds))
         stack.push_async_callback(feeds.close)
         sockets = SocketSessions(hub, services.accounts.sessions)
 

@@ -2,7 +2,7 @@
 
 Every instance consumes every room event, so each one pays for the rooms of every
 other instance. An event whose room nobody on the instance follows is dropped by its
-Kafka key before its value is decoded (``services.fanout.FanoutHub.followed_keys``).
+Kafka key before its value is decoded (``live.hub.FanoutHub.followed_keys``).
 This scenario runs the instance's own consumer (``FanoutConsumer`` on ``KafkaBroker``)
 against the real Kafka, in this process, and gives its CPU per consumed event in
 three runs of ``--messages`` events each, published before the clock starts:
@@ -39,10 +39,10 @@ from bench.common import Options
 from bench.report import Plot, Report, Table
 from devtools.sample_events import room_message
 from devtools.services import start_real_services
+from live.hub import FanoutConsumer, FanoutHub
 from pubsub import ALL_TOPICS, ROOM_EVENTS, MessageAdded, room_route
 from pubsub.events import KeyFilter, encode_event
 from pubsub.kafka import KafkaBroker, bootstrap_servers
-from services.fanout import FanoutConsumer, FanoutHub
 
 # Rooms the unfollowed events are spread over (the keys vary, as on a busy cluster).
 OTHER_ROOMS = 500

@@ -48,7 +48,7 @@ KeyFilter = Callable[[str], bool]
 
 
 def room_route(room_id: str) -> str:
-    """Where a room's events go in an instance (see services.fanout)."""
+    """Where a room's events go in an instance (see live.hub)."""
     return f"room:{room_id}"
 
 
@@ -68,7 +68,7 @@ class MessageAdded:
 
     ``members_tag`` is the room's membership tag as the sender's authorization read
     it: a stream that knows another tag re-reads who is in the room before it
-    delivers (see ``services.room_stream``). None when unknown (the relay).
+    delivers (see ``live.room_stream``). None when unknown (the relay).
     """
 
     message: MessageData
@@ -280,7 +280,7 @@ Event = (
     | SessionEnded
 )
 
-# Events that change who may see what: a stream never drops them (services.fanout).
+# Events that change who may see what: a stream never drops them (live.hub).
 CONTROL_EVENTS = (MembersChanged, RoomAdded, InvitationReceived, FriendshipChanged, SessionEnded)
 # What happens in a room besides new messages (roomActivity), MembersChanged aside.
 ACTIVITY_EVENTS = (MessageUpdated, ReactionChanged, TypingChanged, ReadReceipt)

@@ -33,7 +33,7 @@ class MemoryBroker:
         self, topic: str, wanted: KeyFilter | None = None
     ) -> AsyncIterator[AsyncIterator[Event]]:
         # Unbounded: the one consumer per topic is the instance's dispatcher, which
-        # never blocks on a subscriber (see services.fanout).
+        # never blocks on a subscriber (see live.hub).
         queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._queues[topic].add(queue)
 

@@ -27,12 +27,12 @@ def current_session_id(info: Info) -> str:
 async def require_member(info: Info, room_id: strawberry.ID) -> tuple[UserDoc, RoomDoc]:
     """The viewer and the room; NOT_FOUND or FORBIDDEN unless the viewer is in it."""
     viewer = await require_viewer(info)
-    room = await info.context.services.rooms.require_member(parse_id(room_id, "roomId"), viewer)
+    room = await info.context.services.access.require_member(parse_id(room_id, "roomId"), viewer)
     return viewer, room
 
 
 async def require_writer(info: Info, room_id: strawberry.ID) -> tuple[UserDoc, RoomDoc]:
     """``require_member``, and FORBIDDEN too in a DIRECT room a block closed."""
     viewer = await require_viewer(info)
-    room = await info.context.services.rooms.require_writer(parse_id(room_id, "roomId"), viewer)
+    room = await info.context.services.access.require_writer(parse_id(room_id, "roomId"), viewer)
     return viewer, room

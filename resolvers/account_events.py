@@ -1,6 +1,6 @@
 """events(since): the viewer's whole account on one subscription.
 
-The rules are ``services.account_stream``'s; this renders what it gives, each with
+The rules are ``live.account_stream``'s; this renders what it gives, each with
 its token. Authorization: the token must be the viewer's (``AccountStreams.open``),
 and the stream gives only events of rooms the viewer is in (or their own).
 """
@@ -13,11 +13,12 @@ from contextlib import aclosing
 import strawberry
 from beanie import PydanticObjectId
 
+from live.account_stream import AccountItem, LeftRoom
 from models import RoomInvitationDoc
 from pubsub import InvitationReceived, MessageData, RoomAdded
 from resolvers.access import require_viewer
 from resolvers.invitations import room_invitation
-from schema.account_events import (
+from schema.account_event_types import (
     AccountEvent,
     AccountEventPayload,
     MessageAdded,
@@ -27,7 +28,6 @@ from schema.account_events import (
 )
 from schema.context import Info
 from schema.types import Message, Room, activity_of
-from services.account_stream import AccountItem, LeftRoom
 
 
 async def events(info: Info, since: str | None = None) -> AsyncGenerator[AccountEvent, None]:

@@ -24,7 +24,7 @@ async def send_message(
     attachment_ids: list[strawberry.ID] | None = None,
 ) -> Message:
     viewer = await require_viewer(info)
-    room = await info.context.services.rooms.require_sender(parse_id(room_id, "roomId"), viewer)
+    room = await info.context.services.access.require_sender(parse_id(room_id, "roomId"), viewer)
     reply_to = parse_id(reply_to_id, "replyToId") if reply_to_id is not None else None
     files = [parse_id(value, "attachmentIds") for value in attachment_ids or ()]
     sent = await info.context.services.messages.send(

@@ -10,6 +10,7 @@ from beanie import PydanticObjectId
 
 from auth.sessions import SessionRecord
 from errors import BadUserInput, NotFound
+from live.room_stream import RoomActivity as RoomActivityEvent
 from models import MessageDoc, PushDeviceDoc, RoomDoc, UserDoc
 from models.friend import FriendRequestStatus
 from models.push import PushPlatform
@@ -30,7 +31,6 @@ from services.presence import Presence as PresenceView
 from services.presence import PresenceStatus
 from services.reactions import ReactionGroupView, grouped
 from services.room_roles import role_of
-from services.room_stream import RoomActivity as RoomActivityEvent
 from services.rooms import membership_cursor
 
 # The enums are the models' and services' own, served under the contract's names.

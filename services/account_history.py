@@ -1,6 +1,6 @@
 """What an account stream reads: the watermark, the viewer's rooms, and replays.
 
-The store side of ``services.account_stream`` (its ``AccountHistory``). A replay
+The store side of ``live.account_stream`` (its ``AccountHistory``). A replay
 page is two queries whatever the number of rooms: the messages of the rooms by
 ``(room_id, pos)`` and the room event log (``models.room_event``), merged by
 position; the senders of the page's messages are read in one batch.
@@ -13,6 +13,9 @@ import json
 from beanie import PydanticObjectId
 from beanie.odm.enums import SortDirection
 
+from live.account_stream import AccountHistory, AccountStream, Given, Stored
+from live.hub import FanoutHub
+from live.room_stream import Membership
 from models import MessageDoc, RoomEventDoc
 from pubsub import (
     InvitationReceived,
@@ -25,15 +28,11 @@ from pubsub import (
     TypingChanged,
     decode_event,
 )
-from services.account_stream import AccountHistory, AccountStream, Given, Stored
 from services.accounts import AccountService
 from services.event_positions import EventPositions
-from services.fanout import FanoutHub
-from services.joined_rooms import joined_room_ids
 from services.message_data import message_data
 from services.rate_limits import LimitName, RateLimiter
-from services.room_stream import Membership
-from services.subscription_streams import StreamService
+from services.room_history import StoredRoomHistory
 from services.sync_tokens import SyncTokens
 
 # Messages one read of a room's messages by seq gives at most (a gap, a join).
@@ -49,20 +48,20 @@ _REPLAYED = (
 
 
 class StoredAccountHistory:
-    """``AccountHistory`` on the store, Redis and the room streams' shared reads."""
+    """``AccountHistory`` on the store, Redis and the room streams' reads."""
 
     def __init__(
-        self, positions: EventPositions, accounts: AccountService, streams: StreamService
+        self, positions: EventPositions, accounts: AccountService, rooms: StoredRoomHistory
     ) -> None:
         self._positions = positions
         self._accounts = accounts
-        self._streams = streams
+        self._rooms = rooms
 
     async def watermark(self) -> int:
         return await self._positions.watermark()
 
     async def rooms_of(self, viewer_id: str) -> set[str]:
-        return set(map(str, await joined_room_ids(PydanticObjectId(viewer_id))))
+        return await self._rooms.rooms_of(viewer_id)
 
     async def replay(
         self, viewer_id: str, rooms: set[str], after: int, upto: int, limit: int
@@ -126,10 +125,10 @@ class StoredAccountHistory:
         return await self._data(found)
 
     async def membership(self, room_id: str) -> Membership:
-        return await self._streams.membership(PydanticObjectId(room_id))
+        return await self._rooms.membership(PydanticObjectId(room_id))
 
     async def hidden_from_viewer(self, event: TypingChanged | ReadReceipt, viewer_id: str) -> bool:
-        return bool(await self._streams.hidden_from(event, [viewer_id]))
+        return bool(await self._rooms.hidden_from(event, [viewer_id]))
 
     async def _data(self, messages: list[MessageDoc]) -> list[MessageData]:
         if not messages:

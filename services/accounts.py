@@ -21,10 +21,10 @@ from pymongo.errors import DuplicateKeyError
 from auth.passwords import PasswordHashing
 from auth.sessions import SESSION_ID_PATTERN, SessionInfo, SessionRecord, SessionStore, session_id
 from errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
+from live.hub import FanoutHub
 from models import UserDoc
 from pubsub import SessionEnded
 from services.devices import DeviceService
-from services.fanout import FanoutHub
 from services.fresh_reads import FreshReads
 from services.publisher import EventPublisher
 from services.rate_limits import LimitName, RateLimiter

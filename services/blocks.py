@@ -9,7 +9,7 @@ blocker, add or invite them to a group, or send them a friend request
 (``services.blocklist`` says so to the other services). A DIRECT room of the two
 that already exists is closed (``RoomService.require_open`` asks
 ``blocked_between``); in a GROUP they share, the blocker gets no push, typing or
-read receipt of the blocked user (the push worker and ``StreamService`` ask
+read receipt of the blocked user (the push worker and ``RoomAccess.hidden_from`` ask
 ``blockers_of``), while the blocked user's messages still show.
 
 These questions come with every message, typing notice and receipt. Each user's

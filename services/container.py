@@ -13,6 +13,9 @@ from redis.asyncio import Redis
 from auth.passwords import PasswordHashing
 from auth.sessions import SessionStore
 from backends.object_storage import ObjectStorage
+from live.hub import FanoutHub
+from live.room_lists import RoomLists
+from models import RoomDoc
 from models.push import PushPlatform
 from services.account_deletion import AccountDeletion
 from services.account_history import AccountStreams, StoredAccountHistory
@@ -20,7 +23,6 @@ from services.accounts import AccountService
 from services.blocks import BlockService
 from services.devices import DeviceService
 from services.event_positions import EventPositions
-from services.fanout import FanoutHub
 from services.friends import FriendService
 from services.invitations import InvitationService
 from services.locks import Locks
@@ -35,12 +37,13 @@ from services.publisher import EventPublisher
 from services.rate_limits import RateLimiter, limits_from_settings
 from services.reactions import ReactionService
 from services.relay import MessageRelay
+from services.room_access import RoomAccess
 from services.room_event_log import RoomEventLog
+from services.room_history import StoredRoomHistory
 from services.room_turns import RedisRoomTurns
 from services.room_writer import RoomWriters
-from services.rooms import RoomService
+from services.rooms import RoomService, room_with_hint
 from services.socket_caps import SocketCaps
-from services.subscription_streams import StreamService
 from services.sync import SyncService
 from services.sync_tokens import SyncTokens
 from services.typing import TypingService
@@ -62,7 +65,9 @@ class Services:
     messages: MessageService
     search: MessageSearch
     relay: MessageRelay
-    streams: StreamService
+    access: RoomAccess
+    room_history: StoredRoomHistory
+    room_lists: RoomLists[RoomDoc]
     friends: FriendService
     presence: PresenceService
     devices: DeviceService
@@ -102,13 +107,15 @@ class Services:
         )
         blocks = BlockService(redis, friends, invitations, limits)
         locks = Locks(redis)
+        access = RoomAccess(
+            MembershipCache(hub, settings.membership_check_seconds), blocks, room_with_hint
+        )
         rooms = RoomService(
             publisher,
             settings.max_group_members,
             limits,
             locks,
-            MembershipCache(hub, settings.membership_check_seconds),
-            blocks,
+            access,
             friends,
             invitations,
             event_log,
@@ -123,7 +130,7 @@ class Services:
         )
         messages = MessageService(
             relay,
-            rooms,
+            access,
             settings.max_message_chars,
             settings.max_client_id_chars,
             limits,
@@ -171,7 +178,7 @@ class Services:
             grace_seconds=settings.account_deletion_grace_seconds,
             interval_seconds=settings.account_deletion_interval_seconds,
         )
-        streams = StreamService(hub, messages, accounts, blocks, settings.membership_check_seconds)
+        room_history = StoredRoomHistory(messages, accounts, access)
         sync_tokens = SyncTokens(redis, settings.sync_retention_seconds)
         return cls(
             settings=settings,
@@ -186,7 +193,9 @@ class Services:
                 real_store="PLOP_MONGO_URL" not in settings.embedded_backends,
             ),
             relay=relay,
-            streams=streams,
+            access=access,
+            room_history=room_history,
+            room_lists=RoomLists(hub, room_history),
             friends=friends,
             presence=presence,
             devices=devices,
@@ -194,7 +203,7 @@ class Services:
             invitations=invitations,
             mutes=MuteService(limits),
             reactions=ReactionService(
-                rooms,
+                access,
                 publisher,
                 limits,
                 event_log,
@@ -210,7 +219,7 @@ class Services:
             sync_tokens=sync_tokens,
             account_streams=AccountStreams(
                 hub,
-                StoredAccountHistory(event_log.positions, accounts, streams),
+                StoredAccountHistory(event_log.positions, accounts, room_history),
                 sync_tokens,
                 limits,
                 # A look at each viewer's rooms, for joins and leaves whose events

@@ -1,6 +1,6 @@
 """One position per stored room event, and how far they are all stored.
 
-The account stream (``services.account_stream``) hands out tokens that say "every
+The account stream (``live.account_stream``) hands out tokens that say "every
 event of this account up to here was given". A position counter alone cannot back
 that: a position is taken before its event is stored, so an event may be stored
 after one with a higher position (two instances, a slow insert), and a token past it

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 from beanie import PydanticObjectId
 
+from live.hub import FanoutHub
 from models import RoomDoc
 from models.room import RoomKind
 from pubsub import Event, MembersChanged, MessageAdded, room_route
-from services.fanout import FanoutHub
 
 # Rooms kept at most: each costs its member ids and one hub watcher.
 MAX_KEPT_ROOMS = 10_000

@@ -42,9 +42,9 @@ from services.paging import (
 from services.rate_limits import LimitName, RateLimiter
 from services.relay import MessageRelay
 from services.replies import reply_target
+from services.room_access import RoomAccess
 from services.room_event_log import RoomEventLog
 from services.room_writer import Outcome, RoomWriters
-from services.rooms import RoomService
 from services.search_windows import search_fields
 from services.uploads import UploadService
 
@@ -85,7 +85,7 @@ class MessageService:
     def __init__(
         self,
         relay: MessageRelay,
-        rooms: RoomService,
+        access: RoomAccess,
         max_text_chars: int,
         max_client_id_chars: int,
         limits: RateLimiter,
@@ -98,7 +98,7 @@ class MessageService:
         self._uploads = uploads
         self._relay = relay
         self._limits = limits
-        self._rooms = rooms
+        self._access = access
         self._max_text_chars = max_text_chars
         self._max_client_id_chars = max_client_id_chars
 
@@ -176,7 +176,7 @@ class MessageService:
         message = await MessageDoc.get(message_id)
         if message is None:
             raise NotFound("no such message")
-        room = await self._rooms.require_member(message.room_id, viewer)
+        room = await self._access.require_member(message.room_id, viewer)
         if message.sender_id != viewer.id:
             raise Forbidden("only its sender may change a message")
         return message, room
@@ -186,7 +186,7 @@ class MessageService:
         await self._limits.hit(LimitName.EDIT_MESSAGE, str(viewer.id))
         self._check(text, None)
         message, room = await self._own_message(message_id, viewer)
-        await self._rooms.require_open(room, viewer)
+        await self._access.require_open(room, viewer)
         if message.deleted:
             raise BadUserInput("a deleted message cannot be edited")
         now = utc_now()

@@ -31,9 +31,9 @@ from enum import StrEnum
 from beanie import PydanticObjectId
 from redis.asyncio import Redis
 
+from live.hub import LAGGED, FanoutHub, Inbox
 from models import UserDoc
 from pubsub import FriendshipChanged, PresenceChanged, presence_route, user_route
-from services.fanout import LAGGED, FanoutHub, Inbox
 from services.friends import FriendService
 from services.publisher import EventPublisher
 from services.script_batches import ScriptBatches

@@ -29,8 +29,8 @@ from pubsub import ReactionChanged
 from services.publisher import EventPublisher
 from services.rate_limits import LimitName, RateLimiter
 from services.reaction_emoji import one_emoji
+from services.room_access import RoomAccess
 from services.room_event_log import NothingChanged, RoomEventLog
-from services.rooms import RoomService
 
 DELETED_MESSAGE = "a deleted message has no reactions"
 
@@ -95,7 +95,7 @@ class ReactionService:
 
     def __init__(
         self,
-        rooms: RoomService,
+        access: RoomAccess,
         publisher: EventPublisher,
         limits: RateLimiter,
         event_log: RoomEventLog,
@@ -103,7 +103,7 @@ class ReactionService:
         max_per_user_per_message: int,
     ) -> None:
         self._event_log = event_log
-        self._rooms = rooms
+        self._access = access
         self._publisher = publisher
         self._limits = limits
         self._max_emoji_per_message = max_emoji_per_message
@@ -117,8 +117,7 @@ class ReactionService:
         message = await MessageDoc.get(message_id)
         if message is None:
             raise NotFound("no such message")
-        room = await self._rooms.require_member(message.room_id, viewer)
-        await self._rooms.require_open(room, viewer)
+        room = await self._access.require_writer(message.room_id, viewer)
         if message.deleted:
             raise BadUserInput(DELETED_MESSAGE)
         return message, room

@@ -180,7 +180,7 @@ class MessageRelay:
             ).to_list()
         }
         # The rooms' membership tags as they are now: a stream that knows an older one
-        # re-reads who is in the room before it delivers (services.room_stream).
+        # re-reads who is in the room before it delivers (live.room_stream).
         tags = {
             room.id: room.members_tag
             for room in await RoomDoc.find({"_id": {"$in": list({m.room_id for m in stale})}})

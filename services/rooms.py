@@ -15,17 +15,15 @@ from pydantic import BaseModel, Field
 from pymongo.errors import DuplicateKeyError
 from pymongo.results import UpdateResult
 
-from errors import BadUserInput, Forbidden, NotFound
+from errors import BadUserInput, NotFound
 from models import MembershipDoc, RoomDoc, RoomProgressDoc, UserDoc
 from models.room import RoomKind, RoomRole, new_members_tag
 from models.time import as_utc, utc_now
 from pubsub import MembersChanged, ReadReceipt, RoomAdded, RoomChanged
 from services.blocklist import refuse_if_blocked
-from services.blocks import BlockService
 from services.friends import FriendService
 from services.invitations import InvitationService
 from services.locks import Locks
-from services.membership_cache import MembershipCache, SendingRoom
 from services.membership_events import logging_joins, logging_removal, logging_room_change
 from services.paging import (
     INVALID_CURSOR,
@@ -37,6 +35,7 @@ from services.paging import (
 )
 from services.publisher import EventPublisher
 from services.rate_limits import LimitName, RateLimiter
+from services.room_access import NO_SUCH_ROOM, RoomAccess
 from services.room_event_log import NothingChanged, RoomEventLog
 from services.room_roles import (
     check_removal,
@@ -51,11 +50,6 @@ from services.sequence import latest_seq, progress_hints
 from services.shown_text import refuse_hidden_characters
 
 MAX_TITLE_CHARS = 100
-# Both users of a blocked DIRECT room know of the block (one of them made it).
-CONVERSATION_BLOCKED = (
-    "this conversation is blocked: nothing can be sent, typed, edited or marked read "
-    "in it until the block is lifted"
-)
 ROOM_CURSOR = "room"
 MEMBERSHIP_CURSOR = "member"
 DEFAULT_MEMBERS_PAGE = 100
@@ -89,7 +83,7 @@ async def _message_activity(
     return {progress.id: as_utc(progress.last_activity_at) for progress in found}
 
 
-async def _room_with_hint(room_id: PydanticObjectId) -> RoomDoc | None:
+async def room_with_hint(room_id: PydanticObjectId) -> RoomDoc | None:
     """The room, its seq hint the higher of its own (rooms stored before progress
     documents) and its progress document's."""
     room = await RoomDoc.get(room_id)
@@ -182,68 +176,23 @@ class RoomService:
         max_group_members: int,
         limits: RateLimiter,
         locks: Locks,
-        senders: MembershipCache,
-        blocks: BlockService,
+        access: RoomAccess,
         friends: FriendService,
         invitations: InvitationService,
         event_log: RoomEventLog,
     ) -> None:
         self._event_log = event_log
         self._publisher = publisher
-        self._blocks = blocks
         self._friends = friends
         self._invitations = invitations
         self._max_group_members = max_group_members
         self._limits = limits
         self._locks = locks
-        self._senders = senders
+        self._access = access
 
     async def room(self, room_id: PydanticObjectId) -> RoomDoc | None:
         """The room, whoever asks: for what a non-member may see of it (an invitation)."""
         return await RoomDoc.get(room_id)
-
-    async def require_member(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
-        """The room; NOT_FOUND if there is none, FORBIDDEN if the viewer is not in it."""
-        room = await RoomDoc.get(room_id)
-        if room is None:
-            raise NotFound("no such room")
-        if viewer.id not in room.member_ids:
-            raise Forbidden("you are not a member of this room")
-        return room
-
-    async def require_sender(self, room_id: PydanticObjectId, viewer: UserDoc) -> SendingRoom:
-        """``require_member`` for the send path: the room as a sender needs it, kept
-        a short while and dropped on its membership events (``services.membership_cache``)."""
-        assert viewer.id is not None
-        room = await self._senders.room(room_id, viewer.id, _room_with_hint)
-        if room is None:
-            raise NotFound("no such room")
-        if viewer.id not in room.member_ids:
-            raise Forbidden("you are not a member of this room")
-        await self.require_open(room, viewer)
-        return room
-
-    async def require_writer(self, room_id: PydanticObjectId, viewer: UserDoc) -> RoomDoc:
-        """``require_member`` for what a member does in the room (typing, marking it
-        read): FORBIDDEN too in a DIRECT room closed by a block."""
-        room = await self.require_member(room_id, viewer)
-        await self.require_open(room, viewer)
-        return room
-
-    async def require_open(self, room: RoomDoc | SendingRoom, viewer: UserDoc) -> None:
-        """FORBIDDEN in a DIRECT room where either user blocks the other.
-
-        A DIRECT room cannot be left (only hidden), so a block closes it instead: its
-        history stays readable, nothing new goes in, and unblocking opens it again. The
-        block is read through its epoch in Redis (``services.blocks``), so it bites at
-        once on every instance, whatever the send path keeps of the room.
-        """
-        if room.kind is not RoomKind.DIRECT:
-            return
-        others = [member for member in room.member_ids if member != viewer.id]
-        assert viewer.id is not None
-        if others and await self._blocks.blocked_between(viewer.id, others[0]):
-            raise Forbidden(CONVERSATION_BLOCKED)
 
     async def _require_users(self, user_ids: list[PydanticObjectId]) -> None:
         # A deleted account is no one to add to a room, as if it did not exist.
@@ -370,7 +319,7 @@ class RoomService:
         async with self._locks.hold(f"room-members:{room.id}"):
             updated, new, events = await self._add_members(room, user_ids)
         if new:
-            self._senders.drop(room.id)
+            self._access.members_changed(room.id)
             # The events wait for the broker: not under the lock.
             await self._joined(updated, new, events)
         return updated
@@ -441,7 +390,7 @@ class RoomService:
         admins, the membership tag changes, and if they owned the room, its oldest
         admin (else its oldest member) owns it. Then this instance's send path
         forgets the room and a ``MembersChanged`` removing them ends their streams of
-        the room on every instance (``services.room_stream``); a stream that misses
+        the room on every instance (``live.room_stream``); a stream that misses
         the event sees the new tag on the next message. Taking out someone who is
         no longer in the room changes nothing (and logs nothing) but publishes again
         (without a position), so a retry after a failure half-way finishes the job.
@@ -450,7 +399,7 @@ class RoomService:
         async with self._locks.hold(f"room-members:{room_id}"):
             room = await RoomDoc.get(room_id)
             if room is None:
-                raise NotFound("no such room")
+                raise NotFound(NO_SUCH_ROOM)
             if authorize is not None:
                 authorize(room)
             if user_id in room.member_ids:
@@ -471,7 +420,9 @@ class RoomService:
                             },
                         }
                     )
-        self._senders.drop(room_id)  # this instance refuses the leaver's next send at once
+        self._access.members_changed(
+            room_id
+        )  # this instance refuses the leaver's next send at once
         await MembershipDoc.find(
             MembershipDoc.room_id == room_id, MembershipDoc.user_id == user_id
         ).delete()
@@ -522,7 +473,7 @@ class RoomService:
     async def _room_now(room_id: PydanticObjectId) -> RoomDoc:
         room = await RoomDoc.get(room_id)
         if room is None:
-            raise NotFound("no such room")
+            raise NotFound(NO_SUCH_ROOM)
         return room
 
     async def _joined(
@@ -544,7 +495,7 @@ class RoomService:
     async def stored_message(self, room_id: PydanticObjectId, seq: int, when: datetime) -> None:
         """Moves the room's seq hint and message activity forward (never back), in its
         progress document: never in the room's own, which holds its members."""
-        self._senders.seen_message(room_id, seq, None)
+        self._access.message_stored(room_id, seq)
         # The collection's own update_one: Beanie's query builder and encoder cost more
         # than the write itself on this, the hottest update of all.
         progress = RoomProgressDoc.get_pymongo_collection()

@@ -30,13 +30,14 @@ from beanie import PydanticObjectId
 from pydantic import BaseModel, Field
 
 from errors import BadUserInput
+from live.account_cursor import Cursor, SyncTokenExpired
 from models import MessageDoc, RoomDoc, RoomEventDoc, RoomInvitationDoc, UserDoc
 from models.room import MembershipDoc, RoomProgressDoc
 from models.time import as_utc
 from services.event_positions import EventPositions
 from services.invitations import InvitationService
 from services.rate_limits import LimitName, RateLimiter
-from services.sync_tokens import Cursor, SyncTokenExpired, SyncTokens
+from services.sync_tokens import SyncTokens
 
 MAX_ROOMS = 200
 MAX_MESSAGES_PER_ROOM = 100

@@ -20,42 +20,16 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
 from errors import BadUserInput, Forbidden
+from live.account_cursor import MAX_ALSO, Cursor, SyncTokenExpired
 
 KEY_NAME = "{event-positions}:token-key"
 PREFIX = "s1."
 MAX_TOKEN_CHARS = 512
-# Positions given above ``upto`` a token may carry: with ids, times and the
-# signature, 40 of up to six hex digits above ``upto`` stay under MAX_TOKEN_CHARS.
-# The account stream catches up (moving ``upto``) once it holds ``ALSO_SOFT_LIMIT``,
-# so it comes near the hard limit only while a stalled write holds the watermark.
-MAX_ALSO = 40
-ALSO_SOFT_LIMIT = 24
 _MAC_BYTES = 12
-
-
-class SyncTokenExpired(BadUserInput):
-    """The token is older than the server keeps events for: start over with sync."""
-
-    @property
-    def extensions(self) -> dict[str, object]:
-        return {"reason": "SYNC_TOKEN_EXPIRED"}
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """Which room events of an account were given: up to ``upto``, and ``also``."""
-
-    upto: int
-    at: float  # when upto was read, seconds since the epoch
-    also: frozenset[int] = field(default_factory=frozenset)
-
-    def given(self, pos: int) -> bool:
-        return pos <= self.upto or pos in self.also
 
 
 class SyncTokens:

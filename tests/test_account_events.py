@@ -18,7 +18,8 @@ from gql import GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from redis.asyncio import Redis
 
-from services.sync_tokens import MAX_TOKEN_CHARS, Cursor, SyncTokens
+from live.account_cursor import Cursor
+from services.sync_tokens import MAX_TOKEN_CHARS, SyncTokens
 from settings import Settings
 from tests.support.chat import (
     INVITE,

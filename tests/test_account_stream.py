@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from live.account_cursor import ALSO_SOFT_LIMIT, Cursor
+from live.account_stream import AccountStream, Given, LeftRoom, Stored
+from live.hub import FanoutHub
+from live.room_stream import Membership
 from pubsub import (
     MembersChanged,
     MessageAdded,
@@ -14,10 +18,6 @@ from pubsub import (
     RoomAdded,
     TypingChanged,
 )
-from services.account_stream import AccountStream, Given, LeftRoom, Stored
-from services.fanout import FanoutHub
-from services.room_stream import Membership
-from services.sync_tokens import ALSO_SOFT_LIMIT, Cursor
 from tests.support.iterated import Iterated
 
 VIEWER = "viewer"

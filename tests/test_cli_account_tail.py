@@ -14,7 +14,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from client import Credentials, save_credentials
-from services.sync_tokens import Cursor, SyncTokens
+from live.account_cursor import Cursor
+from services.sync_tokens import SyncTokens
 from settings import Settings
 from tests.support.chat import group_room, send
 from tests.support.clients import (

@@ -44,8 +44,9 @@ from client import (
     documents,
 )
 from client._parsing import parse_account_event
+from live.account_cursor import Cursor
 from schema.export import served_sdl
-from services.sync_tokens import Cursor, SyncTokens
+from services.sync_tokens import SyncTokens
 from settings import Settings
 from tests.support.chat import as_user, group_room, send, send_many
 from tests.support.clients import (

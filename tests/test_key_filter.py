@@ -19,12 +19,12 @@ import pytest
 import pubsub.kafka
 import pubsub.memory
 from devtools.sample_events import room_message
+from live.hub import FanoutConsumer, FanoutHub
 from pubsub import ALL_TOPICS, Broker, Event, MessageAdded, room_route, topic_and_key
 from pubsub import events as event_types
 from pubsub.kafka import KafkaBroker
 from pubsub.memory import MemoryBroker
 from pubsub.topics import ROUTE_OF_KEY
-from services.fanout import FanoutConsumer, FanoutHub
 from tests.support.services import RealServices
 
 IGNORED_ROOMS = 40

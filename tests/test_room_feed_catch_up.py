@@ -11,9 +11,9 @@ import pytest
 from beanie import PydanticObjectId
 
 from errors import Unavailable
+from live.hub import FanoutHub
+from live.room_feeds import CATCH_UP_PAGE, FeedHistory, FeedSource, Follower, RoomFeed
 from pubsub import MessageData
-from services.subscription_streams import StreamService
-from transport.feeds import CATCH_UP_PAGE, Follower, RoomFeed
 
 
 def message(seq: int) -> MessageData:
@@ -33,7 +33,7 @@ def message(seq: int) -> MessageData:
 
 
 class Store:
-    """Stands in for StreamService.stored_batch; holds reads until released."""
+    """Stands in for the store's ``stored_batch``; holds reads until released."""
 
     def __init__(self, stored: int, missing: frozenset[int] = frozenset()) -> None:
         self.stored = stored
@@ -67,7 +67,8 @@ async def feed_over(store: Store, latest: int) -> tuple[RoomFeed, list[int]]:
         rendered.append(data.seq)
         return f"<{data.seq}>"
 
-    feed = RoomFeed(PydanticObjectId(), render, cast(StreamService, store))
+    source = FeedSource(FanoutHub(16), cast(FeedHistory, store), recheck_seconds=60)
+    feed = RoomFeed(PydanticObjectId(), render, source)
     feed.latest = latest
     return feed, rendered
 

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 from beanie import PydanticObjectId
 
+from live.hub import LAGGED, FanoutHub, Inbox, Lagged
+from live.room_stream import Access, Membership, RoomStream, Step
 from observability.metrics import ACTIVE_SUBSCRIPTIONS
 from pubsub import (
     Event,
@@ -22,8 +24,6 @@ from pubsub import (
     ReadReceipt,
     TypingChanged,
 )
-from services.fanout import LAGGED, FanoutHub, Inbox, Lagged
-from services.room_stream import Access, Membership, RoomStream, Step
 
 ROOM = PydanticObjectId()
 VIEWER = "viewer"

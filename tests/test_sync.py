@@ -18,9 +18,10 @@ from gql.transport.exceptions import TransportQueryError
 from graphql import parse
 from redis.asyncio import Redis
 
+from live.account_cursor import Cursor
 from schema.cost import query_cost
 from schema.root import build_schema
-from services.sync_tokens import Cursor, SyncTokens
+from services.sync_tokens import SyncTokens
 from tests.support.chat import (
     CREATE_GROUP,
     LEAVE,

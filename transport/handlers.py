@@ -17,7 +17,9 @@ graphql-transport-ws: both subprotocols close with 4429, graphql-ws after a
 Strawberry's private names used here (pinned minor version, tests on both
 subprotocols): the handlers' ``websocket``, ``context``, ``schema``, ``operations``
 and ``tasks`` attributes, ``run_operation``/``handle_async_results`` (which read
-``root_value`` before their first await), and ``handle_connection_init``.
+``root_value`` before their first await), ``_send_result_stream`` (graphql-transport-ws:
+where an operation handed to its socket goes on to follow its feed), and
+``handle_connection_init``.
 """
 
 from __future__ import annotations
@@ -40,11 +42,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from errors import BadUserInput, PlopError, Unauthenticated
+from live.room_feeds import RoomFeeds
 from observability.metrics import OPEN_WEBSOCKETS, REFUSED_INIT_TIMEOUT, SOCKETS_REFUSED
 from schema.context import Context
-from schema.live import FollowedBySocket
 from transport.draining import OpenSockets
-from transport.feeds import RoomFeeds
 from transport.sharing import SocketOperation, error_payload
 from transport.socket_limits import REFUSED_CODE, close_reason, open_socket_slot
 from transport.socket_sessions import SocketSessions, WatchedSocket
@@ -171,18 +172,6 @@ def answers_once(query: str, operation_name: str | None) -> bool:
     return operation is not None and operation.operation != OperationType.SUBSCRIPTION
 
 
-async def handed_off(execution: Awaitable[None]) -> Callable[[], Awaitable[None]] | None:
-    """Runs an operation's execution; the feed to follow if the operation was handed to
-    its socket (``schema.live.FollowedBySocket``), None if it ran its course."""
-    try:
-        await execution
-    except FollowedBySocket as handed:
-        # Only the follow goes on: the exception's traceback, which holds the unwound
-        # execution's frames, is dropped here.
-        return handed.follow
-    return None
-
-
 def frame_prefix(fields: dict[str, str]) -> str:
     """The frame's text up to its payload, which follows with the closing brace."""
     return json.dumps({**fields, "payload": None}).removesuffix("null}")
@@ -285,6 +274,7 @@ class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, No
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start_socket()
+        self._live_operations: dict[Operation[Context, None], SocketOperation] = {}
 
     async def handle(self) -> None:
         await self._handle_within_caps(super().handle)
@@ -318,31 +308,36 @@ class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, No
         frames = OperationFrames(
             self._queued, prefix, lambda: self.operations.get(operation.id) is operation
         )
-        # strawberry reads root_value before its first await: this operation's own.
-        self.root_value = self._operation(  # type: ignore[assignment]
+        live = self._operation(
             operation.query, operation.operation_name, operation.variables, frames
         )
-        follow = await handed_off(super().run_operation(operation))
-        if follow is not None:
-            await self._follow(operation, follow)
-
-    async def _follow(
-        self, operation: Operation[Context, None], follow: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Serves an operation handed to the socket, ending it as strawberry ends a
-        subscription: ``next`` with the error if one ended it, then ``complete``."""
-        error: Exception | None = None
+        # strawberry reads root_value before its first await: this operation's own.
+        self.root_value = live  # type: ignore[assignment]
+        self._live_operations[operation] = live
         try:
-            await follow()
-        except Exception as exc:  # the client sees it, as a stream's error
-            error = exc
-        if self.operations.get(operation.id) is not operation:
-            return  # the client completed it meanwhile
-        if error is not None:
-            await operation.send_operation_message(
-                cast(Any, {"id": operation.id, "type": "next", "payload": error_payload(error)})
-            )
-        await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            await super().run_operation(operation)
+        finally:
+            del self._live_operations[operation]
+
+    async def _send_result_stream(
+        self, operation: Operation[Context, None], result_source: Any
+    ) -> None:
+        """strawberry's sending of an operation's results, and then, if the operation
+        was handed to the socket (its stream ended without a result), the feed it
+        follows; strawberry completes the operation once this returns, as it
+        completes any stream that ends. An error that ends the feed goes first, in a
+        ``next``, as strawberry sends a stream's error."""
+        await super()._send_result_stream(operation, result_source)
+        live = self._live_operations.get(operation)
+        if live is None or live.follow is None:
+            return
+        try:
+            await live.follow()
+        except Exception as error:  # the client sees it, as a stream's error
+            if self.operations.get(operation.id) is operation:
+                await operation.send_operation_message(
+                    cast(Any, {"id": operation.id, "type": "next", "payload": error_payload(error)})
+                )
 
 
 class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
@@ -352,6 +347,7 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         super().__init__(*args, **kwargs)
         self._start_socket()
         self._init_received = False
+        self._live_operations: dict[str, SocketOperation] = {}
 
     async def handle(self) -> None:
         await self._handle_within_caps(self._handle_with_deadline)
@@ -403,22 +399,23 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         task = asyncio.current_task()
         prefix = frame_prefix({"type": "data", "id": operation_id})
         frames = OperationFrames(self._queued, prefix, lambda: self.tasks.get(operation_id) is task)
+        live = self._operation(query, operation_name, variables, frames)
         # strawberry reads root_value before its first await: this operation's own.
-        self.root_value = self._operation(  # type: ignore[assignment]
-            query, operation_name, variables, frames
-        )
-        follow = await handed_off(
-            super().handle_async_results(operation_id, query, operation_name, variables)
-        )
-        if follow is None:
+        self.root_value = live  # type: ignore[assignment]
+        self._live_operations[operation_id] = live
+        try:
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+        finally:
+            del self._live_operations[operation_id]
+        if live.follow is None:
             return
         assert task is not None
-        # strawberry forgot the operation as its execution unwound; the socket serves it
+        # strawberry forgot the operation as its stream ended; the socket serves it
         # now, and a stop cancels this task as it would have cancelled strawberry's.
         self.tasks[operation_id] = task
         error: Exception | None = None
         try:
-            await follow()
+            await live.follow()
         except asyncio.CancelledError:
             # Stopped (or the socket closed): strawberry answers complete, then ends.
             await self.send_message({"type": "complete", "id": operation_id})
@@ -432,6 +429,15 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
             data: Any = {"type": "data", "id": operation_id, "payload": error_payload(error)}
             await self.send_message(data)
         await self.send_message({"type": "complete", "id": operation_id})
+
+    async def send_message(self, message: Any) -> None:
+        # The complete strawberry sends when a stream handed to the socket ends: the
+        # socket completes the operation itself, once its feed ends.
+        if message.get("type") == "complete":
+            live = self._live_operations.get(message.get("id"))
+            if live is not None and live.follow is not None:
+                return
+        await super().send_message(message)
 
     async def _close_without_init(self) -> None:
         timeout = self.context.services.settings.connection_init_timeout_seconds

@@ -4,15 +4,15 @@ graphql-core runs a subscription's selection once per subscriber per event. Two
 subscriptions render an event to the same payload when they send the same document
 and operation with the same values for every variable the selection reads below its
 root field, and no field below the root reads the viewer. Such subscriptions share
-one rendering per event (``transport.feeds``); the rendering is the very execution
+one rendering per event (``live.room_feeds``); the rendering is the very execution
 graphql-core would run per event, with the event as the root value.
 
 The socket handlers (``transport.handlers``) run each WebSocket operation with a
 ``SocketOperation`` as its root value: the operation as its client sent it and the
-way to its socket. The messageAdded resolver hands the room to it
-(``schema.live.LiveOperation``); outside a WebSocket operation the root value is
-None and the plain path serves. This module and ``transport.handlers`` are the only
-ones that reach into strawberry's and graphql-core's internals (named where used).
+way to its socket. The messageAdded and roomActivity resolvers hand their room to
+it (``schema.live.LiveOperation``), and the handler follows the room's feed once
+strawberry's execution has ended. This module and ``transport.handlers`` are the
+only ones that reach into strawberry's and graphql-core's internals (named where used).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from functools import lru_cache
 from inspect import isawaitable
 from typing import Any
 
+from beanie import PydanticObjectId
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -44,25 +45,24 @@ from graphql import (
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
-from models import RoomDoc, UserDoc
+from live.room_feeds import PayloadSink, RoomFeeds
 from schema.context import Context
 from schema.errors import with_code
 from schema.execution import PlopExecutionContext
-from schema.live import FollowedBySocket
 from schema.types import Message, activity_of
-from services.subscription_streams import checked_after_seq
-from transport.feeds import PayloadSink, RoomFeeds
 
 DOCUMENT_ANALYSES = 1_024
 # strawberry's back-reference from a graphql-core field to its StrawberryField.
 DEFINITION = GraphQLCoreConverter.DEFINITION_BACKREF
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SocketOperation:
     """A WebSocket operation as its client sent it, and the way to its socket.
 
-    The root value of the operation (``schema.live.LiveOperation``).
+    The root value of the operation (``schema.live.LiveOperation``). ``follow`` is
+    set once a subscription is handed to the socket: what the socket then serves
+    until the subscription ends, instead of completing the operation.
     """
 
     query: str
@@ -72,34 +72,31 @@ class SocketOperation:
     schema: GraphQLSchema
     context: Context
     feeds: RoomFeeds
+    follow: Callable[[], Awaitable[None]] | None = None
 
-    async def follow_room(self, room: RoomDoc, viewer: UserDoc, after_seq: int | None) -> bool:
-        """Hands the operation to its socket, which streams the room's messages through
-        a shared feed (raises ``FollowedBySocket``); False at once if it cannot share."""
-        shared = shared_selection(self.schema, self, self.context, Message.from_data)
-        if shared is None:
-            return False
-        checked_after_seq(after_seq)  # bad input is answered before the hand-off
-        assert room.id is not None
-        # Only ids travel on: the documents stay with the execution being unwound.
-        room_id, viewer_id, feeds, sink = room.id, str(viewer.id), self.feeds, self.sink
-        raise FollowedBySocket(
-            lambda: feeds.follow(
-                room_id, viewer_id, after_seq, shared.key, shared.make_render, sink
-            )
+    def follow_room(self, room_id: str, viewer_id: str, after_seq: int | None) -> None:
+        """The socket is to stream the room's messages through a shared feed."""
+        shared = self._shared(Message.from_data)
+        room, feeds, sink = PydanticObjectId(room_id), self.feeds, self.sink
+        self.follow = lambda: feeds.follow(
+            room, viewer_id, after_seq, shared.key, shared.make_render, sink
         )
 
-    async def follow_activity(self, room: RoomDoc, viewer: UserDoc) -> bool:
-        """Hands the operation to its socket, which streams the room's activity through
-        a shared feed (raises ``FollowedBySocket``); False at once if it cannot share."""
-        shared = shared_selection(self.schema, self, self.context, activity_of)
-        if shared is None:
-            return False
-        assert room.id is not None
-        room_id, viewer_id, feeds, sink = room.id, str(viewer.id), self.feeds, self.sink
-        raise FollowedBySocket(
-            lambda: feeds.follow_activity(room_id, viewer_id, shared.key, shared.make_render, sink)
+    def follow_activity(self, room_id: str, viewer_id: str) -> None:
+        """The socket is to stream the room's activity through a shared feed."""
+        shared = self._shared(activity_of)
+        room, feeds, sink = PydanticObjectId(room_id), self.feeds, self.sink
+        self.follow = lambda: feeds.follow_activity(
+            room, viewer_id, shared.key, shared.make_render, sink
         )
+
+    def _shared(self, to_root: Callable[[Any], Any]) -> SharedSelection:
+        shared = shared_selection(self.schema, self, self.context, to_root)
+        if shared is None:
+            # Strawberry runs a subscription's resolver only for a valid document
+            # with one subscription operation chosen: every such selection shares.
+            raise RuntimeError("a validated subscription could not share its rendering")
+        return shared
 
 
 @dataclass(frozen=True, slots=True)

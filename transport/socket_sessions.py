@@ -16,8 +16,8 @@ import asyncio
 from collections.abc import Callable
 
 from auth.sessions import SessionInfo, SessionStore
+from live.hub import FanoutHub
 from pubsub import Event, SessionEnded, user_route
-from services.fanout import FanoutHub
 
 
 class WatchedSocket:

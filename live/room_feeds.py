@@ -1,18 +1,19 @@
 """Shared room feeds: one rendering of each message for every socket that shares it.
 
-A plain subscription runs its selection once per subscriber per event. A feed
-instead serves every local subscription of one room that would render a message
-to the same bytes (same document, operation and variables, and no field that
-reads the viewer; see ``transport.sharing``): it follows the room's one ordered
-stream (``services.room_stream``), renders each message once, and hands the same
-payload to every follower's socket. Only the frame prefix (the operation id) is
-per socket.
+graphql-core would run a subscription's selection once per subscriber per event.
+A feed instead serves every local subscription of one room that would render a
+message to the same bytes (same document, operation and variables, and no field
+that reads the viewer; see ``transport.sharing``): it follows the room's one
+ordered stream (``live.room_stream``, whose rules it does not repeat), renders each
+message once, and hands the same payload to every follower's socket. Only the
+frame prefix (the operation id) is per socket.
 
-Each follower keeps its own position, so the guarantees of a plain subscription
-hold per follower: a follower that joins with afterSeq is first brought up to the
-feed from the store (or from the feed's recent renderings) and only then goes
-live; every message reaches it once, in seq order, and an ``Access`` step of the
-stream that no longer allows its viewer ends it FORBIDDEN.
+A follower is a position on that one stream: a follower that joins with afterSeq
+behind the stream is first given the stored messages between its position and
+the stream's (read through the stream's own ``RoomHistory``, or taken from the
+feed's recent renderings), and only then goes live; every message reaches it once,
+in seq order, and an ``Access`` step of the stream that no longer allows its viewer
+ends it FORBIDDEN (``Access.refusal``).
 
 An activity feed does the same for ``roomActivity``: it follows the room's stream
 for activity alone (``messages=False``), renders each event once in the order the
@@ -25,23 +26,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from beanie import PydanticObjectId
 
-from errors import Forbidden, Unavailable
+from errors import BadUserInput, Unavailable
+from live.hub import FanoutHub, raise_if_stopped
+from live.room_stream import STORED_BATCH, Access, RoomActivity, RoomHistory, RoomStream
 from observability.metrics import ACTIVE_SUBSCRIPTIONS, DELIVERIES, FEED_RENDERINGS, ROOM_FEEDS
 from pubsub import MessageData, MessageUpdated, ReactionChanged
-from services.fanout import raise_if_stopped
-from services.room_stream import Access, RoomActivity
-from services.subscription_streams import (
-    NO_LONGER_A_MEMBER,
-    REPLAY_BATCH,
-    StreamService,
-    checked_after_seq,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +46,49 @@ logger = logging.getLogger(__name__)
 RECENT_RENDERINGS = 128
 # Followers that catch up further back share pages of stored messages, each read
 # and rendered once while anyone catches up through it.
-CATCH_UP_PAGE = REPLAY_BATCH  # one read per page
+CATCH_UP_PAGE = STORED_BATCH  # one read per page
 CATCH_UP_PAGES = 8
 
 Render = Callable[[MessageData], Awaitable[str]]
 RenderActivity = Callable[[RoomActivity], Awaitable[str]]
+
+
+def checked_after_seq(after_seq: int | None) -> int | None:
+    if after_seq is not None and after_seq < 0:
+        raise BadUserInput("afterSeq must be 0 or more")
+    return after_seq
+
+
+class FeedHistory(RoomHistory, Protocol):
+    """What a feed reads beyond its room stream's reads."""
+
+    async def hidden_from(self, event: RoomActivity, viewer_ids: Iterable[str]) -> set[str]:
+        """Those of the viewers not shown this event (a blocked user's typing)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSource:
+    """Where every feed of this instance gets its room's stream and stored messages."""
+
+    hub: FanoutHub
+    history: FeedHistory
+    recheck_seconds: float
+
+    async def open(
+        self, stack: AsyncExitStack, room_id: PydanticObjectId, *, messages: bool = True
+    ) -> RoomStream:
+        """The room's stream from now on, serving many followers; closed with the stack."""
+        return await RoomStream.open(
+            stack,
+            self.hub,
+            self.history,
+            room_id,
+            None,
+            self.recheck_seconds,
+            subscription=False,
+            messages=messages,
+        )
 
 
 class PayloadSink(Protocol):
@@ -65,17 +99,35 @@ class PayloadSink(Protocol):
         ...
 
 
-class Follower:
-    """One subscription following a feed."""
+class _Following:
+    """One subscription following a feed: its socket, its viewer, and its end."""
 
-    __slots__ = ("ended", "last", "live", "sink", "viewer_id")
+    __slots__ = ("ended", "sink", "viewer_id")
 
-    def __init__(self, sink: PayloadSink, viewer_id: str, last: int) -> None:
+    def __init__(self, sink: PayloadSink, viewer_id: str) -> None:
         self.sink = sink
         self.viewer_id = viewer_id
-        self.last = last  # the seq of the last message this follower was given
-        self.live = False  # False while it catches up on its own
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def end(self, error: Exception | None) -> None:
+        """Ends the subscription: quietly (None), or with the error the client sees."""
+        if self.ended.done():
+            return
+        if error is None:
+            self.ended.set_result(None)
+        else:
+            self.ended.set_exception(error)
+
+
+class Follower(_Following):
+    """One messageAdded subscription: a position on its feed's room stream."""
+
+    __slots__ = ("last", "live")
+
+    def __init__(self, sink: PayloadSink, viewer_id: str, last: int) -> None:
+        super().__init__(sink, viewer_id)
+        self.last = last  # the seq of the last message this follower was given
+        self.live = False  # False while it catches up to the stream
 
     def give(self, seq: int, payload: str) -> bool:
         """Hands the payload to the socket; True if it was queued there."""
@@ -87,21 +139,20 @@ class Follower:
             return False
         return True
 
-    def end(self, error: Exception | None) -> None:
-        if self.ended.done():
-            return
-        if error is None:
-            self.ended.set_result(None)
-        else:
-            self.ended.set_exception(error)
+
+def _end_refused(followers: Iterable[_Following], access: Access) -> None:
+    """Ends (FORBIDDEN) every follower whose viewer the step no longer allows."""
+    for follower in tuple(followers):
+        if (refusal := access.refusal(follower.viewer_id)) is not None:
+            follower.end(refusal)
 
 
 class _FeedTask:
     """What every feed is: followers of one room, and the one task that feeds them."""
 
-    def __init__(self, room_id: PydanticObjectId, streams: StreamService) -> None:
+    def __init__(self, room_id: PydanticObjectId, source: FeedSource) -> None:
         self.room_id = room_id
-        self._streams = streams
+        self._source = source
         self.joining = 0  # followers waiting for the feed to be ready
         self._task: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -137,8 +188,8 @@ class _FeedTask:
 class RoomFeed(_FeedTask):
     """The followers of one room that share one rendering, and the task that feeds them."""
 
-    def __init__(self, room_id: PydanticObjectId, render: Render, streams: StreamService) -> None:
-        super().__init__(room_id, streams)
+    def __init__(self, room_id: PydanticObjectId, render: Render, source: FeedSource) -> None:
+        super().__init__(room_id, source)
         self._render = render
         self.followers: set[Follower] = set()
         self.latest = 0  # every message up to here was given to the live followers
@@ -159,14 +210,12 @@ class RoomFeed(_FeedTask):
     async def _run(self) -> None:
         try:
             async with AsyncExitStack() as stack:
-                stream = await self._streams.open_room(
-                    stack, self.room_id, after_seq=None, subscription=False
-                )
+                stream = await self._source.open(stack, self.room_id)
                 self.latest = stream.last
                 self.ready.set_result(None)
                 async for step in stream.steps():
                     if isinstance(step, Access):
-                        self._end_refused(step)
+                        _end_refused(self.followers, step)
                         if step.lagged:
                             # A dropped event may have been an edit: render anew.
                             self._recent.clear()
@@ -187,11 +236,6 @@ class RoomFeed(_FeedTask):
             for follower in tuple(self.followers):
                 follower.end(error)
             raise exc from None
-
-    def _end_refused(self, access: Access) -> None:
-        for follower in tuple(self.followers):
-            if not access.allows(follower.viewer_id):
-                follower.end(Forbidden(NO_LONGER_A_MEMBER))
 
     async def _publish(self, message: MessageData) -> None:
         """Gives the stream's next message to every live follower, rendered once."""
@@ -236,7 +280,9 @@ class RoomFeed(_FeedTask):
     async def _load_page(self, number: int) -> dict[int, str]:
         first = number * CATCH_UP_PAGE + 1
         try:
-            batch = await self._streams.stored_batch(self.room_id, first - 1, first + CATCH_UP_PAGE)
+            batch = await self._source.history.stored_batch(
+                self.room_id, first - 1, first + CATCH_UP_PAGE
+            )
             page = {
                 message.seq: self._recent.get(message.seq) or await self._render(message)
                 for message in batch
@@ -285,36 +331,23 @@ class RoomFeed(_FeedTask):
                 self._pages.clear()  # kept only while someone catches up through them
 
 
-class ActivityFollower:
-    """One roomActivity subscription following an activity feed."""
+class ActivityFollower(_Following):
+    """One roomActivity subscription: live only, so it has no position."""
 
-    __slots__ = ("ended", "sink", "viewer_id")
-
-    def __init__(self, sink: PayloadSink, viewer_id: str) -> None:
-        self.sink = sink
-        self.viewer_id = viewer_id
-        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    __slots__ = ()
 
     def give(self, payload: str) -> None:
         if not self.ended.done() and not self.sink.deliver(payload):
             self.end(None)
-
-    def end(self, error: Exception | None) -> None:
-        if self.ended.done():
-            return
-        if error is None:
-            self.ended.set_result(None)
-        else:
-            self.ended.set_exception(error)
 
 
 class ActivityFeed(_FeedTask):
     """The roomActivity followers of one room that share one rendering."""
 
     def __init__(
-        self, room_id: PydanticObjectId, render: RenderActivity, streams: StreamService
+        self, room_id: PydanticObjectId, render: RenderActivity, source: FeedSource
     ) -> None:
-        super().__init__(room_id, streams)
+        super().__init__(room_id, source)
         self._render = render
         self.followers: set[ActivityFollower] = set()
 
@@ -325,17 +358,13 @@ class ActivityFeed(_FeedTask):
     async def _run(self) -> None:
         try:
             async with AsyncExitStack() as stack:
-                stream = await self._streams.open_room(
-                    stack, self.room_id, after_seq=None, subscription=False, messages=False
-                )
+                stream = await self._source.open(stack, self.room_id, messages=False)
                 self.ready.set_result(None)
                 async for step in stream.steps():
                     if isinstance(step, Access):
-                        for follower in tuple(self.followers):
-                            if not step.allows(follower.viewer_id):
-                                follower.end(Forbidden(NO_LONGER_A_MEMBER))
+                        _end_refused(self.followers, step)
                     elif not isinstance(step, MessageData):
-                        hidden = await self._streams.hidden_from(
+                        hidden = await self._source.history.hidden_from(
                             step, {follower.viewer_id for follower in self.followers}
                         )
                         payload = await self._render(step)
@@ -386,8 +415,8 @@ async def _ready_feed(
 class RoomFeeds:
     """Every room feed of this instance, keyed by room and shared rendering."""
 
-    def __init__(self, streams: StreamService) -> None:
-        self._streams = streams
+    def __init__(self, source: FeedSource) -> None:
+        self._source = source
         self._feeds: dict[Hashable, RoomFeed] = {}
         self._activity: dict[Hashable, ActivityFeed] = {}
 
@@ -404,7 +433,7 @@ class RoomFeeds:
         Returns when the sink takes no more; raises Forbidden when the viewer leaves
         the room. Cancelling the caller unfollows.
         """
-        make = lambda: ActivityFeed(room_id, make_render(), self._streams)  # noqa: E731
+        make = lambda: ActivityFeed(room_id, make_render(), self._source)  # noqa: E731
         async with _ready_feed(self._activity, (room_id, share_key), make) as feed:
             follower = ActivityFollower(sink, viewer_id)
             feed.followers.add(follower)
@@ -431,7 +460,7 @@ class RoomFeeds:
         the room. Cancelling the caller (the operation's task) unfollows.
         """
         checked_after_seq(after_seq)
-        make = lambda: RoomFeed(room_id, make_render(), self._streams)  # noqa: E731
+        make = lambda: RoomFeed(room_id, make_render(), self._source)  # noqa: E731
         async with _ready_feed(self._feeds, (room_id, share_key), make) as feed:
             start = feed.latest if after_seq is None else after_seq
             follower = Follower(sink, viewer_id, start)

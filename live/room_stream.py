@@ -1,8 +1,9 @@
 """The one rule of live room delivery: exactly once, in order, no gaps, members only.
 
 A ``RoomStream`` turns one room's events (from the hub) and its stored messages into
-the sequence its readers may see. Both readers of a room use it: a single
-subscriber (``services.subscription_streams``) and a shared feed of many (``transport.feeds``).
+the sequence its readers may see. Its readers are the shared feeds
+(``live.room_feeds``), one stream per feed, followed by every subscription of the
+room on this instance that renders alike.
 
 - It watches the room BEFORE it reads where the room stands and who is in it, so a
   message stored or a member removed after those reads also arrives as an event.
@@ -41,6 +42,8 @@ from typing import Protocol
 
 from beanie import PydanticObjectId
 
+from errors import Forbidden
+from live.hub import LAGGED, FanoutHub, Inbox
 from pubsub import (
     ACTIVITY_EVENTS,
     MembersChanged,
@@ -52,10 +55,12 @@ from pubsub import (
     TypingChanged,
     room_route,
 )
-from services.fanout import LAGGED, FanoutHub, Inbox
 
 # Updated messages whose last state a stream remembers, to drop republished edits.
 RECENT_UPDATES = 1_024
+# Stored messages one read gives at most (``RoomHistory.stored_batch``).
+STORED_BATCH = 100
+NO_LONGER_A_MEMBER = "you are no longer a member of this room"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,8 @@ class RoomHistory(Protocol):
     async def stored_batch(
         self, room_id: PydanticObjectId, after_seq: int, before_seq: int | None = None
     ) -> list[MessageData]:
-        """Some stored messages with after_seq < seq (< before_seq), ascending; [] at the end."""
+        """The first ``STORED_BATCH`` stored messages with after_seq < seq (< before_seq),
+        ascending; fewer only at the end."""
         ...
 
     async def membership(self, room_id: PydanticObjectId) -> Membership:
@@ -102,6 +108,10 @@ class Access:
         if viewer_id in self.removed:
             return False
         return self.members is None or viewer_id in self.members
+
+    def refusal(self, viewer_id: str) -> Forbidden | None:
+        """The error that ends the viewer's stream here, or None if it goes on."""
+        return None if self.allows(viewer_id) else Forbidden(NO_LONGER_A_MEMBER)
 
 
 RoomActivity = MessageUpdated | ReactionChanged | TypingChanged | ReadReceipt | MembersChanged

@@ -38,6 +38,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from live.account_cursor import ALSO_SOFT_LIMIT, Cursor, SyncTokenExpired
+from live.hub import LAGGED, FanoutHub, Inbox
+from live.room_stream import Membership
 from pubsub import (
     InvitationReceived,
     MembersChanged,
@@ -51,9 +54,6 @@ from pubsub import (
     room_route,
     user_route,
 )
-from services.fanout import LAGGED, FanoutHub, Inbox
-from services.room_stream import Membership
-from services.sync_tokens import ALSO_SOFT_LIMIT, Cursor, SyncTokenExpired
 
 # How long to wait before catching up again when positions in flight hold the
 # watermark back and ``also`` is full (at most the in-flight deadline in all).
