@@ -31,8 +31,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from beanie import PydanticObjectId
-
 from errors import BadUserInput, Unavailable
 from live.hub import FanoutHub, raise_if_stopped
 from live.room_stream import STORED_BATCH, Access, RoomActivity, RoomHistory, RoomStream
@@ -76,7 +74,7 @@ class FeedSource:
     recheck_seconds: float
 
     async def open(
-        self, stack: AsyncExitStack, room_id: PydanticObjectId, *, messages: bool = True
+        self, stack: AsyncExitStack, room_id: str, *, messages: bool = True
     ) -> RoomStream:
         """The room's stream from now on, serving many followers; closed with the stack."""
         return await RoomStream.open(
@@ -150,7 +148,7 @@ def _end_refused(followers: Iterable[_Following], access: Access) -> None:
 class _FeedTask:
     """What every feed is: followers of one room, and the one task that feeds them."""
 
-    def __init__(self, room_id: PydanticObjectId, source: FeedSource) -> None:
+    def __init__(self, room_id: str, source: FeedSource) -> None:
         self.room_id = room_id
         self._source = source
         self.joining = 0  # followers waiting for the feed to be ready
@@ -188,7 +186,7 @@ class _FeedTask:
 class RoomFeed(_FeedTask):
     """The followers of one room that share one rendering, and the task that feeds them."""
 
-    def __init__(self, room_id: PydanticObjectId, render: Render, source: FeedSource) -> None:
+    def __init__(self, room_id: str, render: Render, source: FeedSource) -> None:
         super().__init__(room_id, source)
         self._render = render
         self.followers: set[Follower] = set()
@@ -344,9 +342,7 @@ class ActivityFollower(_Following):
 class ActivityFeed(_FeedTask):
     """The roomActivity followers of one room that share one rendering."""
 
-    def __init__(
-        self, room_id: PydanticObjectId, render: RenderActivity, source: FeedSource
-    ) -> None:
+    def __init__(self, room_id: str, render: RenderActivity, source: FeedSource) -> None:
         super().__init__(room_id, source)
         self._render = render
         self.followers: set[ActivityFollower] = set()
@@ -422,7 +418,7 @@ class RoomFeeds:
 
     async def follow_activity(
         self,
-        room_id: PydanticObjectId,
+        room_id: str,
         viewer_id: str,
         share_key: Hashable,
         make_render: Callable[[], RenderActivity],
@@ -447,7 +443,7 @@ class RoomFeeds:
 
     async def follow(
         self,
-        room_id: PydanticObjectId,
+        room_id: str,
         viewer_id: str,
         after_seq: int | None,
         share_key: Hashable,

@@ -40,8 +40,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from beanie import PydanticObjectId
-
 from errors import Forbidden
 from live.hub import LAGGED, FanoutHub, Inbox
 from pubsub import (
@@ -74,18 +72,18 @@ class Membership:
 class RoomHistory(Protocol):
     """What a room stream reads from the store."""
 
-    async def latest_seq(self, room_id: PydanticObjectId) -> int:
+    async def latest_seq(self, room_id: str) -> int:
         """The seq of the room's newest stored message; 0 for none."""
         ...
 
     async def stored_batch(
-        self, room_id: PydanticObjectId, after_seq: int, before_seq: int | None = None
+        self, room_id: str, after_seq: int, before_seq: int | None = None
     ) -> list[MessageData]:
-        """The first ``STORED_BATCH`` stored messages with after_seq < seq (< before_seq),
-        ascending; fewer only at the end."""
+        """Up to ``STORED_BATCH`` stored messages with after_seq < seq (< before_seq),
+        ascending; [] at the end."""
         ...
 
-    async def membership(self, room_id: PydanticObjectId) -> Membership:
+    async def membership(self, room_id: str) -> Membership:
         """Who is in the room now (nobody if it is gone)."""
         ...
 
@@ -128,7 +126,7 @@ class RoomStream:
     def __init__(
         self,
         history: RoomHistory,
-        room_id: PydanticObjectId,
+        room_id: str,
         inbox: Inbox,
         recheck_seconds: float,
         messages: bool = True,
@@ -151,7 +149,7 @@ class RoomStream:
         stack: AsyncExitStack,
         hub: FanoutHub,
         history: RoomHistory,
-        room_id: PydanticObjectId,
+        room_id: str,
         after_seq: int | None,
         recheck_seconds: float,
         *,

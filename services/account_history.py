@@ -125,7 +125,7 @@ class StoredAccountHistory:
         return await self._data(found)
 
     async def membership(self, room_id: str) -> Membership:
-        return await self._rooms.membership(PydanticObjectId(room_id))
+        return await self._rooms.membership(room_id)
 
     async def hidden_from_viewer(self, event: TypingChanged | ReadReceipt, viewer_id: str) -> bool:
         return bool(await self._rooms.hidden_from(event, [viewer_id]))

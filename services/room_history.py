@@ -32,20 +32,22 @@ class StoredRoomHistory:
         self._accounts = accounts
         self._access = access
 
-    async def latest_seq(self, room_id: PydanticObjectId) -> int:
-        return await self._messages.latest_seq(room_id)
+    async def latest_seq(self, room_id: str) -> int:
+        return await self._messages.latest_seq(PydanticObjectId(room_id))
 
     async def stored_batch(
-        self, room_id: PydanticObjectId, after_seq: int, before_seq: int | None = None
+        self, room_id: str, after_seq: int, before_seq: int | None = None
     ) -> list[MessageData]:
-        batch = await self._messages.after(room_id, after_seq, STORED_BATCH, before_seq)
+        batch = await self._messages.after(
+            PydanticObjectId(room_id), after_seq, STORED_BATCH, before_seq
+        )
         if not batch:
             return []
         senders = await self._accounts.get_many([message.sender_id for message in batch])
         return [message_data(message, senders.get(message.sender_id)) for message in batch]
 
-    async def membership(self, room_id: PydanticObjectId) -> Membership:
-        return await self._access.membership(room_id)
+    async def membership(self, room_id: str) -> Membership:
+        return await self._access.membership(PydanticObjectId(room_id))
 
     async def hidden_from(self, event: object, viewer_ids: Iterable[str]) -> set[str]:
         return await self._access.hidden_from(event, viewer_ids)

@@ -10,6 +10,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # What services/ may never import, directly or by a submodule.
 FORBIDDEN_IN_SERVICES = ("strawberry", "graphql", "push", "transport", "schema", "resolvers", "app")
+# Live delivery reads the store and renders only through what it is given.
+FORBIDDEN_IN_LIVE = (*FORBIDDEN_IN_SERVICES, "services", "models", "backends", "beanie", "pymongo")
 
 
 # Each file is parsed once: the walks from the many files of services/ meet the same
@@ -62,6 +64,17 @@ def test_services_import_no_graphql_transport_push_or_composition() -> None:
         for path in sorted((REPO / "services").rglob("*.py"))
         for module, by in reachable_imports(path).items()
         if module.split(".")[0] in FORBIDDEN_IN_SERVICES
+    }
+    assert not offending, sorted(offending)
+
+
+def test_live_delivery_reads_no_store_and_knows_no_graphql() -> None:
+    """live/ holds the rules of delivery; the store and the rendering are given to it."""
+    offending = {
+        f"{path.relative_to(REPO)} reaches {module} (imported by {by.relative_to(REPO)})"
+        for path in sorted((REPO / "live").rglob("*.py"))
+        for module, by in reachable_imports(path).items()
+        if module.split(".")[0] in FORBIDDEN_IN_LIVE
     }
     assert not offending, sorted(offending)
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from beanie import PydanticObjectId
 
 from errors import Unavailable
 from live.hub import FanoutHub
@@ -68,7 +67,7 @@ async def feed_over(store: Store, latest: int) -> tuple[RoomFeed, list[int]]:
         return f"<{data.seq}>"
 
     source = FeedSource(FanoutHub(16), cast(FeedHistory, store), recheck_seconds=60)
-    feed = RoomFeed(PydanticObjectId(), render, source)
+    feed = RoomFeed("r", render, source)
     feed.latest = latest
     return feed, rendered
 

@@ -25,7 +25,7 @@ from pubsub import (
     TypingChanged,
 )
 
-ROOM = PydanticObjectId()
+ROOM = str(PydanticObjectId())
 VIEWER = "viewer"
 OTHER = "other"
 
@@ -33,7 +33,7 @@ OTHER = "other"
 def message(seq: int) -> MessageData:
     return MessageData(
         id=f"m{seq}",
-        room_id=str(ROOM),
+        room_id=ROOM,
         seq=seq,
         sender_id=OTHER,
         sender_username="other",
@@ -59,18 +59,18 @@ class History:
         for seq in seqs:
             self.stored[seq] = message(seq)
 
-    async def latest_seq(self, room_id: PydanticObjectId) -> int:
+    async def latest_seq(self, room_id: str) -> int:
         return max(self.stored, default=0)
 
     async def stored_batch(
-        self, room_id: PydanticObjectId, after_seq: int, before_seq: int | None = None
+        self, room_id: str, after_seq: int, before_seq: int | None = None
     ) -> list[MessageData]:
         seqs = sorted(
             s for s in self.stored if s > after_seq and (before_seq is None or s < before_seq)
         )
         return [self.stored[s] for s in seqs[:3]]  # small batches: several reads per refill
 
-    async def membership(self, room_id: PydanticObjectId) -> Membership:
+    async def membership(self, room_id: str) -> Membership:
         self.membership_reads += 1
         return Membership(self.members, self.tag)
 
@@ -140,7 +140,7 @@ async def test_a_removal_behind_a_burst_that_overflowed_the_inbox_is_not_lost() 
         # What one fetch from the broker hands over: 300 messages, then the leave.
         for seq in range(1, 301):
             hub.dispatch(added(seq))
-        hub.dispatch(MembersChanged(room_id=str(ROOM), added=(), removed=(VIEWER,)))
+        hub.dispatch(MembersChanged(room_id=ROOM, added=(), removed=(VIEWER,)))
         first = await live.take(1)
         assert isinstance(first[0], Access) and not first[0].allows(VIEWER)
         assert first[0].allows(OTHER)
@@ -199,7 +199,7 @@ async def test_control_events_are_read_first_and_kept_when_data_overflows() -> N
     inbox = Inbox(capacity=2)
     for seq in range(1, 6):
         inbox.offer(added(seq))
-    removal = MembersChanged(room_id=str(ROOM), added=(), removed=(VIEWER,))
+    removal = MembersChanged(room_id=ROOM, added=(), removed=(VIEWER,))
     inbox.offer(removal)
     async with asyncio.timeout(1):
         got = [await inbox.get() for _ in range(4)]
@@ -314,8 +314,8 @@ async def test_activity_alone_comes_in_order_and_reads_no_stored_message() -> No
         live = Live(steps)
         await live.waiting()
         edited = MessageUpdated(message(1), members_tag="t1")
-        typing = TypingChanged(str(ROOM), OTHER, "other", "Other", True, members_tag="t1")
-        receipt = ReadReceipt(str(ROOM), OTHER, "other", "Other", 2, members_tag="t1")
+        typing = TypingChanged(ROOM, OTHER, "other", "Other", True, members_tag="t1")
+        receipt = ReadReceipt(ROOM, OTHER, "other", "Other", 2, members_tag="t1")
         for event in (added(3), edited, typing, receipt):
             hub.dispatch(event)
         assert await live.take(3) == [edited, typing, receipt]
@@ -325,7 +325,7 @@ async def test_activity_alone_comes_in_order_and_reads_no_stored_message() -> No
         hub.dispatch(stranger)
         got = await take(steps, 2)
         assert isinstance(got[0], Access) and got[1] == stranger
-        left = MembersChanged(room_id=str(ROOM), added=(), removed=(VIEWER,))
+        left = MembersChanged(room_id=ROOM, added=(), removed=(VIEWER,))
         hub.dispatch(left)
         got = await take(steps, 2)
         assert isinstance(got[0], Access) and not got[0].allows(VIEWER) and got[1] == left

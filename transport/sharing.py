@@ -24,7 +24,6 @@ from functools import lru_cache
 from inspect import isawaitable
 from typing import Any
 
-from beanie import PydanticObjectId
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -77,17 +76,17 @@ class SocketOperation:
     def follow_room(self, room_id: str, viewer_id: str, after_seq: int | None) -> None:
         """The socket is to stream the room's messages through a shared feed."""
         shared = self._shared(Message.from_data)
-        room, feeds, sink = PydanticObjectId(room_id), self.feeds, self.sink
+        feeds, sink = self.feeds, self.sink
         self.follow = lambda: feeds.follow(
-            room, viewer_id, after_seq, shared.key, shared.make_render, sink
+            room_id, viewer_id, after_seq, shared.key, shared.make_render, sink
         )
 
     def follow_activity(self, room_id: str, viewer_id: str) -> None:
         """The socket is to stream the room's activity through a shared feed."""
         shared = self._shared(activity_of)
-        room, feeds, sink = PydanticObjectId(room_id), self.feeds, self.sink
+        feeds, sink = self.feeds, self.sink
         self.follow = lambda: feeds.follow_activity(
-            room, viewer_id, shared.key, shared.make_render, sink
+            room_id, viewer_id, shared.key, shared.make_render, sink
         )
 
     def _shared(self, to_root: Callable[[Any], Any]) -> SharedSelection:
