@@ -25,9 +25,7 @@ where an operation handed to its socket goes on to follow its feed), and
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -49,8 +47,7 @@ from transport.draining import OpenSockets
 from transport.sharing import SocketOperation, error_payload
 from transport.socket_limits import REFUSED_CODE, close_reason, open_socket_slot
 from transport.socket_sessions import SocketSessions, WatchedSocket
-from transport.socket_wire import encoded_text_frame
-from transport.socket_writer import QueuedWebSocket
+from transport.socket_writer import OperationFrames, QueuedWebSocket, frame_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -87,60 +84,6 @@ class SocketContext(Context):
         self.live = live
 
 
-class SharedFrame:
-    """The last frame built around a payload for every operation with one prefix.
-
-    A feed hands the same payload object to each of its followers in turn, and most
-    clients use the same operation ids: the followers with one prefix then send one
-    frame, built once per payload, not once per socket (identical bytes, shared).
-    """
-
-    __slots__ = ("__weakref__", "encoded", "frame", "payload", "prefix")
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.payload: str | None = None
-        self.frame = ""
-        self.encoded = b""  # the frame as the WebSocket frame's bytes
-
-    def around(self, payload: str) -> SharedFrame:
-        """This frame, around the payload (built again only for a new payload)."""
-        if payload is not self.payload:
-            self.frame = f"{self.prefix}{payload}}}"
-            self.encoded = encoded_text_frame(self.frame)
-            self.payload = payload
-        return self
-
-
-# One SharedFrame per prefix in use, gone with the last operation that uses it.
-_SHARED_FRAMES: weakref.WeakValueDictionary[str, SharedFrame] = weakref.WeakValueDictionary()
-
-
-def shared_frame(prefix: str) -> SharedFrame:
-    shared = _SHARED_FRAMES.get(prefix)
-    if shared is None:
-        shared = _SHARED_FRAMES[prefix] = SharedFrame(prefix)
-    return shared
-
-
-class OperationFrames:
-    """One operation's frames around payloads rendered once for many sockets."""
-
-    __slots__ = ("_frame", "_is_open", "_socket")
-
-    def __init__(self, socket: QueuedWebSocket, prefix: str, is_open: Callable[[], bool]) -> None:
-        self._socket = socket
-        self._frame = shared_frame(prefix)
-        self._is_open = is_open
-
-    def deliver(self, payload: str) -> bool:
-        # A client that completed the operation gets nothing more for its id.
-        if not self._is_open():
-            return False
-        frame = self._frame.around(payload)
-        return self._socket.offer_encoded(frame.frame, frame.encoded)
-
-
 def operation_problem(message: object) -> str | None:
     """What is wrong with a subscribe/start message's shape, or None if it is sound.
 
@@ -170,11 +113,6 @@ def answers_once(query: str, operation_name: str | None) -> bool:
     except GraphQLError:
         return False  # strawberry answers the syntax error itself, at once
     return operation is not None and operation.operation != OperationType.SUBSCRIPTION
-
-
-def frame_prefix(fields: dict[str, str]) -> str:
-    """The frame's text up to its payload, which follows with the closing brace."""
-    return json.dumps({**fields, "payload": None}).removesuffix("null}")
 
 
 class _SocketRules:

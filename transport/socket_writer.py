@@ -12,6 +12,10 @@ The one exception keeps that order: a frame a shared feed encoded once for many
 sockets (``offer_encoded``) is written to the transport at once when nothing waits
 before it and the transport is under its high-water mark (``transport.socket_wire``);
 a client that stops reading soon pauses the transport, and its frames queue here.
+
+An operation served by a shared feed writes through its ``OperationFrames``: the
+operation's frame prefix around the feed's payload, built once per payload for
+every operation with the same prefix (``SharedFrame``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import suppress
@@ -29,7 +34,7 @@ from strawberry.http.async_base_view import AsyncWebSocketAdapter
 
 from observability.metrics import DELIVERIES, REFUSED_SEND_QUEUE_FULL, SOCKETS_REFUSED
 from transport.socket_limits import LimitCodedWebSocket
-from transport.socket_wire import socket_wire
+from transport.socket_wire import encoded_text_frame, socket_wire
 
 logger = logging.getLogger(__name__)
 
@@ -230,3 +235,62 @@ class QueuedWebSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._adapter, name)
+
+
+class SharedFrame:
+    """The last frame built around a payload for every operation with one prefix.
+
+    A feed hands the same payload object to each of its followers in turn, and most
+    clients use the same operation ids: the followers with one prefix then send one
+    frame, built once per payload, not once per socket (identical bytes, shared).
+    """
+
+    __slots__ = ("__weakref__", "encoded", "frame", "payload", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.payload: str | None = None
+        self.frame = ""
+        self.encoded = b""  # the frame as the WebSocket frame's bytes
+
+    def around(self, payload: str) -> SharedFrame:
+        """This frame, around the payload (built again only for a new payload)."""
+        if payload is not self.payload:
+            self.frame = f"{self.prefix}{payload}}}"
+            self.encoded = encoded_text_frame(self.frame)
+            self.payload = payload
+        return self
+
+
+# One SharedFrame per prefix in use, gone with the last operation that uses it.
+_SHARED_FRAMES: weakref.WeakValueDictionary[str, SharedFrame] = weakref.WeakValueDictionary()
+
+
+def shared_frame(prefix: str) -> SharedFrame:
+    shared = _SHARED_FRAMES.get(prefix)
+    if shared is None:
+        shared = _SHARED_FRAMES[prefix] = SharedFrame(prefix)
+    return shared
+
+
+class OperationFrames:
+    """One operation's frames around payloads rendered once for many sockets."""
+
+    __slots__ = ("_frame", "_is_open", "_socket")
+
+    def __init__(self, socket: QueuedWebSocket, prefix: str, is_open: Callable[[], bool]) -> None:
+        self._socket = socket
+        self._frame = shared_frame(prefix)
+        self._is_open = is_open
+
+    def deliver(self, payload: str) -> bool:
+        # A client that completed the operation gets nothing more for its id.
+        if not self._is_open():
+            return False
+        frame = self._frame.around(payload)
+        return self._socket.offer_encoded(frame.frame, frame.encoded)
+
+
+def frame_prefix(fields: dict[str, str]) -> str:
+    """The frame's text up to its payload, which follows with the closing brace."""
+    return json.dumps({**fields, "payload": None}).removesuffix("null}")
