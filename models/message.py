@@ -59,6 +59,8 @@ class MessageDoc(Document):
             ),
             IndexModel([("idempotency_key", ASCENDING)], unique=True, name="idempotency_unique"),
             IndexModel([("room_id", ASCENDING), ("pos", ASCENDING)], name="room_pos"),
+            # Every room's events in a span of positions (``services.recent_room_events``).
+            IndexModel([("pos", ASCENDING)], name="pos"),
             IndexModel([("published", ASCENDING), ("created_at", ASCENDING)], name="unpublished"),
             IndexModel(
                 [("update_published", ASCENDING), ("updated_at", ASCENDING)],

@@ -34,6 +34,8 @@ class RoomEventDoc(Document):
         name = "room_events"
         indexes = [
             IndexModel([("room_id", ASCENDING), ("pos", ASCENDING)], name="room_pos"),
+            # Every room's events in a span of positions (``services.recent_room_events``).
+            IndexModel([("pos", ASCENDING)], name="pos"),
             IndexModel([("user_ids", ASCENDING), ("pos", ASCENDING)], name="user_pos"),
             IndexModel([("at", ASCENDING)], name="at"),
         ]

@@ -1,9 +1,12 @@
 """What an account stream reads: the watermark, the viewer's rooms, and replays.
 
-The store side of ``live.account_stream`` (its ``AccountHistory``). A replay
-page is two queries whatever the number of rooms: the messages of the rooms by
-``(room_id, pos)`` and the room event log (``models.room_event``), merged by
-position; the senders of the page's messages are read in one batch.
+The store side of ``live.account_stream`` (its ``AccountHistory``). A replay near
+the watermark (where live streams catch up) comes from chunks of every room's
+events that every stream of the instance shares (``services.recent_room_events``);
+one further back is two queries for the viewer alone whatever the number of rooms:
+the messages of the rooms by ``(room_id, pos)`` and the room event log
+(``models.room_event``), merged by position. Either way, the senders of the
+messages read are read in one batch.
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ from services.accounts import AccountService
 from services.event_positions import EventPositions
 from services.message_data import message_data
 from services.rate_limits import LimitName, RateLimiter
+from services.recent_room_events import CHUNK, KEPT_CHUNKS, RecentRoomEvents, RoomEventEntry
 from services.room_history import StoredRoomHistory
 from services.sync_tokens import SyncTokens
 
 # Messages one read of a room's messages by seq gives at most (a gap, a join).
 MESSAGES_READ = 500
+# A replay this close to the watermark reads the shared recent chunks; one further
+# back reads the viewer's own events alone.
+RECENT_POSITIONS = CHUNK * KEPT_CHUNKS // 2
 _REPLAYED = (
     MessageUpdated,
     ReactionChanged,
@@ -56,6 +63,8 @@ class StoredAccountHistory:
         self._positions = positions
         self._accounts = accounts
         self._rooms = rooms
+        # Catch-ups near the watermark, shared by every account stream here.
+        self._recent = RecentRoomEvents(self._read_span)
 
     async def watermark(self) -> int:
         return await self._positions.watermark()
@@ -64,6 +73,17 @@ class StoredAccountHistory:
         return await self._rooms.rooms_of(viewer_id)
 
     async def replay(
+        self, viewer_id: str, rooms: set[str], after: int, upto: int, limit: int
+    ) -> tuple[list[Stored], int]:
+        recent_from = max(after, upto - RECENT_POSITIONS)
+        if after < recent_from:
+            # Far behind (a token from yesterday): the viewer's own events, read for
+            # this stream alone, rather than everyone's.
+            return await self._replay_alone(viewer_id, rooms, after, recent_from, limit)
+        entries, reached = await self._recent.between(viewer_id, rooms, after, upto, limit)
+        return [Stored(entry.pos, entry.item) for entry in entries], reached
+
+    async def _replay_alone(
         self, viewer_id: str, rooms: set[str], after: int, upto: int, limit: int
     ) -> tuple[list[Stored], int]:
         room_ids = [PydanticObjectId(each) for each in rooms]
@@ -107,6 +127,23 @@ class StoredAccountHistory:
                 stored.append(Stored(entry.pos, event))
         stored.sort(key=lambda each: each.pos)
         return stored, reached
+
+    async def _read_span(self, after: int, upto: int) -> list[RoomEventEntry]:
+        """Every stored event with after < pos <= upto, of every room, ascending."""
+        span = {"$gt": after, "$lte": upto}
+        messages = await MessageDoc.find({"pos": span}).to_list()
+        logged = await RoomEventDoc.find({"pos": span}).to_list()
+        entries = [
+            RoomEventEntry(message.pos, str(message.room_id), frozenset(), data)
+            for message, data in zip(messages, await self._data(messages), strict=True)
+            if message.pos is not None
+        ]
+        for entry in logged:
+            if (event := _logged_event(entry)) is not None:
+                users = frozenset(map(str, entry.user_ids))
+                entries.append(RoomEventEntry(entry.pos, str(entry.room_id), users, event))
+        entries.sort(key=lambda each: each.pos)
+        return entries
 
     async def messages(
         self, room_id: str, after_seq: int, before_seq: int | None, above_pos: int
