@@ -4,30 +4,16 @@ positions share each chunk's read, and each keeps only what concerns its viewer.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 
-from pubsub import MessageData, RoomAdded
+from devtools.sample_events import room_message
+from pubsub import RoomAdded
 from services.recent_room_events import CHUNK, RecentRoomEvents, RoomEventEntry
 
 
 def message(pos: int, room: str) -> RoomEventEntry:
-    data = MessageData(
-        id=f"m{pos}",
-        room_id=room,
-        seq=pos,
-        sender_id="s",
-        sender_username="s",
-        sender_display_name="S",
-        text=f"text {pos}",
-        client_id=None,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        edited_at=None,
-        deleted=False,
-        pos=pos,
-    )
-    return RoomEventEntry(pos, room, frozenset(), data)
+    return RoomEventEntry(pos, room, frozenset(), room_message(room, pos).message)
 
 
 class Store:
