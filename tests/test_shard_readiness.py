@@ -125,6 +125,15 @@ def test_every_collection_is_either_sharded_or_says_why_not() -> None:
             assert key.field in stored, f"{model.__name__} has no field {key.field}"
 
 
+def test_the_scaling_guide_names_each_collections_shard_key() -> None:
+    guide = (REPO / "docs" / "scaling.md").read_text()
+    for collection, key in SHARD_KEYS.items():
+        row = rf"^\| `{collection}` \| `{re.escape(key.field)}`"
+        assert re.search(row, guide, re.MULTILINE), f"docs/scaling.md: no row {collection}"
+    for collection in UNSHARDED:
+        assert f"| `{collection}` | unsharded |" in guide, f"docs/scaling.md: {collection}"
+
+
 def test_every_unique_index_of_a_sharded_collection_starts_with_its_shard_key() -> None:
     assert misplaced_uniques(DOCUMENT_MODELS, SHARD_KEYS, DROPPED_WHEN_SHARDED) == []
 
