@@ -56,6 +56,7 @@ from tests.support.shard_walk import (
     fields_named,
     misplaced_uniques,
     names_field,
+    scatter_shapes,
     untargeted,
 )
 
@@ -108,6 +109,15 @@ subscription($s: String) {
 """
 MUTE = "mutation($r: ID!) { muteRoom(roomId: $r) { id } }"
 FRIENDS = "{ friends { id } }"
+SEARCH_MESSAGES = """
+query($q: String!, $r: ID) { searchMessages(query: $q, roomId: $r) { edges { node { seq } } } }
+"""
+REMOVE_MEMBER = "mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }"
+LEAVE = "mutation($r: ID!) { leaveRoom(roomId: $r) }"
+REMOVE_FRIEND = "mutation($u: ID!) { removeFriend(userId: $u) }"
+BLOCK = "mutation($u: ID!) { blockUser(userId: $u) }"
+DELETE_ACCOUNT = "mutation($p: String!) { deleteAccount(password: $p) }"
+LOG_OUT = "mutation { logOut }"
 
 
 # --- the plan itself -------------------------------------------------------------
@@ -302,6 +312,26 @@ async def _chat_as_users_do(server: RecordingServer) -> None:
         assert [row["room"]["id"] for row in later["rooms"]] == [group]
 
 
+async def _part_as_users_do(server: RecordingServer) -> None:
+    """What people do less often: search, remove a member, leave, unfriend, block, end
+    a session, delete an account."""
+    alice, bob, carol, dave = [await sign_up(server, prefix) for prefix in "abcd"]
+    group = await group_room(server, alice, [bob, carol, dave])
+    direct = await direct_room(server, dave, carol)
+    await _send(server, alice, group, "a word to find", "c-1")
+    await _send(server, dave, direct, "another word", "c-2")
+    for room in (group, None):
+        found = await as_user(server, bob, SEARCH_MESSAGES, q="word", r=room)
+        assert [edge["node"]["seq"] for edge in found["searchMessages"]["edges"]] == [1]
+    await as_user(server, alice, REMOVE_MEMBER, r=group, u=carol.id)
+    assert (await as_user(server, bob, LEAVE, r=group))["leaveRoom"] is True
+    await as_user(server, alice, REMOVE_FRIEND, u=bob.id)
+    await as_user(server, carol, BLOCK, u=alice.id)
+    await as_user(server, bob, LOG_OUT)
+    gone = await as_user(server, dave, DELETE_ACCOUNT, p="correct horse battery")
+    assert gone["deleteAccount"] is True
+
+
 async def _send(server: RecordingServer, sender: Account, room: str, text: str, client: str) -> Any:
     return (await as_user(server, sender, SEND, r=room, t=text, c=client))["sendMessage"]
 
@@ -312,6 +342,7 @@ async def test_the_queries_of_a_conversation_name_their_shard_key(
 ) -> None:
     server, record = recording
     await _chat_as_users_do(server)
+    await _part_as_users_do(server)
     await server.stop()  # every query written
     queries = read_record(record)
     # The record saw each sharded collection asked (the check below has work to do).
@@ -319,3 +350,7 @@ async def test_the_queries_of_a_conversation_name_their_shard_key(
         query.collection for query in queries
     }
     assert untargeted(queries, SHARD_KEYS, ACCEPTED_SCATTERS) == []
+    # Every scatter the plan accepts is one the server really sends (the list does not
+    # outlive the queries it excuses).
+    accepted = {(scatter.collection, scatter.fields) for scatter in ACCEPTED_SCATTERS}
+    assert accepted - scatter_shapes(queries, SHARD_KEYS) == set()

@@ -123,6 +123,19 @@ def fields_named(query: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def scatter_shapes(
+    queries: Iterable[RecordedQuery], shard_keys: Mapping[str, ShardKey]
+) -> set[tuple[str, tuple[str, ...]]]:
+    """(collection, fields named) of each query on a sharded collection that does not
+    name its shard key."""
+    return {
+        (query.collection, fields_named(query.filter))
+        for query in queries
+        if (key := shard_keys.get(query.collection)) is not None
+        and not names_field(query.filter, key.field)
+    }
+
+
 def untargeted(
     queries: Iterable[RecordedQuery],
     shard_keys: Mapping[str, ShardKey],
