@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     # default), or enough updates at once deadlock it for good. Two cores of store
     # gain nothing from more commands in flight.
     mongo_max_connections: int = Field(default=16, ge=1)
+    # The database's collections are sharded as models/shard_keys.py plans
+    # (docs/scaling.md): the indexes only an unsharded collection keeps are not created.
+    mongo_sharded: bool = False
 
     # Presence: a socket counts as alive for TTL unless its instance refreshes it
     # every heartbeat; OFFLINE waits out the grace period after the last socket

@@ -76,6 +76,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 settings.mongo_url,
                 settings.backend_timeout_seconds,
                 settings.mongo_max_connections,
+                sharded=settings.mongo_sharded,
             )
         )
         redis = await stack.enter_async_context(

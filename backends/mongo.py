@@ -13,12 +13,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from beanie import Document, init_beanie
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, IndexModel
 from pymongo.errors import PyMongoError
 
 from backends.embedded import embedded_database
 from errors import BackendUnreachable, ConfigError, describe
 from models import DOCUMENT_MODELS
+from models.shard_keys import DROPPED_WHEN_SHARDED
 from observability.backend_commands import MongoRoundTrips
 
 DEFAULT_DATABASE = "plop"
@@ -45,18 +46,32 @@ async def aggregate_rows(
     return rows
 
 
-async def _ensure_indexes() -> None:
+def indexes_to_create(model: type[Document], sharded: bool) -> list[IndexModel]:
+    """The model's declared indexes; on a sharded database, without those that only an
+    unsharded collection keeps (``models.shard_keys.DROPPED_WHEN_SHARDED``): MongoDB
+    refuses to create them there, and the start would fail."""
+    name = model.get_settings().name
+    return [
+        index.index
+        for index in model.get_settings().indexes or []
+        if not (sharded and (name, index.index.document["name"]) in DROPPED_WHEN_SHARDED)
+    ]
+
+
+async def _ensure_indexes(sharded: bool) -> None:
     """Creates each model's indexes, one index per command.
 
     FerretDB 1.24 drops the connection (a server-side panic) when one createIndexes
     command names two or more indexes that already exist, which is what Beanie sends
     on every start after the first. One index per command works on FerretDB and
-    MongoDB alike, and creating an existing index is a no-op on both.
+    MongoDB alike, and creating an existing index is a no-op on both. Indexes are only
+    ever added here, never dropped: an index a version no longer declares stays until
+    an operator drops it (docs/scaling.md).
     """
     for model in DOCUMENT_MODELS:
         collection = model.get_pymongo_collection()
-        for index in model.get_settings().indexes or []:
-            await collection.create_indexes([index.index])
+        for index in indexes_to_create(model, sharded):
+            await collection.create_indexes([index])
 
 
 def _sets_pool_size(url: str) -> bool:
@@ -65,10 +80,11 @@ def _sets_pool_size(url: str) -> bool:
 
 @asynccontextmanager
 async def open_database(
-    url: str, timeout_seconds: float, max_connections: int
+    url: str, timeout_seconds: float, max_connections: int, *, sharded: bool = False
 ) -> AsyncIterator[None]:
     """Connect Beanie's documents to the database the URL names, for the block's life,
-    over at most ``max_connections`` (a ``maxPoolSize`` in the URL wins)."""
+    over at most ``max_connections`` (a ``maxPoolSize`` in the URL wins); ``sharded``
+    says its collections are sharded as ``models.shard_keys`` plans."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         await init_beanie(
@@ -96,7 +112,7 @@ async def open_database(
                 document_models=DOCUMENT_MODELS,
                 skip_indexes=True,
             )
-            await _ensure_indexes()
+            await _ensure_indexes(sharded)
         except PyMongoError as exc:
             raise BackendUnreachable("mongo", url, describe(exc)) from exc
         yield

@@ -58,6 +58,14 @@ class MessageDoc(Document):
                 [("room_id", ASCENDING), ("seq", DESCENDING)], unique=True, name="room_seq_unique"
             ),
             IndexModel([("idempotency_key", ASCENDING)], unique=True, name="idempotency_unique"),
+            # The same key unique per room: what takes the place of idempotency_unique
+            # once the collection is sharded by room (models.shard_keys). It holds for
+            # every stored message already, so building it refuses none.
+            IndexModel(
+                [("room_id", ASCENDING), ("idempotency_key", ASCENDING)],
+                unique=True,
+                name="room_idempotency_unique",
+            ),
             IndexModel([("room_id", ASCENDING), ("pos", ASCENDING)], name="room_pos"),
             # Every room's events in a span of positions (``services.recent_room_events``).
             IndexModel([("pos", ASCENDING)], name="pos"),

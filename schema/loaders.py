@@ -31,6 +31,7 @@ from services.replies import messages_by_id
 from services.sequence import latest_seqs, messages_at
 
 RoomKey = tuple[PydanticObjectId, PydanticObjectId]  # (room, viewer)
+MessageKey = tuple[PydanticObjectId, PydanticObjectId]  # (room, message)
 T = TypeVar("T")
 
 
@@ -70,8 +71,8 @@ class Loaders:
         self.read_markers = DataLoader[RoomKey, int](self._read_markers, cache=False)
         # (room, viewer) -> when the viewer's mute of the room ends (None: not muted).
         self.mutes = DataLoader[RoomKey, datetime | None](self._mutes, cache=False)
-        # message -> the message (the originals of a page's replies).
-        self.messages = DataLoader[PydanticObjectId, MessageDoc | None](self._messages, cache=False)
+        # (room, message) -> the message (the originals of a page's replies).
+        self.messages = DataLoader[MessageKey, MessageDoc | None](self._messages, cache=False)
         # message -> its reactions, oldest first.
         self.reactions = DataLoader[PydanticObjectId, list[ReactionDoc]](
             self._reactions, cache=False
@@ -145,9 +146,9 @@ class Loaders:
         }
         return [counts[viewer_id][room_id] for room_id, viewer_id, _ in keys]
 
-    async def _messages(self, keys: Sequence[PydanticObjectId]) -> list[MessageDoc | None]:
+    async def _messages(self, keys: Sequence[MessageKey]) -> list[MessageDoc | None]:
         found = await messages_by_id(keys)
-        return [found.get(key) for key in keys]
+        return [found.get(message_id) for _, message_id in keys]
 
     async def _reactions(self, keys: Sequence[PydanticObjectId]) -> list[list[ReactionDoc]]:
         found = await reactions_of(keys)

@@ -208,7 +208,7 @@ async def _message_reply_to(root: Message, info: Info) -> Message | None:
     if root.reply_to_id is None:
         return None
     loaders = info.context.loaders
-    original = await loaders.messages.load(parse_id(root.reply_to_id))
+    original = await loaders.messages.load((parse_id(root.room_id), parse_id(root.reply_to_id)))
     if original is None:
         return None
     return Message.from_doc(original, await loaders.users.load(original.sender_id))
@@ -580,12 +580,13 @@ class ReactionChanged:
     emoji: str
     added: bool
     message_id: strawberry.Private[str]
+    room_id: strawberry.Private[str]
 
     @strawberry.field
     async def message(self, info: Info) -> Message:
         """The message as it stands now, its reactions included."""
         loaders = info.context.loaders
-        found = await loaders.messages.load(parse_id(self.message_id))
+        found = await loaders.messages.load((parse_id(self.room_id), parse_id(self.message_id)))
         if found is None:  # messages are never removed, only emptied
             raise NotFound("no such message")
         return Message.from_doc(found, await loaders.users.load(found.sender_id))
@@ -597,6 +598,7 @@ class ReactionChanged:
             emoji=event.emoji,
             added=event.added,
             message_id=event.message_id,
+            room_id=event.room_id,
         )
 
 

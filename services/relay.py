@@ -58,13 +58,18 @@ class PublishedMarks:
 
     def __init__(self, locks: Locks) -> None:
         self._ids: list[PydanticObjectId] = []
+        # The rooms of the marked messages: they only narrow the update to the rooms'
+        # shards on a cluster sharded by room (models.shard_keys).
+        self._rooms: set[PydanticObjectId] = set()
         self._locks = locks
 
-    def add(self, message_id: PydanticObjectId) -> None:
+    def add(self, message_id: PydanticObjectId, room_id: PydanticObjectId) -> None:
         self._ids.append(message_id)
+        self._rooms.add(room_id)
 
     async def flush(self) -> None:
         ids, self._ids = self._ids, []
+        rooms, self._rooms = self._rooms, set()
         if not ids:
             return
         taken: list[int] = []
@@ -72,14 +77,18 @@ class PublishedMarks:
             async with self._locks.hold_free([_message_lock(i) for i in ids]) as taken:
                 if taken:
                     held = [ids[position] for position in taken]
-                    await MessageDoc.find({"_id": {"$in": held}, "published": False}).update_many(
+                    marked = {"room_id": {"$in": list(rooms)}, "_id": {"$in": held}}
+                    await MessageDoc.find({**marked, "published": False}).update_many(
                         {"$set": {"published": True}}
                     )
         except Exception:
             self._ids.extend(ids)  # kept for the next flush
+            self._rooms |= rooms
             raise
         held_positions = set(taken)
         self._ids.extend(i for position, i in enumerate(ids) if position not in held_positions)
+        if self._ids:
+            self._rooms |= rooms  # a superset of the waiting messages' rooms will do
 
 
 class MessageRelay:
@@ -116,7 +125,7 @@ class MessageRelay:
         event = MessageAdded(message_data(message, sender), members_tag)
         if await self._publisher.publish(event):
             assert message.id is not None
-            self.marks.add(message.id)
+            self.marks.add(message.id, message.room_id)
             message.published = True
         else:
             self.last_failure = time.monotonic()
@@ -131,7 +140,11 @@ class MessageRelay:
             # Only this very update: a later one that raced it stays for the relay.
             async with self.writing(message.id):
                 await MessageDoc.find(
-                    {"_id": message.id, "updated_at": message.updated_at}
+                    {
+                        "room_id": message.room_id,
+                        "_id": message.id,
+                        "updated_at": message.updated_at,
+                    }
                 ).update_many({"$set": {"update_published": True}})
             message.update_published = True
         else:

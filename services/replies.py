@@ -28,11 +28,15 @@ async def reply_target(
 
 
 async def messages_by_id(
-    message_ids: Iterable[PydanticObjectId],
+    keys: Iterable[tuple[PydanticObjectId, PydanticObjectId]],
 ) -> dict[PydanticObjectId, MessageDoc]:
-    """The messages with these ids (those that exist): one query for a page's originals."""
-    wanted = list(set(message_ids))
+    """The messages with these (room, message) ids, by id (those that exist): one query
+    for a page's originals. The rooms only narrow the query to the rooms' shards on a
+    cluster sharded by room (models.shard_keys); the ids alone decide what is found."""
+    wanted = set(keys)
     if not wanted:
         return {}
-    found = await MessageDoc.find({"_id": {"$in": wanted}}).to_list()
+    rooms = list({room_id for room_id, _ in wanted})
+    ids = list({message_id for _, message_id in wanted})
+    found = await MessageDoc.find({"room_id": {"$in": rooms}, "_id": {"$in": ids}}).to_list()
     return {message.id: message for message in found if message.id is not None}

@@ -224,8 +224,12 @@ class SyncService:
             kept = newest[max(0, len(newest) - messages_per_room) :] if messages_per_room else []
             wanted += [message.id for message in kept]
             limited[state.id] = len(kept) < len(newest)
+        # The rooms only narrow the query to their shards on a cluster sharded by room.
+        wanted_rooms = list(limited)
         found = (
-            await MessageDoc.find({"_id": {"$in": wanted}}, batch_size=ONE_REPLY).to_list()
+            await MessageDoc.find(
+                {"room_id": {"$in": wanted_rooms}, "_id": {"$in": wanted}}, batch_size=ONE_REPLY
+            ).to_list()
             if wanted
             else []
         )
