@@ -22,8 +22,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
+from backends.redis import KeyValueStore
 from errors import BadUserInput, Forbidden
 
 KEY_NAME = "{event-positions}:token-key"
@@ -61,7 +60,7 @@ class Cursor:
 class SyncTokens:
     """Encodes and checks tokens with the deployment's shared key."""
 
-    def __init__(self, redis: Redis, retention_seconds: float) -> None:
+    def __init__(self, redis: KeyValueStore, retention_seconds: float) -> None:
         self._redis = redis
         self._retention_seconds = retention_seconds
         self._key: bytes | None = None
