@@ -9,9 +9,13 @@ one batch per node.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -43,6 +47,56 @@ def cluster_nodes(url: str) -> list[tuple[str, int]]:
     return nodes
 
 
+class WaitingRedisCluster(RedisCluster):
+    """A cluster client whose commands wait for a free connection.
+
+    redis-py's cluster client refuses a command at once (``MaxConnectionsError``)
+    when its node's connections are all busy, which under load fails requests that
+    only had to wait a moment; the single-server client here waits (a blocking
+    pool). So does this one: at most ``max_connections`` commands and pipelines are
+    in flight at once, each holding at most one connection per node, and the others
+    wait their turn up to the timeout, then fail as a connection error (UNAVAILABLE).
+    """
+
+    def __init__(self, *, max_connections: int, wait_seconds: float, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        self._in_flight = asyncio.Semaphore(max_connections)
+        self._wait_seconds = wait_seconds
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Holds one of the client's turns (a connection on each node) for the block."""
+        try:
+            async with asyncio.timeout(self._wait_seconds):
+                await self._in_flight.acquire()
+        except TimeoutError as exc:
+            raise RedisConnectionError("no Redis Cluster connection free in time") from exc
+        try:
+            yield
+        finally:
+            self._in_flight.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: bool | None = None, shard_hint: Any = None) -> ClusterPipeline:
+        # redis-py declares an attribute abstract that its own pipeline never sets.
+        return _WaitingPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _WaitingPipeline(ClusterPipeline):
+    """A pipeline that takes one of its client's turns while it is sent."""
+
+    def __init__(self, client: WaitingRedisCluster, transaction: bool | None) -> None:
+        super().__init__(client, transaction)
+        self._waiting_client = client
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        async with self._waiting_client.turn():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
 def open_cluster(url: str, timeout_seconds: float, max_connections: int) -> RedisCluster:
     """A cluster client for the URL (connections are made at the first command)."""
     split = urlsplit(url)
@@ -51,7 +105,8 @@ def open_cluster(url: str, timeout_seconds: float, max_connections: int) -> Redi
     if split.path not in ("", "/", "/0"):
         # Redis Cluster has database 0 only.
         raise ConfigError(f"PLOP_REDIS_URL names a database, which a cluster has not: {url!r}")
-    return RedisCluster(
+    return WaitingRedisCluster(
+        wait_seconds=timeout_seconds,
         startup_nodes=[ClusterNode(host, port) for host, port in cluster_nodes(url)],
         username=unquote(username) or None,
         password=unquote(password) or None,

@@ -12,12 +12,13 @@ from beanie import PydanticObjectId
 from backends.mongo import open_database
 from backends.redis import open_redis
 from models import RoomProgressDoc
+from tests.support.redis_cluster import start_redis_cluster
 from tests.support.services import RealServices
 
 CONCURRENT_COMMANDS = 500  # well past the pool size: commands must wait, not fail
 
 
-@pytest.mark.parametrize("backend", ["real", "embedded"])
+@pytest.mark.parametrize("backend", ["real", "cluster", "embedded"])
 async def test_redis_commands_past_the_pool_size_wait_instead_of_failing(
     backend: str, request: pytest.FixtureRequest
 ) -> None:
@@ -25,6 +26,8 @@ async def test_redis_commands_past_the_pool_size_wait_instead_of_failing(
     if backend == "real":
         services: RealServices = request.getfixturevalue("real_services")
         url = services.redis_url
+    elif backend == "cluster":
+        url = await asyncio.to_thread(start_redis_cluster)
     async with open_redis(url, timeout_seconds=10, max_connections=20) as redis:
 
         async def slow_round_trip(number: int) -> str | None:
