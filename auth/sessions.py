@@ -15,8 +15,8 @@ Redis Cluster each is wherever its own hash slot is, and no step needs two slots
 once. The key names are those of single-server deployments, so sessions outlive a
 move to a cluster (copied as they are) and an upgrade. The cap is therefore kept in
 steps, not in one script: a new session is stored, listed, then the listed sessions
-are checked and the oldest past the cap ended; two logIns of the same user at the
-same moment may both end the same oldest session, never more than the cap asks.
+are checked and the oldest past the cap ended (two logIns of the same user at the
+same moment may both end the same oldest one: it is reported ended once).
 
 What the user is shown of a session (``sessions``: created, last seen, User-Agent)
 is kept beside it in a hash of its own with the same expiry; last seen is written
@@ -124,7 +124,7 @@ class SessionStore:
 
     async def create(self, user_id: str, user_agent: str | None = None) -> NewSession:
         """A new token for the user, valid for the configured TTL; past the per-user
-        cap, the user's oldest sessions end in the same step."""
+        cap, the user's oldest sessions end right after it is stored."""
         token = secrets.token_urlsafe(TOKEN_BYTES)
         new_id, now_ms = session_id(token), _now_ms()
         agent = (user_agent or "")[:MAX_USER_AGENT_CHARS]
