@@ -12,7 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from backends.redis_cluster import CLUSTER_SCHEME, open_cluster
 from errors import BackendUnreachable, ConfigError, describe
@@ -74,7 +74,7 @@ async def open_redis(
         # stops the start instead of failing the first requests.
         try:
             await client.ping()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise BackendUnreachable("redis", url, describe(exc)) from exc
         yield client
     finally:
