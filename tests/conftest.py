@@ -159,11 +159,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
     if "PYTEST_XDIST_WORKER" in os.environ:
         longest_files_first(items)  # the workers' queue: tests/support/file_order.py
-    # A Redis failover disturbs only the cluster its own tests use: it runs last in
-    # its worker (whose other tests it would slow), before the Kafka restart.
-    items.sort(
-        key=lambda item: (
-            item.get_closest_marker("restarts_kafka") is not None,
-            item.get_closest_marker("redis_failover") is not None,
-        )
-    )
+    items.sort(key=lambda item: item.get_closest_marker("restarts_kafka") is not None)

@@ -1,7 +1,11 @@
 """Plop on a Redis Cluster (three masters with a replica each, started by
 ``scripts/services.sh start redis-cluster``), with the real Kafka and FerretDB: two
 instances serve everything that lives in Redis, and a master's failover loses no
-session and no spent budget."""
+session and no spent budget.
+
+The cluster is this file's alone, so its failover (marked ``redis_failover``) runs
+beside the other files' tests, in the suite's parallel run; it is the file's last
+test, on the same two servers."""
 
 from __future__ import annotations
 
