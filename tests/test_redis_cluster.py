@@ -72,6 +72,7 @@ subscription($s: String) {
 }
 """
 ME = "{ me { id } }"
+ROOM_PRESENCE = "query($r: ID!) { room(id: $r) { members { id presence { status } } } }"
 # Hot room: several members sending at once, each send under the room's turn.
 SENDERS, SENDS_EACH = 3, 4
 # A failover makes the keys of the dead master's slots unreachable until its replica
@@ -162,6 +163,12 @@ async def test_every_redis_feature_works_on_a_cluster(
         async with ws_session(b, SUBPROTOCOLS[1], alice.token):
             online = (await changes.next())["presenceChanged"]
             assert (online["userId"], online["status"]) == (alice.id, "ONLINE")
+            # The members' presence of a room: one batched read over their slots.
+            members = (await as_user(a, bob, ROOM_PRESENCE, r=room_id))["room"]["members"]
+            assert {each["id"]: each["presence"]["status"] for each in members} == {
+                alice.id: "ONLINE",
+                bob.id: "ONLINE",
+            }
         offline = (await changes.next())["presenceChanged"]
         assert (offline["userId"], offline["status"]) == (alice.id, "OFFLINE")
 
