@@ -2,7 +2,7 @@
 
 The three URLs pick the backends: ``memory://`` is the embedded, in-process stand-in
 (zero setup, not durable, one instance only); ``mongodb://``, ``kafka://`` and
-``redis://`` are the real services.
+``redis://`` are the real services (``redis+cluster://h1:p1,h2:p2`` a Redis Cluster).
 """
 
 from __future__ import annotations

@@ -6,9 +6,17 @@ deletes the key, which takes effect at once on every instance for new requests;
 open sockets learn it from the ``SessionEnded`` event or their next check.
 
 Each user's session ids are also listed, by creation time, so that a new session
-past the per-user cap ends the oldest ones (their keys deleted in the same script).
-The list is pruned of sessions that expired or were revoked whenever it grows, so it
-counts live sessions only and never outlives them by more than one TTL.
+past the per-user cap ends the oldest ones. The list is pruned of sessions that
+expired or were revoked whenever it grows, so it counts live sessions only and never
+outlives them by more than one TTL.
+
+Every key here is one session's or one user's, and every command names one key: on
+Redis Cluster each is wherever its own hash slot is, and no step needs two slots at
+once. The key names are those of single-server deployments, so sessions outlive a
+move to a cluster (copied as they are) and an upgrade. The cap is therefore kept in
+steps, not in one script: a new session is stored, listed, then the listed sessions
+are checked and the oldest past the cap ended (two logIns of the same user at the
+same moment may both end the same oldest one: it is reported ended once).
 
 What the user is shown of a session (``sessions``: created, last seen, User-Agent)
 is kept beside it in a hash of its own with the same expiry; last seen is written
@@ -17,6 +25,7 @@ at most once a minute per session and instance, so that requests do not each wri
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -27,7 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
-from redis.asyncio import Redis
+from backends.redis import KeyValueStore
+from backends.redis_slots import positions_by_slot
 
 TOKEN_BYTES = 32  # 256 bits of randomness
 MAX_TOKEN_CHARS = 512
@@ -41,59 +51,15 @@ SEEN_RESOLUTION_SECONDS = 60.0
 SEEN_REMEMBERED = 10_000
 SESSION_ID_PATTERN = re.compile(r"[0-9a-f]{64}")
 
-# KEYS: the new session's key, the user's list, the new session's info. ARGV: user
-# id, TTL (s), the new session's id, now (ms), the cap, the session key prefix, the
-# User-Agent, the info key prefix.
-# Stores the session, drops the listed ones that are gone, and ends the oldest live
-# ones past the cap (never the new one); returns the ids of those it ended.
-_CREATE = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('HSET', KEYS[3], 'created', ARGV[4], 'seen', ARGV[4], 'agent', ARGV[7])
-redis.call('EXPIRE', KEYS[3], ARGV[2])
-for _, listed in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  if redis.call('EXISTS', ARGV[6] .. listed) == 0 then
-    redis.call('ZREM', KEYS[2], listed)
-  end
-end
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5])
-local ended = {}
-if over > 0 then
-  for _, listed in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-    if #ended == over then break end
-    if listed ~= ARGV[3] then
-      redis.call('DEL', ARGV[6] .. listed, ARGV[8] .. listed)
-      redis.call('ZREM', KEYS[2], listed)
-      table.insert(ended, listed)
-    end
-  end
-end
-return ended
+# KEYS: the user's list. ARGV: the new session's id, now (ms), TTL (s).
+# Lists the new session; returns every listed id, oldest first.
+_LIST = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
-# KEYS: the user's list. ARGV: the session key prefix, the info key prefix, the id of
-# the session to keep ('' for none), then the ids to end ('*' alone for all listed).
-# Ends the user's listed sessions (all but the kept one, or only those named);
-# returns the ids of those that were live.
-_END = """
-local ids = {}
-if ARGV[4] == '*' then
-  ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-else
-  for i = 4, #ARGV do table.insert(ids, ARGV[i]) end
-end
-local ended = {}
-for _, listed in ipairs(ids) do
-  if listed ~= ARGV[3] then
-    if redis.call('DEL', ARGV[1] .. listed) == 1 then table.insert(ended, listed) end
-    redis.call('DEL', ARGV[2] .. listed)
-    redis.call('ZREM', KEYS[1], listed)
-  end
-end
-return ended
-"""
-# KEYS: info keys. ARGV[1]: now (ms). Moves "last seen" of those still there (an
-# expired session's info is not made again, without its expiry).
+# KEYS: info keys (of one hash slot). ARGV[1]: now (ms). Moves "last seen" of those
+# still there (an expired session's info is not made again, without its expiry).
 _SEEN = """
 for _, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'seen', ARGV[1]) end
@@ -147,35 +113,43 @@ class SessionRecord:
 class SessionStore:
     """Creates, resolves, lists and revokes session tokens."""
 
-    def __init__(self, redis: Redis, ttl_seconds: int, max_per_user: int) -> None:
+    def __init__(self, redis: KeyValueStore, ttl_seconds: int, max_per_user: int) -> None:
         self._redis = redis
         self._ttl_seconds = ttl_seconds
         self._max_per_user = max_per_user
-        self._create = redis.register_script(_CREATE)
-        self._end = redis.register_script(_END)
+        self._list = redis.register_script(_LIST)
         self._seen = redis.register_script(_SEEN)
         # Session id -> when this process last wrote its "last seen" (monotonic).
         self._seen_written: OrderedDict[str, float] = OrderedDict()
 
     async def create(self, user_id: str, user_agent: str | None = None) -> NewSession:
         """A new token for the user, valid for the configured TTL; past the per-user
-        cap, the user's oldest sessions end in the same step."""
+        cap, the user's oldest sessions end right after it is stored."""
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        new_id = session_id(token)
-        ended = await self._create(
-            keys=[_key(token), _USER_PREFIX + user_id, _INFO_PREFIX + new_id],
-            args=[
-                user_id,
-                self._ttl_seconds,
-                new_id,
-                _now_ms(),
-                self._max_per_user,
-                _KEY_PREFIX,
-                (user_agent or "")[:MAX_USER_AGENT_CHARS],
-                _INFO_PREFIX,
-            ],
-        )
-        return NewSession(token, tuple(_text(each) for each in ended))
+        new_id, now_ms = session_id(token), _now_ms()
+        agent = (user_agent or "")[:MAX_USER_AGENT_CHARS]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(_KEY_PREFIX + new_id, user_id, ex=self._ttl_seconds)
+            pipe.hset(
+                _INFO_PREFIX + new_id, items=["created", now_ms, "seen", now_ms, "agent", agent]
+            )
+            pipe.expire(_INFO_PREFIX + new_id, self._ttl_seconds)
+            await pipe.execute()
+        listed = [
+            _text(each)
+            for each in await self._list(
+                keys=[_USER_PREFIX + user_id], args=[new_id, now_ms, self._ttl_seconds]
+            )
+        ]
+        older = [each for each in listed if each != new_id]
+        live = await self.live(older)
+        if gone := [each for each in older if each not in live]:
+            await self._redis.zrem(_USER_PREFIX + user_id, *gone)
+        over = len(live) + 1 - self._max_per_user
+        if over <= 0:
+            return NewSession(token, ())
+        oldest = [each for each in older if each in live][:over]
+        return NewSession(token, tuple(await self._ended(user_id, "", oldest)))
 
     async def listed(self, user_id: str) -> list[SessionRecord]:
         """The user's live sessions, newest first."""
@@ -222,10 +196,19 @@ class SessionStore:
         return await self._ended(user_id, keep or "", ["*"])
 
     async def _ended(self, user_id: str, keep: str, ids: list[str]) -> list[str]:
-        ended = await self._end(
-            keys=[_USER_PREFIX + user_id], args=[_KEY_PREFIX, _INFO_PREFIX, keep, *ids]
-        )
-        return [_text(each) for each in ended]
+        if ids == ["*"]:
+            listed = cast(list[str], await self._redis.zrange(_USER_PREFIX + user_id, 0, -1))
+            ids = [_text(each) for each in listed]
+        ids = [each for each in dict.fromkeys(ids) if each != keep]
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for each in ids:
+                pipe.delete(_KEY_PREFIX + each)
+                pipe.delete(_INFO_PREFIX + each)
+            pipe.zrem(_USER_PREFIX + user_id, *ids)
+            deleted = await pipe.execute()
+        return [each for index, each in enumerate(ids) if deleted[2 * index] == 1]
 
     async def seen(self, session_ids: Iterable[str]) -> None:
         """Records that the sessions are in use now (at most once a minute each)."""
@@ -243,7 +226,14 @@ class SessionStore:
             self._seen_written[each] = now
         while len(self._seen_written) > SEEN_REMEMBERED:
             self._seen_written.popitem(last=False)
-        await self._seen(keys=[_INFO_PREFIX + each for each in due], args=[_now_ms()])
+        keys = [_INFO_PREFIX + each for each in due]
+        now_ms = _now_ms()
+        await asyncio.gather(
+            *(
+                self._seen(keys=[keys[i] for i in group], args=[now_ms])
+                for group in positions_by_slot(self._redis, keys)
+            )
+        )
 
     async def user_id_for(self, token: str) -> str | None:
         """The user the token belongs to, or None if it is unknown, expired or revoked."""
@@ -280,7 +270,11 @@ class SessionStore:
     async def revoke(self, token: str) -> None:
         """Ends the session at once."""
         ended_id = session_id(token)
-        await self._redis.delete(_KEY_PREFIX + ended_id, _INFO_PREFIX + ended_id)
+        # Two keys, each in its own slot on a cluster: one DEL each.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(_KEY_PREFIX + ended_id)
+            pipe.delete(_INFO_PREFIX + ended_id)
+            await pipe.execute()
 
 
 def _text(value: bytes | str) -> str:

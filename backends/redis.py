@@ -1,4 +1,5 @@
-"""The key-value store for sessions, presence and rate limits: Redis, or fakeredis."""
+"""The key-value store for sessions, presence and rate limits: Redis, Redis Cluster,
+or fakeredis."""
 
 from __future__ import annotations
 
@@ -7,21 +8,27 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
+from backends.redis_cluster import CLUSTER_SCHEME, open_cluster
 from errors import BackendUnreachable, ConfigError, describe
 from observability.backend_commands import CountedRedisConnection
 
 DEFAULT_MAX_CONNECTIONS = 200
 
+KeyValueStore = Redis | RedisCluster
+"""What every caller of Redis holds: one server or a cluster, the same commands; a
+script's or a multi-key command's keys are always in one hash slot."""
+
 
 @asynccontextmanager
 async def open_redis(
     url: str, timeout_seconds: float, max_connections: int = DEFAULT_MAX_CONNECTIONS
-) -> AsyncIterator[Redis]:
+) -> AsyncIterator[KeyValueStore]:
     """A Redis client for the URL, closed when the block ends.
 
     The pool blocks (up to the timeout) when all its connections are busy: redis-py's
@@ -29,7 +36,7 @@ async def open_redis(
     refused sockets and failed sends that only had to wait a moment.
     """
     scheme = urlsplit(url).scheme
-    client: Redis
+    client: KeyValueStore
     if scheme == "memory":
         from fakeredis import FakeAsyncRedis
 
@@ -58,6 +65,8 @@ async def open_redis(
             retry_on_error=[RedisConnectionError],
         )
         client = Redis(connection_pool=pool)
+    elif scheme == CLUSTER_SCHEME:
+        client = open_cluster(url, timeout_seconds, max_connections)
     else:
         raise ConfigError(f"PLOP_REDIS_URL has an unsupported scheme: {url!r}")
     try:
@@ -65,7 +74,7 @@ async def open_redis(
         # stops the start instead of failing the first requests.
         try:
             await client.ping()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise BackendUnreachable("redis", url, describe(exc)) from exc
         yield client
     finally:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from redis.asyncio import Redis
-
+from backends.redis import KeyValueStore
 from models.push import PushPlatform
 from pubsub import ROOM_EVENTS, Broker
 from push.providers import FcmProvider, PushProvider, WebhookProvider
@@ -35,7 +34,7 @@ def providers_from_settings(settings: Settings) -> dict[PushPlatform, PushProvid
 def push_worker(
     settings: Settings,
     broker: Broker,
-    redis: Redis,
+    redis: KeyValueStore,
     presence: PresenceService,
     devices: DeviceService,
     blocks: BlockService,

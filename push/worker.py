@@ -24,8 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from redis.asyncio import Redis
-
+from backends.redis import KeyValueStore
 from models import PushDeviceDoc, RoomDoc
 from models.push import PushPlatform
 from models.room import RoomKind
@@ -102,7 +101,7 @@ class PushWorker:
         broker: Broker,
         topic: str,
         group: str,
-        redis: Redis,
+        redis: KeyValueStore,
         presence: PresenceService,
         devices: DeviceService,
         blocks: BlockService,

@@ -16,6 +16,12 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, ServerSelectionTimeoutError
 from pymongo.errors import NetworkTimeout as MongoNetworkTimeout
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from strawberry.extensions import SchemaExtension
@@ -36,6 +42,11 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     ExecutionTimeout,
     RedisConnectionError,
     RedisTimeoutError,
+    # Redis Cluster electing a new master, or not reachable at all.
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
     TimeoutError,
     asyncio.TimeoutError,
 )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: sets up the virtualenv, installs and
-# starts the real services (Redis, Kafka, FerretDB, versitygw), installs Debian's Chromium for
+# starts the real services (Redis, Kafka, FerretDB, versitygw, and a Redis Cluster), installs Debian's Chromium for
 # the browser tests, checks lint and types, runs pytest.
 # With arguments, one pytest run with just those, e.g. `scripts/test.sh -k delivery -x`.
 set -euo pipefail
@@ -26,6 +26,8 @@ fi
 
 echo "== services"
 bash scripts/services.sh start
+# The Redis Cluster of tests/test_redis_cluster.py (its tests start it too, when run alone).
+bash scripts/services.sh start redis-cluster
 echo "== browser"
 bash scripts/browser.sh
 

@@ -27,8 +27,9 @@ from contextlib import suppress
 from beanie import PydanticObjectId, SortDirection
 from beanie.operators import Or
 from pymongo.errors import DuplicateKeyError
-from redis.asyncio import Redis
 
+from backends.redis import KeyValueStore
+from backends.redis_slots import read_many
 from errors import BadUserInput, NotFound
 from models import BlockDoc, UserDoc
 from services.accounts import Recent
@@ -52,7 +53,7 @@ class BlockService:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: KeyValueStore,
         friends: FriendService,
         invitations: InvitationService,
         limits: RateLimiter,
@@ -136,7 +137,8 @@ class BlockService:
     ) -> list[frozenset[PydanticObjectId]]:
         """Who blocks each of the users: their epochs in one read, the store only for a
         user whose epoch moved since their blockers were kept."""
-        epochs = await self._redis.mget([_epoch_key(user_id) for user_id in user_ids])
+        # One MGET on a server; per slot on a cluster (each user is a subject of its own).
+        epochs = await read_many(self._redis, [_epoch_key(user_id) for user_id in user_ids])
         found: list[frozenset[PydanticObjectId]] = []
         for user_id, raw in zip(user_ids, epochs, strict=True):
             epoch = str(raw or "0")

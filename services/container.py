@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from auth.passwords import PasswordHashing
 from auth.sessions import SessionStore
 from backends.object_storage import ObjectStorage
+from backends.redis import KeyValueStore
 from live.hub import FanoutHub
 from live.room_lists import RoomLists
 from models import RoomDoc
@@ -89,7 +88,7 @@ class Services:
     def build(
         cls,
         settings: Settings,
-        redis: Redis,
+        redis: KeyValueStore,
         publisher: EventPublisher,
         hub: FanoutHub,
         push_platforms: frozenset[PushPlatform],

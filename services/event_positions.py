@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
 
-from redis.asyncio import Redis
+from backends.redis import KeyValueStore
 
 COUNTER_KEY = "{event-positions}:counter"
 IN_FLIGHT_KEY = "{event-positions}:in-flight"
@@ -68,7 +68,7 @@ class PositionTaker(Protocol):
 class EventPositions:
     """Positions of room events and their watermark, shared by every instance."""
 
-    def __init__(self, redis: Redis, in_flight_seconds: float = IN_FLIGHT_SECONDS) -> None:
+    def __init__(self, redis: KeyValueStore, in_flight_seconds: float = IN_FLIGHT_SECONDS) -> None:
         self._redis = redis
         self._in_flight_ms = int(in_flight_seconds * 1000)
         self._take = redis.register_script(_TAKE)

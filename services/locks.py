@@ -9,6 +9,9 @@ removed.
 
 A lock is ``SET key token NX PX hold``: it expires by itself if its holder dies, and
 is released only by its holder (a Lua compare-and-delete).
+
+Each lock is a key of its own, in its own hash slot on a cluster: the scripts that
+take or release several at once are sent once per slot (``backends.redis_slots``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from redis.asyncio import Redis
-
+from backends.redis import KeyValueStore
+from backends.redis_slots import positions_by_slot
 from errors import Unavailable
 
 KEY_PREFIX = "lock"
@@ -61,7 +64,7 @@ return taken
 class Locks:
     """Named exclusive locks shared by every instance."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: KeyValueStore) -> None:
         self._redis = redis
         self._release = redis.register_script(_RELEASE)
         self._take_free = redis.register_script(_TAKE_FREE)
@@ -83,12 +86,31 @@ class Locks:
         no waiting); yields their positions in ``names``."""
         keys = [f"{KEY_PREFIX}:{name}" for name in names]
         token = secrets.token_hex(8)
-        taken = [int(position) - 1 for position in await self._take_free(keys, [token, HOLD_MS])]
+        taken = await self._taken(keys, token)
         try:
             yield taken
         finally:
             if taken:
-                await self._release(keys=[keys[position] for position in taken], args=[token])
+                await self._released([keys[position] for position in taken], token)
+
+    async def _taken(self, keys: list[str], token: str) -> list[int]:
+        groups = positions_by_slot(self._redis, keys)
+        answers = await asyncio.gather(
+            *(self._take_free([keys[i] for i in group], [token, HOLD_MS]) for group in groups)
+        )
+        return sorted(
+            group[int(position) - 1]
+            for group, answer in zip(groups, answers, strict=True)
+            for position in answer
+        )
+
+    async def _released(self, keys: list[str], token: str) -> None:
+        await asyncio.gather(
+            *(
+                self._release(keys=[keys[i] for i in group], args=[token])
+                for group in positions_by_slot(self._redis, keys)
+            )
+        )
 
     async def _acquire(self, key: str, token: str) -> None:
         pause = FIRST_PAUSE_SECONDS

@@ -1,12 +1,16 @@
 """Online presence: connections in Redis, ONLINE at the first, OFFLINE after the last.
 
 Each authenticated socket is a member of its user's connection set
-(``<namespace>:presence:conns:<user>``, scored by when it expires unless refreshed). The
-instance that holds the socket refreshes it every heartbeat. The user's state hash
-says ONLINE or OFFLINE, and ``<namespace>:presence:due`` says when each user must be
-checked next. Every change happens inside one Lua script, so instances racing on
-the same user (a phone connecting while a sweeper runs) see one consistent order,
-and only the caller that made a transition publishes it.
+(``<namespace>:presence:{user:<user>}:conns``, scored by when it expires unless
+refreshed). The instance that holds the socket refreshes it every heartbeat. The
+user's state hash (``...{user:<user>}:state``, the same hash slot) says ONLINE or
+OFFLINE, and ``<namespace>:presence:due`` says when each user must be checked next.
+Every change of a user's state happens inside one Lua script over that user's keys,
+so instances racing on the same user (a phone connecting while a sweeper runs) see
+one consistent order, and only the caller that made a transition publishes it. The
+schedule, a key of every user, is written beside those scripts (on Redis Cluster it
+is in another slot): a check that finds the user rescheduled meanwhile leaves the
+newer schedule in place.
 
 - The first connection makes a user ONLINE at once.
 - Closing the last one schedules a check after a grace period; a reconnect before it
@@ -29,8 +33,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from beanie import PydanticObjectId
-from redis.asyncio import Redis
 
+from backends.redis import KeyValueStore
+from backends.redis_slots import hash_tag
 from live.hub import LAGGED, FanoutHub, Inbox
 from models import UserDoc
 from pubsub import FriendshipChanged, PresenceChanged, presence_route, user_route
@@ -50,12 +55,11 @@ ONLINE = PresenceStatus.ONLINE
 OFFLINE = PresenceStatus.OFFLINE
 SWEEP_BATCH = 200
 
-# KEYS: conns, state, due. ARGV: connection, now, expires_at, user.
+# KEYS: the user's conns, state. ARGV: connection, now, expires_at.
 # Adds (or refreshes) a connection; returns 1 if the user just came ONLINE.
 _CONNECT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 redis.call('HSET', KEYS[2], 'heartbeat_at', ARGV[2])
 redis.call('HDEL', KEYS[2], 'closed_at')
 if redis.call('HGET', KEYS[2], 'status') == 'ONLINE' then
@@ -65,43 +69,59 @@ redis.call('HSET', KEYS[2], 'status', 'ONLINE')
 return 1
 """
 
-# KEYS: conns, state, due. ARGV: connection, now, check_at, user.
-# Removes a connection; if it was the last, the user is checked after the grace.
+# KEYS: the user's conns, state. ARGV: connection, now.
+# Removes a connection; returns 1 if it was the last (the user is then checked
+# after the grace).
 _DISCONNECT = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 if redis.call('ZCARD', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[2], 'closed_at', ARGV[2])
-  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+  return 1
 end
 return 0
 """
 
-# KEYS: due. ARGV: now, batch, key prefix.
-# Users due for a check with no live connection go OFFLINE; returns [user, seen, ...].
-_SWEEP = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-local offline = {}
-for _, user in ipairs(due) do
-  local conns = ARGV[3] .. 'conns:' .. user
-  local state = ARGV[3] .. 'state:' .. user
-  redis.call('ZREMRANGEBYSCORE', conns, '-inf', ARGV[1])
-  local last = redis.call('ZRANGE', conns, -1, -1, 'WITHSCORES')
-  if last[2] then
-    redis.call('ZADD', KEYS[1], last[2], user)
-  else
-    redis.call('ZREM', KEYS[1], user)
-    if redis.call('HGET', state, 'status') == 'ONLINE' then
-      local seen = redis.call('HGET', state, 'closed_at')
-        or redis.call('HGET', state, 'heartbeat_at') or ARGV[1]
-      redis.call('HSET', state, 'status', 'OFFLINE', 'last_seen', seen)
-      redis.call('HDEL', state, 'closed_at')
-      table.insert(offline, user)
-      table.insert(offline, seen)
-    end
-  end
+# KEYS: the user's conns, state. ARGV: now.
+# A due user's check: {'live', when the last connection expires}, or {'offline',
+# last seen} if this call made them OFFLINE, or {'gone'} if they were already.
+_SETTLE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then
+  return {'live', last[2]}
 end
-return offline
+if redis.call('HGET', KEYS[2], 'status') ~= 'ONLINE' then
+  return {'gone'}
+end
+local seen = redis.call('HGET', KEYS[2], 'closed_at')
+  or redis.call('HGET', KEYS[2], 'heartbeat_at') or ARGV[1]
+redis.call('HSET', KEYS[2], 'status', 'OFFLINE', 'last_seen', seen)
+redis.call('HDEL', KEYS[2], 'closed_at')
+return {'offline', seen}
+"""
+
+# KEYS: due. ARGV: user, when.
+# Schedules the user's next check (a script only to share the connect's batch).
+_SCHEDULE = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 0
+"""
+
+# KEYS: due. ARGV: user, now, next check ('' for none).
+# After a check: the user's next check, or none; unless a connection or a close
+# scheduled them anew meanwhile (their time is then past now), which stands.
+_RESCHEDULE = """
+local current = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if current and tonumber(current) > tonumber(ARGV[2]) then
+  return 0
+end
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
+return 0
 """
 
 
@@ -133,7 +153,7 @@ class PresenceService:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: KeyValueStore,
         publisher: EventPublisher,
         hub: FanoutHub,
         friends: FriendService,
@@ -158,17 +178,19 @@ class PresenceService:
         self.sweep_seconds = sweep_seconds
         self._connect_script = redis.register_script(_CONNECT)
         self._disconnect_script = redis.register_script(_DISCONNECT)
-        self._sweep_script = redis.register_script(_SWEEP)
+        self._settle_script = redis.register_script(_SETTLE)
+        self._schedule_script = redis.register_script(_SCHEDULE)
+        self._reschedule_script = redis.register_script(_RESCHEDULE)
         # Sockets connect and close by the thousand in a storm: their calls share
         # pipelines instead of taking a pooled connection each.
         self._scripts = ScriptBatches(redis)
         self._local: dict[str, set[str]] = defaultdict(set)  # user -> this instance's sockets
 
     def _conns(self, user_id: str) -> str:
-        return f"{self._prefix}conns:{user_id}"
+        return f"{self._prefix}{hash_tag(f'user:{user_id}')}:conns"
 
     def _state(self, user_id: str) -> str:
-        return f"{self._prefix}state:{user_id}"
+        return f"{self._prefix}{hash_tag(f'user:{user_id}')}:state"
 
     async def connected(self, user_id: str) -> str:
         """Registers a socket of the user; returns its connection id."""
@@ -179,10 +201,15 @@ class PresenceService:
 
     async def _register(self, user_id: str, connection: str) -> None:
         now = time.time()
-        came_online = await self._scripts.call(
-            self._connect_script,
-            [self._conns(user_id), self._state(user_id), self._due],
-            [connection, now, now + self._ttl, user_id],
+        # Queued together, so both go in the same batch: the user's own keys in one
+        # script, the schedule (a key of all users, in another slot) beside it.
+        came_online, _ = await asyncio.gather(
+            self._scripts.call(
+                self._connect_script,
+                [self._conns(user_id), self._state(user_id)],
+                [connection, now, now + self._ttl],
+            ),
+            self._scripts.call(self._schedule_script, [self._due], [user_id, now + self._ttl]),
         )
         if came_online:
             await self._publisher.publish(PresenceChanged(user_id, ONLINE, None))
@@ -195,11 +222,13 @@ class PresenceService:
             if not sockets:
                 del self._local[user_id]
         now = time.time()
-        await self._scripts.call(
-            self._disconnect_script,
-            [self._conns(user_id), self._state(user_id), self._due],
-            [connection, now, now + self._grace, user_id],
+        was_last = await self._scripts.call(
+            self._disconnect_script, [self._conns(user_id), self._state(user_id)], [connection, now]
         )
+        if was_last:
+            await self._scripts.call(
+                self._schedule_script, [self._due], [user_id, now + self._grace]
+            )
 
     async def heartbeat(self) -> int:
         """Refreshes this instance's sockets so that they do not expire (due once per
@@ -220,17 +249,38 @@ class PresenceService:
     async def sweep(self) -> int:
         """Publishes OFFLINE for users whose last connection closed or expired (due once
         per ``sweep_seconds``); returns how many went OFFLINE."""
-        result = await self._sweep_script(
-            keys=[self._due], args=[time.time(), SWEEP_BATCH, self._prefix]
-        )
-        pairs = list(result)
-        for user_id, seen in zip(pairs[::2], pairs[1::2], strict=True):
-            last_seen = _timestamp(str(seen))
-            assert last_seen is not None
-            await self._publisher.publish(
-                PresenceChanged(str(user_id), OFFLINE, last_seen.isoformat())
+        now = time.time()
+        due = [
+            str(user_id)
+            for user_id in await self._redis.zrangebyscore(
+                self._due, "-inf", now, start=0, num=SWEEP_BATCH
             )
-        return len(pairs) // 2
+        ]
+        # Each user's check is a script over their own keys; several instances
+        # checking the same user at once are safe (one of them makes the change).
+        checks = await asyncio.gather(
+            *(
+                self._scripts.call(
+                    self._settle_script, [self._conns(user_id), self._state(user_id)], [now]
+                )
+                for user_id in due
+            )
+        )
+        offline: list[tuple[str, str]] = []
+        reschedules = []
+        for user_id, (kind, *value) in zip(due, checks, strict=True):
+            next_check = str(value[0]) if kind == "live" else ""
+            if kind == "offline":
+                offline.append((user_id, str(value[0])))
+            reschedules.append(
+                self._scripts.call(self._reschedule_script, [self._due], [user_id, now, next_check])
+            )
+        await asyncio.gather(*reschedules)
+        for user_id, seen in offline:
+            last_seen = _timestamp(seen)
+            assert last_seen is not None
+            await self._publisher.publish(PresenceChanged(user_id, OFFLINE, last_seen.isoformat()))
+        return len(offline)
 
     async def is_connected(self, user_id: str) -> bool:
         """Whether any socket of the user, on any instance, is still alive."""

@@ -17,11 +17,12 @@ Three ways to use a budget:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 
-from redis.asyncio import Redis
-
+from backends.redis import KeyValueStore
+from backends.redis_slots import positions_by_slot
 from errors import ConfigError, RateLimited
 from settings import Settings
 
@@ -212,9 +213,10 @@ Budget = tuple[LimitName, str]
 
 
 class RateLimiter:
-    """Checks and spends budgets; every method is one Redis round trip."""
+    """Checks and spends budgets; every method is one Redis round trip (one per slot of
+    its budgets on a cluster, made at once)."""
 
-    def __init__(self, redis: Redis, limits: dict[LimitName, Limit]) -> None:
+    def __init__(self, redis: KeyValueStore, limits: dict[LimitName, Limit]) -> None:
         self._redis = redis
         self._limits = limits
         self._script = redis.register_script(_GCRA)
@@ -232,14 +234,32 @@ class RateLimiter:
         await self._run("spend", list(budgets))
 
     async def _run(self, mode: str, budgets: list[Budget]) -> None:
-        keys: list[str] = []
-        args: list[str | float | int] = [mode]
-        for name, subject in budgets:
-            limit = self._limits[name]
-            keys.append(f"{KEY_PREFIX}:{name.value}:{subject[:MAX_SUBJECT_CHARS]}")
-            args += [limit.interval_ms, limit.count]
-        wait_ms, worst = await self._script(keys=keys, args=args)
-        if int(wait_ms) > 0 and mode != "spend":
-            retry_after = int(wait_ms) / 1000
-            what = _REFUSALS[budgets[int(worst) - 1][0]]
+        keys = [
+            f"{KEY_PREFIX}:{name.value}:{subject[:MAX_SUBJECT_CHARS]}" for name, subject in budgets
+        ]
+        # Each budget is a key of its own subject: on a cluster they are in several
+        # slots, and the script runs once per slot. Only ``hit``, which must spend from
+        # all or none, needs them in one script, and it is only ever given one budget.
+        groups = positions_by_slot(self._redis, keys)
+        if not groups:
+            return
+        answers = await asyncio.gather(
+            *(self._call(mode, budgets, keys, group) for group in groups)
+        )
+        wait_ms, worst = max(answers)
+        if wait_ms > 0 and mode != "spend":
+            retry_after = wait_ms / 1000
+            what = _REFUSALS[budgets[worst][0]]
             raise RateLimited(f"{what}; retry in {retry_after:g} s", retry_after=retry_after)
+
+    async def _call(
+        self, mode: str, budgets: list[Budget], keys: list[str], group: list[int]
+    ) -> tuple[int, int]:
+        """The script over the budgets at these positions: the longest wait (ms) and the
+        position of the budget that waits it."""
+        args: list[str | float | int] = [mode]
+        for position in group:
+            limit = self._limits[budgets[position][0]]
+            args += [limit.interval_ms, limit.count]
+        wait_ms, worst = await self._script(keys=[keys[i] for i in group], args=args)
+        return int(wait_ms), group[int(worst) - 1]

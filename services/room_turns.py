@@ -27,8 +27,9 @@ import logging
 import secrets
 
 from beanie import PydanticObjectId
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from backends.redis import KeyValueStore
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def _keys(room_id: PydanticObjectId) -> tuple[str, str]:
 class RedisRoomTurns:
     """``services.room_writer.RoomTurns`` in Redis, shared by every instance."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: KeyValueStore) -> None:
         self._redis = redis
         self._token = secrets.token_hex(8)  # this instance's, in the claims it makes
         self._stored = redis.register_script(_STORED)

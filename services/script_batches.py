@@ -6,16 +6,23 @@ connection available"), refusing sockets. ``ScriptBatches`` queues the calls mad
 while a pipeline is in flight and sends them as the next one (not a transaction:
 each script is atomic on its own, as it was alone). Calls keep their order, so a
 socket's registration always reaches Redis before its unregistration.
+
+On a cluster the pipeline goes out as one batch per node. A master promoted from a
+replica after a failover has no scripts loaded (Redis does not copy its script
+cache): the calls it refused with NOSCRIPT are sent again, once, after the scripts
+are loaded on every master (a lone script call does the same by itself).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+from backends.redis import KeyValueStore
 
 # One pipeline carries at most this many calls (a bound on one request's size).
 MAX_BATCH_CALLS = 1_000
@@ -32,7 +39,7 @@ class _Call:
 class ScriptBatches:
     """Runs script calls through one pipeline at a time."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: KeyValueStore) -> None:
         self._redis = redis
         self._queued: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
@@ -55,12 +62,23 @@ class ScriptBatches:
         finally:
             self._sender = None
 
+    async def _results(self, batch: list[_Call]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call in batch:
+                # A cluster's pipeline is no RedisCluster, but the script takes it.
+                await call.script(keys=call.keys, args=call.args, client=cast(Any, pipe))
+            return await pipe.execute(raise_on_error=False)
+
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for call in batch:
-                    await call.script(keys=call.keys, args=call.args, client=pipe)
-                results = await pipe.execute(raise_on_error=False)
+            results = await self._results(batch)
+            refused = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+            if refused:
+                for script in {id(batch[i].script): batch[i].script for i in refused}.values():
+                    await self._redis.script_load(script.script)
+                again = await self._results([batch[i] for i in refused])
+                for i, result in zip(refused, again, strict=True):
+                    results[i] = result
         except Exception as exc:
             results = [exc] * len(batch)
         except BaseException:

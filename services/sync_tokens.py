@@ -21,8 +21,7 @@ import hmac
 import secrets
 import time
 
-from redis.asyncio import Redis
-
+from backends.redis import KeyValueStore
 from errors import BadUserInput, Forbidden
 from live.account_cursor import MAX_ALSO, Cursor, SyncTokenExpired
 
@@ -35,7 +34,7 @@ _MAC_BYTES = 12
 class SyncTokens:
     """Encodes and checks tokens with the deployment's shared key."""
 
-    def __init__(self, redis: Redis, retention_seconds: float) -> None:
+    def __init__(self, redis: KeyValueStore, retention_seconds: float) -> None:
         self._redis = redis
         self._retention_seconds = retention_seconds
         self._key: bytes | None = None

@@ -1,23 +1,27 @@
 """Who is typing where: ephemeral state shared by every instance in Redis, never stored.
 
 ``<namespace>:typing:due`` scores each ``<room>:<user>`` that is typing by when it
-expires unless refreshed; ``<namespace>:typing:sent`` remembers when each was last
-broadcast, so that a client repeating ``typing: true`` is re-broadcast at most once
-per rebroadcast interval; ``<namespace>:typing:user:<user>`` lists the rooms a user
-types in, so that leaving a room or closing the last socket ends it. Every change
-is one Lua script: of the instances that race to end the same typing (a stop, an
-expiry swept by several instances at once) exactly one removes it, and only that
-one publishes ``typing: false``. Delivery is best-effort, like any typing indicator.
+expires unless refreshed. Beside it, in the user's own hash slot,
+``<namespace>:typing:{user:<user>}:sent`` remembers when the user's typing in each
+room was last broadcast, so that a client repeating ``typing: true`` is re-broadcast
+at most once per rebroadcast interval, and ``...{user:<user>}:rooms`` lists the rooms
+the user types in, so that leaving a room or closing the last socket ends it. Of the
+instances that race to end the same typing (a stop, an expiry swept by several
+instances at once) exactly one removes it from the schedule, and only that one
+publishes ``typing: false``. Delivery is best-effort, like any typing indicator: a
+stop that races a refresh may leave the typing to its expiry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
 from beanie import PydanticObjectId
-from redis.asyncio import Redis
 
+from backends.redis import KeyValueStore
+from backends.redis_slots import hash_tag
 from models import RoomDoc, UserDoc
 from pubsub import TypingChanged
 from services.accounts import AccountService
@@ -27,39 +31,33 @@ from services.rate_limits import LimitName, RateLimiter
 
 SWEEP_BATCH = 200
 
-# KEYS: due, sent, user's rooms. ARGV: member, now, expires_at, rebroadcast, room.
+# KEYS: the user's sent, the user's rooms. ARGV: room, now, rebroadcast.
 # Starts (or refreshes) typing; returns 1 if it is to be broadcast.
 _START = """
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[5])
-local sent = redis.call('HGET', KEYS[2], ARGV[1])
-if sent and tonumber(ARGV[2]) - tonumber(sent) < tonumber(ARGV[4]) then
+redis.call('SADD', KEYS[2], ARGV[1])
+local sent = redis.call('HGET', KEYS[1], ARGV[1])
+if sent and tonumber(ARGV[2]) - tonumber(sent) < tonumber(ARGV[3]) then
   return 0
 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: due, sent, user's rooms. ARGV: member, room.
-# Ends typing; returns 1 if this call ended it (then it broadcasts false).
-_STOP = """
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[2])
-return removed
+# KEYS: the user's sent, the user's rooms. ARGV: room.
+# Forgets typing the caller ended.
+_FORGET = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 0
 """
 
-# KEYS: due, sent. ARGV: now, batch, key prefix.
-# Ends every typing that expired; returns the members it ended.
-_SWEEP = """
+# KEYS: due. ARGV: now, batch.
+# Takes every typing that expired out of the schedule; returns the members it took
+# (so that of several instances sweeping at once, each member goes to one).
+_TAKE_EXPIRED = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
-  redis.call('HDEL', KEYS[2], member)
-  local room, user = string.match(member, '([^:]+):(.+)')
-  if user then
-    redis.call('SREM', ARGV[3] .. 'user:' .. user, room)
-  end
 end
 return due
 """
@@ -70,7 +68,7 @@ class TypingService:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: KeyValueStore,
         publisher: EventPublisher,
         accounts: AccountService,
         still_connected: Callable[[str], Awaitable[bool]],
@@ -84,7 +82,6 @@ class TypingService:
         # Under the deployment's namespace, as presence is.
         self._prefix = f"{namespace}:typing:"
         self._due = self._prefix + "due"
-        self._sent = self._prefix + "sent"
         self._redis = redis
         self._publisher = publisher
         self._accounts = accounts
@@ -94,11 +91,13 @@ class TypingService:
         self._rebroadcast = rebroadcast_seconds
         self.sweep_seconds = sweep_seconds
         self._start_script = redis.register_script(_START)
-        self._stop_script = redis.register_script(_STOP)
-        self._sweep_script = redis.register_script(_SWEEP)
+        self._forget_script = redis.register_script(_FORGET)
+        self._take_expired_script = redis.register_script(_TAKE_EXPIRED)
 
-    def _rooms_of(self, user_id: str) -> str:
-        return f"{self._prefix}user:{user_id}"
+    def _user_keys(self, user_id: str) -> list[str]:
+        """The user's sent times and rooms: one hash slot, named after the user."""
+        tag = hash_tag(f"user:{user_id}")
+        return [f"{self._prefix}{tag}:sent", f"{self._prefix}{tag}:rooms"]
 
     async def set_typing(self, room: RoomDoc, user: UserDoc, typing: bool) -> None:
         """The member starts (or keeps) typing in the room, or stops."""
@@ -107,9 +106,11 @@ class TypingService:
         if typing:
             now = time.time()
             broadcast = await self._start_script(
-                keys=[self._due, self._sent, self._rooms_of(user_id)],
-                args=[f"{room_id}:{user_id}", now, now + self._expiry, self._rebroadcast, room_id],
+                keys=self._user_keys(user_id), args=[room_id, now, self._rebroadcast]
             )
+            # After the user's keys: a stop racing this start then leaves at worst a
+            # typing that expires by itself, never one the sweep cannot find.
+            await self._redis.zadd(self._due, {f"{room_id}:{user_id}": now + self._expiry})
             if broadcast:
                 await self._publish(room_id, user, True, room.members_tag)
         else:
@@ -123,7 +124,7 @@ class TypingService:
         """A socket of the user closed: if it was their last, their typing ends."""
         user_id = str(user.id)
         # Most sockets close with no typing at all: that costs one read.
-        rooms = await self._redis.smembers(self._rooms_of(user_id))
+        rooms = await self._redis.smembers(self._user_keys(user_id)[1])
         if not rooms or await self._still_connected(user_id):
             return
         for room_id in sorted(map(_text, rooms)):
@@ -132,10 +133,9 @@ class TypingService:
     async def _stop(
         self, room_id: str, user_id: str, user: UserDoc | None, members_tag: str | None
     ) -> None:
-        ended = await self._stop_script(
-            keys=[self._due, self._sent, self._rooms_of(user_id)],
-            args=[f"{room_id}:{user_id}", room_id],
-        )
+        # Whoever removes it from the schedule ended it, and alone says so.
+        ended = await self._redis.zrem(self._due, f"{room_id}:{user_id}")
+        await self._forget_script(keys=self._user_keys(user_id), args=[room_id])
         if ended:
             await self._publish(room_id, user, False, members_tag, user_id)
 
@@ -163,11 +163,17 @@ class TypingService:
         ``sweep_seconds``); returns how many."""
         ended = [
             _text(member)
-            for member in await self._sweep_script(
-                keys=[self._due, self._sent], args=[time.time(), SWEEP_BATCH, self._prefix]
+            for member in await self._take_expired_script(
+                keys=[self._due], args=[time.time(), SWEEP_BATCH]
             )
         ]
         pairs = [member.split(":", 1) for member in ended if ":" in member]
+        await asyncio.gather(
+            *(
+                self._forget_script(keys=self._user_keys(user_id), args=[room_id])
+                for room_id, user_id in pairs
+            )
+        )
         users = await self._accounts.get_many(
             [
                 PydanticObjectId(user_id)

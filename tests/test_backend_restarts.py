@@ -143,13 +143,14 @@ async def test_both_instances_serve_again_after_redis_comes_back(real_env: dict[
         # Presence of bob's open socket, as instance A registered it.
         redis = Redis.from_url(real_env["PLOP_REDIS_URL"], decode_responses=True)
         stack.push_async_callback(redis.aclose)
-        conns = f"{real_env['PLOP_TOPIC_PREFIX']}:presence:conns:{bob.id}"
+        presence = f"{real_env['PLOP_TOPIC_PREFIX']}:presence:{{user:{bob.id}}}"
+        conns = f"{presence}:conns"
         assert await redis.exists(conns)
 
         await proxy.stop()
         assert await outage_answers(a, b, alice, room_id, "during") == ["UNAVAILABLE"] * 2
         # Redis comes back without the presence it had: the heartbeat brings it back.
-        await redis.delete(conns, f"{real_env['PLOP_TOPIC_PREFIX']}:presence:state:{bob.id}")
+        await redis.delete(conns, f"{presence}:state")
         await proxy.start()
 
         retried = await send_once_back(b, alice, room_id, "during")

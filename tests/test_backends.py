@@ -11,13 +11,16 @@ from beanie import PydanticObjectId
 
 from backends.mongo import open_database
 from backends.redis import open_redis
+from backends.redis_cluster import cluster_nodes, open_cluster
+from errors import ConfigError
 from models import RoomProgressDoc
+from tests.support.redis_cluster import start_redis_cluster
 from tests.support.services import RealServices
 
 CONCURRENT_COMMANDS = 500  # well past the pool size: commands must wait, not fail
 
 
-@pytest.mark.parametrize("backend", ["real", "embedded"])
+@pytest.mark.parametrize("backend", ["real", "cluster", "embedded"])
 async def test_redis_commands_past_the_pool_size_wait_instead_of_failing(
     backend: str, request: pytest.FixtureRequest
 ) -> None:
@@ -25,6 +28,8 @@ async def test_redis_commands_past_the_pool_size_wait_instead_of_failing(
     if backend == "real":
         services: RealServices = request.getfixturevalue("real_services")
         url = services.redis_url
+    elif backend == "cluster":
+        url = await asyncio.to_thread(start_redis_cluster)
     async with open_redis(url, timeout_seconds=10, max_connections=20) as redis:
 
         async def slow_round_trip(number: int) -> str | None:
@@ -81,3 +86,15 @@ async def test_a_pool_size_in_the_store_url_wins_over_the_setting(
     url = real_services.mongo_url_for(f"plop_pool_{secrets.token_hex(4)}") + "?maxPoolSize=7"
     async with open_database(url, timeout_seconds=10, max_connections=4):
         assert _store_pool_size() == 7
+
+
+def test_a_cluster_url_names_its_nodes_and_refuses_what_a_cluster_has_not() -> None:
+    assert cluster_nodes("redis+cluster://u:p@10.0.0.1:7001,[::1]:7002") == [
+        ("10.0.0.1", 7001),
+        ("::1", 7002),
+    ]
+    for unusable in ("redis+cluster://10.0.0.1", "redis+cluster://10.0.0.1:7001,:7002"):
+        with pytest.raises(ConfigError, match="not host:port"):
+            cluster_nodes(unusable)
+    with pytest.raises(ConfigError, match="database"):
+        open_cluster("redis+cluster://10.0.0.1:7001/3", timeout_seconds=1, max_connections=1)

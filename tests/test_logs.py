@@ -125,6 +125,11 @@ async def test_reload_serves_under_a_reloader() -> None:
     [
         ("PLOP_REDIS_URL", "redis://127.0.0.1:{port}/0", "redis is unreachable"),
         (
+            "PLOP_REDIS_URL",
+            "redis+cluster://plop:hunter2secret@127.0.0.1:{port},127.0.0.1:{port}",
+            "redis is unreachable",
+        ),
+        (
             "PLOP_MONGO_URL",
             "mongodb://plop:hunter2secret@127.0.0.1:{port}/plop",
             "mongo is unreachable",
