@@ -132,6 +132,13 @@ ACCEPTED_SCATTERS: tuple[AcceptedScatter, ...] = (
         "the start-up backfill of search words",
     ),
     AcceptedScatter(
+        "messages",
+        ("pos",),
+        "account streams catching up near the event watermark share one read of each "
+        "span of positions, of every room (services/recent_room_events.py): one "
+        "scatter per span and instance, not one query per stream",
+    ),
+    AcceptedScatter(
         "friendships",
         ("friend_id", "owner_id"),
         "an account's deletion ends its friendships both ways (an $or of owner and friend)",

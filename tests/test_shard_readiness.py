@@ -291,6 +291,13 @@ async def _chat_as_users_do(server: RecordingServer) -> None:
         assert seen == [1, 2]
         events = [await account.next() for _ in range(2)]
         assert [event["events"]["payload"]["message"]["seq"] for event in events] == [1, 2]
+    async with (
+        ws_session(server, LEGACY_WS, carol.token) as again_legacy,
+        subscribed(server, again_legacy, EVENTS, s=events[0]["events"]["token"]) as resumed,
+    ):
+        # Resumed from the first event's token: the second, caught up from the store.
+        replayed = await resumed.next()
+        assert replayed["events"]["payload"]["message"]["seq"] == 2
     await as_user(server, bob, ADD_REACTION, m=first["id"], e="👍")
     await as_user(server, bob, REMOVE_REACTION, m=first["id"], e="👍")
     await as_user(server, alice, EDIT, m=first["id"], t="hello!")
