@@ -7,14 +7,21 @@ import strawberry
 from models import RoomInvitationDoc
 from models.time import as_utc
 from resolvers.access import require_viewer
-from schema.context import Info
+from schema.context import Context, Info
 from schema.types import Room, RoomInvitation, User
 from services.ids import parse_id
 
 
 async def room_invitation(info: Info, invitation: RoomInvitationDoc) -> RoomInvitation | None:
-    room = await info.context.services.rooms.room(invitation.room_id)
-    inviter = await info.context.loaders.users.load(invitation.inviter_id)
+    return await shown_invitation(info.context, invitation)
+
+
+async def shown_invitation(
+    context: Context, invitation: RoomInvitationDoc
+) -> RoomInvitation | None:
+    """The invitation as its invitee sees it; None once its room or inviter is gone."""
+    room = await context.services.rooms.room(invitation.room_id)
+    inviter = await context.loaders.users.load(invitation.inviter_id)
     if room is None or inviter is None:
         return None
     return RoomInvitation(

@@ -15,7 +15,11 @@ follower so holds only what delivery needs for as long as it is subscribed.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
+
+from live.account_stream import AccountItem, AccountStream, Given
+from schema.account_event_types import AccountEventPayload
 
 
 @runtime_checkable
@@ -29,4 +33,15 @@ class LiveOperation(Protocol):
 
     def follow_activity(self, room_id: str, viewer_id: str) -> None:
         """Hands the room's activity (authorized as above) to the socket."""
+        ...
+
+    def follow_account(
+        self,
+        stream: AccountStream,
+        payload_of: Callable[[AccountItem], Awaitable[AccountEventPayload | None]],
+        token_of: Callable[[Given], Awaitable[str]],
+    ) -> None:
+        """Hands the viewer's account stream (opened: its token checked) to the
+        socket, each item shown as ``payload_of`` makes it (None: nothing to show)
+        with the token ``token_of`` gives it."""
         ...

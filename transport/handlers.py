@@ -40,6 +40,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from errors import BadUserInput, PlopError, Unauthenticated
+from live.account_feed import AccountRenderings
 from live.room_feeds import RoomFeeds
 from observability.metrics import OPEN_WEBSOCKETS, REFUSED_INIT_TIMEOUT, SOCKETS_REFUSED
 from schema.context import Context
@@ -68,6 +69,9 @@ class LiveTransport:
     feeds: RoomFeeds
     sockets: SocketSessions
     open: OpenSockets = field(default_factory=OpenSockets)
+    account_renderings: AccountRenderings[Callable[[Any], Awaitable[str]]] = field(
+        default_factory=AccountRenderings
+    )
 
 
 class SocketContext(Context):
@@ -190,6 +194,7 @@ class _SocketRules:
             graphql_schema,
             self.context,
             self._live.feeds,
+            self._live.account_renderings,
         )
 
     async def _end_socket(self) -> None:

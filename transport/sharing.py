@@ -44,7 +44,10 @@ from graphql import (
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
+from live.account_feed import TOKEN_PLACEHOLDER, AccountRenderings, follow_account
+from live.account_stream import AccountItem, AccountStream, Given
 from live.room_feeds import PayloadSink, RoomFeeds
+from schema.account_event_types import AccountEvent, AccountEventPayload
 from schema.context import Context
 from schema.errors import with_code
 from schema.execution import PlopExecutionContext
@@ -71,6 +74,7 @@ class SocketOperation:
     schema: GraphQLSchema
     context: Context
     feeds: RoomFeeds
+    account_renderings: AccountRenderings[Callable[[Any], Awaitable[str]]]
     follow: Callable[[], Awaitable[None]] | None = None
 
     def follow_room(self, room_id: str, viewer_id: str, after_seq: int | None) -> None:
@@ -88,6 +92,30 @@ class SocketOperation:
         self.follow = lambda: feeds.follow_activity(
             room_id, viewer_id, shared.key, shared.make_render, sink
         )
+
+    def follow_account(
+        self,
+        stream: AccountStream,
+        payload_of: Callable[[AccountItem], Awaitable[AccountEventPayload | None]],
+        token_of: Callable[[Given], Awaitable[str]],
+    ) -> None:
+        """The socket is to stream the account, each event rendered once for every
+        account stream here that renders alike (``live.account_feed``)."""
+        shared = self._shared(lambda root: root)
+        renderings = self.account_renderings
+        render = renderings.renderer(shared.key, shared.make_render)
+
+        async def rendered(given: Given) -> str | None:
+            async def once() -> str | None:
+                payload = await payload_of(given.item)
+                if payload is None:
+                    return None
+                return await render(AccountEvent(token=TOKEN_PLACEHOLDER, payload=payload))
+
+            return await renderings.rendered(shared.key, given.item, once)
+
+        sink = self.sink
+        self.follow = lambda: follow_account(stream, rendered, token_of, sink)
 
     def _shared(self, to_root: Callable[[Any], Any]) -> SharedSelection:
         shared = shared_selection(self.schema, self, self.context, to_root)
