@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -85,6 +86,14 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
         except RecursionError as exc:
             text = data.decode(errors="replace") if isinstance(data, bytes) else data
             raise json.JSONDecodeError("nested too deeply", text[:100], 0) from exc
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """GraphiQL for a browser's GET, but not for a GET that names its document by
+        hash and has no ``query`` (Apollo's link sends it with ``Accept: */*``)."""
+        params = request.query_params
+        if params.get("extensions") is not None or params.get("documentId") is not None:
+            return False
+        return super().should_render_graphql_ide(request)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """Plop's own GraphiQL page: every file it loads comes from this server."""
