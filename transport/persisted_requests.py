@@ -79,7 +79,9 @@ async def resolved_http_request(
     trusted documents only.
     """
     documents = context.services.persisted_documents
-    document_id = await _document_id_of(request) if data.query is None else None
+    document_id = None
+    if data.query is None and not names_a_document(data.extensions, False):
+        document_id = await _document_id_of(request)
     if not documents.trusted_only and not names_a_document(
         data.extensions, document_id is not None
     ):
