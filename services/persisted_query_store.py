@@ -27,6 +27,9 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local ttl = tonumber(ARGV[3])
 local most = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl)
+-- Scores rise strictly, so that registrations within one millisecond keep their order.
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if last[2] and tonumber(last[2]) >= now then now = tonumber(last[2]) + 1 end
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   local excess = redis.call('ZCARD', KEYS[2]) - most + 1
   if excess > 0 then
