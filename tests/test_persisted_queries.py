@@ -9,6 +9,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -286,3 +287,33 @@ async def test_a_socket_refuses_an_oversize_or_ill_formed_persisted_query(
             assert plain["payload"] == {"data": {"me": {"id": account.id}}}
         else:
             assert socket_error_code(plain) == "BAD_USER_INPUT"
+
+
+async def test_a_persisted_query_with_ill_typed_variables_is_bad_user_input(
+    embedded_server: ServerProcess,
+) -> None:
+    account = await sign_up(embedded_server, "apq")
+    query = f"query Room_{secrets.token_hex(6)}($r: ID!) {{ room(id: $r) {{ id }} }}"
+    sha = sha256_of(query)
+    body = {"query": query, "extensions": persisted(sha), "variables": {"r": {"not": "an id"}}}
+    assert error_code_of(await post(embedded_server, body, account.token)) == "BAD_USER_INPUT"
+    # Registered all the same (the text matched its hash); the hash alone with the same
+    # variables is refused the same way, and another user's room is not found by it.
+    by_hash = {"extensions": persisted(sha), "variables": {"r": ["x"]}}
+    assert error_code_of(await post(embedded_server, by_hash, account.token)) == "BAD_USER_INPUT"
+    missing = {"extensions": persisted(sha), "variables": {"r": "0" * 24}}
+    answer = await post(embedded_server, missing, account.token)
+    assert answer["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_a_get_whose_extensions_are_not_json_is_refused(
+    embedded_server: ServerProcess,
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(
+            embedded_server.http_url,
+            params={"extensions": "{persistedQuery"},
+            headers={"accept": "*/*"},
+        )
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json")
