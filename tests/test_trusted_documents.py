@@ -188,3 +188,12 @@ def test_a_manifest_that_cannot_be_read_is_refused_at_start_up(tmp_path: Path) -
     for path in (tmp_path / "missing.json", tmp_path / "broken.json"):
         with pytest.raises(ConfigError):
             load_trusted_documents(path)
+
+
+async def test_a_batch_runs_nothing(trusted_server: ServerProcess) -> None:
+    """No list of operations gets by the list of documents."""
+    batch = [{"query": UNLISTED}, {"query": "{ __typename }"}]
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(trusted_server.http_url, json=batch)
+    assert response.status_code == 400
+    assert "data" not in response.json()

@@ -399,9 +399,9 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         await super().handle_message(cast(Any, message))
 
     async def handle_start(self, message: Any) -> None:
-        message, unnamed = await self._named_document(message)
-        if unnamed is not None:
-            error: Any = {"type": "error", "id": message["id"], "payload": unnamed}
+        message, document_refusal = await self._named_document(message)
+        if document_refusal is not None:
+            error: Any = {"type": "error", "id": message["id"], "payload": document_refusal}
             await self.send_message(error)
             return
         if (problem := operation_problem(message)) is not None:

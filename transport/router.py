@@ -162,15 +162,17 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
     ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
         """Strawberry's execution, of the document the request names by its hash if it
         does (``transport.persisted_requests``); a refusal runs nothing."""
-        if isinstance(request_data, GraphQLRequestData):
-            resolved = await resolved_http_request(request, request_data, context)
-            if isinstance(resolved, ExecutionResult):
-                return resolved
-            request_data = resolved
+        if isinstance(request_data, list):
+            # Batching is off and strawberry refuses a list before this; were it turned
+            # on, a list would pass by the trusted documents' check, so never run one.
+            raise HTTPException(400, "Batching is not enabled")
+        resolved = await resolved_http_request(request, request_data, context)
+        if isinstance(resolved, ExecutionResult):
+            return resolved
         return await super().execute_operation(
             request=request,
             request_adapter=request_adapter,
-            request_data=request_data,
+            request_data=resolved,
             context=context,
             root_value=root_value,
             sub_response=sub_response,
