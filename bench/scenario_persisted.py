@@ -59,10 +59,15 @@ async def register(target: Target, account: Account) -> None:
 
 
 async def _measure(
-    target: Target, options: Options, accounts: list[Account], rooms: list[str], level: int
+    target: Target,
+    options: Options,
+    accounts: list[Account],
+    rooms: list[str],
+    last_seq: dict[str, int],
 ) -> list[dict[str, Any]]:
-    """The level's figures sending the text, then the hash alone, into the same rooms."""
-    last_seq: dict[str, int] = {}
+    """The figures of one sender per room, sending the text, then the hash alone, into
+    the same rooms; ``last_seq`` holds each room's last seq, across levels."""
+    level = len(rooms)
     rows = []
     for mode, sending in ((TEXT, target), (HASH, _by_hash(target))):
         senders = [
@@ -103,9 +108,10 @@ async def _run_backend(options: Options, backend: str) -> list[dict[str, Any]]:
             max(1, min(max(options.concurrency), options.users)), max(options.concurrency)
         )
         await register(plop, population.accounts[0])
+        last_seq: dict[str, int] = {}
         for level in options.concurrency:
             rows += await _measure(
-                plop, options, population.accounts, population.rooms[:level], level
+                plop, options, population.accounts, population.rooms[:level], last_seq
             )
     return rows
 

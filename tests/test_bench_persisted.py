@@ -10,17 +10,20 @@ from tests.test_bench import run_bench
 
 
 def test_persisted(tmp_path: Path) -> None:
-    document = run_bench(tmp_path, "persisted", "--backend", "embedded", "--concurrency", "2")
+    # Two levels: the rooms of the first carry their seqs into the second.
+    document = run_bench(tmp_path, "persisted", "--backend", "embedded", "--concurrency", "1,2")
     rows = document["results"]["rows"]
-    assert [(row["target"], row["mode"]) for row in rows] == [
-        ("Plop (embedded)", "text"),
-        ("Plop (embedded)", "hash"),
+    assert [(row["target"], row["concurrency"], row["mode"]) for row in rows] == [
+        ("Plop (embedded)", 1, "text"),
+        ("Plop (embedded)", 1, "hash"),
+        ("Plop (embedded)", 2, "text"),
+        ("Plop (embedded)", 2, "hash"),
     ]
-    text, by_hash = rows
     for row in rows:
         assert row["requests"] > 0
         assert row["answered"] == row["requests"]
         assert row["errors"] == row["seq_gaps"] == 0
     # The hash alone is what the text was replaced by: a shorter body, same variables.
-    assert by_hash["request_body_bytes"] < text["request_body_bytes"]
+    for text, by_hash in (rows[0:2], rows[2:4]):
+        assert by_hash["request_body_bytes"] < text["request_body_bytes"]
     assert document["checks"]["errors"] == 0

@@ -317,3 +317,22 @@ async def test_a_get_whose_extensions_are_not_json_is_refused(
         )
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/json")
+
+
+async def test_with_persisted_queries_off_a_hash_is_not_supported_and_text_runs() -> None:
+    server = ServerProcess(f"apq-off-{secrets.token_hex(3)}", {"PLOP_APQ_ENABLED": "false"})
+    await server.start()
+    try:
+        query = fresh_query()
+        sha = sha256_of(query)
+        for body in (
+            {"extensions": persisted(sha)},
+            {"query": query, "extensions": persisted(sha)},
+        ):
+            answer = await post(server, body)
+            assert error_code_of(answer) == "PERSISTED_QUERY_NOT_SUPPORTED"
+            assert answer["errors"][0]["message"] == "PersistedQueryNotSupported"
+        # What Apollo's link sends next: the text alone, which runs.
+        assert await post(server, {"query": query}) == {"data": {"__typename": "Query"}}
+    finally:
+        await server.stop()

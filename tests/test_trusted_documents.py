@@ -3,6 +3,7 @@ hash or sent in full, over HTTP and both WebSocket subprotocols; the manifest's 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from devtools.processes import free_port, plain_env, plop_argv
 from errors import ConfigError
 from services.trusted_documents import load_trusted_documents, trusted_documents
 from tests.support.chat import CREATE_DIRECT, MESSAGE_ADDED, ROOM_ADDED, SEND
@@ -33,6 +35,8 @@ ME = "query Me { me { id username } }"
 LISTED = {"SignUp": SIGN_UP, "CreateDirect": CREATE_DIRECT, "Send": SEND}
 LISTED_SUBSCRIPTION = MESSAGE_ADDED
 UNLISTED = "query { me { id } }"
+# A server that refuses its settings exits within this (it starts nothing first).
+START_TIMEOUT_SECONDS = 60.0
 
 
 def apollo_manifest(documents: dict[str, str]) -> dict[str, Any]:
@@ -197,3 +201,20 @@ async def test_a_batch_runs_nothing(trusted_server: ServerProcess) -> None:
         response = await client.post(trusted_server.http_url, json=batch)
     assert response.status_code == 400
     assert "data" not in response.json()
+
+
+async def test_a_server_with_an_unreadable_manifest_does_not_start(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"not-its-hash": ME}))
+    env = {**plain_env(), "PLOP_TRUSTED_DOCUMENTS": str(manifest)}
+    process = await asyncio.create_subprocess_exec(
+        *plop_argv(free_port()),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    async with asyncio.timeout(START_TIMEOUT_SECONDS):
+        stdout, stderr = await process.communicate()
+    assert process.returncode != 0
+    assert "is not named by its sha256" in (stdout + stderr).decode()
