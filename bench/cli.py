@@ -214,7 +214,7 @@ def parser() -> argparse.ArgumentParser:
         "--senders",
         dest="concurrency",
         type=_counts,
-        help="send, hot: levels of concurrent senders, comma-separated.",
+        help="send, hot, persisted: levels of concurrent senders, comma-separated.",
     )
     parse.add_argument("--messages", type=int, help="fanout, hot: burst messages per room.")
     parse.add_argument("--paced-messages", type=int, help="fanout, hot: paced messages per room.")
@@ -227,7 +227,11 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--users", type=int, help="Users signed up (they share sockets).")
     parse.add_argument("--workers", type=int, default=0, help="Load processes [auto].")
     parse.add_argument(
-        "--duration", "--seconds", dest="duration", type=float, help="send, hot: seconds per level."
+        "--duration",
+        "--seconds",
+        dest="duration",
+        type=float,
+        help="send, hot, persisted: seconds per level.",
     )
     parse.add_argument("--max-requests", type=int, help="send: requests per level at most.")
     parse.add_argument("--max-subscriptions", type=int, help="memory: the ramp stops at this many.")
