@@ -7,7 +7,11 @@
     ├── BadUserInput      BAD_USER_INPUT   the request's values are not acceptable
     ├── Conflict          CONFLICT         clashes with existing state
     ├── RateLimited       RATE_LIMITED     too many requests; retry after retryAfter s
-    └── Unavailable       UNAVAILABLE      a backend is down or timed out
+    ├── Unavailable       UNAVAILABLE      a backend is down or timed out
+    └── PersistedQueryRefused              a persisted query the server cannot run
+        ├── PersistedQueryNotFound     PERSISTED_QUERY_NOT_FOUND      hash unknown: send the text
+        ├── PersistedQueryNotSupported PERSISTED_QUERY_NOT_SUPPORTED  APQ is off: send the text
+        └── PersistedQueryNotAllowed   PERSISTED_QUERY_NOT_ALLOWED    not a trusted document
     ConfigError                            bad settings at start-up (not sent to clients)
     └── BackendUnreachable                 a backend did not answer at start-up
 
@@ -72,6 +76,38 @@ class RateLimited(PlopError):
 
 class Unavailable(PlopError):
     code = "UNAVAILABLE"
+
+
+class PersistedQueryRefused(PlopError):
+    """A request naming a document by its hash that is not run; nothing was executed."""
+
+
+class PersistedQueryNotFound(PersistedQueryRefused):
+    """The hash names no document held here; the client sends the text with its hash.
+
+    The message is Apollo's, which its persisted-queries link looks for.
+    """
+
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+    def __init__(self) -> None:
+        super().__init__("PersistedQueryNotFound")
+
+
+class PersistedQueryNotSupported(PersistedQueryRefused):
+    """Automatic persisted queries are off; the message is Apollo's, whose link then
+    stops sending hashes alone."""
+
+    code = "PERSISTED_QUERY_NOT_SUPPORTED"
+
+    def __init__(self) -> None:
+        super().__init__("PersistedQueryNotSupported")
+
+
+class PersistedQueryNotAllowed(PersistedQueryRefused):
+    """The server runs trusted documents only, and this is not one of them."""
+
+    code = "PERSISTED_QUERY_NOT_ALLOWED"
 
 
 class ConfigError(Exception):

@@ -138,6 +138,23 @@ class Settings(BaseSettings):
     websocket_compression: bool = False
     connection_init_timeout_seconds: float = 10.0
     max_subscriptions_per_connection: int = 100
+    # Automatic persisted queries (Apollo's protocol): a client sends a document's
+    # sha256 instead of its text once the server holds it. Documents are kept in Redis
+    # for apq_ttl_seconds after their registration, each at most apq_max_document_bytes
+    # (UTF-8), at most apq_max_documents in all (the oldest registrations go first);
+    # this process keeps the apq_local_documents it used last, so that a hit seldom
+    # costs a Redis round trip (a document never changes for its hash). Off, a hash
+    # alone is answered PERSISTED_QUERY_NOT_SUPPORTED (Apollo's link then sends text).
+    apq_enabled: bool = True
+    apq_ttl_seconds: int = Field(default=24 * 3_600, ge=1)
+    apq_max_document_bytes: int = Field(default=16 * 1024, ge=1)
+    apq_max_documents: int = Field(default=10_000, ge=1)
+    apq_local_documents: int = Field(default=512, ge=0)
+    # A JSON manifest of trusted documents (Apollo's persisted-query manifest, or a map
+    # of "sha256:<hash>" or "<hash>" to document): when set, only those documents run,
+    # named by their hash or sent in full, on HTTP and both WebSocket subprotocols;
+    # anything else is refused with PERSISTED_QUERY_NOT_ALLOWED, and nothing registers.
+    trusted_documents: Path | None = None
     # GraphiQL at GET /graphql (a browser's Accept: text/html), and schema introspection
     # (`__schema`, `__type`); production may turn both off.
     graphiql: bool = True
@@ -248,6 +265,10 @@ class Settings(BaseSettings):
     # sendMessage per user: a burst of 120, then 20 a second.
     send_message_limit: int = 120
     send_message_limit_seconds: float = 6.0
+    # Registrations of persisted queries (a document sent with its hash and not yet
+    # held) per client address: an app registers a few dozen documents once.
+    persist_query_limit: int = 60
+    persist_query_limit_seconds: float = 60.0
     # setTyping per user (for the typing mutation): 10 at once, then 2 a second.
     set_typing_limit: int = 10
     set_typing_limit_seconds: float = 5.0

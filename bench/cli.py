@@ -28,6 +28,7 @@ from bench import (
     scenario_hot,
     scenario_keys,
     scenario_memory,
+    scenario_persisted,
     scenario_reconnect,
     scenario_search,
     scenario_send,
@@ -50,6 +51,7 @@ SCENARIOS: dict[str, Callable[[Options], Coroutine[Any, Any, Report]]] = {
     "search": scenario_search.run,
     "keys": scenario_keys.run,
     "account": scenario_account.run,
+    "persisted": scenario_persisted.run,
 }
 
 # Per scenario: the full-size defaults, then the smoke ones.
@@ -57,6 +59,10 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "send": (
         {"concurrency": [1, 16, 64], "duration": 10.0, "max_requests": 20_000, "users": 16},
         {"concurrency": [1, 4], "duration": 1.0, "max_requests": 40, "users": 2},
+    ),
+    "persisted": (
+        {"concurrency": [16, 64], "duration": 10.0, "max_requests": 20_000, "users": 16},
+        {"concurrency": [2], "duration": 1.0, "max_requests": 20, "users": 2},
     ),
     # concurrency: the levels of senders; subscribers, messages, paced_messages and
     # rate: the hot room's fan-out (on the backend with the most instances).
@@ -208,7 +214,7 @@ def parser() -> argparse.ArgumentParser:
         "--senders",
         dest="concurrency",
         type=_counts,
-        help="send, hot: levels of concurrent senders, comma-separated.",
+        help="send, hot, persisted: levels of concurrent senders, comma-separated.",
     )
     parse.add_argument("--messages", type=int, help="fanout, hot: burst messages per room.")
     parse.add_argument("--paced-messages", type=int, help="fanout, hot: paced messages per room.")
@@ -221,7 +227,11 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--users", type=int, help="Users signed up (they share sockets).")
     parse.add_argument("--workers", type=int, default=0, help="Load processes [auto].")
     parse.add_argument(
-        "--duration", "--seconds", dest="duration", type=float, help="send, hot: seconds per level."
+        "--duration",
+        "--seconds",
+        dest="duration",
+        type=float,
+        help="send, hot, persisted: seconds per level.",
     )
     parse.add_argument("--max-requests", type=int, help="send: requests per level at most.")
     parse.add_argument("--max-subscriptions", type=int, help="memory: the ramp stops at this many.")
@@ -291,6 +301,7 @@ def options_from(argv: list[str]) -> Options:
             values[name] = given
     default_backend = {
         "send": "embedded" if args.smoke else "both",
+        "persisted": "embedded" if args.smoke else "both",
         "search": "real",
         "keys": "real",
         "account": "embedded" if args.smoke else "both",

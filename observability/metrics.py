@@ -81,3 +81,26 @@ REFUSAL_REASONS = (
 )
 for _reason in REFUSAL_REASONS:
     SOCKETS_REFUSED.labels(reason=_reason)  # every reason is exported from the start
+
+PERSISTED_QUERIES = Counter(
+    "plop_persisted_queries_total",
+    "Requests that named their document by its sha256 (or, with trusted documents, any "
+    "request), by outcome.",
+    ["outcome"],
+)
+
+# The outcomes of plop_persisted_queries_total, all of them.
+PERSISTED_HIT = "hit"  # a hash alone, answered with the document held for it
+PERSISTED_MISS = "miss"  # a hash alone that named nothing held: PERSISTED_QUERY_NOT_FOUND
+PERSISTED_REGISTERED = "registered"  # a document sent with its hash, checked and stored
+PERSISTED_REFUSED = "refused"  # a wrong hash, an oversize or untrusted document, a flood
+PERSISTED_TRUSTED = "trusted"  # a trusted document run (by hash or in full)
+PERSISTED_OUTCOMES = (
+    PERSISTED_HIT,
+    PERSISTED_MISS,
+    PERSISTED_REGISTERED,
+    PERSISTED_REFUSED,
+    PERSISTED_TRUSTED,
+)
+for _outcome in PERSISTED_OUTCOMES:
+    PERSISTED_QUERIES.labels(outcome=_outcome)  # every outcome is exported from the start

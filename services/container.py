@@ -30,6 +30,8 @@ from services.message_search import MessageSearch
 from services.message_store import MongoMessageInserts
 from services.messages import MessageService
 from services.mutes import MuteService
+from services.persisted_documents import PersistedDocuments
+from services.persisted_query_store import PersistedQueryStore
 from services.presence import PresenceService
 from services.profiles import ProfileService
 from services.publisher import EventPublisher
@@ -45,6 +47,7 @@ from services.rooms import RoomService, room_with_hint
 from services.socket_caps import SocketCaps
 from services.sync import SyncService
 from services.sync_tokens import SyncTokens
+from services.trusted_documents import load_trusted_documents
 from services.typing import TypingService
 from services.uploads import UploadRules, UploadService
 from settings import Settings
@@ -83,6 +86,7 @@ class Services:
     sync_tokens: SyncTokens
     account_streams: AccountStreams
     sync: SyncService
+    persisted_documents: PersistedDocuments
 
     @classmethod
     def build(
@@ -234,7 +238,32 @@ class Services:
                 limits,
                 settings.sync_max_replay_events,
             ),
+            persisted_documents=_persisted_documents(settings, redis, limits),
         )
+
+
+def _persisted_documents(
+    settings: Settings, redis: KeyValueStore, limits: RateLimiter
+) -> PersistedDocuments:
+    store = PersistedQueryStore(
+        redis,
+        ttl_seconds=settings.apq_ttl_seconds,
+        max_documents=settings.apq_max_documents,
+        local_documents=settings.apq_local_documents,
+        namespace=settings.topic_prefix,
+    )
+    trusted = (
+        None
+        if settings.trusted_documents is None
+        else load_trusted_documents(settings.trusted_documents)
+    )
+    return PersistedDocuments(
+        store,
+        limits,
+        enabled=settings.apq_enabled,
+        max_document_bytes=settings.apq_max_document_bytes,
+        trusted=trusted,
+    )
 
 
 def _upload_rules(settings: Settings) -> UploadRules:

@@ -99,6 +99,7 @@ class LimitName(StrEnum):
     REACT = "react"
     CREATE_UPLOAD = "create-upload"
     UPDATE_PROFILE = "update-profile"
+    PERSIST_QUERY = "persist-query"
 
 
 # What a refusal says was too much, by limit.
@@ -137,6 +138,7 @@ _REFUSALS = {
     LimitName.REACT: "too many reactions added or removed",
     LimitName.CREATE_UPLOAD: "too many uploads",
     LimitName.UPDATE_PROFILE: "too many profile changes",
+    LimitName.PERSIST_QUERY: "too many persisted queries registered",
 }
 
 
@@ -205,6 +207,7 @@ def limits_from_settings(settings: Settings) -> dict[LimitName, Limit]:
         LimitName.REACT: Limit(s.react_limit, s.react_limit_seconds),
         LimitName.CREATE_UPLOAD: Limit(s.create_upload_limit, s.create_upload_limit_seconds),
         LimitName.UPDATE_PROFILE: Limit(s.update_profile_limit, s.update_profile_limit_seconds),
+        LimitName.PERSIST_QUERY: Limit(s.persist_query_limit, s.persist_query_limit_seconds),
     }
 
 

@@ -45,6 +45,7 @@ from live.room_feeds import RoomFeeds
 from observability.metrics import OPEN_WEBSOCKETS, REFUSED_INIT_TIMEOUT, SOCKETS_REFUSED
 from schema.context import Context
 from transport.draining import OpenSockets
+from transport.persisted_requests import resolved_socket_message
 from transport.sharing import SocketOperation, error_payload
 from transport.socket_limits import REFUSED_CODE, close_reason, open_socket_slot
 from transport.socket_sessions import SocketSessions, WatchedSocket
@@ -100,7 +101,7 @@ def operation_problem(message: object) -> str | None:
     if not isinstance(payload, dict):
         return "the message needs an object payload"
     if not isinstance(payload.get("query"), str):
-        return "payload.query must be a string"
+        return "payload.query must be a string (or extensions.persistedQuery name a document)"
     if not isinstance(payload.get("operationName"), str | None):
         return "payload.operationName must be a string or null"
     if not isinstance(payload.get("variables"), dict | None):
@@ -125,6 +126,7 @@ class _SocketRules:
     context: Context
     schema: Any
     websocket: Any
+    connection_acknowledged: bool
 
     @property
     def _live(self) -> LiveTransport:
@@ -172,6 +174,13 @@ class _SocketRules:
                 SESSION_ENDED_CODE, SESSION_ENDED_REASON, Unauthenticated(SESSION_ENDED_REASON)
             )
         )
+
+    async def _named_document(self, message: Any) -> tuple[Any, dict[str, Any] | None]:
+        """The message with the document it names by hash as its query (only once the
+        socket is accepted), or the error that refuses its operation."""
+        if not self.connection_acknowledged:
+            return message, None
+        return await resolved_socket_message(message, self.context)
 
     def _error_frame(self, error: Mapping[str, object]) -> Mapping[str, object] | None:
         """The frame that tells the client why the server closes (graphql-ws only)."""
@@ -240,6 +249,11 @@ class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, No
             SOCKETS_REFUSED.labels(reason=REFUSED_INIT_TIMEOUT).inc()
 
     async def handle_subscribe(self, message: Any) -> None:
+        message, refusal = await self._named_document(message)
+        if refusal is not None:
+            error: Any = {"id": message["id"], "type": "error", "payload": [refusal]}
+            await self.send_message(error)
+            return
         # The protocol closes on an invalid message (4400), as strawberry does for others.
         if (problem := operation_problem(message)) is not None:
             await self.handle_invalid_message(problem)
@@ -324,6 +338,11 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         await super().handle_message(cast(Any, message))
 
     async def handle_start(self, message: Any) -> None:
+        message, document_refusal = await self._named_document(message)
+        if document_refusal is not None:
+            error: Any = {"type": "error", "id": message["id"], "payload": document_refusal}
+            await self.send_message(error)
+            return
         if (problem := operation_problem(message)) is not None:
             operation_id = message.get("id") if isinstance(message.get("id"), str) else None
             error = {"message": problem, "extensions": {"code": "BAD_USER_INPUT"}}

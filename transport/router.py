@@ -8,14 +8,15 @@ from datetime import timedelta
 from typing import overload
 
 import strawberry
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
-from strawberry.http import GraphQLHTTPResponse
-from strawberry.types import ExecutionResult
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from errors import PlopError, Unauthenticated
@@ -27,6 +28,7 @@ from settings import Settings
 from transport import http_spec
 from transport.client_address import client_address
 from transport.handlers import LegacyWSHandler, LiveTransport, SocketContext, TransportWSHandler
+from transport.persisted_requests import resolved_http_request
 from transport.socket_limits import LimitCodedWebSocket, admit_socket
 from web import graphiql_response
 
@@ -85,6 +87,14 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
             text = data.decode(errors="replace") if isinstance(data, bytes) else data
             raise json.JSONDecodeError("nested too deeply", text[:100], 0) from exc
 
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """GraphiQL for a browser's GET, but not for a GET that names its document by
+        hash and has no ``query`` (Apollo's link sends it with ``Accept: */*``)."""
+        params = request.query_params
+        if params.get("extensions") is not None or params.get("documentId") is not None:
+            return False
+        return super().should_render_graphql_ide(request)
+
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """Plop's own GraphiQL page: every file it loads comes from this server."""
         return graphiql_response()
@@ -140,6 +150,33 @@ class PlopGraphQLRouter(GraphQLRouter[Context, None]):
         except HTTPException as refused:
             return http_spec.refusal(request, refused)
         return http_spec.finish(request, response)
+
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
+        root_value: None,
+        sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        """Strawberry's execution, of the document the request names by its hash if it
+        does (``transport.persisted_requests``); a refusal runs nothing."""
+        if isinstance(request_data, list):
+            # Batching is off and strawberry refuses a list before this; were it turned
+            # on, a list would pass by the trusted documents' check, so never run one.
+            raise HTTPException(400, "Batching is not enabled")
+        resolved = await resolved_http_request(request, request_data, context)
+        if isinstance(resolved, ExecutionResult):
+            return resolved
+        return await super().execute_operation(
+            request=request,
+            request_adapter=request_adapter,
+            request_data=resolved,
+            context=context,
+            root_value=root_value,
+            sub_response=sub_response,
+        )
 
     async def process_result(
         self, request: Request, result: ExecutionResult

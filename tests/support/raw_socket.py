@@ -49,6 +49,13 @@ class RawSocket:
             json.dumps({"id": operation_id, "type": kind, "payload": payload})
         )
 
+    async def start_operation(self, operation_id: str, payload: dict[str, Any]) -> None:
+        """Starts an operation with a payload as given (no query of its own needed)."""
+        kind = "subscribe" if self.subprotocol == TRANSPORT_WS else "start"
+        await self._connection.send(
+            json.dumps({"id": operation_id, "type": kind, "payload": payload})
+        )
+
     async def end_operation(self, operation_id: str) -> None:
         """Completes (graphql-transport-ws) or stops (graphql-ws) an operation."""
         kind = "complete" if self.subprotocol == TRANSPORT_WS else "stop"
