@@ -32,6 +32,7 @@ from schema.errors import ErrorCodes, with_code
 from schema.execution import PlopExecutionContext, has_lone_surrogate
 from schema.files import UploadTicket
 from schema.operation_metrics import OperationMetrics, RoundTripScope
+from schema.operation_spans import OperationSpans
 from schema.sync_types import SyncResult
 from schema.types import (
     AuthPayload,
@@ -356,6 +357,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # `__typename` stays.
         limit_rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
+        # First, so that every other extension's work is inside the operation's span.
+        OperationSpans,
         OperationMetrics,
         LogFields,
         RoundTripScope,
