@@ -19,8 +19,7 @@ from pymongo import monitoring
 
 from observability import tracing
 
-# Commands started and not yet answered (their answer may never come if the
-# connection dies: pymongo then reports a failure, which ends the span too).
+# A command as pymongo names it in its events: (server address, request id).
 _Key = tuple[Any, int]
 
 
@@ -28,6 +27,8 @@ class StoreSpans(monitoring.CommandListener):
     """Starts a span when a command is sent and ends it with the answer."""
 
     def __init__(self) -> None:
+        # Commands sent and not yet answered: pymongo reports every one of them as a
+        # success or a failure (a dead connection too), which ends its span.
         self._open: dict[_Key, Span] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
@@ -55,7 +56,7 @@ class StoreSpans(monitoring.CommandListener):
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         span = self._open.pop((event.connection_id, event.request_id), None)
         if span is not None:
-            span.set_status(StatusCode.ERROR, event.failure.get("errmsg", "failed"))
+            span.set_status(StatusCode.ERROR, str(event.failure.get("errmsg", "failed")))
             span.end()
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+import httpx
 import pytest
 import pytest_asyncio
 
 from devtools.processes import LOAD_TEST_LIMITS
-from tests.support.chat import HISTORY, MESSAGE_ADDED, as_user, direct_room, send
+from tests.support.chat import HISTORY, MESSAGE_ADDED, SEND, as_user, direct_room, send
 from tests.support.clients import SUBPROTOCOLS, sign_up, subscribed, ws_session
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.support.server import ServerProcess, free_port
@@ -223,3 +224,44 @@ async def test_the_embedded_default_makes_the_same_trace_in_its_one_process(
     assert delivery.parent_id == consume.span_id
     assert publish.attributes["messaging.system"] == "memory"
     assert {span.instance for span in trace} == {"traced-embedded"}
+
+
+# A context a client might send, hoping to join (or flood) the operator's traces.
+FORGED_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+FORGED_TRACEPARENT = f"00-{FORGED_TRACE_ID}-b7ad6b7169203331-01"
+
+
+async def test_a_client_s_traceparent_is_not_followed_and_a_broken_document_is_traced_plainly(
+    traced_embedded: ServerProcess, receiver: OtlpReceiver
+) -> None:
+    alice, bob = await sign_up(traced_embedded), await sign_up(traced_embedded)
+    room_id = await direct_room(traced_embedded, alice, bob)
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        ws_session(traced_embedded, SUBPROTOCOLS[0], bob.token) as session,
+        subscribed(traced_embedded, session, MESSAGE_ADDED, r=room_id) as live,
+    ):
+        headers = {"Authorization": f"Bearer {alice.token}", "traceparent": FORGED_TRACEPARENT}
+        reply = await client.post(
+            traced_embedded.http_url,
+            json={"query": SEND, "variables": {"r": room_id, "t": "forged", "c": None}},
+            headers=headers,
+        )
+        sent = reply.json()["data"]["sendMessage"]
+        assert (await live.next())["messageAdded"]["id"] == sent["id"]
+        broken = await client.post(
+            traced_embedded.http_url, json={"query": "mutation { sendMessage("}, headers=headers
+        )
+    assert broken.status_code < 500
+    assert broken.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+    spans = await receiver.wait_for(
+        lambda spans: (
+            holds(sent["id"], is_(SEND_OPERATION))(spans)
+            and any(span.name == "graphql.invalid" for span in spans)
+        )
+    )
+    operation = only(message_trace(spans, sent["id"]), is_(SEND_OPERATION))
+    assert operation.parent_id == ""
+    assert operation.trace_id != FORGED_TRACE_ID
+    assert all(span.trace_id != FORGED_TRACE_ID for span in spans)
