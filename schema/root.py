@@ -357,8 +357,6 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # `__typename` stays.
         limit_rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
-        # First, so that every other extension's work is inside the operation's span.
-        OperationSpans,
         OperationMetrics,
         LogFields,
         RoundTripScope,
@@ -369,6 +367,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             DOCUMENT_CACHE_SIZE, limits.max_query_tokens, limits.max_query_cost, limit_rules
         ).extension(),
     ]
+    if limits.otlp_endpoint is not None:
+        # First, so that every other extension's work is inside the operation's span;
+        # left out when tracing is off, so that an operation pays nothing for it.
+        extensions.insert(0, OperationSpans)
     return PlopSchema(
         query=Query,
         mutation=Mutation,

@@ -20,6 +20,9 @@ from observability.store_spans import store_listeners
 from pubsub.events import TypingChanged
 from pubsub.kafka import KafkaBroker
 from pubsub.memory import MemoryBroker
+from schema.operation_spans import OperationSpans
+from schema.root import build_schema
+from settings import Settings
 
 TOPIC = "plop-room-events"
 
@@ -169,3 +172,10 @@ async def test_the_embedded_broker_keeps_the_context_in_the_process(
     publish, consume = named(recorded, f"publish {TOPIC}"), named(recorded, f"consume {TOPIC}")
     assert parent_id(publish) == named(recorded, "request").context.span_id
     assert parent_id(consume) == publish.context.span_id
+
+
+def test_operations_pay_for_no_span_extension_without_an_endpoint() -> None:
+    off = build_schema(Settings(otlp_endpoint=None))
+    on = build_schema(Settings(otlp_endpoint="http://127.0.0.1:4318"))
+    assert OperationSpans not in off.extensions
+    assert on.extensions[0] is OperationSpans
