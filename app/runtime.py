@@ -74,7 +74,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     async with AsyncExitStack() as stack:
         # First in, so last out: the spans of the whole stop are flushed too, and the
         # store's client is built knowing whether to trace its commands.
-        stack.enter_context(
+        await stack.enter_async_context(
             exporting(settings.otlp_endpoint, settings.otlp_service_name, settings.instance_id)
         )
         await stack.enter_async_context(

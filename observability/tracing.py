@@ -19,9 +19,11 @@ flushes) when the process stops.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
 
 from opentelemetry import context as otel_context
@@ -42,6 +44,13 @@ TRACES_PATH = "/v1/traces"
 # delivers a consumed message within moments; this bounds the table when feeds lag
 # or when nobody delivers (a message consumed for a room list only).
 DELIVERY_PARENTS = 4_096
+# One export's wait for the collector (the SDK's default is 10 s). Exports run on the
+# SDK's own thread; this bounds how long spans pile up behind a silent collector.
+EXPORT_TIMEOUT_SECONDS = 5.0
+# How long a stop waits for the last spans to be taken: a small share of
+# PLOP_SHUTDOWN_SECONDS, whatever the collector does.
+FLUSH_SECONDS = 2.0
+FLUSH_THREAD = "plop-trace-flush"
 
 # Read on the hot paths before anything else; set only by ``install``/``uninstall``.
 active = False
@@ -74,28 +83,63 @@ def install(processor: SpanProcessor, service_name: str, instance_id: str) -> Tr
     return provider
 
 
-def uninstall() -> None:
-    """Stops recording, and flushes and shuts down what ``install`` set up."""
+def _detach() -> TracerProvider | None:
+    """Stops recording; returns the provider that was recording, for its shutdown."""
     global active, _provider, _tracer
     active = False
     provider, _provider, _tracer = _provider, None, trace.NoOpTracer()
     _delivery_parents.clear()
-    if provider is not None:
+    return provider
+
+
+def uninstall() -> None:
+    """Stops recording, and flushes and shuts down what ``install`` set up."""
+    if (provider := _detach()) is not None:
         provider.shutdown()
 
 
-@contextmanager
-def exporting(endpoint: str | None, service_name: str, instance_id: str) -> Iterator[None]:
-    """Exports spans over OTLP/HTTP to ``endpoint`` inside the block; nothing when None."""
+async def _flush_within(provider: TracerProvider, seconds: float) -> None:
+    """Shuts the provider down (exporting what it holds) in a thread of its own,
+    waiting for it at most ``seconds``: the SDK's shutdown blocks until the collector
+    answers, and a collector that is down must not hold up the process's stop."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def shut_down() -> None:
+        try:
+            provider.shutdown()
+        finally:
+            with suppress(RuntimeError):  # the loop closed first: nobody waits
+                loop.call_soon_threadsafe(finish)
+
+    # A daemon thread: one still waiting on a silent collector does not keep the
+    # process alive (the default executor's threads would be joined at exit).
+    threading.Thread(target=shut_down, name=FLUSH_THREAD, daemon=True).start()
+    with suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await done
+
+
+@asynccontextmanager
+async def exporting(
+    endpoint: str | None, service_name: str, instance_id: str
+) -> AsyncIterator[None]:
+    """Exports spans over OTLP/HTTP to ``endpoint`` inside the block, and what is left
+    of them when it ends (for at most ``FLUSH_SECONDS``); nothing at all when None."""
     if endpoint is None:
         yield
         return
-    exporter = OTLPSpanExporter(endpoint=traces_url(endpoint))
+    exporter = OTLPSpanExporter(endpoint=traces_url(endpoint), timeout=EXPORT_TIMEOUT_SECONDS)
     install(BatchSpanProcessor(exporter), service_name, instance_id)
     try:
         yield
     finally:
-        uninstall()
+        if (provider := _detach()) is not None:
+            await _flush_within(provider, FLUSH_SECONDS)
 
 
 def tracer() -> Tracer:

@@ -6,6 +6,8 @@ embedded broker's event, and the consume span its child."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,7 +78,7 @@ def tracing_on() -> bool:
 
 async def test_without_an_endpoint_nothing_is_set_up_and_no_header_is_added() -> None:
     producer = RecordingProducer()
-    with tracing.exporting(None, "plop", "off"):
+    async with tracing.exporting(None, "plop", "off"):
         assert not tracing_on()
         assert store_listeners() == []
         await kafka_broker(producer).publish(TOPIC, "r1", typing_event())
@@ -86,7 +88,7 @@ async def test_without_an_endpoint_nothing_is_set_up_and_no_header_is_added() ->
 
 
 async def test_an_endpoint_sets_up_the_export_for_the_block_only() -> None:
-    with tracing.exporting("http://127.0.0.1:1", "plop", "on"):
+    async with tracing.exporting("http://127.0.0.1:1", "plop", "on"):
         assert tracing_on()
         assert len(store_listeners()) == 1
     assert not tracing_on()
@@ -179,3 +181,19 @@ def test_operations_pay_for_no_span_extension_without_an_endpoint() -> None:
     on = build_schema(Settings(otlp_endpoint="http://127.0.0.1:4318"))
     assert OperationSpans not in off.extensions
     assert on.extensions[0] is OperationSpans
+
+
+async def test_a_silent_collector_holds_the_stop_no_longer_than_the_flush_allows() -> None:
+    """A collector that takes the connection and never answers: the stop gives the
+    last spans up (after ``FLUSH_SECONDS``) while their export still waits."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepted by the kernel, never read
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        async with asyncio.timeout(tracing.EXPORT_TIMEOUT_SECONDS):
+            async with tracing.exporting(endpoint, "plop", "silent"):
+                with tracing.tracer().start_as_current_span("left to flush"):
+                    pass
+        assert not tracing_on()
+        flushing = [t for t in threading.enumerate() if t.name == tracing.FLUSH_THREAD]
+        assert any(thread.is_alive() for thread in flushing)
