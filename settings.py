@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     # is logged at start-up.
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_min_insync_replicas: int | None = Field(default=None, ge=1)
+    # Where traces go, over OTLP/HTTP: a collector's base URL (``http://host:4318``;
+    # Jaeger, Tempo and the otel-collector all accept it there). Unset: no tracing
+    # at all, and nothing of it on any request or event.
+    otlp_endpoint: str | None = None
+    # The ``service.name`` every span of this process carries (with ``instance_id``
+    # as ``service.instance.id``).
+    otlp_service_name: str = "plop"
 
     session_ttl_seconds: int = 30 * 24 * 3600
     # Live sessions per user: each holds a 30-day token (and its push devices); past

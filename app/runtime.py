@@ -27,6 +27,7 @@ from backends.redis import open_redis
 from live.hub import FanoutConsumer, FanoutHub
 from live.room_feeds import FeedSource, RoomFeeds
 from observability.health import Backends
+from observability.tracing import exporting
 from pubsub import ALL_TOPICS, broker_from_url
 from pubsub.kafka import TopicReplication
 from push.setup import providers_from_settings, push_worker
@@ -71,6 +72,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
     topics = {name: settings.topic(name) for name in ALL_TOPICS}
     async with AsyncExitStack() as stack:
+        # First in, so last out: the spans of the whole stop are flushed too, and the
+        # store's client is built knowing whether to trace its commands.
+        await stack.enter_async_context(
+            exporting(settings.otlp_endpoint, settings.otlp_service_name, settings.instance_id)
+        )
         await stack.enter_async_context(
             open_database(
                 settings.mongo_url,

@@ -21,6 +21,7 @@ from errors import BackendUnreachable, ConfigError, describe
 from models import DOCUMENT_MODELS
 from models.shard_keys import DROPPED_WHEN_SHARDED
 from observability.backend_commands import MongoRoundTrips
+from observability.store_spans import store_listeners
 
 DEFAULT_DATABASE = "plop"
 
@@ -103,7 +104,7 @@ async def open_database(
         socketTimeoutMS=timeout_ms * 2,
         tz_aware=True,
         **pool,
-        event_listeners=[MongoRoundTrips()],
+        event_listeners=[MongoRoundTrips(), *store_listeners()],
     )
     try:
         try:

@@ -20,8 +20,9 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from typing import Final, Protocol
 
+from observability import tracing
 from observability.metrics import ACTIVE_SUBSCRIPTIONS
-from pubsub import ALL_TOPICS, CONTROL_EVENTS, Broker, Event
+from pubsub import ALL_TOPICS, CONTROL_EVENTS, Broker, Event, MessageAdded
 from pubsub.events import KeyFilter
 from pubsub.topics import ROUTE_OF_KEY
 
@@ -203,9 +204,19 @@ class FanoutConsumer:
     async def _pump(self, name: str, events: AsyncIterator[Event]) -> None:
         async for event in events:
             try:
-                self._hub.dispatch(event)
+                if tracing.active:
+                    self._traced_dispatch(name, event)
+                else:
+                    self._hub.dispatch(event)
             except Exception:
                 logger.exception("dispatch failed", extra={"topic": name})
+
+    def _traced_dispatch(self, name: str, event: Event) -> None:
+        """The dispatch inside the event's consume span, which the broker's trace
+        context makes a child of its publish on whichever instance that was."""
+        message_id = event.message.id if isinstance(event, MessageAdded) else None
+        with tracing.consuming(self._topics[name], event.type, message_id):
+            self._hub.dispatch(event)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -34,6 +34,7 @@ from typing import Protocol, TypeVar
 from errors import BadUserInput, Unavailable
 from live.hub import FanoutHub, raise_if_stopped
 from live.room_stream import STORED_BATCH, Access, RoomActivity, RoomHistory, RoomStream
+from observability import tracing
 from observability.metrics import ACTIVE_SUBSCRIPTIONS, DELIVERIES, FEED_RENDERINGS, ROOM_FEEDS
 from pubsub import MessageData, MessageUpdated, ReactionChanged
 
@@ -237,6 +238,14 @@ class RoomFeed(_FeedTask):
 
     async def _publish(self, message: MessageData) -> None:
         """Gives the stream's next message to every live follower, rendered once."""
+        if tracing.active:
+            # One span per message and feed, however many sockets follow it.
+            with tracing.delivering(message.id, message.room_id):
+                await self._hand_out(message)
+        else:
+            await self._hand_out(message)
+
+    async def _hand_out(self, message: MessageData) -> None:
         payload = await self._rendering(message)
         self.latest = message.seq
         delivered = 0

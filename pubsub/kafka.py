@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from errors import BackendUnreachable, ConfigError, describe
+from observability import tracing
 from observability.metrics import KAFKA_CONSUMER_LAG
 from pubsub.events import Delivery, Event, KeyFilter, decode_event, encode_event
 
@@ -198,7 +199,14 @@ class KafkaBroker:
     async def publish(self, topic: str, key: str, event: Event) -> None:
         if self._producer is None:
             raise RuntimeError("KafkaBroker.publish before start")
-        await self._producer.send_and_wait(topic, encode_event(event), key=key.encode())
+        if not tracing.active:
+            await self._producer.send_and_wait(topic, encode_event(event), key=key.encode())
+            return
+        # The record's headers carry the trace to every instance that consumes it.
+        with tracing.publishing(topic, key, event.type, "kafka") as headers:
+            await self._producer.send_and_wait(
+                topic, encode_event(event), key=key.encode(), headers=headers
+            )
 
     @asynccontextmanager
     async def subscribe(
@@ -240,6 +248,10 @@ class KafkaBroker:
                             ):
                                 continue
                             if event := decode_event(record.value):
+                                # Only for decoded events: the key drop above stays
+                                # the cost of a dict lookup.
+                                if tracing.active:
+                                    tracing.received_headers(record.headers)
                                 yield event
 
             yield events()

@@ -7,7 +7,14 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from opentelemetry.context import Context
+
+from observability import tracing
 from pubsub.events import Delivery, Event, KeyFilter, decode_event, encode_event
+
+# A published event as each subscriber's queue holds it: its key, its encoding, and
+# the trace context of its publish (None while tracing is off).
+_Queued = tuple[str, bytes, Context | None]
 
 
 class MemoryBroker:
@@ -18,15 +25,22 @@ class MemoryBroker:
     """
 
     def __init__(self, url: str = "memory://", client_id: str = "") -> None:
-        self._queues: dict[str, set[asyncio.Queue[tuple[str, bytes]]]] = defaultdict(set)
+        self._queues: dict[str, set[asyncio.Queue[_Queued]]] = defaultdict(set)
 
     async def start(self, topics: dict[str, int]) -> None:
         return None
 
     async def publish(self, topic: str, key: str, event: Event) -> None:
         raw = encode_event(event)
-        for queue in self._queues[topic]:
-            queue.put_nowait((key, raw))
+        if not tracing.active:
+            for queue in self._queues[topic]:
+                queue.put_nowait((key, raw, None))
+            return
+        # In one process the trace context travels beside the event, as it is.
+        with tracing.publishing(topic, key, event.type, "memory"):
+            context = tracing.current_context()
+            for queue in self._queues[topic]:
+                queue.put_nowait((key, raw, context))
 
     @asynccontextmanager
     async def subscribe(
@@ -34,16 +48,18 @@ class MemoryBroker:
     ) -> AsyncIterator[AsyncIterator[Event]]:
         # Unbounded: the one consumer per topic is the instance's dispatcher, which
         # never blocks on a subscriber (see live.hub).
-        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._queues[topic].add(queue)
 
         async def events() -> AsyncIterator[Event]:
             while True:
-                key, raw = await queue.get()
+                key, raw, context = await queue.get()
                 if wanted is not None and not wanted(key):
                     continue
                 event = decode_event(raw)
                 if event is not None:
+                    if tracing.active:
+                        tracing.received_context(context)
                     yield event
 
         try:

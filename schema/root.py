@@ -32,6 +32,7 @@ from schema.errors import ErrorCodes, with_code
 from schema.execution import PlopExecutionContext, has_lone_surrogate
 from schema.files import UploadTicket
 from schema.operation_metrics import OperationMetrics, RoundTripScope
+from schema.operation_spans import OperationSpans
 from schema.sync_types import SyncResult
 from schema.types import (
     AuthPayload,
@@ -366,6 +367,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             DOCUMENT_CACHE_SIZE, limits.max_query_tokens, limits.max_query_cost, limit_rules
         ).extension(),
     ]
+    if limits.otlp_endpoint is not None:
+        # First, so that every other extension's work is inside the operation's span;
+        # left out when tracing is off, so that an operation pays nothing for it.
+        extensions.insert(0, OperationSpans)
     return PlopSchema(
         query=Query,
         mutation=Mutation,
