@@ -71,38 +71,64 @@ def _sortable(value: object) -> int | float | None:
 
 
 class _EqualityIndex:
-    """Which documents hold each combination of values of ``fields``."""
+    """Which documents hold each combination of values of ``fields``.
+
+    A field holding an array places its document under each of its elements, as a
+    multikey index does: an equality on the field matches an array that holds the
+    value (``{"member_ids": user}`` finds the user's rooms).
+    """
 
     def __init__(self, fields: tuple[str, ...]) -> None:
         self.fields = fields
         self._buckets: dict[tuple[_Key, ...], set[_DocKey]] = {}
         self._unplaced: set[_DocKey] = set()
-        self._entries: dict[_DocKey, tuple[_Key, ...] | None] = {}
+        self._entries: dict[_DocKey, list[tuple[_Key, ...]] | None] = {}
 
     def add(self, doc_key: _DocKey, document: Mapping[str, Any]) -> None:
-        keys = tuple(_key(document.get(field)) for field in self.fields)
-        if _UNPLACED in keys:
+        placed = _placements(document.get(field) for field in self.fields)
+        if placed is None:
             self._entries[doc_key] = None
             self._unplaced.add(doc_key)
-        else:
-            self._entries[doc_key] = keys
+            return
+        self._entries[doc_key] = placed
+        for keys in placed:
             self._buckets.setdefault(keys, set()).add(doc_key)
 
     def remove(self, doc_key: _DocKey) -> None:
-        keys = self._entries.pop(doc_key)
-        if keys is None:
+        placed = self._entries.pop(doc_key)
+        if placed is None:
             self._unplaced.discard(doc_key)
             return
-        bucket = self._buckets[keys]
-        bucket.discard(doc_key)
-        if not bucket:
-            del self._buckets[keys]
+        for keys in placed:
+            bucket = self._buckets[keys]
+            bucket.discard(doc_key)
+            if not bucket:
+                del self._buckets[keys]
 
     def candidates(self, wanted: list[tuple[_Key, ...]]) -> tuple[int, Callable[[], set[_DocKey]]]:
         """The documents that may hold one of the ``wanted`` value combinations."""
         buckets = [self._buckets.get(keys, set()) for keys in wanted]
         size = sum(map(len, buckets)) + len(self._unplaced)
         return size, lambda: self._unplaced.union(*buckets)
+
+
+def _placements(values: Iterable[object]) -> list[tuple[_Key, ...]] | None:
+    """Every combination of keys a document's values are found under (an array's
+    elements each), or None when one cannot be placed: an empty array, an element
+    of a kind not placed, or too many combinations."""
+    per_field: list[list[_Key]] = []
+    for value in values:
+        if isinstance(value, list):
+            keys = list(dict.fromkeys(_key(element) for element in value))
+            if not keys or _UNPLACED in keys:
+                return None
+        else:
+            keys = [_key(value)]
+            if keys[0] is _UNPLACED:
+                return None
+        per_field.append(keys)
+    placed = list(itertools.product(*per_field))
+    return placed if len(placed) <= _MAX_COMBINATIONS else None
 
 
 class _RangeIndex:

@@ -35,6 +35,8 @@ def messages(name: str) -> Any:
     collection.create_index("idempotency_key", unique=True)
     collection.create_index([("published", 1), ("created_at", 1)])
     collection.create_index([("update_published", 1), ("updated_at", 1)])
+    # An array field, as rooms hold their members: a multikey index.
+    collection.create_index([("member_ids", 1), ("created_at", -1)])
     return collection
 
 
@@ -52,9 +54,10 @@ def message(rng: random.Random, number: int) -> dict[str, Any]:
         "published": rng.random() < 0.5,
         "update_published": rng.random() < 0.8,
         "created_at": EPOCH + timedelta(seconds=number),
+        "member_ids": rng.sample(SENDERS + ROOMS, rng.randint(0, 3)),
     }
     if rng.random() < 0.1:
-        document[rng.choice(["room_id", "seq", "published"])] = odd_value(rng)
+        document[rng.choice(["room_id", "seq", "published", "member_ids"])] = odd_value(rng)
     if rng.random() < 0.05:
         del document[rng.choice(["room_id", "seq"])]
     return document
@@ -91,6 +94,13 @@ def queries(rng: random.Random, collection: Any) -> list[dict[str, Any]]:
         {"room_id": {"x": 1}},
         {"room_id": [ROOMS[0], 3]},
         {"room_id": ROOMS[0], "seq": {"$not": {"$gt": low}}},
+        {"member_ids": room},
+        {"member_ids": {"$in": [room, SENDERS[0]]}},
+        {"member_ids": room, "created_at": {"$gt": EPOCH + timedelta(seconds=low)}},
+        {"member_ids": None},
+        {"member_ids": []},
+        {"member_ids": [ROOMS[0], 3]},
+        {"member_ids": 3},
         {},
     ]
 
@@ -115,7 +125,13 @@ def change(rng: random.Random, collection: Any, number: int) -> None:
         elif action < 0.75:
             collection.update_one(
                 {"_id": rng.choice(ids)},
-                {"$set": {rng.choice(["room_id", "seq", "idempotency_key"]): odd_value(rng)}},
+                {
+                    "$set": {
+                        rng.choice(["room_id", "seq", "idempotency_key", "member_ids"]): (
+                            odd_value(rng)
+                        )
+                    }
+                },
             )
         elif action < 0.85:
             collection.replace_one({"_id": rng.choice(ids)}, message(rng, number))
@@ -165,6 +181,23 @@ def test_a_room_query_reads_only_that_room() -> None:
         between = lookup.narrowed(query)
         assert between is not None and len(between) == len(scanned(collection, query))
     assert lookup.narrowed({"text": "hello"}) is None  # nothing to narrow by: a scan
+
+
+def test_a_member_query_reads_only_the_rooms_that_hold_the_member() -> None:
+    """Rooms by member, as ``joined_room_ids`` asks: an array field, indexed multikey."""
+    install_lookups()
+    collection: Any = mongomock.MongoClient()["lookups"]["members"]
+    collection.create_index([("member_ids", 1), ("last_activity_at", -1)])
+    people = [ObjectId() for _ in range(50)]
+    for number in range(500):
+        members = [people[number % 50], people[(number * 7 + 1) % 50]]
+        collection.insert_one({"member_ids": members, "idempotency_key": str(number)})
+    lookup = _lookup_of(collection._store)
+    assert lookup is not None
+    for person in people[:5]:
+        query = {"member_ids": person}
+        found = lookup.narrowed(query)
+        assert found is not None and len(found) == len(scanned(collection, query)) < 40
 
 
 def test_a_new_index_and_a_dropped_collection_rebuild_the_lookup() -> None:
