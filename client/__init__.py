@@ -23,9 +23,8 @@ from client.client import (
     websocket_url,
 )
 from client.credentials import Credentials, delete_credentials, load_credentials, save_credentials
-from client.errors import PlopClientError, PlopSyncTokenExpired, PlopTransportError
-from client.retry import Backoff
-from client.types import (
+from client.exceptions import PlopClientError, PlopSyncTokenExpired, PlopTransportError
+from client.results import (
     AccountEvent,
     AccountEventPayload,
     Attachment,
@@ -50,6 +49,7 @@ from client.types import (
     TypingEvent,
     User,
 )
+from client.retry import Backoff
 
 __all__ = [
     "DEFAULT_URL",

@@ -1,4 +1,4 @@
-"""JSON answers to the client's types: the documents in client/documents.py ask for
+"""JSON answers to the client's types: the documents in client/operations.py ask for
 every field read here, and the server is trusted to answer with the contract's types
 (a missing field is a KeyError, a bug in a document)."""
 
@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from client.types import (
+from client.results import (
     AccountEvent,
     AccountEventPayload,
     Attachment,

@@ -26,7 +26,7 @@ from gql import Client, GraphQLRequest
 from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 
-from client import documents
+from client import operations
 from client._parsing import (
     parse_account_event,
     parse_activity,
@@ -38,15 +38,15 @@ from client._parsing import (
     parse_session,
     parse_user,
 )
-from client.errors import (
+from client.exceptions import (
     REFUSED_AT_INIT_CLOSE_CODE,
     TRANSPORT_FAILURES,
     PlopClientError,
     PlopTransportError,
     translate,
 )
-from client.retry import Backoff
-from client.types import (
+from client.file_uploads import guessed_type, send_to_storage
+from client.results import (
     AccountEvent,
     AuthPayload,
     Message,
@@ -59,7 +59,7 @@ from client.types import (
     Session,
     User,
 )
-from client.uploads import guessed_type, send_to_storage
+from client.retry import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class PlopClient:
     """A Plop user's connection to one server; use it as an async context manager.
 
     ``token`` authenticates every call; ``sign_up`` and ``log_in`` set it. Failures
-    raise ``PlopClientError`` (see ``client.errors``).
+    raise ``PlopClientError`` (see ``client.exceptions``).
     """
 
     def __init__(
@@ -161,7 +161,7 @@ class PlopClient:
     ) -> AuthPayload:
         """Creates an account; the client is then logged in as it."""
         data = await self._execute(
-            documents.SIGN_UP,
+            operations.SIGN_UP,
             {"username": username, "password": password, "displayName": display_name},
         )
         auth = parse_auth(data["signUp"])
@@ -170,70 +170,70 @@ class PlopClient:
 
     async def log_in(self, username: str, password: str) -> AuthPayload:
         """Opens a session; the client then uses its token."""
-        data = await self._execute(documents.LOG_IN, {"username": username, "password": password})
+        data = await self._execute(operations.LOG_IN, {"username": username, "password": password})
         auth = parse_auth(data["logIn"])
         self.token = auth.token
         return auth
 
     async def log_out(self) -> None:
         """Revokes the session's token on the server and forgets it."""
-        await self._execute(documents.LOG_OUT, {})
+        await self._execute(operations.LOG_OUT, {})
         self.token = None
 
     async def sessions(self) -> list[Session]:
         """The viewer's sessions, newest first."""
-        data = await self._read(documents.SESSIONS, {})
+        data = await self._read(operations.SESSIONS, {})
         return [parse_session(session) for session in data["sessions"]]
 
     async def end_session(self, session_id: str) -> None:
         """Ends one of the viewer's sessions (its sockets close)."""
-        await self._execute(documents.END_SESSION, {"sessionId": session_id})
+        await self._execute(operations.END_SESSION, {"sessionId": session_id})
 
     async def change_password(self, current_password: str, new_password: str) -> None:
         """Changes the password; every other session of the viewer ends."""
         await self._execute(
-            documents.CHANGE_PASSWORD,
+            operations.CHANGE_PASSWORD,
             {"currentPassword": current_password, "newPassword": new_password},
         )
 
     async def delete_account(self, password: str) -> None:
         """Deletes the viewer's account for good; the client forgets its token."""
-        await self._execute(documents.DELETE_ACCOUNT, {"password": password})
+        await self._execute(operations.DELETE_ACCOUNT, {"password": password})
         self.token = None
 
     async def me(self) -> User:
         """The user the token belongs to."""
-        data = await self._read(documents.ME, {})
+        data = await self._read(operations.ME, {})
         return parse_user(data["me"])
 
     async def search_users(self, query: str, first: int = 20) -> list[User]:
         """Users whose username or display name starts with ``query`` (any case)."""
-        data = await self._read(documents.SEARCH_USERS, {"query": query, "first": first})
+        data = await self._read(operations.SEARCH_USERS, {"query": query, "first": first})
         return [parse_user(user) for user in data["searchUsers"]]
 
     # --- rooms ----------------------------------------------------------------------
 
     async def create_direct_room(self, user_id: str) -> Room:
         """The 1:1 room with that user (the existing one if there is one)."""
-        data = await self._execute(documents.CREATE_DIRECT_ROOM, {"userId": user_id})
+        data = await self._execute(operations.CREATE_DIRECT_ROOM, {"userId": user_id})
         return parse_room(data["createDirectRoom"])
 
     async def create_group_room(self, title: str, member_ids: Sequence[str]) -> Room:
         """A new group room of the viewer and these users."""
         data = await self._execute(
-            documents.CREATE_GROUP_ROOM, {"title": title, "memberIds": list(member_ids)}
+            operations.CREATE_GROUP_ROOM, {"title": title, "memberIds": list(member_ids)}
         )
         return parse_room(data["createGroupRoom"])
 
     async def room_invitations(self) -> list[RoomInvitation]:
         """Group invitations waiting for the viewer's answer, newest first."""
-        data = await self._read(documents.ROOM_INVITATIONS, {})
+        data = await self._read(operations.ROOM_INVITATIONS, {})
         return [parse_invitation(invitation) for invitation in data["roomInvitations"]]
 
     async def respond_to_room_invitation(self, invitation_id: str, accept: bool) -> Room | None:
         """Accepting joins the room (returned); declining returns None."""
         data = await self._execute(
-            documents.RESPOND_TO_ROOM_INVITATION,
+            operations.RESPOND_TO_ROOM_INVITATION,
             {"invitationId": invitation_id, "accept": accept},
         )
         joined = data["respondToRoomInvitation"]
@@ -242,24 +242,24 @@ class PlopClient:
     async def mute_room(self, room_id: str, until: datetime | None = None) -> Room:
         """No push of the room until ``until`` (None: until unmuted)."""
         variables = {"roomId": room_id, "until": until.isoformat() if until else None}
-        data = await self._execute(documents.MUTE_ROOM, variables)
+        data = await self._execute(operations.MUTE_ROOM, variables)
         return parse_room(data["muteRoom"])
 
     async def unmute_room(self, room_id: str) -> Room:
         """Pushes of the room again."""
-        data = await self._execute(documents.UNMUTE_ROOM, {"roomId": room_id})
+        data = await self._execute(operations.UNMUTE_ROOM, {"roomId": room_id})
         return parse_room(data["unmuteRoom"])
 
     async def room(self, room_id: str) -> Room:
         """One room the viewer is in (FORBIDDEN otherwise, NOT_FOUND if there is none)."""
-        data = await self._read(documents.ROOM, {"id": room_id})
+        data = await self._read(operations.ROOM, {"id": room_id})
         if data["room"] is None:
             raise PlopClientError("NOT_FOUND", "no such room")
         return parse_room(data["room"])
 
     async def rooms(self, page_size: int = 20) -> AsyncGenerator[Room, None]:
         """Every room the viewer is in, most recent activity first, a page at a time."""
-        pages = self._nodes(documents.ROOMS_PAGE, {"first": page_size}, lambda data: data["rooms"])
+        pages = self._nodes(operations.ROOMS_PAGE, {"first": page_size}, lambda data: data["rooms"])
         async for node in pages:
             yield parse_room(node)
 
@@ -269,7 +269,7 @@ class PlopClient:
         """Every member of the room with their role, oldest member first."""
         variables = {"id": room_id, "first": page_size}
         pages = self._nodes(
-            documents.MEMBERSHIPS_PAGE, variables, lambda data: data["room"]["memberships"]
+            operations.MEMBERSHIPS_PAGE, variables, lambda data: data["room"]["memberships"]
         )
         async for node in pages:
             yield parse_membership(node)
@@ -292,19 +292,19 @@ class PlopClient:
 
     async def update_room(self, room_id: str, title: str) -> Room:
         """Renames a group room (its owner and admins may)."""
-        data = await self._execute(documents.UPDATE_ROOM, {"roomId": room_id, "title": title})
+        data = await self._execute(operations.UPDATE_ROOM, {"roomId": room_id, "title": title})
         return parse_room(data["updateRoom"])
 
     async def remove_member(self, room_id: str, user_id: str) -> Room:
         """Takes a member out of a group room (its owner, or an admin for a member)."""
         variables = {"roomId": room_id, "userId": user_id}
-        data = await self._execute(documents.REMOVE_MEMBER, variables)
+        data = await self._execute(operations.REMOVE_MEMBER, variables)
         return parse_room(data["removeMember"])
 
     async def set_member_role(self, room_id: str, user_id: str, role: RoomRole) -> Room:
         """Gives a member a role (the owner alone may; OWNER hands the group over)."""
         variables = {"roomId": room_id, "userId": user_id, "role": role.value}
-        data = await self._execute(documents.SET_MEMBER_ROLE, variables)
+        data = await self._execute(operations.SET_MEMBER_ROLE, variables)
         return parse_room(data["setMemberRole"])
 
     # --- messages -------------------------------------------------------------------
@@ -331,10 +331,10 @@ class PlopClient:
             "clientId": client_id or new_client_id(),
             "replyToId": reply_to_id,
         }
-        document = documents.SEND_MESSAGE
+        document = operations.SEND_MESSAGE
         if attachment_ids:
             variables["attachmentIds"] = list(attachment_ids)
-            document = documents.SEND_FILES
+            document = operations.SEND_FILES
         data = await self._retrying(lambda: self._execute(document, variables), self.send_attempts)
         return parse_message(data["sendMessage"])
 
@@ -347,7 +347,7 @@ class PlopClient:
             "contentType": content_type,
             "size": len(body),
         }
-        ticket = (await self._execute(documents.CREATE_UPLOAD, variables))["createUpload"]
+        ticket = (await self._execute(operations.CREATE_UPLOAD, variables))["createUpload"]
         await send_to_storage(ticket, body, self._timeout)
         attachment_id: str = ticket["attachmentId"]
         return attachment_id
@@ -366,7 +366,7 @@ class PlopClient:
         """Replaces the text of one of the viewer's messages; returns it as edited."""
         variables = {"messageId": message_id, "text": text}
         data = await self._retrying(
-            lambda: self._execute(documents.EDIT_MESSAGE, variables), self.send_attempts
+            lambda: self._execute(operations.EDIT_MESSAGE, variables), self.send_attempts
         )
         return parse_message(data["editMessage"])
 
@@ -374,7 +374,7 @@ class PlopClient:
         """Deletes one of the viewer's messages (its seq stays, its text is cleared)."""
         variables = {"messageId": message_id}
         data = await self._retrying(
-            lambda: self._execute(documents.DELETE_MESSAGE, variables), self.send_attempts
+            lambda: self._execute(operations.DELETE_MESSAGE, variables), self.send_attempts
         )
         return parse_message(data["deleteMessage"])
 
@@ -383,7 +383,7 @@ class PlopClient:
         stands, its reactions included."""
         variables = {"messageId": message_id, "emoji": emoji}
         data = await self._retrying(
-            lambda: self._execute(documents.ADD_REACTION, variables), self.send_attempts
+            lambda: self._execute(operations.ADD_REACTION, variables), self.send_attempts
         )
         return parse_message(data["addReaction"])
 
@@ -391,14 +391,14 @@ class PlopClient:
         """Takes the viewer's emoji off a message (if there); returns the message."""
         variables = {"messageId": message_id, "emoji": emoji}
         data = await self._retrying(
-            lambda: self._execute(documents.REMOVE_REACTION, variables), self.send_attempts
+            lambda: self._execute(operations.REMOVE_REACTION, variables), self.send_attempts
         )
         return parse_message(data["removeReaction"])
 
     async def set_typing(self, room_id: str, typing: bool = True) -> None:
         """Says the viewer is typing in the room (or stopped); a start expires unless
         repeated, so a client repeats it every few seconds while the user types."""
-        await self._execute(documents.SET_TYPING, {"roomId": room_id, "typing": typing})
+        await self._execute(operations.SET_TYPING, {"roomId": room_id, "typing": typing})
 
     async def history(
         self, room_id: str, page_size: int = MAX_PAGE_SIZE
@@ -407,7 +407,7 @@ class PlopClient:
         after: str | None = None
         while True:
             data = await self._read(
-                documents.HISTORY_PAGE, {"roomId": room_id, "first": page_size, "after": after}
+                operations.HISTORY_PAGE, {"roomId": room_id, "first": page_size, "after": after}
             )
             page = data["messages"]
             for edge in page["edges"]:
@@ -423,14 +423,14 @@ class PlopClient:
         first, in one room or (None) in every room the viewer is in, a page at a time."""
         variables = {"query": query, "roomId": room_id, "first": page_size}
         pages = self._nodes(
-            documents.SEARCH_MESSAGES, variables, lambda data: data["searchMessages"]
+            operations.SEARCH_MESSAGES, variables, lambda data: data["searchMessages"]
         )
         async for node in pages:
             yield parse_message(node)
 
     async def last_seq(self, room_id: str) -> int:
         """The seq of the room's newest message; 0 for an empty room."""
-        data = await self._read(documents.ROOM_LAST_SEQ, {"id": room_id})
+        data = await self._read(operations.ROOM_LAST_SEQ, {"id": room_id})
         if data["room"] is None:
             raise PlopClientError("NOT_FOUND", "no such room")
         seq: int = data["room"]["lastSeq"]
@@ -496,7 +496,7 @@ class PlopClient:
             error: PlopClientError
             try:
                 async with aclosing(
-                    self._subscription(documents.ROOM_ACTIVITY, {"roomId": room_id})
+                    self._subscription(operations.ROOM_ACTIVITY, {"roomId": room_id})
                 ) as stream:
                     async for data in stream:
                         failures = 0
@@ -518,7 +518,7 @@ class PlopClient:
     async def sync_token(self) -> str:
         """A token of the account as it stands now (``sync``'s ``nextToken``): the
         events after it are what ``events(since=token)`` gives."""
-        data = await self._read(documents.SYNC_TOKEN, {})
+        data = await self._read(operations.SYNC_TOKEN, {})
         token: str = data["sync"]["nextToken"]
         return token
 
@@ -546,7 +546,7 @@ class PlopClient:
         while True:
             error: PlopClientError
             try:
-                stream = self._subscription(documents.EVENTS, {"since": token})
+                stream = self._subscription(operations.EVENTS, {"since": token})
                 async with aclosing(stream) as events:
                     async for data in events:
                         event = parse_account_event(data["events"])
@@ -592,7 +592,7 @@ class PlopClient:
     async def _message_added(self, room_id: str, after_seq: int) -> AsyncGenerator[Message, None]:
         """One messageAdded subscription on a socket of its own, until it ends or fails."""
         variables = {"roomId": room_id, "afterSeq": after_seq}
-        async with aclosing(self._subscription(documents.MESSAGE_ADDED, variables)) as stream:
+        async with aclosing(self._subscription(operations.MESSAGE_ADDED, variables)) as stream:
             async for data in stream:
                 yield parse_message(data["messageAdded"])
 

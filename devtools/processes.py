@@ -219,7 +219,7 @@ def plop_argv(port: int, host: str = HOST) -> list[str]:
     if script.exists():
         command = [str(script)]
     else:
-        command = [sys.executable, "-c", "from cli.main import main; main()"]
+        command = [sys.executable, "-c", "from cli.commands import main; main()"]
     return [*command, "serve", "--host", host, "--port", str(port)]
 
 

@@ -20,7 +20,7 @@ from live.account_stream import AccountItem, LeftRoom
 from models import RoomInvitationDoc
 from pubsub import InvitationReceived, MessageData, RoomAdded
 from resolvers.access import require_viewer
-from resolvers.invitations import shown_invitation
+from resolvers.invitation_fields import shown_invitation
 from resolvers.subscriptions import OVER_WEBSOCKET_ONLY
 from schema.account_event_types import (
     AccountEvent,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.access import require_member, require_viewer
-from resolvers.messages import message_connection
+from resolvers.message_fields import message_connection
 from schema.context import Info
 from schema.types import MessageConnection
 from services.message_search import search_cursor

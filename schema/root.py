@@ -15,18 +15,18 @@ from strawberry.types.graphql import OperationType
 
 from observability.logs import LogFields
 from resolvers import account_events as account_event_resolvers
-from resolvers import accounts as account_resolvers
-from resolvers import blocks as block_resolvers
-from resolvers import friends as friend_resolvers
-from resolvers import invitations as invitation_resolvers
-from resolvers import messages as message_resolvers
-from resolvers import push as push_resolvers
-from resolvers import reactions as reaction_resolvers
-from resolvers import rooms as room_resolvers
+from resolvers import account_fields as account_resolvers
+from resolvers import block_fields as block_resolvers
+from resolvers import friend_fields as friend_resolvers
+from resolvers import invitation_fields as invitation_resolvers
+from resolvers import message_fields as message_resolvers
+from resolvers import push_fields as push_resolvers
+from resolvers import reaction_fields as reaction_resolvers
+from resolvers import room_fields as room_resolvers
 from resolvers import searches as search_resolvers
 from resolvers import subscriptions as subscription_resolvers
-from resolvers import sync as sync_resolvers
-from resolvers import uploads as upload_resolvers
+from resolvers import sync_fields as sync_resolvers
+from resolvers import upload_fields as upload_resolvers
 from schema.documents import DocumentRules
 from schema.errors import ErrorCodes, with_code
 from schema.execution import PlopExecutionContext, has_lone_surrogate

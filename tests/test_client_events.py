@@ -41,7 +41,7 @@ from client import (
     RoomLeft,
     Subprotocol,
     TypingEvent,
-    documents,
+    operations,
 )
 from client._parsing import parse_account_event
 from live.account_cursor import Cursor
@@ -337,7 +337,7 @@ async def test_joins_messages_typing_and_leaves_arrive_typed(any_server: ServerP
 
 
 def test_the_events_document_is_valid_against_the_served_schema() -> None:
-    assert validate(build_schema(served_sdl()), documents.EVENTS.document) == []
+    assert validate(build_schema(served_sdl()), operations.EVENTS.document) == []
 
 
 async def test_edits_and_invitations_parse_from_what_the_server_answers(
@@ -357,13 +357,13 @@ async def test_edits_and_invitations_parse_from_what_the_server_answers(
         sent = await author.send_message(room.id, "helo")
         edited = await author.edit_message(sent.id, "hello")
         async with http_session(embedded_server, viewer.token) as session:
-            (raw_invitation,) = (await session.execute(documents.ROOM_INVITATIONS))[
+            (raw_invitation,) = (await session.execute(operations.ROOM_INVITATIONS))[
                 "roomInvitations"
             ]
         async with http_session(embedded_server, stranger.token) as session:
             page = await session.execute(
                 GraphQLRequest(
-                    documents.HISTORY_PAGE,
+                    operations.HISTORY_PAGE,
                     variable_values={"roomId": room.id, "first": 1, "after": None},
                 )
             )

@@ -20,7 +20,7 @@ import pytest
 import strawberry
 
 from errors import BadUserInput, Forbidden
-from resolvers import friends, subscriptions
+from resolvers import friend_fields, subscriptions
 from services.presence import ONLINE, Presence
 
 
@@ -54,7 +54,7 @@ def info_for(source: Source) -> Any:
     [
         (subscriptions.room_added, {}),
         (subscriptions.room_updated, {}),
-        (friends.presence_changed, {}),
+        (friend_fields.presence_changed, {}),
     ],
 )
 async def test_closing_the_resolver_at_its_yield_ends_the_stream_at_once(

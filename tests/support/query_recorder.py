@@ -72,7 +72,7 @@ class _Recorder(monitoring.CommandListener):
 
 def serve() -> None:
     """``plop serve`` with the recorder on (run as the server process's main)."""
-    from cli.main import main
+    from cli.commands import main
 
     with Path(os.environ[RECORD_PATH_VARIABLE]).open("a", buffering=1) as out:
         monitoring.register(_Recorder(out))

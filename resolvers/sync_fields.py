@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.access import require_viewer
-from resolvers.invitations import room_invitation
+from resolvers.invitation_fields import room_invitation
 from schema.context import Info
 from schema.sync_types import RoomSync, SyncResult
 from schema.types import Message, Room

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from client.errors import PlopClientError
+from client.exceptions import PlopClientError
 
 # What a file whose type cannot be guessed from its name is announced as; the server
 # names the types it takes when it refuses one.
