@@ -81,6 +81,9 @@ class Socket:
     def follow_activity(self, room_id: str, viewer_id: str) -> None:
         self.handed.append(("activity", room_id, viewer_id, None))
 
+    def follow_account(self, stream: object, payload_of: object, token_of: object) -> None:
+        self.handed.append(("account", "", "", None))
+
 
 def handing_info(root_value: object, members: set[str]) -> Any:
     async def require_subscriber(room_id: Any, viewer_id: str) -> None:
