@@ -30,6 +30,8 @@ bash scripts/services.sh start
 bash scripts/services.sh start redis-cluster
 echo "== browser"
 bash scripts/browser.sh
+echo "== node clients"
+bash scripts/node-clients.sh --install
 
 echo "== ruff"
 .venv/bin/ruff format --check .
