@@ -325,8 +325,29 @@ function listMessage(message) {
   if (message.seq <= room.lastSeq) return;
   room.lastSeq = message.seq;
   room.lastMessage = message;
-  if (message.sender.id !== state.me.id) room.unreadCount += 1;
+  if (message.sender.id !== state.me.id) setUnread(room, room.unreadCount + 1);
   putRoom(room);
+}
+
+/** Sets a listed room's unread count. Each change gets a new mark: an answer of the
+ * server that was asked for before a later change (an earlier markRead answered
+ * late, a count read before the next receipt) is older than what the list shows. */
+function setUnread(room, count) {
+  room.unreadCount = count;
+  room.unreadMark = (room.unreadMark ?? 0) + 1;
+}
+
+/** Runs `ask` for a room's unread count, and sets it only if nothing changed the
+ * count (or replaced the room) meanwhile; true if it did. */
+async function askUnread(roomId, ask) {
+  const before = state.rooms.get(roomId);
+  const mark = before?.unreadMark;
+  const count = await ask();
+  const room = state.rooms.get(roomId);
+  if (!room || room !== before || room.unreadMark !== mark) return false;
+  setUnread(room, count);
+  renderRooms();
+  return true;
 }
 
 /** A room the list does not show (past the synced ones, or hidden): read it once. */
@@ -368,21 +389,23 @@ function receiptArrived(receipt) {
   const room = state.rooms.get(receipt.roomId);
   if (!room || receipt.user.id !== state.me.id) return;
   if (receipt.lastReadSeq >= room.lastSeq) {
-    room.unreadCount = 0;
+    setUnread(room, 0);
     renderRooms();
   } else {
     refreshUnread(room.id);
   }
 }
 
-async function refreshUnread(roomId) {
+async function refreshUnread(roomId, attempts = 5) {
   try {
-    const data = await gql("query($r: ID!) { room(id: $r) { unreadCount } }", { r: roomId });
-    const room = state.rooms.get(roomId);
-    if (room) {
-      room.unreadCount = data.room.unreadCount;
-      renderRooms();
-    }
+    const read = async () => {
+      const data = await gql("query($r: ID!) { room(id: $r) { unreadCount } }", { r: roomId });
+      return data.room.unreadCount;
+    };
+    // A count changed meanwhile by a message counts on a stale base: read it again
+    // (a few times; in a flood the next receipt reads it anyway).
+    const set = await askUnread(roomId, read);
+    if (!set && attempts > 1 && state.rooms.has(roomId)) refreshUnread(roomId, attempts - 1);
   } catch {
     // The next message or receipt counts again.
   }
@@ -744,15 +767,14 @@ function markRead() {
     // one is marked next.
     if (state.room !== room) markRead();
     try {
-      const data = await gql(
-        "mutation($r: ID!, $s: Int!) { markRead(roomId: $r, seq: $s) { id unreadCount } }",
-        { r: room.id, s: room.lastSeq },
-      );
-      const known = state.rooms.get(room.id);
-      if (known) {
-        known.unreadCount = data.markRead.unreadCount;
-        renderRooms();
-      }
+      // A change meanwhile comes with its own markRead or receipt, which sets the count.
+      await askUnread(room.id, async () => {
+        const data = await gql(
+          "mutation($r: ID!, $s: Int!) { markRead(roomId: $r, seq: $s) { id unreadCount } }",
+          { r: room.id, s: room.lastSeq },
+        );
+        return data.markRead.unreadCount;
+      });
     } catch {
       // The next message (or the next visit) marks it read.
     }
