@@ -450,37 +450,30 @@ class PlopClient:
         attempts failed. Close it (``contextlib.aclosing``) to close its socket promptly.
         """
         last = after_seq
-        failures = 0
-        while True:
-            error: PlopClientError
-            try:
-                if last is None:
-                    last = await self.last_seq(room_id)
-                async with aclosing(self._message_added(room_id, last)) as stream:
-                    async for message in stream:
-                        if message.seq <= last:
-                            continue  # already yielded: the resumed replay overlaps
-                        if message.seq != last + 1:
-                            # The server promises no gaps; resubscribing refills one.
-                            raise PlopTransportError(
-                                f"expected seq {last + 1}, received {message.seq}"
-                            )
-                        last = message.seq
-                        failures = 0
-                        yield message
-                error = PlopTransportError("the server ended the subscription")
-            except PlopClientError as exc:
-                if not exc.retryable:
-                    raise
-                error = exc
-            failures += 1
-            await self._pause_to_resume(
-                error,
-                failures,
-                max_attempts,
-                "live messages interrupted; resuming",
-                {"room_id": room_id, "after_seq": last},
-            )
+
+        async def attempt() -> AsyncGenerator[Message, None]:
+            nonlocal last
+            if last is None:
+                last = await self.last_seq(room_id)
+            async with aclosing(self._message_added(room_id, last)) as stream:
+                async for message in stream:
+                    if message.seq <= last:
+                        continue  # already yielded: the resumed replay overlaps
+                    if message.seq != last + 1:
+                        # The server promises no gaps; resubscribing refills one.
+                        raise PlopTransportError(f"expected seq {last + 1}, received {message.seq}")
+                    last = message.seq
+                    yield message
+
+        resumed = self._resuming(
+            attempt,
+            max_attempts,
+            "live messages interrupted; resuming",
+            lambda: {"room_id": room_id, "after_seq": last},
+        )
+        async with aclosing(resumed) as messages:
+            async for message in messages:
+                yield message
 
     async def activity(
         self, room_id: str, *, max_attempts: int | None = None
@@ -491,29 +484,23 @@ class PlopClient:
         Reconnects like ``messages()`` (same errors end it), but live only: what
         happened while the socket was down is not replayed; ``history`` shows edits.
         """
-        failures = 0
-        while True:
-            error: PlopClientError
-            try:
-                async with aclosing(
-                    self._subscription(operations.ROOM_ACTIVITY, {"roomId": room_id})
-                ) as stream:
-                    async for data in stream:
-                        failures = 0
-                        yield parse_activity(data["roomActivity"])
-                error = PlopTransportError("the server ended the subscription")
-            except PlopClientError as exc:
-                if not exc.retryable:
-                    raise
-                error = exc
-            failures += 1
-            await self._pause_to_resume(
-                error,
-                failures,
-                max_attempts,
-                "room activity interrupted; resuming",
-                {"room_id": room_id},
-            )
+
+        async def attempt() -> AsyncGenerator[RoomActivity, None]:
+            variables = {"roomId": room_id}
+            stream = self._subscription(operations.ROOM_ACTIVITY, variables)
+            async with aclosing(stream) as activity:
+                async for data in activity:
+                    yield parse_activity(data["roomActivity"])
+
+        resumed = self._resuming(
+            attempt,
+            max_attempts,
+            "room activity interrupted; resuming",
+            lambda: {"room_id": room_id},
+        )
+        async with aclosing(resumed) as activity:
+            async for event in activity:
+                yield event
 
     async def sync_token(self) -> str:
         """A token of the account as it stands now (``sync``'s ``nextToken``): the
@@ -542,36 +529,58 @@ class PlopClient:
         token = since if since is not None else await self.sync_token()
         # The last seq yielded per room (seqs only grow, through leaving and rejoining).
         last_seqs: dict[str, int] = {}
+
+        async def attempt() -> AsyncGenerator[AccountEvent, None]:
+            nonlocal token
+            stream = self._subscription(operations.EVENTS, {"since": token})
+            async with aclosing(stream) as events:
+                async for data in events:
+                    event = parse_account_event(data["events"])
+                    payload = event.payload
+                    if isinstance(payload, MessageAdded):
+                        message = payload.message
+                        if message.seq <= last_seqs.get(message.room_id, 0):
+                            continue  # yielded already
+                        last_seqs[message.room_id] = message.seq
+                    token = event.token
+                    yield event
+
+        resumed = self._resuming(
+            attempt,
+            max_attempts,
+            "account events interrupted; resuming",
+            lambda: {"resumable": token is not None},
+        )
+        async with aclosing(resumed) as events:
+            async for event in events:
+                yield event
+
+    async def _resuming(
+        self,
+        attempt: Callable[[], AsyncGenerator[T, None]],
+        max_attempts: int | None,
+        what: str,
+        where: Callable[[], dict[str, object]],
+    ) -> AsyncGenerator[T, None]:
+        """What ``attempt`` yields, forever: each time it ends or fails with an error a
+        retry can fix, it runs again after the backoff's delay (the attempt resumes from
+        where its caller's state says). ``max_attempts`` consecutive failures, or an
+        error a retry cannot fix, end it with that error."""
         failures = 0
         while True:
             error: PlopClientError
             try:
-                stream = self._subscription(operations.EVENTS, {"since": token})
-                async with aclosing(stream) as events:
-                    async for data in events:
-                        event = parse_account_event(data["events"])
-                        payload = event.payload
-                        if isinstance(payload, MessageAdded):
-                            message = payload.message
-                            if message.seq <= last_seqs.get(message.room_id, 0):
-                                continue  # yielded already
-                            last_seqs[message.room_id] = message.seq
-                        token = event.token
+                async with aclosing(attempt()) as stream:
+                    async for item in stream:
                         failures = 0
-                        yield event
+                        yield item
                 error = PlopTransportError("the server ended the subscription")
             except PlopClientError as exc:
                 if not exc.retryable:
                     raise
                 error = exc
             failures += 1
-            await self._pause_to_resume(
-                error,
-                failures,
-                max_attempts,
-                "account events interrupted; resuming",
-                {"resumable": token is not None},
-            )
+            await self._pause_to_resume(error, failures, max_attempts, what, where())
 
     async def _pause_to_resume(
         self,
