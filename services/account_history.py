@@ -12,9 +12,12 @@ messages read are read in one batch.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import TypeVar
 
 from beanie import PydanticObjectId
 from beanie.odm.enums import SortDirection
+from beanie.odm.queries.find import FindMany
 
 from live.account_stream import AccountHistory, AccountStream, Given, Stored
 from live.hub import FanoutHub
@@ -44,6 +47,7 @@ MESSAGES_READ = 500
 # A replay this close to the watermark reads the shared recent chunks; one further
 # back reads the viewer's own events alone.
 RECENT_POSITIONS = CHUNK * KEPT_CHUNKS // 2
+D = TypeVar("D", MessageDoc, RoomEventDoc)
 _REPLAYED = (
     MessageUpdated,
     ReactionChanged,
@@ -87,63 +91,56 @@ class StoredAccountHistory:
         self, viewer_id: str, rooms: set[str], after: int, upto: int, limit: int
     ) -> tuple[list[Stored], int]:
         room_ids = [PydanticObjectId(each) for each in rooms]
-        span = {"$gt": after, "$lte": upto}
+        of_rooms = {"room_id": {"$in": room_ids}}
+        # The room event log also holds events of the viewer's own rooms it is not in
+        # yet (RoomAdded, an invitation): those name the viewer among their users.
+        of_viewer = {"$or": [of_rooms, {"user_ids": PydanticObjectId(viewer_id)}]}
+        entries, reached = await self._read(
+            after, upto, of_rooms if room_ids else None, of_viewer, limit
+        )
+        return [Stored(entry.pos, entry.item) for entry in entries], reached
+
+    async def _read_span(self, after: int, upto: int) -> list[RoomEventEntry]:
+        """Every stored event with after < pos <= upto, of every room, ascending."""
+        entries, _ = await self._read(after, upto, {}, {}, None)
+        return entries
+
+    async def _read(
+        self,
+        after: int,
+        upto: int,
+        messages_of: Mapping[str, object] | None,
+        logged_of: Mapping[str, object],
+        limit: int | None,
+    ) -> tuple[list[RoomEventEntry], int]:
+        """The stored events with after < pos <= upto that the two filters choose
+        (None: no message), ascending, and the position they are complete up to: with
+        a limit, each read is cut at its first ``limit`` events, and the two together
+        are complete only up to the lower of the positions they were cut at."""
+        span = {"pos": {"$gt": after, "$lte": upto}}
         messages = (
-            await MessageDoc.find({"room_id": {"$in": room_ids}, "pos": span})
-            .sort(("pos", SortDirection.ASCENDING))
-            .limit(limit)
-            .to_list()
-            if room_ids
+            await _ascending(MessageDoc.find({**messages_of, **span}), limit)
+            if messages_of is not None
             else []
         )
-        logged = (
-            await RoomEventDoc.find(
-                {
-                    "pos": span,
-                    "$or": [
-                        {"room_id": {"$in": room_ids}},
-                        {"user_ids": PydanticObjectId(viewer_id)},
-                    ],
-                }
-            )
-            .sort(("pos", SortDirection.ASCENDING))
-            .limit(limit)
-            .to_list()
-        )
-        # Each list is complete up to its last position when it was cut at the limit.
+        logged = await _ascending(RoomEventDoc.find({**logged_of, **span}), limit)
         reached = upto
         for found in (messages, logged):
-            if len(found) == limit:
+            if limit is not None and len(found) == limit:
                 last = found[-1].pos
                 assert last is not None
                 reached = min(reached, last)
-        stored = [
-            Stored(message.pos, data)
+        entries = [
+            RoomEventEntry(message.pos, str(message.room_id), frozenset(), data)
             for message, data in zip(messages, await self._data(messages), strict=True)
             if message.pos is not None and message.pos <= reached
         ]
         for entry in logged:
             if entry.pos <= reached and (event := _logged_event(entry)) is not None:
-                stored.append(Stored(entry.pos, event))
-        stored.sort(key=lambda each: each.pos)
-        return stored, reached
-
-    async def _read_span(self, after: int, upto: int) -> list[RoomEventEntry]:
-        """Every stored event with after < pos <= upto, of every room, ascending."""
-        span = {"$gt": after, "$lte": upto}
-        messages = await MessageDoc.find({"pos": span}).to_list()
-        logged = await RoomEventDoc.find({"pos": span}).to_list()
-        entries = [
-            RoomEventEntry(message.pos, str(message.room_id), frozenset(), data)
-            for message, data in zip(messages, await self._data(messages), strict=True)
-            if message.pos is not None
-        ]
-        for entry in logged:
-            if (event := _logged_event(entry)) is not None:
                 users = frozenset(map(str, entry.user_ids))
                 entries.append(RoomEventEntry(entry.pos, str(entry.room_id), users, event))
         entries.sort(key=lambda each: each.pos)
-        return entries
+        return entries, reached
 
     async def messages(
         self, room_id: str, after_seq: int, before_seq: int | None, above_pos: int
@@ -172,6 +169,11 @@ class StoredAccountHistory:
             return []
         senders = await self._accounts.get_many([message.sender_id for message in messages])
         return [message_data(message, senders.get(message.sender_id)) for message in messages]
+
+
+async def _ascending(found: FindMany[D], limit: int | None) -> list[D]:
+    ordered = found.sort(("pos", SortDirection.ASCENDING))
+    return await (ordered if limit is None else ordered.limit(limit)).to_list()
 
 
 def _logged_event(
