@@ -90,6 +90,9 @@ ROOM_TRIES = 30
 FAILOVER_SECONDS = 240.0
 # After the last send, what was held up by the election reaches everyone within this.
 DELIVERY_SECONDS = 60.0
+# Each test's bound, above the suite's 180 s: the first one's setup may start the three
+# brokers, and the failover starts one again, each tens of seconds on a loaded machine.
+pytestmark = pytest.mark.timeout(FAILOVER_SECONDS + 2 * DELIVERY_SECONDS + 60)
 
 
 @dataclass(frozen=True)
