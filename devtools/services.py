@@ -6,7 +6,9 @@ no-op for a service already running, and a service that cannot start fails loudl
 
 from __future__ import annotations
 
+import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from devtools.processes import REPO
@@ -31,8 +33,11 @@ class RealServices:
         return f"{base}/{database}"
 
 
-def services_script(*args: str, timeout: float = 120.0) -> str:
-    """Runs ``scripts/services.sh ARGS``; raises with its output if it fails."""
+def services_script(
+    *args: str, timeout: float = 120.0, env: Mapping[str, str] | None = None
+) -> str:
+    """Runs ``scripts/services.sh ARGS`` (with ``env`` over this process's environment);
+    raises with its output if it fails."""
     done = subprocess.run(
         ["bash", str(SERVICES_SCRIPT), *args],
         capture_output=True,
@@ -40,6 +45,7 @@ def services_script(*args: str, timeout: float = 120.0) -> str:
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         check=False,
+        env={**os.environ, **env} if env else None,
     )
     if done.returncode != 0:
         raise RuntimeError(

@@ -8,14 +8,18 @@
 #   storage  Versity S3 Gateway (versitygw), built with `go install`, over a directory
 #   redis-cluster  a Redis Cluster of three masters with a replica each (only when
 #          named, and alone: scripts/services.sh start redis-cluster)
+#   kafka-cluster  three Kafka brokers, one KRaft quorum (only when named, and alone:
+#          scripts/services.sh start kafka-cluster)
 #
 # Usage: scripts/services.sh {install|start|stop|restart|status|env} [redis] [kafka] [mongo] [storage]
 #        scripts/services.sh {install|start|stop|restart|status|env} redis-cluster
+#        scripts/services.sh {install|start|stop|restart|status|env} kafka-cluster
 #        (no service names = all four). See docs/services.md.
 #
 # Environment:
 #   PLOP_REDIS_PORT (6379)  PLOP_REDIS_CLUSTER_PORT (7001: the first of six)
 #   PLOP_REDIS_CLUSTER_NODE_TIMEOUT_MS (2000)  PLOP_KAFKA_PORT (9092)  PLOP_KAFKA_CONTROLLER_PORT (9093)
+#   PLOP_KAFKA_CLUSTER_PORT (9092: the first broker of three, at +0, +2, +4; controllers at +1, +3, +5)
 #   PLOP_MONGO_PORT (27017) PLOP_MONGO_DEBUG_PORT (28088) PLOP_POSTGRES_PORT (15432)
 #   PLOP_STORAGE_PORT (7070) PLOP_STORAGE_BUCKET (plop)
 #   PLOP_STORAGE_ACCESS_KEY, PLOP_STORAGE_SECRET_KEY  the storage server's root keys
@@ -41,6 +45,8 @@ source "$SERVICES_PARTS/redis.sh"
 source "$SERVICES_PARTS/redis_cluster.sh"
 # shellcheck source=services/kafka.sh
 source "$SERVICES_PARTS/kafka.sh"
+# shellcheck source=services/kafka_cluster.sh
+source "$SERVICES_PARTS/kafka_cluster.sh"
 # shellcheck source=services/postgres.sh
 source "$SERVICES_PARTS/postgres.sh"
 # shellcheck source=services/mongo.sh
@@ -64,6 +70,8 @@ No service names means all four. "mongo" is FerretDB (and, with the default
 PostgreSQL backend, the PostgreSQL cluster under it); "storage" is versitygw.
 "redis-cluster" (named alone) is three Redis masters with a replica each on
 127.0.0.1:7001-7006; its env line is the cluster's PLOP_REDIS_URL.
+"kafka-cluster" (named alone) is three Kafka brokers on 127.0.0.1:9092, 9094 and 9096
+(PLOP_KAFKA_CLUSTER_PORT moves them); its env line is the cluster's PLOP_BROKER_URL.
 EOF
 }
 
@@ -106,9 +114,13 @@ main() {
   [[ -n $cmd ]] || { usage; exit 2; }
   shift
   local svcs=() svc
-  for svc in "${ALL_SERVICES[@]}" redis_cluster; do "${svc}_check_config"; done
+  for svc in "${ALL_SERVICES[@]}" redis_cluster kafka_cluster; do "${svc}_check_config"; done
   if [[ $* == redis-cluster ]]; then
     redis_cluster_command "$cmd"
+    return
+  fi
+  if [[ $* == kafka-cluster ]]; then
+    kafka_cluster_command "$cmd"
     return
   fi
   for svc in "$@"; do
@@ -119,7 +131,7 @@ main() {
         ;;
       *)
         usage
-        error "unknown service '$svc' (expected redis, kafka, mongo or storage; or redis-cluster alone)"
+        error "unknown service '$svc' (expected redis, kafka, mongo or storage; or redis-cluster or kafka-cluster alone)"
         exit 2
         ;;
     esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: sets up the virtualenv, installs and
-# starts the real services (Redis, Kafka, FerretDB, versitygw, and a Redis Cluster), installs Debian's Chromium for
+# starts the real services (Redis, Kafka, FerretDB, versitygw, a Redis Cluster and a three-broker Kafka cluster), installs Debian's Chromium for
 # the browser tests, checks lint and types, runs pytest.
 # With arguments, one pytest run with just those, e.g. `scripts/test.sh -k delivery -x`.
 set -euo pipefail
@@ -28,6 +28,10 @@ echo "== services"
 bash scripts/services.sh start
 # The Redis Cluster of tests/test_redis_cluster.py (its tests start it too, when run alone).
 bash scripts/services.sh start redis-cluster
+# The three Kafka brokers of tests/test_kafka_failover.py (started there too, when run
+# alone), on ports of their own beside the shared Kafka's 9092 and 9093: the port is
+# tests/support/kafka_brokers.py's CLUSTER_FIRST_PORT.
+PLOP_KAFKA_CLUSTER_PORT=19092 bash scripts/services.sh start kafka-cluster
 echo "== browser"
 bash scripts/browser.sh
 echo "== node clients"
