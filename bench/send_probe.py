@@ -281,6 +281,11 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
                     args.profile,
                 ],
             )
+        # What the server spends with nothing to do (its background work, the Kafka
+        # consumer's polls): on a loaded machine it is a share of each send's CPU.
+        idle_before, idle_started = _cpu_seconds([server.pid]), time.monotonic()
+        await asyncio.sleep(args.idle_seconds)  # the measured time is the point here
+        idle_share = (_cpu_seconds([server.pid]) - idle_before) / (time.monotonic() - idle_started)
         cpu_before = _cpu_seconds([server.pid])
         services_before = _cpu_seconds(service_pids)
         busy_before, started = _busy_seconds(), time.monotonic()
@@ -301,6 +306,8 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(elapsed, 2),
             "per_second": round(sent / elapsed, 1),
             "plop_cpu_ms_per_send": round(cpu / sent * 1e3, 3),
+            "plop_idle_cpu_share": round(idle_share, 3),
+            "plop_cpu_ms_per_send_less_idle": round((cpu - idle_share * elapsed) / sent * 1e3, 3),
             "services_cpu_ms_per_send": round(services_cpu / sent * 1e3, 3)
             if service_pids
             else None,
@@ -328,6 +335,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warm-up", type=int, default=5, dest="warm_up")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=5.0,
+        dest="idle_seconds",
+        help="the server's idle CPU is read over this time before the sends",
+    )
     parser.add_argument("--profile", help="py-spy speedscope output of the measured time")
     parser.add_argument(
         "--services-dir",
