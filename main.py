@@ -9,21 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.runtime import open_runtime
+from app.server_edge import GRAPHQL_PATH, ServerEdge
 from app.shutdown import GracefulStop
 from backends.disk_objects import FILES_PATH
 from backends.object_storage import storage_origin
 from observability.admin import add_operator_endpoints
-from observability.logs import RequestLog
 from observability.metrics import INSTANCE
-from observability.startup import StartupFailureLine
 from schema.root import build_schema
 from settings import Settings
-from transport.body_size import BodySizeLimit
-from transport.cors import add_cors
-from transport.draining import RefuseWhileDraining
 from transport.file_routes import mount_file_routes
 from transport.router import graphql_router
-from transport.socket_wire import KeepSocketWire
 from web import mount_web
 
 
@@ -50,19 +45,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Plop", lifespan=lifespan, docs_url=None, redoc_url=None)
     schema = build_schema(config)
-    app.include_router(graphql_router(schema, config), prefix="/graphql")
+    router = graphql_router(schema, config)
+    app.include_router(router, prefix=GRAPHQL_PATH)
     mount_web(app, storage_origin(config.storage_url))
     mount_file_routes(app)
     add_operator_endpoints(app, config.admin_port)
-    app.add_middleware(RefuseWhileDraining)
-    # An upload's body is bounded by its signed size instead (transport/file_routes.py).
+    # One layer for what each request needs of Plop's own: the socket wire, the
+    # start-up failure line, the request log, CORS, the body limit (an upload's body
+    # is bounded by its signed size instead, transport/file_routes.py), draining, and
+    # sendMessage's way straight to the GraphQL view (app/server_edge.py).
     app.add_middleware(
-        BodySizeLimit, max_bytes=config.max_request_bytes, unlimited_prefix=FILES_PATH + "/"
+        ServerEdge,
+        graphql=router,
+        max_bytes=config.max_request_bytes,
+        unlimited_prefix=FILES_PATH + "/",
+        cors_origins=config.cors_origins,
     )
-    add_cors(app, config.cors_origins)
-    app.add_middleware(RequestLog)  # every answer is logged, with its id
-    app.add_middleware(StartupFailureLine)
-    app.add_middleware(KeepSocketWire)  # outermost: it needs the server's own send
     return app
 
 

@@ -89,6 +89,9 @@ class _CostWalk:
         self._variables = variables
         # The lists below the field being walked that its arguments size.
         self._sized: dict[tuple[str, str], int] = {}
+        # Whether a size came from the request's variables: if none did, the cost is
+        # the document's own, the same for every request of it.
+        self.read_variables = False
 
     def selections(
         self,
@@ -161,6 +164,7 @@ class _CostWalk:
         value: Any = None
         if (value_node := given.get(name)) is not None:
             if isinstance(value_node, VariableNode):
+                self.read_variables = True
                 value = self._variables.get(value_node.name.value)
             else:
                 value = value_from_ast_untyped(value_node)
@@ -187,9 +191,20 @@ def query_cost(
     variables: Mapping[str, Any] | None = None,
 ) -> int:
     """The cost of the document's operation (0 if it names none that exists)."""
+    return costed(schema, document, operation_name, variables)[0]
+
+
+def costed(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> tuple[int, bool]:
+    """``query_cost``, and whether any of the variables sized a list: if not, every
+    request of this document and operation costs the same."""
     operation = _operation(document, operation_name)
     if operation is None:
-        return 0
+        return 0, False
     values: dict[str, Any] = {}
     for definition in operation.variable_definitions or ():
         if definition.default_value is not None:
@@ -201,7 +216,8 @@ def query_cost(
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
     root = schema.get_root_type(operation.operation)
-    return _CostWalk(schema, fragments, values).selections(operation.selection_set, root, None)
+    walk = _CostWalk(schema, fragments, values)
+    return walk.selections(operation.selection_set, root, None), walk.read_variables
 
 
 def cost_refusal(
@@ -213,7 +229,11 @@ def cost_refusal(
 ) -> GraphQLError | None:
     """The error that refuses, before execution, an operation costing more than
     ``max_cost``; None if it costs no more. Only a valid document is costed."""
-    cost = query_cost(schema, document, operation_name, variables)
+    return refusal_for_cost(query_cost(schema, document, operation_name, variables), max_cost)
+
+
+def refusal_for_cost(cost: int, max_cost: int) -> GraphQLError | None:
+    """The refusal of an operation that costs ``cost``; None if that is within the limit."""
     if cost <= max_cost:
         return None
     return GraphQLError(

@@ -13,15 +13,16 @@ cost more per sendMessage than the checks themselves, once the caches hit.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from graphql import ASTValidationRule
+from graphql import ASTValidationRule, DocumentNode
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.extensions.validation_cache import _get_validate_cache
 
-from schema.cost import cost_refusal
+from schema.cost import costed, refusal_for_cost
 
 
 class DocumentRules:
@@ -42,6 +43,29 @@ class DocumentRules:
         # strawberry's module-level LRU caches, shared by every schema of this size.
         self.parse: Any = _get_parse_cache(cache_size)
         self.validate: Any = _get_validate_cache(cache_size)
+        self._cache_size = cache_size
+        # The cost of each (text, operation name) whose cost no variable sizes.
+        self._costs: OrderedDict[tuple[str, str | None], int] = OrderedDict()
+
+    def cost(
+        self,
+        schema: Any,
+        text: str,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> int:
+        """The operation's cost, from the kept costs when no variable sizes it."""
+        key = (text, operation_name)
+        if (known := self._costs.get(key)) is not None:
+            self._costs.move_to_end(key)
+            return known
+        cost, read_variables = costed(schema, document, operation_name, variables)
+        if not read_variables:
+            self._costs[key] = cost
+            if len(self._costs) > self._cache_size:
+                self._costs.popitem(last=False)
+        return cost
 
     def extension(self) -> Callable[[], SchemaExtension]:
         """The factory strawberry calls for each operation."""
@@ -66,14 +90,14 @@ class DocumentChecks(SchemaExtension):
         context.validation_rules = context.validation_rules + self._rules.validation_rules
         errors = self._rules.validate(context.schema._schema, document, context.validation_rules)
         if not errors and document is not None:
-            refusal = cost_refusal(
+            cost = self._rules.cost(
                 context.schema._schema,
+                context.query or "",
                 document,
                 context.operation_name,
                 context.variables,
-                self._rules.max_cost,
             )
-            if refusal is not None:
+            if (refusal := refusal_for_cost(cost, self._rules.max_cost)) is not None:
                 errors = [refusal]
         context.pre_execution_errors = errors
         yield

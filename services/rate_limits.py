@@ -57,7 +57,9 @@ for i, key in ipairs(KEYS) do
 end
 if mode == 'spend' or (mode == 'hit' and wait <= 0) then
   for i, key in ipairs(KEYS) do
-    redis.call('SET', key, tostring(next_tats[i]), 'PX', math.ceil(next_tats[i] - now))
+    -- At least 1 ms: with a budget of millions an interval is below a float's step
+    -- at this time, the sum equals now, and PX 0 is refused.
+    redis.call('SET', key, tostring(next_tats[i]), 'PX', math.max(1, math.ceil(next_tats[i] - now)))
   end
 end
 return {math.ceil(wait), worst}

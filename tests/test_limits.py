@@ -21,12 +21,14 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+import fakeredis
 import httpx
 import pytest
 import pytest_asyncio
 import websockets
 from starlette.requests import HTTPConnection
 
+from services.rate_limits import Limit, LimitName, RateLimiter
 from settings import Settings
 from tests.support.chat import (
     CREATE_DIRECT,
@@ -578,3 +580,12 @@ def test_client_address_trusts_forwarded_for_only_from_listed_proxies(
     peer: str, forwarded: list[str], trusted: str, expected: str
 ) -> None:
     assert client_address(_connection(peer, forwarded), trusted, 128) == expected
+
+
+async def test_a_budget_of_millions_spends_without_a_zero_expiry() -> None:
+    # 10^8 calls over 6 s: one call's interval (60 ns) is below a float's step at
+    # this time in ms, so the next arrival time equals now; PX 0 used to be refused.
+    redis = fakeredis.FakeAsyncRedis(decode_responses=True)
+    limiter = RateLimiter(redis, {LimitName.SEND_MESSAGE: Limit(100_000_000, 6.0)})
+    for _ in range(3):  # each raised the script's "invalid expire time" before
+        await limiter.hit(LimitName.SEND_MESSAGE, "someone")

@@ -11,7 +11,6 @@ Plop's own auth is a bearer token, which needs no credentials mode, only the
 
 from __future__ import annotations
 
-from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -85,9 +84,3 @@ class Cors:
                 "access-control-max-age": str(PREFLIGHT_MAX_AGE_SECONDS),
             },
         )
-
-
-def add_cors(app: FastAPI, origins: list[str]) -> None:
-    """Answers CORS for ``origins``; without any, the app serves same-origin only."""
-    if origins:
-        app.add_middleware(Cors, origins=origins)

@@ -67,16 +67,22 @@ def socket_wire(scope: Scope) -> SocketWire | None:
     return wire if isinstance(wire, SocketWire) else None
 
 
+def keep_socket_wire(scope: Scope, send: Send) -> None:
+    """Notes a WebSocket's wire in its scope, from the server's own ``send`` (a method
+    of its protocol): only the outermost layer is handed that one."""
+    protocol = getattr(send, "__self__", None)
+    if isinstance(protocol, WebSocketsSansIOProtocol):
+        scope[WIRE_SCOPE_KEY] = SocketWire(protocol)
+
+
 class KeepSocketWire:
-    """Notes each WebSocket's wire in its scope: the outermost middleware, since only
-    the server's own ``send`` (a method of its protocol) leads to the transport."""
+    """``keep_socket_wire`` as a middleware of its own (``app.server_edge`` calls the
+    function itself): it must be the outermost one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            protocol = getattr(send, "__self__", None)
-            if isinstance(protocol, WebSocketsSansIOProtocol):
-                scope[WIRE_SCOPE_KEY] = SocketWire(protocol)
+            keep_socket_wire(scope, send)
         await self.app(scope, receive, send)
