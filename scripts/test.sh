@@ -24,6 +24,32 @@ if [ ! -f "$stamp" ] || ! cmp -s pyproject.toml "$stamp"; then
   cp pyproject.toml "$stamp"
 fi
 
+# Lint, types and bytecode need only the virtualenv: they run in the background while
+# the services start and the browser and the Node clients install (mostly waiting on
+# ports, apt and npm), and their output is shown, in order, once they are done.
+checks_log="$(mktemp)"
+set -m # the checks in a process group of their own, which the trap below can end whole
+(
+  set -e
+  echo "== ruff"
+  .venv/bin/ruff format --check .
+  .venv/bin/ruff check .
+  echo "== mypy"
+  .venv/bin/mypy
+  # The suite starts hundreds of Python processes (servers, `plop` commands, benchmark
+  # runs). Where PYTHONDONTWRITEBYTECODE is set, each compiled the project's modules
+  # from source again (a tenth of a second of CPU or more each); compiled once here,
+  # they all load the bytecode, which Python checks against each source file's time
+  # and size.
+  echo "== bytecode"
+  .venv/bin/python -m compileall -q -j 0 -x '/(\.venv|\.services|\.git|node_modules)/' .
+) >"$checks_log" 2>&1 &
+checks=$!
+set +m
+# A failed step below ends the script: the checks end with it, not later in the
+# background.
+trap 'kill -- -"$checks" 2>/dev/null || true; rm -f "$checks_log"' EXIT
+
 echo "== services"
 bash scripts/services.sh start
 # The Redis Cluster of tests/test_redis_cluster.py (its tests start it too, when run alone).
@@ -33,18 +59,17 @@ bash scripts/browser.sh
 echo "== node clients"
 bash scripts/node-clients.sh --install
 
-echo "== ruff"
-.venv/bin/ruff format --check .
-.venv/bin/ruff check .
-echo "== mypy"
-.venv/bin/mypy
+checks_status=0
+wait "$checks" || checks_status=$?
+cat "$checks_log"
+trap - EXIT
+rm -f "$checks_log"
+if [ "$checks_status" -ne 0 ]; then
+  echo "lint, types or bytecode failed (exit $checks_status)" >&2
+  exit "$checks_status"
+fi
 
 echo "== pytest"
-# The suite starts hundreds of Python processes (servers, `plop` commands, benchmark
-# runs). Where PYTHONDONTWRITEBYTECODE is set, each compiled the project's modules from
-# source again (a tenth of a second of CPU or more each); compiled once here, they all
-# load the bytecode, which Python checks against each source file's time and size.
-.venv/bin/python -m compileall -q -j 0 -x '/(\.venv|\.services|\.git|node_modules)/' .
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
