@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 # uvicorn, pydantic, the settings and the logging setup (which loads strawberry) are
 # imported by the commands that use them: every other ``plop`` command (send, tail,
-# login, ...) starts without them, in half the CPU time.
+# login, ...) starts without them, in about two thirds of the CPU time.
 
 # Of PLOP_SHUTDOWN_SECONDS, what uvicorn's wait for requests in flight may take.
 UVICORN_STOP_SHARE = 0.25
