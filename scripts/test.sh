@@ -77,11 +77,14 @@ if [ $# -gt 0 ]; then
 fi
 # Most tests spend their time waiting on servers and services, so three workers (each
 # with its own servers, database and topics) share two cores well: the same 184 tests
-# took 10:02 in three workers and 13:16 in two, on a loaded two-core machine. The tests that stop
+# took 10:02 in three workers and 13:16 in two, on a loaded two-core machine. Four gain
+# nothing: 191 tests of twelve files took 537 s in four, and 535 s and 381 s in three
+# run just before and just after, for 15% more CPU (a fourth worker's own servers). The
+# tests that stop
 # and start the shared Kafka cannot run beside others: they run after, on their own.
 # The files go to the workers longest first (tests/conftest.py, tests/support/file_order.py),
 # not in xdist's order of most tests first, so that the workers end together.
-# On a shared two-core machine the run is bound by CPU more than by waiting: each server
+# When the two cores are shared with other work, CPU is what runs short: each server
 # start costs about 3 s of CPU (imports), each `plop` client command about 0.55 s (0.85 s
 # while the command group still imported the server's stack: 74 s against 53 s of CPU
 # for four of tests/test_cli.py's longest tests), so a test's cost is mostly the
