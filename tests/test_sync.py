@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 from gql.transport.exceptions import TransportQueryError
 from graphql import parse
 from redis.asyncio import Redis
@@ -468,6 +469,9 @@ async def gather_bounded(calls: list[Coroutine[Any, Any, T]], at_once: int = 16)
     return list(await asyncio.gather(*(gated(each) for each in calls)))
 
 
+# 200 rooms made, 600 messages sent and 24 syncs counted: about 115 s in a full run, and
+# past the suite's 180 s limit when other work loads the machine as well.
+@pytest.mark.timeout(360)
 async def test_a_sync_takes_the_same_round_trips_for_5_or_200_rooms(
     server_a: ServerProcess,
 ) -> None:
