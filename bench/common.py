@@ -65,6 +65,13 @@ def message_text(now: float | None = None) -> str:
     return stamp + "x" * (TEXT_CHARS - len(stamp))
 
 
+SEND_QUEUE_NOTE = (
+    f"The server's per-socket send queue is raised to {SOCKET_SEND_QUEUE_FRAMES:,} frames "
+    f"and {SOCKET_SEND_QUEUE_BYTES // (1024 * 1024)} MiB so that a burst never closes a "
+    "socket as a slow consumer."
+)
+
+
 def plop_settings() -> dict[str, str]:
     return {
         "PLOP_SOCKET_SEND_QUEUE_FRAMES": str(SOCKET_SEND_QUEUE_FRAMES),

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from bench import account_layout, account_memory
 from bench.account_layout import AccountLayout
 from bench.account_memory import idle_cpu_percent
-from bench.common import SOCKET_SEND_QUEUE_FRAMES, Options, Sender, plop_target
+from bench.common import SEND_QUEUE_NOTE, Options, Sender, plop_target
 from bench.load import BUCKET_SECONDS, LoadPool, Stream, merge_rounds
 from bench.report import Plot, Report, Table, latency_summary, ratio
 from bench.targets import Target
@@ -437,8 +437,7 @@ def _notes(options: Options, followers: int, per_user: int) -> list[str]:
         "re-reads the account's rooms every PLOP_MEMBERSHIP_CHECK_SECONDS.",
         "Idle CPU: the server's CPU in % of one core over 10 s with the sockets open and "
         "nothing sent (one period of the account streams' re-reading of their rooms).",
-        f"The server's per-socket send queue is raised to {SOCKET_SEND_QUEUE_FRAMES:,} "
-        "frames so that a burst never closes a socket as a slow consumer.",
+        SEND_QUEUE_NOTE,
     ]
 
 
