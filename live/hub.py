@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 # Control events one inbox may hold, as a multiple of its data capacity.
 CONTROL_CAPACITY_FACTOR = 4
+# The longest wait between a failed topic subscription and the next attempt.
+RESUBSCRIBE_MAX_SECONDS = 5.0
 
 
 def raise_if_stopped() -> None:
@@ -57,6 +59,10 @@ class Watcher(Protocol):
     """Anything the hub hands events to; ``offer`` must never wait."""
 
     def offer(self, event: Event) -> None: ...
+
+    def missed(self) -> None:
+        """Events of its route may have been lost (the consumer subscribed again after
+        a failure): whatever the watcher keeps from them is to be read again."""
 
 
 class Inbox:
@@ -99,6 +105,11 @@ class Inbox:
             return self._events.popleft()
         self._lagged = False
         return LAGGED
+
+    def missed(self) -> None:
+        """Tells the reader LAGGED once its queues run dry, as a drop would."""
+        self._lagged = True
+        self._ready.set()
 
 
 class FanoutHub:
@@ -179,6 +190,12 @@ class FanoutHub:
         for watcher in tuple(self._by_route.get(event.route, ())):
             watcher.offer(event)
 
+    def missed_events(self) -> None:
+        """Tells every watcher that events may have been lost."""
+        for watchers in tuple(self._by_route.values()):
+            for watcher in tuple(watchers):
+                watcher.missed()
+
 
 class FanoutConsumer:
     """Consumes the instance's topics and feeds the hub, for the life of the instance."""
@@ -187,29 +204,63 @@ class FanoutConsumer:
         self._broker = broker
         self._hub = hub
         self._topics = topics  # Plop's topic name -> the deployment's full name
-        self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Subscribes to every topic; events published after this returns are seen."""
         for name in ALL_TOPICS:
-            # An event nobody here follows is dropped by its key, before its decode:
-            # every instance consumes every event, most of them about rooms it does
-            # not serve. Dropping one now is what dispatching it to nobody would do.
-            events = await self._stack.enter_async_context(
-                self._broker.subscribe(self._topics[name], self._hub.followed_keys(name))
-            )
-            self._tasks.append(asyncio.create_task(self._pump(name, events)))
+            subscription = AsyncExitStack()
+            events = await self._subscribe(name, subscription)
+            self._tasks.append(asyncio.create_task(self._pump(name, subscription, events)))
 
-    async def _pump(self, name: str, events: AsyncIterator[Event]) -> None:
-        async for event in events:
-            try:
-                if tracing.active:
-                    self._traced_dispatch(name, event)
-                else:
-                    self._hub.dispatch(event)
-            except Exception:
-                logger.exception("dispatch failed", extra={"topic": name})
+    async def _subscribe(self, name: str, subscription: AsyncExitStack) -> AsyncIterator[Event]:
+        # An event nobody here follows is dropped by its key, before its decode:
+        # every instance consumes every event, most of them about rooms it does not
+        # serve. Dropping one now is what dispatching it to nobody would do.
+        return await subscription.enter_async_context(
+            self._broker.subscribe(self._topics[name], self._hub.followed_keys(name))
+        )
+
+    async def _pump(
+        self, name: str, subscription: AsyncExitStack, events: AsyncIterator[Event]
+    ) -> None:
+        """Dispatches the topic's events for the life of the instance. The broker's
+        client rides out a broker's restart by itself; should its subscription fail all
+        the same, a consumer that stopped would leave the instance deaf to the topic
+        until it restarts. It subscribes again instead, and since what was published
+        in between is not read, every watcher is told it missed events (a stream reads
+        its messages again from the store, a kept membership is dropped)."""
+        failures = 0
+        try:
+            while True:
+                try:
+                    async for event in events:
+                        failures = 0
+                        self._dispatch(name, event)
+                except Exception:
+                    logger.exception("consuming failed; subscribing again", extra={"topic": name})
+                await subscription.aclose()
+                failures += 1
+                await asyncio.sleep(min(RESUBSCRIBE_MAX_SECONDS, 0.1 * 2**failures))
+                try:
+                    events = await self._subscribe(name, subscription)
+                except Exception:
+                    logger.exception("subscribing failed; trying again", extra={"topic": name})
+                    events = _nothing()
+                    continue
+                # From here on nothing is missed: what came before is read again.
+                self._hub.missed_events()
+        finally:
+            await subscription.aclose()
+
+    def _dispatch(self, name: str, event: Event) -> None:
+        try:
+            if tracing.active:
+                self._traced_dispatch(name, event)
+            else:
+                self._hub.dispatch(event)
+        except Exception:
+            logger.exception("dispatch failed", extra={"topic": name})
 
     def _traced_dispatch(self, name: str, event: Event) -> None:
         """The dispatch inside the event's consume span, which the broker's trace
@@ -222,4 +273,10 @@ class FanoutConsumer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._stack.aclose()
+
+
+async def _nothing() -> AsyncIterator[Event]:
+    """No events: stands for a subscription that could not be opened."""
+    none: tuple[Event, ...] = ()
+    for event in none:
+        yield event

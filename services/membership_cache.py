@@ -65,6 +65,10 @@ class _RoomWatcher:
         elif isinstance(event, MessageAdded):
             self._cache.seen_message(self._room_id, event.message.seq, event.members_tag)
 
+    def missed(self) -> None:
+        # A membership change may be among what was missed: read the room again.
+        self._cache.drop(self._room_id)
+
 
 class MembershipCache:
     """Rooms as the send path needs them, each kept until its events or time say not."""

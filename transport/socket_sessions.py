@@ -35,6 +35,10 @@ class WatchedSocket:
         if isinstance(event, SessionEnded) and event.session_id == self.session.session_id:
             self.end()
 
+    def missed(self) -> None:
+        """A missed SessionEnded is found by ``SocketSessions.check``, which runs
+        periodically for every socket."""
+
     def end(self) -> None:
         if self.ended:
             return

@@ -125,6 +125,7 @@ FILE_SECONDS: dict[str, int] = {
     "test_recent_room_events.py": 0,
     "test_room_feed_catch_up.py": 0,
     "test_room_writer.py": 0,
+    "test_hub_resubscribe.py": 0,
     "test_socket_wire.py": 0,
     "test_subscription_close.py": 0,
     "test_subscription_memory.py": 0,
