@@ -182,8 +182,8 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "subscribers": [2_000],
             "rooms": 200,
             "users": 20,
-            "rate": 40.0,
-            "duration": 20.0,
+            "rate": 30.0,
+            "duration": 40.0,
             "messages": 50_000,
         },
         {

@@ -513,10 +513,10 @@ def _tables(
                 "CPU µs/s per socket",
                 "backlog events/s",
                 "CPU µs/consumed event",
-                "paced events/s",
+                "events/s after resume",
                 "deliveries/s",
                 "deliveries/event",
-                "CPU % while paced",
+                "CPU % after resume",
                 "CPU µs/delivery",
             ],
             [
