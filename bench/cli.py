@@ -1,7 +1,7 @@
 """``python -m bench SCENARIO``: run one benchmark scenario and write its results;
 ``python -m bench all``: every scenario behind the benchmark table, then the tables.
 
-Scenarios: send, hot, fanout, memory, reconnect, stored, search, keys, account (see each
+Scenarios: send, hot, fanout, memory, reconnect, stored, search, keys, account, scale (see each
 ``bench/scenario_*.py``).
 Every scenario starts the servers it measures (Plop, and the raw baseline in the same run),
 drives them from other processes over loopback, stops by itself within its bounds,
@@ -30,6 +30,7 @@ from bench import (
     scenario_memory,
     scenario_persisted,
     scenario_reconnect,
+    scenario_scale,
     scenario_search,
     scenario_send,
     scenario_stored,
@@ -52,6 +53,7 @@ SCENARIOS: dict[str, Callable[[Options], Coroutine[Any, Any, Report]]] = {
     "keys": scenario_keys.run,
     "account": scenario_account.run,
     "persisted": scenario_persisted.run,
+    "scale": scenario_scale.run,
 }
 
 # Per scenario: the full-size defaults, then the smoke ones.
@@ -172,6 +174,27 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "followed_rooms": 10,
         },
     ),
+    # subscribers: the sockets spread over each group's instances (--sockets); rate:
+    # sendMessage/s, for duration s, through the front; messages: events published for
+    # the consumers to read and drop (real services only).
+    "scale": (
+        {
+            "subscribers": [2_000],
+            "rooms": 200,
+            "users": 20,
+            "rate": 30.0,
+            "duration": 40.0,
+            "messages": 50_000,
+        },
+        {
+            "subscribers": [8],
+            "rooms": 4,
+            "users": 2,
+            "rate": 10.0,
+            "duration": 1.0,
+            "messages": 300,
+        },
+    ),
 }
 
 
@@ -202,13 +225,20 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument(
         "--instances",
         type=_counts,
-        default=[1],
+        default=None,
         help="Plop processes sharing the real services, comma-separated: each count "
-        "measured in the same run (e.g. 1,2 for the scaling rows) [1].",
+        "measured in the same run (e.g. 1,2 for the scaling rows) [1; scale: 1,2,4, "
+        "--smoke 1,2].",
     )
     parse.add_argument("--smoke", action="store_true", help="Tiny sizes, seconds.")
     parse.add_argument("--out", type=Path, default=None, help=f"[default: {RESULTS}]")
-    parse.add_argument("--subscribers", type=_counts, help="Counts, comma-separated.")
+    parse.add_argument(
+        "--subscribers",
+        "--sockets",
+        dest="subscribers",
+        type=_counts,
+        help="Counts, comma-separated (scale: the sockets spread over the instances).",
+    )
     parse.add_argument(
         "--concurrency",
         "--senders",
@@ -216,7 +246,11 @@ def parser() -> argparse.ArgumentParser:
         type=_counts,
         help="send, hot, persisted: levels of concurrent senders, comma-separated.",
     )
-    parse.add_argument("--messages", type=int, help="fanout, hot: burst messages per room.")
+    parse.add_argument(
+        "--messages",
+        type=int,
+        help="fanout, hot: burst messages per room; keys, scale: events each consumer reads.",
+    )
     parse.add_argument("--paced-messages", type=int, help="fanout, hot: paced messages per room.")
     parse.add_argument(
         "--rooms",
@@ -231,7 +265,7 @@ def parser() -> argparse.ArgumentParser:
         "--seconds",
         dest="duration",
         type=float,
-        help="send, hot, persisted: seconds per level.",
+        help="send, hot, persisted: seconds per level; scale: seconds of paced sends.",
     )
     parse.add_argument("--max-requests", type=int, help="send: requests per level at most.")
     parse.add_argument("--max-subscriptions", type=int, help="memory: the ramp stops at this many.")
@@ -249,7 +283,7 @@ def parser() -> argparse.ArgumentParser:
         "--rate",
         type=float,
         help="reconnect: messages per room per second; hot: the paced rate into the hot "
-        "room of the fan-out rows.",
+        "room of the fan-out rows; scale: sendMessage/s over all the rooms.",
     )
     parse.add_argument("--down-seconds", type=float, help="reconnect: time dropped.")
     parse.add_argument(
@@ -305,15 +339,18 @@ def options_from(argv: list[str]) -> Options:
         "search": "real",
         "keys": "real",
         "account": "embedded" if args.smoke else "both",
+        "scale": "real",
     }
     backend = args.backend or default_backend.get(args.scenario, "embedded")
     backends = ["embedded", "real"] if backend == "both" else [backend]
-    if any(count > 1 for count in args.instances) and "real" not in backends:
+    default_instances = ([1, 2] if args.smoke else [1, 2, 4]) if args.scenario == "scale" else [1]
+    instances: list[int] = args.instances or default_instances
+    if any(count > 1 for count in instances) and "real" not in backends:
         parser().error("--instances above 1 needs --backend real or both")
     backends = [
         name if name != "real" or count == 1 else f"real-x{count}"
         for name in backends
-        for count in (args.instances if name == "real" else [1])
+        for count in (instances if name == "real" else [1])
     ]
     out = args.out or (SMOKE_RESULTS if args.smoke else RESULTS)
     return Options(

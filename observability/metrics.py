@@ -58,6 +58,16 @@ KAFKA_CONSUMER_LAG = Gauge(
     "its partitions), by topic and consumer (broadcast or group).",
     ["topic", "consumer"],
 )
+KAFKA_RECORDS_CONSUMED = Counter(
+    "plop_kafka_records_consumed_total",
+    "Records the broadcast consumers read, by topic and outcome: dropped by their key "
+    "(nobody here follows their room or user) or decoded and dispatched. Every instance "
+    "reads every record, so its rate is the cluster's event rate (docs/scaling.md).",
+    ["topic", "outcome"],
+)
+# The outcomes of plop_kafka_records_consumed_total.
+CONSUMED_DROPPED = "dropped"
+CONSUMED_DECODED = "decoded"
 SOCKETS_REFUSED = Counter(
     "plop_sockets_refused_total",
     "WebSockets refused or closed by the server's rules, by reason.",

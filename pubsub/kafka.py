@@ -32,7 +32,12 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from errors import BackendUnreachable, ConfigError, describe
 from observability import tracing
-from observability.metrics import KAFKA_CONSUMER_LAG
+from observability.metrics import (
+    CONSUMED_DECODED,
+    CONSUMED_DROPPED,
+    KAFKA_CONSUMER_LAG,
+    KAFKA_RECORDS_CONSUMED,
+)
 from pubsub.events import Delivery, Event, KeyFilter, decode_event, encode_event
 
 logger = logging.getLogger(__name__)
@@ -230,12 +235,17 @@ class KafkaBroker:
                 await consumer.position(partition)
 
             lag = ConsumerLag(consumer, topic, "broadcast")
+            # Counted once per batch, not per record: a dropped record costs a dict
+            # lookup, and a counter's increment would cost as much again.
+            dropped_count = KAFKA_RECORDS_CONSUMED.labels(topic=topic, outcome=CONSUMED_DROPPED)
+            decoded_count = KAFKA_RECORDS_CONSUMED.labels(topic=topic, outcome=CONSUMED_DECODED)
 
             async def events() -> AsyncIterator[Event]:
                 while True:
                     batches = await consumer.getmany(timeout_ms=1000, max_records=500)
                     await lag.refresh()
                     for records in batches.values():
+                        dropped = 0
                         for record in records:
                             if record.value is None:
                                 continue
@@ -246,13 +256,17 @@ class KafkaBroker:
                                 and record.key is not None
                                 and not wanted(record.key.decode())
                             ):
+                                dropped += 1
                                 continue
                             if event := decode_event(record.value):
                                 # Only for decoded events: the key drop above stays
                                 # the cost of a dict lookup.
                                 if tracing.active:
                                     tracing.received_headers(record.headers)
+                                decoded_count.inc()
                                 yield event
+                        if dropped:
+                            dropped_count.inc(dropped)
 
             yield events()
         finally:
