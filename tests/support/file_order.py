@@ -72,6 +72,7 @@ FILE_SECONDS: dict[str, int] = {
     "test_membership_delivery.py": 37,
     "test_audit_sockets.py": 34,
     "test_bench_account.py": 33,
+    "test_bench_scale.py": 60,
     "test_account_sessions.py": 32,
     "test_shard_readiness.py": 30,
     "test_upload_clients.py": 29,
