@@ -42,23 +42,39 @@ class SocketWire:
         self._protocol = protocol
 
     def write(self, frame: bytes) -> bool:
-        """Writes the frame if the connection takes it as it is; False if it must go
-        through the protocol (closing, paused, compressed, or not open yet)."""
+        """Writes the frame (or several frames' bytes, joined) if the connection takes
+        it as it is; False if it must go through the protocol (closing, paused,
+        compressed, or not open yet)."""
+        protocol = self._protocol
+        if not protocol.writable.is_set() or not self.takes_frames():
+            return False
+        protocol.transport.write(frame)
+        return True
+
+    def takes_frames(self) -> bool:
+        """Whether frames may be written straight once the transport is writable: the
+        connection is open, not closing and uncompressed, with nothing of its own
+        half-written."""
         protocol = self._protocol
         connection = protocol.conn
-        if (
+        return not (
             protocol.close_sent
             or protocol.disconnected
-            or not protocol.writable.is_set()
             or connection.state is not State.OPEN
             or connection.extensions
             or connection.writes
             or connection.expect_continuation_frame
             or protocol.transport.is_closing()
-        ):
-            return False
-        protocol.transport.write(frame)
-        return True
+        )
+
+    def paused(self) -> bool:
+        """Whether the transport is over its high-water mark (uvicorn's own flag)."""
+        return not self._protocol.writable.is_set()
+
+    async def writable(self) -> None:
+        """Returns once the transport is under its high-water mark (or the connection
+        is lost: uvicorn then sets it too, and ``takes_frames`` says no)."""
+        await self._protocol.writable.wait()
 
 
 def socket_wire(scope: Scope) -> SocketWire | None:
