@@ -26,6 +26,7 @@ from websockets.protocol import State
 
 # Where a WebSocket's scope holds its SocketWire, if it has one.
 WIRE_SCOPE_KEY = "plop.socket_wire"
+_OPEN = State.OPEN
 
 
 def encoded_text_frame(text: str) -> bytes:
@@ -45,8 +46,20 @@ class SocketWire:
         """Writes the frame (or several frames' bytes, joined) if the connection takes
         it as it is; False if it must go through the protocol (closing, paused,
         compressed, or not open yet)."""
+        # The checks of ``takes_frames``, written out: this runs once per socket per
+        # message of a fan-out, where a call more shows in the profile.
         protocol = self._protocol
-        if not protocol.writable.is_set() or not self.takes_frames():
+        connection = protocol.conn
+        if (
+            not protocol.writable.is_set()
+            or protocol.close_sent
+            or protocol.disconnected
+            or connection.state is not _OPEN
+            or connection.extensions
+            or connection.writes
+            or connection.expect_continuation_frame
+            or protocol.transport.is_closing()
+        ):
             return False
         protocol.transport.write(frame)
         return True
@@ -60,7 +73,7 @@ class SocketWire:
         return not (
             protocol.close_sent
             or protocol.disconnected
-            or connection.state is not State.OPEN
+            or connection.state is not _OPEN
             or connection.extensions
             or connection.writes
             or connection.expect_continuation_frame
