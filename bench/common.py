@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from bench.rawhttp import HttpConnection
 from bench.server import ServerGroup, baseline_server, plop_server
 from bench.targets import Account, Target
@@ -267,3 +269,15 @@ class Sender:
         await asyncio.gather(
             *(connection.close() for lanes in self._lanes.values() for connection, _ in lanes)
         )
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores, every process)."""
+    times = psutil.cpu_times()
+    # guest time is already counted in user time on Linux; idle and iowait are not busy.
+    busy: float = (
+        times.user
+        + times.system
+        + sum(getattr(times, name, 0.0) for name in ("nice", "irq", "softirq", "steal"))
+    )
+    return busy

@@ -18,6 +18,7 @@ their ratios to it beside those to the raw baseline.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from bench.common import (
     Options,
     Sender,
     baseline_target,
+    machine_busy_seconds,
     plop_target,
 )
 from bench.load import BUCKET_SECONDS, LoadPool, Plan, merge_rounds
@@ -60,6 +62,7 @@ async def _round(
 ) -> dict[str, Any]:
     await pool.all("round")
     cpu_before = target.server.cpu_seconds()
+    busy_before = machine_busy_seconds()
     first_send = time.time()
     if interval is None:
         await sender.burst(count)
@@ -72,6 +75,8 @@ async def _round(
         await pool.all("wait", {"expected": expected, "within": wait_seconds(subscribers * count)})
     )
     cpu = target.server.cpu_seconds() - cpu_before
+    busy = machine_busy_seconds() - busy_before
+    elapsed = time.time() - first_send
     span = (merged["last_receive"] - first_send) if merged["last_receive"] else 0.0
     deliveries = merged["deliveries"]
     return {
@@ -88,12 +93,40 @@ async def _round(
         "deliveries_per_second": round(deliveries / span, 1) if span > 0 else 0.0,
         "server_cpu_us_per_delivery": round(cpu / deliveries * 1e6, 1) if deliveries else None,
         "load_cpu_seconds": round(merged["load_cpu_seconds"], 2),
+        **machine_load(busy, cpu, merged["load_cpu_seconds"], elapsed),
         "mean_frame_bytes": round(merged["frame_bytes"] / deliveries, 1) if deliveries else 0,
         "closed_by_server": merged["closed_by_server"],
         "errors": merged["error_count"],
         "error_samples": merged["errors"],
         "timeline": _timeline(merged["buckets"], first_send),
         **latency_summary(merged["latencies"]),
+    }
+
+
+def machine_load(
+    busy: float, server_cpu: float, load_cpu: float, elapsed: float
+) -> dict[str, float | None]:
+    """How busy the machine was during a round, as shares of all its cores: every
+    process, the server, the load processes, and the rest (the services, and
+    whatever else runs on the machine). A round whose load processes got little
+    CPU while others took much measured the machine, not the server."""
+    capacity = elapsed * (os.cpu_count() or 1)
+    if capacity <= 0:
+        return dict.fromkeys(
+            (
+                "machine_busy_share",
+                "server_cpu_share",
+                "load_cpu_share",
+                "others_cpu_share",
+                "load_average_1m",
+            )
+        )
+    return {
+        "machine_busy_share": round(busy / capacity, 3),
+        "server_cpu_share": round(server_cpu / capacity, 3),
+        "load_cpu_share": round(load_cpu / capacity, 3),
+        "others_cpu_share": round(max(0.0, busy - server_cpu - load_cpu) / capacity, 3),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -345,6 +378,37 @@ async def run(options: Options) -> Report:
                     config["slow_consumers_closed"],
                 ]
                 for config in configs
+            ],
+        )
+    )
+    report.tables.append(
+        Table(
+            "Machine load per round (shares of all cores; others: services and other work)",
+            [
+                "server",
+                "layout",
+                "subscribers",
+                "round",
+                "machine busy",
+                "server",
+                "load processes",
+                "others",
+                "load average 1 min",
+            ],
+            [
+                [
+                    config["target"],
+                    config["layout"],
+                    config["subscribers"],
+                    phase,
+                    config[phase]["machine_busy_share"],
+                    config[phase]["server_cpu_share"],
+                    config[phase]["load_cpu_share"],
+                    config[phase]["others_cpu_share"],
+                    config[phase]["load_average_1m"],
+                ]
+                for config in configs
+                for phase in ("burst", "paced")
             ],
         )
     )

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 from matplotlib.figure import Figure
 
-from bench.common import Options, Sender, baseline_target, plop_target
+from bench.common import Options, Sender, baseline_target, machine_busy_seconds, plop_target
 from bench.report import Plot, Report, Table, latency_summary, ratio, summed
 from bench.server import REPO
 from bench.targets import Population, Target
@@ -53,18 +53,6 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
-def _busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy so far (all cores)."""
-    times = psutil.cpu_times()
-    # guest time is already counted in user time on Linux; idle and iowait are not busy.
-    busy: float = (
-        times.user
-        + times.system
-        + sum(getattr(times, name, 0.0) for name in ("nice", "irq", "softirq", "steal"))
-    )
-    return busy
-
-
 async def closed_loop(
     target: Target, senders: list[Sender], seconds: float, budget: int | None, warm_up: int
 ) -> dict[str, Any]:
@@ -78,7 +66,7 @@ async def closed_loop(
     stop_at = time.monotonic() + seconds
     cpu_before = target.server.cpu_seconds()
     database = _database_processes() if "real" in target.label else []
-    database_before, busy_before = _cpu_seconds(database), _busy_seconds()
+    database_before, busy_before = _cpu_seconds(database), machine_busy_seconds()
 
     async def run(sender: Sender, room: str, lane: int) -> None:
         while time.monotonic() < stop_at:
@@ -102,7 +90,7 @@ async def closed_loop(
     elapsed = time.monotonic() - started
     cpu = target.server.cpu_seconds() - cpu_before
     database_cpu = _cpu_seconds(database) - database_before
-    busy = _busy_seconds() - busy_before
+    busy = machine_busy_seconds() - busy_before
     sent = sum(sender.sent for sender in senders) - warm_sent
     cores = psutil.cpu_count() or 1
     errors = [error for sender in senders for error in sender.errors]

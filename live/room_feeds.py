@@ -13,7 +13,11 @@ behind the stream is first given the stored messages between its position and
 the stream's (read through the stream's own ``RoomHistory``, or taken from the
 feed's recent renderings), and only then goes live; every message reaches it once,
 in seq order, and an ``Access`` step of the stream that no longer allows its viewer
-ends it FORBIDDEN (``Access.refusal``).
+ends it FORBIDDEN (``Access.refusal``). A live follower at the feed's position is
+plain (``live.plain_followers``): each message goes to all of those in one loop,
+with no check of position, access or end per follower, since the feed keeps those
+true for all of them (it takes a follower out the moment it ends); one that joined
+ahead of the feed is given messages one by one until the feed reaches it.
 
 An activity feed does the same for ``roomActivity``: it follows the room's stream
 for activity alone (``messages=False``), renders each event once in the order the
@@ -33,6 +37,7 @@ from typing import Protocol, TypeVar
 
 from errors import BadUserInput, Unavailable
 from live.hub import FanoutHub, raise_if_stopped
+from live.plain_followers import PlainFollowers
 from live.room_stream import STORED_BATCH, Access, RoomActivity, RoomHistory, RoomStream
 from observability import tracing
 from observability.metrics import ACTIVE_SUBSCRIPTIONS, DELIVERIES, FEED_RENDERINGS, ROOM_FEEDS
@@ -94,7 +99,10 @@ class PayloadSink(Protocol):
     """One subscription's way to its socket."""
 
     def deliver(self, payload: str) -> bool:
-        """Queues one rendered payload; False once the subscription can take no more."""
+        """Queues one rendered payload; False once the subscription can take no more.
+
+        Never waits, and never calls back into the feed (it runs inside the loop
+        over a feed's followers)."""
         ...
 
 
@@ -121,12 +129,31 @@ class _Following:
 class Follower(_Following):
     """One messageAdded subscription: a position on its feed's room stream."""
 
-    __slots__ = ("last", "live")
+    __slots__ = ("_plain", "last", "live")
 
     def __init__(self, sink: PayloadSink, viewer_id: str, last: int) -> None:
         super().__init__(sink, viewer_id)
-        self.last = last  # the seq of the last message this follower was given
+        # The seq of the last message this follower was given one by one; once it is
+        # plain, its feed's ``latest`` is its position.
+        self.last = last
         self.live = False  # False while it catches up to the stream
+        self._plain: PlainFollowers[Follower] | None = None
+
+    def join_plain(self, plain: PlainFollowers[Follower]) -> None:
+        """From now on the follower gets each message in its feed's one loop."""
+        self._plain = plain
+        plain.add(self, self.sink.deliver)
+
+    @property
+    def plain(self) -> bool:
+        return self._plain is not None
+
+    def end(self, error: Exception | None) -> None:
+        # Out of the feed's loop at once: not one more message after its end.
+        if self._plain is not None:
+            self._plain.discard(self)
+            self._plain = None
+        super().end(error)
 
     def give(self, seq: int, payload: str) -> bool:
         """Hands the payload to the socket; True if it was queued there."""
@@ -192,6 +219,10 @@ class RoomFeed(_FeedTask):
         self._render = render
         self.followers: set[Follower] = set()
         self.latest = 0  # every message up to here was given to the live followers
+        self._plain: PlainFollowers[Follower] = PlainFollowers()
+        # Live followers whose position is beyond the feed's (they joined with an
+        # afterSeq the stream has not reached yet): plain once it reaches them.
+        self._ahead: set[Follower] = set()
         self._recent: OrderedDict[int, str] = OrderedDict()
         self._pages: OrderedDict[int, asyncio.Task[dict[int, str]]] = OrderedDict()
         self._catching_up = 0
@@ -247,12 +278,35 @@ class RoomFeed(_FeedTask):
 
     async def _hand_out(self, message: MessageData) -> None:
         payload = await self._rendering(message)
-        self.latest = message.seq
-        delivered = 0
-        for follower in tuple(self.followers):
-            if follower.live:
-                delivered += follower.give(message.seq, payload)
+        seq = self.latest = message.seq
+        plain = self._plain
+        handed = len(plain)
+        refused = plain.hand_out(payload)
+        for follower in refused:
+            follower.end(None)  # its socket takes no more: it resumes with afterSeq
+        delivered = handed - len(refused)
+        if self._ahead:
+            delivered += self._reach_ahead(seq, payload)
         DELIVERIES.inc(delivered)  # once per message and feed, not per socket
+
+    def _reach_ahead(self, seq: int, payload: str) -> int:
+        """Gives the message to the followers ahead of the feed that it reaches (none
+        below their position); those it reaches become plain."""
+        delivered = 0
+        for follower in tuple(self._ahead):
+            delivered += follower.give(seq, payload)
+            if follower.ended.done():
+                self._ahead.discard(follower)
+            elif follower.last <= seq:
+                self._ahead.discard(follower)
+                follower.join_plain(self._plain)
+        return delivered
+
+    def leave(self, follower: Follower) -> None:
+        """Forgets a follower whose subscription ended."""
+        follower.end(None)
+        self.followers.discard(follower)
+        self._ahead.discard(follower)
 
     def _forget_rendering(self, seq: int) -> None:
         """An edited or deleted message renders anew for anyone who catches up later."""
@@ -331,7 +385,15 @@ class RoomFeed(_FeedTask):
                     raise Unavailable(
                         "stored messages could not be read; resubscribe with afterSeq"
                     )
+            if follower.ended.done():
+                return
             follower.live = True
+            # No await since the loop's last check: the follower is at the feed's
+            # position, or ahead of it.
+            if follower.last == self.latest:
+                follower.join_plain(self._plain)
+            else:
+                self._ahead.add(follower)
         finally:
             self._catching_up -= 1
             if not self._catching_up:
@@ -475,8 +537,7 @@ class RoomFeeds:
                 await feed.catch_up(follower)
                 await follower.ended
             finally:
-                follower.end(None)
-                feed.followers.discard(follower)
+                feed.leave(follower)
                 ACTIVE_SUBSCRIPTIONS.dec()
 
     async def close(self) -> None:

@@ -99,8 +99,14 @@ def test_fanout(tmp_path: Path, backend: str, instances: str, plops: set[str]) -
             assert figures["duplicates"] == 0
             assert figures["beyond_expected"] == 0
             assert figures["ratio_deliveries_per_second"] is not None
+            # How busy the machine was: the server's and the load's shares within it.
+            assert figures["machine_busy_share"] > 0
+            assert 0 <= figures["server_cpu_share"] <= figures["machine_busy_share"] + 0.01
+            assert figures["others_cpu_share"] >= 0
+            assert figures["load_average_1m"] >= 0
         assert config["send_errors"] == 0
         assert config["seq_gaps"] == 0
+    assert "## Machine load per round" in (tmp_path / "fanout.md").read_text()
 
 
 def test_memory(tmp_path: Path) -> None:

@@ -11,7 +11,11 @@ rest, so a frame's characters are its bytes.
 The one exception keeps that order: a frame a shared feed encoded once for many
 sockets (``offer_encoded``) is written to the transport at once when nothing waits
 before it and the transport is under its high-water mark (``transport.socket_wire``);
-a client that stops reading soon pauses the transport, and its frames queue here.
+a client that stops reading soon pauses the transport, and its frames queue here
+with their bytes. Once the transport drains, the writer writes every such frame
+waiting at the head of the queue in one write: a client that fell behind costs one
+append per frame and one write per catch-up, not a task step and an encoding per
+frame.
 
 An operation served by a shared feed writes through its ``OperationFrames``: the
 operation's frame prefix around the feed's payload, built once per payload for
@@ -59,10 +63,11 @@ class QueuedWebSocket:
         self._adapter = adapter
         self._max_frames = max_frames
         self._max_bytes = max_bytes
-        # A frame is its JSON text (encoded once, for this socket or for many). A deque
+        # A frame is its JSON text (encoded once, for this socket or for many), with
+        # its WebSocket bytes when a shared feed encoded them for the wire. A deque
         # and one wake-up future, not an asyncio.Queue: fan-out puts a frame to
         # thousands of sockets per message, and the queue's bookkeeping showed up.
-        self._frames: deque[str] = deque()
+        self._frames: deque[str | tuple[str, bytes]] = deque()
         # The bytes of the queued frames and of the one being written.
         self._queued_bytes = 0
         # Strawberry's socket adapter adds Plop's error codes as it encodes.
@@ -101,9 +106,12 @@ class QueuedWebSocket:
 
     def offer(self, frame: str) -> bool:
         """Queues a frame's text without waiting; False if the socket takes no more."""
+        return self._queue(frame, len(frame))
+
+    def _queue(self, frame: str | tuple[str, bytes], size: int) -> bool:
         if self._closed:
             return False
-        if len(self._frames) >= self._max_frames or self._over_bytes(len(frame)):
+        if len(self._frames) >= self._max_frames or self._over_bytes(size):
             logger.warning(
                 "closing a slow consumer",
                 extra={"queued": len(self._frames), "queued_bytes": self._queued_bytes},
@@ -115,7 +123,7 @@ class QueuedWebSocket:
             )
             return False
         self._frames.append(frame)
-        self._queued_bytes += len(frame)
+        self._queued_bytes += size
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
         wakeup = self._wakeup
@@ -137,15 +145,14 @@ class QueuedWebSocket:
     def offer_encoded(self, text: str, encoded: bytes) -> bool:
         """Like ``offer``, for a frame also given as its encoded bytes: written at once
         when nothing is queued before it and the connection takes it as it is."""
-        if (
-            not self._closed
-            and not self._frames
-            and not self._writing
-            and self._wire is not None
-            and self._wire.write(encoded)
-        ):
+        wire = self._wire
+        if wire is None:
+            return self._queue(text, len(text))
+        if not self._closed and not self._frames and not self._writing and wire.write(encoded):
             return True
-        return self.offer(text)
+        # Its bytes wait with it while the wire may take them later (not compressed).
+        frame = (text, encoded) if wire.takes_frames() else text
+        return self._queue(frame, len(text))
 
     def answering(self, task: asyncio.Task[Any]) -> None:
         """Notes an operation that answers once, running in ``task``, until it ends."""
@@ -206,16 +213,46 @@ class QueuedWebSocket:
                 self._wakeup = asyncio.get_running_loop().create_future()
                 await self._wakeup
                 continue
-            frame = frames.popleft()
             self._writing = True
             try:
-                await self._send_text(frame)
+                if isinstance(frames[0], tuple):
+                    await self._write_encoded()
+                else:
+                    await self._send_head()
             except Exception:
                 # The peer is gone; the receive loop notices and shuts the handler down.
                 self._closed = True
             finally:
                 self._writing = False
-                self._queued_bytes -= len(frame)
+
+    async def _write_encoded(self) -> None:
+        """Writes every encoded frame at the head of the queue in one write, once the
+        transport takes more; through the protocol if the wire no longer can."""
+        wire, frames = self._wire, self._frames
+        assert wire is not None
+        # Another write may pause the transport again before this task runs.
+        while wire.paused():
+            await wire.writable()
+        if not wire.takes_frames():
+            await self._send_head()
+            return
+        texts_size = 0
+        batch: list[bytes] = []
+        while frames and isinstance(head := frames[0], tuple):
+            frames.popleft()
+            texts_size += len(head[0])
+            batch.append(head[1])
+        self._queued_bytes -= texts_size
+        wire.write(b"".join(batch) if len(batch) > 1 else batch[0])
+
+    async def _send_head(self) -> None:
+        """Sends the frame at the head of the queue the usual way, as text."""
+        head = self._frames.popleft()
+        text = head[0] if isinstance(head, tuple) else head
+        try:
+            await self._send_text(text)
+        finally:
+            self._queued_bytes -= len(text)
 
     async def _send_text(self, text: str) -> None:
         if self._text_socket is not None:
