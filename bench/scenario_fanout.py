@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from bench import centrifugo
 from bench.common import (
-    SOCKET_SEND_QUEUE_FRAMES,
+    SEND_QUEUE_NOTE,
     Options,
     Sender,
     baseline_target,
@@ -427,8 +427,7 @@ async def run(options: Options) -> Report:
         "Server, baseline and load run on the same machine: the load processes share "
         "its cores with the server; server CPU per delivery is the server process's own "
         "CPU time divided by its deliveries.",
-        f"The server's per-socket send queue is raised to {SOCKET_SEND_QUEUE_FRAMES:,} frames so "
-        "that a burst never closes a socket as a slow consumer.",
+        SEND_QUEUE_NOTE,
     ]
     if with_peer:
         report.notes += [

@@ -126,6 +126,8 @@ FILE_SECONDS: dict[str, int] = {
     "test_recent_room_events.py": 0,
     "test_room_feed_catch_up.py": 0,
     "test_room_writer.py": 0,
+    "test_plain_followers.py": 0,
+    "test_socket_batched_writes.py": 1,
     "test_hub_resubscribe.py": 0,
     "test_socket_wire.py": 0,
     "test_subscription_close.py": 0,
