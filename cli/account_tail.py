@@ -4,6 +4,7 @@ with its room's id, followed across reconnects by ``PlopClient.events``."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from contextlib import aclosing
 
 import click
@@ -24,6 +25,9 @@ from client import (
     TypingEvent,
 )
 
+# How often a Ctrl+C asks the stream to stop again until the command ends.
+STOP_AGAIN_SECONDS = 1.0
+
 
 async def follow_account(plop: PlopClient, since: str | None) -> None:
     """Prints the account's events until the stream fails for good; when stopped
@@ -32,6 +36,25 @@ async def follow_account(plop: PlopClient, since: str | None) -> None:
     start = "after the given token" if since is not None else "from now"
     click.echo(f"Following every room of {me.username} {start}.", err=True)
     token = since
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def interrupted() -> None:
+        # Said at once, from the last line printed, rather than once the stream has
+        # unwound: a cancel that lands as an awaited result arrives can be lost in the
+        # socket library's waits (Python 3.11's wait_for), so the stop is asked again
+        # each second until the command ends.
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1 and token is not None:
+            click.echo(f"To carry on from here: plop tail --all --since {token}", err=True)
+        if not main.done():
+            main.cancel()
+            loop.call_later(STOP_AGAIN_SECONDS, interrupted)
+
+    loop.add_signal_handler(signal.SIGINT, interrupted)
     try:
         async with aclosing(plop.events(since)) as events:
             async for event in events:
@@ -45,9 +68,11 @@ async def follow_account(plop: PlopClient, since: str | None) -> None:
             "run `plop tail --all` without --since"
         ) from expired
     except asyncio.CancelledError:
-        if token is not None:
-            click.echo(f"To carry on from here: plop tail --all --since {token}", err=True)
+        if interrupts:
+            raise KeyboardInterrupt from None  # as Ctrl+C ends any command
         raise
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def event_line(payload: AccountEventPayload, viewer_id: str) -> str | None:
