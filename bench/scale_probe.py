@@ -21,6 +21,7 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.common import machine_busy_seconds
 from bench.server import ServerProcess
 
 POLL_SECONDS = 0.25
@@ -36,17 +37,6 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
             if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
                 total += float(found.value)
     return total
-
-
-def busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy so far (all cores)."""
-    times = psutil.cpu_times()
-    busy: float = (
-        times.user
-        + times.system
-        + sum(getattr(times, name, 0.0) for name in ("nice", "irq", "softirq", "steal"))
-    )
-    return busy
 
 
 @dataclass(frozen=True)
@@ -200,13 +190,13 @@ class WindowClock:
     def start(self) -> None:
         self._started = time.monotonic()
         self._cpu = self._probe.cpu()
-        self._busy = busy_seconds()
+        self._busy = machine_busy_seconds()
 
     def stop(self) -> None:
         seconds = time.monotonic() - self._started
         cpu = [after - before for after, before in zip(self._probe.cpu(), self._cpu, strict=True)]
         cores = os.cpu_count() or 1
-        busy = (busy_seconds() - self._busy) / (seconds * cores) if seconds > 0 else 0.0
+        busy = (machine_busy_seconds() - self._busy) / (seconds * cores) if seconds > 0 else 0.0
         self._window = Window(
             round(seconds, 3),
             cpu,
