@@ -44,6 +44,7 @@ from services.room_history import StoredRoomHistory
 from services.room_turns import RedisRoomTurns
 from services.room_writer import RoomWriters
 from services.rooms import RoomService, room_with_hint
+from services.script_batches import ScriptBatches
 from services.socket_caps import SocketCaps
 from services.sync import SyncService
 from services.sync_tokens import SyncTokens
@@ -104,7 +105,12 @@ class Services:
         devices = DeviceService(push_platforms, sessions, limits)
         accounts = AccountService(sessions, publisher, hub, passwords, limits, devices)
         friends = FriendService(publisher, limits)
-        event_log = RoomEventLog(EventPositions(redis), settings.sync_retention_seconds)
+        # Shared by the event positions and the room writers' turns, so that a writer's
+        # calls to both go out in one pipeline.
+        writer_calls = ScriptBatches(redis)
+        event_log = RoomEventLog(
+            EventPositions(redis, batches=writer_calls), settings.sync_retention_seconds
+        )
         invitations = InvitationService(
             limits, settings.room_invitation_ttl_seconds, publisher, event_log
         )
@@ -139,7 +145,7 @@ class Services:
             limits,
             RoomWriters(
                 MongoMessageInserts(rooms),
-                RedisRoomTurns(redis),
+                RedisRoomTurns(redis, writer_calls),
                 settings.room_send_queue,
                 event_log.positions,
             ),

@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 
 from backends.redis import KeyValueStore
+from services.script_batches import ScriptBatches
 
 COUNTER_KEY = "{event-positions}:counter"
 IN_FLIGHT_KEY = "{event-positions}:in-flight"
@@ -68,8 +69,16 @@ class PositionTaker(Protocol):
 class EventPositions:
     """Positions of room events and their watermark, shared by every instance."""
 
-    def __init__(self, redis: KeyValueStore, in_flight_seconds: float = IN_FLIGHT_SECONDS) -> None:
+    def __init__(
+        self,
+        redis: KeyValueStore,
+        in_flight_seconds: float = IN_FLIGHT_SECONDS,
+        batches: ScriptBatches | None = None,
+    ) -> None:
         self._redis = redis
+        # Take and done go with the Redis calls made beside them (a room writer's
+        # turn): one round trip.
+        self._batches = batches or ScriptBatches(redis)
         self._in_flight_ms = int(in_flight_seconds * 1000)
         self._take = redis.register_script(_TAKE)
         self._watermark = redis.register_script(_WATERMARK)
@@ -77,12 +86,14 @@ class EventPositions:
     async def take(self, count: int = 1) -> int:
         """The first of ``count`` consecutive new positions, in flight until ``done``."""
         deadline = int(time.time() * 1000) + self._in_flight_ms
-        first = await self._take(keys=[COUNTER_KEY, IN_FLIGHT_KEY], args=[count, deadline])
+        first = await self._batches.call(
+            self._take, [COUNTER_KEY, IN_FLIGHT_KEY], [count, deadline]
+        )
         return int(first)
 
     async def done(self, first: int) -> None:
         """The positions taken from ``first`` on are stored, or never will be."""
-        await self._redis.zremrangebyscore(IN_FLIGHT_KEY, first, first)
+        await self._batches.command("ZREMRANGEBYSCORE", IN_FLIGHT_KEY, first, first)
 
     @asynccontextmanager
     async def taking(self, count: int = 1) -> AsyncIterator[int]:

@@ -14,8 +14,10 @@ winner's queue drained (seconds, in a busy room). So, in Redis, beside each room
   other instances' writers of the room wait before their next insert until the
   claimant stored (or its claim expired), so a loser stores on its next try.
 
-Neither decides anything: the unique (room_id, seq) index does. With Redis out of
-reach, writers go on without turns (a warning is logged), as they would alone.
+Neither decides anything: the unique (room_id, seq) index does. Calls go through
+``ScriptBatches``, which may share them with other Redis calls made at once (the
+writer reads its turn as it takes its event positions: one round trip). With Redis
+out of reach, writers go on without turns (a warning is logged), as they would alone.
 The keys carry the room id in braces, so that a cluster keeps a room's keys on one
 node.
 """
@@ -30,6 +32,7 @@ from beanie import PydanticObjectId
 from redis.exceptions import RedisError
 
 from backends.redis import KeyValueStore
+from services.script_batches import ScriptBatches
 
 logger = logging.getLogger(__name__)
 
@@ -66,24 +69,34 @@ def _keys(room_id: PydanticObjectId) -> tuple[str, str]:
 class RedisRoomTurns:
     """``services.room_writer.RoomTurns`` in Redis, shared by every instance."""
 
-    def __init__(self, redis: KeyValueStore) -> None:
+    def __init__(self, redis: KeyValueStore, batches: ScriptBatches | None = None) -> None:
         self._redis = redis
+        self._batches = batches or ScriptBatches(redis)
         self._token = secrets.token_hex(8)  # this instance's, in the claims it makes
         self._stored = redis.register_script(_STORED)
 
+    async def turn(self, room_id: PydanticObjectId) -> int | None:
+        held, stored_next = await self._read(room_id)
+        return None if held else stored_next
+
     async def wait_turn(self, room_id: PydanticObjectId) -> int:
-        next_key, turn_key = _keys(room_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLAIM_MS / 1000
+        while True:
+            held, stored_next = await self._read(room_id)
+            if not held or loop.time() >= deadline:
+                return stored_next
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _read(self, room_id: PydanticObjectId) -> tuple[bool, int]:
+        """Whether another instance holds the room's turn, and the room's next seq."""
+        next_key, turn_key = _keys(room_id)
         try:
-            while True:
-                turn, stored_next = await self._redis.mget(turn_key, next_key)
-                if turn is None or turn == self._token or loop.time() >= deadline:
-                    return int(stored_next or 0)
-                await asyncio.sleep(POLL_SECONDS)
+            turn, stored_next = await self._batches.command("MGET", turn_key, next_key)
         except RedisError:
             logger.warning("a room's turn could not be read; storing without it", exc_info=True)
-            return 0
+            return False, 0
+        return turn is not None and turn != self._token, int(stored_next or 0)
 
     async def claim(self, room_id: PydanticObjectId) -> None:
         _, turn_key = _keys(room_id)
@@ -95,6 +108,8 @@ class RedisRoomTurns:
     async def stored(self, room_id: PydanticObjectId, next_seq: int) -> None:
         next_key, turn_key = _keys(room_id)
         try:
-            await self._stored(keys=[next_key, turn_key], args=[next_seq, self._token, NEXT_TTL_MS])
+            await self._batches.call(
+                self._stored, [next_key, turn_key], [next_seq, self._token, NEXT_TTL_MS]
+            )
         except RedisError:
             logger.warning("a room's next seq could not be recorded", exc_info=True)

@@ -86,6 +86,11 @@ class RoomTurns(Protocol):
     """How a room's writers on several instances take turns (``services.room_turns``).
     Only ever hints: the unique index decides."""
 
+    async def turn(self, room_id: PydanticObjectId) -> int | None:
+        """The seq after the newest stored, as far as is known (0 if not), or None
+        while another instance's writer of the room has the turn."""
+        ...
+
     async def wait_turn(self, room_id: PydanticObjectId) -> int:
         """Waits while another instance's writer of the room has the turn; the seq
         after the newest stored, as far as is known (0 if not)."""
@@ -205,24 +210,29 @@ class RoomWriters:
     ) -> None:
         sends = batch
         for _ in range(MAX_ROUNDS):
-            room.next_seq = max(room.next_seq, await self._turns.wait_turn(room_id))
+            known, first_pos = await self._turn_and_positions(room_id, len(sends))
+            room.next_seq = max(room.next_seq, known)
             first = room.next_seq
-            # Positions follow seqs within a batch, and stay in flight until the
-            # insert has answered (services.event_positions).
-            first_pos = await self._positions.take(len(sends))
             for offset, send in enumerate(sends):
                 send.message.seq = first + offset
                 send.message.pos = first_pos + offset
             try:
                 refused = await self._store.insert_ordered([send.message for send in sends])
-            finally:
+            except BaseException:
                 await self._positions.done(first_pos)
+                raise
             stored = sends if refused is None else sends[:refused]
+            if stored:
+                room.next_seq = stored[-1].message.seq + 1
+                # Issued together: one round trip (services.script_batches).
+                await asyncio.gather(
+                    self._positions.done(first_pos), self._turns.stored(room_id, room.next_seq)
+                )
+            else:
+                await self._positions.done(first_pos)
             for send in stored:
                 send.done.set_result(Stored(send.message, Outcome.STORED))
             if stored:
-                room.next_seq = stored[-1].message.seq + 1
-                await self._turns.stored(room_id, room.next_seq)
                 await self._moved(stored[-1].message)
             if refused is None:
                 return
@@ -249,6 +259,22 @@ class RoomWriters:
                     taken = loser.message.seq
                     room.next_seq = await self._store.newest_seq(room_id, taken) + 1
         raise Unavailable("this room's messages could not be stored; retry the same clientId")
+
+    async def _turn_and_positions(self, room_id: PydanticObjectId, count: int) -> tuple[int, int]:
+        """Where the room stands and the first of ``count`` event positions, read and
+        taken together (one round trip). Positions follow seqs within a batch and
+        across the room's batches, and stay in flight until the insert has answered
+        (services.event_positions): positions taken while another instance has the
+        turn would precede the seqs it is about to store, so they are given back and
+        taken again once the turn is this writer's."""
+        known, first_pos = await asyncio.gather(
+            self._turns.turn(room_id), self._positions.take(count)
+        )
+        if known is not None:
+            return known, first_pos
+        await self._positions.done(first_pos)
+        known = await self._turns.wait_turn(room_id)
+        return known, await self._positions.take(count)
 
     async def _moved(self, newest: MessageDoc) -> None:
         try:

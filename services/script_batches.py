@@ -1,23 +1,28 @@
-"""Redis script calls made at once, sent together in one pipeline.
+"""Redis calls made at once, sent together in one pipeline.
 
 A connection storm registers thousands of sockets' presence within a second: one
 script call each, one pooled connection each, and the pool runs dry ("No
 connection available"), refusing sockets. ``ScriptBatches`` queues the calls made
 while a pipeline is in flight and sends them as the next one (not a transaction:
-each script is atomic on its own, as it was alone). Calls keep their order, so a
-socket's registration always reaches Redis before its unregistration.
+each script or command is atomic on its own, as it was alone). Calls keep their
+order, so a socket's registration always reaches Redis before its unregistration.
+The same makes calls issued together (``asyncio.gather``) one round trip: a room
+writer reads its turn and takes its event positions at once.
 
-On a cluster the pipeline goes out as one batch per node. A master promoted from a
-replica after a failover has no scripts loaded (Redis does not copy its script
-cache): the calls it refused with NOSCRIPT are sent again, once, after the scripts
-are loaded on every master (a lone script call does the same by itself).
+Scripts go out as ``EVALSHA``: a script object in a pipeline would make redis-py
+ask ``SCRIPT EXISTS`` first, a second round trip for every pipeline. A server that
+has not loaded a script yet (a first call, a restart, or a master promoted from a
+replica after a failover, since Redis does not copy its script cache) refuses it
+with NOSCRIPT: the refused calls are sent again, once, after the scripts are loaded
+(on every master of a cluster).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
@@ -30,24 +35,30 @@ MAX_BATCH_CALLS = 1_000
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    script: AsyncScript
-    keys: list[str]
-    args: list[Any]
+    command: tuple[Any, ...]
+    script: AsyncScript | None  # the script an EVALSHA runs, to load it if refused
     answer: asyncio.Future[Any]
 
 
 class ScriptBatches:
-    """Runs script calls through one pipeline at a time."""
+    """Runs script calls and commands through one pipeline at a time."""
 
     def __init__(self, redis: KeyValueStore) -> None:
         self._redis = redis
         self._queued: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+    async def call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """The script's result, as if called alone."""
+        return await self._queue(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+
+    async def command(self, *command: Any) -> Any:
+        """A command's answer (e.g. ``command("MGET", a, b)``), as if sent alone."""
+        return await self._queue(command, None)
+
+    async def _queue(self, command: tuple[Any, ...], script: AsyncScript | None) -> Any:
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queued.append(_Call(script, keys, args, answer))
+        self._queued.append(_Call(command, script, answer))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_while_queued())
         # Shielded: a caller that gives up leaves the batch, and its call, to finish.
@@ -65,16 +76,16 @@ class ScriptBatches:
     async def _results(self, batch: list[_Call]) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for call in batch:
-                # A cluster's pipeline is no RedisCluster, but the script takes it.
-                await call.script(keys=call.keys, args=call.args, client=cast(Any, pipe))
+                pipe.execute_command(*call.command)
             return await pipe.execute(raise_on_error=False)
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
             results = await self._results(batch)
             refused = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-            if refused:
-                for script in {id(batch[i].script): batch[i].script for i in refused}.values():
+            scripts = {id(s): s for i in refused if (s := batch[i].script) is not None}
+            if scripts:
+                for script in scripts.values():
                     await self._redis.script_load(script.script)
                 again = await self._results([batch[i] for i in refused])
                 for i, result in zip(refused, again, strict=True):

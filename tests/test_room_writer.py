@@ -111,6 +111,11 @@ class Turns:
         self.waited = 0  # how often this instance waited for another's turn
         self.held_back = asyncio.Event()
 
+    async def turn(self, room_id: PydanticObjectId) -> int | None:
+        if self.shared.claimant.get(room_id, self.name) != self.name:
+            return None
+        return self.shared.next.get(room_id, 0)
+
     async def wait_turn(self, room_id: PydanticObjectId) -> int:
         while self.shared.claimant.get(room_id, self.name) != self.name:
             self.waited += 1
@@ -308,6 +313,26 @@ async def test_a_writer_that_lost_a_range_stores_before_the_other_instance_again
     assert ROOM not in shared.claimant
     assert store.refused == 1  # "b" lost once, "a" never
     assert store.seqs() == [1, 2, 3]
+
+
+async def test_positions_follow_seqs_across_instances_when_one_waits_for_the_others_turn() -> None:
+    store = Store()
+    shared, positions = SharedTurns(), Positions()  # one counter, as Redis keeps it
+    here_turns = Turns(shared, "a")
+    here = RoomWriters(store, here_turns, queue_limit=100, positions=positions)
+    there = RoomWriters(store, Turns(shared, "b"), queue_limit=100, positions=positions)
+    store.foreign_at = [1]
+    looking = store.newest_gate = asyncio.Event()
+    losing = asyncio.create_task(there.store(message("lost once"), 0))
+    await store.looking_up.wait()
+    # "a" reads the turn as it takes positions: "b" holds it, so "a" gives them back.
+    waiting = asyncio.create_task(here.store(message("waits"), 0))
+    await here_turns.held_back.wait()
+    looking.set()
+    first, second = await losing, await waiting
+    assert (first.message.seq, second.message.seq) == (2, 3)
+    assert (first.message.pos or 0) < (second.message.pos or 0)
+    assert positions.in_flight == set()
 
 
 async def test_redis_turns_hold_others_back_until_the_claimant_stored() -> None:
