@@ -50,6 +50,9 @@ SEEN_RESOLUTION_SECONDS = 60.0
 # Sessions whose last write of "last seen" this process remembers (dropped past this).
 SEEN_REMEMBERED = 10_000
 SESSION_ID_PATTERN = re.compile(r"[0-9a-f]{64}")
+# Sessions whose owner this process remembers (dropped past this), so that a request
+# can check its session beside its first Redis step instead of before it.
+OWNERS_REMEMBERED = 10_000
 
 # KEYS: the user's list. ARGV: the new session's id, now (ms), TTL (s).
 # Lists the new session; returns every listed id, oldest first.
@@ -79,7 +82,8 @@ def _plausible(token: str) -> bool:
     return bool(token) and len(token) <= MAX_TOKEN_CHARS and token.isascii()
 
 
-def _key(token: str) -> str:
+def session_key(token: str) -> str:
+    """The session's key: it holds the owner's user id while the session is live."""
     return _KEY_PREFIX + session_id(token)
 
 
@@ -121,6 +125,9 @@ class SessionStore:
         self._seen = redis.register_script(_SEEN)
         # Session id -> when this process last wrote its "last seen" (monotonic).
         self._seen_written: OrderedDict[str, float] = OrderedDict()
+        # Session id -> its owner's user id, as last read here. A session's owner never
+        # changes; whether it is still live is never taken from here.
+        self._owners: OrderedDict[str, str] = OrderedDict()
 
     async def create(self, user_id: str, user_agent: str | None = None) -> NewSession:
         """A new token for the user, valid for the configured TTL; past the per-user
@@ -239,14 +246,28 @@ class SessionStore:
         """The user the token belongs to, or None if it is unknown, expired or revoked."""
         if not _plausible(token):
             return None
-        user_id = await self._redis.get(_key(token))
-        return None if user_id is None else str(user_id)
+        user_id = await self._redis.get(session_key(token))
+        if user_id is None:
+            return None
+        self._owners[session_id(token)] = str(user_id)
+        while len(self._owners) > OWNERS_REMEMBERED:
+            self._owners.popitem(last=False)
+        return str(user_id)
+
+    def known_owner(self, token: str) -> str | None:
+        """The user whose session the token was when this process last read it, without
+        asking Redis: the caller still checks that the session is live."""
+        return self._owners.get(session_id(token)) if _plausible(token) else None
+
+    def forget_owner(self, token: str) -> None:
+        """The token's session was found ended."""
+        self._owners.pop(session_id(token), None)
 
     async def lookup(self, token: str) -> SessionInfo | None:
         """The token's session with its time left, or None if it is not live."""
         if not _plausible(token):
             return None
-        key = _key(token)
+        key = session_key(token)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(key)
             pipe.pttl(key)

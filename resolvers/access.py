@@ -8,13 +8,19 @@ from auth.sessions import session_id
 from models import RoomDoc, UserDoc
 from schema.context import Info
 from services.ids import parse_id
+from services.rate_limits import LimitName
 
 
-async def require_viewer(info: Info) -> UserDoc:
-    """The authenticated viewer; UNAUTHENTICATED without a valid session token."""
+async def require_viewer(info: Info, spending: LimitName | None = None) -> UserDoc:
+    """The authenticated viewer; UNAUTHENTICATED without a valid session token. With
+    ``spending``, one call of that budget of the viewer is spent too (RATE_LIMITED
+    when it is empty), beside the session's check."""
     context = info.context
+    accounts = context.services.accounts
     if context.viewer is None or context.over_websocket:
-        context.viewer = await context.services.accounts.user_for_token(context.token)
+        context.viewer = await accounts.user_for_token(context.token, spending)
+    elif spending is not None:
+        await accounts.spend(spending, context.viewer)
     return context.viewer
 
 

@@ -13,6 +13,7 @@ from schema.types import Message, MessageConnection, MessageEdge, PageInfo
 from services.ids import parse_id
 from services.messages import message_cursor
 from services.paging import Page
+from services.rate_limits import LimitName
 
 
 async def send_message(
@@ -23,7 +24,7 @@ async def send_message(
     reply_to_id: strawberry.ID | None = None,
     attachment_ids: list[strawberry.ID] | None = None,
 ) -> Message:
-    viewer = await require_viewer(info)
+    viewer = await require_viewer(info, spending=LimitName.SEND_MESSAGE)
     room = await info.context.services.access.require_sender(parse_id(room_id, "roomId"), viewer)
     reply_to = parse_id(reply_to_id, "replyToId") if reply_to_id is not None else None
     files = [parse_id(value, "attachmentIds") for value in attachment_ids or ()]

@@ -19,7 +19,14 @@ from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
 from auth.passwords import PasswordHashing
-from auth.sessions import SESSION_ID_PATTERN, SessionInfo, SessionRecord, SessionStore, session_id
+from auth.sessions import (
+    SESSION_ID_PATTERN,
+    SessionInfo,
+    SessionRecord,
+    SessionStore,
+    session_id,
+    session_key,
+)
 from errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from live.hub import FanoutHub
 from models import UserDoc
@@ -268,15 +275,32 @@ class AccountService:
         )
         await self.end_all_sessions(str(viewer.id), keep=current_session)
 
-    async def user_for_token(self, token: str | None) -> UserDoc:
-        """The user whose valid session the token is; UNAUTHENTICATED otherwise."""
+    async def user_for_token(self, token: str | None, spending: LimitName | None = None) -> UserDoc:
+        """The user whose valid session the token is; UNAUTHENTICATED otherwise. With
+        ``spending``, one call of that budget of the user is spent too (RATE_LIMITED
+        when it is empty), in the same round trip as the session's check once this
+        instance has seen the token."""
         if not token:
             raise Unauthenticated("sign in: this operation needs a session token")
-        user_id = await self.sessions.user_id_for(token)
-        if not user_id:
-            raise Unauthenticated("the session token is invalid, expired or revoked")
+        user_id = self.sessions.known_owner(token) if spending is not None else None
+        if spending is not None and user_id is not None:
+            if not await self._limits.hit_in_session(
+                spending, user_id, session_key(token), user_id
+            ):
+                self.sessions.forget_owner(token)
+                raise Unauthenticated("the session token is invalid, expired or revoked")
+        else:
+            user_id = await self.sessions.user_id_for(token)
+            if not user_id:
+                raise Unauthenticated("the session token is invalid, expired or revoked")
+            if spending is not None:
+                await self._limits.hit(spending, user_id)
         await self.sessions.seen([session_id(token)])
         return await self._user(user_id)
+
+    async def spend(self, spending: LimitName, user: UserDoc) -> None:
+        """One call of the user's budget (a viewer whose session this request checked)."""
+        await self._limits.hit(spending, str(user.id))
 
     async def open_session(self, token: str | None) -> tuple[UserDoc, SessionInfo]:
         """The user and the live session of a socket's token; UNAUTHENTICATED otherwise."""

@@ -124,9 +124,10 @@ class MessageService:
     ) -> MessageDoc:
         """Stores and publishes a message; a retried clientId returns the first one.
         ``reply_to_id`` must name a message of the same room; named uploads are checked
-        and attached before it is stored (services.uploads)."""
+        and attached before it is stored (services.uploads). The sender's SEND_MESSAGE
+        budget is spent by the caller, beside the session's check
+        (``AccountService.user_for_token``)."""
         assert sender.id is not None
-        await self._limits.hit(LimitName.SEND_MESSAGE, str(sender.id))
         self._check(text, client_id, with_files=bool(attachment_ids))
         if reply_to_id is not None:
             await reply_target(room.id, reply_to_id)

@@ -36,16 +36,16 @@ MAX_SUBJECT_CHARS = 100
 #   hit   spends one from every budget when all pass, nothing otherwise
 #   check writes nothing
 #   spend spends one from every budget, passing or not
-_GCRA = """
+_GCRA_BODY = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
-local mode = ARGV[1]
+local mode = argv[1]
 local wait = 0
 local worst = 1
 local next_tats = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i])
-  local count = tonumber(ARGV[2 * i + 1])
+for i, key in ipairs(keys) do
+  local interval = tonumber(argv[2 * i])
+  local count = tonumber(argv[2 * i + 1])
   local tat = tonumber(redis.call('GET', key)) or now
   if tat < now then tat = now end
   next_tats[i] = tat + interval
@@ -56,7 +56,7 @@ for i, key in ipairs(KEYS) do
   end
 end
 if mode == 'spend' or (mode == 'hit' and wait <= 0) then
-  for i, key in ipairs(KEYS) do
+  for i, key in ipairs(keys) do
     -- At least 1 ms: with a budget of millions an interval is below a float's step
     -- at this time, the sum equals now, and PX 0 is refused.
     redis.call('SET', key, tostring(next_tats[i]), 'PX', math.max(1, math.ceil(next_tats[i] - now)))
@@ -64,6 +64,17 @@ if mode == 'spend' or (mode == 'hit' and wait <= 0) then
 end
 return {math.ceil(wait), worst}
 """
+_GCRA = "local keys, argv = KEYS, ARGV\n" + _GCRA_BODY
+# The same for a call made in a session: KEYS[1] must still hold ARGV[1] (the session
+# is live), or the script spends nothing and returns {-1, 0}; the budgets follow.
+_GCRA_IN_SESSION = (
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1, 0} end
+local unpack_all = table.unpack or unpack
+local keys, argv = {unpack_all(KEYS, 2)}, {unpack_all(ARGV, 2)}
+"""
+    + _GCRA_BODY
+)
 
 
 class LimitName(StrEnum):
@@ -225,10 +236,32 @@ class RateLimiter:
         self._redis = redis
         self._limits = limits
         self._script = redis.register_script(_GCRA)
+        self._in_session = redis.register_script(_GCRA_IN_SESSION)
 
     async def hit(self, name: LimitName, subject: str) -> None:
         """Spends one call of the budget; RATE_LIMITED (spending nothing) if it is empty."""
         await self._run("hit", [(name, subject)])
+
+    async def hit_in_session(
+        self, name: LimitName, subject: str, session_key: str, session_value: str
+    ) -> bool:
+        """``hit``, only while ``session_key`` holds ``session_value`` (a live session
+        of the subject), checked in the same round trip: False, spending nothing, if it
+        does not. On a cluster the session's key is in another slot: read before."""
+        key = _key(name, subject)
+        if len(positions_by_slot(self._redis, [session_key, key])) > 1:
+            if await self._redis.get(session_key) != session_value:
+                return False
+            await self.hit(name, subject)
+            return True
+        limit = self._limits[name]
+        wait_ms, _ = await self._in_session(
+            keys=[session_key, key], args=[session_value, "hit", limit.interval_ms, limit.count]
+        )
+        if int(wait_ms) < 0:
+            return False
+        _refuse_past(int(wait_ms), name)
+        return True
 
     async def check(self, *budgets: Budget) -> None:
         """RATE_LIMITED if a ``hit`` of these budgets would be refused; writes nothing."""
@@ -239,9 +272,7 @@ class RateLimiter:
         await self._run("spend", list(budgets))
 
     async def _run(self, mode: str, budgets: list[Budget]) -> None:
-        keys = [
-            f"{KEY_PREFIX}:{name.value}:{subject[:MAX_SUBJECT_CHARS]}" for name, subject in budgets
-        ]
+        keys = [_key(name, subject) for name, subject in budgets]
         # Each budget is a key of its own subject: on a cluster they are in several
         # slots, and the script runs once per slot. Only ``hit``, which must spend from
         # all or none, needs them in one script, and it is only ever given one budget.
@@ -252,10 +283,8 @@ class RateLimiter:
             *(self._call(mode, budgets, keys, group) for group in groups)
         )
         wait_ms, worst = max(answers)
-        if wait_ms > 0 and mode != "spend":
-            retry_after = wait_ms / 1000
-            what = _REFUSALS[budgets[worst][0]]
-            raise RateLimited(f"{what}; retry in {retry_after:g} s", retry_after=retry_after)
+        if mode != "spend":
+            _refuse_past(wait_ms, budgets[worst][0])
 
     async def _call(
         self, mode: str, budgets: list[Budget], keys: list[str], group: list[int]
@@ -268,3 +297,15 @@ class RateLimiter:
             args += [limit.interval_ms, limit.count]
         wait_ms, worst = await self._script(keys=[keys[i] for i in group], args=args)
         return int(wait_ms), group[int(worst) - 1]
+
+
+def _key(name: LimitName, subject: str) -> str:
+    return f"{KEY_PREFIX}:{name.value}:{subject[:MAX_SUBJECT_CHARS]}"
+
+
+def _refuse_past(wait_ms: int, name: LimitName) -> None:
+    """RATE_LIMITED when the budget's next call is ``wait_ms`` away (> 0)."""
+    if wait_ms > 0:
+        retry_after = wait_ms / 1000
+        what = _REFUSALS[name]
+        raise RateLimited(f"{what}; retry in {retry_after:g} s", retry_after=retry_after)

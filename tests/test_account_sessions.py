@@ -35,6 +35,7 @@ from tests.support.accounts import (
 from tests.support.chat import (
     MESSAGE_ADDED,
     REGISTER_DEVICE,
+    SEND,
     UNREGISTER_DEVICE,
     as_user,
     direct_room,
@@ -92,6 +93,20 @@ async def test_sessions_need_a_live_session(any_server: ServerProcess) -> None:
     await as_user(any_server, account, "mutation { logOut }")
     async with client(any_server, account.token) as session:
         assert await error_code(session, SESSIONS) == "UNAUTHENTICATED"
+
+
+async def test_a_session_ended_on_one_instance_cannot_send_on_another_at_once(
+    server_a: ServerProcess, server_b: ServerProcess
+) -> None:
+    alice, bob = await sign_up(server_a), await sign_up(server_a)
+    room_id = await direct_room(server_a, alice, bob)
+    phone = await log_in(server_a, alice)
+    # The second instance has seen the session send (it now knows whose it is).
+    assert (await send(server_b, phone, room_id, "while live"))["text"] == "while live"
+    await as_user(server_a, phone, "mutation { logOut }")
+    async with client(server_b, phone.token) as session:
+        assert await error_code(session, SEND, r=room_id, t="after", c=None) == "UNAUTHENTICATED"
+    assert (await send(server_b, alice, room_id, "others go on"))["seq"] == 2
 
 
 async def assert_closes_the_sockets_of(

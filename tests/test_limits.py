@@ -28,6 +28,7 @@ import pytest_asyncio
 import websockets
 from starlette.requests import HTTPConnection
 
+from errors import RateLimited
 from services.rate_limits import Limit, LimitName, RateLimiter
 from settings import Settings
 from tests.support.chat import (
@@ -589,3 +590,16 @@ async def test_a_budget_of_millions_spends_without_a_zero_expiry() -> None:
     limiter = RateLimiter(redis, {LimitName.SEND_MESSAGE: Limit(100_000_000, 6.0)})
     for _ in range(3):  # each raised the script's "invalid expire time" before
         await limiter.hit(LimitName.SEND_MESSAGE, "someone")
+
+
+async def test_a_hit_in_a_session_spends_only_while_the_session_holds_its_owner() -> None:
+    redis = fakeredis.FakeAsyncRedis(decode_responses=True)
+    limiter = RateLimiter(redis, {LimitName.SEND_MESSAGE: Limit(2, 60.0)})
+    await redis.set("session", "u1")
+    assert await limiter.hit_in_session(LimitName.SEND_MESSAGE, "u1", "session", "u1")
+    await redis.delete("session")  # revoked: refused, and nothing is spent
+    assert not await limiter.hit_in_session(LimitName.SEND_MESSAGE, "u1", "session", "u1")
+    await redis.set("session", "u1")
+    assert await limiter.hit_in_session(LimitName.SEND_MESSAGE, "u1", "session", "u1")
+    with pytest.raises(RateLimited):  # the budget of two is spent by the two live calls
+        await limiter.hit_in_session(LimitName.SEND_MESSAGE, "u1", "session", "u1")
