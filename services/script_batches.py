@@ -19,7 +19,6 @@ with NOSCRIPT: the refused calls are sent again, once, after the scripts are loa
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,16 +27,16 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from backends.redis import KeyValueStore
+from services.batched_calls import BatchedCalls
 
 # One pipeline carries at most this many calls (a bound on one request's size).
 MAX_BATCH_CALLS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
-class _Call:
-    command: tuple[Any, ...]
+class _Command:
+    args: tuple[Any, ...]
     script: AsyncScript | None  # the script an EVALSHA runs, to load it if refused
-    answer: asyncio.Future[Any]
 
 
 class ScriptBatches:
@@ -45,62 +44,31 @@ class ScriptBatches:
 
     def __init__(self, redis: KeyValueStore) -> None:
         self._redis = redis
-        self._queued: list[_Call] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._calls = BatchedCalls(self._send, MAX_BATCH_CALLS)
 
     async def call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """The script's result, as if called alone."""
-        return await self._queue(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+        evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await self._calls.call(_Command(evalsha, script))
 
     async def command(self, *command: Any) -> Any:
         """A command's answer (e.g. ``command("MGET", a, b)``), as if sent alone."""
-        return await self._queue(command, None)
+        return await self._calls.call(_Command(command, None))
 
-    async def _queue(self, command: tuple[Any, ...], script: AsyncScript | None) -> Any:
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queued.append(_Call(command, script, answer))
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send_while_queued())
-        # Shielded: a caller that gives up leaves the batch, and its call, to finish.
-        return await asyncio.shield(answer)
-
-    async def _send_while_queued(self) -> None:
-        try:
-            while self._queued:
-                batch = self._queued[:MAX_BATCH_CALLS]
-                del self._queued[:MAX_BATCH_CALLS]
-                await self._send(batch)
-        finally:
-            self._sender = None
-
-    async def _results(self, batch: list[_Call]) -> list[Any]:
+    async def _results(self, batch: list[_Command]) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
-            for call in batch:
-                pipe.execute_command(*call.command)
+            for command in batch:
+                pipe.execute_command(*command.args)
             return await pipe.execute(raise_on_error=False)
 
-    async def _send(self, batch: list[_Call]) -> None:
-        try:
-            results = await self._results(batch)
-            refused = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-            scripts = {id(s): s for i in refused if (s := batch[i].script) is not None}
-            if scripts:
-                for script in scripts.values():
-                    await self._redis.script_load(script.script)
-                again = await self._results([batch[i] for i in refused])
-                for i, result in zip(refused, again, strict=True):
-                    results[i] = result
-        except Exception as exc:
-            results = [exc] * len(batch)
-        except BaseException:
-            for call in batch:
-                call.answer.cancel()
-            raise
-        for call, result in zip(batch, results, strict=True):
-            if call.answer.done():
-                continue
-            if isinstance(result, Exception):
-                call.answer.set_exception(result)
-                call.answer.exception()  # retrieved: a caller may have given up
-            else:
-                call.answer.set_result(result)
+    async def _send(self, batch: list[_Command]) -> list[Any]:
+        results = await self._results(batch)
+        refused = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        scripts = {id(s): s for i in refused if (s := batch[i].script) is not None}
+        if scripts:
+            for script in scripts.values():
+                await self._redis.script_load(script.script)
+            again = await self._results([batch[i] for i in refused])
+            for i, result in zip(refused, again, strict=True):
+                results[i] = result
+        return results
