@@ -1,9 +1,11 @@
 """The in-process document database of ``memory://``: mongomock-motor, made usable.
 
-Two things stand between mongomock and Plop, and this module is where both are met:
+Three things stand between mongomock and Plop, and this module is where they are met:
 
 - Beanie 2 calls ``list_collection_names(authorizedCollections=True, nameOnly=True)``
   and mongomock rejects both keywords: ``_EmbeddedDatabase`` drops them.
+- pymongo's ``UpdateOne`` hands a bulk write its ``sort`` (None unless given), which
+  mongomock's bulk builder rejects: ``accept_bulk_update_sort`` drops a None one.
 - mongomock answers every query, and every unique-index check on every insert, by
   running its filter over every document of the collection, so a send got slower as
   messages piled up (20 -> 69 ms over 600 messages in one room). ``_Lookup`` keeps,
@@ -466,6 +468,25 @@ def install_lookups() -> None:
     collection_class._plop_lookups = True
 
 
+def accept_bulk_update_sort() -> None:
+    """Lets mongomock's bulk updates take pymongo's ``sort`` when it is None (once a
+    process); a sort given is refused, as mongomock refuses what it cannot do."""
+    import mongomock.collection
+
+    builder: Any = mongomock.collection.BulkOperationBuilder
+    if getattr(builder, "_plop_sort", False):
+        return
+    add_update = builder.add_update
+
+    def add_update_without_sort(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
+        if sort is not None:
+            raise NotImplementedError("a sorted bulk update is not implemented in mongomock")
+        return add_update(self, *args, **kwargs)
+
+    builder.add_update = add_update_without_sort
+    builder._plop_sort = True
+
+
 class _EmbeddedDatabase:
     """Wraps a mongomock-motor database so that Beanie's start-up calls work."""
 
@@ -490,4 +511,5 @@ def embedded_database(name: str) -> Any:
     from mongomock_motor import AsyncMongoMockClient
 
     install_lookups()
+    accept_bulk_update_sort()
     return _EmbeddedDatabase(AsyncMongoMockClient()[name])

@@ -230,10 +230,13 @@ class RoomWriters:
                 )
             else:
                 await self._positions.done(first_pos)
+            if stored:
+                # Before the answers: a sender that lists its rooms next sees the room
+                # moved up (the move shares its write with other rooms', see
+                # services.room_progress).
+                await self._moved(stored[-1].message)
             for send in stored:
                 send.done.set_result(Stored(send.message, Outcome.STORED))
-            if stored:
-                await self._moved(stored[-1].message)
             if refused is None:
                 return
             loser, sends = sends[refused], sends[refused + 1 :]

@@ -37,6 +37,7 @@ from services.publisher import EventPublisher
 from services.rate_limits import LimitName, RateLimiter
 from services.room_access import NO_SUCH_ROOM, RoomAccess
 from services.room_event_log import NothingChanged, RoomEventLog
+from services.room_progress import RoomProgressWrites
 from services.room_roles import (
     check_removal,
     heir_of,
@@ -182,6 +183,7 @@ class RoomService:
         event_log: RoomEventLog,
     ) -> None:
         self._event_log = event_log
+        self._progress = RoomProgressWrites()
         self._publisher = publisher
         self._friends = friends
         self._invitations = invitations
@@ -496,14 +498,8 @@ class RoomService:
         """Moves the room's seq hint and message activity forward (never back), in its
         progress document: never in the room's own, which holds its members."""
         self._access.message_stored(room_id, seq)
-        # The collection's own update_one: Beanie's query builder and encoder cost more
-        # than the write itself on this, the hottest update of all.
-        progress = RoomProgressDoc.get_pymongo_collection()
-        moved = {"$max": {"seq_hint": seq, "last_activity_at": when}}
-        try:
-            await progress.update_one({"_id": room_id}, moved, upsert=True)
-        except DuplicateKeyError:  # two first updates raced: the document is there now
-            await progress.update_one({"_id": room_id}, moved)
+        # With the moves of other rooms made meanwhile, in one write.
+        await self._progress.moved(room_id, seq, when)
 
     async def list_for(
         self, viewer: UserDoc, first: int | None, after: str | None
