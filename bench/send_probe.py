@@ -6,7 +6,9 @@ own, and runs C closed-loop senders, each on its own kept-alive HTTP/1.1 connect
 written with asyncio streams, for a fixed time after a warm-up. The server's CPU is
 read from ``/proc/<pid>/stat`` before and after that time; the services' (FerretDB,
 PostgreSQL, Kafka, Redis) from their pid files' process trees when they run here.
-With ``--profile FILE`` py-spy records the server during the measured time.
+With ``--profile FILE`` py-spy records the server during the measured time. The
+round trips to Redis and to the database per send are read from the server's
+``/metrics`` (``plop_backend_commands_total`` of sendMessage) over the same time.
 
     python -m bench.send_probe --backend real --concurrency 64 --seconds 20
 """
@@ -24,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +160,18 @@ async def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("plop serve was not ready in 60 s")
 
 
+def _round_trips(port: int) -> dict[str, float]:
+    """sendMessage's round trips so far, by backend, from the server's /metrics."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("plop_backend_commands_total{") and 'field="sendMessage"' in line:
+            backend = line.split('backend="', 1)[1].split('"', 1)[0]
+            counts[backend] = counts.get(backend, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def _server_env(backend: str, services: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PLOP_")}
     env.update(UNLIMITED)
@@ -286,6 +301,7 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
         idle_before, idle_started = _cpu_seconds([server.pid]), time.monotonic()
         await asyncio.sleep(args.idle_seconds)  # the measured time is the point here
         idle_share = (_cpu_seconds([server.pid]) - idle_before) / (time.monotonic() - idle_started)
+        trips_before = await asyncio.to_thread(_round_trips, port)
         cpu_before = _cpu_seconds([server.pid])
         services_before = _cpu_seconds(service_pids)
         busy_before, started = _busy_seconds(), time.monotonic()
@@ -297,6 +313,11 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
         services_cpu = _cpu_seconds(service_pids) - services_before
         busy = _busy_seconds() - busy_before
         sent = counts[1]
+        trips_after = await asyncio.to_thread(_round_trips, port)
+        trips = {
+            backend: round((trips_after[backend] - trips_before.get(backend, 0.0)) / sent, 2)
+            for backend in sorted(trips_after)
+        }
         if profiler is not None:
             profiler.wait(timeout=120)
         return {
@@ -311,6 +332,7 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
             "services_cpu_ms_per_send": round(services_cpu / sent * 1e3, 3)
             if service_pids
             else None,
+            "round_trips_per_send": trips,
             "machine_busy_share": round(busy / (elapsed * (os.cpu_count() or 1)), 3),
             "load_average": os.getloadavg(),
         }
