@@ -80,13 +80,16 @@ class SlotCheckingRedis(fakeredis.FakeAsyncRedis):
 
 
 _CALL = re.compile(r"redis\.call\(\s*'(\w+)'\s*(?:,\s*([^,)]+))?")
-_KEYS_LOOP = re.compile(r"for\s+\w+\s*,\s*(\w+)\s+in\s+ipairs\(KEYS\)")
+_KEYS_LOOP = re.compile(r"for\s+\w+\s*,\s*(\w+)\s+in\s+ipairs\((\w+)\)")
+# A local that is KEYS, or KEYS from a position on: ``local keys, argv = KEYS, ARGV``.
+_KEYS_ALIAS = re.compile(r"local\s+(\w+)\s*,\s*\w+\s*=\s*(?:KEYS|\{\w+\(KEYS,\s*\d+\)\})\s*,")
 _NO_KEY = {"TIME"}
 
 
 def keys_not_from_keys(script: str) -> list[str]:
     """The calls of a Lua script whose key is not one of KEYS (one it built itself)."""
-    from_keys = set(_KEYS_LOOP.findall(script))
+    lists = {"KEYS", *_KEYS_ALIAS.findall(script)}
+    from_keys = {key for key, listed in _KEYS_LOOP.findall(script) if listed in lists}
     return [
         match.group(0)
         for match in _CALL.finditer(script)
