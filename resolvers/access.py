@@ -13,7 +13,10 @@ from services.ids import parse_id
 async def require_viewer(info: Info) -> UserDoc:
     """The authenticated viewer; UNAUTHENTICATED without a valid session token."""
     context = info.context
-    if context.viewer is None or context.over_websocket:
+    if context.over_websocket:
+        # Checked again for every operation of a socket; a storm's checks share reads.
+        context.viewer, _ = await context.services.accounts.open_session(context.token)
+    elif context.viewer is None:
         context.viewer = await context.services.accounts.user_for_token(context.token)
     return context.viewer
 
