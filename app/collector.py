@@ -6,8 +6,8 @@ objects) and the objects promoted since the last full pass are a quarter of the
 rest. Each open socket keeps hundreds of tracked objects for its whole life, so a
 storm of thousands of sockets opening at once grows the heap by millions: with
 the default pace the server made a full pass every few seconds, each over a larger
-heap (14 passes, about 21 s of a 5,000-socket storm's 95 s, the last ones 3 s
-each), while every handshake waited.
+heap (15 passes, 21 s of the 90 s that 5,000 sockets took to open, the last ones
+3 s each), while every handshake waited.
 
 ``settle_collector`` runs once the app is built:
 
