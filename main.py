@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.collector import settle_collector
 from app.runtime import open_runtime
 from app.server_edge import GRAPHQL_PATH, ServerEdge
 from app.shutdown import GracefulStop
@@ -70,4 +71,6 @@ def create_worker_app() -> FastAPI:
     the workers gets the worker's process id appended."""
     settings = Settings()
     settings.instance_id = f"{settings.instance_id}-{os.getpid()}"
-    return create_app(settings)
+    app = create_app(settings)
+    settle_collector()  # each worker is a server process of its own (app.collector)
+    return app

@@ -265,17 +265,26 @@ class SessionStore:
 
     async def lookup(self, token: str) -> SessionInfo | None:
         """The token's session with its time left, or None if it is not live."""
-        if not _plausible(token):
-            return None
-        key = session_key(token)
+        return (await self.lookup_many([token])).get(token)
+
+    async def lookup_many(self, tokens: Iterable[str]) -> dict[str, SessionInfo]:
+        """The live sessions among the tokens, by token, in one round trip."""
+        ids = {token: session_id(token) for token in dict.fromkeys(tokens) if _plausible(token)}
+        if not ids:
+            return {}
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(key)
-            pipe.pttl(key)
-            user_id, ttl_millis = await pipe.execute()
-        if user_id is None:
-            return None
-        left = ttl_millis / 1000 if ttl_millis and ttl_millis > 0 else float(self._ttl_seconds)
-        return SessionInfo(str(user_id), session_id(token), left)
+            for each in ids.values():
+                pipe.get(_KEY_PREFIX + each)
+                pipe.pttl(_KEY_PREFIX + each)
+            found = await pipe.execute()
+        live: dict[str, SessionInfo] = {}
+        for index, (token, each) in enumerate(ids.items()):
+            user_id, ttl_millis = found[2 * index], found[2 * index + 1]
+            if user_id is None:
+                continue
+            left = ttl_millis / 1000 if ttl_millis and ttl_millis > 0 else float(self._ttl_seconds)
+            live[token] = SessionInfo(_text(user_id), each, left)
+        return live
 
     async def live(self, session_ids: Iterable[str]) -> set[str]:
         """Those of the sessions that are still live, in one round trip."""

@@ -162,9 +162,12 @@ def serve(
         config = uvicorn.Config("main:create_worker_app", factory=True, workers=workers, **options)
         Multiprocess(config, sockets=listeners).run()
         return
+    from app.collector import settle_collector
     from main import create_app
 
-    uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run(sockets=listeners)
+    app = create_app(settings)
+    settle_collector()  # a connection storm must not wait on full collector passes
+    uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=listeners)
 
 
 def _listen(host: str, port: int) -> socket.socket:

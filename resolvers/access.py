@@ -17,7 +17,12 @@ async def require_viewer(info: Info, spending: LimitName | None = None) -> UserD
     when it is empty), beside the session's check."""
     context = info.context
     accounts = context.services.accounts
-    if context.viewer is None or context.over_websocket:
+    if context.over_websocket:
+        # Checked again for every operation of a socket; a storm's checks share reads.
+        context.viewer, _ = await accounts.open_session(context.token)
+        if spending is not None:
+            await accounts.spend(spending, context.viewer)
+    elif context.viewer is None:
         context.viewer = await accounts.user_for_token(context.token, spending)
     elif spending is not None:
         await accounts.spend(spending, context.viewer)

@@ -138,6 +138,9 @@ class AccountService:
         self._recent_users: Recent[UserDoc] = Recent(RECENT_USERS, RECENT_USER_SECONDS)
         # The sockets of a user reconnecting at once miss the cache together: one read.
         self._users: FreshReads[PydanticObjectId, UserDoc] = FreshReads(self.get_many)
+        # A connection storm's sockets each present a token: one round trip for all
+        # the tokens asked while one is in flight, each read begun after its ask.
+        self._socket_sessions: FreshReads[str, SessionInfo] = FreshReads(sessions.lookup_many)
 
     async def sign_up(
         self,
@@ -303,10 +306,11 @@ class AccountService:
         await self._limits.hit(spending, str(user.id))
 
     async def open_session(self, token: str | None) -> tuple[UserDoc, SessionInfo]:
-        """The user and the live session of a socket's token; UNAUTHENTICATED otherwise."""
+        """The user and the live session of a socket's token (read fresh, in a batch
+        with the other sockets' tokens); UNAUTHENTICATED otherwise."""
         if not token:
             raise Unauthenticated("sign in: this operation needs a session token")
-        session = await self.sessions.lookup(token)
+        session = await self._socket_sessions.get(token)
         if session is None:
             raise Unauthenticated("the session token is invalid, expired or revoked")
         await self.sessions.seen([session.session_id])

@@ -55,12 +55,14 @@ ONLINE = PresenceStatus.ONLINE
 OFFLINE = PresenceStatus.OFFLINE
 SWEEP_BATCH = 200
 
-# KEYS: the user's conns, state. ARGV: connection, now, expires_at.
-# Adds (or refreshes) a connection; returns 1 if the user just came ONLINE.
+# KEYS: the user's conns, state. ARGV: now, expires_at, then one or more connections.
+# Adds (or refreshes) the connections; returns 1 if the user just came ONLINE.
 _CONNECT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('HSET', KEYS[2], 'heartbeat_at', ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for i = 3, #ARGV do
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+end
+redis.call('HSET', KEYS[2], 'heartbeat_at', ARGV[1])
 redis.call('HDEL', KEYS[2], 'closed_at')
 if redis.call('HGET', KEYS[2], 'status') == 'ONLINE' then
   return 0
@@ -196,10 +198,12 @@ class PresenceService:
         """Registers a socket of the user; returns its connection id."""
         connection = secrets.token_hex(8)
         self._local[user_id].add(connection)
-        await self._register(user_id, connection)
+        await self._register(user_id, (connection,))
         return connection
 
-    async def _register(self, user_id: str, connection: str) -> None:
+    async def _register(self, user_id: str, connections: tuple[str, ...]) -> None:
+        """Adds or refreshes connections of one user: a single script call for all of
+        them, so a heartbeat costs one call per user, not one per socket."""
         now = time.time()
         # Queued together, so both go in the same batch: the user's own keys in one
         # script, the schedule (a key of all users, in another slot) beside it.
@@ -207,7 +211,7 @@ class PresenceService:
             self._scripts.call(
                 self._connect_script,
                 [self._conns(user_id), self._state(user_id)],
-                [connection, now, now + self._ttl],
+                [now, now + self._ttl, *connections],
             ),
             self._scripts.call(self._schedule_script, [self._due], [user_id, now + self._ttl]),
         )
@@ -233,16 +237,17 @@ class PresenceService:
     async def heartbeat(self) -> int:
         """Refreshes this instance's sockets so that they do not expire (due once per
         ``heartbeat_seconds``); returns how many failed."""
-        # All at once: the refreshes share pipelines (one per batch, not per socket).
-        refreshes = [
-            self._register(user_id, connection)
-            for user_id, sockets in list(self._local.items())
-            for connection in tuple(sockets)
-        ]
+        # All at once: the refreshes share pipelines (one per batch), and each user's
+        # sockets share one call.
+        users = [(user_id, tuple(sockets)) for user_id, sockets in self._local.items() if sockets]
+        outcomes = await asyncio.gather(
+            *(self._register(user_id, sockets) for user_id, sockets in users),
+            return_exceptions=True,
+        )
         failed = 0
-        for outcome in await asyncio.gather(*refreshes, return_exceptions=True):
+        for (_, sockets), outcome in zip(users, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                failed += 1
+                failed += len(sockets)
                 logger.error("presence heartbeat failed", exc_info=outcome)
         return failed
 

@@ -130,6 +130,7 @@ FILE_SECONDS: dict[str, int] = {
     "test_socket_batched_writes.py": 1,
     "test_hub_resubscribe.py": 0,
     "test_socket_wire.py": 0,
+    "test_collector.py": 0,
     "test_subscription_close.py": 0,
     "test_subscription_memory.py": 0,
 }
