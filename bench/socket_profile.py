@@ -181,7 +181,13 @@ async def profile(sockets: int, users: int, rooms: int, top: int) -> dict[str, A
     run_id = secrets.token_hex(4)
     with tempfile.TemporaryDirectory(prefix="plop-socket-profile-") as scratch:
         directory = Path(scratch)
-        settings = {**plop_settings(), "PLOP_TRACEMALLOC_DIR": str(directory)}
+        settings = {
+            **plop_settings(),
+            "PLOP_TRACEMALLOC_DIR": str(directory),
+            # Traced, the server may take longer than the usual deadline to answer a
+            # connection_init; a socket closed for it would be opened again, and again.
+            "PLOP_CONNECTION_INIT_TIMEOUT_SECONDS": str(SUBSCRIBE_TIMEOUT_SECONDS),
+        }
         server = plop_server(f"socket-profile-{run_id}", "embedded", run_id, settings)
         async with running(server):
             target = Target("plop", "Plop (embedded)", server)
@@ -203,7 +209,7 @@ async def profile(sockets: int, users: int, rooms: int, top: int) -> dict[str, A
                     target.ws_urls, plans, attempts=OPEN_ATTEMPTS, concurrency=CONNECT_CONCURRENCY
                 )
                 held, reached = await _wait_subscriptions(target, reply["opened"])
-                if not reached or reply["failed_sockets"]:
+                if not reached:
                     raise RuntimeError(f"only {held} of {sockets} subscribed: {reply['errors']}")
                 after = await _dump(target, directory, 2)
             finally:
