@@ -15,6 +15,7 @@ from app.shutdown import GracefulStop
 from backends.disk_objects import FILES_PATH
 from backends.object_storage import storage_origin
 from observability.admin import add_operator_endpoints
+from observability.alloc_profile import profiled
 from observability.metrics import INSTANCE
 from schema.root import build_schema
 from settings import Settings
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 shutdown_seconds=config.shutdown_seconds,
                 notice_seconds=config.shutdown_notice_seconds,
             )
-            with stop.installed():
+            with stop.installed(), profiled(config.tracemalloc_dir):
                 yield
 
     app = FastAPI(title="Plop", lifespan=lifespan, docs_url=None, redoc_url=None)

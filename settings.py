@@ -423,6 +423,10 @@ class Settings(BaseSettings):
     shutdown_seconds: float = Field(default=10.0, gt=0)
     shutdown_notice_seconds: float = Field(default=1.0, ge=0)
 
+    # Measuring only: trace allocations and write a profile here on each SIGUSR1
+    # (observability/alloc_profile.py); tracing slows every allocation.
+    tracemalloc_dir: Path | None = None
+
     log_level: str = "INFO"
     # text: one readable line per record; json: one JSON object per line.
     log_format: Literal["text", "json"] = "text"

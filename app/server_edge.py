@@ -7,15 +7,20 @@ error, body-limit and exception middlewares, the router's match, the route's
 dependency solving) before strawberry saw a ``sendMessage``. Here:
 
 - the lifespan goes through ``StartupFailureLine`` only;
-- a WebSocket gets its wire noted, its log context, and the draining check;
+- a WebSocket gets its wire noted, its log context, and the draining check; then
+  one on ``/graphql`` goes straight to the GraphQL view with the context the route
+  would have made, and anything else through FastAPI's routing;
 - an HTTP request gets its log line and request id, CORS when configured, and the
   body limit; then a ``POST /graphql`` goes straight to the GraphQL view with the
   context the route would have made, and anything else through FastAPI's routing.
 
 The straight way does what FastAPI's route did for that request: the context with
 its request, sub-response and background tasks, and the background tasks after
-the answer (the view answers its own refusals, ``PlopGraphQLRouter.run``). An
-exception it raises reaches starlette's outermost error middleware (500) as before.
+the answer (the view answers its own refusals, ``PlopGraphQLRouter.run``). A
+socket's context needs only its request: what FastAPI's route made besides (its
+frames, exit stacks and dependency cache, and a sub-response and background tasks
+no socket uses) lived as long as each socket. An exception either raises reaches
+starlette's outermost error middleware (500, or the socket's close) as before.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from fastapi import BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from observability.logs import RequestLog
 from observability.startup import StartupFailureLine
@@ -52,7 +58,7 @@ class ServerEdge:
         self._startup = StartupFailureLine(app)
         limited: ASGIApp = BodySizeLimit(self._route, max_bytes, unlimited_prefix)
         self._http = RequestLog(Cors(limited, cors_origins) if cors_origins else limited)
-        self._socket = RequestLog(RefuseWhileDraining(app))
+        self._socket = RequestLog(RefuseWhileDraining(self._socket_route))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -71,6 +77,15 @@ class ServerEdge:
             and not scope.get("root_path")
         ):
             await self._graphql_post(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _socket_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == GRAPHQL_PATH and not scope.get("root_path"):
+            websocket = WebSocket(scope, receive, send)
+            context = await context_for(websocket)
+            context.request = websocket
+            await self._graphql.run(websocket, context, None)
         else:
             await self.app(scope, receive, send)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, cast
@@ -234,6 +233,9 @@ class TransportWSHandler(_SocketRules, BaseGraphQLTransportWSHandler[Context, No
     async def handle_connection_init(self, message: Any) -> None:
         # strawberry closes a second connection_init with 4429 before it looks further.
         await super().handle_connection_init(message)
+        # strawberry cancelled its deadline task (or it ran out): done, it would stay
+        # referenced here, with its coroutine, for the socket's whole life.
+        self.connection_init_timeout_task = None
         if self.connection_acknowledged:
             self._watch_session()
 
@@ -305,18 +307,23 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         self._start_socket()
         self._init_received = False
         self._live_operations: dict[str, SocketOperation] = {}
+        # A timer, not a task that sleeps: cancelled once connection_init is accepted,
+        # it leaves nothing behind on the socket.
+        self._init_deadline: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     async def handle(self) -> None:
         await self._handle_within_caps(self._handle_with_deadline)
 
     async def _handle_with_deadline(self) -> None:
-        deadline = asyncio.create_task(self._close_without_init())
+        timeout = self.context.services.settings.connection_init_timeout_seconds
+        loop = asyncio.get_running_loop()
+        self._init_deadline = loop.call_later(timeout, self._close_without_init)
         try:
             await super().handle()
         finally:
-            deadline.cancel()
-            with suppress(asyncio.CancelledError):
-                await deadline
+            self._init_deadline.cancel()
+            self._init_deadline = None
 
     async def handle_connection_init(self, message: Any) -> None:
         if self._init_received:
@@ -326,6 +333,9 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
         self._init_received = True
         await super().handle_connection_init(message)
         if self.connection_acknowledged:
+            if self._init_deadline is not None:
+                self._init_deadline.cancel()
+                self._init_deadline = None
             self._watch_session()
 
     def _error_frame(self, error: Mapping[str, object]) -> Mapping[str, object] | None:
@@ -401,9 +411,10 @@ class LegacyWSHandler(_SocketRules, BaseGraphQLWSHandler[Context, None]):
                 return
         await super().send_message(message)
 
-    async def _close_without_init(self) -> None:
-        timeout = self.context.services.settings.connection_init_timeout_seconds
-        await asyncio.sleep(timeout)
+    def _close_without_init(self) -> None:
+        self._init_deadline = None
         if not self.connection_acknowledged:
             SOCKETS_REFUSED.labels(reason=REFUSED_INIT_TIMEOUT).inc()
-            await self.websocket.close(INIT_TIMEOUT_CODE, "Connection initialisation timeout")
+            self._closing = asyncio.get_running_loop().create_task(
+                self.websocket.close(INIT_TIMEOUT_CODE, "Connection initialisation timeout")
+            )

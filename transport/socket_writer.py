@@ -74,7 +74,6 @@ class QueuedWebSocket:
         self._encode: Callable[[Mapping[str, object]], str] = (
             adapter.encode_frame if isinstance(adapter, LimitCodedWebSocket) else _json_text
         )
-        self._wakeup: asyncio.Future[None] | None = None
         self._writing = False  # a frame taken off the deque is being written
         self._drained: asyncio.Future[None] | None = None  # what close() waits on
         self._closed = False
@@ -83,8 +82,8 @@ class QueuedWebSocket:
         # Operations that answer once (queries, mutations) still running: ``finish``
         # lets them answer before it closes.
         self._answering: set[asyncio.Task[Any]] = set()
-        # Started by the first frame that has to wait: most frames of a shared feed go
-        # straight to the transport, and an idle socket then holds no task for it.
+        # Started by a frame that has to wait, ended once no frame waits: most frames of
+        # a shared feed go straight to the transport, and an idle socket holds no task.
         self._writer: asyncio.Task[None] | None = None
         # Plain text goes straight to the socket; anything else is encoded by strawberry.
         self._text_socket = adapter.ws if isinstance(adapter, ASGIWebSocketAdapter) else None
@@ -126,11 +125,6 @@ class QueuedWebSocket:
         self._queued_bytes += size
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
         return True
 
     def _over_bytes(self, size: int) -> bool:
@@ -205,14 +199,9 @@ class QueuedWebSocket:
             await self._adapter.close(code, reason)
 
     async def _write(self) -> None:
+        """Writes the queued frames in order, and ends once none is left."""
         frames = self._frames
-        while True:
-            if not frames:
-                if self._drained is not None and not self._drained.done():
-                    self._drained.set_result(None)
-                self._wakeup = asyncio.get_running_loop().create_future()
-                await self._wakeup
-                continue
+        while frames:
             self._writing = True
             try:
                 if isinstance(frames[0], tuple):
@@ -224,6 +213,10 @@ class QueuedWebSocket:
                 self._closed = True
             finally:
                 self._writing = False
+        # No await since the deque was seen empty: the next frame queued starts a writer.
+        self._writer = None
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     async def _write_encoded(self) -> None:
         """Writes every encoded frame at the head of the queue in one write, once the
@@ -261,9 +254,12 @@ class QueuedWebSocket:
             await self._adapter.send_json(json.loads(text))
 
     async def _stop_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            if self._writer is writer:
+                self._writer = None
 
     async def shutdown(self) -> None:
         """Ends the writer when the connection's handler is done."""

@@ -81,6 +81,7 @@ FILE_SECONDS: dict[str, int] = {
     "test_behind_proxy.py": 27,
     "test_trusted_documents.py": 27,
     "test_websocket_auth.py": 27,
+    "test_idle_socket_memory.py": 25,
     "test_password_cost.py": 25,
     "test_cli_account_tail.py": 24,
     "test_slow_consumer.py": 21,
