@@ -17,6 +17,15 @@ waiting at the head of the queue in one write: a client that fell behind costs o
 append per frame and one write per catch-up, not a task step and an encoding per
 frame.
 
+Frames a shared feed offers a socket within one turn of the event loop are held
+and written together at the end of that turn (``_TurnWrites``), as one write of all
+their bytes: a feed that is handed a batch of messages at once (the broker's
+consumer dispatches what one fetch brought) then costs each socket one write per
+batch, not one per message. Holding never reorders a socket's frames (a frame that
+takes the queue first puts the held ones in it, ahead of itself), never holds more
+than ``HELD_MAX_FRAMES`` frames or ``HELD_MAX_BYTES`` bytes (past those they are
+written at once), and never outlives the turn.
+
 An operation served by a shared feed writes through its ``OperationFrames``: the
 operation's frame prefix around the feed's payload, built once per payload for
 every operation with the same prefix (``SharedFrame``).
@@ -47,6 +56,51 @@ SLOW_CONSUMER_CODE = 1013
 RESULT_FRAME_TYPES = frozenset({"next", "data"})
 # How long a close waits for the frames queued before it (e.g. connection_error).
 CLOSE_FLUSH_SECONDS = 5.0
+# What one socket holds for the end of the loop's turn at most; past it, the held
+# frames are written at once (a long batch still costs a write per this many).
+HELD_MAX_FRAMES = 64
+HELD_MAX_BYTES = 64 * 1024
+
+
+class _TurnWrites:
+    """The sockets of one event loop holding frames for the end of its current turn.
+
+    One callback per turn writes them all, whatever the number of sockets: scheduled
+    with ``call_soon`` by the first socket to hold a frame, it runs once the callbacks
+    already ready (the task handing out a batch, among them) have run.
+    """
+
+    __slots__ = ("_loop", "_scheduled", "_sockets")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._sockets: list[QueuedWebSocket] = []
+        self._scheduled = False
+
+    def hold(self, socket: QueuedWebSocket) -> None:
+        self._sockets.append(socket)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._write_all)
+
+    def _write_all(self) -> None:
+        sockets, self._sockets = self._sockets, []
+        self._scheduled = False
+        for socket in sockets:
+            socket.write_held()
+
+
+_TURN_WRITES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _TurnWrites] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _turn_writes() -> _TurnWrites:
+    loop = asyncio.get_running_loop()
+    turn = _TURN_WRITES.get(loop)
+    if turn is None:
+        turn = _TURN_WRITES[loop] = _TurnWrites(loop)
+    return turn
 
 
 def _json_text(message: Mapping[str, object]) -> str:
@@ -88,8 +142,12 @@ class QueuedWebSocket:
         # Plain text goes straight to the socket; anything else is encoded by strawberry.
         self._text_socket = adapter.ws if isinstance(adapter, ASGIWebSocketAdapter) else None
         # Frames encoded once for many sockets go straight to the transport when they
-        # can (transport.socket_wire).
+        # can (transport.socket_wire), held until the end of the loop's turn first.
         self._wire = socket_wire(self._text_socket.scope) if self._text_socket else None
+        # Held for the end of this turn (text and bytes), only while nothing is queued
+        # or being written: whatever takes the queue puts these in it first.
+        self._held: list[tuple[str, bytes]] | None = None
+        self._held_bytes = 0
 
     def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
         return self._adapter.iter_json(ignore_parsing_errors=ignore_parsing_errors)
@@ -108,6 +166,8 @@ class QueuedWebSocket:
         return self._queue(frame, len(frame))
 
     def _queue(self, frame: str | tuple[str, bytes], size: int) -> bool:
+        if self._held is not None:
+            self._queue_held()
         if self._closed:
             return False
         if len(self._frames) >= self._max_frames or self._over_bytes(size):
@@ -137,16 +197,53 @@ class QueuedWebSocket:
         )
 
     def offer_encoded(self, text: str, encoded: bytes) -> bool:
-        """Like ``offer``, for a frame also given as its encoded bytes: written at once
-        when nothing is queued before it and the connection takes it as it is."""
+        """Like ``offer``, for a frame also given as its encoded bytes: when nothing is
+        queued before it, held and written with the others of this turn in one write,
+        if the connection takes them as they are."""
         wire = self._wire
         if wire is None:
             return self._queue(text, len(text))
-        if not self._closed and not self._frames and not self._writing and wire.write(encoded):
+        if not self._closed and not self._frames and not self._writing:
+            held = self._held
+            if held is None:
+                self._held = [(text, encoded)]
+                self._held_bytes = len(encoded)
+                _turn_writes().hold(self)
+                return True
+            held.append((text, encoded))
+            self._held_bytes += len(encoded)
+            if len(held) >= HELD_MAX_FRAMES or self._held_bytes >= HELD_MAX_BYTES:
+                self.write_held()
             return True
         # Its bytes wait with it while the wire may take them later (not compressed).
         frame = (text, encoded) if wire.takes_frames() else text
         return self._queue(frame, len(text))
+
+    def write_held(self) -> None:
+        """Writes the frames held this turn in one write, or queues them (in order)
+        if the connection does not take them now (paused, closing, compressed)."""
+        held = self._held
+        if held is None:
+            return
+        if self._closed:  # ended: what was held is dropped, as what was queued is
+            self._held = None
+            return
+        wire = self._wire
+        assert wire is not None, "only a socket with a wire holds frames"
+        data = held[0][1] if len(held) == 1 else b"".join(frame[1] for frame in held)
+        if wire.write(data):
+            self._held = None
+            return
+        self._queue_held()
+
+    def _queue_held(self) -> None:
+        """Puts the held frames in the queue, ahead of anything offered after them."""
+        held, self._held = self._held, None
+        assert held is not None and self._wire is not None
+        takes_frames = self._wire.takes_frames()
+        for text, encoded in held:
+            if not self._queue((text, encoded) if takes_frames else text, len(text)):
+                return  # the socket takes no more: the rest goes with it
 
     def answering(self, task: asyncio.Task[Any]) -> None:
         """Notes an operation that answers once, running in ``task``, until it ends."""
@@ -164,6 +261,8 @@ class QueuedWebSocket:
         """Closes after the frames queued so far are written (bounded wait)."""
         if self._closed:
             return
+        if self._held is not None:
+            self._queue_held()
         self._closed = True
         if self._frames or self._writing:
             self._drained = asyncio.get_running_loop().create_future()
@@ -184,6 +283,7 @@ class QueuedWebSocket:
         if self._ended:
             return
         self._ended = self._closed = True
+        self._held = None
         self._frames.clear()
         await self._stop_writer()
         self._queued_bytes = 0
