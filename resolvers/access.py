@@ -16,16 +16,15 @@ async def require_viewer(info: Info, spending: LimitName | None = None) -> UserD
     ``spending``, one call of that budget of the viewer is spent too (RATE_LIMITED
     when it is empty), beside the session's check."""
     context = info.context
-    accounts = context.services.accounts
     if context.over_websocket:
         # Checked again for every operation of a socket; a storm's checks share reads.
-        context.viewer, _ = await accounts.open_session(context.token)
+        context.viewer, _ = await context.services.accounts.open_session(context.token)
         if spending is not None:
-            await accounts.spend(spending, context.viewer)
+            await context.services.accounts.spend(spending, context.viewer)
     elif context.viewer is None:
-        context.viewer = await accounts.user_for_token(context.token, spending)
+        context.viewer = await context.services.accounts.user_for_token(context.token, spending)
     elif spending is not None:
-        await accounts.spend(spending, context.viewer)
+        await context.services.accounts.spend(spending, context.viewer)
     return context.viewer
 
 
